@@ -1,0 +1,104 @@
+//! `file-owner PORT [PATH]`: share a file (or every file of a folder) with a ring of peers.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use ringswarm::cli::{self, human_size};
+use ringswarm::events::EventSink;
+use ringswarm::owner::{self, SharedFile};
+
+/// Share a file with a ring of peers: each joining peer is handed a subset of the chunks, and
+/// the peers pass the rest around the ring.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TCP port to listen on (0 picks a free one)
+    port: u16,
+    /// File to share, or a folder whose regular files are each shared [default: current folder]
+    path: Option<PathBuf>,
+    /// Address to listen on
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Expected number of peers: each is handed ⌈chunks / PEERS⌉ chunks
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    peers: u32,
+    /// Nominal chunk size (files under 5 chunks of it get size/5)
+    #[arg(long, default_value = "100KiB", value_parser = cli::parse_chunk_size)]
+    chunk_size: u64,
+    /// Also append every event as a JSON line to FILE
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_tracing();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return cli::report(&e.into()),
+    };
+    match rt.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(cli::EXIT_INTERRUPTED),
+        Err(e) => cli::report(&e),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let path = match args.path {
+        Some(p) => p,
+        None => std::env::current_dir().context("finding the current folder")?,
+    };
+    let paths =
+        owner::files_to_share(&path).with_context(|| format!("cannot share {}", path.display()))?;
+    let listener = cli::bind(args.bind, args.port).await?;
+    let (chunk_size, peers) = (args.chunk_size, args.peers);
+    let files = tokio::task::spawn_blocking(move || {
+        paths
+            .iter()
+            .map(|p| {
+                SharedFile::open(p, chunk_size, peers)
+                    .map(Arc::new)
+                    .with_context(|| format!("cannot share {}", p.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await??;
+    let events = match &args.events {
+        Some(p) => EventSink::with_file("owner", p)
+            .with_context(|| format!("cannot open event log {}", p.display()))?,
+        None => EventSink::console("owner"),
+    };
+    let addr = listener.local_addr()?;
+    let described: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let m = &f.manifest;
+            format!(
+                "{} ({}, {} chunks of {}, blake3 {})",
+                m.name,
+                human_size(m.size),
+                m.chunk_count(),
+                human_size(m.chunk_size),
+                m.hash.short()
+            )
+        })
+        .collect();
+    let what = if described.len() == 1 {
+        described[0].clone()
+    } else {
+        format!("{} files: {}", described.len(), described.join(", "))
+    };
+    println!("listening on {addr}, sharing {what}");
+    let token = cli::signal_token();
+    let config = owner::Config {
+        peers: args.peers,
+        events: Arc::new(events),
+    };
+    owner::run(listener, files, config, token.clone()).await?;
+    Ok(!token.is_cancelled())
+}

@@ -1,0 +1,308 @@
+//! `ChunkSet`: which chunks of a file a node holds, and its compact wire form.
+//!
+//! In memory a set is a bitmap; on the wire it is a list of inclusive ranges
+//! (`[[0, 9], [12, 12]]`), so a full or nearly full set of a 10 GB file stays a few bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{ChunkId, Manifest, ManifestError};
+
+/// Inclusive chunk ranges as they travel in `have`, `hello` and `orphans` messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ranges(pub Vec<[u32; 2]>);
+
+impl Ranges {
+    /// The number of ranges (what a header's size depends on).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no ranges.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Ranges covering exactly `ids`, which must be sorted.
+    pub fn from_sorted(ids: impl IntoIterator<Item = u32>) -> Self {
+        let mut out: Vec<[u32; 2]> = Vec::new();
+        for id in ids {
+            match out.last_mut() {
+                Some(r) if r[1].checked_add(1) == Some(id) => r[1] = id,
+                _ => out.push([id, id]),
+            }
+        }
+        Self(out)
+    }
+}
+
+/// A set of chunk ids of one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkSet {
+    bits: Vec<u64>,
+    len: u32,
+    count: u32,
+}
+
+impl ChunkSet {
+    /// An empty set for a file of `len` chunks.
+    pub fn new(len: u32) -> Self {
+        Self {
+            bits: vec![0; (len as usize).div_ceil(64)],
+            len,
+            count: 0,
+        }
+    }
+
+    /// The set of all `len` chunks.
+    pub fn full(len: u32) -> Self {
+        let mut s = Self::new(len);
+        for i in 0..len {
+            s.insert_index(i);
+        }
+        s
+    }
+
+    /// The set that `ranges` names, each id checked against `manifest`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManifestError::ChunkOutOfRange`] for an id past the last chunk, and
+    /// [`ManifestError::Inconsistent`] for a range whose start is after its end.
+    pub fn try_from_ranges(manifest: &Manifest, ranges: &Ranges) -> Result<Self, ManifestError> {
+        let mut s = Self::new(manifest.chunk_count());
+        s.extend_from_ranges(manifest, ranges)?;
+        Ok(s)
+    }
+
+    /// Adds every id of `ranges`; returns the ids that were new, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChunkSet::try_from_ranges`]; on error nothing was added.
+    pub fn extend_from_ranges(
+        &mut self,
+        manifest: &Manifest,
+        ranges: &Ranges,
+    ) -> Result<Vec<ChunkId>, ManifestError> {
+        for &[a, b] in &ranges.0 {
+            if a > b {
+                return Err(ManifestError::Inconsistent(format!(
+                    "chunk range {a}-{b} is reversed"
+                )));
+            }
+            manifest.chunk_id(b)?;
+        }
+        let mut added = Vec::new();
+        for &[a, b] in &ranges.0 {
+            for n in a..=b {
+                let id = manifest.chunk_id(n)?;
+                if self.insert(id) {
+                    added.push(id);
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// The number of chunks the file has (not the number in the set).
+    pub fn capacity(&self) -> u32 {
+        self.len
+    }
+
+    /// The number of chunks in the set.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// True when every chunk of the file is in the set.
+    pub fn is_full(&self) -> bool {
+        self.count == self.len
+    }
+
+    /// True when `id` is in the set.
+    pub fn contains(&self, id: ChunkId) -> bool {
+        self.contains_index(id.get())
+    }
+
+    fn contains_index(&self, i: u32) -> bool {
+        i < self.len && self.bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    /// Adds `id`; returns true if it was not in the set.
+    pub fn insert(&mut self, id: ChunkId) -> bool {
+        self.insert_index(id.get())
+    }
+
+    fn insert_index(&mut self, i: u32) -> bool {
+        let (w, b) = ((i / 64) as usize, 1u64 << (i % 64));
+        if self.bits[w] & b != 0 {
+            return false;
+        }
+        self.bits[w] |= b;
+        self.count += 1;
+        true
+    }
+
+    /// Removes `id`; returns true if it was in the set.
+    pub fn remove(&mut self, id: ChunkId) -> bool {
+        let i = id.get();
+        let (w, b) = ((i / 64) as usize, 1u64 << (i % 64));
+        if self.bits[w] & b == 0 {
+            return false;
+        }
+        self.bits[w] &= !b;
+        self.count -= 1;
+        true
+    }
+
+    /// The bitmap words: bit `i % 64` of word `i / 64` is chunk `i`; bits past the last
+    /// chunk are always 0.
+    pub fn words(&self) -> &[u64] {
+        &self.bits
+    }
+
+    /// The ids in the set, ascending, as raw indices.
+    pub fn indices(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len).filter(|&i| self.contains_index(i))
+    }
+
+    /// The set as wire ranges.
+    pub fn to_ranges(&self) -> Ranges {
+        Ranges::from_sorted(self.indices())
+    }
+}
+
+/// Picks a uniformly placed random chunk index among the set bits of the words
+/// `mask(0) .. mask(words - 1)`: a random starting word, then the first non-zero word from
+/// there (wrapping), then a random set bit of that word. `None` when every word is 0.
+pub fn pick_random(
+    words: usize,
+    mask: impl Fn(usize) -> u64,
+    rng: &mut impl rand::Rng,
+) -> Option<u32> {
+    if words == 0 {
+        return None;
+    }
+    let start = rng.random_range(0..words);
+    for k in 0..words {
+        let w = (start + k) % words;
+        let bits = mask(w);
+        if bits != 0 {
+            let mut nth = rng.random_range(0..bits.count_ones());
+            let mut b = bits;
+            loop {
+                let tz = b.trailing_zeros();
+                if nth == 0 {
+                    return u32::try_from(w * 64).ok().map(|base| base + tz);
+                }
+                nth -= 1;
+                b &= b - 1;
+            }
+        }
+    }
+    None
+}
+
+impl ChunkSet {
+    /// The ids in `self` but not in `other`, ascending (both sets must be of one file).
+    pub fn difference(&self, other: &ChunkSet) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (w, (&a, &b)) in self.bits.iter().zip(&other.bits).enumerate() {
+            let mut d = a & !b;
+            while d != 0 {
+                let tz = d.trailing_zeros();
+                out.push(u32::try_from(w * 64).expect("≤ MAX_CHUNKS") + tz);
+                d &= d - 1;
+            }
+        }
+        out
+    }
+
+    /// Adds every id of `other` (of the same file).
+    pub fn union_with(&mut self, other: &ChunkSet) {
+        for (a, &b) in self.bits.iter_mut().zip(&other.bits) {
+            *a |= b;
+        }
+        self.count = self.bits.iter().map(|w| w.count_ones()).sum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::Hash;
+
+    fn manifest(chunks: usize) -> Manifest {
+        Manifest {
+            name: "f".into(),
+            size: chunks as u64,
+            chunk_size: 1,
+            hash: Hash::of(b""),
+            chunks: vec![Hash::of(b""); chunks],
+        }
+    }
+
+    #[test]
+    fn ranges_round_trip() {
+        let m = manifest(200);
+        let mut s = ChunkSet::new(200);
+        for i in [0, 1, 2, 5, 63, 64, 65, 199] {
+            assert!(s.insert(m.chunk_id(i).unwrap()));
+        }
+        assert!(!s.insert(m.chunk_id(5).unwrap()));
+        let r = s.to_ranges();
+        assert_eq!(r.0, vec![[0, 2], [5, 5], [63, 65], [199, 199]]);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            "[[0,2],[5,5],[63,65],[199,199]]"
+        );
+        assert_eq!(ChunkSet::try_from_ranges(&m, &r).unwrap(), s);
+        assert_eq!(s.count(), 8);
+        assert!(s.remove(m.chunk_id(64).unwrap()));
+        assert_eq!(s.count(), 7);
+    }
+
+    #[test]
+    fn pick_random_finds_only_set_bits() {
+        let mut rng = rand::rng();
+        let mut s = ChunkSet::new(300);
+        assert_eq!(pick_random(5, |w| s.words()[w], &mut rng), None);
+        let m = manifest(300);
+        for i in [3, 150, 299] {
+            s.insert(m.chunk_id(i).unwrap());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..500 {
+            let p = pick_random(5, |w| s.words()[w], &mut rng).unwrap();
+            assert!([3, 150, 299].contains(&p));
+            seen.insert(p);
+        }
+        assert_eq!(seen.len(), 3);
+        let mut t = ChunkSet::new(300);
+        t.insert(m.chunk_id(150).unwrap());
+        assert_eq!(s.difference(&t), vec![3, 299]);
+        t.union_with(&s);
+        assert_eq!(t.count(), 3);
+    }
+
+    #[test]
+    fn full_set_is_one_range() {
+        let s = ChunkSet::full(130);
+        assert!(s.is_full());
+        assert_eq!(s.to_ranges().0, vec![[0, 129]]);
+        assert!(ChunkSet::full(0).is_full());
+    }
+
+    #[test]
+    fn out_of_range_and_reversed_are_refused() {
+        let m = manifest(10);
+        let mut s = ChunkSet::new(10);
+        assert!(matches!(
+            s.extend_from_ranges(&m, &Ranges(vec![[0, 3], [8, 10]])),
+            Err(ManifestError::ChunkOutOfRange { chunk: 10, .. })
+        ));
+        assert_eq!(s.count(), 0, "nothing added on error");
+        assert!(s.extend_from_ranges(&m, &Ranges(vec![[5, 4]])).is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! What the binaries share: logging setup, binding with clear errors, signal handling, sizes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::net::TcpListener;
+
+/// Exit code for an error.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code after Ctrl+C or SIGTERM.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Logs to stderr (stdout is for the user), `info` unless `RUST_LOG` says otherwise.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+/// Binds a TCP listener, turning the common failures into advice.
+///
+/// # Errors
+///
+/// The port is in use, not permitted, or the address is not local.
+pub async fn bind(ip: IpAddr, port: u16) -> anyhow::Result<TcpListener> {
+    let addr = SocketAddr::new(ip, port);
+    TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "port {port} is already in use on {ip}: stop the process using it or choose another port"
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            anyhow::anyhow!("not allowed to listen on port {port}: use a port above 1023")
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            anyhow::anyhow!("cannot listen on {ip}: it is not an address of this machine")
+        }
+        _ => anyhow::anyhow!("cannot listen on {addr}: {e}"),
+    })
+}
+
+/// A token cancelled by the first Ctrl+C or SIGTERM; a second one exits 130 at once.
+pub fn signal_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        crate::task::shutdown_signal().await;
+        tracing::info!("interrupted: shutting down (press Ctrl+C again to exit at once)");
+        t.cancel();
+        crate::task::shutdown_signal().await;
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
+    });
+    token
+}
+
+/// Prints `error: {e:#}` on stderr and returns exit code 1.
+pub fn report(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(EXIT_ERROR)
+}
+
+/// Parses a chunk size for clap (`100KiB`, `1MiB`, `4096`), between 1 byte and the maximum.
+///
+/// # Errors
+///
+/// A message saying what is accepted.
+pub fn parse_chunk_size(s: &str) -> Result<u64, String> {
+    let v = crate::parse_size(s)?;
+    if v == 0 || v > crate::manifest::MAX_CHUNK_SIZE {
+        return Err(format!(
+            "chunk size must be between 1 byte and {} MiB",
+            crate::manifest::MAX_CHUNK_SIZE >> 20
+        ));
+    }
+    Ok(v)
+}
+
+/// A size for people: `3.0 MiB`.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,170 @@
+//! `Connection`: owns a framed socket and the address of the other side.
+//!
+//! Nothing else touches the `TcpStream`. Every wait is named and bounded: a timeout error says
+//! which wait expired. A connection can be split into a reader and a writer, to run as two
+//! futures whose first to end ends the connection.
+
+use std::time::Duration;
+
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use tokio_util::codec::Framed;
+
+use crate::net::TcpStream;
+use crate::protocol::{Message, MessageCodec, ProtocolError};
+
+/// How long a handshake message (`hello`, `welcome`) may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may stay silent before it is dropped. Writers send a keep-alive
+/// (an empty `have`) after [`KEEPALIVE_INTERVAL`] of silence, so only a dead or stuck
+/// peer reaches this.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Silence after which a writer sends a keep-alive.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// How long one message may take to write.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A framed connection to one remote node.
+#[derive(Debug)]
+pub struct Connection {
+    framed: Framed<TcpStream, MessageCodec>,
+    remote: String,
+}
+
+impl Connection {
+    /// Wraps `stream`, accepting bodies of at most `max_body` bytes.
+    pub fn new(stream: TcpStream, max_body: usize) -> Self {
+        let remote = stream
+            .peer_addr()
+            .map_or_else(|_| "unknown".to_string(), |a| a.to_string());
+        let _ = stream.set_nodelay(true);
+        Self {
+            framed: Framed::new(stream, MessageCodec::new(max_body)),
+            remote,
+        }
+    }
+
+    /// The remote address, for logs and events.
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+
+    /// Changes the body limit (e.g. to the chunk size once a manifest is known).
+    pub fn set_max_body(&mut self, max_body: usize) {
+        self.framed.codec_mut().set_max_body(max_body);
+    }
+
+    /// Receives one message within `limit`; `Ok(None)` is a clean close.
+    ///
+    /// # Errors
+    ///
+    /// A decode error, an I/O error, or [`ProtocolError::Timeout`] naming `what`.
+    pub async fn recv(
+        &mut self,
+        what: &'static str,
+        limit: Duration,
+    ) -> Result<Option<Message>, ProtocolError> {
+        recv_from(&mut self.framed, what, limit).await
+    }
+
+    /// Sends one message within [`WRITE_TIMEOUT`], flushing it.
+    ///
+    /// # Errors
+    ///
+    /// An encode or I/O error, or [`ProtocolError::Timeout`].
+    pub async fn send(&mut self, msg: Message) -> Result<(), ProtocolError> {
+        tokio::time::timeout(WRITE_TIMEOUT, self.framed.send(msg))
+            .await
+            .map_err(|_| ProtocolError::Timeout("writing a message"))?
+    }
+
+    /// Sends an `error` message (best effort, within 1 s) before the connection is dropped.
+    pub async fn send_error(&mut self, message: String) {
+        let msg = Message::Error { message };
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.framed.send(msg)).await;
+    }
+
+    /// Splits into a reader and a writer.
+    pub fn split(self) -> (ConnReader, ConnWriter) {
+        let (sink, stream) = self.framed.split();
+        (
+            ConnReader {
+                stream,
+                remote: self.remote.clone(),
+            },
+            ConnWriter {
+                sink,
+                remote: self.remote,
+            },
+        )
+    }
+}
+
+async fn recv_from<S>(stream: &mut S, what: &'static str, limit: Duration) -> RecvResult
+where
+    S: futures::Stream<Item = Result<Message, ProtocolError>> + Unpin,
+{
+    match tokio::time::timeout(limit, stream.next()).await {
+        Err(_) => Err(ProtocolError::Timeout(what)),
+        Ok(None) => Ok(None),
+        Ok(Some(Ok(Message::Error { message }))) => Err(ProtocolError::Remote(message)),
+        Ok(Some(r)) => r.map(Some),
+    }
+}
+
+type RecvResult = Result<Option<Message>, ProtocolError>;
+
+/// The receiving half of a [`Connection`].
+#[derive(Debug)]
+pub struct ConnReader {
+    stream: SplitStream<Framed<TcpStream, MessageCodec>>,
+    remote: String,
+}
+
+impl ConnReader {
+    /// As [`Connection::recv`]. An `error` message from the remote becomes
+    /// [`ProtocolError::Remote`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::recv`].
+    pub async fn recv(&mut self, what: &'static str, limit: Duration) -> RecvResult {
+        recv_from(&mut self.stream, what, limit).await
+    }
+
+    /// The remote address.
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+}
+
+/// The sending half of a [`Connection`].
+#[derive(Debug)]
+pub struct ConnWriter {
+    sink: SplitSink<Framed<TcpStream, MessageCodec>, Message>,
+    remote: String,
+}
+
+impl ConnWriter {
+    /// As [`Connection::send`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::send`].
+    pub async fn send(&mut self, msg: Message) -> Result<(), ProtocolError> {
+        tokio::time::timeout(WRITE_TIMEOUT, self.sink.send(msg))
+            .await
+            .map_err(|_| ProtocolError::Timeout("writing a message"))?
+    }
+
+    /// As [`Connection::send_error`].
+    pub async fn send_error(&mut self, message: String) {
+        let msg = Message::Error { message };
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.send(msg)).await;
+    }
+
+    /// The remote address.
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+}

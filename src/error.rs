@@ -1,0 +1,41 @@
+//! The crate's `Error`: one variant per module error, plus the peer's and owner's own.
+
+use crate::manifest::ManifestError;
+use crate::protocol::ProtocolError;
+use crate::store::StoreError;
+
+/// Any error of the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("owner {owner} unreachable after {secs}s ({last}): is file-owner running there?")]
+    OwnerUnreachable {
+        owner: String,
+        secs: u64,
+        last: String,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error(
+        "no progress for {secs}s with {have}/{total} chunks: {detail}; check that the neighbour and the owner are running"
+    )]
+    Stalled {
+        secs: u64,
+        have: u32,
+        total: u32,
+        detail: String,
+    },
+    #[error("bug: {0}")]
+    Bug(String),
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Bug(format!("task failed: {e}"))
+    }
+}

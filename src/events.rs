@@ -1,0 +1,185 @@
+//! Product events: the six things a peer reports (seed 002), as data.
+//!
+//! Every event becomes one readable console line (tracing, on stderr, target `event`) and,
+//! with `--events FILE`, one JSON line:
+//!
+//! ```json
+//! {"ts":1763775600.123456,"peer":"127.0.0.1:5001","event":"chunk_received","chunk":12,"neighbour":"127.0.0.1:5002","bytes":102400}
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds of event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A verified chunk arrived from `neighbour`.
+    ChunkReceived,
+    /// A chunk was sent to `neighbour`.
+    ChunkSent,
+    /// A chunk-ID list arrived from `neighbour` (`count` ids).
+    IdListReceived,
+    /// A chunk-ID list was sent to `neighbour` (`count` ids).
+    IdListSent,
+    /// A chunk was requested from `neighbour`.
+    ChunkRequested,
+    /// `neighbour` asked for a chunk.
+    RequestReceived,
+}
+
+impl EventKind {
+    /// Every kind, in the order the seed lists them.
+    pub const ALL: [EventKind; 6] = [
+        Self::ChunkReceived,
+        Self::ChunkSent,
+        Self::IdListReceived,
+        Self::IdListSent,
+        Self::ChunkRequested,
+        Self::RequestReceived,
+    ];
+}
+
+/// One event as written to the JSON-lines log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Seconds since the Unix epoch, with microseconds.
+    pub ts: f64,
+    /// Who reports it: the peer's listen address, or `owner`.
+    pub peer: String,
+    /// What happened.
+    pub event: EventKind,
+    /// The chunk, for chunk events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<u32>,
+    /// The other side of the connection.
+    pub neighbour: String,
+    /// Chunk bytes, for chunk_received and chunk_sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Number of ids, for ID lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+}
+
+/// Where a node's events go: the console always, a JSON-lines file optionally.
+#[derive(Debug)]
+pub struct EventSink {
+    peer: String,
+    file: Option<Mutex<File>>,
+}
+
+impl EventSink {
+    /// A sink that only logs to the console, labelled `peer`.
+    pub fn console(peer: impl Into<String>) -> Self {
+        Self {
+            peer: peer.into(),
+            file: None,
+        }
+    }
+
+    /// A sink that also appends JSON lines to `path` (created if missing).
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened for appending.
+    pub fn with_file(peer: impl Into<String>, path: &Path) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self {
+            peer: peer.into(),
+            file: Some(Mutex::new(file)),
+        })
+    }
+
+    /// The label events carry.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Records a chunk event.
+    pub fn chunk(&self, kind: EventKind, chunk: u32, neighbour: &str, bytes: Option<u64>) {
+        match kind {
+            EventKind::ChunkReceived => tracing::info!(
+                target: "event",
+                "received chunk {chunk} ({} bytes) from {neighbour}",
+                bytes.unwrap_or(0)
+            ),
+            EventKind::ChunkSent => tracing::info!(
+                target: "event",
+                "sent chunk {chunk} ({} bytes) to {neighbour}",
+                bytes.unwrap_or(0)
+            ),
+            EventKind::ChunkRequested => {
+                tracing::info!(target: "event", "requested chunk {chunk} from {neighbour}")
+            }
+            EventKind::RequestReceived => {
+                tracing::info!(target: "event", "request for chunk {chunk} from {neighbour}")
+            }
+            EventKind::IdListReceived | EventKind::IdListSent => {}
+        }
+        self.write(kind, Some(chunk), neighbour, bytes, None);
+    }
+
+    /// Records an ID-list event of `count` ids.
+    pub fn id_list(&self, kind: EventKind, count: u32, neighbour: &str) {
+        match kind {
+            EventKind::IdListSent => {
+                tracing::info!(target: "event", "sent chunk-ID list ({count} ids) to {neighbour}")
+            }
+            _ => tracing::info!(
+                target: "event",
+                "received chunk-ID list ({count} ids) from {neighbour}"
+            ),
+        }
+        self.write(kind, None, neighbour, None, Some(count));
+    }
+
+    fn write(
+        &self,
+        event: EventKind,
+        chunk: Option<u32>,
+        neighbour: &str,
+        bytes: Option<u64>,
+        count: Option<u32>,
+    ) {
+        let Some(file) = &self.file else { return };
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let ev = Event {
+            ts,
+            peer: self.peer.clone(),
+            event,
+            chunk,
+            neighbour: neighbour.to_string(),
+            bytes,
+            count,
+        };
+        let mut line = serde_json::to_vec(&ev).expect("events serialize");
+        line.push(b'\n');
+        // One write per line on an O_APPEND file: a crash loses at most the line in hand.
+        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = f.write_all(&line) {
+            tracing::warn!("writing event log: {e}");
+        }
+    }
+}
+
+/// Reads a JSON-lines event log (for tests and reports).
+///
+/// # Errors
+///
+/// The file cannot be read or a line is not an [`Event`].
+pub fn read_log(path: &Path) -> std::io::Result<Vec<Event>> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(std::io::Error::other))
+        .collect()
+}

@@ -1,0 +1,382 @@
+//! The manifest of a shared file and the chunk arithmetic.
+//!
+//! A file is cut into chunks of [`DEFAULT_CHUNK_SIZE`] bytes (the last may be shorter), with
+//! at least [`MIN_CHUNKS`] chunks for any file of 5 bytes or more: a file smaller than
+//! 5 × chunk size gets chunk size ⌊size / 5⌋. A file of 1–4 bytes has one chunk per byte and
+//! a 0-byte file has none. Every chunk and the whole file carry a BLAKE3 [`Hash`].
+//!
+//! Ids from the wire become [`ChunkId`]s only through [`Manifest::chunk_id`], so code past
+//! that point never rechecks a range. File names are checked here, once, when a manifest is
+//! built or read: no `..`, no separators, no empty or absolute names.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::Hash;
+
+/// The default chunk size: 100 KiB.
+pub const DEFAULT_CHUNK_SIZE: u64 = 100 * 1024;
+/// Every file of at least this many bytes has at least this many chunks.
+pub const MIN_CHUNKS: u64 = 5;
+/// The largest chunk size accepted (`--chunk-size` or a manifest from the wire).
+pub const MAX_CHUNK_SIZE: u64 = 16 * 1024 * 1024;
+/// The most chunks one file may have (a 400 GiB file at 100 KiB chunks).
+pub const MAX_CHUNKS: u32 = 4 * 1024 * 1024;
+/// The longest file name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Errors of building, reading or checking a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("unsafe file name {0:?}: names must be plain, without '/', '\\', '..' or NUL")]
+    UnsafeName(String),
+    #[error("chunk {chunk} is out of range: the file has {count} chunks")]
+    ChunkOutOfRange { chunk: u32, count: u32 },
+    #[error("chunk size {0} is out of range: it must be between 1 and {MAX_CHUNK_SIZE} bytes")]
+    BadChunkSize(u64),
+    #[error("inconsistent manifest: {0}")]
+    Inconsistent(String),
+    #[error("file too large: {size} bytes would need more than {MAX_CHUNKS} chunks")]
+    TooManyChunks { size: u64 },
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} changed while it was being hashed")]
+    Changed { path: String },
+    #[error("malformed manifest: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+/// The index of a chunk that has been checked against a manifest's chunk count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChunkId(u32);
+
+impl ChunkId {
+    /// The index as the wire carries it.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The index for slice access.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The chunk layout of a file of `size` bytes with nominal chunk size `base`:
+/// `(chunk_size, chunk_count)`. See the module docs for the rule.
+///
+/// # Errors
+///
+/// [`ManifestError::BadChunkSize`] for `base` 0 or above [`MAX_CHUNK_SIZE`], and
+/// [`ManifestError::TooManyChunks`] when the file needs more than [`MAX_CHUNKS`] chunks.
+pub fn chunk_layout(size: u64, base: u64) -> Result<(u64, u32), ManifestError> {
+    if base == 0 || base > MAX_CHUNK_SIZE {
+        return Err(ManifestError::BadChunkSize(base));
+    }
+    let chunk_size = match size {
+        0 => base,
+        1..5 => 1,
+        s if s < MIN_CHUNKS * base => s / MIN_CHUNKS,
+        _ => base,
+    };
+    let count = size.div_ceil(chunk_size);
+    let count = u32::try_from(count)
+        .ok()
+        .filter(|&c| c <= MAX_CHUNKS)
+        .ok_or(ManifestError::TooManyChunks { size })?;
+    Ok((chunk_size, count))
+}
+
+/// Checks that `name` can be used as a plain file name inside a peer's folder.
+///
+/// # Errors
+///
+/// [`ManifestError::UnsafeName`] for an empty name, `.`, `..`, a name with `/`, `\` or NUL,
+/// or a name longer than [`MAX_NAME_LEN`] bytes.
+pub fn check_name(name: &str) -> Result<(), ManifestError> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.len() > MAX_NAME_LEN
+        || name.contains(['/', '\\', '\0']);
+    if bad {
+        return Err(ManifestError::UnsafeName(name.chars().take(80).collect()));
+    }
+    Ok(())
+}
+
+/// What a peer needs to fetch, verify and reassemble one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The file name, a plain name (checked by [`check_name`]).
+    pub name: String,
+    /// The file size in bytes.
+    pub size: u64,
+    /// The size of every chunk but the last.
+    pub chunk_size: u64,
+    /// The BLAKE3 hash of the whole file.
+    pub hash: Hash,
+    /// The BLAKE3 hash of each chunk, in order.
+    pub chunks: Vec<Hash>,
+}
+
+impl Manifest {
+    /// Reads and hashes the file at `path`, cut with nominal chunk size `base`.
+    ///
+    /// Reads the file once, in chunk-sized pieces, so memory stays at one chunk.
+    ///
+    /// # Errors
+    ///
+    /// An unreadable file ([`ManifestError::Io`]), an unsafe name, a bad chunk size, or a
+    /// file whose size changed while it was read ([`ManifestError::Changed`]).
+    pub fn from_file(path: &Path, base: u64) -> Result<Self, ManifestError> {
+        let io_err = |source| ManifestError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| ManifestError::UnsafeName(path.display().to_string()))?
+            .to_string();
+        check_name(&name)?;
+        let mut file = File::open(path).map_err(io_err)?;
+        let size = file.metadata().map_err(io_err)?.len();
+        let (chunk_size, count) = chunk_layout(size, base)?;
+        let mut whole = blake3::Hasher::new();
+        let mut chunks = Vec::with_capacity(count as usize);
+        let buf_len = usize::try_from(chunk_size).expect("chunk size ≤ MAX_CHUNK_SIZE fits usize");
+        let mut buf = vec![0u8; buf_len];
+        let mut left = size;
+        while left > 0 {
+            let n = usize::try_from(left.min(chunk_size)).expect("≤ chunk size");
+            file.read_exact(&mut buf[..n]).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    ManifestError::Changed {
+                        path: path.display().to_string(),
+                    }
+                } else {
+                    io_err(e)
+                }
+            })?;
+            whole.update(&buf[..n]);
+            chunks.push(Hash::of(&buf[..n]));
+            left -= n as u64;
+        }
+        let mut probe = [0u8; 1];
+        if file.read(&mut probe).map_err(io_err)? != 0 {
+            return Err(ManifestError::Changed {
+                path: path.display().to_string(),
+            });
+        }
+        Ok(Self {
+            name,
+            size,
+            chunk_size,
+            hash: whole.finalize().into(),
+            chunks,
+        })
+    }
+
+    /// Parses a manifest from JSON and checks it with [`Manifest::validate`].
+    ///
+    /// # Errors
+    ///
+    /// Malformed JSON or any check of [`Manifest::validate`].
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let m: Self = serde_json::from_slice(bytes)?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Checks the name, the chunk size and that the chunk count fits the size.
+    ///
+    /// # Errors
+    ///
+    /// [`ManifestError::UnsafeName`], [`ManifestError::BadChunkSize`] or
+    /// [`ManifestError::Inconsistent`].
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        check_name(&self.name)?;
+        if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
+            return Err(ManifestError::BadChunkSize(self.chunk_size));
+        }
+        let expected = self.size.div_ceil(self.chunk_size);
+        if expected != self.chunks.len() as u64 || expected > u64::from(MAX_CHUNKS) {
+            return Err(ManifestError::Inconsistent(format!(
+                "{} bytes in chunks of {} need {expected} chunk hashes, found {}",
+                self.size,
+                self.chunk_size,
+                self.chunks.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The number of chunks.
+    pub fn chunk_count(&self) -> u32 {
+        u32::try_from(self.chunks.len()).expect("validated: ≤ MAX_CHUNKS")
+    }
+
+    /// Turns a chunk index from the wire into a [`ChunkId`].
+    ///
+    /// # Errors
+    ///
+    /// [`ManifestError::ChunkOutOfRange`] when `n` ≥ the chunk count.
+    pub fn chunk_id(&self, n: u32) -> Result<ChunkId, ManifestError> {
+        let count = self.chunk_count();
+        if n < count {
+            Ok(ChunkId(n))
+        } else {
+            Err(ManifestError::ChunkOutOfRange { chunk: n, count })
+        }
+    }
+
+    /// Every chunk id, in order.
+    pub fn chunk_ids(&self) -> impl Iterator<Item = ChunkId> + use<> {
+        (0..self.chunk_count()).map(ChunkId)
+    }
+
+    /// The byte offset of `id` in the file.
+    pub fn chunk_offset(&self, id: ChunkId) -> u64 {
+        u64::from(id.0) * self.chunk_size
+    }
+
+    /// The length of `id` in bytes (the last chunk may be shorter).
+    pub fn chunk_len(&self, id: ChunkId) -> usize {
+        let len = (self.size - self.chunk_offset(id)).min(self.chunk_size);
+        usize::try_from(len).expect("≤ MAX_CHUNK_SIZE")
+    }
+
+    /// The expected hash of `id`.
+    pub fn chunk_hash(&self, id: ChunkId) -> Hash {
+        self.chunks[id.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(size: u64) -> (u64, u32) {
+        chunk_layout(size, DEFAULT_CHUNK_SIZE).unwrap()
+    }
+
+    #[test]
+    fn chunking_follows_the_spec() {
+        assert_eq!(layout(0).1, 0);
+        assert_eq!(layout(1), (1, 1));
+        assert_eq!(layout(4), (1, 4));
+        assert_eq!(layout(5), (1, 5));
+        assert_eq!(layout(7), (1, 7));
+        assert_eq!(layout(511_999), (102_399, 6));
+        assert_eq!(layout(512_000), (102_400, 5));
+        assert_eq!(layout(512_001), (102_400, 6));
+        assert_eq!(layout(3 * 1024 * 1024), (102_400, 31));
+        assert_eq!(chunk_layout(100, 10).unwrap(), (10, 10));
+        assert_eq!(chunk_layout(49, 10).unwrap(), (9, 6));
+    }
+
+    #[test]
+    fn every_file_of_five_bytes_or_more_has_five_chunks_and_sizes_sum() {
+        for size in (5..2000).chain([511_999, 512_000, 1 << 20]) {
+            for base in [1, 3, 64, 1000, DEFAULT_CHUNK_SIZE] {
+                let (cs, count) = chunk_layout(size, base).unwrap();
+                assert!(count >= 5, "size {size} base {base}");
+                assert!(cs <= base);
+                let m = fake(size, base);
+                let sum: u64 = m.chunk_ids().map(|c| m.chunk_len(c) as u64).sum();
+                assert_eq!(sum, size);
+                assert!(m.chunk_ids().all(|c| m.chunk_len(c) > 0));
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_chunk_sizes() {
+        assert!(matches!(
+            chunk_layout(10, 0),
+            Err(ManifestError::BadChunkSize(0))
+        ));
+        assert!(chunk_layout(10, MAX_CHUNK_SIZE + 1).is_err());
+    }
+
+    fn fake(size: u64, base: u64) -> Manifest {
+        let (chunk_size, count) = chunk_layout(size, base).unwrap();
+        Manifest {
+            name: "f".into(),
+            size,
+            chunk_size,
+            hash: Hash::of(b""),
+            chunks: vec![Hash::of(b""); count as usize],
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for bad in ["", ".", "..", "../x", "/etc/passwd", "a/b", "a\\b", "a\0b"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["file.bin", "..hidden", "a..b", "ünïcode.txt"] {
+            check_name(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn chunk_ids_are_range_checked() {
+        let m = fake(10, 1);
+        assert_eq!(m.chunk_id(9).unwrap().get(), 9);
+        let err = m.chunk_id(10).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "chunk 10 is out of range: the file has 10 chunks"
+        );
+    }
+
+    #[test]
+    fn from_file_hashes_chunks_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.bin");
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let m = Manifest::from_file(&path, DEFAULT_CHUNK_SIZE).unwrap();
+        assert_eq!(m.name, "data.bin");
+        assert_eq!(m.chunk_size, 200);
+        assert_eq!(m.chunk_count(), 5);
+        assert_eq!(m.hash, Hash::of(&data));
+        assert_eq!(m.chunks[4], Hash::of(&data[800..]));
+        let json = serde_json::to_vec(&m).unwrap();
+        assert_eq!(Manifest::from_json(&json).unwrap(), m);
+    }
+
+    #[test]
+    fn from_json_rejects_unsafe_or_inconsistent() {
+        let mut m = fake(10, DEFAULT_CHUNK_SIZE);
+        m.name = "../x".into();
+        let json = serde_json::to_vec(&m).unwrap();
+        assert!(matches!(
+            Manifest::from_json(&json),
+            Err(ManifestError::UnsafeName(_))
+        ));
+        let mut m = fake(10, DEFAULT_CHUNK_SIZE);
+        m.chunks.pop();
+        let json = serde_json::to_vec(&m).unwrap();
+        assert!(matches!(
+            Manifest::from_json(&json),
+            Err(ManifestError::Inconsistent(_))
+        ));
+    }
+}

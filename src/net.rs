@@ -1,0 +1,155 @@
+//! Endpoints and connecting: the one place socket types come from.
+//!
+//! An [`Endpoint`] is what a user types: `5001` (meaning 127.0.0.1:5001) or `HOST:PORT`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use tokio::net::{TcpListener, TcpStream};
+
+/// The first wait between connection attempts.
+pub const BACKOFF_START: Duration = Duration::from_millis(50);
+/// The longest wait between connection attempts.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How long one TCP connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a file owner or peer listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    host: String,
+    port: u16,
+}
+
+impl Endpoint {
+    /// An endpoint on 127.0.0.1.
+    pub fn local(port: u16) -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Opens a TCP connection, with [`CONNECT_TIMEOUT`].
+    ///
+    /// # Errors
+    ///
+    /// The connect or name-lookup error, or a timeout.
+    pub async fn connect(&self) -> std::io::Result<TcpStream> {
+        let addr = (self.host.as_str(), self.port);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The error for a string that is neither a port nor `HOST:PORT`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid endpoint {0:?}: expected a port (5001) or HOST:PORT (10.0.0.2:5001, [::1]:5001)")]
+pub struct ParseEndpointError(String);
+
+impl FromStr for Endpoint {
+    type Err = ParseEndpointError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseEndpointError(s.to_string());
+        if let Ok(port) = s.parse::<u16>() {
+            return Ok(Self::local(port));
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(err)?;
+        let port = port.parse::<u16>().map_err(|_| err())?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() || host.contains(['/', ' ']) {
+            return Err(err());
+        }
+        Ok(Self {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// Capped exponential backoff between connection attempts.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: BACKOFF_START,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before the next attempt; doubles up to [`BACKOFF_MAX`].
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        d
+    }
+
+    /// Starts again from [`BACKOFF_START`] (after a connection worked).
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_START;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ports_and_host_ports() {
+        assert_eq!(
+            "5001".parse::<Endpoint>().unwrap().to_string(),
+            "127.0.0.1:5001"
+        );
+        assert_eq!(
+            "example.org:80".parse::<Endpoint>().unwrap().to_string(),
+            "example.org:80"
+        );
+        assert_eq!(
+            "[::1]:7".parse::<Endpoint>().unwrap().to_string(),
+            "[::1]:7"
+        );
+        for bad in ["", "x", "70000", "host:", ":5", "a b:5"] {
+            assert!(bad.parse::<Endpoint>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        let mut b = Backoff::default();
+        let delays: Vec<_> = (0..10).map(|_| b.next_delay()).collect();
+        assert_eq!(delays[0], BACKOFF_START);
+        assert_eq!(*delays.last().unwrap(), BACKOFF_MAX);
+        b.reset();
+        assert_eq!(b.next_delay(), BACKOFF_START);
+    }
+}

@@ -1,0 +1,216 @@
+//! The file owner: shares files, hands each joining peer a subset of chunks, and serves any
+//! chunk asked of it.
+//!
+//! [`run`] takes a bound listener and a cancellation token (tests and the demo bind
+//! `127.0.0.1:0` first). Each connection runs in its own task ([`handler`]); a bad connection
+//! is answered, closed and logged there, and the accept loop never sees it.
+
+pub mod assign;
+mod handler;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::chunkset::ChunkSet;
+use crate::events::EventSink;
+use crate::manifest::{Manifest, ManifestError};
+use crate::net::TcpListener;
+use assign::Distribution;
+
+/// The most connections served at once; more are refused with an `error` message.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long the owner waits after the last peer joined before it tells peers which chunks
+/// nobody was handed (so that a ring still forming does not fetch them all from the owner).
+pub const ORPHAN_QUIET: Duration = Duration::from_millis(1000);
+
+/// How long served-orphan updates are batched before the new orphan set is published.
+pub const ORPHAN_BATCH: Duration = Duration::from_millis(50);
+
+/// How the owner runs.
+#[derive(Debug)]
+pub struct Config {
+    /// Expected number of peers: each is handed ⌈chunks / peers⌉ chunks.
+    pub peers: u32,
+    /// Where events go.
+    pub events: Arc<EventSink>,
+}
+
+/// One shared file: its manifest, the open file, and who was handed what.
+#[derive(Debug)]
+pub struct SharedFile {
+    /// The manifest.
+    pub manifest: Arc<Manifest>,
+    manifest_json: Bytes,
+    path: PathBuf,
+    file: std::fs::File,
+    dist: Mutex<Distribution>,
+    /// The latest orphan set, published after [`ORPHAN_QUIET`].
+    orphans: watch::Sender<Arc<ChunkSet>>,
+    /// Signalled when the hand-out changed (a join, or an orphan served).
+    dirty: Notify,
+    /// When the last peer joined.
+    last_join: Mutex<tokio::time::Instant>,
+}
+
+impl SharedFile {
+    /// Hashes the file at `path` and opens it for serving.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, or its name is unsafe.
+    pub fn open(path: &Path, chunk_size: u64, peers: u32) -> Result<Self, ManifestError> {
+        let manifest = Manifest::from_file(path, chunk_size)?;
+        let file = std::fs::File::open(path).map_err(|source| ManifestError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let json = serde_json::to_vec(&manifest)?;
+        let count = manifest.chunk_count();
+        Ok(Self {
+            orphans: watch::Sender::new(Arc::new(ChunkSet::new(count))),
+            dist: Mutex::new(Distribution::new(count, peers)),
+            manifest: Arc::new(manifest),
+            manifest_json: Bytes::from(json),
+            path: path.to_path_buf(),
+            file,
+            dirty: Notify::new(),
+            last_join: Mutex::new(tokio::time::Instant::now()),
+        })
+    }
+
+    /// The path being shared.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn dist(&self) -> std::sync::MutexGuard<'_, Distribution> {
+        self.dist.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The regular files to share for `path`: the file itself, or every regular file directly in
+/// the folder (sorted by name; hidden files and subfolders are skipped).
+///
+/// # Errors
+///
+/// `path` is missing or unreadable, or a folder holds no regular file.
+pub fn files_to_share(path: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let hidden = name.to_str().is_none_or(|n| n.starts_with('.'));
+        if !hidden && entry.file_type()?.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the folder holds no regular file to share",
+        ));
+    }
+    Ok(files)
+}
+
+/// Serves `files` on `listener` until `token` is cancelled.
+///
+/// # Errors
+///
+/// None today: accept errors are logged and retried; the signature leaves room for them.
+pub async fn run(
+    listener: TcpListener,
+    files: Vec<Arc<SharedFile>>,
+    config: Config,
+    token: CancellationToken,
+) -> crate::Result<()> {
+    let config = Arc::new(config);
+    let files = Arc::new(files);
+    let tracker = TaskTracker::new();
+    for f in files.iter() {
+        tracker.spawn(publish_orphans(f.clone(), token.child_token()));
+    }
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = token.cancelled() => break,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("accept failed: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let permit = slots.clone().try_acquire_owned().ok();
+        let files = files.clone();
+        let config = config.clone();
+        let child = token.child_token();
+        let span = info_span!("conn", peer = %addr);
+        tracker.spawn(
+            async move {
+                handler::handle(stream, permit, files, config, child).await;
+            }
+            .instrument(span),
+        );
+    }
+    info!("owner shutting down");
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some connections did not close within 3s");
+    }
+    Ok(())
+}
+
+/// Publishes the orphan set of `file` whenever the hand-out changed and no peer joined for
+/// [`ORPHAN_QUIET`].
+async fn publish_orphans(file: Arc<SharedFile>, token: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = file.dirty.notified() => {}
+            () = token.cancelled() => return,
+        }
+        // Wait until no peer joined for ORPHAN_QUIET (a join moves the deadline), and batch
+        // served-orphan updates for a moment.
+        loop {
+            let quiet_until =
+                *file.last_join.lock().unwrap_or_else(|p| p.into_inner()) + ORPHAN_QUIET;
+            let until = quiet_until.max(tokio::time::Instant::now() + ORPHAN_BATCH);
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                () = token.cancelled() => return,
+            }
+            let quiet_until =
+                *file.last_join.lock().unwrap_or_else(|p| p.into_inner()) + ORPHAN_QUIET;
+            if tokio::time::Instant::now() >= quiet_until {
+                break;
+            }
+        }
+        let orphans = file.dist().orphans(&file.manifest);
+        file.orphans.send_if_modified(|cur| {
+            if **cur == orphans {
+                false
+            } else {
+                *cur = Arc::new(orphans);
+                true
+            }
+        });
+    }
+}

@@ -1,0 +1,52 @@
+//! Reassembly: once every chunk is held, make the finished file and check the whole-file hash.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tracing::warn;
+
+use super::Swarm;
+use crate::Result;
+use crate::hash::Hash;
+use crate::store::StoreError;
+
+/// Reassembles and verifies the file. `Ok(None)` when the whole-file hash did not match: every
+/// chunk was checked again, the bad ones dropped from `have`, and they will be fetched again.
+///
+/// # Errors
+///
+/// A store error other than a hash mismatch.
+pub(super) async fn finish(swarm: &Arc<Swarm>) -> Result<Option<PathBuf>> {
+    let store = swarm.store.clone();
+    match tokio::task::spawn_blocking(move || store.assemble()).await? {
+        Ok(path) => Ok(Some(path)),
+        Err(e @ StoreError::FileHashMismatch { .. }) => {
+            warn!("{e}; checking every chunk again");
+            let store = swarm.store.clone();
+            let bad = tokio::task::spawn_blocking(move || {
+                let m = store.manifest();
+                m.chunk_ids()
+                    .filter(|&id| {
+                        store
+                            .read_chunk(id)
+                            .map(|d| Hash::of(&d) != m.chunk_hash(id))
+                            .unwrap_or(true)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+            let mut st = swarm.state();
+            for id in &bad {
+                st.have.remove(*id);
+            }
+            drop(st);
+            warn!(
+                "{} chunks failed their hash on disk; fetching them again",
+                bad.len()
+            );
+            swarm.notify();
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

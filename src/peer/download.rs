@@ -1,0 +1,458 @@
+//! Download clients: to the owner (bootstrap, assigned and orphan chunks, stall fallback) and
+//! to the download neighbour (the ring). Both keep several requests in flight, pick at random
+//! among the chunks the source has and this peer lacks, and announce this peer's new chunks.
+//!
+//! Each connection runs a reader and a writer `select!`ed together: the reader takes chunks
+//! and ID lists and queues requests; the writer drains the bounded queue and announces.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{Config, MAX_BAD_CHUNKS, STALL_AFTER, SourceKind, Swarm};
+use crate::chunkset::{ChunkSet, Ranges};
+use crate::connection::{
+    ConnReader, ConnWriter, Connection, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
+};
+use crate::events::EventKind;
+use crate::manifest::{ChunkId, Manifest};
+use crate::net::{Backoff, Endpoint};
+use crate::protocol::{
+    MAX_MANIFEST_LEN, MAX_RANGES_PER_MESSAGE, Message, PROTOCOL_VERSION, ProtocolError, Role,
+};
+use crate::store::ChunkStore;
+use crate::{Error, Result};
+
+/// How often a waiting client logs that it is still retrying.
+const RETRY_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A connection that finished its handshake.
+#[derive(Debug)]
+pub(super) struct Handshake {
+    conn: Connection,
+    assigned: Ranges,
+}
+
+/// What bootstrapping yields: the manifest, and the owner connection if one was made.
+#[derive(Debug)]
+pub(super) struct Boot {
+    pub manifest: Manifest,
+    pub owner_conn: Option<Handshake>,
+}
+
+/// Connects to `endpoint`, says `hello`, and reads `welcome`.
+async fn handshake(
+    endpoint: &Endpoint,
+    role: Role,
+    file: Option<String>,
+    have: Ranges,
+    port: u16,
+) -> Result<(Handshake, Manifest)> {
+    let stream = endpoint.connect().await.map_err(ProtocolError::Io)?;
+    let mut conn = Connection::new(stream, MAX_MANIFEST_LEN);
+    conn.send(Message::Hello {
+        version: PROTOCOL_VERSION,
+        role,
+        file,
+        have,
+        port: Some(port),
+    })
+    .await?;
+    match conn.recv("waiting for welcome", HANDSHAKE_TIMEOUT).await {
+        Ok(Some(Message::Welcome {
+            assigned, manifest, ..
+        })) => {
+            let manifest = Manifest::from_json(&manifest)?;
+            conn.set_max_body(usize::try_from(manifest.chunk_size).unwrap_or(usize::MAX));
+            Ok((Handshake { conn, assigned }, manifest))
+        }
+        Ok(Some(other)) => Err(ProtocolError::Unexpected {
+            got: other.kind(),
+            doing: "waiting for welcome",
+        }
+        .into()),
+        Ok(None) => Err(ProtocolError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed before welcome",
+        ))
+        .into()),
+        Err(ProtocolError::Remote(msg)) => Err(Error::Refused(msg)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A saved manifest in the peer's folder, for resuming without the owner.
+fn saved_manifest(config: &Config) -> Option<Manifest> {
+    let path = match &config.file {
+        Some(name) => ChunkStore::manifest_path_for(&config.dir, name),
+        None => {
+            let mut found = std::fs::read_dir(&config.dir)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.to_str().is_some_and(|s| s.ends_with(".manifest.json")));
+            let first = found.next()?;
+            if found.next().is_some() {
+                return None;
+            }
+            first
+        }
+    };
+    Manifest::from_json(&std::fs::read(path).ok()?).ok()
+}
+
+/// Gets the manifest: from the owner (retrying until `config.timeout`), or, if the owner is
+/// not up at once and the folder holds a saved manifest, from there.
+pub(super) async fn bootstrap(config: &Config, port: u16) -> Result<Boot> {
+    let saved = saved_manifest(config);
+    let started = Instant::now();
+    let mut backoff = Backoff::default();
+    let mut last_log = None::<Instant>;
+    loop {
+        let have = Ranges::default();
+        match handshake(&config.owner, Role::Peer, config.file.clone(), have, port).await {
+            Ok((hs, manifest)) => {
+                info!(
+                    file = %manifest.name,
+                    size = manifest.size,
+                    chunks = manifest.chunk_count(),
+                    "got manifest from owner {}",
+                    config.owner
+                );
+                return Ok(Boot {
+                    manifest,
+                    owner_conn: Some(hs),
+                });
+            }
+            Err(e @ (Error::Refused(_) | Error::Manifest(_))) => return Err(e),
+            Err(e) => {
+                if let Some(m) = saved {
+                    info!(
+                        "owner {} unreachable ({e}); resuming from the saved manifest of {}",
+                        config.owner, m.name
+                    );
+                    return Ok(Boot {
+                        manifest: m,
+                        owner_conn: None,
+                    });
+                }
+                if started.elapsed() >= config.timeout {
+                    return Err(Error::OwnerUnreachable {
+                        owner: config.owner.to_string(),
+                        secs: config.timeout.as_secs(),
+                        last: e.to_string(),
+                    });
+                }
+                if last_log.is_none_or(|t| t.elapsed() >= RETRY_LOG_EVERY) {
+                    info!("waiting for owner {} ({e}); retrying", config.owner);
+                    last_log = Some(Instant::now());
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+/// Keeps a connection to one source until this peer is complete or `token` is cancelled,
+/// reconnecting with capped backoff.
+pub(super) async fn run_source(
+    swarm: Arc<Swarm>,
+    kind: SourceKind,
+    mut first: Option<Handshake>,
+    token: CancellationToken,
+) {
+    let endpoint = match kind {
+        SourceKind::Owner => swarm.config.owner.clone(),
+        SourceKind::Neighbour => swarm.config.neighbour.clone(),
+    };
+    let role = match kind {
+        SourceKind::Owner => Role::Peer,
+        SourceKind::Neighbour => Role::Neighbour,
+    };
+    let mut backoff = Backoff::default();
+    let mut last_log = None::<Instant>;
+    while !swarm.is_complete() && !token.is_cancelled() {
+        let have = swarm.have_snapshot();
+        let hs = match first.take() {
+            Some(hs) => Ok(hs),
+            None => {
+                let file = Some(swarm.manifest.name.clone());
+                let fut = handshake(&endpoint, role, file, have.to_ranges(), swarm.port);
+                tokio::select! {
+                    r = fut => r.and_then(|(hs, m)| {
+                        if m.hash == swarm.manifest.hash {
+                            Ok(hs)
+                        } else {
+                            Err(Error::Refused(format!(
+                                "{endpoint} shares another file ({} blake3 {}), not {} blake3 {}",
+                                m.name, m.hash.short(), swarm.manifest.name, swarm.manifest.hash.short()
+                            )))
+                        }
+                    }),
+                    () = token.cancelled() => return,
+                }
+            }
+        };
+        let hs = match hs {
+            Ok(hs) => hs,
+            Err(e) => {
+                set_error(&swarm, kind, Some(e.to_string()));
+                if last_log.is_none_or(|t| t.elapsed() >= RETRY_LOG_EVERY) {
+                    let who = if kind == SourceKind::Owner {
+                        "owner"
+                    } else {
+                        "neighbour"
+                    };
+                    info!("waiting for {who} {endpoint} ({e}); retrying");
+                    last_log = Some(Instant::now());
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.next_delay()) => continue,
+                    () = token.cancelled() => return,
+                }
+            }
+        };
+        backoff.reset();
+        last_log = None;
+        set_error(&swarm, kind, None);
+        info!("connected to {endpoint}");
+        let res = drive(&swarm, kind, hs, have, &token).await;
+        set_error(&swarm, kind, Some("disconnected".into()));
+        match res {
+            Ok(()) => debug!("connection to {endpoint} ended"),
+            Err(e) => warn!("connection to {endpoint} ended: {e}"),
+        }
+    }
+}
+
+fn set_error(swarm: &Swarm, kind: SourceKind, e: Option<String>) {
+    let mut st = swarm.state();
+    match kind {
+        SourceKind::Owner => {
+            st.owner_connected = e.is_none();
+            st.owner_error = e;
+        }
+        SourceKind::Neighbour => {
+            if e.is_some() {
+                st.neighbour_has = None;
+            }
+            st.neighbour_error = e;
+        }
+    }
+    drop(st);
+    swarm.notify();
+}
+
+/// The chunks this connection requested and has not received; released when it ends.
+struct InFlight<'a> {
+    swarm: &'a Swarm,
+    ids: HashSet<ChunkId>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.swarm.release(self.ids.drain());
+    }
+}
+
+async fn drive(
+    swarm: &Arc<Swarm>,
+    kind: SourceKind,
+    hs: Handshake,
+    announced: ChunkSet,
+    token: &CancellationToken,
+) -> Result<()> {
+    let label = hs.conn.remote().to_string();
+    let m = &swarm.manifest;
+    if kind == SourceKind::Owner {
+        let assigned = ChunkSet::try_from_ranges(m, &hs.assigned)?;
+        swarm
+            .events
+            .id_list(EventKind::IdListReceived, assigned.count(), &label);
+        swarm.state().assigned.union_with(&assigned);
+        swarm.notify();
+    }
+    let (mut reader, mut writer) = hs.conn.split();
+    let (tx, rx) = mpsc::channel(swarm.config.in_flight + 4);
+    let mut in_flight = InFlight {
+        swarm,
+        ids: HashSet::new(),
+    };
+    let res = tokio::select! {
+        r = read_loop(swarm, kind, &mut reader, &label, &tx, &mut in_flight) => r,
+        r = write_loop(swarm, &mut writer, &label, rx, announced) => r,
+        () = token.cancelled() => Ok(()),
+    };
+    if let Err(e) = &res
+        && !matches!(
+            e,
+            Error::Protocol(ProtocolError::Remote(_) | ProtocolError::Io(_))
+        )
+    {
+        writer.send_error(e.to_string()).await;
+    }
+    res
+}
+
+async fn read_loop(
+    swarm: &Swarm,
+    kind: SourceKind,
+    reader: &mut ConnReader,
+    label: &str,
+    tx: &mpsc::Sender<Message>,
+    in_flight: &mut InFlight<'_>,
+) -> Result<()> {
+    let m = &swarm.manifest;
+    let mut changed = swarm.changed.subscribe();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+    let mut bad = 0u32;
+    if kind == SourceKind::Owner {
+        // The owner holds every chunk.
+        swarm.state().owner_connected = true;
+    }
+    loop {
+        // Fill the pipeline.
+        while in_flight.ids.len() < swarm.config.in_flight {
+            let Some(id) = swarm.pick(kind, &mut rng) else {
+                break;
+            };
+            in_flight.ids.insert(id);
+            swarm
+                .events
+                .chunk(EventKind::ChunkRequested, id.get(), label, None);
+            if tx.send(Message::Request { chunk: id.get() }).await.is_err() {
+                return Ok(());
+            }
+        }
+        if swarm.is_complete() {
+            // The writer ends the connection once it announced the last chunk.
+            std::future::pending::<()>().await;
+        }
+        let msg = tokio::select! {
+            msg = reader.recv("waiting for chunks", IDLE_TIMEOUT) => msg?,
+            _ = changed.changed() => continue,
+            () = tokio::time::sleep(STALL_AFTER), if kind == SourceKind::Owner => continue,
+        };
+        let Some(msg) = msg else {
+            return Ok(());
+        };
+        match msg {
+            Message::Chunk { chunk, data, .. } => {
+                let id = m.chunk_id(chunk)?;
+                if !in_flight.ids.remove(&id) {
+                    return Err(ProtocolError::Unexpected {
+                        got: "unrequested chunk",
+                        doing: "downloading",
+                    }
+                    .into());
+                }
+                let bytes = data.len() as u64;
+                match swarm.accept_chunk(id, data).await {
+                    Ok(()) => {
+                        swarm
+                            .events
+                            .chunk(EventKind::ChunkReceived, chunk, label, Some(bytes))
+                    }
+                    Err(Error::Store(e)) if is_bad_chunk(&e) => {
+                        bad += 1;
+                        warn!(from = %label, "refused chunk {chunk}: {e}; fetching it again");
+                        if bad >= MAX_BAD_CHUNKS {
+                            return Err(Error::Refused(format!(
+                                "{bad} bad chunks from {label}; disconnecting"
+                            )));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Message::Have { chunks } if chunks.is_empty() => {} // keep-alive
+            Message::Have { chunks } if kind == SourceKind::Neighbour => {
+                let mut st = swarm.state();
+                let set = st
+                    .neighbour_has
+                    .get_or_insert_with(|| ChunkSet::new(m.chunk_count()));
+                let added = set.extend_from_ranges(m, &chunks)?;
+                drop(st);
+                let n = u32::try_from(added.len()).unwrap_or(u32::MAX);
+                swarm.events.id_list(EventKind::IdListReceived, n, label);
+                swarm.notify();
+            }
+            Message::Orphans { chunks } if kind == SourceKind::Owner => {
+                let set = ChunkSet::try_from_ranges(m, &chunks)?;
+                swarm
+                    .events
+                    .id_list(EventKind::IdListReceived, set.count(), label);
+                swarm.state().orphans = set;
+                swarm.notify();
+            }
+            other => {
+                return Err(ProtocolError::Unexpected {
+                    got: other.kind(),
+                    doing: "downloading",
+                }
+                .into());
+            }
+        }
+    }
+}
+
+fn is_bad_chunk(e: &crate::store::StoreError) -> bool {
+    matches!(
+        e,
+        crate::store::StoreError::ChunkHashMismatch { .. }
+            | crate::store::StoreError::ChunkLength { .. }
+    )
+}
+
+/// `have` messages for `ids` (sorted), split to keep each header small.
+pub(super) fn have_messages(ids: &[u32]) -> Vec<Message> {
+    let ranges = Ranges::from_sorted(ids.iter().copied());
+    ranges
+        .0
+        .chunks(MAX_RANGES_PER_MESSAGE)
+        .map(|part| Message::Have {
+            chunks: Ranges(part.to_vec()),
+        })
+        .collect()
+}
+
+/// Sends queued requests and announces newly held chunks; ends once everything is held and
+/// announced.
+async fn write_loop(
+    swarm: &Swarm,
+    writer: &mut ConnWriter,
+    label: &str,
+    mut rx: mpsc::Receiver<Message>,
+    mut announced: ChunkSet,
+) -> Result<()> {
+    let mut changed = swarm.changed.subscribe();
+    loop {
+        let have = swarm.have_snapshot();
+        let new = have.difference(&announced);
+        if !new.is_empty() {
+            for msg in have_messages(&new) {
+                writer.send(msg).await?;
+            }
+            let n = u32::try_from(new.len()).unwrap_or(u32::MAX);
+            swarm.events.id_list(EventKind::IdListSent, n, label);
+            announced = have;
+        }
+        if announced.is_full() {
+            return Ok(());
+        }
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(msg) => writer.send(msg).await?,
+                None => return Ok(()),
+            },
+            _ = changed.changed() => {}
+            () = tokio::time::sleep(KEEPALIVE_INTERVAL) => {
+                writer.send(Message::Have { chunks: Ranges::default() }).await?;
+            }
+        }
+    }
+}

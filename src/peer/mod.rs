@@ -1,0 +1,517 @@
+//! A ring peer: fetch the manifest and a subset from the owner, then at the same time serve an
+//! upload neighbour ([`upload`]) and download from a download neighbour ([`download`]), until
+//! every chunk is held; then reassemble and verify ([`assemble`]), and keep serving until the
+//! upload neighbour is complete.
+//!
+//! # Chunk bookkeeping (`State`)
+//!
+//! - `have`: chunks verified and written to the store. Only ever grows while running.
+//! - `pending`: chunks requested on some connection and not yet received. A chunk is in
+//!   `pending` on at most one connection; when a connection ends, its pending chunks are
+//!   released. `have ∩ pending = ∅`.
+//! - `assigned`: the owner's hand-out to this peer; fetched from the owner at once.
+//! - `orphans`: chunks the owner says no ring member was handed; fetched from the owner when
+//!   the download neighbour has nothing this peer lacks.
+//! - `suspect`: chunks that failed their hash from the neighbour; fetched from the owner.
+//! - After [`STALL_AFTER`] without a new chunk, the owner is asked for anything missing.
+
+mod assemble;
+mod download;
+mod upload;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, info_span, warn};
+
+use crate::chunkset::{ChunkSet, pick_random};
+use crate::events::EventSink;
+use crate::manifest::{ChunkId, Manifest};
+use crate::net::{Endpoint, TcpListener};
+use crate::store::{ChunkStore, Layout};
+use crate::{Error, Result};
+
+/// Without a new chunk for this long, a peer asks the owner for anything it lacks.
+pub const STALL_AFTER: Duration = Duration::from_secs(3);
+/// A complete peer with no upload neighbour connected for this long stops serving.
+pub const NO_DOWNSTREAM_WAIT: Duration = Duration::from_secs(30);
+/// Default number of requests in flight per connection.
+pub const DEFAULT_IN_FLIGHT: usize = 8;
+/// The most upload connections served at once.
+pub const MAX_UPLOAD_CONNECTIONS: usize = 64;
+/// Hash failures from one connection after which it is dropped.
+pub const MAX_BAD_CHUNKS: u32 = 3;
+
+/// How a peer runs.
+#[derive(Debug)]
+pub struct Config {
+    /// The file owner.
+    pub owner: Endpoint,
+    /// The download neighbour.
+    pub neighbour: Endpoint,
+    /// Where chunks, the summary and the finished file go.
+    pub dir: PathBuf,
+    /// The file wanted, when the owner shares several.
+    pub file: Option<String>,
+    /// How chunks are stored.
+    pub layout: Layout,
+    /// After completing, stop serving after this long even if the upload neighbour is not
+    /// complete. `None`: serve until it is (or none is connected for [`NO_DOWNSTREAM_WAIT`]).
+    pub linger: Option<Duration>,
+    /// Give up when the owner is unreachable at start, or nothing arrives, for this long.
+    pub timeout: Duration,
+    /// Requests in flight per connection.
+    pub in_flight: usize,
+    /// Where events go.
+    pub events: Arc<EventSink>,
+    /// Fault injection for tests: corrupt the first N chunks this peer uploads.
+    pub corrupt_sends: u32,
+    /// Told once the file is reassembled and verified.
+    pub on_complete: Option<oneshot::Sender<Completion>>,
+}
+
+/// What a completed peer reports.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    /// The finished file.
+    pub path: PathBuf,
+    /// Its manifest.
+    pub manifest: Arc<Manifest>,
+    /// Chunks fetched in this run (the rest were on disk already).
+    pub fetched: u32,
+    /// From start to verified file.
+    pub elapsed: Duration,
+}
+
+/// How [`run`] ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The file is complete and verified, and the upload neighbour was served.
+    Complete(Completion),
+    /// The token was cancelled first.
+    Interrupted,
+}
+
+#[derive(Debug)]
+struct State {
+    have: ChunkSet,
+    pending: ChunkSet,
+    assigned: ChunkSet,
+    orphans: ChunkSet,
+    suspect: ChunkSet,
+    all: ChunkSet,
+    neighbour_has: Option<ChunkSet>,
+    owner_connected: bool,
+    last_progress: Instant,
+    fetched: u32,
+    downstream_open: usize,
+    downstream_done: bool,
+    downstream_last_seen: Instant,
+    owner_error: Option<String>,
+    neighbour_error: Option<String>,
+}
+
+/// What a peer's tasks share.
+#[derive(Debug)]
+pub(crate) struct Swarm {
+    manifest: Arc<Manifest>,
+    manifest_json: Bytes,
+    store: Arc<ChunkStore>,
+    events: Arc<EventSink>,
+    config: Config,
+    port: u16,
+    state: Mutex<State>,
+    /// Bumped on every change pickers and announcers care about.
+    changed: watch::Sender<()>,
+    /// Signalled when `have` grew, for the summary writer.
+    summary_dirty: Notify,
+    /// Faults left to inject.
+    corrupt_left: std::sync::atomic::AtomicU32,
+}
+
+/// Which kind of source a download connection talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SourceKind {
+    Owner,
+    Neighbour,
+}
+
+impl Swarm {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changed.send_replace(());
+    }
+
+    fn have_snapshot(&self) -> ChunkSet {
+        self.state().have.clone()
+    }
+
+    fn is_complete(&self) -> bool {
+        self.state().have.is_full()
+    }
+
+    fn holds(&self, id: ChunkId) -> bool {
+        self.state().have.contains(id)
+    }
+
+    /// Picks a chunk to request from a source of `kind`, and marks it pending.
+    fn pick(&self, kind: SourceKind, rng: &mut impl rand::Rng) -> Option<ChunkId> {
+        let mut guard = self.state();
+        let st = &mut *guard;
+        let words = st.all.words().len();
+        let (have, pending, all) = (st.have.words(), st.pending.words(), st.all.words());
+        let missing = |w: usize| all[w] & !have[w] & !pending[w];
+        let picked = match kind {
+            SourceKind::Neighbour => {
+                let nh = st.neighbour_has.as_ref()?.words();
+                let avoid = if st.owner_connected {
+                    st.suspect.words()
+                } else {
+                    &[][..]
+                };
+                pick_random(
+                    words,
+                    |w| missing(w) & nh[w] & !avoid.get(w).copied().unwrap_or(0),
+                    rng,
+                )
+            }
+            SourceKind::Owner => {
+                let stalled = st.last_progress.elapsed() >= STALL_AFTER;
+                let idle = neighbour_idle(st);
+                let (assigned, suspect, orphans) =
+                    (st.assigned.words(), st.suspect.words(), st.orphans.words());
+                pick_random(
+                    words,
+                    |w| {
+                        let wanted = if stalled {
+                            u64::MAX
+                        } else {
+                            assigned[w] | suspect[w] | if idle { orphans[w] } else { 0 }
+                        };
+                        missing(w) & wanted
+                    },
+                    rng,
+                )
+            }
+        };
+        let id = self.manifest.chunk_id(picked?).ok()?;
+        st.pending.insert(id);
+        Some(id)
+    }
+
+    /// Releases chunks that were pending on a connection that ended.
+    fn release(&self, ids: impl IntoIterator<Item = ChunkId>) {
+        let mut st = self.state();
+        for id in ids {
+            st.pending.remove(id);
+        }
+        drop(st);
+        self.notify();
+    }
+
+    /// Verifies `data` as chunk `id` and stores it.
+    ///
+    /// # Errors
+    ///
+    /// A hash or length mismatch (the chunk is released and marked suspect), or a store error.
+    async fn accept_chunk(&self, id: ChunkId, data: Bytes) -> Result<()> {
+        let store = self.store.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            ChunkStore::verify(store.manifest(), id, &data)?;
+            store.write_chunk(id, &data)
+        })
+        .await?;
+        let mut st = self.state();
+        st.pending.remove(id);
+        if let Err(e) = res {
+            st.suspect.insert(id);
+            drop(st);
+            self.notify();
+            return Err(e.into());
+        }
+        st.have.insert(id);
+        st.suspect.remove(id);
+        st.fetched += 1;
+        st.last_progress = Instant::now();
+        drop(st);
+        self.summary_dirty.notify_one();
+        self.notify();
+        Ok(())
+    }
+
+    /// Fault injection: corrupts `data` while `corrupt_sends` is not used up.
+    fn maybe_corrupt(&self, id: ChunkId, mut data: Bytes) -> Bytes {
+        if self.corrupt_left.load(std::sync::atomic::Ordering::Relaxed) > 0
+            && self
+                .corrupt_left
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+                > 0
+            && !data.is_empty()
+        {
+            warn!(chunk = %id, "fault injection: corrupting an uploaded chunk");
+            let mut v = data.to_vec();
+            v[0] ^= 0xff;
+            data = Bytes::from(v);
+        }
+        data
+    }
+}
+
+/// True when the download neighbour holds nothing this peer lacks and has not requested.
+fn neighbour_idle(st: &State) -> bool {
+    let Some(nh) = &st.neighbour_has else {
+        return true;
+    };
+    let (have, pending) = (st.have.words(), st.pending.words());
+    !nh.words()
+        .iter()
+        .enumerate()
+        .any(|(w, &n)| n & !have[w] & !pending[w] != 0)
+}
+
+/// Runs a peer on `listener` until its file is complete and its upload neighbour served, or
+/// `token` is cancelled.
+///
+/// # Errors
+///
+/// The owner unreachable at start (with no saved manifest), a refusal by the owner (unknown
+/// file, version), no progress for `config.timeout`, or a store error.
+pub async fn run(
+    listener: TcpListener,
+    mut config: Config,
+    token: CancellationToken,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let port = listener
+        .local_addr()
+        .map_err(|e| Error::Bug(e.to_string()))?
+        .port();
+    let on_complete = config.on_complete.take();
+
+    let boot = tokio::select! {
+        b = download::bootstrap(&config, port) => b?,
+        () = token.cancelled() => return Ok(Outcome::Interrupted),
+    };
+    let manifest = Arc::new(boot.manifest);
+    let (dir, layout, m2) = (config.dir.clone(), config.layout, manifest.clone());
+    let (store, have) =
+        tokio::task::spawn_blocking(move || ChunkStore::open(&dir, &m2, layout)).await??;
+    let count = manifest.chunk_count();
+    if have.count() > 0 {
+        info!(
+            "resuming: {}/{} verified chunks already in {}",
+            have.count(),
+            count,
+            config.dir.display()
+        );
+    }
+    let now = Instant::now();
+    let swarm = Arc::new(Swarm {
+        manifest_json: Bytes::from(
+            serde_json::to_vec(&*manifest).map_err(|e| Error::Bug(e.to_string()))?,
+        ),
+        manifest: manifest.clone(),
+        store: Arc::new(store),
+        events: config.events.clone(),
+        corrupt_left: std::sync::atomic::AtomicU32::new(config.corrupt_sends),
+        port,
+        state: Mutex::new(State {
+            have,
+            pending: ChunkSet::new(count),
+            assigned: ChunkSet::new(count),
+            orphans: ChunkSet::new(count),
+            suspect: ChunkSet::new(count),
+            all: ChunkSet::full(count),
+            neighbour_has: None,
+            owner_connected: false,
+            last_progress: now,
+            fetched: 0,
+            downstream_open: 0,
+            downstream_done: false,
+            downstream_last_seen: now,
+            owner_error: None,
+            neighbour_error: None,
+        }),
+        changed: watch::Sender::new(()),
+        summary_dirty: Notify::new(),
+        config,
+    });
+
+    let tasks = TaskTracker::new();
+    let child = token.child_token();
+    let _cancel_on_drop = child.clone().drop_guard();
+    tasks.spawn(upload::serve(listener, swarm.clone(), child.clone()));
+    tasks.spawn(summary_writer(swarm.clone(), child.clone()));
+    if !swarm.is_complete() {
+        let owner_span = info_span!("owner", addr = %swarm.config.owner);
+        tasks.spawn(tracing::Instrument::instrument(
+            download::run_source(
+                swarm.clone(),
+                SourceKind::Owner,
+                boot.owner_conn,
+                child.clone(),
+            ),
+            owner_span,
+        ));
+        let nb_span = info_span!("neighbour", addr = %swarm.config.neighbour);
+        tasks.spawn(tracing::Instrument::instrument(
+            download::run_source(swarm.clone(), SourceKind::Neighbour, None, child.clone()),
+            nb_span,
+        ));
+    }
+
+    let completion = match wait_complete(&swarm, &token, started).await? {
+        Some(c) => c,
+        None => {
+            finish(&swarm, &tasks, &child).await;
+            return Ok(Outcome::Interrupted);
+        }
+    };
+    if let Some(tx) = on_complete {
+        let _ = tx.send(completion.clone());
+    }
+    let interrupted = !wait_downstream(&swarm, &token).await;
+    finish(&swarm, &tasks, &child).await;
+    Ok(if interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Complete(completion)
+    })
+}
+
+/// Waits for every chunk, then reassembles and verifies; `None` if cancelled first.
+async fn wait_complete(
+    swarm: &Arc<Swarm>,
+    token: &CancellationToken,
+    started: Instant,
+) -> Result<Option<Completion>> {
+    let mut changed = swarm.changed.subscribe();
+    let timeout = swarm.config.timeout;
+    loop {
+        if swarm.is_complete() {
+            match assemble::finish(swarm).await? {
+                Some(path) => {
+                    let fetched = swarm.state().fetched;
+                    let elapsed = started.elapsed();
+                    info!(
+                        "complete: {} verified ({} bytes, blake3 {}), {fetched} chunks fetched in {:.2}s",
+                        path.display(),
+                        swarm.manifest.size,
+                        swarm.manifest.hash.short(),
+                        elapsed.as_secs_f64()
+                    );
+                    return Ok(Some(Completion {
+                        path,
+                        manifest: swarm.manifest.clone(),
+                        fetched,
+                        elapsed,
+                    }));
+                }
+                None => continue, // bad chunks were dropped; fetch them again
+            }
+        }
+        {
+            let st = swarm.state();
+            if st.last_progress.elapsed() >= timeout {
+                let detail = format!(
+                    "neighbour {}: {}; owner {}: {}",
+                    swarm.config.neighbour,
+                    st.neighbour_error.as_deref().unwrap_or("connected"),
+                    swarm.config.owner,
+                    st.owner_error.as_deref().unwrap_or("connected"),
+                );
+                return Err(Error::Stalled {
+                    secs: timeout.as_secs(),
+                    have: st.have.count(),
+                    total: st.have.capacity(),
+                    detail,
+                });
+            }
+        }
+        tokio::select! {
+            _ = changed.changed() => {}
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = token.cancelled() => return Ok(None),
+        }
+    }
+}
+
+/// Serves until the upload neighbour is complete, `linger` passed, or no upload neighbour
+/// was connected for [`NO_DOWNSTREAM_WAIT`]. Returns false if cancelled.
+async fn wait_downstream(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool {
+    let mut changed = swarm.changed.subscribe();
+    let deadline = swarm.config.linger.map(|l| tokio::time::Instant::now() + l);
+    loop {
+        {
+            let st = swarm.state();
+            if st.downstream_done {
+                info!("upload neighbour is complete; stopping");
+                return true;
+            }
+            if st.downstream_open == 0 && st.downstream_last_seen.elapsed() >= NO_DOWNSTREAM_WAIT {
+                info!(
+                    "no upload neighbour for {}s; stopping",
+                    NO_DOWNSTREAM_WAIT.as_secs()
+                );
+                return true;
+            }
+        }
+        let linger = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = changed.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = linger => {
+                info!("linger time over; stopping");
+                return true;
+            }
+            () = token.cancelled() => return false,
+        }
+    }
+}
+
+async fn finish(swarm: &Arc<Swarm>, tasks: &TaskTracker, child: &CancellationToken) {
+    child.cancel();
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(2), tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not stop within 2s");
+    }
+    let have = swarm.have_snapshot();
+    let store = swarm.store.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.write_summary(&have)).await {
+        warn!("writing summary: {e}");
+    }
+}
+
+/// Rewrites the summary file when `have` grew, at most every 200 ms.
+async fn summary_writer(swarm: Arc<Swarm>, token: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = swarm.summary_dirty.notified() => {}
+            () = token.cancelled() => return,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let have = swarm.have_snapshot();
+        let store = swarm.store.clone();
+        match tokio::task::spawn_blocking(move || store.write_summary(&have)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("writing summary: {e}"),
+            Err(e) => warn!("summary task: {e}"),
+        }
+    }
+}

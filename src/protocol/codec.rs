@@ -1,0 +1,338 @@
+//! `MessageCodec`: frames [`Message`]s on a byte stream; see the module docs of `protocol`.
+
+use bytes::{Buf, BufMut, BytesMut};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+use super::{MAX_HEADER_LEN, Message, ProtocolError};
+
+/// Length of the header-length field inside a frame.
+const HEADER_LEN_FIELD: usize = 4;
+
+/// Decodes and encodes [`Message`] frames, with a hard limit on body size.
+///
+/// The limit starts at whatever the owner of the connection sets: a server that only expects
+/// small messages allows no body at all, a client allows a manifest until it has one and then
+/// one chunk.
+#[derive(Debug)]
+pub struct MessageCodec {
+    inner: LengthDelimitedCodec,
+    max_body: usize,
+    /// Bytes of the frame in progress already taken from the buffer (its length prefix).
+    partial: usize,
+}
+
+impl MessageCodec {
+    /// A codec accepting bodies of at most `max_body` bytes.
+    pub fn new(max_body: usize) -> Self {
+        let mut c = Self {
+            inner: LengthDelimitedCodec::new(),
+            max_body: 0,
+            partial: 0,
+        };
+        c.set_max_body(max_body);
+        c
+    }
+
+    /// Changes the body limit (e.g. from manifest size to chunk size once a manifest is known).
+    pub fn set_max_body(&mut self, max_body: usize) {
+        self.max_body = max_body;
+        self.inner.set_max_frame_length(self.max_frame_len());
+    }
+
+    /// The longest frame accepted: header-length field + header + body.
+    pub fn max_frame_len(&self) -> usize {
+        HEADER_LEN_FIELD + MAX_HEADER_LEN + self.max_body
+    }
+}
+
+impl Decoder for MessageCodec {
+    type Item = Message;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
+        // Check the declared length before the inner codec reserves room for it.
+        if src.len() >= 4 {
+            let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+            let max = self.max_frame_len();
+            if len > max {
+                return Err(ProtocolError::FrameTooLarge { len, max });
+            }
+        }
+        let before = src.len();
+        let Some(mut frame) = self.inner.decode(src)? else {
+            self.partial += before - src.len();
+            return Ok(None);
+        };
+        self.partial = 0;
+        if frame.len() < HEADER_LEN_FIELD {
+            return Err(ProtocolError::FrameTooShort { len: frame.len() });
+        }
+        let header_len = frame.get_u32() as usize;
+        if header_len > MAX_HEADER_LEN {
+            return Err(ProtocolError::HeaderTooLarge {
+                len: header_len,
+                max: MAX_HEADER_LEN,
+            });
+        }
+        if header_len > frame.len() {
+            return Err(ProtocolError::HeaderPastFrame {
+                header: header_len,
+                frame: frame.len(),
+            });
+        }
+        let body_len = frame.len() - header_len;
+        if body_len > self.max_body {
+            return Err(ProtocolError::BodyTooLarge {
+                len: body_len,
+                max: self.max_body,
+            });
+        }
+        let header = frame.split_to(header_len);
+        let body = frame.freeze();
+        let mut msg = parse_header(&header)?;
+        let kind = msg.kind();
+        match &mut msg {
+            Message::Chunk { len, data, .. }
+            | Message::Welcome {
+                len,
+                manifest: data,
+                ..
+            } => {
+                if *len != body.len() as u64 {
+                    return Err(ProtocolError::BodyLength {
+                        kind,
+                        declared: *len,
+                        actual: body.len(),
+                    });
+                }
+                *data = body;
+            }
+            _ if !body.is_empty() => {
+                return Err(ProtocolError::UnexpectedBody {
+                    kind,
+                    len: body.len(),
+                });
+            }
+            _ => {}
+        }
+        Ok(Some(msg))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
+        match self.decode(buf)? {
+            Some(msg) => Ok(Some(msg)),
+            None if buf.is_empty() && self.partial == 0 => Ok(None),
+            None => Err(ProtocolError::ResetMidFrame(buf.len() + self.partial)),
+        }
+    }
+}
+
+fn parse_header(header: &[u8]) -> Result<Message, ProtocolError> {
+    serde_json::from_slice(header).map_err(|e| {
+        let text = e.to_string();
+        // serde names an unknown tag "unknown variant `x`, expected one of ..."
+        match text.strip_prefix("unknown variant `") {
+            Some(rest) => {
+                ProtocolError::UnknownMessage(rest.split('`').next().unwrap_or("").to_string())
+            }
+            None => ProtocolError::MalformedHeader(text),
+        }
+    })
+}
+
+impl Encoder<Message> for MessageCodec {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        let header = serde_json::to_vec(&msg)
+            .map_err(|e| ProtocolError::MalformedHeader(format!("bug: cannot encode: {e}")))?;
+        if header.len() > MAX_HEADER_LEN {
+            return Err(ProtocolError::HeaderTooLarge {
+                len: header.len(),
+                max: MAX_HEADER_LEN,
+            });
+        }
+        let body: &[u8] = msg.body().map_or(&[], |b| b.as_ref());
+        let frame_len = HEADER_LEN_FIELD + header.len() + body.len();
+        let too_large = || ProtocolError::FrameTooLarge {
+            len: frame_len,
+            max: u32::MAX as usize,
+        };
+        let frame_len32 = u32::try_from(frame_len).map_err(|_| too_large())?;
+        let header_len32 = u32::try_from(header.len()).map_err(|_| too_large())?;
+        dst.reserve(4 + frame_len);
+        dst.put_u32(frame_len32);
+        dst.put_u32(header_len32);
+        dst.put_slice(&header);
+        dst.put_slice(body);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::chunkset::Ranges;
+    use crate::protocol::{PROTOCOL_VERSION, Role};
+
+    fn all_messages() -> Vec<Message> {
+        vec![
+            Message::Hello {
+                version: PROTOCOL_VERSION,
+                role: Role::Peer,
+                file: Some("a.bin".into()),
+                have: Ranges(vec![[0, 3]]),
+                port: Some(5001),
+            },
+            Message::Hello {
+                version: PROTOCOL_VERSION,
+                role: Role::Neighbour,
+                file: None,
+                have: Ranges::default(),
+                port: None,
+            },
+            Message::welcome(Ranges(vec![[1, 1]]), Bytes::from_static(b"{\"m\":1}")),
+            Message::Have {
+                chunks: Ranges(vec![[0, 9], [12, 12]]),
+            },
+            Message::Orphans {
+                chunks: Ranges::default(),
+            },
+            Message::Request { chunk: 7 },
+            Message::chunk(7, Bytes::from(vec![42u8; 1000])),
+            Message::chunk(0, Bytes::new()),
+            Message::Error {
+                message: "bye".into(),
+            },
+        ]
+    }
+
+    fn encode(msg: Message) -> BytesMut {
+        let mut buf = BytesMut::new();
+        MessageCodec::new(4096).encode(msg, &mut buf).unwrap();
+        buf
+    }
+
+    fn raw_frame(header: &[u8], body: &[u8]) -> BytesMut {
+        let mut buf = BytesMut::new();
+        buf.put_u32((4 + header.len() + body.len()) as u32);
+        buf.put_u32(header.len() as u32);
+        buf.put_slice(header);
+        buf.put_slice(body);
+        buf
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for msg in all_messages() {
+            let mut buf = encode(msg.clone());
+            let got = MessageCodec::new(4096).decode(&mut buf).unwrap();
+            assert_eq!(got, Some(msg));
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time() {
+        let mut codec = MessageCodec::new(4096);
+        for msg in all_messages() {
+            let bytes = encode(msg.clone());
+            let mut buf = BytesMut::new();
+            let mut out = None;
+            for (i, b) in bytes.iter().enumerate() {
+                buf.put_u8(*b);
+                out = codec.decode(&mut buf).unwrap();
+                if i + 1 < bytes.len() {
+                    assert!(out.is_none(), "decoded early at byte {i}");
+                }
+            }
+            assert_eq!(out, Some(msg));
+        }
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_before_allocating() {
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
+        let err = MessageCodec::new(100).decode(&mut buf).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "frame of 4294967295 bytes exceeds the limit of {} bytes",
+                4 + MAX_HEADER_LEN + 100
+            )
+        );
+        assert!(buf.capacity() < 1024);
+    }
+
+    #[test]
+    fn malformed_inputs_give_specific_errors() {
+        let mut codec = MessageCodec::new(100);
+        let mut buf = raw_frame(b"not json", b"");
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(ProtocolError::MalformedHeader(_))
+        ));
+        let mut buf = raw_frame(br#"{"type":"gossip"}"#, b"");
+        match codec.decode(&mut buf) {
+            Err(ProtocolError::UnknownMessage(t)) => assert_eq!(t, "gossip"),
+            other => panic!("{other:?}"),
+        }
+        let mut buf = raw_frame(br#"{"type":"chunk","chunk":1,"len":10}"#, b"short");
+        assert_eq!(
+            codec.decode(&mut buf).unwrap_err().to_string(),
+            "chunk message declares 10 body bytes but carries 5"
+        );
+        let mut buf = raw_frame(br#"{"type":"request","chunk":1}"#, b"extra");
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(ProtocolError::UnexpectedBody { .. })
+        ));
+        let mut buf = BytesMut::new();
+        buf.put_u32(2);
+        buf.put_u16(0);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(ProtocolError::FrameTooShort { len: 2 })
+        ));
+        let mut buf = BytesMut::new();
+        buf.put_u32(8);
+        buf.put_u32(100);
+        buf.put_u32(0);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(ProtocolError::HeaderPastFrame { .. })
+        ));
+        let mut buf = BytesMut::new();
+        buf.put_u32(8);
+        buf.put_u32(MAX_HEADER_LEN as u32 + 1);
+        buf.put_u32(0);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(ProtocolError::HeaderTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn body_over_limit_is_refused() {
+        let mut buf = encode(Message::chunk(1, Bytes::from(vec![0u8; 200])));
+        assert!(matches!(
+            MessageCodec::new(100).decode(&mut buf),
+            Err(ProtocolError::BodyTooLarge { len: 200, max: 100 })
+        ));
+    }
+
+    #[test]
+    fn eof_mid_frame_is_an_error_and_clean_eof_is_not() {
+        let mut codec = MessageCodec::new(100);
+        let mut empty = BytesMut::new();
+        assert!(codec.decode_eof(&mut empty).unwrap().is_none());
+        let mut partial = encode(Message::Request { chunk: 1 });
+        partial.truncate(6);
+        assert!(matches!(
+            codec.decode_eof(&mut partial),
+            Err(ProtocolError::ResetMidFrame(6))
+        ));
+    }
+}

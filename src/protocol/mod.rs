@@ -1,0 +1,98 @@
+//! The wire format between file owner and peers, and between ring neighbours. No sockets here.
+//!
+//! # Goals
+//!
+//! - Raw chunk bytes on the wire (no base64), one copy from socket buffer to disk.
+//! - Every length checked against a hard limit before anything is allocated.
+//! - Human-readable headers (JSON), so a capture or a test can be read by eye.
+//!
+//! # Non-goals
+//!
+//! - Encryption or authentication (a later shared-secret handshake may add it).
+//! - Compatibility across protocol versions: a version mismatch is refused in `hello`.
+//!
+//! # Frame
+//!
+//! ```text
+//! +-----------------+-----------------+----------------------+----------------------+
+//! | frame length    | header length   | header               | body                 |
+//! | u32, big-endian | u32, big-endian | JSON, ≤ MAX_HEADER_LEN | raw bytes (chunk or |
+//! | = 4 + H + B     | = H             | H bytes              | manifest), B bytes   |
+//! +-----------------+-----------------+----------------------+----------------------+
+//! ```
+//!
+//! The outer length prefix is tokio-util's `LengthDelimitedCodec` default. The header is one
+//! [`Message`] tagged by `"type"`; only `welcome` (the manifest, as JSON) and `chunk` (the chunk
+//! bytes) carry a body, whose length the header states.
+//!
+//! # Messages
+//!
+//! - `hello` — client → server, first message: protocol version, role, wanted file, chunks held.
+//! - `welcome` — server → client: the chunks assigned to this peer; body: the manifest.
+//! - `have` — either way: chunk ids the sender holds (added to what it said before).
+//! - `orphans` — owner → peer: chunks no ring member was handed (replaces the previous list).
+//! - `request` — client → server: send me this chunk.
+//! - `chunk` — server → client: a chunk's id and length; body: its bytes.
+//! - `error` — either way: why the sender is closing the connection.
+
+mod codec;
+mod message;
+
+pub use codec::MessageCodec;
+pub use message::{Message, Role};
+
+/// The protocol version sent in `hello`; a server refuses any other.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The longest JSON header accepted, in bytes. Chunk-id lists longer than this are split
+/// across several `have` messages.
+pub const MAX_HEADER_LEN: usize = 256 * 1024;
+
+/// The longest manifest accepted in a `welcome` body (about 440,000 chunks).
+pub const MAX_MANIFEST_LEN: usize = 64 * 1024 * 1024;
+
+/// The most ranges put in one `have` or `orphans` message, so its header stays well under
+/// [`MAX_HEADER_LEN`] (a range is at most 24 bytes of JSON).
+pub const MAX_RANGES_PER_MESSAGE: usize = 8 * 1024;
+
+/// Errors of decoding and encoding frames, and of the conversation they carry.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge { len: usize, max: usize },
+    #[error("header of {len} bytes exceeds the limit of {max} bytes")]
+    HeaderTooLarge { len: usize, max: usize },
+    #[error("body of {len} bytes exceeds the limit of {max} bytes")]
+    BodyTooLarge { len: usize, max: usize },
+    #[error("frame of {len} bytes is too short for its header length field")]
+    FrameTooShort { len: usize },
+    #[error("header length {header} exceeds the frame's {frame} bytes")]
+    HeaderPastFrame { header: usize, frame: usize },
+    #[error("unknown message type {0:?}")]
+    UnknownMessage(String),
+    #[error("malformed header: {0}")]
+    MalformedHeader(String),
+    #[error("{kind} message declares {declared} body bytes but carries {actual}")]
+    BodyLength {
+        kind: &'static str,
+        declared: u64,
+        actual: usize,
+    },
+    #[error("{kind} message must not carry a body ({len} bytes found)")]
+    UnexpectedBody { kind: &'static str, len: usize },
+    #[error("connection reset by peer mid-frame ({0} bytes buffered)")]
+    ResetMidFrame(usize),
+    #[error("unsupported protocol version {got}; this build speaks version {PROTOCOL_VERSION}")]
+    Version { got: u32 },
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    #[error("remote closed the connection: {0}")]
+    Remote(String),
+    #[error("unexpected {got} message while {doing}")]
+    Unexpected {
+        got: &'static str,
+        doing: &'static str,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}

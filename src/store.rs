@@ -1,0 +1,519 @@
+//! `ChunkStore`: where a peer keeps verified chunks, its summary file, and the finished file.
+//!
+//! Layouts, for a file `NAME` in folder `DIR`:
+//!
+//! - [`Layout::PartFile`] (default): every chunk at its offset in `DIR/NAME.part`, sized to
+//!   the file when created; renamed to `DIR/NAME` once the whole-file hash matches.
+//! - [`Layout::ChunkFiles`] (`--chunk-files`, seed 002): `DIR/chunks/NAME.<id>` per chunk,
+//!   joined into `DIR/NAME` at the end.
+//!
+//! Beside them: `DIR/NAME.manifest.json` (so a restarted peer can resume without the owner) and
+//! `DIR/NAME.summary`, the chunk ids held, as JSON. Both are written to a `.tmp` name and
+//! renamed. Chunk bytes reach the store before the summary names them; on open, every chunk
+//! the summary names is hashed again, so a write lost in a crash is fetched again, not trusted.
+//!
+//! All methods block: call them from `spawn_blocking`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::chunkset::{ChunkSet, Ranges};
+use crate::hash::Hash;
+use crate::manifest::{ChunkId, Manifest};
+
+/// How chunks are kept on disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// One preallocated part file, chunks at their offsets.
+    #[default]
+    PartFile,
+    /// One file per chunk under `chunks/`.
+    ChunkFiles,
+}
+
+/// Errors of the chunk store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("chunk {chunk} hash mismatch: expected {}, got {}", expected.short(), actual.short())]
+    ChunkHashMismatch {
+        chunk: u32,
+        expected: Hash,
+        actual: Hash,
+    },
+    #[error("chunk {chunk} has {actual} bytes, expected {expected}")]
+    ChunkLength {
+        chunk: u32,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("whole-file hash mismatch for {name}: expected {}, got {}", expected.short(), actual.short())]
+    FileHashMismatch {
+        name: String,
+        expected: Hash,
+        actual: Hash,
+    },
+    #[error("bug: {0}")]
+    Bug(&'static str),
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The summary file's content.
+#[derive(Debug, Serialize, Deserialize)]
+struct Summary {
+    file: String,
+    hash: Hash,
+    chunks: Ranges,
+}
+
+/// A peer's chunks of one file on disk.
+#[derive(Debug)]
+pub struct ChunkStore {
+    dir: PathBuf,
+    manifest: Manifest,
+    layout: Layout,
+    /// The part file (or, once complete, the finished file: the rename keeps this handle).
+    data: Option<File>,
+}
+
+/// Writes `bytes` to `path` through `path.tmp` and a rename, so `path` is never half-written.
+///
+/// # Errors
+///
+/// Any I/O error, naming the path.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = tmp_path(path);
+    fs::write(&tmp, bytes).map_err(io_err("writing", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("renaming", &tmp))
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+impl ChunkStore {
+    /// Opens (creating) the store for `manifest` in `dir` and returns it with the chunks it
+    /// already holds, each verified against the manifest. Chunks that fail are dropped (and
+    /// will be fetched again).
+    ///
+    /// # Errors
+    ///
+    /// The folder or files cannot be created or read.
+    pub fn open(
+        dir: &Path,
+        manifest: &Manifest,
+        layout: Layout,
+    ) -> Result<(Self, ChunkSet), StoreError> {
+        fs::create_dir_all(dir).map_err(io_err("creating folder", dir))?;
+        if layout == Layout::ChunkFiles {
+            let chunks = dir.join("chunks");
+            fs::create_dir_all(&chunks).map_err(io_err("creating folder", &chunks))?;
+        }
+        let mut store = Self {
+            dir: dir.to_path_buf(),
+            manifest: manifest.clone(),
+            layout,
+            data: None,
+        };
+        let manifest_path = store.manifest_path();
+        let json = serde_json::to_vec(manifest).map_err(|_| StoreError::Bug("manifest json"))?;
+        if fs::read(&manifest_path).ok().as_deref() != Some(&json[..]) {
+            write_atomic(&manifest_path, &json)?;
+        }
+
+        // A finished file that verifies: everything is held.
+        let out = store.output_path();
+        if let Ok(meta) = fs::metadata(&out)
+            && meta.len() == manifest.size
+            && hash_file(&out)? == manifest.hash
+        {
+            if layout == Layout::PartFile {
+                store.data = Some(File::open(&out).map_err(io_err("opening", &out))?);
+            }
+            let have = ChunkSet::full(manifest.chunk_count());
+            if layout == Layout::ChunkFiles {
+                store.restore_chunk_files(&have)?;
+            }
+            return Ok((store, have));
+        }
+
+        if layout == Layout::PartFile {
+            let part = store.part_path();
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&part)
+                .map_err(io_err("opening", &part))?;
+            let len = file.metadata().map_err(io_err("reading", &part))?.len();
+            if len != manifest.size {
+                file.set_len(manifest.size)
+                    .map_err(io_err("sizing", &part))?;
+            }
+            store.data = Some(file);
+        }
+
+        let listed = store.read_summary();
+        let mut have = ChunkSet::new(manifest.chunk_count());
+        for n in listed.indices() {
+            let id = manifest
+                .chunk_id(n)
+                .map_err(|_| StoreError::Bug("summary id"))?;
+            match store.read_chunk(id) {
+                Ok(data) if Hash::of(&data) == manifest.chunk_hash(id) => {
+                    have.insert(id);
+                }
+                Ok(_) => tracing::warn!(chunk = n, "stored chunk fails its hash; fetching again"),
+                Err(e) => {
+                    tracing::warn!(chunk = n, "stored chunk unreadable ({e}); fetching again")
+                }
+            }
+        }
+        if have.count() != listed.count() {
+            store.write_summary(&have)?;
+        }
+        Ok((store, have))
+    }
+
+    /// The manifest this store holds chunks of.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// `DIR/NAME`: where the finished file appears.
+    pub fn output_path(&self) -> PathBuf {
+        self.dir.join(&self.manifest.name)
+    }
+
+    /// `DIR/NAME.part`.
+    pub fn part_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.part", self.manifest.name))
+    }
+
+    /// `DIR/NAME.summary`.
+    pub fn summary_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.summary", self.manifest.name))
+    }
+
+    /// `DIR/NAME.manifest.json`.
+    pub fn manifest_path(&self) -> PathBuf {
+        Self::manifest_path_for(&self.dir, &self.manifest.name)
+    }
+
+    /// `DIR/NAME.manifest.json` for a name.
+    pub fn manifest_path_for(dir: &Path, name: &str) -> PathBuf {
+        dir.join(format!("{name}.manifest.json"))
+    }
+
+    /// `DIR/chunks/NAME.<id>`.
+    pub fn chunk_path(&self, id: ChunkId) -> PathBuf {
+        self.dir
+            .join("chunks")
+            .join(format!("{}.{}", self.manifest.name, id))
+    }
+
+    fn read_summary(&self) -> ChunkSet {
+        let empty = ChunkSet::new(self.manifest.chunk_count());
+        let Ok(bytes) = fs::read(self.summary_path()) else {
+            return empty;
+        };
+        match serde_json::from_slice::<Summary>(&bytes) {
+            Ok(s) if s.hash == self.manifest.hash => {
+                ChunkSet::try_from_ranges(&self.manifest, &s.chunks).unwrap_or(empty)
+            }
+            Ok(_) => {
+                tracing::warn!("summary is for another version of the file; starting afresh");
+                empty
+            }
+            Err(e) => {
+                tracing::warn!("unreadable summary ({e}); starting afresh");
+                empty
+            }
+        }
+    }
+
+    /// Replaces the summary file with `have` (write to `.tmp`, rename).
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error, naming the path.
+    pub fn write_summary(&self, have: &ChunkSet) -> Result<(), StoreError> {
+        let summary = Summary {
+            file: self.manifest.name.clone(),
+            hash: self.manifest.hash,
+            chunks: have.to_ranges(),
+        };
+        let json = serde_json::to_vec(&summary).map_err(|_| StoreError::Bug("summary json"))?;
+        write_atomic(&self.summary_path(), &json)
+    }
+
+    /// Checks `data` against the manifest: length and hash.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::ChunkLength`] or [`StoreError::ChunkHashMismatch`].
+    pub fn verify(manifest: &Manifest, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
+        let expected = manifest.chunk_len(id);
+        if data.len() != expected {
+            return Err(StoreError::ChunkLength {
+                chunk: id.get(),
+                expected,
+                actual: data.len(),
+            });
+        }
+        let actual = Hash::of(data);
+        let expected = manifest.chunk_hash(id);
+        if actual != expected {
+            return Err(StoreError::ChunkHashMismatch {
+                chunk: id.get(),
+                expected,
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores a chunk that has been verified.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error, naming the path.
+    pub fn write_chunk(&self, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
+        match (&self.data, self.layout) {
+            (Some(file), Layout::PartFile) => file
+                .write_all_at(data, self.manifest.chunk_offset(id))
+                .map_err(io_err("writing", &self.part_path())),
+            _ => write_atomic(&self.chunk_path(id), data),
+        }
+    }
+
+    /// Reads a stored chunk (not re-hashed: the receiver verifies).
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error, naming the path; a short file is an `UnexpectedEof` error.
+    pub fn read_chunk(&self, id: ChunkId) -> Result<Bytes, StoreError> {
+        let len = self.manifest.chunk_len(id);
+        let mut buf = vec![0u8; len];
+        match (&self.data, self.layout) {
+            (Some(file), Layout::PartFile) => file
+                .read_exact_at(&mut buf, self.manifest.chunk_offset(id))
+                .map_err(io_err("reading", &self.part_path()))?,
+            _ => {
+                let path = self.chunk_path(id);
+                let mut f = File::open(&path).map_err(io_err("opening", &path))?;
+                f.read_exact(&mut buf).map_err(io_err("reading", &path))?;
+                if f.read(&mut [0u8; 1]).map_err(io_err("reading", &path))? != 0 {
+                    return Err(StoreError::ChunkLength {
+                        chunk: id.get(),
+                        expected: len,
+                        actual: len + 1,
+                    });
+                }
+            }
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    /// Makes `DIR/NAME` from the held chunks, checks the whole-file hash, and returns its
+    /// path. The file appears only by rename, after the hash matched.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::FileHashMismatch`] (the bad file is not kept) or any I/O error.
+    pub fn assemble(&self) -> Result<PathBuf, StoreError> {
+        let out = self.output_path();
+        let m = &self.manifest;
+        let (src, actual) = match self.layout {
+            Layout::PartFile => {
+                let part = self.part_path();
+                if !part.exists() && out.exists() {
+                    return Ok(out); // already assembled (opened complete)
+                }
+                if let Some(f) = &self.data {
+                    f.sync_all().map_err(io_err("syncing", &part))?;
+                }
+                let h = hash_file(&part)?;
+                (part, h)
+            }
+            Layout::ChunkFiles => {
+                let tmp = tmp_path(&out);
+                let mut w = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+                let mut hasher = blake3::Hasher::new();
+                for id in m.chunk_ids() {
+                    let data = self.read_chunk(id)?;
+                    hasher.update(&data);
+                    w.write_all(&data).map_err(io_err("writing", &tmp))?;
+                }
+                w.sync_all().map_err(io_err("syncing", &tmp))?;
+                (tmp, hasher.finalize().into())
+            }
+        };
+        if actual != m.hash {
+            if self.layout == Layout::ChunkFiles {
+                let _ = fs::remove_file(&src);
+            }
+            return Err(StoreError::FileHashMismatch {
+                name: m.name.clone(),
+                expected: m.hash,
+                actual,
+            });
+        }
+        fs::rename(&src, &out).map_err(io_err("renaming", &src))?;
+        Ok(out)
+    }
+
+    /// For a complete chunk-files store whose chunk files were removed: cut them again from
+    /// the finished file, so the peer can serve.
+    fn restore_chunk_files(&self, have: &ChunkSet) -> Result<(), StoreError> {
+        let out = self.output_path();
+        let file = File::open(&out).map_err(io_err("opening", &out))?;
+        for n in have.indices() {
+            let id = self
+                .manifest
+                .chunk_id(n)
+                .map_err(|_| StoreError::Bug("id"))?;
+            let path = self.chunk_path(id);
+            let ok = fs::metadata(&path)
+                .map(|m| m.len() == self.manifest.chunk_len(id) as u64)
+                .unwrap_or(false);
+            if !ok {
+                let mut buf = vec![0u8; self.manifest.chunk_len(id)];
+                file.read_exact_at(&mut buf, self.manifest.chunk_offset(id))
+                    .map_err(io_err("reading", &out))?;
+                write_atomic(&path, &buf)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The BLAKE3 hash of a whole file, read in 1 MiB pieces.
+///
+/// # Errors
+///
+/// Any I/O error, naming the path.
+pub fn hash_file(path: &Path) -> Result<Hash, StoreError> {
+    let mut f = File::open(path).map_err(io_err("opening", path))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::DEFAULT_CHUNK_SIZE;
+
+    fn setup(size: usize) -> (tempfile::TempDir, Manifest, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 253) as u8).collect();
+        let src = dir.path().join("f.bin");
+        fs::write(&src, &data).unwrap();
+        let m = Manifest::from_file(&src, DEFAULT_CHUNK_SIZE).unwrap();
+        (dir, m, data)
+    }
+
+    fn fill(store: &ChunkStore, m: &Manifest, data: &[u8], ids: impl Iterator<Item = u32>) {
+        for n in ids {
+            let id = m.chunk_id(n).unwrap();
+            let off = m.chunk_offset(id) as usize;
+            let chunk = &data[off..off + m.chunk_len(id)];
+            ChunkStore::verify(m, id, chunk).unwrap();
+            store.write_chunk(id, chunk).unwrap();
+        }
+    }
+
+    #[test]
+    fn both_layouts_assemble_byte_identical_and_resume() {
+        for layout in [Layout::PartFile, Layout::ChunkFiles] {
+            let (dir, m, data) = setup(1234);
+            let peer = dir.path().join("peer");
+            let (store, mut have) = ChunkStore::open(&peer, &m, layout).unwrap();
+            assert_eq!(have.count(), 0);
+            fill(&store, &m, &data, 0..3);
+            for n in 0..3 {
+                have.insert(m.chunk_id(n).unwrap());
+            }
+            store.write_summary(&have).unwrap();
+            drop(store);
+            let (store, have) = ChunkStore::open(&peer, &m, layout).unwrap();
+            assert_eq!(have.count(), 3, "{layout:?} resumes");
+            fill(&store, &m, &data, 3..m.chunk_count());
+            let out = store.assemble().unwrap();
+            assert_eq!(fs::read(&out).unwrap(), data);
+            let (_, have) = ChunkStore::open(&peer, &m, layout).unwrap();
+            assert!(have.is_full(), "{layout:?} reopens complete");
+        }
+    }
+
+    #[test]
+    fn tampered_chunk_is_dropped_on_open() {
+        let (dir, m, data) = setup(5000);
+        let peer = dir.path().join("peer");
+        let (store, _) = ChunkStore::open(&peer, &m, Layout::ChunkFiles).unwrap();
+        fill(&store, &m, &data, 0..2);
+        store.write_summary(&ChunkSet::full(2)).ok();
+        let mut have = ChunkSet::new(m.chunk_count());
+        have.insert(m.chunk_id(0).unwrap());
+        have.insert(m.chunk_id(1).unwrap());
+        store.write_summary(&have).unwrap();
+        fs::write(store.chunk_path(m.chunk_id(1).unwrap()), b"evil").unwrap();
+        let (_, have) = ChunkStore::open(&peer, &m, Layout::ChunkFiles).unwrap();
+        assert_eq!(have.indices().collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[test]
+    fn verify_refuses_wrong_bytes() {
+        let (_dir, m, _) = setup(1000);
+        let id = m.chunk_id(0).unwrap();
+        assert!(matches!(
+            ChunkStore::verify(&m, id, &[0u8; 200]),
+            Err(StoreError::ChunkHashMismatch { chunk: 0, .. })
+        ));
+        assert!(matches!(
+            ChunkStore::verify(&m, id, &[0u8; 10]),
+            Err(StoreError::ChunkLength { .. })
+        ));
+    }
+
+    #[test]
+    fn empty_file_assembles() {
+        let (dir, m, _) = setup(0);
+        let (store, have) = ChunkStore::open(&dir.path().join("p"), &m, Layout::PartFile).unwrap();
+        assert!(have.is_full());
+        let out = store.assemble().unwrap();
+        assert_eq!(fs::read(out).unwrap().len(), 0);
+    }
+}
