@@ -29,6 +29,9 @@ struct Args {
     /// Nominal chunk size (files under 5 chunks of it get size/5)
     #[arg(long, default_value = "100KiB", value_parser = cli::parse_chunk_size)]
     chunk_size: u64,
+    /// Cap the owner's total upload rate, e.g. 10MiB (bytes per second)
+    #[arg(long, value_name = "RATE", value_parser = cli::parse_rate)]
+    upload_limit: Option<u64>,
     /// Also append every event as a JSON line to FILE
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
@@ -98,6 +101,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let config = owner::Config {
         peers: args.peers,
         events: Arc::new(events),
+        upload_limit: args
+            .upload_limit
+            .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, args.chunk_size))),
     };
     owner::run(listener, files, config, token.clone()).await?;
     Ok(!token.is_cancelled())

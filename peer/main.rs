@@ -47,6 +47,9 @@ struct Args {
     /// Address the upload server listens on
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
+    /// Cap this peer's total upload rate, e.g. 10MiB (bytes per second)
+    #[arg(long, value_name = "RATE", value_parser = cli::parse_rate)]
+    upload_limit: Option<u64>,
     /// Also append every event as a JSON line to FILE
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
@@ -109,6 +112,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         in_flight: args.in_flight,
         events: Arc::new(events),
         corrupt_sends: args.corrupt_sends,
+        upload_limit: args.upload_limit,
         on_complete: Some(tx),
     };
     tokio::spawn(async move {

@@ -96,3 +96,16 @@ pub fn human_size(n: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+/// Parses a rate for clap: a size per second (`10MiB`, `10MiB/s`, `500k`).
+///
+/// # Errors
+///
+/// A message saying what is accepted.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let v = crate::parse_size(s.trim_end_matches("/s"))?;
+    if v == 0 {
+        return Err("rate must be above 0 bytes per second".into());
+    }
+    Ok(v)
+}

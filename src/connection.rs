@@ -136,6 +136,16 @@ impl ConnReader {
     pub fn remote(&self) -> &str {
         &self.remote
     }
+
+    /// Reads and drops messages until the remote closes, for at most `limit`: after a
+    /// half-close, so that unread data never turns the close into a reset that could destroy
+    /// the last message sent.
+    pub async fn drain(&mut self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            while let Some(Ok(_)) = self.stream.next().await {}
+        })
+        .await;
+    }
 }
 
 /// The sending half of a [`Connection`].
@@ -155,6 +165,11 @@ impl ConnWriter {
         tokio::time::timeout(WRITE_TIMEOUT, self.sink.send(msg))
             .await
             .map_err(|_| ProtocolError::Timeout("writing a message"))?
+    }
+
+    /// Flushes and half-closes the connection (TCP FIN), within 1 s.
+    pub async fn close(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.close()).await;
     }
 
     /// As [`Connection::send_error`].

@@ -12,6 +12,7 @@
 //! - [`store`] — a peer's chunks on disk: part file or chunk files, summary, assembly.
 //! - [`owner`] — the file owner: accept loop, chunk assignment, serving.
 //! - [`peer`] — a ring peer: bootstrap, upload server, download clients, completion.
+//! - [`rate`] — the token bucket behind `--upload-limit`.
 //! - [`events`] — the six product events, to console and JSON lines.
 //! - [`net`] — endpoints, connecting with backoff; the one place socket types come from.
 //! - [`task`] — named task spawning and the shutdown signal.
@@ -28,6 +29,7 @@ pub mod net;
 pub mod owner;
 pub mod peer;
 pub mod protocol;
+pub mod rate;
 pub mod store;
 pub mod task;
 

@@ -1,1 +1,6 @@
+//! The only integration-test crate (one link step): each module is one area.
 
+// Shared helpers: spawning binaries, ports, polling, diagnostics.
+mod util;
+// The binaries end to end: rings, file sizes, layouts, CLI errors.
+mod cli;

@@ -225,6 +225,9 @@ async fn write_chunks(
                 let s = shared.clone();
                 let data = tokio::task::spawn_blocking(move || read_chunk(&s, id)).await??;
                 let len = data.len() as u64;
+                if let Some(limiter) = &config.upload_limit {
+                    limiter.acquire(len).await;
+                }
                 writer.send(Message::chunk(id.get(), data)).await?;
                 config.events.chunk(EventKind::ChunkSent, id.get(), label, Some(len));
                 if shared.dist().note_served_if_orphan(id) {

@@ -40,6 +40,8 @@ pub struct Config {
     pub peers: u32,
     /// Where events go.
     pub events: Arc<EventSink>,
+    /// Cap on the owner's total upload rate (bytes per second), shared by all connections.
+    pub upload_limit: Option<Arc<crate::rate::RateLimiter>>,
 }
 
 /// One shared file: its manifest, the open file, and who was handed what.

@@ -69,6 +69,8 @@ pub struct Config {
     pub in_flight: usize,
     /// Where events go.
     pub events: Arc<EventSink>,
+    /// Cap on this peer's total upload rate, in bytes per second.
+    pub upload_limit: Option<u64>,
     /// Fault injection for tests: corrupt the first N chunks this peer uploads.
     pub corrupt_sends: u32,
     /// Told once the file is reassembled and verified.
@@ -130,6 +132,8 @@ pub(crate) struct Swarm {
     changed: watch::Sender<()>,
     /// Signalled when `have` grew, for the summary writer.
     summary_dirty: Notify,
+    /// The upload cap, shared by every upload connection.
+    limiter: Option<crate::rate::RateLimiter>,
     /// Faults left to inject.
     corrupt_left: std::sync::atomic::AtomicU32,
 }
@@ -322,6 +326,9 @@ pub async fn run(
         store: Arc::new(store),
         events: config.events.clone(),
         corrupt_left: std::sync::atomic::AtomicU32::new(config.corrupt_sends),
+        limiter: config
+            .upload_limit
+            .map(|r| crate::rate::RateLimiter::new(r, manifest.chunk_size)),
         port,
         state: Mutex::new(State {
             have,

@@ -245,6 +245,9 @@ async fn write_loop(
                 let data = tokio::task::spawn_blocking(move || store.read_chunk(id)).await??;
                 let data = swarm.maybe_corrupt(id, data);
                 let len = data.len() as u64;
+                if let Some(limiter) = &swarm.limiter {
+                    limiter.acquire(len).await;
+                }
                 writer.send(Message::chunk(id.get(), data)).await?;
                 swarm.events.chunk(EventKind::ChunkSent, id.get(), label, Some(len));
             }

@@ -1,0 +1,347 @@
+//! Test helpers: spawning the real binaries in temp folders, free ports, polling with
+//! timeouts, and failures that explain themselves.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{RngCore, SeedableRng};
+
+/// The `file-owner` binary.
+pub const OWNER: &str = env!("CARGO_BIN_EXE_file-owner");
+/// The `peer` binary.
+pub const PEER: &str = env!("CARGO_BIN_EXE_peer");
+
+/// How long any one wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `n` distinct ports that were free a moment ago (all bound at once, then released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Writes `size` reproducible pseudo-random bytes to `path`.
+pub fn random_file(path: &Path, size: usize, seed: u64) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut data = vec![0u8; size];
+    rng.fill_bytes(&mut data);
+    fs::write(path, data).unwrap();
+}
+
+/// A spawned binary, killed when dropped; its output goes to files in `dir`.
+pub struct Proc {
+    pub name: String,
+    pub cmd: String,
+    pub child: Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    pub dir: PathBuf,
+    pub status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Spawns `bin args` with working folder `cwd`; output to `log_dir/name.{out,err}`.
+    pub fn spawn(name: &str, bin: &str, args: &[String], cwd: &Path, log_dir: &Path) -> Self {
+        fs::create_dir_all(cwd).unwrap();
+        let stdout = log_dir.join(format!("{name}.out"));
+        let stderr = log_dir.join(format!("{name}.err"));
+        let child = Command::new(bin)
+            .args(args)
+            .current_dir(cwd)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
+        Self {
+            name: name.to_string(),
+            cmd: format!("{bin} {}", args.join(" ")),
+            child,
+            stdout,
+            stderr,
+            dir: cwd.to_path_buf(),
+            status: None,
+        }
+    }
+
+    pub fn stdout_text(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits for a stdout line starting with `prefix`; returns it.
+    pub fn wait_line(&mut self, prefix: &str) -> String {
+        let mut found = None;
+        let ok = wait_until(WAIT, || {
+            found = self
+                .stdout_text()
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .map(str::to_string);
+            found.is_some() || self.try_status().is_some()
+        });
+        match found {
+            Some(line) if ok => line,
+            _ => panic!("no line {prefix:?} from {}\n{}", self.name, self.describe()),
+        }
+    }
+
+    /// The port from a `listening on ADDR` line.
+    pub fn listening_port(&mut self) -> u16 {
+        let line = self.wait_line("listening on ");
+        let addr = line["listening on ".len()..]
+            .split([',', ' '])
+            .next()
+            .unwrap();
+        addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// The exit status if it has exited.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().unwrap();
+        }
+        self.status
+    }
+
+    /// Waits for exit (at most `timeout`), panicking with diagnostics if it does not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if !wait_until(timeout, || self.try_status().is_some()) {
+            panic!(
+                "{} did not exit within {timeout:?}\n{}",
+                self.name,
+                self.describe()
+            );
+        }
+        self.status.unwrap()
+    }
+
+    /// Sends SIGINT (Ctrl+C).
+    pub fn interrupt(&self) {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// Kills with SIGKILL and reaps.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        self.status = self.child.wait().ok();
+    }
+
+    /// Command, status, output and folder listing, for failure messages.
+    pub fn describe(&self) -> String {
+        let listing = list_dir(&self.dir);
+        format!(
+            "--- {}: {}\nstatus: {:?}\nstdout:\n{}\nstderr (last 40 lines):\n{}\nfolder {}:\n{}",
+            self.name,
+            self.cmd,
+            self.status,
+            self.stdout_text(),
+            tail(&self.stderr_text(), 40),
+            self.dir.display(),
+            listing
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn list_dir(dir: &Path) -> String {
+    let mut out = String::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        let mut entries: Vec<_> = rd.filter_map(Result::ok).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push_str(&format!(
+                "  {} ({len} bytes)\n",
+                e.file_name().to_string_lossy()
+            ));
+        }
+    }
+    out
+}
+
+/// Strings from anything displayable, for argument lists.
+#[macro_export]
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { vec![$($a.to_string()),*] };
+}
+
+/// Starts `file-owner 0 PATH extra…` in `root/owner` and returns it with its port.
+pub fn start_owner(root: &Path, path: &Path, extra: &[String]) -> (Proc, u16) {
+    let mut args = vec![
+        "0".to_string(),
+        path.display().to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+    ];
+    args.extend_from_slice(extra);
+    let mut p = Proc::spawn("owner", OWNER, &args, &root.join("owner"), root);
+    let port = p.listening_port();
+    (p, port)
+}
+
+/// A ring run: options in, processes and folders out.
+pub struct Ring {
+    pub peers: usize,
+    pub chunk_files: bool,
+    pub reverse: bool,
+    pub owner_args: Vec<String>,
+    pub peer_args: Vec<String>,
+}
+
+impl Ring {
+    pub fn new(peers: usize) -> Self {
+        Self {
+            peers,
+            chunk_files: false,
+            reverse: false,
+            owner_args: Vec::new(),
+            peer_args: Vec::new(),
+        }
+    }
+}
+
+/// One peer of a ring.
+pub struct RingPeer {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub events: PathBuf,
+    pub proc: Proc,
+}
+
+/// Peer `i` of `ports` downloads from peer `i + 1` (wrapping).
+pub fn peer_args(
+    owner: u16,
+    ports: &[u16],
+    i: usize,
+    dir: &Path,
+    events: &Path,
+    extra: &[String],
+) -> Vec<String> {
+    let next = ports[(i + 1) % ports.len()];
+    let mut args = args![
+        owner,
+        ports[i],
+        next,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display(),
+        "--events",
+        events.display(),
+        "--timeout",
+        "30"
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Starts the peers of `ring` against an owner on `owner_port`; files under `root`.
+pub fn start_peers(root: &Path, owner_port: u16, ring: &Ring) -> Vec<RingPeer> {
+    let ports = free_ports(ring.peers);
+    let mut extra = ring.peer_args.clone();
+    if ring.chunk_files {
+        extra.push("--chunk-files".into());
+    }
+    let mut order: Vec<usize> = (0..ring.peers).collect();
+    if ring.reverse {
+        order.reverse();
+    }
+    let mut peers: Vec<Option<RingPeer>> = (0..ring.peers).map(|_| None).collect();
+    for i in order {
+        let dir = root.join(format!("peer-{}", ports[i]));
+        let events = root.join(format!("events-{}.jsonl", ports[i]));
+        let args = peer_args(owner_port, &ports, i, &dir, &events, &extra);
+        let proc = Proc::spawn(&format!("peer-{}", ports[i]), PEER, &args, root, root);
+        peers[i] = Some(RingPeer {
+            port: ports[i],
+            dir,
+            events,
+            proc,
+        });
+    }
+    peers.into_iter().map(Option::unwrap).collect()
+}
+
+/// Waits for every peer to exit 0 and checks its file against `original`.
+pub fn assert_ring_complete(peers: &mut [RingPeer], original: &Path, extra: &str) {
+    let want = fs::read(original).unwrap();
+    let name = original.file_name().unwrap();
+    for p in peers.iter_mut() {
+        let status = p.proc.wait_exit(WAIT);
+        assert!(
+            status.success(),
+            "peer failed{extra}\n{}",
+            p.proc.describe()
+        );
+        let got = fs::read(p.dir.join(name))
+            .unwrap_or_else(|e| panic!("no output file ({e}){extra}\n{}", p.proc.describe()));
+        assert!(
+            got == want,
+            "file differs ({} vs {} bytes){extra}\n{}",
+            got.len(),
+            want.len(),
+            p.proc.describe()
+        );
+    }
+}
+
+/// Runs a whole ring on a fresh random file of `size` bytes; returns the temp folder and peers.
+pub fn run_ring(size: usize, ring: &Ring) -> (tempfile::TempDir, Vec<RingPeer>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("data.bin");
+    random_file(&original, size, size as u64);
+    let (mut owner, port) = start_owner(tmp.path(), &original, &ring.owner_args);
+    let mut peers = start_peers(tmp.path(), port, ring);
+    assert_ring_complete(
+        &mut peers,
+        &original,
+        &format!("\n{}", tail(&owner.describe(), 20)),
+    );
+    owner.kill();
+    (tmp, peers)
+}
