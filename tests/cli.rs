@@ -1,5 +1,8 @@
 //! The real binaries end to end: rings of several sizes, file sizes, both layouts, errors.
 
+use std::fs;
+
+use crate::args;
 use crate::util::*;
 
 #[test]
@@ -8,5 +11,302 @@ fn five_peer_ring_reassembles_byte_identical() {
     for p in &peers {
         let out = p.proc.stdout_text();
         assert!(out.contains("complete: "), "{out}");
+        assert!(
+            !p.dir.join("data.bin.part").exists(),
+            "part file renamed away"
+        );
+        assert!(p.dir.join("data.bin.summary").exists());
     }
+}
+
+#[test]
+fn five_peer_ring_with_chunk_files() {
+    let ring = Ring {
+        chunk_files: true,
+        ..Ring::new(5)
+    };
+    let (_tmp, peers) = run_ring(3 << 20, &ring);
+    for p in &peers {
+        let chunks = fs::read_dir(p.dir.join("chunks")).unwrap().count();
+        assert_eq!(chunks, 31, "one file per chunk\n{}", p.proc.describe());
+    }
+}
+
+#[test]
+fn edge_file_sizes_reassemble() {
+    for size in [0, 1, 4, 5, 511_999, 512_000, 512_001] {
+        for chunk_files in [false, true] {
+            let ring = Ring {
+                chunk_files,
+                ..Ring::new(3)
+            };
+            let (_tmp, peers) = run_ring(size, &ring);
+            assert_eq!(peers.len(), 3, "size {size}");
+        }
+    }
+}
+
+#[test]
+fn rings_of_two_three_and_ten() {
+    for n in [2, 3, 10] {
+        let (_tmp, peers) = run_ring(1 << 20, &Ring::new(n));
+        assert_eq!(peers.len(), n);
+    }
+}
+
+#[test]
+fn ring_with_more_peers_than_expected() {
+    let ring = Ring {
+        owner_args: args!["--peers", "2"],
+        ..Ring::new(4)
+    };
+    run_ring(1 << 20, &ring);
+}
+
+#[test]
+fn peers_started_in_reverse_order() {
+    let ring = Ring {
+        reverse: true,
+        ..Ring::new(5)
+    };
+    run_ring(3 << 20, &ring);
+}
+
+#[test]
+fn custom_chunk_size_keeps_five_chunk_minimum() {
+    let ring = Ring {
+        owner_args: args!["--chunk-size", "64KiB"],
+        ..Ring::new(3)
+    };
+    let (_tmp, peers) = run_ring(200_000, &ring);
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(peers[0].dir.join("data.bin.manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["chunk_size"], 40_000);
+    assert_eq!(m["chunks"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn owner_shares_a_folder_and_peer_picks_with_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    fs::create_dir(&share).unwrap();
+    random_file(&share.join("a.bin"), 300_000, 1);
+    random_file(&share.join("b.bin"), 200_000, 2);
+    let (_owner, port) = start_owner(tmp.path(), &share, &[]);
+    let ports = free_ports(2);
+
+    // Without --file the peer is told which files there are.
+    let mut p = Proc::spawn(
+        "nofile",
+        PEER,
+        &args![
+            port,
+            ports[0],
+            ports[1],
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            tmp.path().join("x").display()
+        ],
+        tmp.path(),
+        tmp.path(),
+    );
+    let status = p.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(1), "{}", p.describe());
+    let err = p.stderr_text();
+    assert!(
+        err.contains("choose one with --file NAME: a.bin, b.bin"),
+        "{err}"
+    );
+
+    // Unknown --file names the choices.
+    let mut p = Proc::spawn(
+        "badfile",
+        PEER,
+        &args![
+            port,
+            ports[0],
+            ports[1],
+            "--bind",
+            "127.0.0.1",
+            "--file",
+            "c.bin",
+            "--dir",
+            tmp.path().join("y").display()
+        ],
+        tmp.path(),
+        tmp.path(),
+    );
+    assert_eq!(p.wait_exit(WAIT).code(), Some(1));
+    let err = p.stderr_text();
+    assert!(
+        err.contains("owner does not share \"c.bin\"; it shares: a.bin, b.bin"),
+        "{err}"
+    );
+
+    // With --file, a two-peer ring fetches b.bin.
+    let mut peers: Vec<Proc> = (0..2)
+        .map(|i| {
+            let dir = tmp.path().join(format!("peer{i}"));
+            let mut a = args![
+                port,
+                ports[i],
+                ports[1 - i],
+                "--bind",
+                "127.0.0.1",
+                "--file",
+                "b.bin",
+                "--dir",
+                dir.display()
+            ];
+            a.extend(args!["--timeout", "30"]);
+            Proc::spawn(&format!("peer{i}"), PEER, &a, tmp.path(), tmp.path())
+        })
+        .collect();
+    for (i, p) in peers.iter_mut().enumerate() {
+        assert!(p.wait_exit(WAIT).success(), "{}", p.describe());
+        let got = fs::read(tmp.path().join(format!("peer{i}/b.bin"))).unwrap();
+        assert_eq!(got, fs::read(share.join("b.bin")).unwrap());
+    }
+}
+
+fn run_to_exit(name: &str, bin: &str, args: &[String]) -> (Proc, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut p = Proc::spawn(name, bin, args, tmp.path(), tmp.path());
+    p.wait_exit(WAIT);
+    (p, tmp)
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let (p, _t) = run_to_exit("owner", OWNER, &args!["0", "/nonexistent/file.iso"]);
+    assert_eq!(p.status.unwrap().code(), Some(1));
+    let err = p.stderr_text();
+    assert!(
+        err.contains("error: cannot share /nonexistent/file.iso: No such file or directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f.bin");
+    random_file(&file, 1000, 3);
+    for (name, bin, args) in [
+        (
+            "owner",
+            OWNER,
+            args![port, file.display(), "--bind", "127.0.0.1"],
+        ),
+        ("peer", PEER, args!["1", port, "2", "--bind", "127.0.0.1"]),
+    ] {
+        let mut p = Proc::spawn(name, bin, &args, tmp.path(), tmp.path());
+        assert_eq!(p.wait_exit(WAIT).code(), Some(1), "{}", p.describe());
+        let err = p.stderr_text();
+        assert!(
+            err.contains(&format!(
+                "error: port {port} is already in use on 127.0.0.1"
+            )),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn unreachable_owner_times_out_with_a_clear_error() {
+    let ports = free_ports(3);
+    let (p, _t) = run_to_exit(
+        "peer",
+        PEER,
+        &args![
+            ports[0],
+            ports[1],
+            ports[2],
+            "--bind",
+            "127.0.0.1",
+            "--timeout",
+            "1"
+        ],
+    );
+    assert_eq!(p.status.unwrap().code(), Some(1));
+    let err = p.stderr_text();
+    assert!(
+        err.contains(&format!(
+            "error: owner 127.0.0.1:{} unreachable after 1s",
+            ports[0]
+        )),
+        "{err}"
+    );
+    assert!(err.contains("is file-owner running there?"), "{err}");
+    assert!(
+        err.contains("waiting for owner"),
+        "a retry is logged: {err}"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2_with_usage() {
+    for (bin, args) in [
+        (PEER, args!["5000", "5001"]),
+        (PEER, args!["5000", "notaport", "5002"]),
+        (PEER, args!["host:", "5001", "5002"]),
+        (PEER, args!["5000", "5001", "5002", "--in-flight", "0"]),
+        (OWNER, args![]),
+        (OWNER, args!["5000", ".", "--chunk-size", "0"]),
+        (OWNER, args!["5000", ".", "--peers", "0"]),
+    ] {
+        let (p, _t) = run_to_exit("bad", bin, &args);
+        assert_eq!(p.status.unwrap().code(), Some(2), "{}", p.describe());
+        let err = p.stderr_text();
+        assert!(err.starts_with("error:"), "{err}");
+        assert!(err.contains("Usage:") || err.contains("--help"), "{err}");
+    }
+}
+
+#[test]
+fn help_describes_the_positional_arguments() {
+    let out = std::process::Command::new(PEER)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "<OWNER>",
+        "<PORT>",
+        "<NEIGHBOUR>",
+        "--dir",
+        "--chunk-files",
+        "--linger",
+    ] {
+        assert!(text.contains(word), "{text}");
+    }
+    let out = std::process::Command::new(OWNER)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["<PORT>", "[PATH]", "--peers", "--chunk-size", "--bind"] {
+        assert!(text.contains(word), "{text}");
+    }
+}
+
+#[test]
+fn owner_with_no_path_shares_the_current_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("owner");
+    fs::create_dir(&share).unwrap();
+    random_file(&share.join("only.bin"), 10_000, 9);
+    let mut p = Proc::spawn(
+        "owner",
+        OWNER,
+        &args!["0", "--bind", "127.0.0.1"],
+        &share,
+        tmp.path(),
+    );
+    let line = p.wait_line("listening on ");
+    assert!(line.contains("sharing only.bin"), "{line}");
 }

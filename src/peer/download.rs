@@ -175,7 +175,12 @@ pub(super) async fn run_source(
     };
     let mut backoff = Backoff::default();
     let mut last_log = None::<Instant>;
-    while !swarm.is_complete() && !token.is_cancelled() {
+    // A complete peer still tells its download neighbour once that it is complete, so the
+    // neighbour knows its upload neighbour needs nothing more.
+    let mut told_complete = false;
+    while !token.is_cancelled()
+        && !(swarm.is_complete() && (kind == SourceKind::Owner || told_complete))
+    {
         let have = swarm.have_snapshot();
         let hs = match first.take() {
             Some(hs) => Ok(hs),
@@ -223,7 +228,10 @@ pub(super) async fn run_source(
         let res = drive(&swarm, kind, hs, have, &token).await;
         set_error(&swarm, kind, Some("disconnected".into()));
         match res {
-            Ok(()) => debug!("connection to {endpoint} ended"),
+            Ok(()) => {
+                told_complete = swarm.is_complete();
+                debug!("connection to {endpoint} ended");
+            }
             Err(e) => warn!("connection to {endpoint} ended: {e}"),
         }
     }

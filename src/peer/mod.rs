@@ -357,7 +357,7 @@ pub async fn run(
     let _cancel_on_drop = child.clone().drop_guard();
     tasks.spawn(upload::serve(listener, swarm.clone(), child.clone()));
     tasks.spawn(summary_writer(swarm.clone(), child.clone()));
-    if !swarm.is_complete() {
+    {
         let owner_span = info_span!("owner", addr = %swarm.config.owner);
         tasks.spawn(tracing::Instrument::instrument(
             download::run_source(
