@@ -229,6 +229,7 @@ impl ChunkSet {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
     use crate::hash::Hash;

@@ -85,6 +85,7 @@ impl Distribution {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
     use crate::hash::Hash;

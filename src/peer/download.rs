@@ -295,13 +295,23 @@ async fn drive(
         r = write_loop(swarm, &mut writer, &label, rx, announced) => r,
         () = token.cancelled() => Ok(()),
     };
-    if let Err(e) = &res
-        && !matches!(
-            e,
-            Error::Protocol(ProtocolError::Remote(_) | ProtocolError::Io(_))
-        )
-    {
-        writer.send_error(e.to_string()).await;
+    match &res {
+        Ok(()) if swarm.is_complete() => {
+            // Everything announced: half-close, and read until the server closes too, so
+            // that unread data never turns the close into a reset that destroys the last
+            // `have` before the server read it.
+            writer.close().await;
+            reader.drain(Duration::from_secs(2)).await;
+        }
+        Err(e)
+            if !matches!(
+                e,
+                Error::Protocol(ProtocolError::Remote(_) | ProtocolError::Io(_))
+            ) =>
+        {
+            writer.send_error(e.to_string()).await;
+        }
+        _ => {}
     }
     res
 }

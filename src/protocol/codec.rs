@@ -170,6 +170,7 @@ impl Encoder<Message> for MessageCodec {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use bytes::Bytes;
 
