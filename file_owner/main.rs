@@ -14,7 +14,7 @@ use ringswarm::owner::{self, SharedFile};
 /// Share a file with a ring of peers: each joining peer is handed a subset of the chunks, and
 /// the peers pass the rest around the ring.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// TCP port to listen on (0 picks a free one)
     port: u16,

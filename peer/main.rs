@@ -18,7 +18,7 @@ use ringswarm::store::Layout;
 /// Join a ring swarm: get a subset of chunks from the file owner, serve chunks to the upload
 /// neighbour on PORT, download the rest from NEIGHBOUR, then reassemble and verify the file.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
     owner: Endpoint,
@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 120.0)]
     timeout: f64,
     /// Requests in flight per connection
-    #[arg(long, default_value_t = peer::DEFAULT_IN_FLIGHT, value_parser = clap::value_parser!(u16).range(1..=256).map(usize::from))]
+    #[arg(long, value_name = "K", default_value_t = peer::DEFAULT_IN_FLIGHT, value_parser = clap::value_parser!(u16).range(1..=256).map(usize::from))]
     in_flight: usize,
     /// Address the upload server listens on
     #[arg(long, default_value = "0.0.0.0")]
