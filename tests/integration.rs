@@ -4,3 +4,5 @@
 mod util;
 // The binaries end to end: rings, file sizes, layouts, CLI errors.
 mod cli;
+// scripts/ring.sh end to end.
+mod script;

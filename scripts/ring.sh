@@ -1,0 +1,467 @@
+#!/usr/bin/env bash
+# ring.sh — run a file owner and a ring of peers on this machine, check every peer's file.
+#
+# Usage: scripts/ring.sh [OPTIONS] [FILE]
+#
+# Starts `file-owner` on OWNER_PORT sharing FILE, then N peers on ports BASE..BASE+N-1 where
+# the peer on port P downloads from port P+1 and the last from the first
+# (5001→5002→5003→5004→5005→5001 by default). Waits for every peer to exit, compares each
+# reassembled file byte for byte with FILE (cmp), prints a table (port, exit code, time,
+# chunks fetched, result) and a summary (size, wall time, aggregate throughput).
+# With no FILE, a random 3 MiB file is generated in the work folder.
+#
+# Options:
+#   --peers N          number of peers in the ring (default 5)
+#   --owner-port P     the file owner's port (default 5000)
+#   --base-port P      first peer port; peers use P..P+N-1 (default 5001)
+#   --chunk-files      store each chunk as its own file (passed to every peer)
+#   --timeout SECS     overall wait for the owner to start and the ring to finish (default 120)
+#   --keep             keep the work folder (logs, events, peer folders) after exit
+#   --release          use the release build (default)
+#   --debug            use the debug build
+#   -h, --help         show this help
+#
+# Environment:
+#   RINGSWARM_BIN_DIR  folder holding `file-owner` and `peer`; when set, nothing is built.
+#                      Otherwise `cargo build --bins` runs in the repository root and the
+#                      binaries come from target/<profile>/ (or $CARGO_TARGET_DIR/<profile>/).
+#   RUST_LOG           log filter for the owner and peers (default info); logs go to
+#                      WORK/owner.err and WORK/peer-PORT.err.
+#
+# Work folder (mktemp -d, removed at exit unless --keep): owner.{out,err},
+# peer-PORT.{out,err}, peer-PORT/ (each peer's --dir), events-PORT.jsonl (each peer's events).
+#
+# Exit status: 0 every file is byte-identical to FILE; 1 a peer failed, a file differs, a
+# process could not start, or the timeout expired; 2 bad usage; 130 interrupted (Ctrl+C).
+# Every process started here is stopped on exit, on Ctrl+C and on SIGTERM.
+
+set -euo pipefail
+
+usage() {
+    sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
+}
+
+die_usage() {
+    echo "ring.sh: $*" >&2
+    echo "Try 'scripts/ring.sh --help'." >&2
+    exit 2
+}
+
+die() {
+    echo "ring.sh: error: $*" >&2
+    exit 1
+}
+
+# --- options ----------------------------------------------------------------------------------
+
+peers=5
+owner_port=5000
+base_port=5001
+chunk_files=0
+timeout=120
+keep=0
+profile=release
+file=""
+
+need_value() {
+    [[ $# -ge 2 && -n $2 ]] || die_usage "$1 needs a value"
+}
+
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    --peers | --owner-port | --base-port | --timeout)
+        need_value "$@"
+        case $1 in
+        --peers) peers=$2 ;;
+        --owner-port) owner_port=$2 ;;
+        --base-port) base_port=$2 ;;
+        --timeout) timeout=$2 ;;
+        esac
+        shift 2
+        ;;
+    --peers=*) peers=${1#*=} && shift ;;
+    --owner-port=*) owner_port=${1#*=} && shift ;;
+    --base-port=*) base_port=${1#*=} && shift ;;
+    --timeout=*) timeout=${1#*=} && shift ;;
+    --chunk-files) chunk_files=1 && shift ;;
+    --keep) keep=1 && shift ;;
+    --release) profile=release && shift ;;
+    --debug) profile=debug && shift ;;
+    --)
+        shift
+        [[ $# -le 1 ]] || die_usage "at most one FILE"
+        [[ $# -eq 0 ]] || file=$1
+        break
+        ;;
+    -*) die_usage "unknown option $1" ;;
+    *)
+        [[ -z $file ]] || die_usage "at most one FILE (got '$file' and '$1')"
+        file=$1
+        shift
+        ;;
+    esac
+done
+
+# Sets variable $1 to the decimal number $2 (at most 9 digits, so nothing overflows and a
+# leading zero does not mean octal); fails if $2 is not one.
+set_uint() {
+    [[ $2 =~ ^[0-9]{1,9}$ ]] || return 1
+    printf -v "$1" '%d' "$((10#$2))"
+}
+if ! set_uint peers "$peers" || ((peers < 1 || peers > 1000)); then
+    die_usage "--peers must be a number from 1 to 1000, not '$peers'"
+fi
+if ! set_uint timeout "$timeout" || ((timeout < 1)); then
+    die_usage "--timeout must be a whole number of seconds ≥ 1, not '$timeout'"
+fi
+if ! set_uint owner_port "$owner_port" || ((owner_port < 1 || owner_port > 65535)); then
+    die_usage "--owner-port must be a port from 1 to 65535, not '$owner_port'"
+fi
+if ! set_uint base_port "$base_port" || ((base_port < 1 || base_port + peers - 1 > 65535)); then
+    die_usage "--base-port must leave room for $peers ports below 65536, not '$base_port'"
+fi
+if ((owner_port >= base_port && owner_port < base_port + peers)); then
+    die_usage "--owner-port $owner_port falls inside the peer ports $base_port..$((base_port + peers - 1))"
+fi
+
+if [[ -n $file ]]; then
+    [[ -e $file ]] || die "$file does not exist"
+    [[ -f $file ]] || die "$file is not a regular file"
+    [[ -r $file ]] || die "$file is not readable"
+    file=$(cd "$(dirname "$file")" && pwd)/$(basename "$file")
+fi
+
+# --- helpers ----------------------------------------------------------------------------------
+
+# Milliseconds since the epoch, into NOW_MS (no subshell with bash ≥ 5).
+now_ms() {
+    if [[ -n ${EPOCHREALTIME:-} ]]; then
+        local t=${EPOCHREALTIME/,/.}
+        NOW_MS=$((10#${t/./} / 1000))
+    else
+        NOW_MS=$(date +%s%3N)
+    fi
+}
+
+# 3145728 → "3.0 MiB"
+human_size() {
+    awk -v n="$1" 'BEGIN {
+        split("B KiB MiB GiB TiB", u, " "); i = 1
+        while (n >= 1024 && i < 5) { n /= 1024; i++ }
+        if (i == 1) printf "%d B", n; else printf "%.1f %s", n, u[i]
+    }'
+}
+
+file_size() {
+    wc -c <"$1" | tr -d ' '
+}
+
+# The last lines of a log, indented.
+show_tail() {
+    local log=$1 n=${2:-20}
+    if [[ -s $log ]]; then
+        echo "  --- last $n lines of $log:"
+        tail -n "$n" "$log" | sed 's/^/  | /'
+    else
+        echo "  --- $log is empty"
+    fi
+}
+
+# Explains a startup failure found in a log: port in use, or the last error line.
+explain_failure() {
+    local who=$1 log=$2
+    if grep -q 'already in use' "$log" 2>/dev/null; then
+        echo "ring.sh: error: $who could not start: $(grep -m1 'already in use' "$log" | sed 's/^error: //')" >&2
+        echo "ring.sh: choose other ports with --owner-port / --base-port, or stop the process using it" >&2
+    else
+        echo "ring.sh: error: $who failed" >&2
+    fi
+    show_tail "$log" >&2
+}
+
+# --- cleanup ----------------------------------------------------------------------------------
+
+pids=()     # every process started here
+work=""
+interrupted=0
+cleaning=0
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+# Stops every process started here (SIGTERM, then SIGKILL after a grace period), waits for
+# them, and removes the work folder unless --keep.
+cleanup() {
+    local status=$?
+    if ((cleaning)); then return; fi
+    cleaning=1
+    trap '' INT TERM
+    local pid alive=()
+    for pid in "${pids[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            alive+=("$pid")
+        fi
+    done
+    if ((${#alive[@]} > 0)); then
+        local waited=0
+        while ((waited < 50)); do
+            local any=0
+            for pid in "${alive[@]}"; do
+                if kill -0 "$pid" 2>/dev/null; then any=1; fi
+            done
+            ((any)) || break
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+        for pid in "${alive[@]}"; do
+            kill -KILL "$pid" 2>/dev/null || true
+        done
+    fi
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n $work && -d $work ]]; then
+        if ((keep)); then
+            echo "work folder kept: $work"
+        else
+            rm -rf -- "$work"
+        fi
+    fi
+    if ((interrupted)); then
+        exit 130
+    fi
+    exit "$status"
+}
+
+# shellcheck disable=SC2317 # called by the INT and TERM traps
+on_signal() {
+    interrupted=1
+    echo >&2
+    echo "ring.sh: interrupted; stopping the owner and peers" >&2
+    exit 130
+}
+
+trap cleanup EXIT
+trap on_signal INT TERM
+
+# --- binaries ---------------------------------------------------------------------------------
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [[ -n ${RINGSWARM_BIN_DIR:-} ]]; then
+    bin_dir=$RINGSWARM_BIN_DIR
+else
+    cd "$root"
+    build_flag=()
+    if [[ $profile == release ]]; then build_flag=(--release); fi
+    echo "building ($profile)…"
+    cargo build "${build_flag[@]}" --bins --quiet || die "cargo build failed"
+    target_dir=${CARGO_TARGET_DIR:-$root/target}
+    [[ $target_dir == /* ]] || target_dir=$root/$target_dir
+    bin_dir=$target_dir/$profile
+fi
+owner_bin=$bin_dir/file-owner
+peer_bin=$bin_dir/peer
+for b in "$owner_bin" "$peer_bin"; do
+    [[ -x $b ]] || die "no executable $b (set RINGSWARM_BIN_DIR to the folder holding file-owner and peer, or unset it to build)"
+done
+
+# --- work folder and file ---------------------------------------------------------------------
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ringswarm.XXXXXX")
+echo "work folder: $work$( ((keep)) || echo ' (removed at exit; --keep keeps it)')"
+if [[ -z $file ]]; then
+    file=$work/data.bin
+    head -c $((3 * 1024 * 1024)) /dev/urandom >"$file"
+    echo "generated $file (3.0 MiB of random bytes)"
+fi
+size=$(file_size "$file")
+name=$(basename "$file")
+
+now_ms
+deadline=$((NOW_MS + timeout * 1000))
+
+# --- owner ------------------------------------------------------------------------------------
+
+"$owner_bin" "$owner_port" "$file" --bind 127.0.0.1 --peers "$peers" \
+    >"$work/owner.out" 2>"$work/owner.err" </dev/null &
+owner_pid=$!
+pids+=("$owner_pid")
+
+while ! grep -q '^listening on ' "$work/owner.out" 2>/dev/null; do
+    if ! kill -0 "$owner_pid" 2>/dev/null; then
+        rc=0
+        wait "$owner_pid" || rc=$?
+        explain_failure "the file owner (port $owner_port, exit code $rc)" "$work/owner.err"
+        exit 1
+    fi
+    now_ms
+    if ((NOW_MS >= deadline)); then
+        echo "ring.sh: error: timed out after ${timeout}s waiting for the file owner to listen" >&2
+        show_tail "$work/owner.err" >&2
+        exit 1
+    fi
+    sleep 0.05
+done
+echo "owner: $(grep -m1 '^listening on ' "$work/owner.out")"
+
+# --- peers ------------------------------------------------------------------------------------
+
+ports=()
+for ((i = 0; i < peers; i++)); do
+    ports+=($((base_port + i)))
+done
+
+extra=()
+if ((chunk_files)); then extra+=(--chunk-files); fi
+
+declare -A peer_pid peer_rc peer_end
+now_ms
+ring_start=$NOW_MS
+for ((i = 0; i < peers; i++)); do
+    port=${ports[i]}
+    next=${ports[(i + 1) % peers]}
+    "$peer_bin" "$owner_port" "$port" "$next" --bind 127.0.0.1 \
+        --dir "$work/peer-$port" --events "$work/events-$port.jsonl" "${extra[@]}" \
+        >"$work/peer-$port.out" 2>"$work/peer-$port.err" </dev/null &
+    peer_pid[$port]=$!
+    pids+=($!)
+done
+echo "started $peers peers: $(
+    for p in "${ports[@]}"; do printf '%s→' "$p"; done
+    printf '%s' "${ports[0]}"
+)"
+
+# A peer that cannot listen breaks the ring: stop at once and say why.
+for port in "${ports[@]}"; do
+    while ! grep -q '^listening on ' "$work/peer-$port.out" 2>/dev/null; do
+        pid=${peer_pid[$port]}
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rc=0
+            wait "$pid" || rc=$?
+            explain_failure "peer $port (exit code $rc)" "$work/peer-$port.err"
+            exit 1
+        fi
+        now_ms
+        if ((NOW_MS >= deadline)); then
+            echo "ring.sh: error: timed out after ${timeout}s waiting for peer $port to listen" >&2
+            show_tail "$work/peer-$port.err" >&2
+            exit 1
+        fi
+        sleep 0.05
+    done
+done
+
+# Wait for every peer to exit, or the deadline.
+running=$peers
+while ((running > 0)); do
+    for port in "${ports[@]}"; do
+        if [[ -n ${peer_rc[$port]:-} ]]; then continue; fi
+        pid=${peer_pid[$port]}
+        if ! kill -0 "$pid" 2>/dev/null; then
+            now_ms
+            rc=0
+            wait "$pid" || rc=$?
+            peer_rc[$port]=$rc
+            peer_end[$port]=$NOW_MS
+            running=$((running - 1))
+            if ((rc == 0)); then
+                echo "peer $port finished"
+            else
+                echo "peer $port exited with code $rc"
+            fi
+        fi
+    done
+    ((running > 0)) || break
+    now_ms
+    if ((NOW_MS >= deadline)); then
+        echo "ring.sh: timed out after ${timeout}s with $running of $peers peers still running" >&2
+        break
+    fi
+    sleep 0.05
+done
+ring_end=$ring_start
+for port in "${ports[@]}"; do
+    end=${peer_end[$port]:-$NOW_MS}
+    if ((end > ring_end)); then ring_end=$end; fi
+done
+
+# --- verify and report ------------------------------------------------------------------------
+
+echo
+printf '%-7s %-5s %-10s %-7s %s\n' PEER EXIT TIME CHUNKS RESULT
+ok=0
+failed=()
+for port in "${ports[@]}"; do
+    rc=${peer_rc[$port]:-}
+    out=$work/peer-$port/$name
+    line=$(grep -m1 '^complete: ' "$work/peer-$port.out" 2>/dev/null || true)
+    time=-
+    chunks=-
+    if [[ $line =~ verified\ in\ ([0-9.]+)s ]]; then time=${BASH_REMATCH[1]}s; fi
+    if [[ $line =~ ([0-9]+)\ chunks\ fetched ]]; then chunks=${BASH_REMATCH[1]}; fi
+    if [[ -z $rc ]]; then
+        result=TIMEOUT
+        rc=-
+    elif ((rc != 0)) || [[ ! -f $out ]]; then
+        result=FAILED
+    elif cmp -s "$file" "$out"; then
+        result=OK
+    else
+        result=MISMATCH
+    fi
+    printf '%-7s %-5s %-10s %-7s %s\n' "$port" "$rc" "$time" "$chunks" "$result"
+    if [[ $result == OK ]]; then
+        ok=$((ok + 1))
+    else
+        failed+=("$port:$result")
+    fi
+done
+
+wall_ms=$((ring_end - ring_start))
+echo
+# Aggregate throughput counts the verified copies only: ok × size / wall.
+awk -v ok="$ok" -v n="$peers" -v size="$size" -v human="$(human_size "$size")" -v ms="$wall_ms" 'BEGIN {
+    s = ms / 1000
+    if (s <= 0) s = 0.001
+    printf "summary: %d/%d peers OK; file %s (%d bytes); ring wall time %.2fs; ", ok, n, human, size, s
+    if (ok == 0) { print "aggregate -"; exit }
+    rate = ok * size / s
+    split("B KiB MiB GiB TiB", u, " "); i = 1
+    while (rate >= 1024 && i < 5) { rate /= 1024; i++ }
+    printf "aggregate %.1f %s/s (%d × %s / %.2fs)\n", rate, u[i], ok, human, s
+}'
+
+if ((ok == peers)); then
+    exit 0
+fi
+
+echo
+for entry in "${failed[@]}"; do
+    port=${entry%%:*}
+    result=${entry#*:}
+    case $result in
+    MISMATCH)
+        echo "peer $port: $work/peer-$port/$name differs from $file:"
+        cmp "$file" "$work/peer-$port/$name" 2>&1 | sed 's/^/  /' || true
+        ;;
+    TIMEOUT)
+        echo "peer $port: still running after ${timeout}s"
+        show_tail "$work/peer-$port.err" 10
+        ;;
+    *)
+        if grep -q 'already in use' "$work/peer-$port.err" 2>/dev/null; then
+            echo "peer $port: $(grep -m1 'already in use' "$work/peer-$port.err")"
+        else
+            echo "peer $port: failed (exit code ${peer_rc[$port]:-?})"
+        fi
+        show_tail "$work/peer-$port.err"
+        ;;
+    esac
+done
+if ! ((keep)); then
+    echo "(run again with --keep to inspect the logs and folders)"
+fi
+exit 1
