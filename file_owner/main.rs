@@ -44,11 +44,13 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return cli::report(&e.into()),
     };
-    match rt.block_on(run(args)) {
+    let code = match rt.block_on(run(args)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(cli::EXIT_INTERRUPTED),
         Err(e) => cli::report(&e),
-    }
+    };
+    cli::flush_logs();
+    code
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {

@@ -67,6 +67,26 @@ impl Connection {
         recv_from(&mut self.framed, what, limit).await
     }
 
+    /// As [`Connection::recv`], but a bad frame or an expired wait is answered with an `error`
+    /// message (saying what was wrong) before the error is returned and the connection dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::recv`].
+    pub async fn recv_answering(
+        &mut self,
+        what: &'static str,
+        limit: Duration,
+    ) -> Result<Option<Message>, ProtocolError> {
+        let res = self.recv(what, limit).await;
+        if let Err(e) = &res
+            && !matches!(e, ProtocolError::Io(_) | ProtocolError::Remote(_))
+        {
+            self.send_error(e.to_string()).await;
+        }
+        res
+    }
+
     /// Sends one message within [`WRITE_TIMEOUT`], flushing it.
     ///
     /// # Errors

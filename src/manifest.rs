@@ -24,8 +24,9 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 100 * 1024;
 pub const MIN_CHUNKS: u64 = 5;
 /// The largest chunk size accepted (`--chunk-size` or a manifest from the wire).
 pub const MAX_CHUNK_SIZE: u64 = 16 * 1024 * 1024;
-/// The most chunks one file may have (a 400 GiB file at 100 KiB chunks).
-pub const MAX_CHUNKS: u32 = 4 * 1024 * 1024;
+/// The most chunks one file may have (a 100 GiB file at 100 KiB chunks; larger files need a
+/// larger `--chunk-size`). Bounded so that a manifest fits `protocol::MAX_MANIFEST_LEN`.
+pub const MAX_CHUNKS: u32 = 1024 * 1024;
 /// The longest file name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 
@@ -40,7 +41,9 @@ pub enum ManifestError {
     BadChunkSize(u64),
     #[error("inconsistent manifest: {0}")]
     Inconsistent(String),
-    #[error("file too large: {size} bytes would need more than {MAX_CHUNKS} chunks")]
+    #[error(
+        "file too large: {size} bytes would need more than {MAX_CHUNKS} chunks; use a larger --chunk-size"
+    )]
     TooManyChunks { size: u64 },
     #[error("reading {path}: {source}")]
     Io {

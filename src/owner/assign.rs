@@ -4,7 +4,6 @@
 //! an orphan; a chunk is an orphan while `handed[c] == 0`.
 
 use rand::Rng;
-use rand::seq::SliceRandom;
 
 use crate::chunkset::ChunkSet;
 use crate::manifest::{ChunkId, Manifest};
@@ -32,26 +31,36 @@ impl Distribution {
         n.div_ceil(self.peers)
     }
 
-    /// Picks [`Distribution::share`] chunks that the peer lacks, least handed out first
-    /// (random among equals), and counts them as handed out.
+    /// Picks [`Distribution::share`] chunks that the peer lacks, least handed out first, and
+    /// counts them as handed out. Among equally handed-out chunks it takes a contiguous run
+    /// from a random starting point (wrapping), so an assignment is a few ranges on the wire
+    /// and on disk, whatever the file size.
     pub fn assign(
         &mut self,
         manifest: &Manifest,
         held: &ChunkSet,
         rng: &mut impl Rng,
     ) -> Vec<ChunkId> {
-        let share = self.share() as usize;
-        let mut candidates: Vec<(u32, u32)> = manifest
+        let n = manifest.chunk_count();
+        if n == 0 {
+            return Vec::new();
+        }
+        let start = rng.random_range(0..n);
+        let mut candidates: Vec<(u32, u32, u32)> = manifest
             .chunk_ids()
             .filter(|&c| !held.contains(c))
-            .map(|c| (self.handed[c.index()], c.get()))
+            .map(|c| {
+                let rotated = (c.get() + n - start) % n;
+                (self.handed[c.index()], rotated, c.get())
+            })
             .collect();
-        candidates.shuffle(rng);
-        candidates.sort_by_key(|&(count, _)| count); // stable: random among equals
-        let mut picked: Vec<ChunkId> = candidates
-            .into_iter()
-            .take(share)
-            .filter_map(|(_, n)| manifest.chunk_id(n).ok())
+        let share = (self.share() as usize).min(candidates.len());
+        if share < candidates.len() {
+            candidates.select_nth_unstable_by_key(share, |&(count, rotated, _)| (count, rotated));
+        }
+        let mut picked: Vec<ChunkId> = candidates[..share]
+            .iter()
+            .filter_map(|&(_, _, c)| manifest.chunk_id(c).ok())
             .collect();
         picked.sort();
         for c in &picked {
@@ -134,6 +143,19 @@ mod tests {
         assert!(d.note_served_if_orphan(o));
         assert!(!d.note_served_if_orphan(o));
         assert_eq!(d.orphans(&m).count(), 7);
+    }
+
+    #[test]
+    fn assignments_are_few_ranges() {
+        let m = manifest(100_000);
+        let mut d = Distribution::new(100_000, 5);
+        let none = ChunkSet::new(100_000);
+        for _ in 0..5 {
+            let got = d.assign(&m, &none, &mut rand::rng());
+            let ranges = crate::chunkset::Ranges::from_sorted(got.iter().map(|c| c.get()));
+            assert!(ranges.len() <= 6, "{} ranges", ranges.len());
+        }
+        assert_eq!(d.orphans(&m).count(), 0);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::connection::{
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
 use crate::net::TcpStream;
-use crate::protocol::{Message, PROTOCOL_VERSION, ProtocolError, Role};
+use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, PROTOCOL_VERSION, ProtocolError, Role};
 use crate::{Error, Result};
 
 /// Requests queued per connection beyond which the reader waits (a client keeps at most its
@@ -77,7 +77,9 @@ async fn serve(
     config: &Config,
     token: &CancellationToken,
 ) -> Result<()> {
-    let hello = conn.recv("waiting for hello", HANDSHAKE_TIMEOUT).await?;
+    let hello = conn
+        .recv_answering("waiting for hello", HANDSHAKE_TIMEOUT)
+        .await?;
     let Some(Message::Hello {
         version,
         role,
@@ -137,7 +139,9 @@ async fn serve(
         holds = held.count(),
         "peer joined"
     );
-    let assigned_ranges = Ranges::from_sorted(assigned.iter().map(|c| c.get()));
+    // Assignments are contiguous runs (see `assign`), so this cut never bites in practice.
+    let mut assigned_ranges = Ranges::from_sorted(assigned.iter().map(|c| c.get()));
+    assigned_ranges.0.truncate(MAX_RANGES_PER_MESSAGE);
     config
         .events
         .id_list(EventKind::IdListSent, count(&assigned), &label);
@@ -244,7 +248,11 @@ async fn write_chunks(
                 }
                 sent_any_orphans = true;
                 config.events.id_list(EventKind::IdListSent, set.count(), label);
-                writer.send(Message::Orphans { chunks: set.to_ranges() }).await?;
+                // Advisory: a list too long for one header is cut (peers that run out of
+                // other sources ask the owner for anything after STALL_AFTER anyway).
+                let mut chunks = set.to_ranges();
+                chunks.0.truncate(MAX_RANGES_PER_MESSAGE);
+                writer.send(Message::Orphans { chunks }).await?;
             }
             () = tokio::time::sleep(KEEPALIVE_INTERVAL) => {
                 writer.send(Message::Have { chunks: Ranges::default() }).await?;

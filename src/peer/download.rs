@@ -54,14 +54,23 @@ async fn handshake(
 ) -> Result<(Handshake, Manifest)> {
     let stream = endpoint.connect().await.map_err(ProtocolError::Io)?;
     let mut conn = Connection::new(stream, MAX_MANIFEST_LEN);
+    // A long have list continues in `have` messages, so every header stays small.
+    let mut parts = have.0.chunks(MAX_RANGES_PER_MESSAGE);
+    let first = Ranges(parts.next().map(<[_]>::to_vec).unwrap_or_default());
     conn.send(Message::Hello {
         version: PROTOCOL_VERSION,
         role,
         file,
-        have,
+        have: first,
         port: Some(port),
     })
     .await?;
+    for part in parts {
+        conn.send(Message::Have {
+            chunks: Ranges(part.to_vec()),
+        })
+        .await?;
+    }
     match conn.recv("waiting for welcome", HANDSHAKE_TIMEOUT).await {
         Ok(Some(Message::Welcome {
             assigned, manifest, ..
@@ -245,9 +254,11 @@ fn set_error(swarm: &Swarm, kind: SourceKind, e: Option<String>) {
             st.owner_error = e;
         }
         SourceKind::Neighbour => {
-            if e.is_some() {
-                st.neighbour_has = None;
-            }
+            // Connected: the neighbour holds nothing until its have list says otherwise.
+            st.neighbour_has = match e {
+                Some(_) => None,
+                None => Some(ChunkSet::new(swarm.manifest.chunk_count())),
+            };
             st.neighbour_error = e;
         }
     }

@@ -357,23 +357,21 @@ pub async fn run(
     let _cancel_on_drop = child.clone().drop_guard();
     tasks.spawn(upload::serve(listener, swarm.clone(), child.clone()));
     tasks.spawn(summary_writer(swarm.clone(), child.clone()));
-    {
-        let owner_span = info_span!("owner", addr = %swarm.config.owner);
-        tasks.spawn(tracing::Instrument::instrument(
-            download::run_source(
-                swarm.clone(),
-                SourceKind::Owner,
-                boot.owner_conn,
-                child.clone(),
-            ),
-            owner_span,
-        ));
-        let nb_span = info_span!("neighbour", addr = %swarm.config.neighbour);
-        tasks.spawn(tracing::Instrument::instrument(
-            download::run_source(swarm.clone(), SourceKind::Neighbour, None, child.clone()),
-            nb_span,
-        ));
-    }
+    let owner_span = info_span!("owner", addr = %swarm.config.owner);
+    tasks.spawn(tracing::Instrument::instrument(
+        download::run_source(
+            swarm.clone(),
+            SourceKind::Owner,
+            boot.owner_conn,
+            child.clone(),
+        ),
+        owner_span,
+    ));
+    let nb_span = info_span!("neighbour", addr = %swarm.config.neighbour);
+    tasks.spawn(tracing::Instrument::instrument(
+        download::run_source(swarm.clone(), SourceKind::Neighbour, None, child.clone()),
+        nb_span,
+    ));
 
     let completion = match wait_complete(&swarm, &token, started).await? {
         Some(c) => c,
@@ -512,7 +510,10 @@ async fn summary_writer(swarm: Arc<Swarm>, token: CancellationToken) {
             () = swarm.summary_dirty.notified() => {}
             () = token.cancelled() => return,
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = token.cancelled() => return, // finish() writes the last summary
+        }
         let have = swarm.have_snapshot();
         let store = swarm.store.clone();
         match tokio::task::spawn_blocking(move || store.write_summary(&have)).await {

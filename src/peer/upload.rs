@@ -92,7 +92,9 @@ impl Drop for Downstream<'_> {
 
 async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) -> Result<()> {
     let m = &swarm.manifest;
-    let hello = conn.recv("waiting for hello", HANDSHAKE_TIMEOUT).await?;
+    let hello = conn
+        .recv_answering("waiting for hello", HANDSHAKE_TIMEOUT)
+        .await?;
     let Some(Message::Hello {
         version,
         file,

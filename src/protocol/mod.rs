@@ -48,11 +48,13 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// across several `have` messages.
 pub const MAX_HEADER_LEN: usize = 256 * 1024;
 
-/// The longest manifest accepted in a `welcome` body (about 440,000 chunks).
-pub const MAX_MANIFEST_LEN: usize = 64 * 1024 * 1024;
+/// The longest manifest accepted in a `welcome` body: a chunk hash takes 67 bytes of JSON, so
+/// this fits [`crate::manifest::MAX_CHUNKS`] chunks with room to spare.
+pub const MAX_MANIFEST_LEN: usize = 80 * 1024 * 1024;
 
-/// The most ranges put in one `have` or `orphans` message, so its header stays well under
-/// [`MAX_HEADER_LEN`] (a range is at most 24 bytes of JSON).
+/// The most ranges put in one message's id list, so its header stays well under
+/// [`MAX_HEADER_LEN`] (a range is at most 24 bytes of JSON). Longer `have` lists (also those of
+/// `hello`) continue in further `have` messages; an `orphans` list, which is advisory, is cut.
 pub const MAX_RANGES_PER_MESSAGE: usize = 8 * 1024;
 
 /// Errors of decoding and encoding frames, and of the conversation they carry.
