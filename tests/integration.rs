@@ -4,5 +4,9 @@
 mod util;
 // The binaries end to end: rings, file sizes, layouts, CLI errors.
 mod cli;
+// Kill and restart, tampered chunks, owner leaving, event log.
+mod recovery;
+// Raw-socket bad input against in-process owner and peer.
+mod protocol;
 // scripts/ring.sh end to end.
 mod script;

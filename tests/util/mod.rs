@@ -345,3 +345,94 @@ pub fn run_ring(size: usize, ring: &Ring) -> (tempfile::TempDir, Vec<RingPeer>) 
     owner.kill();
     (tmp, peers)
 }
+
+/// Starts `file-owner PORT PATH extra…` on a port chosen in advance, in `root/NAME`.
+pub fn start_owner_on(root: &Path, name: &str, port: u16, path: &Path, extra: &[String]) -> Proc {
+    let mut args = args![port, path.display(), "--bind", "127.0.0.1"];
+    args.extend_from_slice(extra);
+    Proc::spawn(name, OWNER, &args, &root.join(name), root)
+}
+
+/// Starts a ring of `n` peers against an owner on `owner_port`, peer `i` with the extra
+/// arguments `extra(i)`; files under `root`.
+pub fn start_peers_each(
+    root: &Path,
+    owner_port: u16,
+    n: usize,
+    extra: impl Fn(usize) -> Vec<String>,
+) -> Vec<RingPeer> {
+    let ports = free_ports(n);
+    (0..n)
+        .map(|i| {
+            let dir = root.join(format!("peer-{}", ports[i]));
+            let events = root.join(format!("events-{}.jsonl", ports[i]));
+            let args = peer_args(owner_port, &ports, i, &dir, &events, &extra(i));
+            let proc = Proc::spawn(&format!("peer-{}", ports[i]), PEER, &args, root, root);
+            RingPeer {
+                port: ports[i],
+                dir,
+                events,
+                proc,
+            }
+        })
+        .collect()
+}
+
+/// The events of a JSON-lines log that may still be written to: complete lines that parse
+/// (an empty list if the file is missing).
+pub fn read_events_so_far(path: &Path) -> Vec<ringswarm::events::Event> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The chunk ids of the `kind` events in `events`, in log order.
+pub fn event_chunks(
+    events: &[ringswarm::events::Event],
+    kind: ringswarm::events::EventKind,
+) -> Vec<u32> {
+    events
+        .iter()
+        .filter(|e| e.event == kind)
+        .filter_map(|e| e.chunk)
+        .collect()
+}
+
+/// The chunk ids a peer's summary file lists (its inclusive ranges expanded).
+pub fn summary_ids(path: &Path) -> std::collections::BTreeSet<u32> {
+    let text = fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading summary {}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("parsing summary {}: {e}\n{text}", path.display()));
+    v["chunks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("summary without chunks: {text}"))
+        .iter()
+        .flat_map(|r| {
+            let a = u32::try_from(r[0].as_u64().unwrap()).unwrap();
+            let b = u32::try_from(r[1].as_u64().unwrap()).unwrap();
+            a..=b
+        })
+        .collect()
+}
+
+/// Number of chunks of a file of `size` bytes at the default chunk size.
+pub fn chunk_count(size: usize) -> u32 {
+    ringswarm::manifest::chunk_layout(size as u64, ringswarm::manifest::DEFAULT_CHUNK_SIZE)
+        .unwrap()
+        .1
+}
+
+/// A port on 127.0.0.1 that refuses connections for as long as the returned socket lives: it
+/// is bound (so no other test can take it) but not listening.
+pub fn dead_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("creating a socket");
+    socket
+        .bind("127.0.0.1:0".parse().unwrap())
+        .expect("binding 127.0.0.1:0");
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}

@@ -1,0 +1,351 @@
+//! Bad input on raw sockets against an in-process owner and an in-process peer's upload
+//! server: each gets an `error` message naming the problem, then the connection closes, and
+//! the server keeps serving well-behaved clients.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ringswarm::connection::HANDSHAKE_TIMEOUT;
+use ringswarm::events::EventSink;
+use ringswarm::manifest::{DEFAULT_CHUNK_SIZE, Manifest};
+use ringswarm::net::{Endpoint, TcpListener, TcpStream};
+use ringswarm::owner::{self, SharedFile};
+use ringswarm::peer;
+use ringswarm::protocol::{MAX_MANIFEST_LEN, Message, MessageCodec, PROTOCOL_VERSION};
+use ringswarm::store::{ChunkStore, Layout};
+use tokio::io::AsyncWriteExt;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::util::{dead_port, random_file};
+
+/// How long a test waits for a reply before it fails.
+const REPLY_WAIT: Duration = Duration::from_secs(5);
+
+/// File size for the in-process servers: 10 chunks of 100 KiB.
+const SIZE: usize = 1_024_000;
+
+/// An in-process server on `127.0.0.1:0`, stopped when dropped.
+struct Server {
+    addr: SocketAddr,
+    file: Vec<u8>,
+    _tmp: tempfile::TempDir,
+    /// Ports that refuse connections, held while the server runs.
+    _dead: Vec<tokio::net::TcpSocket>,
+    _stop: DropGuard,
+}
+
+/// Starts an owner sharing a fresh 10-chunk file.
+async fn start_owner() -> Server {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("data.bin");
+    random_file(&path, SIZE, 99);
+    let shared = Arc::new(SharedFile::open(&path, DEFAULT_CHUNK_SIZE, 5).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = CancellationToken::new();
+    let config = owner::Config {
+        peers: 5,
+        events: Arc::new(EventSink::console("owner")),
+        upload_limit: None,
+    };
+    tokio::spawn(owner::run(listener, vec![shared], config, token.clone()));
+    Server {
+        addr,
+        file: std::fs::read(&path).unwrap(),
+        _tmp: tmp,
+        _dead: Vec::new(),
+        _stop: token.drop_guard(),
+    }
+}
+
+/// Starts a peer that holds chunks 0..=2 of a 10-chunk file, with no owner and no neighbour
+/// reachable: it resumes from the manifest saved in its folder and serves what it holds.
+async fn start_peer() -> Server {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("data.bin");
+    random_file(&path, SIZE, 98);
+    let file = std::fs::read(&path).unwrap();
+    let manifest = Manifest::from_file(&path, DEFAULT_CHUNK_SIZE).unwrap();
+    let dir = tmp.path().join("peer");
+    seed_store(&dir, &manifest, &file, 0..3);
+
+    let (owner_socket, owner_port) = dead_port();
+    let (neighbour_socket, neighbour_port) = dead_port();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = CancellationToken::new();
+    let config = peer::Config {
+        owner: Endpoint::local(owner_port),
+        neighbour: Endpoint::local(neighbour_port),
+        dir,
+        file: None,
+        layout: Layout::PartFile,
+        linger: None,
+        timeout: Duration::from_secs(60),
+        in_flight: peer::DEFAULT_IN_FLIGHT,
+        events: Arc::new(EventSink::console("peer")),
+        upload_limit: None,
+        corrupt_sends: 0,
+        on_complete: None,
+    };
+    tokio::spawn(peer::run(listener, config, token.clone()));
+    Server {
+        addr,
+        file,
+        _tmp: tmp,
+        _dead: vec![owner_socket, neighbour_socket],
+        _stop: token.drop_guard(),
+    }
+}
+
+/// Writes chunks `ids` of `file` into a peer store in `dir`, with their summary.
+fn seed_store(dir: &Path, m: &Manifest, file: &[u8], ids: std::ops::Range<u32>) {
+    let (store, mut have) = ChunkStore::open(dir, m, Layout::PartFile).unwrap();
+    for n in ids {
+        let id = m.chunk_id(n).unwrap();
+        let off = usize::try_from(m.chunk_offset(id)).unwrap();
+        store
+            .write_chunk(id, &file[off..off + m.chunk_len(id)])
+            .unwrap();
+        have.insert(id);
+    }
+    store.write_summary(&have).unwrap();
+}
+
+/// One frame: total length, header length, JSON header, body.
+fn frame(header: &[u8], body: &[u8]) -> Vec<u8> {
+    let total = u32::try_from(4 + header.len() + body.len()).unwrap();
+    let mut out = Vec::new();
+    out.extend_from_slice(&total.to_be_bytes());
+    out.extend_from_slice(&u32::try_from(header.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(header);
+    out.extend_from_slice(body);
+    out
+}
+
+fn json_frame(v: serde_json::Value) -> Vec<u8> {
+    frame(v.to_string().as_bytes(), &[])
+}
+
+fn hello(version: u32, role: &str) -> Vec<u8> {
+    json_frame(serde_json::json!({"type": "hello", "version": version, "role": role}))
+}
+
+/// What a server said on one connection before it closed it.
+#[derive(Debug)]
+struct Reply {
+    messages: Vec<Message>,
+    /// How the connection ended: `None` for a clean EOF, else the read error.
+    end: Option<String>,
+}
+
+impl Reply {
+    fn error(&self) -> Option<&str> {
+        self.messages.iter().find_map(|m| match m {
+            Message::Error { message } => Some(message.as_str()),
+            _ => None,
+        })
+    }
+}
+
+/// Connects, writes `bytes`, and reads messages until the server closes (within
+/// `REPLY_WAIT`, else panics).
+async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // The server may close before it read everything; that is its right.
+    let _ = stream.write_all(bytes).await;
+    read_until_closed(stream, REPLY_WAIT).await
+}
+
+async fn read_until_closed(stream: TcpStream, limit: Duration) -> Reply {
+    let mut frames = FramedRead::new(stream, MessageCodec::new(MAX_MANIFEST_LEN));
+    let mut messages = Vec::new();
+    let read = tokio::time::timeout(limit, async {
+        loop {
+            match frames.next().await {
+                None => return None,
+                Some(Ok(m)) => messages.push(m),
+                Some(Err(e)) => return Some(e.to_string()),
+            }
+        }
+    })
+    .await;
+    match read {
+        Ok(end) => Reply { messages, end },
+        Err(_) => panic!("connection still open after {limit:?}; received {messages:?}"),
+    }
+}
+
+/// Sends `bytes` and asserts an `error` reply containing `needle`, then the close.
+async fn assert_refused(addr: SocketAddr, what: &str, bytes: &[u8], needle: &str) {
+    let reply = exchange(addr, bytes).await;
+    let Some(err) = reply.error() else {
+        panic!("{what} to {addr}: no error message before the close: {reply:?}");
+    };
+    assert!(
+        err.contains(needle),
+        "{what}: error {err:?} does not mention {needle:?}"
+    );
+    assert!(
+        matches!(reply.messages.last(), Some(Message::Error { .. })),
+        "{what}: messages after the error: {reply:?}"
+    );
+    // A clean close, or a reset if the server closed with our bytes unread.
+    assert!(
+        reply
+            .end
+            .as_deref()
+            .is_none_or(|e| e.to_lowercase().contains("reset")),
+        "{what}: the connection ended with {:?}",
+        reply.end
+    );
+}
+
+/// A well-behaved client still gets `welcome`.
+async fn assert_serves(addr: SocketAddr, role: &str) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&hello(PROTOCOL_VERSION, role))
+        .await
+        .unwrap();
+    let mut frames = FramedRead::new(stream, MessageCodec::new(MAX_MANIFEST_LEN));
+    let first = tokio::time::timeout(REPLY_WAIT, frames.next())
+        .await
+        .expect("no reply to hello")
+        .expect("closed before welcome")
+        .expect("bad frame");
+    assert!(
+        matches!(first, Message::Welcome { .. }),
+        "expected welcome, got {first:?}"
+    );
+}
+
+/// Cases that fail while decoding the frame: `(what, bytes, the error names)`.
+fn undecodable() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    vec![
+        ("random bytes", vec![0xab; 64], "exceeds the limit"),
+        ("4 GiB length prefix", vec![0xff; 4], "exceeds the limit"),
+        (
+            "non-JSON header",
+            frame(b"\x00not json{", &[]),
+            "malformed header",
+        ),
+        (
+            "unknown message type",
+            json_frame(serde_json::json!({"type": "gossip"})),
+            "unknown message type",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_refuses_bad_input_after_hello_and_keeps_serving() {
+    let owner = start_owner().await;
+    for (what, bad, needle) in undecodable() {
+        let mut bytes = hello(PROTOCOL_VERSION, "neighbour");
+        bytes.extend_from_slice(&bad);
+        assert_refused(owner.addr, what, &bytes, needle).await;
+    }
+    let mut out_of_range = hello(PROTOCOL_VERSION, "peer");
+    out_of_range.extend(json_frame(
+        serde_json::json!({"type": "request", "chunk": 10}),
+    ));
+    assert_refused(owner.addr, "chunk 10 of 10", &out_of_range, "out of range").await;
+    assert_serves(owner.addr, "peer").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_refuses_bad_hello_and_keeps_serving() {
+    let owner = start_owner().await;
+    assert_refused(
+        owner.addr,
+        "wrong version",
+        &hello(PROTOCOL_VERSION + 1, "peer"),
+        "unsupported protocol version",
+    )
+    .await;
+    let request = json_frame(serde_json::json!({"type": "request", "chunk": 0}));
+    assert_refused(owner.addr, "request before hello", &request, "hello").await;
+    assert_serves(owner.addr, "peer").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_first_message_is_refused_and_serving_goes_on() {
+    let (owner, peer) = (start_owner().await, start_peer().await);
+    for (server, role) in [(&owner, "peer"), (&peer, "neighbour")] {
+        for (what, bytes, needle) in undecodable() {
+            assert_refused(server.addr, what, &bytes, needle).await;
+        }
+        assert_serves(server.addr, role).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn owner_drops_a_silent_client_after_the_hello_timeout() {
+    let owner = start_owner().await;
+    let stream = TcpStream::connect(owner.addr).await.unwrap();
+    let start = tokio::time::Instant::now();
+    let reply = read_until_closed(stream, HANDSHAKE_TIMEOUT * 3).await;
+    let waited = start.elapsed();
+    assert!(
+        waited >= HANDSHAKE_TIMEOUT,
+        "closed after {waited:?}, before the {HANDSHAKE_TIMEOUT:?} hello timeout: {reply:?}"
+    );
+    assert!(
+        matches!(&reply.messages[..], [Message::Error { message }] if message.contains("timed out waiting for hello")),
+        "expected only an error naming the hello timeout: {reply:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_refuses_bad_requests_and_keeps_serving() {
+    let peer = start_peer().await;
+    let request = |chunk: u32| json_frame(serde_json::json!({"type": "request", "chunk": chunk}));
+
+    let mut not_held = hello(PROTOCOL_VERSION, "neighbour");
+    not_held.extend(request(5));
+    assert_refused(peer.addr, "chunk 5, not held", &not_held, "not held").await;
+
+    let mut out_of_range = hello(PROTOCOL_VERSION, "neighbour");
+    out_of_range.extend(request(10));
+    assert_refused(peer.addr, "chunk 10 of 10", &out_of_range, "out of range").await;
+
+    assert_refused(
+        peer.addr,
+        "wrong version",
+        &hello(PROTOCOL_VERSION + 1, "neighbour"),
+        "unsupported protocol version",
+    )
+    .await;
+    assert_refused(peer.addr, "request before hello", &request(0), "hello").await;
+    for (what, bad, needle) in undecodable() {
+        let mut bytes = hello(PROTOCOL_VERSION, "neighbour");
+        bytes.extend_from_slice(&bad);
+        assert_refused(peer.addr, what, &bytes, needle).await;
+    }
+
+    // A held chunk is still served, byte for byte.
+    let mut stream = TcpStream::connect(peer.addr).await.unwrap();
+    let mut bytes = hello(PROTOCOL_VERSION, "neighbour");
+    bytes.extend(request(1));
+    stream.write_all(&bytes).await.unwrap();
+    let mut frames = FramedRead::new(stream, MessageCodec::new(MAX_MANIFEST_LEN));
+    let chunk = tokio::time::timeout(REPLY_WAIT, async {
+        loop {
+            match frames.next().await {
+                Some(Ok(Message::Chunk { chunk, data, .. })) => return (chunk, data),
+                Some(Ok(_)) => {}
+                other => panic!("no chunk: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("no chunk within the wait");
+    let want = &peer.file[102_400..204_800];
+    assert_eq!(chunk.0, 1);
+    assert!(chunk.1 == want, "chunk 1 differs from the file");
+}

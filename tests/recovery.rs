@@ -1,0 +1,374 @@
+//! Faults end to end with the real binaries: the owner killed once the ring holds every chunk,
+//! a peer killed and restarted, a tampered chunk file, a peer that uploads corrupt chunks,
+//! peers started before the owner, Ctrl+C; and the event log they all write.
+
+// `args![..]` builds a `Vec` that is often passed on as a slice.
+#![allow(clippy::useless_vec)]
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use ringswarm::events::{EventKind, read_log};
+
+use crate::args;
+use crate::util::*;
+
+/// How many chunk events of `kind` a peer's log holds so far.
+fn count_events(path: &Path, kind: EventKind) -> usize {
+    read_events_so_far(path)
+        .iter()
+        .filter(|e| e.event == kind)
+        .count()
+}
+
+/// The file's `complete:` line has been printed.
+fn printed_complete(p: &Proc) -> bool {
+    p.stdout_text().contains("complete: ")
+}
+
+#[test]
+fn owner_killed_once_ring_holds_every_chunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let size = 4 << 20;
+    let original = tmp.path().join("data.bin");
+    random_file(&original, size, 41);
+    let owner_events = tmp.path().join("owner-events.jsonl");
+    let (mut owner, port) = start_owner(
+        tmp.path(),
+        &original,
+        &args!["--events", owner_events.display()],
+    );
+    let ring = Ring {
+        peer_args: args!["--upload-limit", "1MiB"],
+        ..Ring::new(5)
+    };
+    let mut peers = start_peers(tmp.path(), port, &ring);
+
+    // The owner's chunk_sent means "written to the socket", not "delivered": wait until the
+    // peers' logs show every chunk verified and stored somewhere in the ring as well.
+    let count = chunk_count(size) as usize;
+    let covered = |ids: Vec<u32>| ids.into_iter().collect::<HashSet<u32>>().len() == count;
+    let ring_full = wait_until(WAIT, || {
+        covered(event_chunks(
+            &read_events_so_far(&owner_events),
+            EventKind::ChunkSent,
+        )) && covered(
+            peers
+                .iter()
+                .flat_map(|p| {
+                    event_chunks(&read_events_so_far(&p.events), EventKind::ChunkReceived)
+                })
+                .collect(),
+        )
+    });
+    assert!(
+        ring_full,
+        "the owner never sent all {count} chunks, or the ring never held them\n{}",
+        owner.describe()
+    );
+    owner.kill();
+    let unfinished = peers.iter().filter(|p| !printed_complete(&p.proc)).count();
+    eprintln!("owner killed with {unfinished} of 5 peers unfinished");
+    assert!(
+        unfinished > 0,
+        "every peer was complete before the owner was killed: the test proves nothing"
+    );
+
+    assert_ring_complete(
+        &mut peers,
+        &original,
+        &format!(" ({unfinished} peers were unfinished when the owner was killed)"),
+    );
+}
+
+#[test]
+fn killed_peer_restarts_and_fetches_only_what_it_lacks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let size = 6 << 20;
+    let original = tmp.path().join("data.bin");
+    random_file(&original, size, 6);
+    let (owner, port) = start_owner(tmp.path(), &original, &[]);
+    let extra = args!["--upload-limit", "1MiB"];
+    let ring = Ring {
+        peer_args: extra.clone(),
+        ..Ring::new(5)
+    };
+    let mut peers = start_peers(tmp.path(), port, &ring);
+    let ports: Vec<u16> = peers.iter().map(|p| p.port).collect();
+    let victim = &mut peers[2];
+    let summary = victim.dir.join("data.bin.summary");
+
+    let started = wait_until(WAIT, || {
+        count_events(&victim.events, EventKind::ChunkReceived) >= 10 && summary.exists()
+    });
+    assert!(
+        started,
+        "peer #2 never received 10 chunks\n{}",
+        victim.proc.describe()
+    );
+    victim.proc.kill();
+    assert!(
+        !printed_complete(&victim.proc),
+        "peer #2 completed before it was killed: the test proves nothing\n{}",
+        victim.proc.describe()
+    );
+    let held = summary_ids(&summary);
+    let count = chunk_count(size);
+    assert!(
+        !held.is_empty() && held.len() < count as usize,
+        "summary at kill time lists {} of {count} chunks\n{}",
+        held.len(),
+        victim.proc.describe()
+    );
+
+    let events2 = tmp
+        .path()
+        .join(format!("events-{}-restarted.jsonl", victim.port));
+    let args = peer_args(port, &ports, 2, &victim.dir, &events2, &extra);
+    victim.proc = Proc::spawn(
+        &format!("peer-{}-restarted", victim.port),
+        PEER,
+        &args,
+        tmp.path(),
+        tmp.path(),
+    );
+    assert_ring_complete(
+        &mut peers,
+        &original,
+        &format!("\n{}", tail(&owner.describe(), 20)),
+    );
+
+    let second: Vec<u32> = event_chunks(&read_log(&events2).unwrap(), EventKind::ChunkReceived);
+    eprintln!(
+        "summary at kill: {} chunks; fetched after restart: {} of {count}",
+        held.len(),
+        second.len()
+    );
+    let refetched: Vec<u32> = second
+        .iter()
+        .copied()
+        .filter(|c| held.contains(c))
+        .collect();
+    assert!(
+        refetched.is_empty(),
+        "the restarted peer fetched chunks its summary already listed: {refetched:?}"
+    );
+    let mut union: BTreeSet<u32> = second.iter().copied().collect();
+    union.extend(&held);
+    let missing: Vec<u32> = (0..count).filter(|c| !union.contains(c)).collect();
+    assert!(
+        missing.is_empty(),
+        "chunks neither in the summary nor fetched after the restart: {missing:?}"
+    );
+}
+
+#[test]
+fn tampered_chunk_on_disk_is_refused_and_fetched_again() {
+    let ring = Ring {
+        chunk_files: true,
+        ..Ring::new(3)
+    };
+    let (tmp, peers) = run_ring(1 << 20, &ring);
+    let original = tmp.path().join("data.bin");
+    let want = fs::read(&original).unwrap();
+    let dir = &peers[0].dir;
+
+    fs::remove_file(dir.join("data.bin")).unwrap();
+    let chunk3 = dir.join("chunks").join("data.bin.3");
+    let good = fs::read(&chunk3).unwrap();
+    let garbage: Vec<u8> = good.iter().map(|b| b ^ 0x5a).collect();
+    fs::write(&chunk3, &garbage).unwrap();
+    assert!(dir.join("data.bin.summary").exists());
+
+    let root = tmp.path().join("second");
+    let (_owner, port) = start_owner(&root, &original, &[]);
+    let port_self = free_ports(1)[0];
+    let (_dead, neighbour) = dead_port();
+    let events = root.join("events.jsonl");
+    let args = args![
+        port,
+        port_self,
+        neighbour,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display(),
+        "--events",
+        events.display(),
+        "--timeout",
+        "30",
+        "--chunk-files",
+        "--linger",
+        "0"
+    ];
+    let mut peer = Proc::spawn("peer-tampered", PEER, &args, &root, &root);
+    let status = peer.wait_exit(WAIT);
+    assert!(status.success(), "peer failed\n{}", peer.describe());
+    let got = fs::read(dir.join("data.bin")).unwrap();
+    assert!(got == want, "file differs\n{}", peer.describe());
+
+    let received = event_chunks(&read_log(&events).unwrap(), EventKind::ChunkReceived);
+    assert_eq!(
+        received,
+        vec![3],
+        "only the tampered chunk should be fetched\n{}",
+        peer.describe()
+    );
+    let stderr = peer.stderr_text();
+    assert!(
+        stderr.contains("fails its hash"),
+        "the log does not mention the hash failure\n{}",
+        peer.describe()
+    );
+}
+
+#[test]
+fn corrupted_upload_is_refused_and_fetched_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("data.bin");
+    random_file(&original, 2 << 20, 2);
+    let (owner, port) = start_owner(tmp.path(), &original, &args!["--peers", 3]);
+    // Peer 0 downloads from peer 1, which corrupts the first two chunks it uploads.
+    let mut peers = start_peers_each(tmp.path(), port, 3, |i| {
+        if i == 1 {
+            args!["--corrupt-sends", 2]
+        } else {
+            Vec::new()
+        }
+    });
+    assert_ring_complete(
+        &mut peers,
+        &original,
+        &format!("\n{}", tail(&owner.describe(), 20)),
+    );
+
+    let receiver = &peers[0];
+    let stderr = receiver.proc.stderr_text();
+    let refused: Vec<u32> = stderr
+        .match_indices("refused chunk ")
+        .filter_map(|(i, m)| {
+            let rest = &stderr[i + m.len()..];
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        })
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "peer 0 never refused a chunk\n{}",
+        receiver.proc.describe()
+    );
+    let received = event_chunks(
+        &read_log(&receiver.events).unwrap(),
+        EventKind::ChunkReceived,
+    );
+    for c in &refused {
+        assert!(
+            received.contains(c),
+            "refused chunk {c} was never received intact\n{}",
+            receiver.proc.describe()
+        );
+    }
+}
+
+#[test]
+fn every_event_kind_is_logged() {
+    let (_tmp, peers) = run_ring(3 << 20, &Ring::new(5));
+    let logs: Vec<_> = peers.iter().map(|p| read_log(&p.events).unwrap()).collect();
+
+    let union: HashSet<EventKind> = logs.iter().flatten().map(|e| e.event).collect();
+    for kind in EventKind::ALL {
+        assert!(union.contains(&kind), "no {kind:?} event in any peer log");
+    }
+    for e in logs.iter().flatten() {
+        if e.event == EventKind::ChunkReceived {
+            assert!(
+                e.chunk.is_some() && e.bytes.is_some_and(|b| b > 0),
+                "chunk_received without chunk or bytes: {e:?}"
+            );
+        }
+    }
+    let middle: HashSet<EventKind> = logs[2].iter().map(|e| e.event).collect();
+    for kind in EventKind::ALL {
+        assert!(
+            middle.contains(&kind),
+            "peer #2 logged no {kind:?} event\n{}",
+            peers[2].proc.describe()
+        );
+    }
+}
+
+#[test]
+fn peer_started_before_owner_waits_then_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("data.bin");
+    random_file(&original, 1 << 20, 3);
+    // The owner's port is held, refusing connections, until the owner starts on it.
+    let (reserved, owner_port) = dead_port();
+    let ring_ports = &free_ports(2)[..];
+    let mut peers: Vec<RingPeer> = (0..2)
+        .map(|i| {
+            let dir = tmp.path().join(format!("peer-{}", ring_ports[i]));
+            let events = tmp.path().join(format!("events-{}.jsonl", ring_ports[i]));
+            let args = peer_args(owner_port, ring_ports, i, &dir, &events, &[]);
+            let name = format!("peer-{}", ring_ports[i]);
+            RingPeer {
+                port: ring_ports[i],
+                dir,
+                events,
+                proc: Proc::spawn(&name, PEER, &args, tmp.path(), tmp.path()),
+            }
+        })
+        .collect();
+    for p in &mut peers {
+        let waiting = wait_until(WAIT, || p.proc.stderr_text().contains("waiting for owner"));
+        assert!(
+            waiting,
+            "peer did not wait for the owner\n{}",
+            p.proc.describe()
+        );
+    }
+
+    drop(reserved);
+    let mut owner = start_owner_on(
+        tmp.path(),
+        "owner",
+        owner_port,
+        &original,
+        &args!["--peers", 2],
+    );
+    assert_eq!(owner.listening_port(), owner_port, "{}", owner.describe());
+    assert_ring_complete(
+        &mut peers,
+        &original,
+        &format!("\n{}", tail(&owner.describe(), 20)),
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_peer_with_130() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_owner, owner) = dead_port();
+    let (_neighbour, neighbour) = dead_port();
+    let args = args![
+        owner,
+        free_ports(1)[0],
+        neighbour,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        tmp.path().join("peer").display(),
+        "--timeout",
+        "30"
+    ];
+    let mut peer = Proc::spawn("peer", PEER, &args, tmp.path(), tmp.path());
+    // Logged once the runtime (and its signal handler) runs and the owner was tried.
+    let waiting = wait_until(WAIT, || peer.stderr_text().contains("waiting for owner"));
+    assert!(waiting, "peer did not start waiting\n{}", peer.describe());
+    peer.interrupt();
+    let status = peer.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130), "{}", peer.describe());
+}
