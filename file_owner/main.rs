@@ -54,6 +54,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
+    // Before anything slow or visible: a Ctrl+C from now on is handled, never lost.
+    let token = cli::signal_token()?;
     let path = match args.path {
         Some(p) => p,
         None => std::env::current_dir().context("finding the current folder")?,
@@ -99,7 +101,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         format!("{} files: {}", described.len(), described.join(", "))
     };
     println!("listening on {addr}, sharing {what}");
-    let token = cli::signal_token();
     let config = owner::Config {
         peers: args.peers,
         events: Arc::new(events),

@@ -80,6 +80,8 @@ fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
+    // Before anything slow or visible: a Ctrl+C from now on is handled, never lost.
+    let token = cli::signal_token()?;
     let linger = args.linger.map(|v| secs("linger", v)).transpose()?;
     let timeout = secs("timeout", args.timeout)?;
     let listener = cli::bind(args.bind, args.port).await?;
@@ -129,7 +131,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             );
         }
     });
-    let token = cli::signal_token();
     match peer::run(listener, config, token).await? {
         Outcome::Complete(_) => Ok(true),
         Outcome::Interrupted => Ok(false),

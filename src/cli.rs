@@ -88,19 +88,25 @@ pub async fn bind(ip: IpAddr, port: u16) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// A token cancelled by the first Ctrl+C or SIGTERM; a second one exits 130 at once.
-pub fn signal_token() -> CancellationToken {
+/// A token cancelled by the first Ctrl+C or SIGTERM; a second one exits 130 at once. The
+/// handlers are installed before this returns: call it before printing `listening on`.
+///
+/// # Errors
+///
+/// The signal handlers cannot be installed.
+pub fn signal_token() -> std::io::Result<CancellationToken> {
+    let mut signals = crate::task::ShutdownSignals::install()?;
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        crate::task::shutdown_signal().await;
+        signals.recv().await;
         tracing::info!("interrupted: shutting down (press Ctrl+C again to exit at once)");
         t.cancel();
-        crate::task::shutdown_signal().await;
+        signals.recv().await;
         flush_logs();
         std::process::exit(i32::from(EXIT_INTERRUPTED));
     });
-    token
+    Ok(token)
 }
 
 /// Prints `error: {e:#}` on stderr and returns exit code 1.

@@ -1,5 +1,8 @@
 //! The only integration-test crate (one link step): each module is one area.
 
+// `args![..]` builds argument vectors that are often passed by reference.
+#![allow(clippy::useless_vec, clippy::cast_possible_truncation)]
+
 // Shared helpers: spawning binaries, ports, polling, diagnostics.
 mod util;
 // The binaries end to end: rings, file sizes, layouts, CLI errors.

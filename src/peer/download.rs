@@ -306,6 +306,22 @@ async fn drive(
         r = write_loop(swarm, &mut writer, &label, rx, announced) => r,
         () = token.cancelled() => Ok(()),
     };
+    if token.is_cancelled() && swarm.is_complete() {
+        // Shutting down complete: make sure the server heard so (its `have` may not have gone
+        // out yet), or it would wait for us in vain. Duplicates are harmless.
+        let all = Ranges::from_sorted(0..swarm.manifest.chunk_count());
+        for part in all.0.chunks(MAX_RANGES_PER_MESSAGE) {
+            let msg = Message::Have {
+                chunks: Ranges(part.to_vec()),
+            };
+            if tokio::time::timeout(Duration::from_secs(1), writer.send(msg))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
     match &res {
         Ok(()) if swarm.is_complete() => {
             // Everything announced: half-close, and read until the server closes too, so
