@@ -39,18 +39,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::init_tracing();
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => return cli::report(&e.into()),
-    };
-    let code = match rt.block_on(run(args)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(cli::EXIT_INTERRUPTED),
-        Err(e) => cli::report(&e),
-    };
-    cli::flush_logs();
-    code
+    cli::run_main(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {

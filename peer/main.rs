@@ -60,18 +60,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::init_tracing();
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => return cli::report(&e.into()),
-    };
-    let code = match rt.block_on(run(args)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(cli::EXIT_INTERRUPTED),
-        Err(e) => cli::report(&e),
-    };
-    cli::flush_logs();
-    code
+    cli::run_main(run(args))
 }
 
 fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {

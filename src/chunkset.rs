@@ -232,16 +232,9 @@ impl ChunkSet {
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
-    use crate::hash::Hash;
 
     fn manifest(chunks: usize) -> Manifest {
-        Manifest {
-            name: "f".into(),
-            size: chunks as u64,
-            chunk_size: 1,
-            hash: Hash::of(b""),
-            chunks: vec![Hash::of(b""); chunks],
-        }
+        Manifest::for_tests(chunks)
     }
 
     #[test]

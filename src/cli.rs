@@ -109,6 +109,26 @@ pub fn signal_token() -> std::io::Result<CancellationToken> {
     Ok(token)
 }
 
+/// The body of a binary's `main`: logging, a runtime, `run`, and the exit code (0 when `run`
+/// returns true, 130 when false (interrupted), 1 with the error printed).
+pub fn run_main<F>(run: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    init_tracing();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return report(&e.into()),
+    };
+    let code = match rt.block_on(run) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(EXIT_INTERRUPTED),
+        Err(e) => report(&e),
+    };
+    flush_logs();
+    code
+}
+
 /// Prints `error: {e:#}` on stderr and returns exit code 1.
 pub fn report(e: &anyhow::Error) -> ExitCode {
     flush_logs();

@@ -10,8 +10,9 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use tokio_util::codec::Framed;
 
+use crate::chunkset::Ranges;
 use crate::net::TcpStream;
-use crate::protocol::{Message, MessageCodec, ProtocolError};
+use crate::protocol::{Message, MessageCodec, PROTOCOL_VERSION, ProtocolError, Role};
 
 /// How long a handshake message (`hello`, `welcome`) may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,6 +24,19 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 /// How long one message may take to write.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client's `hello`, checked.
+#[derive(Debug)]
+pub struct Hello {
+    /// Who is connecting.
+    pub role: Role,
+    /// The file it wants, if it said.
+    pub file: Option<String>,
+    /// What it holds (not yet checked against a manifest).
+    pub have: Ranges,
+    /// `IP:PORT` with the client's listening port when it gave one, for logs and events.
+    pub label: String,
+}
 
 /// A framed connection to one remote node.
 #[derive(Debug)]
@@ -85,6 +99,46 @@ impl Connection {
             self.send_error(e.to_string()).await;
         }
         res
+    }
+
+    /// Receives the client's `hello` within [`HANDSHAKE_TIMEOUT`] and checks its version;
+    /// anything else is answered with an `error` and returned as the error.
+    ///
+    /// # Errors
+    ///
+    /// A bad or missing `hello`, a version mismatch, or an I/O error.
+    pub async fn recv_hello(&mut self) -> Result<Hello, ProtocolError> {
+        let msg = self
+            .recv_answering("waiting for hello", HANDSHAKE_TIMEOUT)
+            .await?;
+        let e = match msg {
+            Some(Message::Hello {
+                version,
+                role,
+                file,
+                have,
+                port,
+            }) if version == PROTOCOL_VERSION => {
+                // Name the client by its listening port, as its own events do.
+                let label = match (port, self.remote.rsplit_once(':')) {
+                    (Some(p), Some((ip, _))) => format!("{ip}:{p}"),
+                    _ => self.remote.clone(),
+                };
+                return Ok(Hello {
+                    role,
+                    file,
+                    have,
+                    label,
+                });
+            }
+            Some(Message::Hello { version, .. }) => ProtocolError::Version { got: version },
+            other => ProtocolError::Unexpected {
+                got: other.as_ref().map_or("end of stream", Message::kind),
+                doing: "waiting for hello",
+            },
+        };
+        self.send_error(e.to_string()).await;
+        Err(e)
     }
 
     /// Sends one message within [`WRITE_TIMEOUT`], flushing it.

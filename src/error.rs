@@ -34,6 +34,17 @@ pub enum Error {
     Bug(String),
 }
 
+impl Error {
+    /// Whether the other side should be told this error in an `error` message before the
+    /// connection closes (not when the connection itself failed or the other side said why).
+    pub fn deserves_reply(&self) -> bool {
+        !matches!(
+            self,
+            Self::Protocol(ProtocolError::Remote(_) | ProtocolError::Io(_))
+        )
+    }
+}
+
 impl From<tokio::task::JoinError> for Error {
     fn from(e: tokio::task::JoinError) -> Self {
         Self::Bug(format!("task failed: {e}"))

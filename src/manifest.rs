@@ -264,6 +264,19 @@ impl Manifest {
         usize::try_from(len).expect("≤ MAX_CHUNK_SIZE")
     }
 
+    /// A manifest of `chunks` one-byte chunks with dummy hashes, for tests of chunk
+    /// bookkeeping.
+    #[cfg(test)]
+    pub(crate) fn for_tests(chunks: usize) -> Self {
+        Self {
+            name: "f".into(),
+            size: chunks as u64,
+            chunk_size: 1,
+            hash: Hash::of(b""),
+            chunks: vec![Hash::of(b""); chunks],
+        }
+    }
+
     /// The expected hash of `id`.
     pub fn chunk_hash(&self, id: ChunkId) -> Hash {
         self.chunks[id.index()]

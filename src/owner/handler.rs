@@ -10,12 +10,12 @@ use tracing::{debug, info, warn};
 use super::{Config, SharedFile};
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{
-    ConnReader, ConnWriter, Connection, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
+    ConnReader, ConnWriter, Connection, Hello, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
 };
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
 use crate::net::TcpStream;
-use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, PROTOCOL_VERSION, ProtocolError, Role};
+use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, ProtocolError, Role};
 use crate::{Error, Result};
 
 /// Requests queued per connection beyond which the reader waits (a client keeps at most its
@@ -77,30 +77,12 @@ async fn serve(
     config: &Config,
     token: &CancellationToken,
 ) -> Result<()> {
-    let hello = conn
-        .recv_answering("waiting for hello", HANDSHAKE_TIMEOUT)
-        .await?;
-    let Some(Message::Hello {
-        version,
+    let Hello {
         role,
         file,
         have,
-        port,
-    }) = hello
-    else {
-        let got = hello.as_ref().map_or("end of stream", Message::kind);
-        let e = ProtocolError::Unexpected {
-            got,
-            doing: "waiting for hello",
-        };
-        conn.send_error(e.to_string()).await;
-        return Err(e.into());
-    };
-    if version != PROTOCOL_VERSION {
-        let e = ProtocolError::Version { got: version };
-        conn.send_error(e.to_string()).await;
-        return Err(e.into());
-    }
+        label,
+    } = conn.recv_hello().await?;
     let shared = match choose_file(files, file.as_deref()) {
         Ok(f) => f.clone(),
         Err(msg) => {
@@ -116,13 +98,6 @@ async fn serve(
                 .await;
             return Err(e.into());
         }
-    };
-    let label = match port {
-        Some(p) => conn
-            .remote()
-            .rsplit_once(':')
-            .map_or_else(|| conn.remote().to_string(), |(ip, _)| format!("{ip}:{p}")),
-        None => conn.remote().to_string(),
     };
     let assigned: Vec<ChunkId> = if role == Role::Peer {
         let a = shared.dist().assign(&m, &held, &mut rand::rng());
@@ -159,10 +134,7 @@ async fn serve(
         () = token.cancelled() => Ok(()),
     };
     if let Err(e) = &res
-        && !matches!(
-            e,
-            Error::Protocol(ProtocolError::Remote(_) | ProtocolError::Io(_))
-        )
+        && e.deserves_reply()
     {
         writer.send_error(e.to_string()).await;
     }

@@ -330,12 +330,7 @@ async fn drive(
             writer.close().await;
             reader.drain(Duration::from_secs(2)).await;
         }
-        Err(e)
-            if !matches!(
-                e,
-                Error::Protocol(ProtocolError::Remote(_) | ProtocolError::Io(_))
-            ) =>
-        {
+        Err(e) if e.deserves_reply() => {
             writer.send_error(e.to_string()).await;
         }
         _ => {}
@@ -453,16 +448,28 @@ fn is_bad_chunk(e: &crate::store::StoreError) -> bool {
     )
 }
 
-/// `have` messages for `ids` (sorted), split to keep each header small.
-pub(super) fn have_messages(ids: &[u32]) -> Vec<Message> {
-    let ranges = Ranges::from_sorted(ids.iter().copied());
-    ranges
-        .0
-        .chunks(MAX_RANGES_PER_MESSAGE)
-        .map(|part| Message::Have {
-            chunks: Ranges(part.to_vec()),
-        })
-        .collect()
+/// Sends `have` for the chunks this peer gained since `announced` (split to keep each header
+/// small), and records them as announced.
+pub(super) async fn announce(
+    swarm: &Swarm,
+    writer: &mut ConnWriter,
+    label: &str,
+    announced: &mut ChunkSet,
+) -> Result<()> {
+    let have = swarm.have_snapshot();
+    let new = have.difference(announced);
+    if new.is_empty() {
+        return Ok(());
+    }
+    let ranges = Ranges::from_sorted(new.iter().copied());
+    for part in ranges.0.chunks(MAX_RANGES_PER_MESSAGE) {
+        let chunks = Ranges(part.to_vec());
+        writer.send(Message::Have { chunks }).await?;
+    }
+    let n = u32::try_from(new.len()).unwrap_or(u32::MAX);
+    swarm.events.id_list(EventKind::IdListSent, n, label);
+    *announced = have;
+    Ok(())
 }
 
 /// Sends queued requests and announces newly held chunks; ends once everything is held and
@@ -476,16 +483,7 @@ async fn write_loop(
 ) -> Result<()> {
     let mut changed = swarm.changed.subscribe();
     loop {
-        let have = swarm.have_snapshot();
-        let new = have.difference(&announced);
-        if !new.is_empty() {
-            for msg in have_messages(&new) {
-                writer.send(msg).await?;
-            }
-            let n = u32::try_from(new.len()).unwrap_or(u32::MAX);
-            swarm.events.id_list(EventKind::IdListSent, n, label);
-            announced = have;
-        }
+        announce(swarm, writer, label, &mut announced).await?;
         if announced.is_full() {
             return Ok(());
         }

@@ -10,16 +10,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::download::have_messages;
+use super::download::announce;
 use super::{MAX_UPLOAD_CONNECTIONS, Swarm};
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{
-    ConnReader, ConnWriter, Connection, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
+    ConnReader, ConnWriter, Connection, Hello, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
 };
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
 use crate::net::TcpListener;
-use crate::protocol::{Message, PROTOCOL_VERSION, ProtocolError};
+use crate::protocol::{Message, ProtocolError};
 use crate::{Error, Result};
 
 /// Requests queued per connection beyond which the reader waits.
@@ -92,30 +92,9 @@ impl Drop for Downstream<'_> {
 
 async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) -> Result<()> {
     let m = &swarm.manifest;
-    let hello = conn
-        .recv_answering("waiting for hello", HANDSHAKE_TIMEOUT)
-        .await?;
-    let Some(Message::Hello {
-        version,
-        file,
-        have,
-        port,
-        ..
-    }) = hello
-    else {
-        let got = hello.as_ref().map_or("end of stream", Message::kind);
-        let e = ProtocolError::Unexpected {
-            got,
-            doing: "waiting for hello",
-        };
-        conn.send_error(e.to_string()).await;
-        return Err(e.into());
-    };
-    if version != PROTOCOL_VERSION {
-        let e = ProtocolError::Version { got: version };
-        conn.send_error(e.to_string()).await;
-        return Err(e.into());
-    }
+    let Hello {
+        file, have, label, ..
+    } = conn.recv_hello().await?;
     if let Some(f) = file.filter(|f| *f != m.name) {
         let msg = format!("this peer shares {:?}, not {f:?}", m.name);
         conn.send_error(msg.clone()).await;
@@ -128,13 +107,6 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
                 .await;
             return Err(e.into());
         }
-    };
-    let label = match port {
-        Some(p) => conn
-            .remote()
-            .rsplit_once(':')
-            .map_or_else(|| conn.remote().to_string(), |(ip, _)| format!("{ip}:{p}")),
-        None => conn.remote().to_string(),
     };
     info!(neighbour = %label, holds = theirs.count(), "upload neighbour connected");
     swarm
@@ -157,10 +129,7 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
         () = token.cancelled() => Ok(()),
     };
     if let Err(e) = &res
-        && !matches!(
-            e,
-            Error::Protocol(ProtocolError::Remote(_) | ProtocolError::Io(_))
-        )
+        && e.deserves_reply()
     {
         writer.send_error(e.to_string()).await;
     }
@@ -230,16 +199,7 @@ async fn write_loop(
     let mut changed = swarm.changed.subscribe();
     let mut announced = ChunkSet::new(swarm.manifest.chunk_count());
     loop {
-        let have = swarm.have_snapshot();
-        let new = have.difference(&announced);
-        if !new.is_empty() {
-            for msg in have_messages(&new) {
-                writer.send(msg).await?;
-            }
-            let n = u32::try_from(new.len()).unwrap_or(u32::MAX);
-            swarm.events.id_list(EventKind::IdListSent, n, label);
-            announced = have;
-        }
+        announce(swarm, writer, label, &mut announced).await?;
         tokio::select! {
             id = rx.recv() => {
                 let Some(id) = id else { return Ok(()) };
