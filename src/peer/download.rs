@@ -239,6 +239,10 @@ pub(super) async fn run_source(
         match res {
             Ok(()) => {
                 told_complete = swarm.is_complete();
+                if told_complete && kind == SourceKind::Neighbour {
+                    swarm.state().told_neighbour = true;
+                    swarm.notify();
+                }
                 debug!("connection to {endpoint} ended");
             }
             Err(e) => warn!("connection to {endpoint} ended: {e}"),

@@ -114,6 +114,8 @@ struct State {
     downstream_open: usize,
     downstream_done: bool,
     downstream_last_seen: Instant,
+    /// The download neighbour has been told this peer is complete.
+    told_neighbour: bool,
     owner_error: Option<String>,
     neighbour_error: Option<String>,
 }
@@ -344,6 +346,7 @@ pub async fn run(
             downstream_open: 0,
             downstream_done: false,
             downstream_last_seen: now,
+            told_neighbour: false,
             owner_error: None,
             neighbour_error: None,
         }),
@@ -384,6 +387,9 @@ pub async fn run(
         let _ = tx.send(completion.clone());
     }
     let interrupted = !wait_downstream(&swarm, &token).await;
+    if !interrupted {
+        wait_told_neighbour(&swarm).await;
+    }
     finish(&swarm, &tasks, &child).await;
     Ok(if interrupted {
         Outcome::Interrupted
@@ -483,6 +489,22 @@ async fn wait_downstream(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool 
                 return true;
             }
             () = token.cancelled() => return false,
+        }
+    }
+}
+
+/// How long a finished peer waits to tell its download neighbour that it is complete.
+pub const TELL_NEIGHBOUR_WAIT: Duration = Duration::from_secs(2);
+
+/// Gives the neighbour client a moment to tell the download neighbour that this peer is
+/// complete (it may not even have connected yet), so that neighbour does not wait for it.
+async fn wait_told_neighbour(swarm: &Arc<Swarm>) {
+    let mut changed = swarm.changed.subscribe();
+    let deadline = tokio::time::Instant::now() + TELL_NEIGHBOUR_WAIT;
+    while !swarm.state().told_neighbour {
+        tokio::select! {
+            _ = changed.changed() => {}
+            () = tokio::time::sleep_until(deadline) => return,
         }
     }
 }

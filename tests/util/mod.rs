@@ -327,6 +327,14 @@ pub fn assert_ring_complete(peers: &mut [RingPeer], original: &Path, extra: &str
             want.len(),
             p.proc.describe()
         );
+        // Every peer stops because its upload neighbour said it was complete, never because
+        // it gave up waiting for one.
+        let err = p.proc.stderr_text();
+        assert!(
+            !err.contains("no upload neighbour for"),
+            "peer waited in vain for its upload neighbour{extra}\n{}",
+            p.proc.describe()
+        );
     }
 }
 
