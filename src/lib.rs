@@ -14,6 +14,7 @@
 //! - [`peer`] — a ring peer: bootstrap, upload server, download clients, completion.
 //! - [`rate`] — the token bucket behind `--upload-limit`.
 //! - [`events`] — the six product events, to console and JSON lines.
+//! - [`report`] — a run's summary and its self-contained HTML report with charts.
 //! - [`net`] — endpoints, connecting with backoff; the one place socket types come from.
 //! - [`task`] — named task spawning and the shutdown signal.
 //! - [`cli`] — what the binaries share: logging, binding, signals, sizes.
@@ -30,6 +31,7 @@ pub mod owner;
 pub mod peer;
 pub mod protocol;
 pub mod rate;
+pub mod report;
 pub mod store;
 pub mod task;
 
