@@ -70,16 +70,73 @@ pub struct Event {
 /// How often buffered JSON lines reach the event file.
 pub const EVENT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
-type SharedFile = Arc<Mutex<BufWriter<File>>>;
-
-/// Where a node's events go: the console always, a JSON-lines file optionally.
+/// A JSON-lines event file, shareable by several sinks (the demo writes every node's events
+/// to one file).
 ///
-/// File lines are buffered and written every [`EVENT_FLUSH_INTERVAL`] and when the sink is
-/// dropped: one write per event cost a 1 GiB ring nearly half its time.
-#[derive(Debug)]
+/// Lines are buffered and written every [`EVENT_FLUSH_INTERVAL`] by a background thread and
+/// when the last handle is dropped: one write per event cost a 1 GiB ring nearly half its time.
+#[derive(Clone, Debug)]
+pub struct EventLog(Arc<Mutex<BufWriter<File>>>);
+
+impl EventLog {
+    /// Opens `path` for appending (created if missing) and starts its flusher.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened, or the flusher thread cannot start.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, file)));
+        let weak: Weak<Mutex<BufWriter<File>>> = Arc::downgrade(&file);
+        std::thread::Builder::new()
+            .name("event-flush".into())
+            .spawn(move || {
+                while let Some(f) = weak.upgrade() {
+                    flush_file(&f);
+                    drop(f);
+                    std::thread::sleep(EVENT_FLUSH_INTERVAL);
+                }
+            })?;
+        Ok(Self(file))
+    }
+
+    /// Writes buffered lines to the file now.
+    pub fn flush(&self) {
+        flush_file(&self.0);
+    }
+
+    fn append(&self, ev: &Event) {
+        let mut line = serde_json::to_vec(ev).expect("events serialize");
+        line.push(b'\n');
+        // Whole lines into the buffer, so a flush never splits one.
+        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = f.write_all(&line) {
+            tracing::warn!("writing event log: {e}");
+        }
+    }
+}
+
+/// Called with every event of a sink (the demo counts progress this way).
+pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Where a node's events go: a console line each (unless quiet), a JSON-lines [`EventLog`],
+/// and an [`Observer`], each optional.
 pub struct EventSink {
     peer: String,
-    file: Option<SharedFile>,
+    console: bool,
+    log: Option<EventLog>,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSink")
+            .field("peer", &self.peer)
+            .field("console", &self.console)
+            .field("log", &self.log.is_some())
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl Drop for EventSink {
@@ -93,38 +150,46 @@ impl EventSink {
     pub fn console(peer: impl Into<String>) -> Self {
         Self {
             peer: peer.into(),
-            file: None,
+            console: true,
+            log: None,
+            observer: None,
         }
     }
 
-    /// A sink that also appends JSON lines to `path` (created if missing).
+    /// A console sink that also appends JSON lines to `path` (created if missing).
     ///
     /// # Errors
     ///
-    /// The file cannot be opened for appending.
+    /// As [`EventLog::create`].
     pub fn with_file(peer: impl Into<String>, path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let file: SharedFile = Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, file)));
-        let weak: Weak<Mutex<BufWriter<File>>> = Arc::downgrade(&file);
-        std::thread::Builder::new()
-            .name("event-flush".into())
-            .spawn(move || {
-                while let Some(f) = weak.upgrade() {
-                    flush_file(&f);
-                    drop(f);
-                    std::thread::sleep(EVENT_FLUSH_INTERVAL);
-                }
-            })?;
-        Ok(Self {
-            peer: peer.into(),
-            file: Some(file),
-        })
+        Ok(Self::console(peer).log(EventLog::create(path)?))
     }
 
-    /// Writes buffered lines to the file now.
+    /// Also appends every event to `log`.
+    #[must_use]
+    pub fn log(mut self, log: EventLog) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// Also calls `observer` with every event.
+    #[must_use]
+    pub fn observe(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// No console lines.
+    #[must_use]
+    pub fn quiet(mut self) -> Self {
+        self.console = false;
+        self
+    }
+
+    /// Writes buffered lines to the log file now.
     pub fn flush(&self) {
-        if let Some(f) = &self.file {
-            flush_file(f);
+        if let Some(log) = &self.log {
+            log.flush();
         }
     }
 
@@ -136,6 +201,7 @@ impl EventSink {
     /// Records a chunk event.
     pub fn chunk(&self, kind: EventKind, chunk: u32, neighbour: &str, bytes: Option<u64>) {
         match kind {
+            _ if !self.console => {}
             EventKind::ChunkReceived => tracing::info!(
                 target: "event",
                 "received chunk {chunk} ({} bytes) from {neighbour}",
@@ -160,6 +226,7 @@ impl EventSink {
     /// Records an ID-list event of `count` ids.
     pub fn id_list(&self, kind: EventKind, count: u32, neighbour: &str) {
         match kind {
+            _ if !self.console => {}
             EventKind::IdListSent => {
                 tracing::info!(target: "event", "sent chunk-ID list ({count} ids) to {neighbour}")
             }
@@ -179,7 +246,9 @@ impl EventSink {
         bytes: Option<u64>,
         count: Option<u32>,
     ) {
-        let Some(file) = &self.file else { return };
+        if self.log.is_none() && self.observer.is_none() {
+            return;
+        }
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -193,12 +262,11 @@ impl EventSink {
             bytes,
             count,
         };
-        let mut line = serde_json::to_vec(&ev).expect("events serialize");
-        line.push(b'\n');
-        // Whole lines into the buffer, so a flush never splits one.
-        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = f.write_all(&line) {
-            tracing::warn!("writing event log: {e}");
+        if let Some(log) = &self.log {
+            log.append(&ev);
+        }
+        if let Some(observer) = &self.observer {
+            observer(&ev);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`manifest`] — chunk arithmetic, the per-chunk and whole-file hashes, safe names.
 //! - [`chunkset`] — which chunks a node holds, and its range form on the wire.
 //! - [`hash`] — the BLAKE3 `Hash` newtype.
+//! - [`meter`] — the optimality meter: lower bounds for given upload caps.
 //! - [`protocol`] — frames and messages (no sockets).
 //! - [`connection`] — a framed socket with named, bounded waits.
 //! - [`store`] — a peer's chunks on disk: part file or chunk files, summary, assembly.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod hash;
 pub mod manifest;
+pub mod meter;
 pub mod net;
 pub mod owner;
 pub mod peer;
