@@ -93,6 +93,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let config = owner::Config {
         peers: args.peers,
         events: Arc::new(events),
+        seed: None,
         upload_limit: args
             .upload_limit
             .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, args.chunk_size))),

@@ -106,6 +106,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         events: Arc::new(events),
         corrupt_sends: args.corrupt_sends,
         upload_limit: args.upload_limit,
+        seed: None,
         on_complete: Some(tx),
     };
     tokio::spawn(async move {

@@ -51,6 +51,7 @@ async fn start_owner() -> Server {
         peers: 5,
         events: Arc::new(EventSink::console("owner")),
         upload_limit: None,
+        seed: None,
     };
     tokio::spawn(owner::run(listener, vec![shared], config, token.clone()));
     Server {
@@ -90,6 +91,7 @@ async fn start_peer() -> Server {
         events: Arc::new(EventSink::console("peer")),
         upload_limit: None,
         corrupt_sends: 0,
+        seed: None,
         on_complete: None,
     };
     tokio::spawn(peer::run(listener, config, token.clone()));

@@ -100,7 +100,17 @@ async fn serve(
         }
     };
     let assigned: Vec<ChunkId> = if role == Role::Peer {
-        let a = shared.dist().assign(&m, &held, &mut rand::rng());
+        let a = match config.seed {
+            // Reproducible per join: the n-th peer to join gets the same start every run.
+            Some(seed) => {
+                let joins = shared.joins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
+                    seed.wrapping_add(joins),
+                );
+                shared.dist().assign(&m, &held, &mut rng)
+            }
+            None => shared.dist().assign(&m, &held, &mut rand::rng()),
+        };
         *shared.last_join.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
         shared.dirty.notify_one();
         a

@@ -40,6 +40,8 @@ pub struct Config {
     pub peers: u32,
     /// Where events go.
     pub events: Arc<EventSink>,
+    /// Seed for the hand-out's random starting points; `None`: from the OS.
+    pub seed: Option<u64>,
     /// Cap on the owner's total upload rate (bytes per second), shared by all connections.
     pub upload_limit: Option<Arc<crate::rate::RateLimiter>>,
 }
@@ -59,6 +61,8 @@ pub struct SharedFile {
     dirty: Notify,
     /// When the last peer joined.
     last_join: Mutex<tokio::time::Instant>,
+    /// Peers joined so far (seeds the hand-out when the owner has a seed).
+    joins: std::sync::atomic::AtomicU64,
 }
 
 impl SharedFile {
@@ -84,6 +88,7 @@ impl SharedFile {
             file,
             dirty: Notify::new(),
             last_join: Mutex::new(tokio::time::Instant::now()),
+            joins: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -352,7 +353,11 @@ async fn read_loop(
 ) -> Result<()> {
     let m = &swarm.manifest;
     let mut changed = swarm.changed.subscribe();
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+    let mut rng = match swarm.config.seed {
+        // One stream per source kind, so the two connections do not mirror each other.
+        Some(seed) => rand::rngs::StdRng::seed_from_u64(seed ^ (kind as u64 + 1)),
+        None => rand::rngs::StdRng::from_os_rng(),
+    };
     let mut bad = 0u32;
     if kind == SourceKind::Owner {
         // The owner holds every chunk.

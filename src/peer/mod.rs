@@ -73,6 +73,8 @@ pub struct Config {
     pub upload_limit: Option<u64>,
     /// Fault injection for tests: corrupt the first N chunks this peer uploads.
     pub corrupt_sends: u32,
+    /// Seed for this peer's random choices (which chunk to request next); `None`: from the OS.
+    pub seed: Option<u64>,
     /// Told once the file is reassembled and verified.
     pub on_complete: Option<oneshot::Sender<Completion>>,
 }
