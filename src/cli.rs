@@ -41,6 +41,13 @@ impl Write for BufferedStderr {
     }
 }
 
+static DEFAULT_LOG_FILTER: OnceLock<&'static str> = OnceLock::new();
+
+/// The log filter when `RUST_LOG` is not set (call before [`run_main`]); `info` otherwise.
+pub fn set_default_log_filter(filter: &'static str) {
+    let _ = DEFAULT_LOG_FILTER.set(filter);
+}
+
 /// Writes out buffered log lines; call before the process exits.
 pub fn flush_logs() {
     if let Some(buf) = LOG_BUFFER.get() {
@@ -51,8 +58,9 @@ pub fn flush_logs() {
 /// Logs to stderr (stdout is for the user), `info` unless `RUST_LOG` says otherwise. Lines are
 /// buffered and flushed every 100 ms and by [`flush_logs`].
 pub fn init_tracing() {
+    let default = DEFAULT_LOG_FILTER.get().copied().unwrap_or("info");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     std::thread::spawn(|| {
         loop {
             std::thread::sleep(LOG_FLUSH_INTERVAL);
@@ -154,15 +162,20 @@ pub fn parse_chunk_size(s: &str) -> Result<u64, String> {
 
 /// A size for people: `3.0 MiB`.
 pub fn human_size(n: u64) -> String {
+    human_size_f64(n as f64)
+}
+
+/// As [`human_size`], for measured (fractional) amounts such as bytes per second.
+pub fn human_size_f64(n: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
+    let mut v = n;
     let mut u = 0;
     while v >= 1024.0 && u < UNITS.len() - 1 {
         v /= 1024.0;
         u += 1;
     }
     if u == 0 {
-        format!("{n} B")
+        format!("{n:.0} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
