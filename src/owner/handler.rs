@@ -103,7 +103,9 @@ async fn serve(
         let a = match config.seed {
             // Reproducible per join: the n-th peer to join gets the same start every run.
             Some(seed) => {
-                let joins = shared.joins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let joins = shared
+                    .joins
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
                     seed.wrapping_add(joins),
                 );
