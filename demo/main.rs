@@ -317,9 +317,60 @@ fn generate(path: &Path, size: u64, seed: Option<u64>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One progress line a second: peers complete, chunks held, rate and ETA.
+/// Live progress: on a terminal one bar per peer (chunks held, rate, ETA) under an overall
+/// bar; otherwise one plain line a second. One task owns the display.
 async fn show_progress(t: Arc<Tally>, total: u32, t0: Instant, done: CancellationToken) {
-    let terminal = std::io::stderr().is_terminal();
+    if std::io::stderr().is_terminal() {
+        show_bars(&t, total, &done).await;
+    } else {
+        show_lines(&t, total, t0, &done).await;
+    }
+}
+
+async fn show_bars(t: &Tally, total: u32, done: &CancellationToken) {
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    let multi = MultiProgress::new();
+    let n = t.held.len() as u64;
+    let style = ProgressStyle::with_template(
+        "{prefix:>7} [{bar:30.cyan/blue}] {pos:>6}/{len} chunks  ETA {eta:>4}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let overall = multi.add(ProgressBar::new(u64::from(total) * n));
+    overall.set_style(style.clone());
+    overall.set_prefix("all");
+    // More bars than a screen holds help nobody: show the first 20 peers.
+    let bars: Vec<ProgressBar> = (0..t.held.len().min(20))
+        .map(|i| {
+            let b = multi.add(ProgressBar::new(u64::from(total)));
+            b.set_style(style.clone());
+            b.set_prefix(format!("peer {i}"));
+            b
+        })
+        .collect();
+    loop {
+        let mut sum = 0;
+        for (i, h) in t.held.iter().enumerate() {
+            let v = u64::from(h.load(Ordering::Relaxed));
+            sum += v;
+            if let Some(b) = bars.get(i) {
+                b.set_position(v);
+            }
+        }
+        overall.set_position(sum);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = done.cancelled() => break,
+        }
+    }
+    for b in &bars {
+        b.finish_and_clear();
+    }
+    overall.finish_and_clear();
+}
+
+/// One line a second: peers complete, chunks held, rate and ETA.
+async fn show_lines(t: &Tally, total: u32, t0: Instant, done: &CancellationToken) {
     let n = t.held.len() as u64;
     let goal = u64::from(total) * n;
     let mut last = (0u64, Instant::now());
@@ -353,18 +404,10 @@ async fn show_progress(t: Arc<Tally>, total: u32, t0: Instant, done: Cancellatio
         } else {
             100.0 * held as f64 / goal as f64
         };
-        let line = format!(
+        eprintln!(
             "{:6.1}s  peers complete {complete}/{n}  chunks {held}/{goal} ({pct:.1}%)  {rate:.0} chunks/s  ETA {eta}",
             t0.elapsed().as_secs_f64()
         );
-        if terminal {
-            eprint!("\r{line}\x1b[K");
-        } else {
-            eprintln!("{line}");
-        }
-    }
-    if terminal {
-        eprintln!();
     }
 }
 

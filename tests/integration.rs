@@ -13,3 +13,5 @@ mod recovery;
 mod protocol;
 // scripts/ring.sh end to end.
 mod script;
+// The demo binary: owner and peers in one process, meter, report files.
+mod demo;
