@@ -374,10 +374,12 @@ async fn show_lines(t: &Tally, total: u32, t0: Instant, done: &CancellationToken
     let n = t.held.len() as u64;
     let goal = u64::from(total) * n;
     let mut last = (0u64, Instant::now());
-    loop {
+    let mut finished = false;
+    while !finished {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = done.cancelled() => break,
+            // One last line with the final state.
+            () = done.cancelled() => finished = true,
         }
         let held: u64 = t
             .held
