@@ -1,0 +1,752 @@
+#!/usr/bin/env bash
+# bench.sh — one file, one source, five receivers on loopback: the ringswarm ring against
+# naive fan-out (nginx + 5 curl) and one `cat` of the file, alternating, N rounds, medians.
+#
+# Usage: scripts/bench.sh [OPTIONS] [SIZE | FILE]
+#
+# SIZE (default 256MiB; e.g. 64MiB, 1GiB, 300M, 1048576) makes a file of random bytes in the
+# work folder; FILE uses an existing file. Each round runs every contender once, in an order
+# that rotates from round to round, so a slow period of this shared machine hits them alike:
+#
+#   ring         file-owner + 5 peer processes (default store: one part file per peer); the
+#                clock runs from launching the peers (owner already listening, file hashed)
+#                until the last peer exits, its file verified
+#   chunk-files  the same with --chunk-files
+#   nginx        nginx (sendfile on) serving FILE; 5 concurrent `curl -s -o` into 5 files;
+#                the clock runs from launching the curls (nginx listening) until the last exits
+#   cat          one `cat FILE > copy`: the floor for writing one copy
+#
+# Before every run: `sync` (write-back left by the previous run would otherwise slow the next
+# by up to 70%), then wait until the machine is quiet (under QUIET_PCT % busy for 1 s, for at
+# most QUIET_MAX s). The source file stays in the page cache. Every process runs under
+# `/usr/bin/time -v`, which gives each one's peak RSS and CPU time. Every copy is compared with
+# FILE (cmp) after the clock stops; a run whose copies differ fails the script.
+#
+# The runs happen in a private network namespace with only `lo` (unshare -n, as in
+# ../shared/bench-anchors), so no other program's ports or traffic interfere and nothing can
+# leave the machine. There, CPU used meanwhile by processes outside the namespace is counted
+# ("foreign CPU"); a run with more than max(0.05 s, 2 % × (wall + 0.1 s) × cores) is marked
+# noisy, left out of the medians and repeated (at most 3 attempts per contender and round).
+#
+# Options:
+#   --rounds N         rounds (default 3)
+#   --only LIST        contenders to run, comma-separated (default ring,chunk-files,nginx,cat)
+#   --peers N          receivers: ring peers and curl downloads (default 5)
+#   --timeout SECS     limit for one run (default 600)
+#   --csv FILE         also append one row per run to FILE
+#   --no-netns         run in this network namespace on free 127.0.0.1 ports (no noise check)
+#   --keep             keep the work folder (logs, /usr/bin/time reports)
+#   -h, --help         show this help
+#
+# Environment:
+#   RINGSWARM_BIN_DIR  folder holding `file-owner` and `peer`; when set, nothing is built.
+#                      Otherwise `cargo build --release --bins` runs in the repository root.
+#   TMPDIR             where the work folder goes (default /tmp): the file, copies, peer dirs
+#   QUIET_PCT          quiet threshold, percent busy of the whole machine (default 10)
+#   QUIET_MAX          longest wait for quiet, seconds (default 120; then it measures anyway)
+#
+# Needs: bash, /usr/bin/time (Debian `time`), curl, cmp, and nginx, which it installs with
+# apt-get (nginx-light) when it is missing and it runs as root; `.ci/run` never runs this.
+# Exit status: 0 every run verified; 1 a run failed or timed out; 2 bad usage; 130 interrupted.
+
+set -euo pipefail
+
+usage() {
+    sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
+}
+
+die_usage() {
+    echo "bench.sh: $*" >&2
+    echo "Try 'scripts/bench.sh --help'." >&2
+    exit 2
+}
+
+die() {
+    echo "bench.sh: error: $*" >&2
+    exit 1
+}
+
+log() {
+    printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
+}
+
+# --- options ----------------------------------------------------------------------------------
+
+rounds=3
+only=ring,chunk-files,nginx,cat
+peers=5
+timeout=600
+csv=""
+netns=1
+keep=0
+target=256MiB
+original_args=("$@")
+
+need_value() {
+    [[ $# -ge 2 && -n $2 ]] || die_usage "$1 needs a value"
+}
+
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    --rounds | --only | --peers | --timeout | --csv)
+        need_value "$@"
+        case $1 in
+        --rounds) rounds=$2 ;;
+        --only) only=$2 ;;
+        --peers) peers=$2 ;;
+        --timeout) timeout=$2 ;;
+        --csv) csv=$2 ;;
+        esac
+        shift 2
+        ;;
+    --rounds=*) rounds=${1#*=} && shift ;;
+    --only=*) only=${1#*=} && shift ;;
+    --peers=*) peers=${1#*=} && shift ;;
+    --timeout=*) timeout=${1#*=} && shift ;;
+    --csv=*) csv=${1#*=} && shift ;;
+    --no-netns) netns=0 && shift ;;
+    --keep) keep=1 && shift ;;
+    -*) die_usage "unknown option $1" ;;
+    *)
+        [[ $target == 256MiB || $target == "$1" ]] || die_usage "at most one SIZE or FILE"
+        target=$1
+        shift
+        ;;
+    esac
+done
+
+[[ $rounds =~ ^[1-9][0-9]{0,2}$ ]] || die_usage "--rounds must be a number from 1 to 999, not '$rounds'"
+[[ $peers =~ ^[1-9][0-9]?$ ]] || die_usage "--peers must be a number from 1 to 99, not '$peers'"
+[[ $timeout =~ ^[1-9][0-9]{0,5}$ ]] || die_usage "--timeout must be a whole number of seconds, not '$timeout'"
+contenders=()
+IFS=, read -r -a wanted <<<"$only"
+for c in "${wanted[@]}"; do
+    case $c in
+    ring | chunk-files | nginx | cat) contenders+=("$c") ;;
+    *) die_usage "unknown contender '$c' (ring, chunk-files, nginx, cat)" ;;
+    esac
+done
+((${#contenders[@]} > 0)) || die_usage "--only names no contender"
+if [[ -n $csv && $csv != /* ]]; then csv=$PWD/$csv; fi
+
+# "256MiB" → 268435456; empty when $1 is not a size.
+parse_size() {
+    local s=${1,,}
+    [[ $s =~ ^([0-9]+)(b|k|kb|kib|m|mb|mib|g|gb|gib)?$ ]] || return 0
+    local n=${BASH_REMATCH[1]} u=${BASH_REMATCH[2]}
+    case $u in
+    "" | b) echo "$n" ;;
+    k | kb | kib) echo $((n * 1024)) ;;
+    m | mb | mib) echo $((n * 1024 * 1024)) ;;
+    g | gb | gib) echo $((n * 1024 * 1024 * 1024)) ;;
+    esac
+}
+
+file=""
+gen_size=""
+if [[ -f $target ]]; then
+    [[ -r $target ]] || die "$target is not readable"
+    file=$(cd "$(dirname "$target")" && pwd)/$(basename "$target")
+else
+    gen_size=$(parse_size "$target")
+    [[ -n $gen_size ]] || die_usage "'$target' is neither a file nor a size like 256MiB"
+    ((gen_size >= 5)) || die_usage "size must be at least 5 bytes"
+fi
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+# --- prerequisites (before entering the namespace: apt needs the network) ---------------------
+
+if [[ ${BENCH_IN_NETNS:-0} != 1 ]]; then
+    [[ -x /usr/bin/time ]] || die "/usr/bin/time is missing (Debian package 'time')"
+    command -v curl >/dev/null || die "curl is missing"
+    command -v cmp >/dev/null || die "cmp is missing (Debian package 'diffutils')"
+    if [[ " ${contenders[*]} " == *" nginx "* ]] && ! command -v nginx >/dev/null &&
+        [[ ! -x /usr/sbin/nginx ]]; then
+        ((EUID == 0)) || die "nginx is missing; install nginx-light (or run as root to let this script do it)"
+        log "installing nginx-light with apt-get"
+        timeout 600 apt-get update -qq >/dev/null ||
+            die "apt-get update failed"
+        # Debian's package would start a system nginx on port 80 where services may run: stop it.
+        timeout 900 env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null ||
+            die "apt-get install nginx-light failed"
+        if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+            systemctl stop nginx || true
+        fi
+    fi
+    if [[ -n ${RINGSWARM_BIN_DIR:-} ]]; then
+        bin_dir=$RINGSWARM_BIN_DIR
+    elif [[ " ${contenders[*]} " == *" ring "* || " ${contenders[*]} " == *" chunk-files "* ]]; then
+        log "building (release)"
+        (cd "$root" && cargo build --release --bins --quiet) || die "cargo build failed"
+        target_dir=${CARGO_TARGET_DIR:-$root/target}
+        [[ $target_dir == /* ]] || target_dir=$root/$target_dir
+        bin_dir=$target_dir/release
+    else
+        bin_dir=""
+    fi
+    export BENCH_BIN_DIR=$bin_dir
+    # Re-run this script in a private network namespace that has only `lo`.
+    if ((netns)); then
+        if ((EUID == 0)) && command -v unshare >/dev/null && command -v ip >/dev/null &&
+            unshare -n true 2>/dev/null; then
+            exec unshare -n env BENCH_IN_NETNS=1 bash "$0" "${original_args[@]}"
+        fi
+        log "cannot create a network namespace (needs root, unshare and ip); using this one"
+        netns=0
+    fi
+fi
+bin_dir=${BENCH_BIN_DIR:-}
+if [[ ${BENCH_IN_NETNS:-0} == 1 ]]; then
+    ip link set lo up || die "cannot bring up lo in the private network namespace"
+fi
+owner_bin=$bin_dir/file-owner
+peer_bin=$bin_dir/peer
+if [[ " ${contenders[*]} " == *" ring "* || " ${contenders[*]} " == *" chunk-files "* ]]; then
+    for b in "$owner_bin" "$peer_bin"; do
+        [[ -x $b ]] || die "no executable $b (set RINGSWARM_BIN_DIR, or unset it to build)"
+    done
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+ncpu=$(nproc)
+clk_tck=$(getconf CLK_TCK)
+
+# --- cleanup ----------------------------------------------------------------------------------
+
+pids=() # every process started here that may still run: wrappers and the programs they run
+work=""
+cleaning=0
+interrupted=0
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+    local status=$?
+    if ((cleaning)); then return; fi
+    cleaning=1
+    trap '' INT TERM
+    stop_pids "${pids[@]}"
+    if [[ -n $work && -d $work ]]; then
+        if ((keep)); then
+            echo "work folder kept: $work" >&2
+        else
+            rm -rf -- "$work"
+        fi
+    fi
+    if ((interrupted)); then exit 130; fi
+    exit "$status"
+}
+
+# shellcheck disable=SC2317 # called by the INT and TERM traps
+on_signal() {
+    interrupted=1
+    echo >&2
+    log "interrupted; stopping everything started here"
+    exit 130
+}
+
+# TERM, then KILL after 5 s, for each live PID given; reaps them.
+stop_pids() {
+    local p alive=() waited=0
+    for p in "$@"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill -TERM "$p" 2>/dev/null || true
+            alive+=("$p")
+        fi
+    done
+    ((${#alive[@]} > 0)) || return 0
+    while ((waited < 50)); do
+        local any=0
+        for p in "${alive[@]}"; do
+            if kill -0 "$p" 2>/dev/null; then any=1; fi
+        done
+        ((any)) || break
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    for p in "${alive[@]}"; do
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
+
+trap cleanup EXIT
+trap on_signal INT TERM
+
+# --- helpers ----------------------------------------------------------------------------------
+
+# Seconds since the epoch with microseconds.
+now() { echo "${EPOCHREALTIME/,/.}"; }
+
+# Sets CHILD to the PID of the program a `/usr/bin/time` wrapper runs (its only child), or to
+# the wrapper's own PID if it has none (yet). No subshell: it runs inside timed windows.
+child_of() {
+    local i c
+    CHILD=$1
+    for ((i = 0; i < 250; i++)); do
+        c=""
+        read -r c _ <"/proc/$1/task/$1/children" 2>/dev/null || true
+        if [[ -n $c ]]; then
+            CHILD=$c
+            return
+        fi
+        kill -0 "$1" 2>/dev/null || return
+        sleep 0.01
+    done
+}
+
+# Starts `/usr/bin/time -v -o TIMEFILE CMD…` with stdout to OUT and stderr to ERR; sets
+# STARTED_WRAPPER and (with `--child`) STARTED_PID, the program's own PID.
+start_timed() {
+    local want_child=0
+    if [[ $1 == --child ]]; then
+        want_child=1
+        shift
+    fi
+    local tf=$1 out=$2 err=$3
+    shift 3
+    /usr/bin/time -v -o "$tf" "$@" >"$out" 2>"$err" </dev/null &
+    STARTED_WRAPPER=$!
+    pids+=("$STARTED_WRAPPER")
+    STARTED_PID=$STARTED_WRAPPER
+    if ((want_child)); then
+        child_of "$STARTED_WRAPPER"
+        STARTED_PID=$CHILD
+        pids+=("$STARTED_PID")
+    fi
+}
+
+# A field of a `/usr/bin/time -v` report: peak RSS in KiB, CPU seconds (user + system).
+time_rss_kb() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1" 2>/dev/null || true; }
+time_cpu_s() {
+    awk -F': ' '/User time/ {u = $2} /System time/ {s = $2} END {printf "%.2f", u + s}' "$1" 2>/dev/null || true
+}
+
+# Starts a watchdog that sends SIGTERM to the PIDs given after --timeout seconds.
+watchdog() {
+    (
+        trap 'kill "$s" 2>/dev/null; exit 0' TERM
+        sleep "$timeout" &
+        s=$!
+        wait "$s"
+        echo "bench.sh: run timed out after ${timeout}s" >&2
+        kill -TERM "$@" 2>/dev/null
+    ) &
+    WATCHDOG=$!
+    pids+=("$WATCHDOG")
+}
+
+stop_watchdog() {
+    kill -TERM "$WATCHDOG" 2>/dev/null || true
+    wait "$WATCHDOG" 2>/dev/null || true
+}
+
+# Waits until LINE starts a line of FILE, while PID lives; fails after $timeout seconds.
+wait_line() {
+    local file=$1 line=$2 pid=$3 i
+    for ((i = 0; i < timeout * 50; i++)); do
+        if grep -q "^$line" "$file" 2>/dev/null; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.02
+    done
+    return 1
+}
+
+# Waits until something listens on 127.0.0.1:PORT (ss, so no probe connection is made).
+wait_port() {
+    local i
+    for ((i = 0; i < 500; i++)); do
+        if [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; then return 0; fi
+        sleep 0.02
+    done
+    return 1
+}
+
+# A TCP port from $1 upwards that nothing listens on and that is not in $used.
+used=" "
+free_port() {
+    local p=$1
+    while [[ -n $(ss -Htan "sport = :$p" 2>/dev/null) || $used == *" $p "* ]]; do
+        p=$((p + 1))
+    done
+    used+="$p "
+    echo "$p"
+}
+
+# Busy CPU ticks of the whole machine (user+nice+system+irq+softirq+steal).
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+
+# Waits (at most QUIET_MAX s) until the machine was under QUIET_PCT % busy over 1 s.
+quiet_gate() {
+    local max=${QUIET_MAX:-120} pct_max=${QUIET_PCT:-10} start=$SECONDS a b pct
+    while :; do
+        a=$(busy_ticks)
+        sleep 1
+        b=$(busy_ticks)
+        pct=$(((b - a) * 100 / (clk_tck * ncpu)))
+        ((pct < pct_max)) && return 0
+        if ((SECONDS - start >= max)); then
+            log "machine still ${pct}% busy after ${max}s; measuring anyway"
+            return 0
+        fi
+    done
+}
+
+settle() {
+    sync
+    sleep 1
+    quiet_gate
+}
+
+# CPU ticks used so far by user processes outside this network namespace, as "pid:start ticks"
+# lines (kernel threads left out, so write-back of our own data does not count).
+foreign_snapshot() {
+    ((netns)) || return 0
+    local p st rest f
+    for p in /proc/[0-9]*; do
+        # -ef compares the namespaces' inodes: no readlink process per PID.
+        [[ -e $p/ns/net && ! $p/ns/net -ef /proc/self/ns/net ]] || continue
+        st=""
+        read -r st <"$p/stat" 2>/dev/null || continue
+        rest=${st##*) }
+        read -r -a f <<<"$rest"
+        # f[1] ppid, f[6] flags (PF_KTHREAD 0x00200000), f[11] utime, f[12] stime, f[19] start
+        ((f[1] == 2 || (f[6] & 0x00200000))) && continue
+        echo "${p#/proc/}:${f[19]} $((f[11] + f[12]))"
+    done
+}
+
+# CPU seconds used by foreign processes between two snapshots (files).
+foreign_cpu() {
+    ((netns)) || {
+        echo "-"
+        return
+    }
+    awk -v t="$clk_tck" 'NR == FNR {before[$1] = $2; next} {d += $2 - before[$1]} END {printf "%.2f", (d > 0 ? d : 0) / t}' "$1" "$2"
+}
+
+# 1 when a run of WALL seconds with FOREIGN CPU seconds beside it counts as noisy.
+is_noisy() {
+    [[ $2 == - ]] && {
+        echo 0
+        return
+    }
+    awk -v f="$2" -v s="$1" -v n="$ncpu" 'BEGIN {th = 0.02 * (s + 0.1) * n; if (th < 0.05) th = 0.05; print (f > th) ? 1 : 0}'
+}
+
+# Checks every copy against the source; prints "ok" or the names of the bad ones.
+verify_copies() {
+    local bad="" f
+    for f in "$@"; do
+        cmp -s "$file" "$f" || bad+=" ${f#"$work"/}"
+    done
+    if [[ -z $bad ]]; then echo ok; else echo "BAD:$bad"; fi
+}
+
+median() {
+    sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+
+human_size() {
+    awk -v n="$1" 'BEGIN {
+        split("B KiB MiB GiB TiB", u, " "); i = 1
+        while (n >= 1024 && i < 5) { n /= 1024; i++ }
+        if (i == 1) printf "%d B", n; else printf "%.1f %s", n, u[i]
+    }'
+}
+
+# --- work folder and file ---------------------------------------------------------------------
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ringswarm-bench.XXXXXX")
+chmod 755 "$work" # nginx's workers run as nobody
+if [[ -z $file ]]; then
+    file=$work/src-$target.bin
+    log "creating $file ($(human_size "$gen_size") of random bytes)"
+    head -c "$gen_size" /dev/urandom >"$file"
+fi
+size=$(stat -c %s "$file")
+name=$(basename "$file")
+cat "$file" >/dev/null # every contender starts with the source in the page cache
+
+results=$work/results.txt # contender round attempt seconds noisy foreign_cpu cpu_s rss_list
+: >"$results"
+if [[ -n $csv && ! -s $csv ]]; then
+    echo "contender,size_bytes,round,attempt,seconds,noisy,foreign_cpu_s,cpu_s,peak_rss_kib,verify" >"$csv"
+fi
+
+# Records one run: CONTENDER ROUND ATTEMPT SECONDS FOREIGN CPU RSS_LIST VERIFY.
+record() {
+    local noisy
+    noisy=$(is_noisy "$4" "$5")
+    echo "$1 $2 $3 $4 $noisy $5 $6 $7 $8" >>"$results"
+    if [[ -n $csv ]]; then
+        echo "$1,$size,$2,$3,$4,$noisy,$5,$6,${7//,/ },$8" >>"$csv"
+    fi
+    LAST_NOISY=$noisy
+    local mark=""
+    if ((noisy)); then mark=" NOISY"; fi
+    log "$(printf '%-11s round %d.%d: %7.3fs  cpu %5ss  foreign cpu %5ss%s  rss KiB %s  %s' \
+        "$1" "$2" "$3" "$4" "$6" "$5" "$mark" "$7" "$8")"
+}
+
+# --- contenders -------------------------------------------------------------------------------
+
+# Each sets RUN_SECS, RUN_CPU (CPU seconds of its processes), RUN_RSS (peak RSS, KiB, one
+# per process, comma-separated; for the ring: owner first, then peers in port order) and
+# RUN_VERIFY, and returns non-zero on a failure.
+
+run_ring() {
+    local layout=$1 dir=$work/run
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    local extra=()
+    [[ $layout == chunk-files ]] && extra+=(--chunk-files)
+    used=" "
+    local owner_port
+    owner_port=$(free_port 5000)
+    local ports=() i
+    for ((i = 0; i < peers; i++)); do ports+=("$(free_port $((5001 + i)))"); done
+
+    start_timed --child "$dir/owner.time" "$dir/owner.out" "$dir/owner.err" \
+        "$owner_bin" "$owner_port" "$file" --bind 127.0.0.1 --peers "$peers"
+    local owner_wrapper=$STARTED_WRAPPER owner_pid=$STARTED_PID
+    if ! wait_line "$dir/owner.out" "listening on " "$owner_pid"; then
+        log "the file owner did not start:"
+        tail -n 20 "$dir/owner.err" >&2
+        return 1
+    fi
+
+    local wrappers=() t0 t1
+    snap0=$(foreign_snapshot)
+    t0=$(now)
+    for ((i = 0; i < peers; i++)); do
+        local port=${ports[i]} next=${ports[(i + 1) % peers]}
+        start_timed "$dir/peer-$port.time" "$dir/peer-$port.out" "$dir/peer-$port.err" \
+            "$peer_bin" "$owner_port" "$port" "$next" --bind 127.0.0.1 \
+            --dir "$dir/peer-$port" "${extra[@]}"
+        wrappers+=("$STARTED_WRAPPER")
+    done
+    # The peers' own PIDs, to stop them on a timeout or Ctrl+C (the wrappers would not).
+    local peer_pids=()
+    for w in "${wrappers[@]}"; do
+        child_of "$w"
+        peer_pids+=("$CHILD")
+        pids+=("$CHILD")
+    done
+    watchdog "${peer_pids[@]}"
+    local failed=0
+    for w in "${wrappers[@]}"; do
+        wait "$w" || failed=1
+    done
+    t1=$(now)
+    foreign_after=$(foreign_snapshot)
+    stop_watchdog
+    stop_pids "$owner_pid"
+    wait "$owner_wrapper" 2>/dev/null || true
+
+    RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+    RUN_FOREIGN=$(foreign_cpu <(echo "$snap0") <(echo "$foreign_after"))
+    local cpu rss tf
+    cpu=$(time_cpu_s "$dir/owner.time")
+    rss=$(time_rss_kb "$dir/owner.time")
+    local outs=()
+    for port in "${ports[@]}"; do
+        tf=$dir/peer-$port.time
+        cpu=$(awk -v a="$cpu" -v b="$(time_cpu_s "$tf")" 'BEGIN {printf "%.2f", a + b}')
+        rss+=",$(time_rss_kb "$tf")"
+        outs+=("$dir/peer-$port/$name")
+    done
+    RUN_CPU=$cpu
+    RUN_RSS=$rss
+    RUN_VERIFY=$(verify_copies "${outs[@]}")
+    if ((failed)) || [[ $RUN_VERIFY != ok ]]; then
+        log "ring ($layout) failed: $RUN_VERIFY"
+        for port in "${ports[@]}"; do
+            echo "--- peer $port: $(grep -m1 'Exit status' "$dir/peer-$port.time" || true)" >&2
+            tail -n 5 "$dir/peer-$port.err" >&2 || true
+        done
+        return 1
+    fi
+    rm -rf "$dir"
+}
+
+run_nginx() {
+    local dir=$work/run
+    rm -rf "$dir"
+    mkdir -p "$dir/www" "$dir/nginx/tmp" "$dir/dl"
+    ln -f "$file" "$dir/www/$name" 2>/dev/null || ln -s "$file" "$dir/www/$name"
+    used=" "
+    local port
+    port=$(free_port 8080)
+    # The configuration of ../shared/bench-anchors/02-http-fanout.sh, on a free port.
+    cat >"$dir/nginx/nginx.conf" <<EOF
+worker_processes auto;
+daemon off;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path $dir/nginx/tmp;
+  proxy_temp_path $dir/nginx/tmp;
+  fastcgi_temp_path $dir/nginx/tmp;
+  uwsgi_temp_path $dir/nginx/tmp;
+  scgi_temp_path $dir/nginx/tmp;
+  types { application/octet-stream bin; }
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$port;
+    root $dir/www;
+  }
+}
+EOF
+    start_timed --child "$dir/nginx.time" "$dir/nginx/stdout.log" "$dir/nginx/stderr.log" \
+        "$nginx_bin" -p "$dir/nginx" -c "$dir/nginx/nginx.conf"
+    local nginx_wrapper=$STARTED_WRAPPER nginx_pid=$STARTED_PID
+    if ! wait_port "$port"; then
+        log "nginx did not start:"
+        cat "$dir/nginx/stderr.log" "$dir/nginx/error.log" >&2 2>/dev/null || true
+        return 1
+    fi
+    local wrappers=() t0 t1 i
+    snap0=$(foreign_snapshot)
+    t0=$(now)
+    for ((i = 1; i <= peers; i++)); do
+        start_timed "$dir/curl-$i.time" /dev/null "$dir/curl-$i.err" \
+            curl -sS --fail --max-time "$timeout" -o "$dir/dl/recv$i.bin" "http://127.0.0.1:$port/$name"
+        wrappers+=("$STARTED_WRAPPER")
+    done
+    local failed=0 w
+    for w in "${wrappers[@]}"; do
+        wait "$w" || failed=1
+    done
+    t1=$(now)
+    foreign_after=$(foreign_snapshot)
+    # nginx's peak RSS: the master's and its workers' (VmHWM), read before it stops.
+    local server_rss=0 p hwm server_cpu=0
+    for p in $nginx_pid $(cat "/proc/$nginx_pid/task/$nginx_pid/children" 2>/dev/null || true); do
+        hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        server_rss=$((server_rss > hwm ? server_rss : hwm))
+        server_cpu=$(awk -v a="$server_cpu" -v t="$clk_tck" '{printf "%.2f", a + ($14 + $15) / t}' "/proc/$p/stat" 2>/dev/null || echo "$server_cpu")
+    done
+    stop_pids "$nginx_pid"
+    wait "$nginx_wrapper" 2>/dev/null || true
+
+    RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+    RUN_FOREIGN=$(foreign_cpu <(echo "$snap0") <(echo "$foreign_after"))
+    local cpu=$server_cpu rss=$server_rss outs=()
+    for ((i = 1; i <= peers; i++)); do
+        cpu=$(awk -v a="$cpu" -v b="$(time_cpu_s "$dir/curl-$i.time")" 'BEGIN {printf "%.2f", a + b}')
+        rss+=",$(time_rss_kb "$dir/curl-$i.time")"
+        outs+=("$dir/dl/recv$i.bin")
+    done
+    RUN_CPU=$cpu
+    RUN_RSS=$rss
+    RUN_VERIFY=$(verify_copies "${outs[@]}")
+    if ((failed)) || [[ $RUN_VERIFY != ok ]]; then
+        log "nginx fan-out failed: $RUN_VERIFY"
+        cat "$dir"/curl-*.err >&2 || true
+        return 1
+    fi
+    rm -rf "$dir"
+}
+
+run_cat() {
+    local dir=$work/run t0 t1
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    snap0=$(foreign_snapshot)
+    t0=$(now)
+    /usr/bin/time -v -o "$dir/cat.time" cat "$file" >"$dir/copy"
+    t1=$(now)
+    foreign_after=$(foreign_snapshot)
+    RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+    RUN_FOREIGN=$(foreign_cpu <(echo "$snap0") <(echo "$foreign_after"))
+    RUN_CPU=$(time_cpu_s "$dir/cat.time")
+    RUN_RSS=$(time_rss_kb "$dir/cat.time")
+    RUN_VERIFY=$(verify_copies "$dir/copy")
+    [[ $RUN_VERIFY == ok ]] || return 1
+    rm -rf "$dir"
+}
+
+run_contender() {
+    case $1 in
+    ring) run_ring part-file ;;
+    chunk-files) run_ring chunk-files ;;
+    nginx) run_nginx ;;
+    cat) run_cat ;;
+    esac
+}
+
+# --- rounds -----------------------------------------------------------------------------------
+
+log "file $file ($(human_size "$size")), $rounds rounds of: ${contenders[*]}; $peers receivers;" \
+    "$( ((netns)) && echo 'private network namespace' || echo 'host network namespace')"
+for ((r = 1; r <= rounds; r++)); do
+    n=${#contenders[@]}
+    for ((k = 0; k < n; k++)); do
+        c=${contenders[(k + r - 1) % n]}
+        for ((attempt = 1; attempt <= 3; attempt++)); do
+            settle
+            if ! run_contender "$c"; then
+                record "$c" "$r" "$attempt" "${RUN_SECS:-0}" "${RUN_FOREIGN:--}" "${RUN_CPU:--}" "${RUN_RSS:--}" "FAILED"
+                die "$c failed in round $r (run with --keep to inspect $work)"
+            fi
+            record "$c" "$r" "$attempt" "$RUN_SECS" "$RUN_FOREIGN" "$RUN_CPU" "$RUN_RSS" "$RUN_VERIFY"
+            ((LAST_NOISY)) || break
+        done
+    done
+done
+
+# --- report -----------------------------------------------------------------------------------
+
+# Clean runs of a contender (all of them, if none was clean).
+runs_of() {
+    local clean
+    clean=$(awk -v c="$1" '$1 == c && $5 == 0' "$results")
+    if [[ -z $clean ]]; then awk -v c="$1" '$1 == c' "$results"; else echo "$clean"; fi
+}
+
+echo
+echo "file: $(human_size "$size") ($size bytes), $peers receivers, $rounds rounds; medians of clean runs"
+printf '%-12s %9s %9s %9s %7s %9s %s\n' CONTENDER MEDIAN MIN MAX RUNS CPU_S "PEAK RSS MiB (median per process over runs)"
+declare -A med
+for c in "${contenders[@]}"; do
+    rows=$(runs_of "$c")
+    med[$c]=$(awk '{print $4}' <<<"$rows" | median)
+    mn=$(awk '{print $4}' <<<"$rows" | sort -g | head -1)
+    mx=$(awk '{print $4}' <<<"$rows" | sort -g | tail -1)
+    cnt=$(wc -l <<<"$rows")
+    noisy=$(awk -v c="$c" '$1 == c && $5 == 1' "$results" | wc -l)
+    cpu=$(awk '{print $7}' <<<"$rows" | median)
+    # Median over runs of each process's peak RSS, in MiB.
+    rss=$(awk '{n = split($8, a, ","); for (i = 1; i <= n; i++) print i, a[i]}' <<<"$rows" |
+        sort -k1,1n -k2,2g | awk '
+            {v[$1, ++c[$1]] = $2; if ($1 > m) m = $1}
+            END {
+                for (i = 1; i <= m; i++) {
+                    k = c[i]; x = (k % 2) ? v[i, (k + 1) / 2] : (v[i, k / 2] + v[i, k / 2 + 1]) / 2
+                    printf "%s%.1f", (i > 1 ? " " : ""), x / 1024
+                }
+            }')
+    case $c in
+    ring | chunk-files) rss="owner $(cut -d' ' -f1 <<<"$rss"), peers $(cut -d' ' -f2- <<<"$rss")" ;;
+    nginx) rss="nginx $(cut -d' ' -f1 <<<"$rss"), curls $(cut -d' ' -f2- <<<"$rss")" ;;
+    esac
+    runs=$cnt
+    if ((noisy)); then runs+="+${noisy}n"; fi
+    printf '%-12s %8ss %8ss %8ss %7s %9s %s\n' "$c" "${med[$c]}" "$mn" "$mx" "$runs" "$cpu" "$rss"
+done
+if [[ -n ${med[nginx]:-} ]]; then
+    echo
+    for c in ring chunk-files cat; do
+        [[ -n ${med[$c]:-} ]] || continue
+        awk -v a="${med[$c]}" -v b="${med[nginx]}" -v c="$c" 'BEGIN {printf "ratio %s / nginx: %.2f\n", c, a / b}'
+    done
+fi
+echo "(+Nn: N noisy runs left out and repeated; CPU_S: CPU seconds of all the contender's processes)"
