@@ -13,5 +13,7 @@ mod recovery;
 mod protocol;
 // scripts/ring.sh end to end.
 mod script;
+// The HTML run report: summary, charts, escaping, headless Chromium.
+mod report;
 // The demo binary: owner and peers in one process, meter, report files.
 mod demo;

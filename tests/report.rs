@@ -1,0 +1,302 @@
+//! The HTML report: built from a synthetic event log and summary, checked as text, then
+//! rendered by headless Chromium where one can start.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ringswarm::events::{Event, EventKind};
+use ringswarm::report::{
+    self, Bound, CriticalPath, EVENTS_FILE, FileInfo, PeerResult, ReportError, Summary,
+};
+
+use crate::util::wait_until;
+
+const OWNER: &str = "127.0.0.1:40001";
+/// One peer name holds HTML's special characters: the page must escape it.
+const PEERS: [&str; 3] = ["127.0.0.1:40002", "127.0.0.1:40003", "<b>peer&3</b>"];
+const CHUNKS: u32 = 20;
+const CHUNK: u64 = 1000;
+const START: f64 = 1_763_775_600.0;
+
+fn event(t: f64, peer: &str, kind: EventKind, chunk: u32, neighbour: &str) -> Event {
+    Event {
+        ts: START + t,
+        peer: peer.to_string(),
+        event: kind,
+        chunk: Some(chunk),
+        neighbour: neighbour.to_string(),
+        bytes: Some(CHUNK),
+        count: None,
+    }
+}
+
+/// Writes a three-peer run to `dir`: the owner hands chunk c to peer c % 3, then each peer
+/// fetches the rest from its ring neighbour (the next peer). Returns the summary written.
+fn write_run(dir: &Path) -> Summary {
+    let mut lines = Vec::new();
+    for c in 0..CHUNKS {
+        let p = PEERS[c as usize % 3];
+        let t = 0.01 * f64::from(c);
+        lines.push(event(t, "owner", EventKind::ChunkSent, c, p));
+        lines.push(event(t + 0.001, p, EventKind::ChunkReceived, c, OWNER));
+    }
+    let mut peers = Vec::new();
+    for (i, p) in PEERS.iter().enumerate() {
+        let neighbour = PEERS[(i + 1) % 3];
+        let mut t = 0.25 + 0.02 * i as f64;
+        lines.push(Event {
+            ts: START + t,
+            peer: p.to_string(),
+            event: EventKind::IdListReceived,
+            chunk: None,
+            neighbour: neighbour.to_string(),
+            bytes: None,
+            count: Some(7),
+        });
+        let mut from_neighbours = 0;
+        for c in (0..CHUNKS).filter(|c| *c as usize % 3 != i) {
+            t += 0.015;
+            lines.push(event(t, p, EventKind::ChunkRequested, c, neighbour));
+            lines.push(event(t + 0.005, p, EventKind::ChunkReceived, c, neighbour));
+            from_neighbours += 1;
+        }
+        peers.push(PeerResult {
+            peer: p.to_string(),
+            complete_s: Some(t + 0.005),
+            from_owner: CHUNKS - from_neighbours,
+            from_neighbours,
+        });
+    }
+    lines.sort_by(|a, b| a.ts.total_cmp(&b.ts));
+    let mut text = String::new();
+    for ev in &lines {
+        text.push_str(&serde_json::to_string(ev).unwrap());
+        text.push('\n');
+    }
+    fs::write(dir.join(EVENTS_FILE), text).unwrap();
+
+    let wall_s = peers
+        .iter()
+        .filter_map(|p| p.complete_s)
+        .fold(0.0, f64::max);
+    let size = u64::from(CHUNKS) * CHUNK;
+    let summary = Summary {
+        file: FileInfo {
+            name: "run<1>.bin".into(),
+            size,
+            chunk_size: CHUNK,
+            chunks: CHUNKS,
+        },
+        owner: OWNER.into(),
+        peers,
+        started_ts: START,
+        wall_s,
+        // Whole numbers: serde_json may round-trip the last digit of other floats differently.
+        aggregate_bytes_per_s: (3.0 * size as f64 / wall_s).round(),
+        rate: Some(100_000),
+        owner_rate: Some(100_000),
+        bound: Some(Bound {
+            fluid_s: 0.2,
+            chunked_ring_s: 0.22,
+            ratio: wall_s / 0.2,
+        }),
+        critical_path: Some(CriticalPath {
+            last_peer: PEERS[2].into(),
+            slowest_link_from: PEERS[0].into(),
+            slowest_link_bytes_per_s: 60_000.0,
+        }),
+        seed: Some(7),
+    };
+    report::write_summary(dir, &summary).unwrap();
+    summary
+}
+
+fn build_report() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path());
+    let page = report::write_html(dir.path()).unwrap();
+    let html = fs::read_to_string(&page).unwrap();
+    (dir, page, html)
+}
+
+#[test]
+fn report_summary_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_run(dir.path());
+    assert_eq!(report::read_summary(dir.path()).unwrap(), written);
+}
+
+#[test]
+fn report_page_holds_three_charts_and_the_summary() {
+    let (dir, page, html) = build_report();
+    assert_eq!(page, dir.path().join("index.html"));
+    assert!(!dir.path().join("index.html.tmp").exists());
+    for id in [
+        r#"<figure id="arrivals">"#,
+        r#"<figure id="completion">"#,
+        r#"<figure id="links">"#,
+    ] {
+        assert!(html.contains(id), "no {id} in the page");
+    }
+    assert_eq!(html.matches("<svg").count(), 3, "one SVG per chart");
+    // The summary and per-peer tables.
+    for text in [
+        "fluid lower bound",
+        "0.200 s",
+        "127.0.0.1:40003",
+        "from owner",
+    ] {
+        assert!(html.contains(text), "no {text:?} in the page");
+    }
+    // 60 arrivals logged; owner and neighbour sources both drawn.
+    assert!(html.contains("60 chunk arrivals"), "arrival count missing");
+    assert!(html.contains("#1f77b4") && html.contains("#ff7f0e"));
+}
+
+#[test]
+fn report_page_is_self_contained() {
+    let (_dir, _page, html) = build_report();
+    let without_xmlns = html.replace(r#"xmlns="http://www.w3.org/2000/svg""#, "");
+    for scheme in ["http://", "https://"] {
+        assert!(
+            !without_xmlns.contains(scheme),
+            "external reference {scheme} in the page"
+        );
+    }
+    for tag in ["<script", "<link", "<img", "@import", "url("] {
+        assert!(!html.contains(tag), "{tag} in the page");
+    }
+}
+
+#[test]
+fn report_page_escapes_names() {
+    let (_dir, _page, html) = build_report();
+    assert!(!html.contains("<b>peer"), "peer name not escaped");
+    assert!(!html.contains("run<1>"), "file name not escaped");
+    assert!(html.contains("&lt;b&gt;peer&amp;3&lt;/b&gt;"));
+    assert!(html.contains("run&lt;1&gt;.bin"));
+}
+
+#[test]
+fn report_names_a_bad_event_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path());
+    let path = dir.path().join(EVENTS_FILE);
+    let mut lines: Vec<String> = fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines[2] = "{\"ts\": \"soon\"}".into();
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+    match report::write_html(dir.path()) {
+        Err(ReportError::BadEvents { line, .. }) => assert_eq!(line, 3),
+        other => panic!("expected BadEvents at line 3, got {other:?}"),
+    }
+}
+
+#[test]
+fn report_ignores_a_last_line_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path());
+    let path = dir.path().join(EVENTS_FILE);
+    let mut text = fs::read_to_string(&path).unwrap();
+    text.push_str(r#"{"ts":1763775601.5,"peer":"127.0.0"#);
+    fs::write(&path, text).unwrap();
+    report::write_html(dir.path()).unwrap();
+}
+
+#[test]
+fn report_without_summary_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    match report::write_html(dir.path()) {
+        Err(ReportError::Io { path, .. }) => assert!(path.ends_with("summary.json")),
+        other => panic!("expected Io for summary.json, got {other:?}"),
+    }
+    fs::write(dir.path().join("summary.json"), "{}").unwrap();
+    assert!(matches!(
+        report::write_html(dir.path()),
+        Err(ReportError::BadSummary { .. })
+    ));
+}
+
+/// Debian's `chromium`, if installed.
+fn chromium() -> Option<PathBuf> {
+    let fixed = PathBuf::from("/usr/bin/chromium");
+    if fixed.exists() {
+        return Some(fixed);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("chromium"))
+        .find(|p| p.exists())
+}
+
+/// Runs headless Chromium on `page` with `extra` arguments for at most 30 s; returns its
+/// stdout, or why it could not run.
+fn run_chromium(bin: &Path, page: &Path, extra: &[&str]) -> Result<String, String> {
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let out = scratch.path().join("stdout");
+    let err = scratch.path().join("stderr");
+    let profile = scratch.path().join("profile");
+    let mut child = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).map_err(|e| e.to_string())?)
+        .stderr(fs::File::create(&err).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let mut status = None;
+    let exited = wait_until(Duration::from_secs(30), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stdout = fs::read_to_string(&out).unwrap_or_default();
+    let stderr = fs::read_to_string(&err).unwrap_or_default();
+    if stdout.trim().is_empty() {
+        let how = match status {
+            Some(s) => format!("exited with {s}"),
+            None => "no output within 30 s".into(),
+        };
+        return Err(format!("{how}; stderr: {}", crate::util::tail(&stderr, 10)));
+    }
+    Ok(stdout)
+}
+
+#[test]
+fn report_renders_in_headless_chromium() {
+    let Some(bin) = chromium() else {
+        eprintln!("skipped: chromium not available (not at /usr/bin/chromium or on PATH)");
+        return;
+    };
+    let (_dir, page, _html) = build_report();
+    let dom = match run_chromium(&bin, &page, &["--dump-dom"]) {
+        Ok(dom) => dom,
+        Err(why) => {
+            eprintln!("skipped: chromium not available ({why})");
+            return;
+        }
+    };
+    for id in [r#"id="arrivals""#, r#"id="completion""#, r#"id="links""#] {
+        assert!(dom.contains(id), "no {id} in Chromium's DOM:\n{dom}");
+    }
+    assert!(dom.contains("<svg"), "no <svg> in Chromium's DOM:\n{dom}");
+}
