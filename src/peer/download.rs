@@ -260,6 +260,7 @@ fn set_error(swarm: &Swarm, kind: SourceKind, e: Option<String>) {
         }
         SourceKind::Neighbour => {
             // Connected: the neighbour holds nothing until its have list says otherwise.
+            st.neighbour_recent.clear();
             st.neighbour_has = match e {
                 Some(_) => None,
                 None => Some(ChunkSet::new(swarm.manifest.chunk_count())),
@@ -425,6 +426,7 @@ async fn read_loop(
                     .neighbour_has
                     .get_or_insert_with(|| ChunkSet::new(m.chunk_count()));
                 let added = set.extend_from_ranges(m, &chunks)?;
+                st.neighbour_recent.extend(added.iter().map(|c| c.get()));
                 drop(st);
                 let n = u32::try_from(added.len()).unwrap_or(u32::MAX);
                 swarm.events.id_list(EventKind::IdListReceived, n, label);

@@ -110,6 +110,8 @@ struct State {
     suspect: ChunkSet,
     all: ChunkSet,
     neighbour_has: Option<ChunkSet>,
+    /// Chunks in the order the neighbour announced them; the newest is requested first.
+    neighbour_recent: Vec<u32>,
     owner_connected: bool,
     last_progress: Instant,
     fetched: u32,
@@ -185,11 +187,20 @@ impl Swarm {
                 } else {
                     &[][..]
                 };
-                pick_random(
-                    words,
-                    |w| missing(w) & nh[w] & !avoid.get(w).copied().unwrap_or(0),
-                    rng,
-                )
+                let wanted = |w: usize| missing(w) & nh[w] & !avoid.get(w).copied().unwrap_or(0);
+                // Newest first: the chunk the neighbour got last is the one fewest peers
+                // have, and the one still to travel furthest round the ring; taking it at once
+                // keeps the end of the run from waiting on chunks stuck behind older ones.
+                // Whatever the stack skips is still found by the random pick.
+                let mut newest = None;
+                while let Some(c) = st.neighbour_recent.pop() {
+                    let (w, bit) = ((c / 64) as usize, 1u64 << (c % 64));
+                    if wanted(w) & bit != 0 {
+                        newest = Some(c);
+                        break;
+                    }
+                }
+                newest.or_else(|| pick_random(words, wanted, rng))
             }
             SourceKind::Owner => {
                 let stalled = st.last_progress.elapsed() >= STALL_AFTER;
@@ -342,6 +353,7 @@ pub async fn run(
             suspect: ChunkSet::new(count),
             all: ChunkSet::full(count),
             neighbour_has: None,
+            neighbour_recent: Vec::new(),
             owner_connected: false,
             last_progress: now,
             fetched: 0,
