@@ -18,6 +18,9 @@ use ringswarm::events::{Event, EventKind, EventLog, EventSink};
 use ringswarm::net::{Endpoint, TcpListener};
 use ringswarm::owner::{self, SharedFile};
 use ringswarm::peer::{self, Completion};
+use ringswarm::report::{
+    Bound, CriticalPath, FileInfo, PeerResult, Summary, write_html, write_summary,
+};
 use ringswarm::store::Layout;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -150,7 +153,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let log = match &args.report {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let events = dir.join("events.jsonl");
+            let events = dir.join(ringswarm::report::EVENTS_FILE);
             let _ = std::fs::remove_file(&events);
             Some(EventLog::create(&events)?)
         }
@@ -278,9 +281,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         if let Some(log) = &log {
             log.flush();
         }
-        let json = serde_json::to_vec_pretty(&report)?;
-        std::fs::write(dir.join("summary.json"), json)?;
-        println!("report: {}", dir.display());
+        write_summary(dir, &report)?;
+        let page = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || write_html(&dir)
+        })
+        .await??;
+        println!("report: {}", page.display());
     }
     Ok(true)
 }
@@ -422,7 +429,7 @@ fn meter(
     owner_rate: Option<u64>,
     started_ts: f64,
     wall: f64,
-) -> serde_json::Value {
+) -> Summary {
     let n = ports.len();
     let complete = t.complete.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let size = manifest.size;
@@ -492,27 +499,45 @@ fn meter(
         }
         (i, slowest)
     });
-    serde_json::json!({
-        "file": {"name": manifest.name, "size": size, "chunk_size": manifest.chunk_size, "chunks": manifest.chunk_count()},
-        "owner": t.owner,
-        "started_ts": started_ts,
-        "wall_s": wall,
-        "last_complete_s": last_time,
-        "aggregate_bytes_per_s": aggregate,
-        "rate": args.rate,
-        "owner_rate": owner_rate,
-        "seed": args.seed,
-        "peers": ports.iter().enumerate().map(|(i, p)| serde_json::json!({
-            "peer": format!("127.0.0.1:{p}"),
-            "complete_s": complete[i],
-            "from_owner": t.from_owner[i].load(Ordering::Relaxed),
-            "from_neighbours": t.held[i].load(Ordering::Relaxed) - t.from_owner[i].load(Ordering::Relaxed),
-        })).collect::<Vec<_>>(),
-        "bound": bound.map(|(fluid, ring)| serde_json::json!({"fluid_s": fluid, "chunked_ring_s": ring, "ratio": last_time / fluid})),
-        "critical_path": critical.map(|(i, s)| serde_json::json!({
-            "last_peer": format!("127.0.0.1:{}", ports[i]),
-            "slowest_link_from": s.as_ref().map(|x| x.0.clone()),
-            "slowest_link_bytes_per_s": s.as_ref().map(|x| x.1),
-        })),
-    })
+    Summary {
+        file: FileInfo {
+            name: manifest.name.clone(),
+            size,
+            chunk_size: manifest.chunk_size,
+            chunks: manifest.chunk_count(),
+        },
+        owner: t.owner.clone(),
+        peers: ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let held = t.held[i].load(Ordering::Relaxed);
+                let owner = t.from_owner[i].load(Ordering::Relaxed);
+                PeerResult {
+                    peer: format!("127.0.0.1:{p}"),
+                    complete_s: complete[i],
+                    from_owner: owner,
+                    from_neighbours: held - owner,
+                }
+            })
+            .collect(),
+        started_ts,
+        wall_s: last_time,
+        aggregate_bytes_per_s: aggregate,
+        rate: args.rate,
+        owner_rate,
+        bound: bound.map(|(fluid, ring)| Bound {
+            fluid_s: fluid,
+            chunked_ring_s: ring.unwrap_or_default(),
+            ratio: last_time / fluid,
+        }),
+        critical_path: critical.and_then(|(i, s)| {
+            s.map(|(from, bps, _)| CriticalPath {
+                last_peer: format!("127.0.0.1:{}", ports[i]),
+                slowest_link_from: from,
+                slowest_link_bytes_per_s: bps,
+            })
+        }),
+        seed: args.seed,
+    }
 }

@@ -52,6 +52,15 @@ fn demo_runs_a_capped_ring_and_reports_against_the_bound() {
         assert_eq!(got, 21, "every chunk received once: {summary}");
     }
     assert!(summary["bound"]["fluid_s"].as_f64().unwrap() > 0.0);
+    let page = fs::read_to_string(report.join("index.html")).unwrap();
+    for id in [
+        "id=\"arrivals\"",
+        "id=\"completion\"",
+        "id=\"links\"",
+        "<svg",
+    ] {
+        assert!(page.contains(id), "report lacks {id}");
+    }
 
     // Every peer's file is the generated one, and the log has every peer's arrivals.
     let original = fs::read(tmp.path().join("work/demo.bin")).unwrap();
