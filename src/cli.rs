@@ -137,10 +137,19 @@ where
     code
 }
 
-/// Prints `error: {e:#}` on stderr and returns exit code 1.
+/// Prints `error: ` and the error with its causes (each once) on stderr; returns exit code 1.
 pub fn report(e: &anyhow::Error) -> ExitCode {
     flush_logs();
-    eprintln!("error: {e:#}");
+    // `{:#}` would repeat causes that an error's own message already quotes.
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+    }
+    eprintln!("error: {msg}");
     ExitCode::from(EXIT_ERROR)
 }
 
