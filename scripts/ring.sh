@@ -15,6 +15,8 @@
 #   --owner-port P     the file owner's port (default 5000)
 #   --base-port P      first peer port; peers use P..P+N-1 (default 5001)
 #   --chunk-files      store each chunk as its own file (passed to every peer)
+#   --rate RATE        cap every node's upload (owner and peers), e.g. 10MiB/s, and compare
+#                      the run with the fluid lower bound for that cap (see README)
 #   --timeout SECS     overall wait for the owner to start and the ring to finish (default 120)
 #   --keep             keep the work folder (logs, events, peer folders) after exit
 #   --release          use the release build (default)
@@ -58,6 +60,7 @@ peers=5
 owner_port=5000
 base_port=5001
 chunk_files=0
+rate=""
 timeout=120
 keep=0
 profile=release
@@ -73,9 +76,10 @@ while [[ $# -gt 0 ]]; do
         usage
         exit 0
         ;;
-    --peers | --owner-port | --base-port | --timeout)
+    --peers | --owner-port | --base-port | --timeout | --rate)
         need_value "$@"
         case $1 in
+        --rate) rate=$2 ;;
         --peers) peers=$2 ;;
         --owner-port) owner_port=$2 ;;
         --base-port) base_port=$2 ;;
@@ -87,6 +91,7 @@ while [[ $# -gt 0 ]]; do
     --owner-port=*) owner_port=${1#*=} && shift ;;
     --base-port=*) base_port=${1#*=} && shift ;;
     --timeout=*) timeout=${1#*=} && shift ;;
+    --rate=*) rate=${1#*=} && shift ;;
     --chunk-files) chunk_files=1 && shift ;;
     --keep) keep=1 && shift ;;
     --release) profile=release && shift ;;
@@ -285,7 +290,25 @@ deadline=$((NOW_MS + timeout * 1000))
 
 # --- owner ------------------------------------------------------------------------------------
 
-"$owner_bin" "$owner_port" "$file" --bind 127.0.0.1 --peers "$peers" \
+# Bytes per second of --rate (10MiB/s, 500k, 1048576), or empty.
+rate_bps=""
+if [[ -n $rate ]]; then
+    rate_bps=$(awk -v r="$rate" 'BEGIN {
+        sub(/\/s$/, "", r)
+        if (!match(r, /^[0-9]+(\.[0-9]+)?/)) exit 1
+        n = substr(r, 1, RLENGTH); u = tolower(substr(r, RLENGTH + 1))
+        m["" ] = 1; m["b"] = 1
+        m["k"] = 1024; m["kb"] = 1024; m["kib"] = 1024
+        m["m"] = 1048576; m["mb"] = 1048576; m["mib"] = 1048576
+        m["g"] = 1073741824; m["gb"] = 1073741824; m["gib"] = 1073741824
+        if (!(u in m) || n * m[u] < 1) exit 1
+        printf "%d", n * m[u]
+    }') || die_usage "--rate: expected a rate such as 10MiB/s, not '$rate'"
+fi
+owner_extra=()
+if [[ -n $rate_bps ]]; then owner_extra+=(--upload-limit "$rate_bps"); fi
+
+"$owner_bin" "$owner_port" "$file" --bind 127.0.0.1 --peers "$peers" "${owner_extra[@]}" \
     >"$work/owner.out" 2>"$work/owner.err" </dev/null &
 owner_pid=$!
 pids+=("$owner_pid")
@@ -316,6 +339,7 @@ done
 
 extra=()
 if ((chunk_files)); then extra+=(--chunk-files); fi
+if [[ -n $rate_bps ]]; then extra+=(--upload-limit "$rate_bps"); fi
 
 declare -A peer_pid peer_rc peer_end
 now_ms
@@ -433,6 +457,42 @@ awk -v ok="$ok" -v n="$peers" -v size="$size" -v human="$(human_size "$size")" -
     while (rate >= 1024 && i < 5) { rate /= 1024; i++ }
     printf "aggregate %.1f %s/s (%d × %s / %.2fs)\n", rate, u[i], ok, human, s
 }'
+
+# The optimality meter (README): the last peer's time against the fluid lower bound
+# max(S/U_owner, N·S/(U_owner+ΣU)) and the chunked ring S/U + (N−1)·c/U, every node at --rate.
+if [[ -n $rate_bps ]] && ((ok == peers)); then
+    last_port=""
+    last_time=0
+    for port in "${ports[@]}"; do
+        line=$(grep -m1 '^complete: ' "$work/peer-$port.out" 2>/dev/null || true)
+        if [[ $line =~ verified\ in\ ([0-9.]+)s ]] &&
+            awk -v a="${BASH_REMATCH[1]}" -v b="$last_time" 'BEGIN { exit !(a > b) }'; then
+            last_time=${BASH_REMATCH[1]}
+            last_port=$port
+        fi
+    done
+    chunk=$(grep -o '"chunk_size":[0-9]*' "$work/peer-$last_port/$name.manifest.json" | cut -d: -f2)
+    awk -v s="$size" -v n="$peers" -v u="$rate_bps" -v c="${chunk:-102400}" -v t="$last_time" 'BEGIN {
+        fluid = s / u; agg = n * s / ((n + 1) * u); if (agg > fluid) fluid = agg
+        ring = (s + (n - 1) * c) / u
+        printf "meter: last peer %.3fs; fluid lower bound %.3fs (measured/bound %.3f); chunked ring %.3fs (measured/ring %.3f)\n", t, fluid, t / fluid, ring, t / ring
+    }'
+    # Critical path: the slowest link into the last peer, from its event log.
+    awk -v me="$last_port" '/"event":"chunk_received"/ {
+        match($0, /"ts":[0-9.]+/); ts = substr($0, RSTART + 5, RLENGTH - 5) + 0
+        match($0, /"neighbour":"[^"]*"/); from = substr($0, RSTART + 13, RLENGTH - 14)
+        match($0, /"bytes":[0-9]+/); b = substr($0, RSTART + 8, RLENGTH - 8) + 0
+        bytes[from] += b; if (!(from in first)) first[from] = ts; last[from] = ts
+    } END {
+        slow = ""
+        for (f in bytes) {
+            d = last[f] - first[f]; if (d < 0.001) d = 0.001
+            r = bytes[f] / d
+            if (slow == "" || r < best) { slow = f; best = r }
+        }
+        if (slow != "") printf "critical path: peer %s finished last; its slowest feed was %s at %.1f MiB/s\n", me, slow, best / 1048576
+    }' "$work/events-$last_port.jsonl"
+fi
 
 if ((ok == peers)); then
     exit 0

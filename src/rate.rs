@@ -17,11 +17,11 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter of `rate` bytes per second; the burst is 50 ms of traffic, at least `min_burst`
-    /// (one chunk), so a chunk never waits for more than one refill.
-    pub fn new(rate: u64, min_burst: u64) -> Self {
+    /// A limiter of `rate` bytes per second with a burst of `burst` bytes (one chunk: any
+    /// more would let a run beat the rate it is measured against).
+    pub fn new(rate: u64, burst: u64) -> Self {
         let rate = rate.max(1) as f64;
-        let burst = (rate / 20.0).max(min_burst as f64);
+        let burst = burst.max(1) as f64;
         Self {
             rate,
             burst,

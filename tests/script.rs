@@ -234,3 +234,33 @@ fn ring_script_fails_on_timeout() {
         run.describe()
     );
 }
+
+#[test]
+fn ring_script_with_a_rate_prints_the_meter() {
+    let (owner_port, base) = free_ring_ports(3);
+    let run = run_script(args![
+        "--peers",
+        3,
+        "--owner-port",
+        owner_port,
+        "--base-port",
+        base,
+        "--rate",
+        "20MiB/s",
+        "--timeout",
+        60
+    ]);
+    assert!(run.status.success(), "script failed\n{}", run.describe());
+    let meter = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("meter: last peer "))
+        .unwrap_or_else(|| panic!("no meter line\n{}", run.describe()));
+    // 3 MiB at 20 MiB/s: the fluid bound is S/U = 0.15 s.
+    assert!(meter.contains("fluid lower bound 0.150s"), "{meter}");
+    assert!(
+        run.stdout.contains("critical path: peer "),
+        "{}",
+        run.describe()
+    );
+}
