@@ -111,6 +111,7 @@ impl Tally {
 async fn run(args: Args) -> anyhow::Result<bool> {
     let token = cli::signal_token()?;
     let n = usize::from(args.peers);
+    raise_fd_limit(n)?;
     let tmp;
     let work = match &args.work {
         Some(w) => w.clone(),
@@ -290,6 +291,31 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         println!("report: {}", page.display());
     }
     Ok(true)
+}
+
+/// File descriptors a run needs: per peer a listener, its part file, an owner and a neighbour
+/// connection and an upload connection, plus the owner's end of each peer's connection (six
+/// per peer, rounded up), and a margin for the runtime, logs and the shared file.
+fn fds_needed(peers: usize) -> u64 {
+    8 * peers as u64 + 64
+}
+
+/// Raises the soft open-file limit towards the hard one when `peers` need more.
+fn raise_fd_limit(peers: usize) -> anyhow::Result<()> {
+    let need = fds_needed(peers);
+    let (soft, hard) = rlimit::Resource::NOFILE.get()?;
+    if soft >= need {
+        return Ok(());
+    }
+    if hard < need {
+        anyhow::bail!(
+            "{peers} peers need about {need} file descriptors but the hard limit is {hard}: \
+             raise it (ulimit -Hn) or run fewer peers"
+        );
+    }
+    rlimit::Resource::NOFILE.set(need, hard)?;
+    eprintln!("raised the open-file limit from {soft} to {need} for {peers} peers");
+    Ok(())
 }
 
 fn rate_text(r: Option<u64>) -> String {
