@@ -16,6 +16,8 @@
 #                the clock runs from launching the curls (nginx listening) until the last exits
 #   cat          one `cat FILE > copy`: the floor for writing one copy
 #
+# First, untimed: the source is read into the page cache, and as many copies as a run makes
+# are written and deleted (fresh VM memory made the first run up to 1.9× slower).
 # Before every run: `sync` (write-back left by the previous run would otherwise slow the next
 # by up to 70%), then wait until the machine is quiet (under QUIET_PCT % busy for 1 s, for at
 # most QUIET_MAX s). The source file stays in the page cache. Every process runs under
@@ -321,8 +323,18 @@ start_timed() {
 
 # A field of a `/usr/bin/time -v` report: peak RSS in KiB, CPU seconds (user + system).
 time_rss_kb() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1" 2>/dev/null || true; }
-time_cpu_s() {
-    awk -F': ' '/User time/ {u = $2} /System time/ {s = $2} END {printf "%.2f", u + s}' "$1" 2>/dev/null || true
+# add_cpu TIMEFILE adds its user and system CPU seconds to CPU_USER and CPU_SYS.
+add_cpu() {
+    local u s
+    read -r u s < <(awk -F': ' '/User time/ {u = $2} /System time/ {s = $2} END {print u + 0, s + 0}' "$1" 2>/dev/null || echo "0 0")
+    CPU_USER=$(awk -v a="$CPU_USER" -v b="$u" 'BEGIN {printf "%.2f", a + b}')
+    CPU_SYS=$(awk -v a="$CPU_SYS" -v b="$s" 'BEGIN {printf "%.2f", a + b}')
+}
+
+# Sets RUN_CPU (user + system) and RUN_SYS from CPU_USER and CPU_SYS.
+set_run_cpu() {
+    RUN_CPU=$(awk -v a="$CPU_USER" -v b="$CPU_SYS" 'BEGIN {printf "%.2f", a + b}')
+    RUN_SYS=$CPU_SYS
 }
 
 # Starts a watchdog that sends SIGTERM to the PIDs given after --timeout seconds.
@@ -470,31 +482,38 @@ fi
 size=$(stat -c %s "$file")
 name=$(basename "$file")
 cat "$file" >/dev/null # every contender starts with the source in the page cache
+# Warm-up, not timed: write as many copies as a run writes, and delete them. On this VM the
+# first run that needs memory the guest has not touched since boot took up to 1.9× as long
+# (twice the CPU time), whichever contender it was.
+log "warm-up: writing and deleting $((peers + 1)) copies"
+mkdir -p "$work/warm"
+for ((i = 0; i <= peers; i++)); do cat "$file" >"$work/warm/$i"; done
+rm -rf "$work/warm"
 
-results=$work/results.txt # contender round attempt seconds noisy foreign_cpu cpu_s rss_list
+results=$work/results.txt # contender round attempt seconds noisy foreign_cpu cpu_s rss_list verify sys_s
 : >"$results"
 if [[ -n $csv && ! -s $csv ]]; then
-    echo "contender,size_bytes,round,attempt,seconds,noisy,foreign_cpu_s,cpu_s,peak_rss_kib,verify" >"$csv"
+    echo "contender,size_bytes,round,attempt,seconds,noisy,foreign_cpu_s,cpu_s,sys_cpu_s,peak_rss_kib,verify" >"$csv"
 fi
 
-# Records one run: CONTENDER ROUND ATTEMPT SECONDS FOREIGN CPU RSS_LIST VERIFY.
+# Records one run: CONTENDER ROUND ATTEMPT SECONDS FOREIGN CPU RSS_LIST VERIFY SYS.
 record() {
     local noisy
     noisy=$(is_noisy "$4" "$5")
-    echo "$1 $2 $3 $4 $noisy $5 $6 $7 $8" >>"$results"
+    echo "$1 $2 $3 $4 $noisy $5 $6 $7 $8 $9" >>"$results"
     if [[ -n $csv ]]; then
-        echo "$1,$size,$2,$3,$4,$noisy,$5,$6,${7//,/ },$8" >>"$csv"
+        echo "$1,$size,$2,$3,$4,$noisy,$5,$6,$9,${7//,/ },$8" >>"$csv"
     fi
     LAST_NOISY=$noisy
     local mark=""
     if ((noisy)); then mark=" NOISY"; fi
-    log "$(printf '%-11s round %d.%d: %7.3fs  cpu %5ss  foreign cpu %5ss%s  rss KiB %s  %s' \
-        "$1" "$2" "$3" "$4" "$6" "$5" "$mark" "$7" "$8")"
+    log "$(printf '%-11s round %d.%d: %7.3fs  cpu %5ss (sys %5ss)  foreign cpu %5ss%s  rss KiB %s  %s' \
+        "$1" "$2" "$3" "$4" "$6" "$9" "$5" "$mark" "$7" "$8")"
 }
 
 # --- contenders -------------------------------------------------------------------------------
 
-# Each sets RUN_SECS, RUN_CPU (CPU seconds of its processes), RUN_RSS (peak RSS, KiB, one
+# Each sets RUN_SECS, RUN_CPU and RUN_SYS (CPU seconds of its processes: all, system), RUN_RSS (peak RSS, KiB, one
 # per process, comma-separated; for the ring: owner first, then peers in port order) and
 # RUN_VERIFY, and returns non-zero on a failure.
 
@@ -549,17 +568,18 @@ run_ring() {
 
     RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
     RUN_FOREIGN=$(foreign_cpu <(echo "$snap0") <(echo "$foreign_after"))
-    local cpu rss tf
-    cpu=$(time_cpu_s "$dir/owner.time")
+    local rss tf
+    CPU_USER=0 CPU_SYS=0
+    add_cpu "$dir/owner.time"
     rss=$(time_rss_kb "$dir/owner.time")
     local outs=()
     for port in "${ports[@]}"; do
         tf=$dir/peer-$port.time
-        cpu=$(awk -v a="$cpu" -v b="$(time_cpu_s "$tf")" 'BEGIN {printf "%.2f", a + b}')
+        add_cpu "$tf"
         rss+=",$(time_rss_kb "$tf")"
         outs+=("$dir/peer-$port/$name")
     done
-    RUN_CPU=$cpu
+    set_run_cpu
     RUN_RSS=$rss
     RUN_VERIFY=$(verify_copies "${outs[@]}")
     if ((failed)) || [[ $RUN_VERIFY != ok ]]; then
@@ -628,24 +648,27 @@ EOF
     t1=$(now)
     foreign_after=$(foreign_snapshot)
     # nginx's peak RSS: the master's and its workers' (VmHWM), read before it stops.
-    local server_rss=0 p hwm server_cpu=0
+    local server_rss=0 p hwm
+    CPU_USER=0 CPU_SYS=0
     for p in $nginx_pid $(cat "/proc/$nginx_pid/task/$nginx_pid/children" 2>/dev/null || true); do
         hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
         server_rss=$((server_rss > hwm ? server_rss : hwm))
-        server_cpu=$(awk -v a="$server_cpu" -v t="$clk_tck" '{printf "%.2f", a + ($14 + $15) / t}' "/proc/$p/stat" 2>/dev/null || echo "$server_cpu")
+        read -r CPU_USER CPU_SYS < <(awk -v u="$CPU_USER" -v s="$CPU_SYS" -v t="$clk_tck" \
+            '{printf "%.2f %.2f\n", u + $14 / t, s + $15 / t}' "/proc/$p/stat" 2>/dev/null ||
+            echo "$CPU_USER $CPU_SYS")
     done
     stop_pids "$nginx_pid"
     wait "$nginx_wrapper" 2>/dev/null || true
 
     RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
     RUN_FOREIGN=$(foreign_cpu <(echo "$snap0") <(echo "$foreign_after"))
-    local cpu=$server_cpu rss=$server_rss outs=()
+    local rss=$server_rss outs=()
     for ((i = 1; i <= peers; i++)); do
-        cpu=$(awk -v a="$cpu" -v b="$(time_cpu_s "$dir/curl-$i.time")" 'BEGIN {printf "%.2f", a + b}')
+        add_cpu "$dir/curl-$i.time"
         rss+=",$(time_rss_kb "$dir/curl-$i.time")"
         outs+=("$dir/dl/recv$i.bin")
     done
-    RUN_CPU=$cpu
+    set_run_cpu
     RUN_RSS=$rss
     RUN_VERIFY=$(verify_copies "${outs[@]}")
     if ((failed)) || [[ $RUN_VERIFY != ok ]]; then
@@ -667,7 +690,9 @@ run_cat() {
     foreign_after=$(foreign_snapshot)
     RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
     RUN_FOREIGN=$(foreign_cpu <(echo "$snap0") <(echo "$foreign_after"))
-    RUN_CPU=$(time_cpu_s "$dir/cat.time")
+    CPU_USER=0 CPU_SYS=0
+    add_cpu "$dir/cat.time"
+    set_run_cpu
     RUN_RSS=$(time_rss_kb "$dir/cat.time")
     RUN_VERIFY=$(verify_copies "$dir/copy")
     [[ $RUN_VERIFY == ok ]] || return 1
@@ -692,12 +717,13 @@ for ((r = 1; r <= rounds; r++)); do
     for ((k = 0; k < n; k++)); do
         c=${contenders[(k + r - 1) % n]}
         for ((attempt = 1; attempt <= 3; attempt++)); do
+            RUN_SECS="" RUN_FOREIGN="" RUN_CPU="" RUN_SYS="" RUN_RSS=""
             settle
             if ! run_contender "$c"; then
-                record "$c" "$r" "$attempt" "${RUN_SECS:-0}" "${RUN_FOREIGN:--}" "${RUN_CPU:--}" "${RUN_RSS:--}" "FAILED"
+                record "$c" "$r" "$attempt" "${RUN_SECS:-0}" "${RUN_FOREIGN:--}" "${RUN_CPU:--}" "${RUN_RSS:--}" "FAILED" "${RUN_SYS:--}"
                 die "$c failed in round $r (run with --keep to inspect $work)"
             fi
-            record "$c" "$r" "$attempt" "$RUN_SECS" "$RUN_FOREIGN" "$RUN_CPU" "$RUN_RSS" "$RUN_VERIFY"
+            record "$c" "$r" "$attempt" "$RUN_SECS" "$RUN_FOREIGN" "$RUN_CPU" "$RUN_RSS" "$RUN_VERIFY" "$RUN_SYS"
             ((LAST_NOISY)) || break
         done
     done
@@ -714,7 +740,7 @@ runs_of() {
 
 echo
 echo "file: $(human_size "$size") ($size bytes), $peers receivers, $rounds rounds; medians of clean runs"
-printf '%-12s %9s %9s %9s %7s %9s %s\n' CONTENDER MEDIAN MIN MAX RUNS CPU_S "PEAK RSS MiB (median per process over runs)"
+printf '%-12s %9s %9s %9s %7s %6s %6s %s\n' CONTENDER MEDIAN MIN MAX RUNS CPU_S SYS_S "PEAK RSS MiB (median per process over runs)"
 declare -A med
 for c in "${contenders[@]}"; do
     rows=$(runs_of "$c")
@@ -724,6 +750,7 @@ for c in "${contenders[@]}"; do
     cnt=$(wc -l <<<"$rows")
     noisy=$(awk -v c="$c" '$1 == c && $5 == 1' "$results" | wc -l)
     cpu=$(awk '{print $7}' <<<"$rows" | median)
+    sys=$(awk '{print $10}' <<<"$rows" | median)
     # Median over runs of each process's peak RSS, in MiB.
     rss=$(awk '{n = split($8, a, ","); for (i = 1; i <= n; i++) print i, a[i]}' <<<"$rows" |
         sort -k1,1n -k2,2g | awk '
@@ -740,7 +767,7 @@ for c in "${contenders[@]}"; do
     esac
     runs=$cnt
     if ((noisy)); then runs+="+${noisy}n"; fi
-    printf '%-12s %8ss %8ss %8ss %7s %9s %s\n' "$c" "${med[$c]}" "$mn" "$mx" "$runs" "$cpu" "$rss"
+    printf '%-12s %8ss %8ss %8ss %7s %6s %6s %s\n' "$c" "${med[$c]}" "$mn" "$mx" "$runs" "$cpu" "$sys" "$rss"
 done
 if [[ -n ${med[nginx]:-} ]]; then
     echo
@@ -749,4 +776,5 @@ if [[ -n ${med[nginx]:-} ]]; then
         awk -v a="${med[$c]}" -v b="${med[nginx]}" -v c="$c" 'BEGIN {printf "ratio %s / nginx: %.2f\n", c, a / b}'
     done
 fi
-echo "(+Nn: N noisy runs left out and repeated; CPU_S: CPU seconds of all the contender's processes)"
+echo "(+Nn: N noisy runs left out and repeated; CPU_S, SYS_S: CPU seconds (all, in the kernel) of"
+echo " the contender's processes, medians)"
