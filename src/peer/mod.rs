@@ -44,6 +44,8 @@ pub const NO_DOWNSTREAM_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_IN_FLIGHT: usize = 8;
 /// The most upload connections served at once.
 pub const MAX_UPLOAD_CONNECTIONS: usize = 64;
+/// Verified chunks kept in memory for forwarding (memory: this many × chunk size).
+pub const RECENT_CHUNKS: usize = 32;
 /// Hash failures from one connection after which it is dropped.
 pub const MAX_BAD_CHUNKS: u32 = 3;
 
@@ -138,6 +140,8 @@ pub(crate) struct Swarm {
     changed: watch::Sender<()>,
     /// Signalled when `have` grew, for the summary writer.
     summary_dirty: Notify,
+    /// The newest verified chunks, at most [`RECENT_CHUNKS`] (see `remember`).
+    recent: Mutex<std::collections::VecDeque<(ChunkId, Bytes)>>,
     /// The upload cap, shared by every upload connection.
     limiter: Option<crate::rate::RateLimiter>,
     /// Faults left to inject.
@@ -243,11 +247,15 @@ impl Swarm {
     /// A hash or length mismatch (the chunk is released and marked suspect), or a store error.
     async fn accept_chunk(&self, id: ChunkId, data: Bytes) -> Result<()> {
         let store = self.store.clone();
+        let kept = data.clone(); // the same buffer, not a copy
         let res = tokio::task::spawn_blocking(move || {
             ChunkStore::verify(store.manifest(), id, &data)?;
             store.write_chunk(id, &data)
         })
         .await?;
+        if res.is_ok() {
+            self.remember(id, kept);
+        }
         let mut st = self.state();
         st.pending.remove(id);
         if let Err(e) = res {
@@ -264,6 +272,36 @@ impl Swarm {
         self.summary_dirty.notify_one();
         self.notify();
         Ok(())
+    }
+
+    /// Keeps the newest verified chunks in memory: the upload neighbour asks for the newest
+    /// first, so most forwards are served from here instead of being read back from disk.
+    fn remember(&self, id: ChunkId, data: Bytes) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_CHUNKS {
+            recent.pop_front();
+        }
+        recent.push_back((id, data));
+    }
+
+    /// A chunk to upload: from the recent chunks, or read from the store.
+    async fn chunk_to_send(&self, id: ChunkId) -> Result<Bytes> {
+        let hit = self
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .find(|(c, _)| *c == id)
+            .map(|(_, d)| d.clone());
+        let data = match hit {
+            Some(d) => d,
+            None => {
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || store.read_chunk(id)).await??
+            }
+        };
+        Ok(self.maybe_corrupt(id, data))
     }
 
     /// Fault injection: corrupts `data` while `corrupt_sends` is not used up.
@@ -366,6 +404,7 @@ pub async fn run(
         }),
         changed: watch::Sender::new(()),
         summary_dirty: Notify::new(),
+        recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_CHUNKS)),
         config,
     });
 

@@ -203,9 +203,7 @@ async fn write_loop(
         tokio::select! {
             id = rx.recv() => {
                 let Some(id) = id else { return Ok(()) };
-                let store = swarm.store.clone();
-                let data = tokio::task::spawn_blocking(move || store.read_chunk(id)).await??;
-                let data = swarm.maybe_corrupt(id, data);
+                let data = swarm.chunk_to_send(id).await?;
                 let len = data.len() as u64;
                 if let Some(limiter) = &swarm.limiter {
                     limiter.acquire(len).await;
