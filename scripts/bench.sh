@@ -52,6 +52,8 @@
 # Exit status: 0 every run verified; 1 a run failed or timed out; 2 bad usage; 130 interrupted.
 
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
     sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
@@ -250,30 +252,6 @@ on_signal() {
     exit 130
 }
 
-# TERM, then KILL after 5 s, for each live PID given; reaps them.
-stop_pids() {
-    local p alive=() waited=0
-    for p in "$@"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -TERM "$p" 2>/dev/null || true
-            alive+=("$p")
-        fi
-    done
-    ((${#alive[@]} > 0)) || return 0
-    while ((waited < 50)); do
-        local any=0
-        for p in "${alive[@]}"; do
-            if kill -0 "$p" 2>/dev/null; then any=1; fi
-        done
-        ((any)) || break
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    for p in "${alive[@]}"; do
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-}
 
 trap cleanup EXIT
 trap on_signal INT TERM

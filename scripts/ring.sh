@@ -38,6 +38,8 @@
 # Every process started here is stopped on exit, on Ctrl+C and on SIGTERM.
 
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
     sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
@@ -203,31 +205,7 @@ cleanup() {
     if ((cleaning)); then return; fi
     cleaning=1
     trap '' INT TERM
-    local pid alive=()
-    for pid in "${pids[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            alive+=("$pid")
-        fi
-    done
-    if ((${#alive[@]} > 0)); then
-        local waited=0
-        while ((waited < 50)); do
-            local any=0
-            for pid in "${alive[@]}"; do
-                if kill -0 "$pid" 2>/dev/null; then any=1; fi
-            done
-            ((any)) || break
-            sleep 0.1
-            waited=$((waited + 1))
-        done
-        for pid in "${alive[@]}"; do
-            kill -KILL "$pid" 2>/dev/null || true
-        done
-    fi
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids "${pids[@]}"
     if [[ -n $work && -d $work ]]; then
         if ((keep)); then
             echo "work folder kept: $work"
