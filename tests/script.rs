@@ -131,6 +131,21 @@ fn run_script(args: Vec<String>) -> ScriptRun {
     }
 }
 
+/// Nothing the script started still listens, and its work folder is gone.
+fn assert_cleaned_up(run: &ScriptRun, ports: std::ops::Range<u16>) {
+    assert!(
+        ports_free(ports),
+        "an owner or peer still listens after the script exited\n{}",
+        run.describe()
+    );
+    assert!(
+        run.leftover_work_folders().is_empty(),
+        "work folder not removed: {:?}\n{}",
+        run.leftover_work_folders(),
+        run.describe()
+    );
+}
+
 #[test]
 fn ring_script_verifies_five_peers() {
     let (owner_port, base) = free_ring_ports(5);
@@ -169,17 +184,7 @@ fn ring_script_verifies_five_peers() {
             run.describe()
         );
     }
-    assert!(
-        ports_free(owner_port..base + 5),
-        "an owner or peer still listens after the script exited\n{}",
-        run.describe()
-    );
-    assert!(
-        run.leftover_work_folders().is_empty(),
-        "work folder not removed: {:?}\n{}",
-        run.leftover_work_folders(),
-        run.describe()
-    );
+    assert_cleaned_up(&run, owner_port..base + 5);
 }
 
 /// A 256 MiB file cannot cross a five-peer ring in 1 s (this 2-core machine needs about 5 s in
@@ -222,17 +227,7 @@ fn ring_script_fails_on_timeout() {
         "{}",
         run.describe()
     );
-    assert!(
-        ports_free(owner_port..base + 5),
-        "an owner or peer still listens after the script exited\n{}",
-        run.describe()
-    );
-    assert!(
-        run.leftover_work_folders().is_empty(),
-        "work folder not removed: {:?}\n{}",
-        run.leftover_work_folders(),
-        run.describe()
-    );
+    assert_cleaned_up(&run, owner_port..base + 5);
 }
 
 #[test]
