@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         // Progress replaces the per-event lines; lifecycle logs only when asked for.
         cli::set_default_log_filter("warn");
     }
-    cli::run_main(run(args))
+    cli::run_main(cli::Threads::PerCore, run(args))
 }
 
 /// Bytes over one link, and its first and last arrival (unix seconds).

@@ -39,7 +39,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::run_main(run(args))
+    cli::run_main(cli::Threads::One, run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {

@@ -60,7 +60,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::run_main(run(args))
+    cli::run_main(cli::Threads::One, run(args))
 }
 
 fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {

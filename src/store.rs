@@ -12,7 +12,8 @@
 //! renamed. Chunk bytes reach the store before the summary names them; on open, every chunk
 //! the summary names is hashed again, so a write lost in a crash is fetched again, not trusted.
 //!
-//! All methods block: call them from `spawn_blocking`.
+//! All methods block. Per-chunk reads and writes are short and are called in place from async
+//! code; the long ones (open, assemble) go through `spawn_blocking`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
