@@ -357,13 +357,15 @@ wait_port() {
 
 # A TCP port from $1 upwards that nothing listens on and that is not in $used.
 used=" "
+# Sets PORT to the first port from $1 on that no socket uses (TIME_WAIT included) and that
+# this run has not taken yet. Not meant for $(...): the subshell would forget `used`.
 free_port() {
     local p=$1
     while [[ -n $(ss -Htan "sport = :$p" 2>/dev/null) || $used == *" $p "* ]]; do
         p=$((p + 1))
     done
     used+="$p "
-    echo "$p"
+    PORT=$p
 }
 
 # Busy CPU ticks of the whole machine (user+nice+system+irq+softirq+steal).
@@ -503,9 +505,13 @@ run_ring() {
     [[ $layout == chunk-files ]] && extra+=(--chunk-files)
     used=" "
     local owner_port
-    owner_port=$(free_port 5000)
+    free_port 5000
+    owner_port=$PORT
     local ports=() i
-    for ((i = 0; i < peers; i++)); do ports+=("$(free_port $((5001 + i)))"); done
+    for ((i = 0; i < peers; i++)); do
+        free_port $((5001 + i))
+        ports+=("$PORT")
+    done
 
     start_timed --child "$dir/owner.time" "$dir/owner.out" "$dir/owner.err" \
         "$owner_bin" "$owner_port" "$file" --bind 127.0.0.1 --peers "$peers"
@@ -577,8 +583,8 @@ run_nginx() {
     mkdir -p "$dir/www" "$dir/nginx/tmp" "$dir/dl"
     ln -f "$file" "$dir/www/$name" 2>/dev/null || ln -s "$file" "$dir/www/$name"
     used=" "
-    local port
-    port=$(free_port 8080)
+    free_port 8080
+    local port=$PORT
     # The configuration of ../shared/bench-anchors/02-http-fanout.sh, on a free port.
     cat >"$dir/nginx/nginx.conf" <<EOF
 worker_processes auto;
