@@ -20,9 +20,11 @@
 //! - [`task`] — named task spawning and the shutdown signal.
 //! - [`cli`] — what the binaries share: logging, binding, signals, sizes.
 
+pub mod choke;
 pub mod chunkset;
 pub mod cli;
 pub mod connection;
+pub mod directory;
 pub mod error;
 pub mod events;
 pub mod hash;

@@ -97,7 +97,9 @@ impl Decoder for MessageCodec {
                 len,
                 manifest: data,
                 ..
-            } => {
+            }
+            | Message::Files { len, body: data }
+            | Message::Locations { len, body: data } => {
                 if *len != body.len() as u64 {
                     return Err(ProtocolError::BodyLength {
                         kind,

@@ -13,6 +13,9 @@ pub enum Role {
     Peer,
     /// A peer's download client, talking to its ring neighbour's upload server.
     Neighbour,
+    /// A multi-source downloader (`peer get`): to the owner it joins the directory without
+    /// being handed chunks; to any source it is served under choking (upload slots).
+    Getter,
 }
 
 /// A protocol message: a JSON header (`"type"` names the variant) and, for `welcome` and
@@ -42,6 +45,10 @@ pub enum Message {
         assigned: Ranges,
         /// Body length in bytes.
         len: u64,
+        /// From the owner: how often the client must send something (a keep-alive `have` at
+        /// least) to stay registered in the directory, in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heartbeat_ms: Option<u64>,
         /// The manifest JSON.
         #[serde(skip)]
         manifest: Bytes,
@@ -71,6 +78,54 @@ pub enum Message {
         #[serde(skip)]
         data: Bytes,
     },
+    /// Client → owner, instead of `hello`: list every shared file. Answer: `files`.
+    List,
+    /// Client → owner, instead of `hello`: the files whose name contains `text` (any case).
+    /// Answer: `files`.
+    Search {
+        /// The text to look for.
+        text: String,
+    },
+    /// Client → owner, instead of `hello` or during a session: where each chunk of `file` (an
+    /// id or a name) is. Answer: `locations`.
+    Locate {
+        /// The file's numeric id or its name.
+        file: String,
+    },
+    /// Owner → client: the answer to `list` or `search`. Body: a JSON [`crate::directory::Listing`].
+    Files {
+        /// Body length in bytes.
+        len: u64,
+        /// The JSON.
+        #[serde(skip)]
+        body: Bytes,
+    },
+    /// Owner → client: the answer to `locate`. Body: a JSON [`crate::directory::Locations`].
+    Locations {
+        /// Body length in bytes.
+        len: u64,
+        /// The JSON.
+        #[serde(skip)]
+        body: Bytes,
+    },
+    /// Getter → owner: a source this getter could not reach or that broke off.
+    SourceLost {
+        /// The source's `IP:PORT`.
+        addr: String,
+    },
+    /// Server → getter: requests will not be served (queued ones are dropped).
+    Choke,
+    /// Server → getter: requests will be served.
+    Unchoke,
+    /// Getter → server: the server holds chunks the getter lacks.
+    Interested,
+    /// Getter → server: the server holds nothing the getter lacks.
+    NotInterested,
+    /// Getter → server: a request no longer wanted (end-game); dropped if not yet sent.
+    Cancel {
+        /// The chunk id.
+        chunk: u32,
+    },
     /// The reason the sender is about to close the connection.
     Error {
         /// A specific, human-readable reason.
@@ -93,7 +148,24 @@ impl Message {
         Self::Welcome {
             assigned,
             len: manifest.len() as u64,
+            heartbeat_ms: None,
             manifest,
+        }
+    }
+
+    /// A `files` answer carrying `body` (JSON).
+    pub fn files(body: Bytes) -> Self {
+        Self::Files {
+            len: body.len() as u64,
+            body,
+        }
+    }
+
+    /// A `locations` answer carrying `body` (JSON).
+    pub fn locations(body: Bytes) -> Self {
+        Self::Locations {
+            len: body.len() as u64,
+            body,
         }
     }
 
@@ -106,6 +178,17 @@ impl Message {
             Self::Orphans { .. } => "orphans",
             Self::Request { .. } => "request",
             Self::Chunk { .. } => "chunk",
+            Self::List => "list",
+            Self::Search { .. } => "search",
+            Self::Locate { .. } => "locate",
+            Self::Files { .. } => "files",
+            Self::Locations { .. } => "locations",
+            Self::SourceLost { .. } => "source_lost",
+            Self::Choke => "choke",
+            Self::Unchoke => "unchoke",
+            Self::Interested => "interested",
+            Self::NotInterested => "not_interested",
+            Self::Cancel { .. } => "cancel",
             Self::Error { .. } => "error",
         }
     }
@@ -115,6 +198,7 @@ impl Message {
         match self {
             Self::Welcome { manifest, .. } => Some(manifest),
             Self::Chunk { data, .. } => Some(data),
+            Self::Files { body, .. } | Self::Locations { body, .. } => Some(body),
             _ => None,
         }
     }

@@ -1,0 +1,456 @@
+//! The directory the file owner keeps: which files it shares (by a small numeric id and by
+//! content hash) and which peers hold which of their chunks.
+//!
+//! Every peer that connects to the owner with a listening port (`hello` with `port`) is a
+//! *member* for as long as that connection lives: its `have` messages add the chunks it gains,
+//! and any message (a keep-alive included) counts as a heartbeat. A member is dropped when its
+//! connection closes (the peer left or died), when it stays silent longer than the TTL (the
+//! owner then closes the connection), or when a getter reports it unreachable and the owner
+//! cannot reach it either. Nothing here is saved: a restarted owner learns the swarm again from
+//! the peers, which reconnect and say `hello` with everything they hold.
+//!
+//! File ids are 1, 2, … in the order of the shared files' names, so they stay the same across
+//! restarts of the owner as long as it shares the same files.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::chunkset::{ChunkSet, Ranges};
+use crate::manifest::Manifest;
+use crate::protocol::Role;
+
+/// The TTL when none is given: a member silent this long is dropped.
+pub const DEFAULT_PEER_TTL: Duration = Duration::from_secs(45);
+
+/// A shared file as the directory lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Small numeric id, stable while the owner shares the same files.
+    pub id: u32,
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Nominal chunk size in bytes.
+    pub chunk_size: u64,
+    /// Number of chunks.
+    pub chunks: u32,
+    /// BLAKE3 of the whole file, hex.
+    pub hash: String,
+    /// Sources holding every chunk, the owner included.
+    pub complete_sources: u32,
+    /// Peers holding some but not all chunks.
+    pub partial_sources: u32,
+}
+
+/// The answer to `list` and `search`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// The search text, for `search`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The matching files, by id.
+    pub files: Vec<FileInfo>,
+}
+
+/// One holder of a file's chunks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// `IP:PORT` where it serves chunks. For the owner: the address it listens on (reach it
+    /// the way you reached the owner).
+    pub addr: String,
+    /// True for the file owner.
+    #[serde(default)]
+    pub owner: bool,
+    /// `peer` (a ring member), `getter` (a multi-source downloader) or `owner`.
+    pub role: String,
+    /// Number of chunks it holds.
+    pub count: u32,
+    /// True when it holds every chunk.
+    pub complete: bool,
+    /// The chunk ids it holds.
+    pub chunks: Ranges,
+}
+
+/// The answer to `locate`: the file and who holds which of its chunks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Locations {
+    /// The file, or `None` when nothing matched (see `message`).
+    pub file: Option<FileInfo>,
+    /// Why `file` is `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Every source, the owner first, then by address.
+    #[serde(default)]
+    pub sources: Vec<SourceInfo>,
+}
+
+/// A member as `GET /peers` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// `IP:PORT` where it serves chunks.
+    pub addr: String,
+    /// `peer` or `getter`.
+    pub role: String,
+    /// The id of the file it is in the swarm of.
+    pub file_id: u32,
+    /// That file's name.
+    pub file: String,
+    /// Chunks it holds.
+    pub count: u32,
+    /// True when it holds every chunk.
+    pub complete: bool,
+    /// When it registered, in milliseconds since the Unix epoch.
+    pub joined_unix_ms: u64,
+    /// Milliseconds since it was last heard from.
+    pub last_seen_ms: u64,
+}
+
+/// What a member registration is keyed by.
+pub type MemberId = u64;
+
+#[derive(Debug)]
+struct Member {
+    addr: SocketAddr,
+    file: usize,
+    role: Role,
+    have: ChunkSet,
+    joined: SystemTime,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next: MemberId,
+    members: HashMap<MemberId, Member>,
+}
+
+/// The owner's directory. Cheap to share (`Arc`); all methods lock briefly.
+#[derive(Debug)]
+pub struct Directory {
+    files: Vec<Arc<Manifest>>,
+    owner_addr: SocketAddr,
+    ttl: Duration,
+    inner: Mutex<Inner>,
+}
+
+impl Directory {
+    /// A directory of `files` (in id order: id 1 first), served by an owner listening on
+    /// `owner_addr`, dropping members silent for `ttl`.
+    pub fn new(files: Vec<Arc<Manifest>>, owner_addr: SocketAddr, ttl: Duration) -> Self {
+        Self {
+            files,
+            owner_addr,
+            ttl,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long a member may stay silent.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The number of shared files.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// The file with numeric id `key`, or else the file named `key`: its index.
+    pub fn find(&self, key: &str) -> Option<usize> {
+        let key = key.trim();
+        if let Ok(id) = key.parse::<usize>()
+            && (1..=self.files.len()).contains(&id)
+        {
+            return Some(id - 1);
+        }
+        self.files.iter().position(|m| m.name == key)
+    }
+
+    /// The index of the file with this manifest name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.files.iter().position(|m| m.name == name)
+    }
+
+    /// Registers a member serving on `addr` in the swarm of file `file`, holding `have`.
+    /// A member already registered at the same address for the same file (a peer that
+    /// restarted before its old connection was noticed dead) is replaced.
+    pub fn register(&self, file: usize, addr: SocketAddr, role: Role, have: ChunkSet) -> MemberId {
+        let mut inner = self.inner();
+        inner
+            .members
+            .retain(|_, m| !(m.addr == addr && m.file == file));
+        inner.next += 1;
+        let id = inner.next;
+        inner.members.insert(
+            id,
+            Member {
+                addr,
+                file,
+                role,
+                have,
+                joined: SystemTime::now(),
+                last_seen: Instant::now(),
+            },
+        );
+        id
+    }
+
+    /// Adds chunks a member gained; counts as a heartbeat. Returns false when the member is
+    /// no longer registered.
+    pub fn add_chunks(&self, id: MemberId, chunks: &ChunkSet) -> bool {
+        let mut inner = self.inner();
+        let Some(m) = inner.members.get_mut(&id) else {
+            return false;
+        };
+        m.have.union_with(chunks);
+        m.last_seen = Instant::now();
+        true
+    }
+
+    /// Records that a member was heard from. Returns false when it is no longer registered.
+    pub fn heartbeat(&self, id: MemberId) -> bool {
+        let mut inner = self.inner();
+        match inner.members.get_mut(&id) {
+            Some(m) => {
+                m.last_seen = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops a member. Returns whether it was registered.
+    pub fn deregister(&self, id: MemberId) -> bool {
+        self.inner().members.remove(&id).is_some()
+    }
+
+    /// Drops every member serving on `addr`; returns how many.
+    pub fn drop_addr(&self, addr: SocketAddr) -> usize {
+        let mut inner = self.inner();
+        let before = inner.members.len();
+        inner.members.retain(|_, m| m.addr != addr);
+        before - inner.members.len()
+    }
+
+    /// Drops members silent for longer than the TTL; returns their addresses.
+    pub fn expire(&self) -> Vec<SocketAddr> {
+        let mut inner = self.inner();
+        let mut gone = Vec::new();
+        inner.members.retain(|_, m| {
+            let keep = m.last_seen.elapsed() <= self.ttl;
+            if !keep {
+                gone.push(m.addr);
+            }
+            keep
+        });
+        gone
+    }
+
+    /// Whether `id` is still registered.
+    pub fn is_registered(&self, id: MemberId) -> bool {
+        self.inner().members.contains_key(&id)
+    }
+
+    fn info(&self, inner: &Inner, file: usize) -> FileInfo {
+        let m = &self.files[file];
+        let (mut complete, mut partial) = (1, 0); // the owner holds every chunk
+        for member in inner.members.values().filter(|x| x.file == file) {
+            if member.have.is_full() {
+                complete += 1;
+            } else if member.have.count() > 0 {
+                partial += 1;
+            }
+        }
+        FileInfo {
+            id: u32::try_from(file + 1).unwrap_or(u32::MAX),
+            name: m.name.clone(),
+            size: m.size,
+            chunk_size: m.chunk_size,
+            chunks: m.chunk_count(),
+            hash: m.hash.to_string(),
+            complete_sources: complete,
+            partial_sources: partial,
+        }
+    }
+
+    /// Every shared file, by id.
+    pub fn list(&self) -> Listing {
+        let inner = self.inner();
+        Listing {
+            query: None,
+            files: (0..self.files.len()).map(|f| self.info(&inner, f)).collect(),
+        }
+    }
+
+    /// The files whose name contains `text`, ignoring case.
+    pub fn search(&self, text: &str) -> Listing {
+        let needle = text.to_lowercase();
+        let inner = self.inner();
+        Listing {
+            query: Some(text.to_string()),
+            files: (0..self.files.len())
+                .filter(|&f| self.files[f].name.to_lowercase().contains(&needle))
+                .map(|f| self.info(&inner, f))
+                .collect(),
+        }
+    }
+
+    /// Where each chunk of the file `key` (an id or a name) is.
+    pub fn locate(&self, key: &str) -> Locations {
+        let Some(file) = self.find(key) else {
+            return Locations {
+                file: None,
+                message: Some(self.no_such_file(key)),
+                sources: Vec::new(),
+            };
+        };
+        let inner = self.inner();
+        let m = &self.files[file];
+        let mut sources = vec![SourceInfo {
+            addr: self.owner_addr.to_string(),
+            owner: true,
+            role: "owner".into(),
+            count: m.chunk_count(),
+            complete: true,
+            chunks: Ranges::from_sorted(0..m.chunk_count()),
+        }];
+        let mut members: Vec<&Member> = inner.members.values().filter(|x| x.file == file).collect();
+        members.sort_by_key(|x| x.addr);
+        sources.extend(members.into_iter().map(|x| SourceInfo {
+            addr: x.addr.to_string(),
+            owner: false,
+            role: role_name(x.role).into(),
+            count: x.have.count(),
+            complete: x.have.is_full(),
+            chunks: x.have.to_ranges(),
+        }));
+        Locations {
+            file: Some(self.info(&inner, file)),
+            message: None,
+            sources,
+        }
+    }
+
+    /// A clear answer for a file that is not shared.
+    pub fn no_such_file(&self, key: &str) -> String {
+        let shared = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("{} {}", i + 1, m.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if key.trim().parse::<u64>().is_ok() {
+            format!("no file with id {key}; the owner shares: {shared}")
+        } else {
+            format!("no file named {key:?}; the owner shares: {shared}")
+        }
+    }
+
+    /// Every member, by address.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let inner = self.inner();
+        let mut out: Vec<PeerInfo> = inner
+            .members
+            .values()
+            .map(|x| PeerInfo {
+                addr: x.addr.to_string(),
+                role: role_name(x.role).into(),
+                file_id: u32::try_from(x.file + 1).unwrap_or(u32::MAX),
+                file: self.files[x.file].name.clone(),
+                count: x.have.count(),
+                complete: x.have.is_full(),
+                joined_unix_ms: x
+                    .joined
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                last_seen_ms: u64::try_from(x.last_seen.elapsed().as_millis()).unwrap_or(u64::MAX),
+            })
+            .collect();
+        out.sort_by(|a, b| (a.file_id, &a.addr).cmp(&(b.file_id, &b.addr)));
+        out
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Peer | Role::Neighbour => "peer",
+        Role::Getter => "getter",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(ttl: Duration) -> Directory {
+        let a = Arc::new(Manifest {
+            name: "alpha.bin".into(),
+            ..Manifest::for_tests(10)
+        });
+        let b = Arc::new(Manifest {
+            name: "Beta.iso".into(),
+            ..Manifest::for_tests(5)
+        });
+        Directory::new(vec![a, b], "127.0.0.1:7000".parse().unwrap(), ttl)
+    }
+
+    fn set(count: u32, ids: impl IntoIterator<Item = u32>) -> ChunkSet {
+        let m = Manifest::for_tests(count as usize);
+        let mut s = ChunkSet::new(count);
+        for i in ids {
+            s.insert(m.chunk_id(i).unwrap());
+        }
+        s
+    }
+
+    #[test]
+    fn ids_names_and_search() {
+        let d = dir(DEFAULT_PEER_TTL);
+        assert_eq!(d.find("1"), Some(0));
+        assert_eq!(d.find("2"), Some(1));
+        assert_eq!(d.find("Beta.iso"), Some(1));
+        assert_eq!(d.find("3"), None);
+        assert_eq!(d.find("0"), None);
+        let hits = d.search("BETA");
+        assert_eq!(hits.files.len(), 1);
+        assert_eq!(hits.files[0].id, 2);
+        assert!(d.search("gamma").files.is_empty());
+        assert_eq!(d.search("").files.len(), 2);
+        let msg = d.locate("9").message.unwrap();
+        assert_eq!(msg, "no file with id 9; the owner shares: 1 alpha.bin, 2 Beta.iso");
+    }
+
+    #[test]
+    fn members_come_and_go() {
+        let d = dir(Duration::from_millis(50));
+        let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let id = d.register(0, addr, Role::Getter, set(10, [0, 1]));
+        assert_eq!(d.list().files[0].partial_sources, 1);
+        assert!(d.add_chunks(id, &set(10, 2..10)));
+        let info = &d.list().files[0];
+        assert_eq!((info.complete_sources, info.partial_sources), (2, 0));
+        let loc = d.locate("alpha.bin");
+        assert_eq!(loc.sources.len(), 2);
+        assert!(loc.sources[0].owner);
+        assert_eq!(loc.sources[1].addr, "127.0.0.1:9001");
+        assert_eq!(loc.sources[1].count, 10);
+        // The same address again replaces the old registration.
+        let id2 = d.register(0, addr, Role::Peer, set(10, []));
+        assert!(!d.is_registered(id));
+        assert_eq!(d.peers().len(), 1);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(d.expire(), vec![addr]);
+        assert!(!d.heartbeat(id2));
+        assert!(d.peers().is_empty());
+    }
+}
