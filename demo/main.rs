@@ -187,14 +187,21 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     let owner_config = owner::Config {
         peers,
-        events: Arc::new(owner_events),
         upload_limit: owner_rate
             .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, chunk_size))),
         seed: args.seed,
+        ..owner::Config::new(Arc::new(owner_events))
     };
+    let files = vec![Arc::new(shared)];
+    let directory = owner::directory(
+        &files,
+        owner_listener.local_addr()?,
+        ringswarm::directory::DEFAULT_PEER_TTL,
+    );
     let owner_task = tokio::spawn(owner::run(
         owner_listener,
-        vec![Arc::new(shared)],
+        files,
+        directory,
         owner_config,
         stop.clone(),
     ));

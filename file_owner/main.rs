@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use clap::builder::TypedValueParser;
+use ringswarm::choke::DEFAULT_UPLOAD_SLOTS;
 use ringswarm::cli::{self, human_size};
+use ringswarm::directory::DEFAULT_PEER_TTL;
 use ringswarm::events::EventSink;
 use ringswarm::owner::{self, SharedFile};
 
@@ -35,6 +38,16 @@ struct Args {
     /// Also append every event as a JSON line to FILE
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// Drop a peer from the directory when it has not been heard from for SECS (peers send a
+    /// heartbeat every SECS/3)
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_PEER_TTL.as_secs_f64())]
+    peer_ttl: f64,
+    /// Multi-source getters served at once (choking); ring peers are always served
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_UPLOAD_SLOTS, value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
+    upload_slots: usize,
+    /// Also serve the directory as read-only JSON over HTTP on PORT (same --bind address)
+    #[arg(long, value_name = "PORT")]
+    http: Option<u16>,
 }
 
 fn main() -> ExitCode {
@@ -51,7 +64,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let paths =
         owner::files_to_share(&path).with_context(|| format!("cannot share {}", path.display()))?;
+    let ttl = std::time::Duration::try_from_secs_f64(args.peer_ttl)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| anyhow::anyhow!("--peer-ttl must be a number of seconds > 0"))?;
     let listener = cli::bind(args.bind, args.port).await?;
+    let http = match args.http {
+        Some(port) => Some(cli::bind(args.bind, port).await?),
+        None => None,
+    };
     let (chunk_size, peers) = (args.chunk_size, args.peers);
     let files = tokio::task::spawn_blocking(move || {
         paths
@@ -92,12 +113,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     println!("listening on {addr}, sharing {what}");
     let config = owner::Config {
         peers: args.peers,
-        events: Arc::new(events),
-        seed: None,
         upload_limit: args
             .upload_limit
             .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, args.chunk_size))),
+        upload_slots: args.upload_slots,
+        ..owner::Config::new(Arc::new(events))
     };
-    owner::run(listener, files, config, token.clone()).await?;
+    let directory = owner::directory(&files, addr, ttl);
+    if let Some(listener) = http {
+        println!("directory API on http://{}/files", listener.local_addr()?);
+        let (directory, token) = (directory.clone(), token.clone());
+        tokio::spawn(async move {
+            if let Err(e) = ringswarm::http::serve(listener, directory, token).await {
+                tracing::error!("directory API stopped: {e}");
+            }
+        });
+    }
+    owner::run(listener, files, directory, config, token.clone()).await?;
     Ok(!token.is_cancelled())
 }

@@ -142,7 +142,7 @@ impl Choker {
         let rest: Vec<u64> = by_rate.iter().skip(regular).map(|&(id, _)| id).collect();
         let current = inner.optimistic.filter(|o| rest.contains(o));
         let optimistic = match current {
-            Some(o) if inner.rounds % OPTIMISTIC_EVERY != 0 => Some(o),
+            Some(o) if !inner.rounds.is_multiple_of(OPTIMISTIC_EVERY) => Some(o),
             // Move on: the next interested connection after the current one, round robin.
             _ => {
                 let after = inner.optimistic.unwrap_or(0);
@@ -234,7 +234,11 @@ mod tests {
     fn slots_limit_the_unchoked_and_free_ones_are_refilled() {
         let choker = Choker::new(2);
         let conns: Vec<_> = (0..4).map(|_| choker.join()).collect();
-        assert_eq!(choker.unchoked(), 0, "nobody is unchoked before saying interested");
+        assert_eq!(
+            choker.unchoked(),
+            0,
+            "nobody is unchoked before saying interested"
+        );
         for (slot, _) in &conns {
             slot.set_interested(true);
         }
@@ -269,6 +273,10 @@ mod tests {
             optimistic_seen.extend(on.iter().copied().filter(|&i| i != 3));
         }
         assert!(*conns[3].1.borrow(), "the fastest keeps its slot");
-        assert_eq!(optimistic_seen.len(), 3, "the optimistic slot visits everyone else");
+        assert_eq!(
+            optimistic_seen.len(),
+            3,
+            "the optimistic slot visits everyone else"
+        );
     }
 }

@@ -36,6 +36,17 @@ pub struct Hello {
     pub have: Ranges,
     /// `IP:PORT` with the client's listening port when it gave one, for logs and events.
     pub label: String,
+    /// The client's listening port, when it runs an upload server.
+    pub port: Option<u16>,
+}
+
+/// How a client opened a connection.
+#[derive(Debug)]
+pub enum Opening {
+    /// To join a swarm.
+    Hello(Hello),
+    /// With a directory query (`list`, `search`, `locate`).
+    Query(Message),
 }
 
 /// A framed connection to one remote node.
@@ -108,10 +119,28 @@ impl Connection {
     ///
     /// A bad or missing `hello`, a version mismatch, or an I/O error.
     pub async fn recv_hello(&mut self) -> Result<Hello, ProtocolError> {
+        match self.recv_opening(false).await? {
+            Opening::Hello(h) => Ok(h),
+            Opening::Query(_) => Err(ProtocolError::Bug("a query passed as hello")),
+        }
+    }
+
+    /// As [`Connection::recv_hello`], but when `queries` is true a directory query (`list`,
+    /// `search`, `locate`) may open the connection instead.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::recv_hello`].
+    pub async fn recv_opening(&mut self, queries: bool) -> Result<Opening, ProtocolError> {
         let msg = self
             .recv_answering("waiting for hello", HANDSHAKE_TIMEOUT)
             .await?;
         let e = match msg {
+            Some(q @ (Message::List | Message::Search { .. } | Message::Locate { .. }))
+                if queries =>
+            {
+                return Ok(Opening::Query(q));
+            }
             Some(Message::Hello {
                 version,
                 role,
@@ -124,12 +153,13 @@ impl Connection {
                     (Some(p), Some((ip, _))) => format!("{ip}:{p}"),
                     _ => self.remote.clone(),
                 };
-                return Ok(Hello {
+                return Ok(Opening::Hello(Hello {
                     role,
                     file,
                     have,
                     label,
-                });
+                    port,
+                }));
             }
             Some(Message::Hello { version, .. }) => ProtocolError::Version { got: version },
             other => ProtocolError::Unexpected {

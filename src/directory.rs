@@ -287,7 +287,9 @@ impl Directory {
         let inner = self.inner();
         Listing {
             query: None,
-            files: (0..self.files.len()).map(|f| self.info(&inner, f)).collect(),
+            files: (0..self.files.len())
+                .map(|f| self.info(&inner, f))
+                .collect(),
         }
     }
 
@@ -427,7 +429,10 @@ mod tests {
         assert!(d.search("gamma").files.is_empty());
         assert_eq!(d.search("").files.len(), 2);
         let msg = d.locate("9").message.unwrap();
-        assert_eq!(msg, "no file with id 9; the owner shares: 1 alpha.bin, 2 Beta.iso");
+        assert_eq!(
+            msg,
+            "no file with id 9; the owner shares: 1 alpha.bin, 2 Beta.iso"
+        );
     }
 
     #[test]

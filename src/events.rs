@@ -31,6 +31,19 @@ pub enum EventKind {
     ChunkRequested,
     /// `neighbour` asked for a chunk.
     RequestReceived,
+    /// This node stopped serving `neighbour` (an uploader's `choke`).
+    Choke,
+    /// This node started serving `neighbour` (an uploader's `unchoke`).
+    Unchoke,
+    /// This node told source `neighbour` it wants chunks from it.
+    Interested,
+    /// This node told source `neighbour` it wants nothing more from it.
+    NotInterested,
+    /// Source `neighbour` died or broke off; reported to the directory.
+    SourceLost,
+    /// A verified chunk (or `count` of them, `chunk` the first) was registered with the
+    /// directory `neighbour`: this node is a source for it from now on.
+    ChunkRegistered,
 }
 
 impl EventKind {
@@ -218,9 +231,46 @@ impl EventSink {
             EventKind::RequestReceived => {
                 tracing::info!(target: "event", "request for chunk {chunk} from {neighbour}")
             }
-            EventKind::IdListReceived | EventKind::IdListSent => {}
+            _ => {}
         }
         self.write(kind, Some(chunk), neighbour, bytes, None);
+    }
+
+    /// Records a swarm event (choking, interest, a lost source) about `neighbour`.
+    pub fn swarm(&self, kind: EventKind, neighbour: &str, detail: &str) {
+        if self.console {
+            let what = match kind {
+                EventKind::Choke => "choked",
+                EventKind::Unchoke => "unchoked",
+                EventKind::Interested => "interested in",
+                EventKind::NotInterested => "not interested in",
+                EventKind::SourceLost => "lost source",
+                _ => "event with",
+            };
+            if detail.is_empty() {
+                tracing::info!(target: "event", "{what} {neighbour}");
+            } else {
+                tracing::info!(target: "event", "{what} {neighbour} ({detail})");
+            }
+        }
+        self.write(kind, None, neighbour, None, None);
+    }
+
+    /// Records that `count` chunks, the first `first`, were registered with the directory.
+    pub fn registered(&self, first: u32, count: u32, directory: &str) {
+        if self.console {
+            tracing::info!(
+                target: "event",
+                "registered {count} chunk(s) from chunk {first} with the directory {directory}"
+            );
+        }
+        self.write(
+            EventKind::ChunkRegistered,
+            Some(first),
+            directory,
+            None,
+            Some(count),
+        );
     }
 
     /// Records an ID-list event of `count` ids.

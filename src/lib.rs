@@ -28,6 +28,7 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod hash;
+pub mod http;
 pub mod manifest;
 pub mod meter;
 pub mod net;

@@ -47,13 +47,16 @@ async fn start_owner() -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let token = CancellationToken::new();
-    let config = owner::Config {
-        peers: 5,
-        events: Arc::new(EventSink::console("owner")),
-        upload_limit: None,
-        seed: None,
-    };
-    tokio::spawn(owner::run(listener, vec![shared], config, token.clone()));
+    let config = owner::Config::new(Arc::new(EventSink::console("owner")));
+    let files = vec![shared];
+    let directory = owner::directory(&files, addr, ringswarm::directory::DEFAULT_PEER_TTL);
+    tokio::spawn(owner::run(
+        listener,
+        files,
+        directory,
+        config,
+        token.clone(),
+    ));
     Server {
         addr,
         file: std::fs::read(&path).unwrap(),
@@ -248,7 +251,7 @@ fn undecodable() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 async fn owner_refuses_bad_input_after_hello_and_keeps_serving() {
     let owner = start_owner().await;
     for (what, bad, needle) in undecodable() {
-        let mut bytes = hello(PROTOCOL_VERSION, "neighbour");
+        let mut bytes = hello(PROTOCOL_VERSION, "getter");
         bytes.extend_from_slice(&bad);
         assert_refused(owner.addr, what, &bytes, needle).await;
     }
@@ -325,7 +328,7 @@ async fn peer_refuses_bad_requests_and_keeps_serving() {
     .await;
     assert_refused(peer.addr, "request before hello", &request(0), "hello").await;
     for (what, bad, needle) in undecodable() {
-        let mut bytes = hello(PROTOCOL_VERSION, "neighbour");
+        let mut bytes = hello(PROTOCOL_VERSION, "getter");
         bytes.extend_from_slice(&bad);
         assert_refused(peer.addr, what, &bytes, needle).await;
     }

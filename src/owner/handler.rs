@@ -1,18 +1,27 @@
 //! One owner connection: `hello` → `welcome` (manifest + assigned chunks) → serve requests,
-//! pushing the orphan list whenever it changes.
+//! pushing the orphan list whenever it changes; or a directory query (`list`, `search`,
+//! `locate`) → its answer. A client that says `hello` with a port is a directory member while
+//! its connection lives.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{Config, SharedFile};
+use crate::choke::{ChokeSlot, Choker};
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{
-    ConnReader, ConnWriter, Connection, Hello, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
+    ConnReader, ConnWriter, Connection, HANDSHAKE_TIMEOUT, Hello, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
+    Opening,
 };
-use crate::events::EventKind;
+use crate::directory::{Directory, MemberId};
+use crate::events::{EventKind, EventSink};
 use crate::manifest::ChunkId;
 use crate::net::TcpStream;
 use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, ProtocolError, Role};
@@ -26,7 +35,7 @@ pub(super) async fn handle(
     stream: TcpStream,
     permit: Option<OwnedSemaphorePermit>,
     files: Arc<Vec<Arc<SharedFile>>>,
-    config: Arc<Config>,
+    ctx: Arc<Ctx>,
     token: CancellationToken,
 ) {
     let mut conn = Connection::new(stream, 0);
@@ -39,7 +48,7 @@ pub(super) async fn handle(
         .await;
         return;
     }
-    match serve(conn, &files, &config, &token).await {
+    match serve(conn, &files, &ctx, &token).await {
         Ok(()) => debug!("connection closed"),
         Err(e) => warn!("connection closed: {e}"),
     }
@@ -74,7 +83,7 @@ fn choose_file<'a>(
 async fn serve(
     mut conn: Connection,
     files: &[Arc<SharedFile>],
-    config: &Config,
+    ctx: &Ctx,
     token: &CancellationToken,
 ) -> Result<()> {
     let Hello {
@@ -82,7 +91,12 @@ async fn serve(
         file,
         have,
         label,
-    } = conn.recv_hello().await?;
+        port,
+    } = match conn.recv_opening(true).await? {
+        Opening::Hello(h) => h,
+        Opening::Query(q) => return answer_queries(conn, q, &ctx.directory).await,
+    };
+    let config = &*ctx.config;
     let shared = match choose_file(files, file.as_deref()) {
         Ok(f) => f.clone(),
         Err(msg) => {
@@ -99,6 +113,12 @@ async fn serve(
             return Err(e.into());
         }
     };
+    if role == Role::Neighbour {
+        let msg =
+            "this is a file owner, not a ring peer: connect as a peer or a getter".to_string();
+        conn.send_error(msg.clone()).await;
+        return Err(Error::Refused(msg));
+    }
     let assigned: Vec<ChunkId> = if role == Role::Peer {
         let a = match config.seed {
             // Reproducible per join: the n-th peer to join gets the same start every run.
@@ -119,11 +139,24 @@ async fn serve(
     } else {
         Vec::new()
     };
+    // A client with an upload server joins the directory for as long as this connection lives.
+    let member = port.and_then(|p| {
+        let ip = conn.remote().parse::<SocketAddr>().ok()?.ip();
+        let file = ctx.directory.index_of(&m.name)?;
+        let addr = SocketAddr::new(ip, p);
+        Some(Member {
+            directory: &ctx.directory,
+            id: ctx.directory.register(file, addr, role, held.clone()),
+            addr,
+        })
+    });
     info!(
         peer = %label,
         file = %m.name,
+        role = ?role,
         assigned = assigned.len(),
         holds = held.count(),
+        registered = member.is_some(),
         "peer joined"
     );
     // Assignments are contiguous runs (see `assign`), so this cut never bites in practice.
@@ -132,17 +165,35 @@ async fn serve(
     config
         .events
         .id_list(EventKind::IdListSent, count(&assigned), &label);
-    conn.send(Message::welcome(
-        assigned_ranges,
-        shared.manifest_json.clone(),
-    ))
+    let heartbeat = ctx.directory.ttl() / 3;
+    conn.send(Message::Welcome {
+        assigned: assigned_ranges,
+        len: shared.manifest_json.len() as u64,
+        heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
+        manifest: shared.manifest_json.clone(),
+    })
     .await?;
 
+    // Getters are served under choking; ring peers always (the ring needs its hand-out).
+    let (slot, choke_rx) = if role == Role::Getter {
+        let (slot, rx) = ctx.choker.join();
+        (Some(slot), Some(rx))
+    } else {
+        (None, None)
+    };
+    let session = Session {
+        shared: &shared,
+        ctx,
+        label: &label,
+        member: member.as_ref(),
+        slot: slot.as_ref(),
+        cancelled: Mutex::new(HashSet::new()),
+    };
     let (mut reader, mut writer) = conn.split();
     let (tx, rx) = mpsc::channel(MAX_QUEUED_REQUESTS);
     let res = tokio::select! {
-        r = read_requests(&mut reader, &shared, config, &label, tx) => r,
-        r = write_chunks(&mut writer, &shared, config, &label, rx) => r,
+        r = session.read(&mut reader, tx) => r,
+        r = session.write(&mut writer, rx, choke_rx) => r,
         () = token.cancelled() => Ok(()),
     };
     if let Err(e) = &res
@@ -153,96 +204,282 @@ async fn serve(
     res
 }
 
+/// What the owner knows of its connections: the directory, the choker, and its settings.
+#[derive(Debug)]
+pub(super) struct Ctx {
+    pub config: Arc<Config>,
+    pub directory: Arc<Directory>,
+    pub choker: Arc<Choker>,
+}
+
+/// A client's directory registration; dropped (deregistered) with its connection.
+struct Member<'a> {
+    directory: &'a Directory,
+    id: MemberId,
+    addr: SocketAddr,
+}
+
+impl Drop for Member<'_> {
+    fn drop(&mut self) {
+        if self.directory.deregister(self.id) {
+            info!(source = %self.addr, "left the directory");
+        }
+    }
+}
+
+/// Answers directory queries until the client closes or stays silent.
+async fn answer_queries(mut conn: Connection, first: Message, directory: &Directory) -> Result<()> {
+    let mut next = Some(first);
+    while let Some(q) = next.take() {
+        let reply = answer(&q, directory)?;
+        conn.send(reply).await?;
+        next = match conn
+            .recv_answering("waiting for a query", HANDSHAKE_TIMEOUT)
+            .await
+        {
+            Ok(Some(q @ (Message::List | Message::Search { .. } | Message::Locate { .. }))) => {
+                Some(q)
+            }
+            Ok(None) | Err(ProtocolError::Timeout(_)) => None,
+            Ok(Some(other)) => {
+                let e = ProtocolError::Unexpected {
+                    got: other.kind(),
+                    doing: "answering queries",
+                };
+                conn.send_error(e.to_string()).await;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+    }
+    Ok(())
+}
+
+fn answer(q: &Message, directory: &Directory) -> Result<Message> {
+    let body = match q {
+        Message::List => serde_json::to_vec(&directory.list()),
+        Message::Search { text } => serde_json::to_vec(&directory.search(text)),
+        Message::Locate { file } => {
+            return Ok(Message::locations(Bytes::from(
+                serde_json::to_vec(&directory.locate(file))
+                    .map_err(|e| Error::Bug(e.to_string()))?,
+            )));
+        }
+        _ => return Err(Error::Bug(format!("{} is not a query", q.kind()))),
+    }
+    .map_err(|e| Error::Bug(e.to_string()))?;
+    Ok(Message::files(Bytes::from(body)))
+}
+
 fn count(ids: &[ChunkId]) -> u32 {
     u32::try_from(ids.len()).unwrap_or(u32::MAX)
 }
 
-async fn read_requests(
-    reader: &mut ConnReader,
-    shared: &SharedFile,
-    config: &Config,
-    label: &str,
-    tx: mpsc::Sender<ChunkId>,
-) -> Result<()> {
-    let m = &shared.manifest;
-    loop {
-        let Some(msg) = reader.recv("waiting for requests", IDLE_TIMEOUT).await? else {
-            return Ok(());
+/// What the reader hands the writer.
+enum Out {
+    /// Send this chunk (unless cancelled, or the client is choked by then).
+    Chunk(ChunkId),
+    /// Send this answer.
+    Reply(Message),
+}
+
+/// One client connection after `welcome`.
+struct Session<'a> {
+    shared: &'a Arc<SharedFile>,
+    ctx: &'a Ctx,
+    label: &'a str,
+    member: Option<&'a Member<'a>>,
+    slot: Option<&'a ChokeSlot>,
+    /// Requests the client cancelled (end-game) before they were served.
+    cancelled: Mutex<HashSet<ChunkId>>,
+}
+
+impl Session<'_> {
+    async fn read(&self, reader: &mut ConnReader, tx: mpsc::Sender<Out>) -> Result<()> {
+        let m = &self.shared.manifest;
+        let events = &self.ctx.config.events;
+        let directory = &self.ctx.directory;
+        // A directory member must be heard from within the TTL; it sends keep-alives.
+        let (wait, what) = match self.member {
+            Some(_) => (directory.ttl(), "waiting for a heartbeat (past --peer-ttl)"),
+            None => (IDLE_TIMEOUT, "waiting for requests"),
         };
-        match msg {
-            Message::Request { chunk } => {
-                let id = m.chunk_id(chunk)?;
-                config
-                    .events
-                    .chunk(EventKind::RequestReceived, chunk, label, None);
-                if tx.send(id).await.is_err() {
-                    return Ok(());
-                }
+        loop {
+            let Some(msg) = reader.recv(what, wait).await? else {
+                return Ok(());
+            };
+            if let Some(member) = self.member
+                && !directory.heartbeat(member.id)
+            {
+                return Err(Error::Refused(
+                    "dropped from the directory; reconnect to register again".into(),
+                ));
             }
-            Message::Have { chunks } if chunks.is_empty() => {} // keep-alive
-            Message::Have { chunks } => {
-                // The peer's progress; validated, logged, not needed for serving.
-                let n = ChunkSet::try_from_ranges(m, &chunks)?.count();
-                config.events.id_list(EventKind::IdListReceived, n, label);
-            }
-            other => {
-                return Err(ProtocolError::Unexpected {
-                    got: other.kind(),
-                    doing: "serving chunks",
+            let out = match msg {
+                Message::Request { chunk } => {
+                    let id = m.chunk_id(chunk)?;
+                    events.chunk(EventKind::RequestReceived, chunk, self.label, None);
+                    Out::Chunk(id)
                 }
-                .into());
+                Message::Have { chunks } if chunks.is_empty() => continue, // keep-alive
+                Message::Have { chunks } => {
+                    let set = ChunkSet::try_from_ranges(m, &chunks)?;
+                    events.id_list(EventKind::IdListReceived, set.count(), self.label);
+                    if let Some(member) = self.member {
+                        directory.add_chunks(member.id, &set);
+                    }
+                    continue;
+                }
+                Message::Interested | Message::NotInterested if self.slot.is_some() => {
+                    let on = matches!(msg, Message::Interested);
+                    if let Some(slot) = self.slot {
+                        slot.set_interested(on);
+                    }
+                    continue;
+                }
+                Message::Cancel { chunk } => {
+                    let id = m.chunk_id(chunk)?;
+                    self.cancelled
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id);
+                    continue;
+                }
+                q @ Message::Locate { .. } => Out::Reply(answer(&q, directory)?),
+                Message::SourceLost { addr } => {
+                    check_lost_source(directory, &addr, self.label);
+                    continue;
+                }
+                other => {
+                    return Err(ProtocolError::Unexpected {
+                        got: other.kind(),
+                        doing: "serving chunks",
+                    }
+                    .into());
+                }
+            };
+            if tx.send(out).await.is_err() {
+                return Ok(());
             }
         }
+    }
+
+    async fn write(
+        &self,
+        writer: &mut ConnWriter,
+        mut rx: mpsc::Receiver<Out>,
+        mut choke: Option<watch::Receiver<bool>>,
+    ) -> Result<()> {
+        let (shared, config, label) = (self.shared, &*self.ctx.config, self.label);
+        let mut orphans = shared.orphans.subscribe();
+        orphans.mark_changed();
+        let mut sent_any_orphans = false;
+        let mut unchoked = choke.is_none();
+        loop {
+            tokio::select! {
+                out = rx.recv() => {
+                    let id = match out {
+                        None => return Ok(()),
+                        Some(Out::Reply(msg)) => {
+                            writer.send(msg).await?;
+                            continue;
+                        }
+                        Some(Out::Chunk(id)) => id,
+                    };
+                    let cancelled = self
+                        .cancelled
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    // Never serve a client this owner is choking; it asks again once unchoked.
+                    if cancelled || !unchoked {
+                        continue;
+                    }
+                    let s = shared.clone();
+                    let data = tokio::task::spawn_blocking(move || read_chunk(&s, id)).await??;
+                    let len = data.len() as u64;
+                    if let Some(limiter) = &config.upload_limit {
+                        limiter.acquire(len).await;
+                    }
+                    writer.send(Message::chunk(id.get(), data)).await?;
+                    if let Some(slot) = self.slot {
+                        slot.sent(len);
+                    }
+                    config.events.chunk(EventKind::ChunkSent, id.get(), label, Some(len));
+                    if shared.dist().note_served_if_orphan(id) {
+                        shared.dirty.notify_one();
+                    }
+                }
+                changed = async { choke.as_mut().expect("guarded").changed().await }, if choke.is_some() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    unchoked = *choke.as_mut().expect("guarded").borrow_and_update();
+                    send_choke(writer, &config.events, label, unchoked).await?;
+                }
+                changed = orphans.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let set = orphans.borrow_and_update().clone();
+                    if set.count() == 0 && !sent_any_orphans {
+                        continue;
+                    }
+                    sent_any_orphans = true;
+                    config.events.id_list(EventKind::IdListSent, set.count(), label);
+                    // Advisory: a list too long for one header is cut (peers that run out of
+                    // other sources ask the owner for anything after STALL_AFTER anyway).
+                    let mut chunks = set.to_ranges();
+                    chunks.0.truncate(MAX_RANGES_PER_MESSAGE);
+                    writer.send(Message::Orphans { chunks }).await?;
+                }
+                () = tokio::time::sleep(self.keepalive()) => {
+                    writer.send(Message::Have { chunks: Ranges::default() }).await?;
+                }
+            }
+        }
+    }
+
+    /// How often to send a keep-alive: often enough for the client's own idle limit.
+    fn keepalive(&self) -> Duration {
+        KEEPALIVE_INTERVAL.min(self.ctx.directory.ttl() / 3)
     }
 }
 
-async fn write_chunks(
+/// Sends `choke` or `unchoke` and logs it.
+pub(crate) async fn send_choke(
     writer: &mut ConnWriter,
-    shared: &Arc<SharedFile>,
-    config: &Config,
+    events: &EventSink,
     label: &str,
-    mut rx: mpsc::Receiver<ChunkId>,
+    unchoked: bool,
 ) -> Result<()> {
-    let mut orphans = shared.orphans.subscribe();
-    orphans.mark_changed();
-    let mut sent_any_orphans = false;
-    loop {
-        tokio::select! {
-            id = rx.recv() => {
-                let Some(id) = id else { return Ok(()) };
-                let s = shared.clone();
-                let data = tokio::task::spawn_blocking(move || read_chunk(&s, id)).await??;
-                let len = data.len() as u64;
-                if let Some(limiter) = &config.upload_limit {
-                    limiter.acquire(len).await;
-                }
-                writer.send(Message::chunk(id.get(), data)).await?;
-                config.events.chunk(EventKind::ChunkSent, id.get(), label, Some(len));
-                if shared.dist().note_served_if_orphan(id) {
-                    shared.dirty.notify_one();
-                }
-            }
-            changed = orphans.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-                let set = orphans.borrow_and_update().clone();
-                if set.count() == 0 && !sent_any_orphans {
-                    continue;
-                }
-                sent_any_orphans = true;
-                config.events.id_list(EventKind::IdListSent, set.count(), label);
-                // Advisory: a list too long for one header is cut (peers that run out of
-                // other sources ask the owner for anything after STALL_AFTER anyway).
-                let mut chunks = set.to_ranges();
-                chunks.0.truncate(MAX_RANGES_PER_MESSAGE);
-                writer.send(Message::Orphans { chunks }).await?;
-            }
-            () = tokio::time::sleep(KEEPALIVE_INTERVAL) => {
-                writer.send(Message::Have { chunks: Ranges::default() }).await?;
-            }
+    let (msg, kind) = if unchoked {
+        (Message::Unchoke, EventKind::Unchoke)
+    } else {
+        (Message::Choke, EventKind::Choke)
+    };
+    writer.send(msg).await?;
+    events.swarm(kind, label, "");
+    Ok(())
+}
+
+/// A getter could not reach `addr`: if the owner cannot reach it either (1 s to connect),
+/// it is dropped from the directory at once.
+fn check_lost_source(directory: &Arc<Directory>, addr: &str, reporter: &str) {
+    let Ok(sa) = addr.parse::<SocketAddr>() else {
+        warn!(from = %reporter, "source_lost names {addr:?}, not an IP:PORT; ignored");
+        return;
+    };
+    let directory = directory.clone();
+    let reporter = reporter.to_string();
+    tokio::spawn(async move {
+        let probe = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(sa)).await;
+        if matches!(probe, Ok(Ok(_))) {
+            info!(from = %reporter, "{sa} reported lost but answers; kept");
+        } else if directory.drop_addr(sa) > 0 {
+            info!(from = %reporter, "{sa} reported lost and unreachable; dropped from the directory");
         }
-    }
+    });
 }
 
 fn read_chunk(shared: &SharedFile, id: ChunkId) -> Result<bytes::Bytes> {

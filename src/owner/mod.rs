@@ -8,6 +8,7 @@
 pub mod assign;
 mod handler;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::choke::{Choker, DEFAULT_UPLOAD_SLOTS, spawn_rechoker};
 use crate::chunkset::ChunkSet;
+use crate::directory::Directory;
 use crate::events::EventSink;
 use crate::manifest::{Manifest, ManifestError};
 use crate::net::TcpListener;
@@ -44,6 +47,30 @@ pub struct Config {
     pub seed: Option<u64>,
     /// Cap on the owner's total upload rate (bytes per second), shared by all connections.
     pub upload_limit: Option<Arc<crate::rate::RateLimiter>>,
+    /// Getters served at once (choking); ring peers are always served.
+    pub upload_slots: usize,
+}
+
+impl Config {
+    /// Defaults: 5 expected peers, no seed, no cap, [`DEFAULT_UPLOAD_SLOTS`] slots.
+    pub fn new(events: Arc<EventSink>) -> Self {
+        Self {
+            peers: 5,
+            events,
+            seed: None,
+            upload_limit: None,
+            upload_slots: DEFAULT_UPLOAD_SLOTS,
+        }
+    }
+}
+
+/// The directory of `files` for an owner listening on `addr`: ids in the files' order.
+pub fn directory(files: &[Arc<SharedFile>], addr: SocketAddr, ttl: Duration) -> Arc<Directory> {
+    Arc::new(Directory::new(
+        files.iter().map(|f| f.manifest.clone()).collect(),
+        addr,
+        ttl,
+    ))
 }
 
 /// One shared file: its manifest, the open file, and who was handed what.
@@ -132,7 +159,8 @@ pub fn files_to_share(path: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     Ok(files)
 }
 
-/// Serves `files` on `listener` until `token` is cancelled.
+/// Serves `files` on `listener` until `token` is cancelled, keeping `directory` (made by
+/// [`directory`] from the same files).
 ///
 /// # Errors
 ///
@@ -140,10 +168,17 @@ pub fn files_to_share(path: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
 pub async fn run(
     listener: TcpListener,
     files: Vec<Arc<SharedFile>>,
+    directory: Arc<Directory>,
     config: Config,
     token: CancellationToken,
 ) -> crate::Result<()> {
-    let config = Arc::new(config);
+    let choker = Choker::new(config.upload_slots);
+    let rechoker = spawn_rechoker(&choker);
+    let ctx = Arc::new(handler::Ctx {
+        config: Arc::new(config),
+        directory,
+        choker,
+    });
     let files = Arc::new(files);
     let tracker = TaskTracker::new();
     for f in files.iter() {
@@ -165,17 +200,18 @@ pub async fn run(
         };
         let permit = slots.clone().try_acquire_owned().ok();
         let files = files.clone();
-        let config = config.clone();
+        let ctx = ctx.clone();
         let child = token.child_token();
         let span = info_span!("conn", peer = %addr);
         tracker.spawn(
             async move {
-                handler::handle(stream, permit, files, config, child).await;
+                handler::handle(stream, permit, files, ctx, child).await;
             }
             .instrument(span),
         );
     }
     info!("owner shutting down");
+    rechoker.abort();
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
         .await

@@ -36,6 +36,8 @@ const RETRY_LOG_EVERY: Duration = Duration::from_secs(10);
 pub(super) struct Handshake {
     conn: Connection,
     assigned: Ranges,
+    /// How often the owner wants to hear from this peer (its directory TTL / 3).
+    heartbeat: Duration,
 }
 
 /// What bootstrapping yields: the manifest, and the owner connection if one was made.
@@ -74,11 +76,24 @@ async fn handshake(
     }
     match conn.recv("waiting for welcome", HANDSHAKE_TIMEOUT).await {
         Ok(Some(Message::Welcome {
-            assigned, manifest, ..
+            assigned,
+            manifest,
+            heartbeat_ms,
+            ..
         })) => {
             let manifest = Manifest::from_json(&manifest)?;
             conn.set_max_body(usize::try_from(manifest.chunk_size).unwrap_or(usize::MAX));
-            Ok((Handshake { conn, assigned }, manifest))
+            let heartbeat = heartbeat_ms
+                .map_or(KEEPALIVE_INTERVAL, Duration::from_millis)
+                .clamp(Duration::from_millis(100), KEEPALIVE_INTERVAL);
+            Ok((
+                Handshake {
+                    conn,
+                    assigned,
+                    heartbeat,
+                },
+                manifest,
+            ))
         }
         Ok(Some(other)) => Err(ProtocolError::Unexpected {
             got: other.kind(),
@@ -188,9 +203,10 @@ pub(super) async fn run_source(
     // A complete peer still tells its download neighbour once that it is complete, so the
     // neighbour knows its upload neighbour needs nothing more.
     let mut told_complete = false;
-    while !token.is_cancelled()
-        && !(swarm.is_complete() && (kind == SourceKind::Owner || told_complete))
-    {
+    // The owner connection is also this peer's directory registration: it lives as long as
+    // the peer, and is made again (with the full have list) when the owner restarts.
+    let finished = |told: bool| kind == SourceKind::Neighbour && told && swarm.is_complete();
+    while !token.is_cancelled() && !finished(told_complete) {
         let have = swarm.have_snapshot();
         let hs = match first.take() {
             Some(hs) => Ok(hs),
@@ -216,7 +232,10 @@ pub(super) async fn run_source(
             Ok(hs) => hs,
             Err(e) => {
                 set_error(&swarm, kind, Some(e.to_string()));
-                if last_log.is_none_or(|t| t.elapsed() >= RETRY_LOG_EVERY) {
+                if swarm.is_complete() {
+                    // Only the directory registration is missing; no need to shout.
+                    debug!("waiting for owner {endpoint} ({e}); retrying");
+                } else if last_log.is_none_or(|t| t.elapsed() >= RETRY_LOG_EVERY) {
                     let who = if kind == SourceKind::Owner {
                         "owner"
                     } else {
@@ -301,6 +320,7 @@ async fn drive(
         swarm.state().assigned.union_with(&assigned);
         swarm.notify();
     }
+    let heartbeat = hs.heartbeat;
     let (mut reader, mut writer) = hs.conn.split();
     let (tx, rx) = mpsc::channel(swarm.config.in_flight + 4);
     let mut in_flight = InFlight {
@@ -309,7 +329,7 @@ async fn drive(
     };
     let res = tokio::select! {
         r = read_loop(swarm, kind, &mut reader, &label, &tx, &mut in_flight) => r,
-        r = write_loop(swarm, &mut writer, &label, rx, announced) => r,
+        r = write_loop(swarm, kind, &mut writer, &label, rx, announced, heartbeat) => r,
         () = token.cancelled() => Ok(()),
     };
     if token.is_cancelled() && swarm.is_complete() {
@@ -329,7 +349,7 @@ async fn drive(
         }
     }
     match &res {
-        Ok(()) if swarm.is_complete() => {
+        Ok(()) if swarm.is_complete() && kind == SourceKind::Neighbour => {
             // Everything announced: half-close, and read until the server closes too, so
             // that unread data never turns the close into a reset that destroys the last
             // `have` before the server read it.
@@ -378,7 +398,7 @@ async fn read_loop(
                 return Ok(());
             }
         }
-        if swarm.is_complete() {
+        if swarm.is_complete() && kind == SourceKind::Neighbour {
             // The writer ends the connection once it announced the last chunk.
             std::future::pending::<()>().await;
         }
@@ -487,15 +507,19 @@ pub(super) async fn announce(
 /// announced.
 async fn write_loop(
     swarm: &Swarm,
+    kind: SourceKind,
     writer: &mut ConnWriter,
     label: &str,
     mut rx: mpsc::Receiver<Message>,
     mut announced: ChunkSet,
+    heartbeat: Duration,
 ) -> Result<()> {
     let mut changed = swarm.changed.subscribe();
     loop {
         announce(swarm, writer, label, &mut announced).await?;
-        if announced.is_full() {
+        // A complete peer ends its neighbour connection; the owner connection stays, as
+        // the directory registration, with heartbeats.
+        if announced.is_full() && kind == SourceKind::Neighbour {
             return Ok(());
         }
         tokio::select! {
@@ -504,7 +528,7 @@ async fn write_loop(
                 None => return Ok(()),
             },
             _ = changed.changed() => {}
-            () = tokio::time::sleep(KEEPALIVE_INTERVAL) => {
+            () = tokio::time::sleep(heartbeat) => {
                 writer.send(Message::Have { chunks: Ranges::default() }).await?;
             }
         }

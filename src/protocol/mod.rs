@@ -95,6 +95,8 @@ pub enum ProtocolError {
         got: &'static str,
         doing: &'static str,
     },
+    #[error("internal error: {0}")]
+    Bug(&'static str),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
