@@ -220,6 +220,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let config = peer::Config {
             owner: Endpoint::local(owner_port),
             neighbour: Endpoint::local(ports[(i + 1) % n]),
+            get: None,
+            upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
             dir: work.join(format!("peer-{}", ports[i])),
             file: None,
             layout: if args.chunk_files {

@@ -1,4 +1,5 @@
 //! `peer OWNER PORT NEIGHBOUR`: join a ring, fetch every chunk, reassemble and verify the file.
+//! `peer list|search|locate|get OWNER ...`: ask the owner's directory, or fetch from many sources.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -7,35 +8,109 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use clap::builder::TypedValueParser;
+use clap::{Args, Parser, Subcommand};
+use ringswarm::choke::DEFAULT_UPLOAD_SLOTS;
 use ringswarm::cli::{self, human_size};
 use ringswarm::events::EventSink;
 use ringswarm::net::Endpoint;
 use ringswarm::peer::{self, Outcome};
+use ringswarm::query;
 use ringswarm::store::Layout;
 
 /// Join a ring swarm: get a subset of chunks from the file owner, serve chunks to the upload
 /// neighbour on PORT, download the rest from NEIGHBOUR, then reassemble and verify the file.
+///
+/// Or ask the owner's directory (`list`, `search`, `locate`), or fetch a file from many
+/// sources at once (`get`).
 #[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    override_usage = "peer [OPTIONS] OWNER PORT NEIGHBOUR\n       peer list OWNER [--json]\n       peer search OWNER TEXT [--json]\n       peer locate OWNER FILE [--json]\n       peer get OWNER FILE [--port P] [--dir DIR] [OPTIONS]"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
-    owner: Endpoint,
+    #[arg(required = true)]
+    owner: Option<Endpoint>,
     /// Port this peer's upload server listens on, for its upload neighbour
-    port: u16,
+    #[arg(required = true)]
+    port: Option<u16>,
     /// The download neighbour: a port (meaning 127.0.0.1) or HOST:PORT
-    neighbour: Endpoint,
+    #[arg(required = true)]
+    neighbour: Option<Endpoint>,
     /// Folder for chunks, the summary and the finished file [default: peer-PORT]
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// The file to fetch, when the owner shares several
+    /// The file to fetch (name or id), when the owner shares several
     #[arg(long, value_name = "NAME")]
     file: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List every file the owner shares: id, name, size, chunks, complete and partial sources
+    List {
+        /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
+        owner: Endpoint,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// The files whose name contains TEXT (any case)
+    Search {
+        /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
+        owner: Endpoint,
+        /// Text to look for in file names
+        text: String,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which source holds which chunks of FILE (an id or a name)
+    Locate {
+        /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
+        owner: Endpoint,
+        /// The file: its id (from `list`) or its name
+        file: String,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download FILE from up to --max-sources sources at once (rarest chunk first), then
+    /// keep serving it until Ctrl+C or --linger
+    Get {
+        /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
+        owner: Endpoint,
+        /// The file: its id (from `list`) or its name
+        file: String,
+        /// Port to serve chunks on while and after downloading [default: any free port]
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Folder for the file, its chunks and its summary [default: the current folder]
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Sources downloaded from at once (the owner counts as one)
+        #[arg(long, value_name = "N", default_value_t = peer::DEFAULT_MAX_SOURCES, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+        max_sources: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Options of both a ring peer and a getter.
+#[derive(Debug, Args)]
+struct Common {
     /// Store each chunk as its own file under DIR/chunks/ instead of one part file
     #[arg(long)]
     chunk_files: bool,
-    /// After completing, stop serving after SECS even if the upload neighbour is not complete
+    /// After completing, stop serving after SECS (a ring peer stops earlier once its upload
+    /// neighbour is complete; a getter serves until Ctrl+C without it)
     #[arg(long, value_name = "SECS")]
     linger: Option<f64>,
     /// Give up when the owner is unreachable at start, or nothing arrives, for SECS
@@ -50,6 +125,9 @@ struct Args {
     /// Cap this peer's total upload rate, e.g. 10MiB (bytes per second)
     #[arg(long, value_name = "RATE", value_parser = cli::parse_rate)]
     upload_limit: Option<u64>,
+    /// Multi-source getters served at once (choking); a ring neighbour is always served
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_UPLOAD_SLOTS, value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
+    upload_slots: usize,
     /// Also append every event as a JSON line to FILE
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
@@ -58,9 +136,72 @@ struct Args {
     corrupt_sends: u32,
 }
 
+/// What `run` is asked to do, once the command line is parsed.
+struct Job {
+    owner: Endpoint,
+    port: u16,
+    /// `None` for a getter.
+    neighbour: Option<Endpoint>,
+    dir: Option<PathBuf>,
+    file: Option<String>,
+    max_sources: usize,
+    common: Common,
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
-    cli::run_main(cli::Threads::One, run(args))
+    let job = match Cli::parse() {
+        Cli {
+            command: Some(Command::List { owner, json }),
+            ..
+        } => return cli::run_main(cli::Threads::One, query::list(owner, json)),
+        Cli {
+            command: Some(Command::Search { owner, text, json }),
+            ..
+        } => return cli::run_main(cli::Threads::One, query::search(owner, text, json)),
+        Cli {
+            command: Some(Command::Locate { owner, file, json }),
+            ..
+        } => return cli::run_main(cli::Threads::One, query::locate(owner, file, json)),
+        Cli {
+            command:
+                Some(Command::Get {
+                    owner,
+                    file,
+                    port,
+                    dir,
+                    max_sources,
+                    common,
+                }),
+            ..
+        } => Job {
+            owner,
+            port,
+            neighbour: None,
+            dir: Some(dir),
+            file: Some(file),
+            max_sources,
+            common,
+        },
+        Cli {
+            command: None,
+            owner: Some(owner),
+            port: Some(port),
+            neighbour: Some(neighbour),
+            dir,
+            file,
+            common,
+        } => Job {
+            owner,
+            port,
+            neighbour: Some(neighbour),
+            dir,
+            file,
+            max_sources: peer::DEFAULT_MAX_SOURCES,
+            common,
+        },
+        Cli { .. } => unreachable!("clap requires OWNER PORT NEIGHBOUR without a subcommand"),
+    };
+    cli::run_main(cli::Threads::One, run(job))
 }
 
 fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -68,21 +209,28 @@ fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
         .map_err(|_| anyhow::anyhow!("--{name} must be a number of seconds ≥ 0"))
 }
 
-async fn run(args: Args) -> anyhow::Result<bool> {
+async fn run(job: Job) -> anyhow::Result<bool> {
+    let Job {
+        owner,
+        port,
+        neighbour,
+        dir,
+        file,
+        max_sources,
+        common: args,
+    } = job;
     // Before anything slow or visible: a Ctrl+C from now on is handled, never lost.
     let token = cli::signal_token()?;
     let linger = args.linger.map(|v| secs("linger", v)).transpose()?;
     let timeout = secs("timeout", args.timeout)?;
-    let listener = cli::bind(args.bind, args.port).await?;
+    let listener = cli::bind(args.bind, port).await?;
     let addr = listener.local_addr()?;
     let label = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
     } else {
         addr.to_string()
     };
-    let dir = args
-        .dir
-        .unwrap_or_else(|| PathBuf::from(format!("peer-{}", addr.port())));
+    let dir = dir.unwrap_or_else(|| PathBuf::from(format!("peer-{}", addr.port())));
     let events = match &args.events {
         Some(p) => EventSink::with_file(label.clone(), p)
             .with_context(|| format!("cannot open event log {}", p.display()))?,
@@ -90,11 +238,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     println!("listening on {addr}");
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let getter = neighbour.is_none();
     let config = peer::Config {
-        owner: args.owner,
-        neighbour: args.neighbour,
+        neighbour: neighbour.unwrap_or_else(|| owner.clone()),
+        owner,
+        get: getter.then_some(peer::GetConfig { max_sources }),
+        upload_slots: args.upload_slots,
         dir,
-        file: args.file,
+        file,
         layout: if args.chunk_files {
             Layout::ChunkFiles
         } else {

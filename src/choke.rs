@@ -105,23 +105,36 @@ impl Choker {
             .count()
     }
 
-    /// Unchokes interested connections while slots are free.
+    /// Unchokes interested connections while slots are free. A connection that lost interest
+    /// keeps its unchoke (it costs nothing while it asks for nothing) until a waiting
+    /// interested one needs the slot, or the next rechoke, so interest that comes and goes
+    /// does not make the unchoke flap.
     fn fill(&self, inner: &mut Inner) {
-        let mut free = self.slots.saturating_sub(
-            inner
-                .conns
-                .values()
-                .filter(|c| *c.unchoked.borrow())
-                .count(),
-        );
-        for c in inner.conns.values() {
+        let unchoked = |c: &Conn| *c.unchoked.borrow();
+        let mut free = self
+            .slots
+            .saturating_sub(inner.conns.values().filter(|c| unchoked(c)).count());
+        let waiting: Vec<u64> = inner
+            .conns
+            .iter()
+            .filter(|(_, c)| c.interested && !unchoked(c))
+            .map(|(&id, _)| id)
+            .collect();
+        let mut idle = inner
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.interested && unchoked(c))
+            .map(|(&id, _)| id)
+            .collect::<Vec<_>>()
+            .into_iter();
+        for id in waiting {
             if free == 0 {
-                break;
+                let Some(victim) = idle.next() else { break };
+                inner.conns[&victim].unchoked.send_replace(false);
+                free += 1;
             }
-            if c.interested && !*c.unchoked.borrow() {
-                c.unchoked.send_replace(true);
-                free -= 1;
-            }
+            inner.conns[&id].unchoked.send_replace(true);
+            free -= 1;
         }
     }
 
@@ -175,9 +188,6 @@ impl ChokeSlot {
             return;
         };
         c.interested = interested;
-        if !interested {
-            c.unchoked.send_if_modified(|u| std::mem::replace(u, false));
-        }
         self.choker.fill(&mut inner);
     }
 
@@ -245,11 +255,19 @@ mod tests {
         assert_eq!(choker.unchoked(), 2);
         assert!(*conns[0].1.borrow() && *conns[1].1.borrow());
         assert!(!*conns[2].1.borrow() && !*conns[3].1.borrow());
-        // Losing interest frees the slot for the next one at once.
+        // Losing interest gives the slot to a waiting interested one at once.
         conns[0].0.set_interested(false);
         assert!(!*conns[0].1.borrow());
         assert!(*conns[2].1.borrow());
         assert_eq!(choker.unchoked(), 2);
+        // With nobody waiting, a connection that loses interest keeps its unchoke.
+        let choker = Choker::new(2);
+        let (a, a_rx) = choker.join();
+        a.set_interested(true);
+        a.set_interested(false);
+        assert!(*a_rx.borrow(), "no flapping when interest comes and goes");
+        choker.rechoke();
+        assert!(!*a_rx.borrow(), "the next rechoke takes it back");
     }
 
     #[test]

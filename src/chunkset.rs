@@ -204,6 +204,19 @@ pub fn pick_random(
     None
 }
 
+/// The indices of the set bits of `words` (bit `i` of word `w` is index `64·w + i`),
+/// ascending.
+pub fn set_bits(words: impl Iterator<Item = u64>) -> impl Iterator<Item = u32> {
+    words.enumerate().flat_map(|(w, word)| {
+        let base = u32::try_from(w * 64).expect("≤ MAX_CHUNKS");
+        std::iter::successors((word != 0).then_some(word), |&b| {
+            let next = b & (b - 1);
+            (next != 0).then_some(next)
+        })
+        .map(move |b| base + b.trailing_zeros())
+    })
+}
+
 impl ChunkSet {
     /// The ids in `self` but not in `other`, ascending (both sets must be of one file).
     pub fn difference(&self, other: &ChunkSet) -> Vec<u32> {

@@ -164,15 +164,15 @@ impl Directory {
         self.files.len()
     }
 
-    /// The file with numeric id `key`, or else the file named `key`: its index.
+    /// The file named `key`, or else the file with numeric id `key`: its index.
     pub fn find(&self, key: &str) -> Option<usize> {
-        let key = key.trim();
-        if let Ok(id) = key.parse::<usize>()
-            && (1..=self.files.len()).contains(&id)
-        {
-            return Some(id - 1);
+        if let Some(i) = self.files.iter().position(|m| m.name == key) {
+            return Some(i);
         }
-        self.files.iter().position(|m| m.name == key)
+        match key.trim().parse::<usize>() {
+            Ok(id) if (1..=self.files.len()).contains(&id) => Some(id - 1),
+            _ => None,
+        }
     }
 
     /// The index of the file with this manifest name.

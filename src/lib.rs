@@ -35,6 +35,7 @@ pub mod net;
 pub mod owner;
 pub mod peer;
 pub mod protocol;
+pub mod query;
 pub mod rate;
 pub mod report;
 pub mod store;

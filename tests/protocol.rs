@@ -85,6 +85,8 @@ async fn start_peer() -> Server {
     let config = peer::Config {
         owner: Endpoint::local(owner_port),
         neighbour: Endpoint::local(neighbour_port),
+        get: None,
+        upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
         dir,
         file: None,
         layout: Layout::PartFile,

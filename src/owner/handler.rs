@@ -97,7 +97,10 @@ async fn serve(
         Opening::Query(q) => return answer_queries(conn, q, &ctx.directory).await,
     };
     let config = &*ctx.config;
-    let shared = match choose_file(files, file.as_deref()) {
+    // By name, or by the directory's numeric id.
+    let by_id = file.as_deref().and_then(|k| ctx.directory.find(k));
+    let shared = match by_id.map_or_else(|| choose_file(files, file.as_deref()), |i| Ok(&files[i]))
+    {
         Ok(f) => f.clone(),
         Err(msg) => {
             conn.send_error(msg.clone()).await;

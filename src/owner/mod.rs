@@ -8,6 +8,8 @@
 pub mod assign;
 mod handler;
 
+pub(crate) use handler::send_choke;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -34,10 +34,10 @@ const RETRY_LOG_EVERY: Duration = Duration::from_secs(10);
 /// A connection that finished its handshake.
 #[derive(Debug)]
 pub(super) struct Handshake {
-    conn: Connection,
-    assigned: Ranges,
+    pub conn: Connection,
+    pub assigned: Ranges,
     /// How often the owner wants to hear from this peer (its directory TTL / 3).
-    heartbeat: Duration,
+    pub heartbeat: Duration,
 }
 
 /// What bootstrapping yields: the manifest, and the owner connection if one was made.
@@ -48,7 +48,7 @@ pub(super) struct Boot {
 }
 
 /// Connects to `endpoint`, says `hello`, and reads `welcome`.
-async fn handshake(
+pub(super) async fn handshake(
     endpoint: &Endpoint,
     role: Role,
     file: Option<String>,
@@ -137,9 +137,14 @@ pub(super) async fn bootstrap(config: &Config, port: u16) -> Result<Boot> {
     let started = Instant::now();
     let mut backoff = Backoff::default();
     let mut last_log = None::<Instant>;
+    let role = if config.get.is_some() {
+        Role::Getter
+    } else {
+        Role::Peer
+    };
     loop {
         let have = Ranges::default();
-        match handshake(&config.owner, Role::Peer, config.file.clone(), have, port).await {
+        match handshake(&config.owner, role, config.file.clone(), have, port).await {
             Ok((hs, manifest)) => {
                 info!(
                     file = %manifest.name,
@@ -270,7 +275,7 @@ pub(super) async fn run_source(
     }
 }
 
-fn set_error(swarm: &Swarm, kind: SourceKind, e: Option<String>) {
+pub(super) fn set_error(swarm: &Swarm, kind: SourceKind, e: Option<String>) {
     let mut st = swarm.state();
     match kind {
         SourceKind::Owner => {
@@ -471,7 +476,7 @@ async fn read_loop(
     }
 }
 
-fn is_bad_chunk(e: &crate::store::StoreError) -> bool {
+pub(super) fn is_bad_chunk(e: &crate::store::StoreError) -> bool {
     matches!(
         e,
         crate::store::StoreError::ChunkHashMismatch { .. }

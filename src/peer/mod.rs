@@ -17,6 +17,7 @@
 
 mod assemble;
 mod download;
+mod multi;
 mod upload;
 
 use std::path::PathBuf;
@@ -48,14 +49,28 @@ pub const MAX_UPLOAD_CONNECTIONS: usize = 64;
 pub const RECENT_CHUNKS: usize = 32;
 /// Hash failures from one connection after which it is dropped.
 pub const MAX_BAD_CHUNKS: u32 = 3;
+/// Sources a getter downloads from at once when not told otherwise.
+pub const DEFAULT_MAX_SOURCES: usize = 5;
+
+/// How a multi-source getter (`peer get`) runs.
+#[derive(Clone, Debug)]
+pub struct GetConfig {
+    /// Sources downloaded from at once, the owner included.
+    pub max_sources: usize,
+}
 
 /// How a peer runs.
 #[derive(Debug)]
 pub struct Config {
     /// The file owner.
     pub owner: Endpoint,
-    /// The download neighbour.
+    /// The download neighbour (unused by a getter).
     pub neighbour: Endpoint,
+    /// `Some`: download from many sources found in the owner's directory instead of a ring
+    /// neighbour, and serve until cancelled or `linger` ends.
+    pub get: Option<GetConfig>,
+    /// Getters served at once by this peer's upload server (choking).
+    pub upload_slots: usize,
     /// Where chunks, the summary and the finished file go.
     pub dir: PathBuf,
     /// The file wanted, when the owner shares several.
@@ -144,6 +159,8 @@ pub(crate) struct Swarm {
     recent: Mutex<std::collections::VecDeque<(ChunkId, Bytes)>>,
     /// The upload cap, shared by every upload connection.
     limiter: Option<crate::rate::RateLimiter>,
+    /// Who of the getters connected to the upload server is served.
+    choker: Arc<crate::choke::Choker>,
     /// Faults left to inject.
     corrupt_left: std::sync::atomic::AtomicU32,
 }
@@ -380,6 +397,7 @@ pub async fn run(
             .upload_limit
             .map(|r| crate::rate::RateLimiter::new(r, manifest.chunk_size)),
         port,
+        choker: crate::choke::Choker::new(config.upload_slots),
         state: Mutex::new(State {
             have,
             pending: ChunkSet::new(count),
@@ -410,21 +428,32 @@ pub async fn run(
     let _cancel_on_drop = child.clone().drop_guard();
     tasks.spawn(upload::serve(listener, swarm.clone(), child.clone()));
     tasks.spawn(summary_writer(swarm.clone(), child.clone()));
-    let owner_span = info_span!("owner", addr = %swarm.config.owner);
-    tasks.spawn(tracing::Instrument::instrument(
-        download::run_source(
+    let rechoker = crate::choke::spawn_rechoker(&swarm.choker);
+    let _stop_rechoker = AbortOnDrop(rechoker);
+    if let Some(get) = swarm.config.get.clone() {
+        tasks.spawn(multi::run(
             swarm.clone(),
-            SourceKind::Owner,
             boot.owner_conn,
+            get,
             child.clone(),
-        ),
-        owner_span,
-    ));
-    let nb_span = info_span!("neighbour", addr = %swarm.config.neighbour);
-    tasks.spawn(tracing::Instrument::instrument(
-        download::run_source(swarm.clone(), SourceKind::Neighbour, None, child.clone()),
-        nb_span,
-    ));
+        ));
+    } else {
+        let owner_span = info_span!("owner", addr = %swarm.config.owner);
+        tasks.spawn(tracing::Instrument::instrument(
+            download::run_source(
+                swarm.clone(),
+                SourceKind::Owner,
+                boot.owner_conn,
+                child.clone(),
+            ),
+            owner_span,
+        ));
+        let nb_span = info_span!("neighbour", addr = %swarm.config.neighbour);
+        tasks.spawn(tracing::Instrument::instrument(
+            download::run_source(swarm.clone(), SourceKind::Neighbour, None, child.clone()),
+            nb_span,
+        ));
+    }
 
     let completion = match wait_complete(&swarm, &token, started).await? {
         Some(c) => c,
@@ -436,10 +465,15 @@ pub async fn run(
     if let Some(tx) = on_complete {
         let _ = tx.send(completion.clone());
     }
-    let interrupted = !wait_downstream(&swarm, &token).await;
-    if !interrupted {
-        wait_told_neighbour(&swarm).await;
-    }
+    let interrupted = if swarm.config.get.is_some() {
+        !wait_linger(&swarm, &token).await
+    } else {
+        let interrupted = !wait_downstream(&swarm, &token).await;
+        if !interrupted {
+            wait_told_neighbour(&swarm).await;
+        }
+        interrupted
+    };
     finish(&swarm, &tasks, &child).await;
     Ok(if interrupted {
         Outcome::Interrupted
@@ -482,13 +516,20 @@ async fn wait_complete(
         {
             let st = swarm.state();
             if st.last_progress.elapsed() >= timeout {
-                let detail = format!(
-                    "neighbour {}: {}; owner {}: {}",
-                    swarm.config.neighbour,
-                    st.neighbour_error.as_deref().unwrap_or("connected"),
+                let owner = format!(
+                    "owner {}: {}",
                     swarm.config.owner,
                     st.owner_error.as_deref().unwrap_or("connected"),
                 );
+                let detail = if swarm.config.get.is_some() {
+                    owner
+                } else {
+                    format!(
+                        "neighbour {}: {}; {owner}",
+                        swarm.config.neighbour,
+                        st.neighbour_error.as_deref().unwrap_or("connected"),
+                    )
+                };
                 return Err(Error::Stalled {
                     secs: timeout.as_secs(),
                     have: st.have.count(),
@@ -540,6 +581,32 @@ async fn wait_downstream(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool 
             }
             () = token.cancelled() => return false,
         }
+    }
+}
+
+/// A getter serves what it has until `linger` ends (forever without it). Returns false if
+/// cancelled.
+async fn wait_linger(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool {
+    let Some(linger) = swarm.config.linger else {
+        info!("serving until Ctrl+C");
+        token.cancelled().await;
+        return false;
+    };
+    tokio::select! {
+        () = tokio::time::sleep(linger) => {
+            info!("linger time over; stopping");
+            true
+        }
+        () = token.cancelled() => false,
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

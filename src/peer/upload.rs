@@ -2,16 +2,18 @@
 //! connects), sends its chunk-ID list on connect and each new chunk as it arrives, and tracks
 //! whether the neighbour is complete.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::download::announce;
 use super::{MAX_UPLOAD_CONNECTIONS, Swarm};
+use crate::choke::ChokeSlot;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{
     ConnReader, ConnWriter, Connection, Hello, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
@@ -19,7 +21,8 @@ use crate::connection::{
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
 use crate::net::TcpListener;
-use crate::protocol::{Message, ProtocolError};
+use crate::owner::send_choke;
+use crate::protocol::{Message, ProtocolError, Role};
 use crate::{Error, Result};
 
 /// Requests queued per connection beyond which the reader waits.
@@ -93,8 +96,13 @@ impl Drop for Downstream<'_> {
 async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) -> Result<()> {
     let m = &swarm.manifest;
     let Hello {
-        file, have, label, ..
+        file,
+        have,
+        label,
+        role,
+        ..
     } = conn.recv_hello().await?;
+    let getter = role == Role::Getter;
     if let Some(f) = file.filter(|f| *f != m.name) {
         let msg = format!("this peer shares {:?}, not {f:?}", m.name);
         conn.send_error(msg.clone()).await;
@@ -108,7 +116,11 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
             return Err(e.into());
         }
     };
-    info!(neighbour = %label, holds = theirs.count(), "upload neighbour connected");
+    if getter {
+        info!(getter = %label, holds = theirs.count(), "getter connected");
+    } else {
+        info!(neighbour = %label, holds = theirs.count(), "upload neighbour connected");
+    }
     swarm
         .events
         .id_list(EventKind::IdListReceived, theirs.count(), &label);
@@ -117,15 +129,26 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
         swarm.manifest_json.clone(),
     ))
     .await?;
-    let _downstream = Downstream::open(swarm);
-    if theirs.is_full() {
+    // A getter is served under choking and is not the ring's upload neighbour.
+    let (slot, choke_rx) = if getter {
+        let (slot, rx) = swarm.choker.join();
+        (Some(slot), Some(rx))
+    } else {
+        (None, None)
+    };
+    let _downstream = (!getter).then(|| Downstream::open(swarm));
+    if theirs.is_full() && !getter {
         mark_done(swarm, &label);
     }
+    let conn_state = ConnState {
+        slot,
+        cancelled: Mutex::new(HashSet::new()),
+    };
     let (mut reader, mut writer) = conn.split();
     let (tx, rx) = mpsc::channel(MAX_QUEUED_REQUESTS);
     let res = tokio::select! {
-        r = read_loop(swarm, &mut reader, &label, &mut theirs, tx) => r,
-        r = write_loop(swarm, &mut writer, &label, rx) => r,
+        r = read_loop(swarm, &mut reader, &label, &mut theirs, tx, &conn_state, getter) => r,
+        r = write_loop(swarm, &mut writer, &label, rx, &conn_state, choke_rx) => r,
         () = token.cancelled() => Ok(()),
     };
     if let Err(e) = &res
@@ -142,12 +165,22 @@ fn mark_done(swarm: &Swarm, label: &str) {
     swarm.notify();
 }
 
+/// What the reader and the writer of one upload connection share.
+struct ConnState {
+    /// A getter's place in the choker; `None` for the ring neighbour (never choked).
+    slot: Option<ChokeSlot>,
+    /// Requests the getter cancelled before they were served.
+    cancelled: Mutex<HashSet<ChunkId>>,
+}
+
 async fn read_loop(
     swarm: &Swarm,
     reader: &mut ConnReader,
     label: &str,
     theirs: &mut ChunkSet,
     tx: mpsc::Sender<ChunkId>,
+    conn: &ConnState,
+    getter: bool,
 ) -> Result<()> {
     let m = &swarm.manifest;
     loop {
@@ -175,9 +208,21 @@ async fn read_loop(
                 let added = theirs.extend_from_ranges(m, &chunks)?;
                 let n = u32::try_from(added.len()).unwrap_or(u32::MAX);
                 swarm.events.id_list(EventKind::IdListReceived, n, label);
-                if theirs.is_full() && !was_full {
+                if theirs.is_full() && !was_full && !getter {
                     mark_done(swarm, label);
                 }
+            }
+            Message::Interested | Message::NotInterested if conn.slot.is_some() => {
+                if let Some(slot) = &conn.slot {
+                    slot.set_interested(matches!(msg, Message::Interested));
+                }
+            }
+            Message::Cancel { chunk } => {
+                let id = m.chunk_id(chunk)?;
+                conn.cancelled
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id);
             }
             other => {
                 return Err(ProtocolError::Unexpected {
@@ -195,21 +240,43 @@ async fn write_loop(
     writer: &mut ConnWriter,
     label: &str,
     mut rx: mpsc::Receiver<ChunkId>,
+    conn: &ConnState,
+    mut choke: Option<watch::Receiver<bool>>,
 ) -> Result<()> {
     let mut changed = swarm.changed.subscribe();
     let mut announced = ChunkSet::new(swarm.manifest.chunk_count());
+    let mut unchoked = choke.is_none();
     loop {
         announce(swarm, writer, label, &mut announced).await?;
         tokio::select! {
             id = rx.recv() => {
                 let Some(id) = id else { return Ok(()) };
+                let cancelled = conn
+                    .cancelled
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                // Never serve a getter this peer is choking; it asks again once unchoked.
+                if cancelled || !unchoked {
+                    continue;
+                }
                 let data = swarm.chunk_to_send(id).await?;
                 let len = data.len() as u64;
                 if let Some(limiter) = &swarm.limiter {
                     limiter.acquire(len).await;
                 }
                 writer.send(Message::chunk(id.get(), data)).await?;
+                if let Some(slot) = &conn.slot {
+                    slot.sent(len);
+                }
                 swarm.events.chunk(EventKind::ChunkSent, id.get(), label, Some(len));
+            }
+            changed = async { choke.as_mut().expect("guarded").changed().await }, if choke.is_some() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                unchoked = *choke.as_mut().expect("guarded").borrow_and_update();
+                send_choke(writer, &swarm.events, label, unchoked).await?;
             }
             _ = changed.changed() => {}
             () = tokio::time::sleep(KEEPALIVE_INTERVAL) => {

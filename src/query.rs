@@ -1,0 +1,187 @@
+//! `peer list|search|locate OWNER ...`: ask the owner's directory and print the answer as a
+//! table (or JSON with `--json`).
+
+use std::fmt::Write as _;
+
+use crate::cli::human_size;
+use crate::connection::{Connection, HANDSHAKE_TIMEOUT};
+use crate::directory::{FileInfo, Listing, Locations};
+use crate::net::Endpoint;
+use crate::protocol::{Message, ProtocolError};
+
+/// The largest answer accepted (a listing of many files, or many sources' chunk lists).
+pub const MAX_ANSWER_LEN: usize = 64 * 1024 * 1024;
+
+/// Sends one query to the owner and returns the JSON body of its answer.
+///
+/// # Errors
+///
+/// The owner is unreachable, refuses, or answers with something else.
+pub async fn ask(owner: &Endpoint, query: Message) -> anyhow::Result<bytes::Bytes> {
+    let stream = owner
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the owner {owner}: {e}"))?;
+    let mut conn = Connection::new(stream, MAX_ANSWER_LEN);
+    conn.send(query).await?;
+    match conn.recv("waiting for the answer", HANDSHAKE_TIMEOUT).await {
+        Ok(Some(Message::Files { body, .. } | Message::Locations { body, .. })) => Ok(body),
+        Ok(Some(other)) => anyhow::bail!("the owner answered with {}", other.kind()),
+        Ok(None) => anyhow::bail!("the owner {owner} closed the connection without answering"),
+        Err(ProtocolError::Remote(msg)) => anyhow::bail!("the owner {owner} refused: {msg}"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `peer list OWNER`.
+///
+/// # Errors
+///
+/// As [`ask`], or an answer that is not a listing.
+pub async fn list(owner: Endpoint, json: bool) -> anyhow::Result<bool> {
+    let body = ask(&owner, Message::List).await?;
+    let listing: Listing = serde_json::from_slice(&body)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+    } else if listing.files.is_empty() {
+        println!("the owner shares no file");
+    } else {
+        print!("{}", files_table(&listing.files));
+    }
+    Ok(true)
+}
+
+/// `peer search OWNER TEXT`.
+///
+/// # Errors
+///
+/// As [`ask`], or an answer that is not a listing.
+pub async fn search(owner: Endpoint, text: String, json: bool) -> anyhow::Result<bool> {
+    let body = ask(&owner, Message::Search { text: text.clone() }).await?;
+    let listing: Listing = serde_json::from_slice(&body)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+    } else if listing.files.is_empty() {
+        println!("no file name contains {text:?} (`peer list {owner}` shows every file)");
+    } else {
+        print!("{}", files_table(&listing.files));
+    }
+    Ok(true)
+}
+
+/// `peer locate OWNER FILE`.
+///
+/// # Errors
+///
+/// As [`ask`], or an answer that is not a location list.
+pub async fn locate(owner: Endpoint, file: String, json: bool) -> anyhow::Result<bool> {
+    let body = ask(&owner, Message::Locate { file }).await?;
+    let loc: Locations = serde_json::from_slice(&body)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&loc)?);
+    } else {
+        print!("{}", locations_table(&loc));
+    }
+    Ok(true)
+}
+
+/// A table of files, one per line, with a header.
+pub fn files_table(files: &[FileInfo]) -> String {
+    let name_w = files.iter().map(|f| f.name.len()).max().unwrap_or(4).max(4);
+    let mut out = format!(
+        "{:>3}  {:<name_w$}  {:>10}  {:>7}  {:>8}  {:>7}  BLAKE3\n",
+        "ID", "NAME", "SIZE", "CHUNKS", "COMPLETE", "PARTIAL"
+    );
+    for f in files {
+        let _ = writeln!(
+            out,
+            "{:>3}  {:<name_w$}  {:>10}  {:>7}  {:>8}  {:>7}  {}",
+            f.id,
+            f.name,
+            human_size(f.size),
+            f.chunks,
+            f.complete_sources,
+            f.partial_sources,
+            f.hash
+        );
+    }
+    out
+}
+
+/// The file, then one line per source: address, role, how many chunks, which.
+pub fn locations_table(loc: &Locations) -> String {
+    let Some(f) = &loc.file else {
+        return format!("{}\n", loc.message.as_deref().unwrap_or("no such file"));
+    };
+    let mut out = format!(
+        "file {} {} ({}, {} chunks, blake3 {}): {} complete and {} partial sources\n",
+        f.id,
+        f.name,
+        human_size(f.size),
+        f.chunks,
+        f.hash,
+        f.complete_sources,
+        f.partial_sources
+    );
+    let addr_w = loc
+        .sources
+        .iter()
+        .map(|s| s.addr.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        out,
+        "{:<addr_w$}  {:<6}  {:>13}  CHUNK IDS",
+        "SOURCE", "ROLE", "CHUNKS"
+    );
+    for s in &loc.sources {
+        let held = format!("{}/{}", s.count, f.chunks);
+        let _ = writeln!(
+            out,
+            "{:<addr_w$}  {:<6}  {:>13}  {}",
+            s.addr,
+            s.role,
+            held,
+            ranges_text(&s.chunks.0, 12)
+        );
+    }
+    out
+}
+
+/// `0-99,150,152-160`, cut after `max` ranges with `… (N more ranges)`.
+fn ranges_text(ranges: &[[u32; 2]], max: usize) -> String {
+    if ranges.is_empty() {
+        return "none".into();
+    }
+    let mut parts: Vec<String> = ranges
+        .iter()
+        .take(max)
+        .map(|&[a, b]| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    if ranges.len() > max {
+        parts.push(format!("… ({} more ranges)", ranges.len() - max));
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_read_well() {
+        assert_eq!(ranges_text(&[], 3), "none");
+        assert_eq!(ranges_text(&[[0, 9], [12, 12]], 3), "0-9,12");
+        assert_eq!(
+            ranges_text(&[[0, 0], [2, 2], [4, 4], [6, 6]], 2),
+            "0,2,… (2 more ranges)"
+        );
+    }
+}
