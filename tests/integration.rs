@@ -17,3 +17,5 @@ mod script;
 mod report;
 // The demo binary: owner and peers in one process, meter, report files.
 mod demo;
+// peer get: multi-source downloads, rarest first, fall-over.
+mod getter;

@@ -1,0 +1,269 @@
+//! `peer get`: multi-source downloads from the owner and other getters, rarest first, fall-over
+//! when a source dies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use ringswarm::chunkset::Ranges;
+use ringswarm::events::{Event, EventKind};
+use ringswarm::protocol::{Message, MessageCodec, PROTOCOL_VERSION, Role};
+use tokio_util::codec::Encoder;
+
+use crate::args;
+use crate::util::{
+    PEER, Proc, WAIT, chunk_count, random_file, read_events_so_far, start_owner, wait_until,
+};
+
+/// Starts `peer get OWNER FILE` in `root/NAME`, logging events to `root/NAME.jsonl`.
+fn start_getter(root: &Path, name: &str, owner: u16, file: &str, extra: &[String]) -> Proc {
+    let dir = root.join(name);
+    let mut args = args![
+        "get",
+        owner,
+        file,
+        "--port",
+        0,
+        "--dir",
+        dir.display(),
+        "--events",
+        events_path(root, name).display(),
+        "--bind",
+        "127.0.0.1",
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn(name, PEER, &args, &dir, root)
+}
+
+fn events_path(root: &Path, name: &str) -> PathBuf {
+    root.join(format!("{name}.jsonl"))
+}
+
+/// Chunks received per source address.
+fn received_from(events: &[Event]) -> BTreeMap<String, usize> {
+    let mut by = BTreeMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e.event == EventKind::ChunkReceived)
+    {
+        *by.entry(e.neighbour.clone()).or_insert(0) += 1;
+    }
+    by
+}
+
+fn assert_same_file(got: &Path, original: &Path, who: &Proc) {
+    let (a, b) = (std::fs::read(got), std::fs::read(original).unwrap());
+    assert!(
+        a.as_ref().is_ok_and(|a| *a == b),
+        "{} differs from the original\n{}",
+        got.display(),
+        who.describe()
+    );
+}
+
+#[test]
+fn three_getters_fetch_from_the_seeder_and_from_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let share = root.join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let original = share.join("data.bin");
+    let size = 20 << 20;
+    random_file(&original, size, 41);
+    // Alone at 8 MiB/s the owner would need 7.5 s for three copies: the getters must share.
+    let (_owner, port) = start_owner(root, &original, &args!["--upload-limit", "8MiB"]);
+    let mut getters: Vec<Proc> = (1..=3)
+        .map(|i| start_getter(root, &format!("g{i}"), port, "data.bin", &[]))
+        .collect();
+    for g in &mut getters {
+        g.wait_line("complete: ");
+    }
+    // Every getter serves until Ctrl+C, which ends it with 130.
+    for g in &getters {
+        g.interrupt();
+    }
+    for g in &mut getters {
+        assert_eq!(g.wait_exit(WAIT).code(), Some(130), "{}", g.describe());
+    }
+    let owner_label = format!("127.0.0.1:{port}");
+    let chunks = chunk_count(size);
+    let mut most_peers = 0;
+    for (i, g) in getters.iter().enumerate() {
+        let name = format!("g{}", i + 1);
+        assert_same_file(&root.join(&name).join("data.bin"), &original, g);
+        let events = read_events_so_far(&events_path(root, &name));
+        let from = received_from(&events);
+        assert_eq!(
+            from.values().sum::<usize>(),
+            chunks as usize,
+            "{name}: {from:?}"
+        );
+        let peers = from.keys().filter(|a| **a != owner_label).count();
+        most_peers = most_peers.max(peers);
+        // Every verified chunk was registered with the directory.
+        let registered: u32 = events
+            .iter()
+            .filter(|e| e.event == EventKind::ChunkRegistered)
+            .filter_map(|e| e.count)
+            .sum();
+        assert_eq!(registered, chunks, "{name} registered {registered} chunks");
+        for kind in [EventKind::Interested, EventKind::Unchoke] {
+            assert!(
+                events.iter().any(|e| e.event == kind),
+                "{name}: no {kind:?} event"
+            );
+        }
+    }
+    assert!(
+        most_peers >= 2,
+        "no getter received chunks from two other getters"
+    );
+}
+
+#[test]
+fn a_source_killed_mid_download_is_replaced_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("data.bin");
+    let size = 10 << 20;
+    random_file(&original, size, 42);
+    let (_owner, port) = start_owner(root, &original, &args!["--upload-limit", "2MiB"]);
+    // A fetches the file, then serves it (slowly, so B is mid-download when A dies).
+    let mut a = start_getter(
+        root,
+        "a",
+        port,
+        "data.bin",
+        &args!["--upload-limit", "3MiB"],
+    );
+    let a_port = a.listening_port();
+    a.wait_line("complete: ");
+    let a_label = format!("127.0.0.1:{a_port}");
+    let mut b = start_getter(root, "b", port, "data.bin", &[]);
+    let b_events = events_path(root, "b");
+    assert!(
+        wait_until(WAIT, || {
+            received_from(&read_events_so_far(&b_events))
+                .get(&a_label)
+                .is_some_and(|&n| n >= 5)
+        }),
+        "b never received chunks from a\n{}",
+        b.describe()
+    );
+    a.kill();
+    b.wait_line("complete: ");
+    assert_same_file(&root.join("b").join("data.bin"), &original, &b);
+    let events = read_events_so_far(&b_events);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event == EventKind::SourceLost && e.neighbour == a_label),
+        "b did not report {a_label} lost\n{}",
+        b.describe()
+    );
+    // The directory no longer lists the dead source.
+    let listed = || {
+        let out = std::process::Command::new(PEER)
+            .args(args!["locate", port, "data.bin", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["addr"] == a_label.as_str())
+    };
+    assert!(wait_until(WAIT, || !listed()), "{a_label} still listed");
+    b.interrupt();
+    b.wait_exit(WAIT);
+}
+
+/// Sends `msg` framed on `stream`.
+fn send(stream: &mut TcpStream, msg: Message) {
+    let mut buf = BytesMut::new();
+    MessageCodec::new(0).encode(msg, &mut buf).unwrap();
+    stream.write_all(&buf).unwrap();
+}
+
+/// A fake source: registered with the owner as holding `have`, listening (but never
+/// serving) on its own port. Dropping it unregisters it.
+struct FakeSource {
+    _listener: TcpListener,
+    _session: TcpStream,
+}
+
+fn fake_source(owner: u16, file: &str, have: Ranges) -> FakeSource {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut session = TcpStream::connect(("127.0.0.1", owner)).unwrap();
+    send(
+        &mut session,
+        Message::Hello {
+            version: PROTOCOL_VERSION,
+            role: Role::Getter,
+            file: Some(file.into()),
+            have,
+            port: Some(port),
+        },
+    );
+    // The welcome's first bytes: the owner took the hello.
+    let mut len = [0u8; 4];
+    session.read_exact(&mut len).unwrap();
+    FakeSource {
+        _listener: listener,
+        _session: session,
+    }
+}
+
+#[test]
+fn the_rarest_chunk_is_requested_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("data.bin");
+    let size = 3_000_000; // 30 chunks
+    random_file(&original, size, 43);
+    let (_owner, port) = start_owner(root, &original, &[]);
+    // Two sources hold every chunk but 17: chunk 17 is on the owner alone, the rarest.
+    let rare = 17;
+    let most = Ranges(vec![[0, rare - 1], [rare + 1, chunk_count(size) - 1]]);
+    let _fakes: Vec<FakeSource> = (0..2)
+        .map(|_| fake_source(port, "data.bin", most.clone()))
+        .collect();
+    let sources = || {
+        let out = std::process::Command::new(PEER)
+            .args(args!["locate", port, "1", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["sources"].as_array().map_or(0, Vec::len)
+    };
+    assert!(wait_until(WAIT, || sources() == 3), "fakes not registered");
+    // One source at a time: the owner, which holds everything. Only rarity decides.
+    let mut g = start_getter(root, "g", port, "1", &args!["--max-sources", 1]);
+    g.wait_line("complete: ");
+    assert_same_file(&root.join("g").join("data.bin"), &original, &g);
+    // The event log is flushed every 100 ms: wait for all of it.
+    let mut events = Vec::new();
+    wait_until(WAIT, || {
+        events = read_events_so_far(&events_path(root, "g"));
+        received_from(&events).values().sum::<usize>() == chunk_count(size) as usize
+    });
+    let requested: Vec<u32> = events
+        .iter()
+        .filter(|e| e.event == EventKind::ChunkRequested)
+        .filter_map(|e| e.chunk)
+        .collect();
+    assert_eq!(
+        requested.first(),
+        Some(&rare),
+        "first requests: {:?}",
+        &requested[..requested.len().min(8)]
+    );
+    let all: BTreeSet<u32> = requested.iter().copied().collect();
+    assert_eq!(all.len(), chunk_count(size) as usize);
+    g.interrupt();
+    g.wait_exit(WAIT);
+}
