@@ -12,6 +12,9 @@
 #                clock runs from launching the peers (owner already listening, file hashed)
 #                until the last peer exits, its file verified
 #   chunk-files  the same with --chunk-files
+#   get          file-owner + GETTERS `peer get` processes (multi-source, rarest first); the
+#                clock runs from launching them until the last has printed `complete:` (file
+#                verified); then they are stopped (they would serve on until Ctrl+C)
 #   nginx        nginx (sendfile on) serving FILE; 5 concurrent `curl -s -o` into 5 files;
 #                the clock runs from launching the curls (nginx listening) until the last exits
 #   cat          one `cat FILE > copy`: the floor for writing one copy
@@ -34,6 +37,7 @@
 #   --rounds N         rounds (default 3)
 #   --only LIST        contenders to run, comma-separated (default ring,chunk-files,nginx,cat)
 #   --peers N          receivers: ring peers and curl downloads (default 5)
+#   --getters N        downloaders of the get contender (default 4, as in issue 4)
 #   --timeout SECS     limit for one run (default 600)
 #   --csv FILE         also append one row per run to FILE
 #   --no-netns         run in this network namespace on free 127.0.0.1 ports (no noise check)
@@ -79,6 +83,7 @@ log() {
 rounds=3
 only=ring,chunk-files,nginx,cat
 peers=5
+getters=4
 timeout=600
 csv=""
 netns=1
@@ -96,10 +101,11 @@ while [[ $# -gt 0 ]]; do
         usage
         exit 0
         ;;
-    --rounds | --only | --peers | --timeout | --csv)
+    --rounds | --only | --peers | --getters | --timeout | --csv)
         need_value "$@"
         case $1 in
         --rounds) rounds=$2 ;;
+        --getters) getters=$2 ;;
         --only) only=$2 ;;
         --peers) peers=$2 ;;
         --timeout) timeout=$2 ;;
@@ -110,6 +116,7 @@ while [[ $# -gt 0 ]]; do
     --rounds=*) rounds=${1#*=} && shift ;;
     --only=*) only=${1#*=} && shift ;;
     --peers=*) peers=${1#*=} && shift ;;
+    --getters=*) getters=${1#*=} && shift ;;
     --timeout=*) timeout=${1#*=} && shift ;;
     --csv=*) csv=${1#*=} && shift ;;
     --no-netns) netns=0 && shift ;;
@@ -125,13 +132,14 @@ done
 
 [[ $rounds =~ ^[1-9][0-9]{0,2}$ ]] || die_usage "--rounds must be a number from 1 to 999, not '$rounds'"
 [[ $peers =~ ^[1-9][0-9]?$ ]] || die_usage "--peers must be a number from 1 to 99, not '$peers'"
+[[ $getters =~ ^[1-9][0-9]?$ ]] || die_usage "--getters must be a number from 1 to 99, not '$getters'"
 [[ $timeout =~ ^[1-9][0-9]{0,5}$ ]] || die_usage "--timeout must be a whole number of seconds, not '$timeout'"
 contenders=()
 IFS=, read -r -a wanted <<<"$only"
 for c in "${wanted[@]}"; do
     case $c in
-    ring | chunk-files | nginx | cat) contenders+=("$c") ;;
-    *) die_usage "unknown contender '$c' (ring, chunk-files, nginx, cat)" ;;
+    ring | chunk-files | get | nginx | cat) contenders+=("$c") ;;
+    *) die_usage "unknown contender '$c' (ring, chunk-files, get, nginx, cat)" ;;
     esac
 done
 ((${#contenders[@]} > 0)) || die_usage "--only names no contender"
@@ -184,7 +192,7 @@ if [[ ${BENCH_IN_NETNS:-0} != 1 ]]; then
     fi
     if [[ -n ${RINGSWARM_BIN_DIR:-} ]]; then
         bin_dir=$RINGSWARM_BIN_DIR
-    elif [[ " ${contenders[*]} " == *" ring "* || " ${contenders[*]} " == *" chunk-files "* ]]; then
+    elif [[ " ${contenders[*]} " =~ " "(ring|chunk-files|get)" " ]]; then
         log "building (release)"
         (cd "$root" && cargo build --release --bins --quiet) || die "cargo build failed"
         target_dir=${CARGO_TARGET_DIR:-$root/target}
@@ -210,7 +218,7 @@ if [[ ${BENCH_IN_NETNS:-0} == 1 ]]; then
 fi
 owner_bin=$bin_dir/file-owner
 peer_bin=$bin_dir/peer
-if [[ " ${contenders[*]} " == *" ring "* || " ${contenders[*]} " == *" chunk-files "* ]]; then
+if [[ " ${contenders[*]} " =~ " "(ring|chunk-files|get)" " ]]; then
     for b in "$owner_bin" "$peer_bin"; do
         [[ -x $b ]] || die "no executable $b (set RINGSWARM_BIN_DIR, or unset it to build)"
     done
@@ -577,6 +585,100 @@ run_ring() {
     rm -rf "$dir"
 }
 
+# Sets DONE when every file named in "$@" has a line starting with `complete: ` (bash
+# builtins only: this polls inside the timed window).
+all_complete() {
+    local f line
+    DONE=1
+    for f in "$@"; do
+        local found=0
+        if [[ -e $f ]]; then
+            while IFS= read -r line; do
+                if [[ $line == "complete: "* ]]; then
+                    found=1
+                    break
+                fi
+            done <"$f"
+        fi
+        if ((!found)); then
+            DONE=0
+            return
+        fi
+    done
+}
+
+run_get() {
+    local dir=$work/run
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    used=" "
+    free_port 5000
+    local owner_port=$PORT
+    start_timed --child "$dir/owner.time" "$dir/owner.out" "$dir/owner.err" \
+        "$owner_bin" "$owner_port" "$file" --bind 127.0.0.1
+    local owner_wrapper=$STARTED_WRAPPER owner_pid=$STARTED_PID
+    if ! wait_line "$dir/owner.out" "listening on " "$owner_pid"; then
+        log "the file owner did not start:"
+        tail -n 20 "$dir/owner.err" >&2
+        return 1
+    fi
+    local wrappers=() gpids=() outs=() i t0 t1
+    snap0=$(foreign_snapshot)
+    t0=$(now)
+    for ((i = 1; i <= getters; i++)); do
+        mkdir -p "$dir/get-$i"
+        start_timed --child "$dir/get-$i.time" "$dir/get-$i.out" "$dir/get-$i.err" \
+            "$peer_bin" get "$owner_port" "$name" --port 0 --bind 127.0.0.1 --dir "$dir/get-$i"
+        wrappers+=("$STARTED_WRAPPER")
+        gpids+=("$STARTED_PID")
+        outs+=("$dir/get-$i.out")
+    done
+    watchdog "${gpids[@]}"
+    local failed=0 alive p
+    while :; do
+        all_complete "${outs[@]}"
+        ((DONE)) && break
+        alive=0
+        for p in "${gpids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        if ((!alive)); then
+            failed=1
+            break
+        fi
+        sleep 0.01
+    done
+    t1=$(now)
+    foreign_after=$(foreign_snapshot)
+    stop_watchdog
+    stop_pids "${gpids[@]}"
+    for w in "${wrappers[@]}"; do wait "$w" 2>/dev/null || true; done
+    stop_pids "$owner_pid"
+    wait "$owner_wrapper" 2>/dev/null || true
+
+    RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+    RUN_FOREIGN=$(foreign_cpu <(echo "$snap0") <(echo "$foreign_after"))
+    CPU_USER=0 CPU_SYS=0
+    add_cpu "$dir/owner.time"
+    local rss copies=()
+    rss=$(time_rss_kb "$dir/owner.time")
+    for ((i = 1; i <= getters; i++)); do
+        add_cpu "$dir/get-$i.time"
+        rss+=",$(time_rss_kb "$dir/get-$i.time")"
+        copies+=("$dir/get-$i/$name")
+    done
+    set_run_cpu
+    RUN_RSS=$rss
+    RUN_VERIFY=$(verify_copies "${copies[@]}")
+    if ((failed)) || [[ $RUN_VERIFY != ok ]]; then
+        log "get failed: $RUN_VERIFY"
+        for ((i = 1; i <= getters; i++)); do
+            echo "--- getter $i:" >&2
+            tail -n 5 "$dir/get-$i.err" >&2 || true
+        done
+        return 1
+    fi
+    rm -rf "$dir"
+}
+
 run_nginx() {
     local dir=$work/run
     rm -rf "$dir"
@@ -687,6 +789,7 @@ run_contender() {
     case $1 in
     ring) run_ring part-file ;;
     chunk-files) run_ring chunk-files ;;
+    get) run_get ;;
     nginx) run_nginx ;;
     cat) run_cat ;;
     esac
@@ -747,6 +850,7 @@ for c in "${contenders[@]}"; do
             }')
     case $c in
     ring | chunk-files) rss="owner $(cut -d' ' -f1 <<<"$rss"), peers $(cut -d' ' -f2- <<<"$rss")" ;;
+    get) rss="owner $(cut -d' ' -f1 <<<"$rss"), getters $(cut -d' ' -f2- <<<"$rss")" ;;
     nginx) rss="nginx $(cut -d' ' -f1 <<<"$rss"), curls $(cut -d' ' -f2- <<<"$rss")" ;;
     esac
     runs=$cnt
@@ -755,10 +859,14 @@ for c in "${contenders[@]}"; do
 done
 if [[ -n ${med[nginx]:-} ]]; then
     echo
-    for c in ring chunk-files cat; do
+    for c in ring chunk-files get cat; do
         [[ -n ${med[$c]:-} ]] || continue
         awk -v a="${med[$c]}" -v b="${med[nginx]}" -v c="$c" 'BEGIN {printf "ratio %s / nginx: %.2f\n", c, a / b}'
     done
+fi
+if [[ -n ${med[get]:-} && -n ${med[ring]:-} ]]; then
+    awk -v a="${med[get]}" -v b="${med[ring]}" -v g="$getters" -v p="$peers" \
+        'BEGIN {printf "ratio get (%d getters) / ring (%d peers): %.2f\n", g, p, a / b}'
 fi
 echo "(+Nn: N noisy runs left out and repeated; CPU_S, SYS_S: CPU seconds (all, in the kernel) of"
 echo " the contender's processes, medians)"
