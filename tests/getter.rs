@@ -267,3 +267,128 @@ fn the_rarest_chunk_is_requested_first() {
     g.interrupt();
     g.wait_exit(WAIT);
 }
+
+/// `peer locate OWNER FILE --json`, parsed.
+fn locate_json(owner: u16, file: &str) -> serde_json::Value {
+    let out = std::process::Command::new(PEER)
+        .args(args!["locate", owner, file, "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn a_restarted_owner_learns_its_sources_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("data.bin");
+    random_file(&original, 1_000_000, 44);
+    let (mut owner, port) = start_owner(root, &original, &args!["--peer-ttl", 3]);
+    let mut g = start_getter(root, "g", port, "data.bin", &[]);
+    let g_label = format!("127.0.0.1:{}", g.listening_port());
+    g.wait_line("complete: ");
+    let holds_all = |v: &serde_json::Value| {
+        v["sources"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|s| s["addr"] == g_label.as_str() && s["complete"] == true)
+        })
+    };
+    assert!(wait_until(WAIT, || holds_all(&locate_json(
+        port, "data.bin"
+    ))));
+    owner.kill();
+    // A new owner on the same port knows nothing until the getter reconnects and says hello
+    // with everything it holds.
+    let mut owner2 =
+        crate::util::start_owner_on(root, "owner2", port, &original, &args!["--peer-ttl", 3]);
+    owner2.wait_line("listening on ");
+    assert!(
+        wait_until(WAIT, || holds_all(&locate_json(port, "data.bin"))),
+        "the restarted owner never listed {g_label}\n{}",
+        owner2.describe()
+    );
+    g.interrupt();
+    g.wait_exit(WAIT);
+}
+
+#[test]
+fn an_uploader_never_serves_a_getter_it_chokes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("data.bin");
+    let size = 4_000_000;
+    random_file(&original, size, 45);
+    let owner_events = root.join("owner.jsonl");
+    // One upload slot, three getters that may only use the owner: they take turns.
+    let (_owner, port) = start_owner(
+        root,
+        &original,
+        &args![
+            "--upload-slots",
+            1,
+            "--events",
+            owner_events.display(),
+            "--upload-limit",
+            "8MiB"
+        ],
+    );
+    let mut getters: Vec<Proc> = (1..=3)
+        .map(|i| {
+            start_getter(
+                root,
+                &format!("g{i}"),
+                port,
+                "data.bin",
+                &args!["--max-sources", 1],
+            )
+        })
+        .collect();
+    for g in &mut getters {
+        g.wait_line("complete: ");
+        assert_same_file(&g.dir.join("data.bin"), &original, g);
+    }
+    for g in &getters {
+        g.interrupt();
+    }
+    for g in &mut getters {
+        g.wait_exit(WAIT);
+    }
+    // The owner flushes its event log every 100 ms: wait for the last chunk sent.
+    let mut events = Vec::new();
+    let all_sent = 3 * chunk_count(size) as usize;
+    wait_until(WAIT, || {
+        events = read_events_so_far(&owner_events);
+        events.iter().filter(|e| e.event == EventKind::ChunkSent).count() >= all_sent
+    });
+    let mut unchoked: BTreeSet<String> = BTreeSet::new();
+    let mut sent = 0;
+    for e in &events {
+        match e.event {
+            EventKind::Unchoke => {
+                unchoked.insert(e.neighbour.clone());
+            }
+            EventKind::Choke => {
+                unchoked.remove(&e.neighbour);
+            }
+            EventKind::ChunkSent => {
+                sent += 1;
+                assert!(
+                    unchoked.contains(&e.neighbour),
+                    "chunk {:?} sent to {} while choked",
+                    e.chunk,
+                    e.neighbour
+                );
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(sent, all_sent);
+    let chokes = events
+        .iter()
+        .filter(|e| e.event == EventKind::Choke)
+        .count();
+    assert!(
+        chokes >= 1,
+        "one slot for three getters, yet nobody was choked"
+    );
+}
