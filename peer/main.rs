@@ -90,10 +90,10 @@ enum Command {
         /// The file: its id (from `list`) or its name
         file: String,
         /// Port to serve chunks on while and after downloading [default: any free port]
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
         port: u16,
         /// Folder for the file, its chunks and its summary [default: the current folder]
-        #[arg(long, default_value = ".")]
+        #[arg(long, default_value = ".", hide_default_value = true)]
         dir: PathBuf,
         /// Sources downloaded from at once (the owner counts as one)
         #[arg(long, value_name = "N", default_value_t = peer::DEFAULT_MAX_SOURCES, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]

@@ -171,13 +171,6 @@ fn owner_shares_a_folder_and_peer_picks_with_file() {
     }
 }
 
-fn run_to_exit(name: &str, bin: &str, args: &[String]) -> (Proc, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut p = Proc::spawn(name, bin, args, tmp.path(), tmp.path());
-    p.wait_exit(WAIT);
-    (p, tmp)
-}
-
 #[test]
 fn missing_file_is_a_clear_error() {
     let (p, _t) = run_to_exit("owner", OWNER, &args!["0", "/nonexistent/file.iso"]);

@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::util::{dead_port, random_file};
+use crate::util::{dead_port, frame, json_frame, random_file};
 
 /// How long a test waits for a reply before it fails.
 const REPLY_WAIT: Duration = Duration::from_secs(5);
@@ -121,21 +121,6 @@ fn seed_store(dir: &Path, m: &Manifest, file: &[u8], ids: std::ops::Range<u32>) 
         have.insert(id);
     }
     store.write_summary(&have).unwrap();
-}
-
-/// One frame: total length, header length, JSON header, body.
-fn frame(header: &[u8], body: &[u8]) -> Vec<u8> {
-    let total = u32::try_from(4 + header.len() + body.len()).unwrap();
-    let mut out = Vec::new();
-    out.extend_from_slice(&total.to_be_bytes());
-    out.extend_from_slice(&u32::try_from(header.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(header);
-    out.extend_from_slice(body);
-    out
-}
-
-fn json_frame(v: serde_json::Value) -> Vec<u8> {
-    frame(v.to_string().as_bytes(), &[])
 }
 
 fn hello(version: u32, role: &str) -> Vec<u8> {

@@ -204,6 +204,30 @@ fn list_dir(dir: &Path) -> String {
     out
 }
 
+/// Runs `bin args` in a fresh temp folder until it exits (at most [`WAIT`]).
+pub fn run_to_exit(name: &str, bin: &str, args: &[String]) -> (Proc, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut p = Proc::spawn(name, bin, args, tmp.path(), tmp.path());
+    p.wait_exit(WAIT);
+    (p, tmp)
+}
+
+/// One protocol frame: total length, header length (both `u32` big-endian), JSON header, body.
+pub fn frame(header: &[u8], body: &[u8]) -> Vec<u8> {
+    let total = u32::try_from(4 + header.len() + body.len()).unwrap();
+    let mut out = Vec::new();
+    out.extend_from_slice(&total.to_be_bytes());
+    out.extend_from_slice(&u32::try_from(header.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(header);
+    out.extend_from_slice(body);
+    out
+}
+
+/// A frame whose header is `v` and which has no body.
+pub fn json_frame(v: serde_json::Value) -> Vec<u8> {
+    frame(v.to_string().as_bytes(), &[])
+}
+
 /// Strings from anything displayable, for argument lists.
 #[macro_export]
 macro_rules! args {
