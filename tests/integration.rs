@@ -11,6 +11,8 @@ mod cli;
 mod recovery;
 // Raw-socket bad input against in-process owner and peer.
 mod protocol;
+// The owner's directory: list, search, locate, the --http API, members and --peer-ttl.
+mod directory;
 // scripts/ring.sh end to end.
 mod script;
 // The HTML run report: summary, charts, escaping, headless Chromium.

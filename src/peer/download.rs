@@ -212,9 +212,14 @@ pub(super) async fn run_source(
     // the peer, and is made again (with the full have list) when the owner restarts.
     let finished = |told: bool| kind == SourceKind::Neighbour && told && swarm.is_complete();
     while !token.is_cancelled() && !finished(told_complete) {
-        let have = swarm.have_snapshot();
+        let mut have = swarm.have_snapshot();
         let hs = match first.take() {
-            Some(hs) => Ok(hs),
+            // The bootstrap hello said nothing of what this peer holds (the manifest was not
+            // known yet): announce everything on it.
+            Some(hs) => {
+                have = ChunkSet::new(swarm.manifest.chunk_count());
+                Ok(hs)
+            }
             None => {
                 let file = Some(swarm.manifest.name.clone());
                 let fut = handshake(&endpoint, role, file, have.to_ranges(), swarm.port);

@@ -363,11 +363,15 @@ async fn owner_loop(
     let label = endpoint.to_string();
     let mut backoff = Backoff::default();
     while !token.is_cancelled() {
+        // What the owner will have heard in hello: nothing from the bootstrap hello (the
+        // manifest was not known yet), everything held from a reconnect's.
+        let mut told = ChunkSet::new(swarm.manifest.chunk_count());
         let hs = match first.take() {
             Some(hs) => Ok(hs),
             None => {
-                let have = swarm.have_snapshot().to_ranges();
+                told = swarm.have_snapshot();
                 let file = Some(swarm.manifest.name.clone());
+                let have = told.to_ranges();
                 tokio::select! {
                     r = handshake(&endpoint, Role::Getter, file, have, swarm.port) => r.map(|(hs, _)| hs),
                     () = token.cancelled() => return,
@@ -379,7 +383,11 @@ async fn owner_loop(
                 backoff.reset();
                 set_error(&swarm, SourceKind::Owner, None);
                 let all = ChunkSet::full(swarm.manifest.chunk_count());
-                session(&getter, hs, &label, all, Some(&mut lost_rx), &token).await
+                let owner = OwnerDuties {
+                    lost_rx: &mut lost_rx,
+                    registered: told,
+                };
+                session(&getter, hs, &label, all, Some(owner), &token).await
             }
             Err(e) => Err(e),
         };
@@ -422,18 +430,29 @@ impl Drop for Link<'_> {
     }
 }
 
-/// Talks to one source (the owner when `lost_rx` is given) until this getter is complete
+/// What only the owner connection does: report lost sources, register chunks.
+struct OwnerDuties<'a> {
+    lost_rx: &'a mut mpsc::UnboundedReceiver<String>,
+    /// The chunks the owner has been told of.
+    registered: ChunkSet,
+}
+
+/// Talks to one source (the owner when `owner` is given) until this getter is complete
 /// (the owner: until `token` is cancelled).
 async fn session(
     getter: &Getter,
     hs: Handshake,
     label: &str,
     theirs: ChunkSet,
-    mut lost_rx: Option<&mut mpsc::UnboundedReceiver<String>>,
+    owner: Option<OwnerDuties<'_>>,
     token: &CancellationToken,
 ) -> Result<()> {
     let swarm = &getter.swarm;
-    let is_owner = lost_rx.is_some();
+    let is_owner = owner.is_some();
+    let (mut lost_rx, mut registered) = match owner {
+        Some(o) => (Some(o.lost_rx), o.registered),
+        None => (None, ChunkSet::new(swarm.manifest.chunk_count())),
+    };
     let heartbeat = hs.heartbeat;
     let (mut reader, mut writer) = hs.conn.split();
     let mut link = Link {
@@ -444,8 +463,6 @@ async fn session(
         peer_choking: true,
         in_flight: HashSet::new(),
     };
-    // The owner heard our have list in hello; chunks gained since are registered below.
-    let mut registered = swarm.have_snapshot();
     let mut changed = swarm.changed.subscribe();
     let mut rng = match swarm.config.seed {
         Some(seed) => rand::rngs::StdRng::seed_from_u64(seed ^ u64::from(swarm.port)),
