@@ -1,0 +1,779 @@
+//! The owner's directory end to end: `peer list|search|locate` (table and `--json`), the
+//! `--http` JSON API with a real HTTP client, ring peers and raw clients as sources, and the
+//! `--peer-ttl` rule for silent members.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ringswarm::cli::human_size;
+use ringswarm::manifest::{DEFAULT_CHUNK_SIZE, chunk_layout};
+use ringswarm::protocol::{MAX_MANIFEST_LEN, Message, MessageCodec, PROTOCOL_VERSION};
+use serde_json::{Value, json};
+use tokio_util::codec::Decoder;
+
+use crate::args;
+use crate::util::*;
+
+/// A shared file as the test expects the directory to describe it.
+#[derive(Debug)]
+struct Want {
+    id: u64,
+    name: String,
+    size: u64,
+    chunk_size: u64,
+    chunks: u64,
+    hash: String,
+}
+
+impl Want {
+    /// The `files` entry the directory should give, with `complete`/`partial` sources.
+    fn json(&self, complete: u64, partial: u64) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "size": self.size,
+            "chunk_size": self.chunk_size,
+            "chunks": self.chunks,
+            "hash": self.hash,
+            "complete_sources": complete,
+            "partial_sources": partial,
+        })
+    }
+
+    /// The words of this file's row in the `list`/`search` table.
+    fn row(&self) -> Vec<String> {
+        let mut words = vec![self.id.to_string(), self.name.clone()];
+        words.extend(human_size(self.size).split(' ').map(str::to_string));
+        words.extend([
+            self.chunks.to_string(),
+            "1".into(),
+            "0".into(),
+            self.hash.clone(),
+        ]);
+        words
+    }
+}
+
+/// Writes four files of different sizes (one name with upper case, one empty) to `dir` and
+/// returns what the directory should say about them, by id: names in byte order.
+fn share_four_files(dir: &Path) -> Vec<Want> {
+    fs::create_dir_all(dir).unwrap();
+    let files = [
+        ("alpha.bin", 1_234_567),
+        ("Beta-Image.iso", 300_000),
+        ("notes.txt", 7),
+        ("empty.dat", 0),
+    ];
+    let mut names: Vec<&str> = files.iter().map(|f| f.0).collect();
+    names.sort_unstable();
+    let mut want: Vec<Want> = files
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, size))| {
+            let path = dir.join(name);
+            random_file(&path, size, i as u64 + 40);
+            let (chunk_size, chunks) = chunk_layout(size as u64, DEFAULT_CHUNK_SIZE).unwrap();
+            Want {
+                id: names.iter().position(|n| *n == name).unwrap() as u64 + 1,
+                name: name.into(),
+                size: size as u64,
+                chunk_size,
+                chunks: chunks.into(),
+                hash: blake3::hash(&fs::read(&path).unwrap()).to_hex().to_string(),
+            }
+        })
+        .collect();
+    want.sort_by_key(|w| w.id);
+    // Upper case sorts first in byte order.
+    assert_eq!(want[0].name, "Beta-Image.iso");
+    want
+}
+
+/// Runs `peer ARGS` (a query), asserts it exits 0, and returns its stdout.
+fn peer(args: &[String]) -> String {
+    let (p, _tmp) = run_to_exit("query", PEER, args);
+    assert_eq!(
+        p.status.and_then(|s| s.code()),
+        Some(0),
+        "peer query failed\n{}",
+        p.describe()
+    );
+    p.stdout_text()
+}
+
+/// `peer ARGS --json`, parsed.
+fn peer_json(args: &[String]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json".into());
+    let out = peer(&args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("peer {args:?}: not JSON ({e}):\n{out}"))
+}
+
+/// The words of each line of a table, header and all.
+fn words(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+const LIST_HEADER: [&str; 7] = [
+    "ID", "NAME", "SIZE", "CHUNKS", "COMPLETE", "PARTIAL", "BLAKE3",
+];
+
+/// The `listing` of a search or list: its files must be `want`'s, in order, with no sources
+/// but the owner.
+fn assert_listing(listing: &Value, want: &[&Want]) {
+    let expected: Vec<Value> = want.iter().map(|w| w.json(1, 0)).collect();
+    assert_eq!(listing["files"], Value::Array(expected), "{listing:#}");
+}
+
+#[test]
+fn list_search_and_locate_describe_every_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    let want = share_four_files(&share);
+    let (_owner, port) = start_owner(tmp.path(), &share, &[]);
+
+    // list: a table of every file, and the same as JSON.
+    let table = words(&peer(&args!["list", port]));
+    assert_eq!(table[0], LIST_HEADER, "{table:?}");
+    let rows: Vec<Vec<String>> = want.iter().map(Want::row).collect();
+    assert_eq!(table[1..], rows[..]);
+    let listing = peer_json(&args!["list", port]);
+    assert_listing(&listing, &want.iter().collect::<Vec<_>>());
+    assert!(listing.get("query").is_none(), "{listing:#}");
+
+    // search: a substring of the name, any case.
+    let beta = &want[0];
+    for text in ["beta", "IMAGE", "a-image.I"] {
+        let table = words(&peer(&args!["search", port, text]));
+        assert_eq!(
+            table,
+            vec![LIST_HEADER.map(String::from).to_vec(), beta.row()]
+        );
+        let listing = peer_json(&args!["search", port, text]);
+        assert_eq!(listing["query"], text);
+        assert_listing(&listing, &[beta]);
+    }
+    // "a" is in three names, not in notes.txt.
+    let listing = peer_json(&args!["search", port, "A"]);
+    assert_listing(&listing, &[&want[0], &want[1], &want[2]]);
+
+    // locate, by id and by name: the file, then the owner holding every chunk.
+    for w in &want {
+        let by_id = peer(&args!["locate", port, w.id]);
+        let by_name = peer(&args!["locate", port, w.name]);
+        assert_eq!(by_id, by_name);
+        let lines: Vec<&str> = by_id.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!(
+                "file {} {} ({}, {} chunks, blake3 {}): 1 complete and 0 partial sources",
+                w.id,
+                w.name,
+                human_size(w.size),
+                w.chunks,
+                w.hash
+            )
+        );
+        assert_eq!(
+            words(lines[1]),
+            [["SOURCE", "ROLE", "CHUNKS", "CHUNK", "IDS"]
+                .map(String::from)
+                .to_vec()]
+        );
+        let ids = match w.chunks {
+            0 => "none".to_string(),
+            n => format!("0-{}", n - 1),
+        };
+        assert_eq!(
+            words(lines[2])[0],
+            args![
+                format!("127.0.0.1:{port}"),
+                "owner",
+                format!("{}/{}", w.chunks, w.chunks),
+                ids
+            ]
+        );
+        assert_eq!(lines.len(), 3, "{by_id}");
+
+        let loc = peer_json(&args!["locate", port, w.id]);
+        assert_eq!(loc["file"], w.json(1, 0));
+        let ranges = match w.chunks {
+            0 => json!([]),
+            n => json!([[0, n - 1]]),
+        };
+        assert_eq!(
+            loc["sources"],
+            json!([{
+                "addr": format!("127.0.0.1:{port}"),
+                "owner": true,
+                "role": "owner",
+                "count": w.chunks,
+                "complete": true,
+                "chunks": ranges,
+            }])
+        );
+        assert!(loc.get("message").is_none(), "{loc:#}");
+    }
+}
+
+#[test]
+fn unknown_search_and_file_get_clear_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    share_four_files(&share);
+    let (_owner, port) = start_owner(tmp.path(), &share, &[]);
+    let shares = "the owner shares: 1 Beta-Image.iso, 2 alpha.bin, 3 empty.dat, 4 notes.txt";
+
+    assert_eq!(
+        peer(&args!["search", port, "zzz"]),
+        format!("no file name contains \"zzz\" (`peer list 127.0.0.1:{port}` shows every file)\n")
+    );
+    assert_eq!(
+        peer_json(&args!["search", port, "zzz"]),
+        json!({"query": "zzz", "files": []})
+    );
+
+    for (key, answer) in [
+        ("9", format!("no file with id 9; {shares}")),
+        ("0", format!("no file with id 0; {shares}")),
+        ("nope.iso", format!("no file named \"nope.iso\"; {shares}")),
+    ] {
+        assert_eq!(peer(&args!["locate", port, key]), format!("{answer}\n"));
+        assert_eq!(
+            peer_json(&args!["locate", port, key]),
+            json!({"file": null, "message": answer, "sources": []})
+        );
+    }
+}
+
+/// A client speaking the wire protocol by hand: it says `hello` as a getter with a `port`
+/// (so the owner registers it as a directory member), then sends only what the test says.
+/// Everything the owner sends is collected by a reader thread; dropping it closes the socket.
+struct RawMember {
+    addr: String,
+    stream: TcpStream,
+    received: Arc<Mutex<Received>>,
+    reader: Option<JoinHandle<()>>,
+    keep_alive: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    /// When the last keep-alive was written.
+    last_keep_alive: Arc<Mutex<Option<Instant>>>,
+}
+
+/// What the owner sent a [`RawMember`], and how the connection ended.
+#[derive(Debug, Default)]
+struct Received {
+    messages: Vec<Message>,
+    /// When the owner closed the connection, and the read error if it was not a clean EOF.
+    closed: Option<(Instant, Option<String>)>,
+}
+
+impl Received {
+    fn error(&self) -> Option<&str> {
+        self.messages.iter().find_map(|m| match m {
+            Message::Error { message } => Some(message.as_str()),
+            _ => None,
+        })
+    }
+}
+
+impl RawMember {
+    /// Joins the swarm of `file` at the owner on `owner` as a getter serving on `port` and
+    /// holding `have`; returns once `welcome` arrived.
+    fn join(owner: u16, file: &str, port: u16, have: Value) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", owner)).unwrap();
+        let hello = json!({
+            "type": "hello",
+            "version": PROTOCOL_VERSION,
+            "role": "getter",
+            "file": file,
+            "have": have,
+            "port": port,
+        });
+        (&stream).write_all(&json_frame(hello)).unwrap();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let reader = {
+            let (stream, received) = (stream.try_clone().unwrap(), received.clone());
+            std::thread::spawn(move || read_messages(stream, &received))
+        };
+        let member = Self {
+            addr: format!("127.0.0.1:{port}"),
+            stream,
+            received,
+            reader: Some(reader),
+            keep_alive: None,
+            last_keep_alive: Arc::default(),
+        };
+        let welcomed = wait_until(WAIT, || {
+            let r = member.received();
+            r.closed.is_some()
+                || r.messages
+                    .iter()
+                    .any(|m| matches!(m, Message::Welcome { .. }))
+        });
+        let r = member.received();
+        assert!(
+            welcomed && matches!(r.messages.first(), Some(Message::Welcome { .. })),
+            "no welcome for {}: {r:?}",
+            member.addr
+        );
+        drop(r);
+        member
+    }
+
+    fn received(&self) -> std::sync::MutexGuard<'_, Received> {
+        self.received.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends one message given as its JSON header.
+    fn send(&self, header: Value) {
+        (&self.stream).write_all(&json_frame(header)).unwrap();
+    }
+
+    /// Sends an empty `have` (a keep-alive) every `every` until [`Self::stop_keep_alive`].
+    fn keep_alive(&mut self, every: Duration) {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let mut stream = self.stream.try_clone().unwrap();
+        let last = self.last_keep_alive.clone();
+        let thread = std::thread::spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                let frame = json_frame(json!({"type": "have", "chunks": []}));
+                if stream.write_all(&frame).is_err() {
+                    return;
+                }
+                *last.lock().unwrap() = Some(Instant::now());
+            }
+        });
+        self.keep_alive = Some((stop, thread));
+    }
+
+    /// Stops the keep-alives; returns when the last one was sent.
+    fn stop_keep_alive(&mut self) -> Option<Instant> {
+        if let Some((stop, thread)) = self.keep_alive.take() {
+            drop(stop);
+            thread.join().unwrap();
+        }
+        *self.last_keep_alive.lock().unwrap()
+    }
+}
+
+impl Drop for RawMember {
+    fn drop(&mut self) {
+        self.stop_keep_alive();
+        let _ = self.stream.shutdown(Shutdown::Both);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// Decodes messages from `stream` into `received` until the connection ends.
+fn read_messages(mut stream: TcpStream, received: &Mutex<Received>) {
+    let mut codec = MessageCodec::new(MAX_MANIFEST_LEN);
+    let mut buf = BytesMut::new();
+    let mut bytes = [0u8; 16 * 1024];
+    let end = loop {
+        match codec.decode(&mut buf) {
+            Ok(Some(m)) => {
+                received.lock().unwrap().messages.push(m);
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => break Some(e.to_string()),
+        }
+        match stream.read(&mut bytes) {
+            Ok(0) if buf.is_empty() => break None,
+            Ok(0) => break Some(format!("closed mid-frame ({} bytes buffered)", buf.len())),
+            Ok(n) => buf.extend_from_slice(&bytes[..n]),
+            Err(e) => break Some(e.to_string()),
+        }
+    };
+    received.lock().unwrap().closed = Some((Instant::now(), end));
+}
+
+/// A blocking HTTP client that returns 4xx/5xx responses instead of failing on them.
+fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// Status and JSON body of a response, checking it is JSON.
+fn json_response(url: &str, resp: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let text = resp.into_body().read_to_string().unwrap();
+    assert_eq!(kind, "application/json", "{url}: {status} {text}");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{url}: {status}, body not JSON ({e}): {text}"));
+    (status, body)
+}
+
+/// `GET http://API PATH`: status and JSON body.
+fn get(api: &str, path: &str) -> (u16, Value) {
+    let url = format!("http://{api}{path}");
+    let resp = http()
+        .get(&url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    json_response(&url, resp)
+}
+
+/// The addresses `GET /peers` lists.
+fn listed(api: &str) -> Vec<String> {
+    let (status, body) = get(api, "/peers");
+    assert_eq!(status, 200, "{body}");
+    body["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["addr"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Starts an owner with `--http 0` (and `extra`); returns it, its port and the API's address.
+fn start_owner_with_api(root: &Path, share: &Path, extra: &[String]) -> (Proc, u16, String) {
+    let mut args = args!["--http", "0"];
+    args.extend_from_slice(extra);
+    let (mut owner, port) = start_owner(root, share, &args);
+    let line = owner.wait_line("directory API on http://");
+    let api = line["directory API on http://".len()..]
+        .trim_end_matches("/files")
+        .to_string();
+    (owner, port, api)
+}
+
+#[test]
+fn http_api_answers_every_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    let want = share_four_files(&share);
+    let (_owner, port, api) = start_owner_with_api(tmp.path(), &share, &[]);
+    let alpha = &want[1];
+    assert_eq!(alpha.name, "alpha.bin");
+    let owner_source = |w: &Want| {
+        json!({
+            "addr": format!("127.0.0.1:{port}"),
+            "owner": true,
+            "role": "owner",
+            "count": w.chunks,
+            "complete": true,
+            "chunks": [[0, w.chunks - 1]],
+        })
+    };
+
+    // Before anyone joined.
+    assert_eq!(
+        get(&api, "/health"),
+        (200, json!({"status": "ok", "files": 4, "peers": 0}))
+    );
+    assert_eq!(get(&api, "/peers"), (200, json!({"peers": []})));
+
+    // A member holding chunks 0-2 of alpha.bin that then gains 5 and 6.
+    let member_port = free_ports(1)[0];
+    let joined = std::time::SystemTime::now();
+    let member = RawMember::join(port, "alpha.bin", member_port, json!([[0, 2]]));
+    member.send(json!({"type": "have", "chunks": [[5, 6]]}));
+    let member_source = json!({
+        "addr": member.addr,
+        "owner": false,
+        "role": "getter",
+        "count": 5,
+        "complete": false,
+        "chunks": [[0, 2], [5, 6]],
+    });
+    let mut file = Value::Null;
+    let gained = wait_until(WAIT, || {
+        file = get(&api, "/files/2").1;
+        file["sources"][1]["count"] == 5
+    });
+    assert!(gained, "the member's have was not recorded: {file:#}");
+
+    // /files: every file, alpha.bin with one partial source.
+    let (status, files) = get(&api, "/files");
+    assert_eq!(status, 200);
+    let expected: Vec<Value> = want
+        .iter()
+        .map(|w| w.json(1, u64::from(w.id == alpha.id)))
+        .collect();
+    assert_eq!(files, json!({ "files": expected }));
+
+    // /files/{id} (or a name): the file and where each chunk is.
+    let located = json!({
+        "file": alpha.json(1, 1),
+        "sources": [owner_source(alpha), member_source],
+    });
+    assert_eq!(get(&api, "/files/2"), (200, located.clone()));
+    assert_eq!(get(&api, "/files/alpha.bin"), (200, located));
+    assert_eq!(
+        get(&api, "/files/1"),
+        (
+            200,
+            json!({"file": want[0].json(1, 0), "sources": [owner_source(&want[0])]})
+        )
+    );
+    let shares = "the owner shares: 1 Beta-Image.iso, 2 alpha.bin, 3 empty.dat, 4 notes.txt";
+    assert_eq!(
+        get(&api, "/files/99"),
+        (
+            404,
+            json!({"file": null, "message": format!("no file with id 99; {shares}"), "sources": []})
+        )
+    );
+
+    // /lookup: a substring of the name, any case; no match is an empty list, not an error.
+    assert_eq!(
+        get(&api, "/lookup?name=BETA"),
+        (200, json!({"query": "BETA", "files": [want[0].json(1, 0)]}))
+    );
+    assert_eq!(
+        get(&api, "/lookup?name=.BIN"),
+        (200, json!({"query": ".BIN", "files": [alpha.json(1, 1)]}))
+    );
+    assert_eq!(
+        get(&api, "/lookup?name=zzz"),
+        (200, json!({"query": "zzz", "files": []}))
+    );
+    let (status, body) = get(&api, "/lookup");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("/lookup?name=TEXT"),
+        "{body}"
+    );
+
+    // /peers and /health: the member, with its file and chunk count.
+    let (status, peers) = get(&api, "/peers");
+    assert_eq!(status, 200);
+    let listed_peer = &peers["peers"][0];
+    assert_eq!(peers["peers"].as_array().unwrap().len(), 1, "{peers:#}");
+    for (field, value) in [
+        ("addr", json!(member.addr)),
+        ("role", json!("getter")),
+        ("file_id", json!(2)),
+        ("file", json!("alpha.bin")),
+        ("count", json!(5)),
+        ("complete", json!(false)),
+    ] {
+        assert_eq!(listed_peer[field], value, "{field} in {peers:#}");
+    }
+    let joined_ms = joined
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let joined_unix_ms = listed_peer["joined_unix_ms"].as_u64().unwrap();
+    assert!(
+        joined_unix_ms + 1000 >= joined_ms && joined_unix_ms <= joined_ms + 60_000,
+        "joined_unix_ms {joined_unix_ms}, test joined at {joined_ms}"
+    );
+    assert!(listed_peer["last_seen_ms"].as_u64().unwrap() < 60_000);
+    assert_eq!(
+        get(&api, "/health"),
+        (200, json!({"status": "ok", "files": 4, "peers": 1}))
+    );
+
+    // Anything else: 404 for an unknown path, 405 for another method.
+    let (status, body) = get(&api, "/nope");
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no such endpoint /nope"),
+        "{body}"
+    );
+    for path in ["/files", "/nope"] {
+        let url = format!("http://{api}{path}");
+        let resp = http().post(&url).send_empty().unwrap();
+        let (status, body) = json_response(&url, resp);
+        let want_status = if path == "/files" { 405 } else { 404 };
+        assert_eq!(status, want_status, "POST {path}: {body}");
+    }
+    let url = format!("http://{api}/files");
+    let (_, body) = json_response(&url, http().post(&url).send_empty().unwrap());
+    assert_eq!(body, json!({"error": "this API is read-only: use GET"}));
+
+    // A member that disconnects leaves the directory at once.
+    drop(member);
+    assert!(
+        wait_until(WAIT, || listed(&api).is_empty()),
+        "still listed after disconnecting: {:?}",
+        listed(&api)
+    );
+    assert_eq!(
+        get(&api, "/files/2").1["sources"].as_array().unwrap().len(),
+        1
+    );
+}
+
+#[test]
+fn locate_shows_ring_peers_as_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("data.bin");
+    random_file(&original, 1_000_000, 7);
+    let (mut owner, port) = start_owner(tmp.path(), &original, &args!["--peers", "2"]);
+    // Two peers of a three-peer ring: peer 0 downloads from peer 1, peer 1 from a port nobody
+    // listens on (it fetches what it lacks from the owner). Peer 1 stops once peer 0, its
+    // upload neighbour, is complete; peer 0 has no upload neighbour, so it keeps serving (for
+    // 30 s), registered in the directory.
+    let ports = free_ports(3);
+    let mut peers: Vec<Proc> = (0..2)
+        .map(|i| {
+            let dir = tmp.path().join(format!("peer-{i}"));
+            let events = tmp.path().join(format!("events-{i}.jsonl"));
+            let args = peer_args(port, &ports, i, &dir, &events, &[]);
+            Proc::spawn(&format!("peer-{i}"), PEER, &args, tmp.path(), tmp.path())
+        })
+        .collect();
+    for p in &mut peers {
+        p.wait_line("complete: ");
+    }
+    let status = peers[1].wait_exit(WAIT);
+    assert!(status.success(), "{}", peers[1].describe());
+
+    // Only peer 0 is left: the owner dropped peer 1 when its connection closed.
+    let (p0, p1) = (
+        format!("127.0.0.1:{}", ports[0]),
+        format!("127.0.0.1:{}", ports[1]),
+    );
+    let sources = json!([
+        {"addr": format!("127.0.0.1:{port}"), "owner": true, "role": "owner", "count": 10, "complete": true, "chunks": [[0, 9]]},
+        {"addr": p0, "owner": false, "role": "peer", "count": 10, "complete": true, "chunks": [[0, 9]]},
+    ]);
+    let mut loc = Value::Null;
+    let settled = wait_until(WAIT, || {
+        loc = peer_json(&args!["locate", port, "data.bin"]);
+        loc["sources"] == sources
+    });
+    assert!(
+        settled,
+        "expected the owner and peer 0, complete: {loc:#}\n{}\n{}",
+        tail(&owner.describe(), 30),
+        peers[0].describe()
+    );
+    assert!(peers[0].try_status().is_none(), "peer 0 stopped too soon");
+    assert_eq!(loc["file"]["complete_sources"], 2);
+    assert_eq!(loc["file"]["partial_sources"], 0);
+
+    let table = peer(&args!["locate", port, "1"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].ends_with("): 2 complete and 0 partial sources"),
+        "{table}"
+    );
+    assert_eq!(
+        words(&lines[2..].join("\n")),
+        vec![
+            args![format!("127.0.0.1:{port}"), "owner", "10/10", "0-9"],
+            args![p0, "peer", "10/10", "0-9"],
+        ],
+        "{table}"
+    );
+    assert!(!table.contains(&p1), "{table}");
+    let listing = peer_json(&args!["list", port]);
+    assert_eq!(listing["files"][0]["complete_sources"], 2);
+    owner.kill();
+}
+
+#[test]
+fn silent_member_is_dropped_after_the_ttl() {
+    const TTL: Duration = Duration::from_secs(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("data.bin");
+    random_file(&original, 200_000, 8);
+    let (owner, port, api) = start_owner_with_api(tmp.path(), &original, &args!["--peer-ttl", "1"]);
+    let ports = free_ports(2);
+
+    let start = Instant::now();
+    let silent = RawMember::join(port, "data.bin", ports[0], json!([]));
+    let mut chatty = RawMember::join(port, "data.bin", ports[1], json!([]));
+    chatty.keep_alive(Duration::from_millis(300));
+    assert!(
+        wait_until(WAIT, || {
+            let l = listed(&api);
+            l.contains(&silent.addr) && l.contains(&chatty.addr)
+        }),
+        "not both listed: {:?}",
+        listed(&api)
+    );
+
+    // The silent one is dropped once the TTL has passed, and told why.
+    assert!(
+        wait_until(WAIT, || !listed(&api).contains(&silent.addr)),
+        "silent member still listed\n{}",
+        tail(&owner.describe(), 20)
+    );
+    let dropped_after = start.elapsed();
+    assert!(
+        dropped_after >= TTL && dropped_after < 4 * TTL,
+        "dropped after {dropped_after:?}, not soon after the {TTL:?} TTL"
+    );
+    assert!(wait_until(WAIT, || silent.received().closed.is_some()));
+    {
+        let r = silent.received();
+        let err = r
+            .error()
+            .unwrap_or_else(|| panic!("no error message: {r:?}"));
+        assert!(err.contains("--peer-ttl"), "{err}");
+        assert!(
+            matches!(r.messages.last(), Some(Message::Error { .. })),
+            "{r:?}"
+        );
+        let (closed_at, end) = r.closed.as_ref().unwrap();
+        assert!(closed_at.duration_since(start) >= TTL);
+        assert!(end.is_none(), "not a clean close: {end:?}");
+    }
+
+    // The one sending keep-alives stays listed for well past the TTL.
+    while start.elapsed() < 3 * TTL {
+        assert!(
+            listed(&api).contains(&chatty.addr),
+            "member sending keep-alives dropped after {:?}: {:?}",
+            start.elapsed(),
+            chatty.received()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        chatty.received().closed.is_none(),
+        "{:?}",
+        chatty.received()
+    );
+    assert!(chatty.received().error().is_none());
+
+    // Once it falls silent too, it goes the same way.
+    let last = chatty.stop_keep_alive().expect("no keep-alive was sent");
+    assert!(
+        wait_until(WAIT, || !listed(&api).contains(&chatty.addr)),
+        "member still listed after it fell silent"
+    );
+    let silent_for = last.elapsed();
+    assert!(
+        silent_for >= TTL && silent_for < 4 * TTL,
+        "dropped {silent_for:?} after its last keep-alive"
+    );
+    assert!(wait_until(WAIT, || chatty.received().closed.is_some()));
+    let err = chatty.received().error().map(str::to_string);
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains("--peer-ttl")),
+        "{err:?}"
+    );
+}
