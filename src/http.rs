@@ -8,12 +8,15 @@
 //! | `GET /lookup?name=TEXT` | a listing of the files whose name contains TEXT, any case |
 //! | `GET /peers` | every directory member ([`crate::directory::PeerInfo`]) |
 //!
-//! Anything else is a 404 (or 405 for another method) with a JSON `{"error": ...}`.
+//! Anything else is a 404 (or 405 for another method) with a JSON `{"error": ...}`; a request
+//! axum cannot take apart (a file id that is not UTF-8, a query string that does not parse) is
+//! a 400 with the same JSON shape.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -61,7 +64,14 @@ async fn files(State(d): State<Arc<Directory>>) -> Response {
     Json(d.list()).into_response()
 }
 
-async fn file(State(d): State<Arc<Directory>>, Path(id): Path<String>) -> Response {
+async fn file(
+    State(d): State<Arc<Directory>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Path(id) = match id {
+        Ok(id) => id,
+        Err(e) => return bad_request(e.body_text()),
+    };
     let loc = d.locate(&id);
     if loc.file.is_none() {
         return (StatusCode::NOT_FOUND, Json(loc)).into_response();
@@ -74,15 +84,20 @@ struct Lookup {
     name: Option<String>,
 }
 
-async fn lookup(State(d): State<Arc<Directory>>, Query(q): Query<Lookup>) -> Response {
-    match q.name {
-        Some(name) => Json(d.search(&name)).into_response(),
-        None => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "give the text to look for: /lookup?name=TEXT"})),
-        )
-            .into_response(),
+async fn lookup(
+    State(d): State<Arc<Directory>>,
+    q: Result<Query<Lookup>, QueryRejection>,
+) -> Response {
+    match q {
+        Ok(Query(Lookup { name: Some(name) })) => Json(d.search(&name)).into_response(),
+        Ok(_) => bad_request("give the text to look for: /lookup?name=TEXT".into()),
+        Err(e) => bad_request(format!("{}; use /lookup?name=TEXT", e.body_text())),
     }
+}
+
+/// A 400 with a JSON `{"error": message}`, like every other error of the API.
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
 }
 
 async fn peers(State(d): State<Arc<Directory>>) -> Response {

@@ -560,6 +560,19 @@ fn http_api_answers_every_endpoint() {
         "{body}"
     );
 
+    // Requests that do not parse get the same JSON errors.
+    for (path, needle) in [
+        ("/files/%FF", "Invalid UTF-8"),
+        ("/lookup?name=a&name=b", "duplicate field `name`"),
+    ] {
+        let (status, body) = get(&api, path);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(needle)),
+            "{path}: {body}"
+        );
+    }
+
     // /peers and /health: the member, with its file and chunk count.
     let (status, peers) = get(&api, "/peers");
     assert_eq!(status, 200);
