@@ -358,7 +358,11 @@ fn an_uploader_never_serves_a_getter_it_chokes() {
     let all_sent = 3 * chunk_count(size) as usize;
     wait_until(WAIT, || {
         events = read_events_so_far(&owner_events);
-        events.iter().filter(|e| e.event == EventKind::ChunkSent).count() >= all_sent
+        events
+            .iter()
+            .filter(|e| e.event == EventKind::ChunkSent)
+            .count()
+            >= all_sent
     });
     let mut unchoked: BTreeSet<String> = BTreeSet::new();
     let mut sent = 0;
