@@ -255,6 +255,11 @@ impl Directory {
         gone
     }
 
+    /// How many chunks member `id` holds, if it is registered.
+    pub fn held(&self, id: MemberId) -> Option<u32> {
+        self.inner().members.get(&id).map(|m| m.have.count())
+    }
+
     /// Whether `id` is still registered.
     pub fn is_registered(&self, id: MemberId) -> bool {
         self.inner().members.contains_key(&id)

@@ -303,3 +303,35 @@ fn owner_with_no_path_shares_the_current_folder() {
     let line = p.wait_line("listening on ");
     assert!(line.contains("sharing only.bin"), "{line}");
 }
+
+#[test]
+fn an_idle_owner_serves_spare_chunks_to_slow_peers() {
+    // Peers upload at 1 MiB/s, the owner without a cap: once the hand-out is done, the owner's
+    // idle upload goes to the peers as spare chunks, beyond what each was handed.
+    let size = 4 << 20;
+    let mut ring = Ring::new(3);
+    ring.peer_args = args!["--upload-limit", "1MiB"];
+    let (tmp, peers) = run_ring(size, &ring);
+    let _keep = tmp;
+    let share = chunk_count(size).div_ceil(3) as usize;
+    for p in &peers {
+        let events = ringswarm::events::read_log(&p.events).unwrap();
+        let from_neighbour = format!("127.0.0.1:{}", peers_next(&peers, p.port));
+        let from_owner = events
+            .iter()
+            .filter(|e| e.event == ringswarm::events::EventKind::ChunkReceived)
+            .filter(|e| e.neighbour != from_neighbour)
+            .count();
+        assert!(
+            from_owner > share,
+            "peer {} got {from_owner} chunks from the owner, no more than its share of {share}",
+            p.port
+        );
+    }
+}
+
+/// The download neighbour's port of the peer on `port` (rings start peer i → i + 1).
+fn peers_next(peers: &[RingPeer], port: u16) -> u16 {
+    let i = peers.iter().position(|p| p.port == port).unwrap();
+    peers[(i + 1) % peers.len()].port
+}

@@ -3,7 +3,7 @@
 //! `locate`) → its answer. A client that says `hello` with a port is a directory member while
 //! its connection lives.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::spare::{SpareGate, SpareTicket};
 use super::{Config, SharedFile};
 use crate::choke::{ChokeSlot, Choker};
 use crate::chunkset::{ChunkSet, Ranges};
@@ -191,6 +192,7 @@ async fn serve(
         member: member.as_ref(),
         slot: slot.as_ref(),
         cancelled: Mutex::new(HashSet::new()),
+        normal: std::sync::atomic::AtomicUsize::new(0),
     };
     let (mut reader, mut writer) = conn.split();
     let (tx, rx) = mpsc::channel(MAX_QUEUED_REQUESTS);
@@ -213,6 +215,7 @@ pub(super) struct Ctx {
     pub config: Arc<Config>,
     pub directory: Arc<Directory>,
     pub choker: Arc<Choker>,
+    pub spare: SpareGate,
 }
 
 /// A client's directory registration; dropped (deregistered) with its connection.
@@ -282,6 +285,8 @@ fn count(ids: &[ChunkId]) -> u32 {
 enum Out {
     /// Send this chunk (unless cancelled, or the client is choked by then).
     Chunk(ChunkId),
+    /// Send this chunk when the owner has nothing better to do (see `spare`).
+    Spare(ChunkId),
     /// Send this answer.
     Reply(Message),
 }
@@ -295,9 +300,32 @@ struct Session<'a> {
     slot: Option<&'a ChokeSlot>,
     /// Requests the client cancelled (end-game) before they were served.
     cancelled: Mutex<HashSet<ChunkId>>,
+    /// This connection's ordinary requests counted in the spare gate and not yet served.
+    normal: std::sync::atomic::AtomicUsize,
+}
+
+impl Drop for Session<'_> {
+    /// Requests still queued when the connection ends no longer hold back spare chunks.
+    fn drop(&mut self) {
+        for _ in 0..*self.normal.get_mut() {
+            self.ctx.spare.normal_done();
+        }
+    }
 }
 
 impl Session<'_> {
+    fn normal_queued(&self) {
+        self.normal
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.ctx.spare.normal_queued();
+    }
+
+    fn normal_done(&self) {
+        self.normal
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.ctx.spare.normal_done();
+    }
+
     async fn read(&self, reader: &mut ConnReader, tx: mpsc::Sender<Out>) -> Result<()> {
         let m = &self.shared.manifest;
         let events = &self.ctx.config.events;
@@ -319,10 +347,15 @@ impl Session<'_> {
                 ));
             }
             let out = match msg {
-                Message::Request { chunk } => {
+                Message::Request { chunk, spare } => {
                     let id = m.chunk_id(chunk)?;
                     events.chunk(EventKind::RequestReceived, chunk, self.label, None);
-                    Out::Chunk(id)
+                    if spare {
+                        Out::Spare(id)
+                    } else {
+                        self.normal_queued();
+                        Out::Chunk(id)
+                    }
                 }
                 Message::Have { chunks } if chunks.is_empty() => continue, // keep-alive
                 Message::Have { chunks } => {
@@ -378,8 +411,20 @@ impl Session<'_> {
         orphans.mark_changed();
         let mut sent_any_orphans = false;
         let mut unchoked = choke.is_none();
+        let gate = &self.ctx.spare;
+        let conn_id = gate.connection();
+        let mut spares: VecDeque<ChunkId> = VecDeque::new();
+        let mut ticket: Option<SpareTicket<'_>> = None;
         loop {
+            if ticket.is_none() && !spares.is_empty() {
+                let held = self
+                    .member
+                    .and_then(|m| self.ctx.directory.held(m.id))
+                    .unwrap_or(u32::MAX);
+                ticket = Some(gate.ticket(conn_id, held));
+            }
             tokio::select! {
+                biased;
                 out = rx.recv() => {
                     let id = match out {
                         None => return Ok(()),
@@ -387,31 +432,22 @@ impl Session<'_> {
                             writer.send(msg).await?;
                             continue;
                         }
+                        Some(Out::Spare(id)) => {
+                            spares.push_back(id);
+                            continue;
+                        }
                         Some(Out::Chunk(id)) => id,
                     };
-                    let cancelled = self
-                        .cancelled
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
-                    // Never serve a client this owner is choking; it asks again once unchoked.
-                    if cancelled || !unchoked {
-                        continue;
+                    let res = self.send_chunk(writer, id, unchoked).await;
+                    self.normal_done();
+                    res?;
+                }
+                () = async { ticket.as_ref().expect("guarded").turn().await }, if ticket.is_some() => {
+                    if let Some(id) = spares.pop_front() {
+                        self.send_chunk(writer, id, unchoked).await?;
                     }
-                    let s = shared.clone();
-                    let data = tokio::task::spawn_blocking(move || read_chunk(&s, id)).await??;
-                    let len = data.len() as u64;
-                    if let Some(limiter) = &config.upload_limit {
-                        limiter.acquire(len).await;
-                    }
-                    writer.send(Message::chunk(id.get(), data)).await?;
-                    if let Some(slot) = self.slot {
-                        slot.sent(len);
-                    }
-                    config.events.chunk(EventKind::ChunkSent, id.get(), label, Some(len));
-                    if shared.dist().note_served_if_orphan(id) {
-                        shared.dirty.notify_one();
-                    }
+                    // Queue again with the new count, so a peer further behind goes first.
+                    ticket = None;
                 }
                 changed = async { choke.as_mut().expect("guarded").changed().await }, if choke.is_some() => {
                     if changed.is_err() {
@@ -441,6 +477,37 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// Sends chunk `id` unless the client cancelled it or is choked.
+    async fn send_chunk(&self, writer: &mut ConnWriter, id: ChunkId, unchoked: bool) -> Result<()> {
+        let (shared, config, label) = (self.shared, &*self.ctx.config, self.label);
+        let cancelled = self
+            .cancelled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        // Never serve a client this owner is choking; it asks again once unchoked.
+        if cancelled || !unchoked {
+            return Ok(());
+        }
+        let s = shared.clone();
+        let data = tokio::task::spawn_blocking(move || read_chunk(&s, id)).await??;
+        let len = data.len() as u64;
+        if let Some(limiter) = &config.upload_limit {
+            limiter.acquire(len).await;
+        }
+        writer.send(Message::chunk(id.get(), data)).await?;
+        if let Some(slot) = self.slot {
+            slot.sent(len);
+        }
+        config
+            .events
+            .chunk(EventKind::ChunkSent, id.get(), label, Some(len));
+        if shared.dist().note_served_if_orphan(id) {
+            shared.dirty.notify_one();
+        }
+        Ok(())
     }
 
     /// How often to send a keep-alive: often enough for the client's own idle limit.

@@ -7,6 +7,7 @@
 
 pub mod assign;
 mod handler;
+mod spare;
 
 pub(crate) use handler::send_choke;
 
@@ -180,6 +181,7 @@ pub async fn run(
         config: Arc::new(config),
         directory,
         choker,
+        spare: spare::SpareGate::default(),
     });
     let files = Arc::new(files);
     let tracker = TaskTracker::new();

@@ -390,21 +390,40 @@ async fn read_loop(
         None => rand::rngs::StdRng::from_os_rng(),
     };
     let mut bad = 0u32;
+    let mut cancelled = HashSet::new();
     if kind == SourceKind::Owner {
         // The owner holds every chunk.
         swarm.state().owner_connected = true;
     }
     loop {
         // Fill the pipeline.
+        if kind == SourceKind::Owner {
+            // Spare requests the neighbour can now serve: cancel them at the owner.
+            let cancel = std::mem::take(&mut swarm.state().spare_cancel);
+            for c in cancel {
+                let Ok(id) = m.chunk_id(c) else { continue };
+                if in_flight.ids.remove(&id) {
+                    swarm.release([id]);
+                    cancelled.insert(id);
+                    if tx.send(Message::Cancel { chunk: c }).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
         while in_flight.ids.len() < swarm.config.in_flight {
-            let Some(id) = swarm.pick(kind, &mut rng) else {
+            let Some((id, spare)) = swarm.pick(kind, &mut rng) else {
                 break;
             };
             in_flight.ids.insert(id);
             swarm
                 .events
                 .chunk(EventKind::ChunkRequested, id.get(), label, None);
-            if tx.send(Message::Request { chunk: id.get() }).await.is_err() {
+            let msg = Message::Request {
+                chunk: id.get(),
+                spare,
+            };
+            if tx.send(msg).await.is_err() {
                 return Ok(());
             }
         }
@@ -424,11 +443,18 @@ async fn read_loop(
             Message::Chunk { chunk, data, .. } => {
                 let id = m.chunk_id(chunk)?;
                 if !in_flight.ids.remove(&id) {
-                    return Err(ProtocolError::Unexpected {
-                        got: "unrequested chunk",
-                        doing: "downloading",
+                    // A cancelled spare chunk may already have been on its way: it is as good
+                    // as any other, if still missing.
+                    if !cancelled.remove(&id) {
+                        return Err(ProtocolError::Unexpected {
+                            got: "unrequested chunk",
+                            doing: "downloading",
+                        }
+                        .into());
                     }
-                    .into());
+                    if swarm.holds(id) {
+                        continue;
+                    }
                 }
                 let bytes = data.len() as u64;
                 match swarm.accept_chunk(id, data).await {
@@ -457,6 +483,12 @@ async fn read_loop(
                     .get_or_insert_with(|| ChunkSet::new(m.chunk_count()));
                 let added = set.extend_from_ranges(m, &chunks)?;
                 st.neighbour_recent.extend(added.iter().map(|c| c.get()));
+                let now_here: Vec<u32> = added
+                    .iter()
+                    .filter(|c| st.spare.contains(**c))
+                    .map(|c| c.get())
+                    .collect();
+                st.spare_cancel.extend(now_here);
                 drop(st);
                 let n = u32::try_from(added.len()).unwrap_or(u32::MAX);
                 swarm.events.id_list(EventKind::IdListReceived, n, label);

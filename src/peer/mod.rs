@@ -14,6 +14,10 @@
 //!   the download neighbour has nothing this peer lacks.
 //! - `suspect`: chunks that failed their hash from the neighbour; fetched from the owner.
 //! - After [`STALL_AFTER`] without a new chunk, the owner is asked for anything missing.
+//! - `spare`: while the download neighbour has nothing this peer lacks, up to
+//!   [`SPARE_IN_FLIGHT`] chunks are requested from the owner as *spare*: the owner sends them
+//!   only when no ordinary request waits, to the peer holding the fewest chunks first. A spare
+//!   request is cancelled (`cancel`) once the neighbour announces that chunk.
 
 mod assemble;
 mod download;
@@ -49,6 +53,8 @@ pub const MAX_UPLOAD_CONNECTIONS: usize = 64;
 pub const RECENT_CHUNKS: usize = 32;
 /// Hash failures from one connection after which it is dropped.
 pub const MAX_BAD_CHUNKS: u32 = 3;
+/// Spare requests (see `owner::spare`) a ring peer keeps at the owner at most.
+pub const SPARE_IN_FLIGHT: u32 = 4;
 /// Sources a getter downloads from at once when not told otherwise.
 pub const DEFAULT_MAX_SOURCES: usize = 5;
 
@@ -129,6 +135,10 @@ struct State {
     neighbour_has: Option<ChunkSet>,
     /// Chunks in the order the neighbour announced them; the newest is requested first.
     neighbour_recent: Vec<u32>,
+    /// Chunks requested from the owner as spare and not yet received.
+    spare: ChunkSet,
+    /// Spare requests to cancel at the owner: the neighbour has announced them since.
+    spare_cancel: Vec<u32>,
     owner_connected: bool,
     last_progress: Instant,
     fetched: u32,
@@ -193,8 +203,9 @@ impl Swarm {
         self.state().have.contains(id)
     }
 
-    /// Picks a chunk to request from a source of `kind`, and marks it pending.
-    fn pick(&self, kind: SourceKind, rng: &mut impl rand::Rng) -> Option<ChunkId> {
+    /// Picks a chunk to request from a source of `kind`, and marks it pending; true with it
+    /// for a spare request to the owner (see [`SPARE_IN_FLIGHT`]).
+    fn pick(&self, kind: SourceKind, rng: &mut impl rand::Rng) -> Option<(ChunkId, bool)> {
         let mut guard = self.state();
         let st = &mut *guard;
         let words = st.all.words().len();
@@ -221,14 +232,16 @@ impl Swarm {
                         break;
                     }
                 }
-                newest.or_else(|| pick_random(words, wanted, rng))
+                newest
+                    .or_else(|| pick_random(words, wanted, rng))
+                    .map(|c| (c, false))
             }
             SourceKind::Owner => {
                 let stalled = st.last_progress.elapsed() >= STALL_AFTER;
                 let idle = neighbour_idle(st);
                 let (assigned, suspect, orphans) =
                     (st.assigned.words(), st.suspect.words(), st.orphans.words());
-                pick_random(
+                let first = pick_random(
                     words,
                     |w| {
                         let wanted = if stalled {
@@ -239,12 +252,36 @@ impl Swarm {
                         missing(w) & wanted
                     },
                     rng,
-                )
+                );
+                // Beyond that, a few spare chunks, which the owner sends only when its upload
+                // is otherwise idle: chunks the neighbour does not have first.
+                let nh = st.neighbour_has.as_ref().map(ChunkSet::words);
+                let not_there =
+                    |w: usize| missing(w) & !nh.and_then(|n| n.get(w)).copied().unwrap_or(0);
+                match first {
+                    Some(c) => Some((c, false)),
+                    None if st.spare.count() < SPARE_IN_FLIGHT => {
+                        pick_random(words, not_there, rng)
+                            .or_else(|| {
+                                if idle {
+                                    pick_random(words, missing, rng)
+                                } else {
+                                    None
+                                }
+                            })
+                            .map(|c| (c, true))
+                    }
+                    None => None,
+                }
             }
         };
-        let id = self.manifest.chunk_id(picked?).ok()?;
+        let (c, spare) = picked?;
+        let id = self.manifest.chunk_id(c).ok()?;
         st.pending.insert(id);
-        Some(id)
+        if spare {
+            st.spare.insert(id);
+        }
+        Some((id, spare))
     }
 
     /// Releases chunks that were pending on a connection that ended.
@@ -252,6 +289,7 @@ impl Swarm {
         let mut st = self.state();
         for id in ids {
             st.pending.remove(id);
+            st.spare.remove(id);
         }
         drop(st);
         self.notify();
@@ -273,6 +311,7 @@ impl Swarm {
         }
         let mut st = self.state();
         st.pending.remove(id);
+        st.spare.remove(id);
         if let Err(e) = res {
             st.suspect.insert(id);
             drop(st);
@@ -407,6 +446,8 @@ pub async fn run(
             all: ChunkSet::full(count),
             neighbour_has: None,
             neighbour_recent: Vec::new(),
+            spare: ChunkSet::new(count),
+            spare_cancel: Vec::new(),
             owner_connected: false,
             last_progress: now,
             fetched: 0,

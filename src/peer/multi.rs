@@ -621,7 +621,7 @@ async fn step(link: &mut Link<'_>, writer: &mut ConnWriter, rng: &mut impl Rng) 
         swarm
             .events
             .chunk(EventKind::ChunkRequested, id.get(), link.label, None);
-        writer.send(Message::Request { chunk: id.get() }).await?;
+        writer.send(Message::request(id.get())).await?;
     }
     Ok(())
 }

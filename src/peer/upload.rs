@@ -188,7 +188,7 @@ async fn read_loop(
             return Ok(());
         };
         match msg {
-            Message::Request { chunk } => {
+            Message::Request { chunk, .. } => {
                 let id = m.chunk_id(chunk)?;
                 swarm
                     .events

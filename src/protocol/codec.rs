@@ -203,7 +203,7 @@ mod tests {
             Message::Orphans {
                 chunks: Ranges::default(),
             },
-            Message::Request { chunk: 7 },
+            Message::request(7),
             Message::chunk(7, Bytes::from(vec![42u8; 1000])),
             Message::chunk(0, Bytes::new()),
             Message::Error {
@@ -331,7 +331,7 @@ mod tests {
         let mut codec = MessageCodec::new(100);
         let mut empty = BytesMut::new();
         assert!(codec.decode_eof(&mut empty).unwrap().is_none());
-        let mut partial = encode(Message::Request { chunk: 1 });
+        let mut partial = encode(Message::request(1));
         partial.truncate(6);
         assert!(matches!(
             codec.decode_eof(&mut partial),

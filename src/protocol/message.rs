@@ -67,6 +67,10 @@ pub enum Message {
     Request {
         /// The chunk id.
         chunk: u32,
+        /// Ring peer → owner: only if the owner's upload has nothing better to do (the peer's
+        /// neighbour has nothing for it); the owner serves these to the most lagging peer first.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        spare: bool,
     },
     /// Server → client: a chunk. Body: its bytes.
     Chunk {
@@ -134,6 +138,14 @@ pub enum Message {
 }
 
 impl Message {
+    /// A plain `request` for `chunk`.
+    pub fn request(chunk: u32) -> Self {
+        Self::Request {
+            chunk,
+            spare: false,
+        }
+    }
+
     /// A `chunk` message carrying `data`.
     pub fn chunk(chunk: u32, data: Bytes) -> Self {
         Self::Chunk {
