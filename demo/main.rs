@@ -222,6 +222,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             neighbour: Endpoint::local(ports[(i + 1) % n]),
             get: None,
             upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
+            secret: None,
             dir: work.join(format!("peer-{}", ports[i])),
             file: None,
             layout: if args.chunk_files {

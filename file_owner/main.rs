@@ -48,6 +48,10 @@ struct Args {
     /// Also serve the directory as read-only JSON over HTTP on PORT (same --bind address)
     #[arg(long, value_name = "PORT")]
     http: Option<u16>,
+    /// Shared secret of the swarm: every peer must prove it knows it (never sent on the wire).
+    /// Better passed in the environment than on the command line
+    #[arg(long, env = ringswarm::auth::SECRET_ENV, hide_env_values = true, value_name = "SECRET")]
+    secret: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -117,6 +121,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             .upload_limit
             .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, args.chunk_size))),
         upload_slots: args.upload_slots,
+        secret: args
+            .secret
+            .as_deref()
+            .map(ringswarm::auth::Secret::new)
+            .transpose()?
+            .map(Arc::new),
         ..owner::Config::new(Arc::new(events))
     };
     let directory = owner::directory(&files, addr, ttl);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
+use ringswarm::auth::Secret;
 use ringswarm::choke::DEFAULT_UPLOAD_SLOTS;
 use ringswarm::cli::{self, human_size};
 use ringswarm::events::EventSink;
@@ -61,6 +62,8 @@ enum Command {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        secret: SecretArg,
     },
     /// The files whose name contains TEXT (any case)
     Search {
@@ -71,6 +74,8 @@ enum Command {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        secret: SecretArg,
     },
     /// Which source holds which chunks of FILE (an id or a name)
     Locate {
@@ -81,6 +86,8 @@ enum Command {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        secret: SecretArg,
     },
     /// Download FILE from up to --max-sources sources at once (rarest chunk first), then
     /// keep serving it until Ctrl+C or --linger
@@ -131,9 +138,29 @@ struct Common {
     /// Also append every event as a JSON line to FILE
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    #[command(flatten)]
+    secret: SecretArg,
     /// Fault injection for tests: corrupt the first N chunks this peer uploads
     #[arg(long, hide = true, default_value_t = 0)]
     corrupt_sends: u32,
+}
+
+/// The swarm's shared secret.
+#[derive(Debug, Args)]
+struct SecretArg {
+    /// Shared secret of the swarm: prove it to every node and require it of every node (never
+    /// sent on the wire). Better passed in the environment than on the command line
+    #[arg(long, env = ringswarm::auth::SECRET_ENV, hide_env_values = true, value_name = "SECRET")]
+    secret: Option<String>,
+}
+
+impl SecretArg {
+    fn get(&self) -> anyhow::Result<Option<Arc<Secret>>> {
+        Ok(match &self.secret {
+            Some(s) => Some(Arc::new(Secret::new(s)?)),
+            None => None,
+        })
+    }
 }
 
 /// What `run` is asked to do, once the command line is parsed.
@@ -151,17 +178,46 @@ struct Job {
 fn main() -> ExitCode {
     let job = match Cli::parse() {
         Cli {
-            command: Some(Command::List { owner, json }),
+            command:
+                Some(Command::List {
+                    owner,
+                    json,
+                    secret,
+                }),
             ..
-        } => return cli::run_main(cli::Threads::One, query::list(owner, json)),
+        } => {
+            return cli::run_main(cli::Threads::One, async move {
+                query::list(owner, json, secret.get()?).await
+            });
+        }
         Cli {
-            command: Some(Command::Search { owner, text, json }),
+            command:
+                Some(Command::Search {
+                    owner,
+                    text,
+                    json,
+                    secret,
+                }),
             ..
-        } => return cli::run_main(cli::Threads::One, query::search(owner, text, json)),
+        } => {
+            return cli::run_main(cli::Threads::One, async move {
+                query::search(owner, text, json, secret.get()?).await
+            });
+        }
         Cli {
-            command: Some(Command::Locate { owner, file, json }),
+            command:
+                Some(Command::Locate {
+                    owner,
+                    file,
+                    json,
+                    secret,
+                }),
             ..
-        } => return cli::run_main(cli::Threads::One, query::locate(owner, file, json)),
+        } => {
+            return cli::run_main(cli::Threads::One, async move {
+                query::locate(owner, file, json, secret.get()?).await
+            });
+        }
         Cli {
             command:
                 Some(Command::Get {
@@ -244,6 +300,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         owner,
         get: getter.then_some(peer::GetConfig { max_sources }),
         upload_slots: args.upload_slots,
+        secret: args.secret.get()?,
         dir,
         file,
         layout: if args.chunk_files {

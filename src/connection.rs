@@ -38,6 +38,8 @@ pub struct Hello {
     pub label: String,
     /// The client's listening port, when it runs an upload server.
     pub port: Option<u16>,
+    /// The client's nonce, when it holds a shared secret.
+    pub nonce: Option<String>,
 }
 
 /// How a client opened a connection.
@@ -147,6 +149,7 @@ impl Connection {
                 file,
                 have,
                 port,
+                nonce,
             }) if version == PROTOCOL_VERSION => {
                 // Name the client by its listening port, as its own events do.
                 let label = match (port, self.remote.rsplit_once(':')) {
@@ -159,6 +162,7 @@ impl Connection {
                     have,
                     label,
                     port,
+                    nonce,
                 }));
             }
             Some(Message::Hello { version, .. }) => ProtocolError::Version { got: version },

@@ -392,6 +392,7 @@ fn role_name(role: Role) -> &'static str {
     match role {
         Role::Peer | Role::Neighbour => "peer",
         Role::Getter => "getter",
+        Role::Query => "query",
     }
 }
 

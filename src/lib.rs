@@ -20,6 +20,7 @@
 //! - [`task`] — named task spawning and the shutdown signal.
 //! - [`cli`] — what the binaries share: logging, binding, signals, sizes.
 
+pub mod auth;
 pub mod choke;
 pub mod chunkset;
 pub mod cli;

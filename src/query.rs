@@ -3,11 +3,16 @@
 
 use std::fmt::Write as _;
 
+use std::sync::Arc;
+
+use crate::Error;
+use crate::auth::{self, Secret};
+use crate::chunkset::Ranges;
 use crate::cli::human_size;
 use crate::connection::{Connection, HANDSHAKE_TIMEOUT};
 use crate::directory::{FileInfo, Listing, Locations};
 use crate::net::Endpoint;
-use crate::protocol::{Message, ProtocolError};
+use crate::protocol::{Message, PROTOCOL_VERSION, ProtocolError, Role};
 
 /// The largest answer accepted (a listing of many files, or many sources' chunk lists).
 pub const MAX_ANSWER_LEN: usize = 64 * 1024 * 1024;
@@ -17,18 +22,46 @@ pub const MAX_ANSWER_LEN: usize = 64 * 1024 * 1024;
 /// # Errors
 ///
 /// The owner is unreachable, refuses, or answers with something else.
-pub async fn ask(owner: &Endpoint, query: Message) -> anyhow::Result<bytes::Bytes> {
+pub async fn ask(
+    owner: &Endpoint,
+    query: Message,
+    secret: Option<&Secret>,
+) -> anyhow::Result<bytes::Bytes> {
     let stream = owner
         .connect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the owner {owner}: {e}"))?;
     let mut conn = Connection::new(stream, MAX_ANSWER_LEN);
-    conn.send(query).await?;
-    match conn.recv("waiting for the answer", HANDSHAKE_TIMEOUT).await {
+    let answer = match secret {
+        // With a secret: prove it in a `query` hello, then ask.
+        Some(secret) => {
+            let (nonce, nonce_hex) = auth::hello_nonce(Some(secret));
+            conn.send(Message::Hello {
+                version: PROTOCOL_VERSION,
+                role: Role::Query,
+                file: None,
+                have: Ranges::default(),
+                port: None,
+                nonce: nonce_hex,
+            })
+            .await?;
+            let nonce = nonce.expect("a nonce with a secret");
+            auth::client_then(&mut conn, secret, nonce, query, "waiting for the answer").await
+        }
+        None => {
+            conn.send(query).await?;
+            conn.recv("waiting for the answer", HANDSHAKE_TIMEOUT)
+                .await
+                .map_err(Into::into)
+        }
+    };
+    match answer {
         Ok(Some(Message::Files { body, .. } | Message::Locations { body, .. })) => Ok(body),
         Ok(Some(other)) => anyhow::bail!("the owner answered with {}", other.kind()),
         Ok(None) => anyhow::bail!("the owner {owner} closed the connection without answering"),
-        Err(ProtocolError::Remote(msg)) => anyhow::bail!("the owner {owner} refused: {msg}"),
+        Err(Error::Protocol(ProtocolError::Remote(msg)) | Error::Refused(msg)) => {
+            anyhow::bail!("the owner {owner} refused: {msg}")
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -38,8 +71,12 @@ pub async fn ask(owner: &Endpoint, query: Message) -> anyhow::Result<bytes::Byte
 /// # Errors
 ///
 /// As [`ask`], or an answer that is not a listing.
-pub async fn list(owner: Endpoint, json: bool) -> anyhow::Result<bool> {
-    let body = ask(&owner, Message::List).await?;
+pub async fn list(
+    owner: Endpoint,
+    json: bool,
+    secret: Option<Arc<Secret>>,
+) -> anyhow::Result<bool> {
+    let body = ask(&owner, Message::List, secret.as_deref()).await?;
     let listing: Listing = serde_json::from_slice(&body)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&listing)?);
@@ -56,8 +93,18 @@ pub async fn list(owner: Endpoint, json: bool) -> anyhow::Result<bool> {
 /// # Errors
 ///
 /// As [`ask`], or an answer that is not a listing.
-pub async fn search(owner: Endpoint, text: String, json: bool) -> anyhow::Result<bool> {
-    let body = ask(&owner, Message::Search { text: text.clone() }).await?;
+pub async fn search(
+    owner: Endpoint,
+    text: String,
+    json: bool,
+    secret: Option<Arc<Secret>>,
+) -> anyhow::Result<bool> {
+    let body = ask(
+        &owner,
+        Message::Search { text: text.clone() },
+        secret.as_deref(),
+    )
+    .await?;
     let listing: Listing = serde_json::from_slice(&body)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&listing)?);
@@ -74,8 +121,13 @@ pub async fn search(owner: Endpoint, text: String, json: bool) -> anyhow::Result
 /// # Errors
 ///
 /// As [`ask`], or an answer that is not a location list.
-pub async fn locate(owner: Endpoint, file: String, json: bool) -> anyhow::Result<bool> {
-    let body = ask(&owner, Message::Locate { file }).await?;
+pub async fn locate(
+    owner: Endpoint,
+    file: String,
+    json: bool,
+    secret: Option<Arc<Secret>>,
+) -> anyhow::Result<bool> {
+    let body = ask(&owner, Message::Locate { file }, secret.as_deref()).await?;
     let loc: Locations = serde_json::from_slice(&body)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&loc)?);

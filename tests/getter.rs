@@ -207,6 +207,7 @@ fn fake_source(owner: u16, file: &str, have: Ranges) -> FakeSource {
             file: Some(file.into()),
             have,
             port: Some(port),
+            nonce: None,
         },
     );
     // The welcome's first bytes: the owner took the hello.

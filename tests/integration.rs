@@ -21,3 +21,5 @@ mod report;
 mod demo;
 // peer get: multi-source downloads, rarest first, fall-over.
 mod getter;
+// Shared-secret swarms (--secret).
+mod secret;

@@ -87,6 +87,7 @@ async fn start_peer() -> Server {
         neighbour: Endpoint::local(neighbour_port),
         get: None,
         upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
+        secret: None,
         dir,
         file: None,
         layout: Layout::PartFile,

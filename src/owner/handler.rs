@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::spare::{SpareGate, SpareTicket};
 use super::{Config, SharedFile};
+use crate::auth;
 use crate::choke::{ChokeSlot, Choker};
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{
@@ -87,17 +88,48 @@ async fn serve(
     ctx: &Ctx,
     token: &CancellationToken,
 ) -> Result<()> {
+    let config = &*ctx.config;
+    let secret = config.secret.as_deref();
     let Hello {
         role,
         file,
         have,
         label,
         port,
+        nonce,
     } = match conn.recv_opening(true).await? {
         Opening::Hello(h) => h,
+        Opening::Query(_) if secret.is_some() => {
+            let msg =
+                "this owner needs the shared secret: query it with --secret or RINGSWARM_SECRET";
+            conn.send_error(msg.into()).await;
+            return Err(Error::Refused(format!(
+                "query from {} without the shared secret",
+                conn.remote()
+            )));
+        }
         Opening::Query(q) => return answer_queries(conn, q, &ctx.directory).await,
     };
-    let config = &*ctx.config;
+    auth::server(&mut conn, secret, nonce.as_deref(), &label).await?;
+    if role == Role::Query {
+        return match conn
+            .recv_answering("waiting for a query", HANDSHAKE_TIMEOUT)
+            .await?
+        {
+            Some(q @ (Message::List | Message::Search { .. } | Message::Locate { .. })) => {
+                answer_queries(conn, q, &ctx.directory).await
+            }
+            None => Ok(()),
+            Some(other) => {
+                let e = ProtocolError::Unexpected {
+                    got: other.kind(),
+                    doing: "waiting for a query",
+                };
+                conn.send_error(e.to_string()).await;
+                Err(e.into())
+            }
+        };
+    }
     // By name, or by the directory's numeric id.
     let by_id = file.as_deref().and_then(|k| ctx.directory.find(k));
     let shared = match by_id.map_or_else(|| choose_file(files, file.as_deref()), |i| Ok(&files[i]))

@@ -52,6 +52,8 @@ pub struct Config {
     pub upload_limit: Option<Arc<crate::rate::RateLimiter>>,
     /// Getters served at once (choking); ring peers are always served.
     pub upload_slots: usize,
+    /// The swarm's shared secret: every client must prove it (and gets the owner's proof).
+    pub secret: Option<Arc<crate::auth::Secret>>,
 }
 
 impl Config {
@@ -63,6 +65,7 @@ impl Config {
             seed: None,
             upload_limit: None,
             upload_slots: DEFAULT_UPLOAD_SLOTS,
+            secret: None,
         }
     }
 }

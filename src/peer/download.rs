@@ -15,10 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{Config, MAX_BAD_CHUNKS, STALL_AFTER, SourceKind, Swarm};
+use crate::auth::{self, Secret};
 use crate::chunkset::{ChunkSet, Ranges};
-use crate::connection::{
-    ConnReader, ConnWriter, Connection, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
-};
+use crate::connection::{ConnReader, ConnWriter, Connection, IDLE_TIMEOUT, KEEPALIVE_INTERVAL};
 use crate::events::EventKind;
 use crate::manifest::{ChunkId, Manifest};
 use crate::net::{Backoff, Endpoint};
@@ -47,34 +46,42 @@ pub(super) struct Boot {
     pub owner_conn: Option<Handshake>,
 }
 
-/// Connects to `endpoint`, says `hello`, and reads `welcome`.
+/// Connects to `endpoint`, says `hello` (proving the shared secret if there is one), and
+/// reads `welcome`.
 pub(super) async fn handshake(
     endpoint: &Endpoint,
     role: Role,
     file: Option<String>,
     have: Ranges,
     port: u16,
+    secret: Option<&Secret>,
 ) -> Result<(Handshake, Manifest)> {
     let stream = endpoint.connect().await.map_err(ProtocolError::Io)?;
     let mut conn = Connection::new(stream, MAX_MANIFEST_LEN);
     // A long have list continues in `have` messages, so every header stays small.
     let mut parts = have.0.chunks(MAX_RANGES_PER_MESSAGE);
     let first = Ranges(parts.next().map(<[_]>::to_vec).unwrap_or_default());
+    let (nonce, nonce_hex) = auth::hello_nonce(secret);
     conn.send(Message::Hello {
         version: PROTOCOL_VERSION,
         role,
         file,
         have: first,
         port: Some(port),
+        nonce: nonce_hex,
     })
     .await?;
-    for part in parts {
-        conn.send(Message::Have {
-            chunks: Ranges(part.to_vec()),
-        })
-        .await?;
+    let answer = auth::client(&mut conn, secret, nonce, "waiting for welcome").await;
+    if answer.is_ok() {
+        for part in parts {
+            conn.send(Message::Have {
+                chunks: Ranges(part.to_vec()),
+            })
+            .await?;
+        }
     }
-    match conn.recv("waiting for welcome", HANDSHAKE_TIMEOUT).await {
+    match answer {
+        Err(e) => Err(e),
         Ok(Some(Message::Welcome {
             assigned,
             manifest,
@@ -105,8 +112,6 @@ pub(super) async fn handshake(
             "closed before welcome",
         ))
         .into()),
-        Err(ProtocolError::Remote(msg)) => Err(Error::Refused(msg)),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -144,7 +149,16 @@ pub(super) async fn bootstrap(config: &Config, port: u16) -> Result<Boot> {
     };
     loop {
         let have = Ranges::default();
-        match handshake(&config.owner, role, config.file.clone(), have, port).await {
+        match handshake(
+            &config.owner,
+            role,
+            config.file.clone(),
+            have,
+            port,
+            config.secret.as_deref(),
+        )
+        .await
+        {
             Ok((hs, manifest)) => {
                 info!(
                     file = %manifest.name,
@@ -222,7 +236,8 @@ pub(super) async fn run_source(
             }
             None => {
                 let file = Some(swarm.manifest.name.clone());
-                let fut = handshake(&endpoint, role, file, have.to_ranges(), swarm.port);
+                let secret = swarm.config.secret.as_deref();
+                let fut = handshake(&endpoint, role, file, have.to_ranges(), swarm.port, secret);
                 tokio::select! {
                     r = fut => r.and_then(|(hs, m)| {
                         if m.hash == swarm.manifest.hash {

@@ -77,6 +77,8 @@ pub struct Config {
     pub get: Option<GetConfig>,
     /// Getters served at once by this peer's upload server (choking).
     pub upload_slots: usize,
+    /// The swarm's shared secret: proven to every server, required of every client.
+    pub secret: Option<Arc<crate::auth::Secret>>,
     /// Where chunks, the summary and the finished file go.
     pub dir: PathBuf,
     /// The file wanted, when the owner shares several.

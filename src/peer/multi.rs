@@ -335,7 +335,7 @@ async fn source_conn(getter: &Getter, addr: &str, token: &CancellationToken) -> 
     let have = swarm.have_snapshot().to_ranges();
     let file = Some(swarm.manifest.name.clone());
     let (hs, m) = tokio::select! {
-        r = handshake(&endpoint, Role::Getter, file, have, swarm.port) => r?,
+        r = handshake(&endpoint, Role::Getter, file, have, swarm.port, swarm.config.secret.as_deref()) => r?,
         () = token.cancelled() => return Ok(()),
     };
     if m.hash != swarm.manifest.hash {
@@ -373,7 +373,7 @@ async fn owner_loop(
                 let file = Some(swarm.manifest.name.clone());
                 let have = told.to_ranges();
                 tokio::select! {
-                    r = handshake(&endpoint, Role::Getter, file, have, swarm.port) => r.map(|(hs, _)| hs),
+                    r = handshake(&endpoint, Role::Getter, file, have, swarm.port, swarm.config.secret.as_deref()) => r.map(|(hs, _)| hs),
                     () = token.cancelled() => return,
                 }
             }

@@ -13,6 +13,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::download::announce;
 use super::{MAX_UPLOAD_CONNECTIONS, Swarm};
+use crate::auth;
 use crate::choke::ChokeSlot;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{
@@ -100,8 +101,16 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
         have,
         label,
         role,
+        nonce,
         ..
     } = conn.recv_hello().await?;
+    auth::server(
+        &mut conn,
+        swarm.config.secret.as_deref(),
+        nonce.as_deref(),
+        &label,
+    )
+    .await?;
     let getter = role == Role::Getter;
     if let Some(f) = file.filter(|f| *f != m.name) {
         let msg = format!("this peer shares {:?}, not {f:?}", m.name);

@@ -188,6 +188,7 @@ mod tests {
                 file: Some("a.bin".into()),
                 have: Ranges(vec![[0, 3]]),
                 port: Some(5001),
+                nonce: Some("ab".repeat(32)),
             },
             Message::Hello {
                 version: PROTOCOL_VERSION,
@@ -195,6 +196,7 @@ mod tests {
                 file: None,
                 have: Ranges::default(),
                 port: None,
+                nonce: None,
             },
             Message::welcome(Ranges(vec![[1, 1]]), Bytes::from_static(b"{\"m\":1}")),
             Message::Have {
@@ -206,6 +208,32 @@ mod tests {
             Message::request(7),
             Message::chunk(7, Bytes::from(vec![42u8; 1000])),
             Message::chunk(0, Bytes::new()),
+            Message::Request {
+                chunk: 3,
+                spare: true,
+            },
+            Message::List,
+            Message::Search {
+                text: "iso \"x\"".into(),
+            },
+            Message::Locate { file: "2".into() },
+            Message::files(Bytes::from_static(b"{\"files\":[]}")),
+            Message::locations(Bytes::from_static(b"{\"file\":null}")),
+            Message::SourceLost {
+                addr: "127.0.0.1:9".into(),
+            },
+            Message::Choke,
+            Message::Unchoke,
+            Message::Interested,
+            Message::NotInterested,
+            Message::Cancel { chunk: 4 },
+            Message::Challenge {
+                nonce: "01".repeat(32),
+                proof: "02".repeat(32),
+            },
+            Message::Proof {
+                proof: "03".repeat(32),
+            },
             Message::Error {
                 message: "bye".into(),
             },

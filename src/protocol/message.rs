@@ -16,6 +16,9 @@ pub enum Role {
     /// A multi-source downloader (`peer get`): to the owner it joins the directory without
     /// being handed chunks; to any source it is served under choking (upload slots).
     Getter,
+    /// A directory query client that must prove the shared secret first (`list`, `search`,
+    /// `locate` follow the handshake instead of `welcome`).
+    Query,
 }
 
 /// A protocol message: a JSON header (`"type"` names the variant) and, for `welcome` and
@@ -38,6 +41,21 @@ pub enum Message {
         /// The port of the client's own upload server, if it runs one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         port: Option<u16>,
+        /// With a shared secret: the client's random nonce, 64 hex digits (see `auth`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+    },
+    /// Server → client, after `hello`, with a shared secret: the server's nonce and its proof.
+    Challenge {
+        /// The server's random nonce, 64 hex digits.
+        nonce: String,
+        /// Keyed BLAKE3 of "server", the client's nonce and the server's, 64 hex digits.
+        proof: String,
+    },
+    /// Client → server, answer to `challenge`: the client's proof.
+    Proof {
+        /// Keyed BLAKE3 of "client", the server's nonce and the client's, 64 hex digits.
+        proof: String,
     },
     /// Server → client answer to `hello`. Body: the manifest as JSON.
     Welcome {
@@ -190,6 +208,8 @@ impl Message {
             Self::Orphans { .. } => "orphans",
             Self::Request { .. } => "request",
             Self::Chunk { .. } => "chunk",
+            Self::Challenge { .. } => "challenge",
+            Self::Proof { .. } => "proof",
             Self::List => "list",
             Self::Search { .. } => "search",
             Self::Locate { .. } => "locate",
