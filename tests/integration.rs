@@ -23,3 +23,5 @@ mod demo;
 mod getter;
 // Shared-secret swarms (--secret).
 mod secret;
+// scripts/netns-ring.sh: six hosts in network namespaces, tc shaping, a kill and restart (root only).
+mod netns;
