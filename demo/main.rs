@@ -223,6 +223,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             get: None,
             upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
             secret: None,
+            sync: false,
             dir: work.join(format!("peer-{}", ports[i])),
             file: None,
             layout: if args.chunk_files {

@@ -140,6 +140,10 @@ struct Common {
     events: Option<PathBuf>,
     #[command(flatten)]
     secret: SecretArg,
+    /// Do not sync chunks, summaries and the finished file to disk before relying on them:
+    /// faster, and still safe if the process is killed, but a power cut may cost chunks
+    #[arg(long)]
+    no_sync: bool,
     /// Fault injection for tests: corrupt the first N chunks this peer uploads
     #[arg(long, hide = true, default_value_t = 0)]
     corrupt_sends: u32,
@@ -301,6 +305,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         get: getter.then_some(peer::GetConfig { max_sources }),
         upload_slots: args.upload_slots,
         secret: args.secret.get()?,
+        sync: !args.no_sync,
         dir,
         file,
         layout: if args.chunk_files {

@@ -21,6 +21,8 @@
 #
 # First, untimed: the source is read into the page cache, and as many copies as a run makes
 # are written and deleted (fresh VM memory made the first run up to 1.9× slower).
+# Peers and getters run with --no-sync: like curl and cat, they leave write-back to the kernel
+# (by default a peer syncs chunks, summaries and the finished file before relying on them).
 # Before every run: `sync` (write-back left by the previous run would otherwise slow the next
 # by up to 70%), then wait until the machine is quiet (under QUIET_PCT % busy for 1 s, for at
 # most QUIET_MAX s). The source file stays in the page cache. Every process runs under
@@ -536,7 +538,7 @@ run_ring() {
     for ((i = 0; i < peers; i++)); do
         local port=${ports[i]} next=${ports[(i + 1) % peers]}
         start_timed "$dir/peer-$port.time" "$dir/peer-$port.out" "$dir/peer-$port.err" \
-            "$peer_bin" "$owner_port" "$port" "$next" --bind 127.0.0.1 \
+            "$peer_bin" "$owner_port" "$port" "$next" --bind 127.0.0.1 --no-sync \
             --dir "$dir/peer-$port" "${extra[@]}"
         wrappers+=("$STARTED_WRAPPER")
     done
@@ -628,7 +630,7 @@ run_get() {
     for ((i = 1; i <= getters; i++)); do
         mkdir -p "$dir/get-$i"
         start_timed --child "$dir/get-$i.time" "$dir/get-$i.out" "$dir/get-$i.err" \
-            "$peer_bin" get "$owner_port" "$name" --port 0 --bind 127.0.0.1 --dir "$dir/get-$i"
+            "$peer_bin" get "$owner_port" "$name" --port 0 --bind 127.0.0.1 --no-sync --dir "$dir/get-$i"
         wrappers+=("$STARTED_WRAPPER")
         gpids+=("$STARTED_PID")
         outs+=("$dir/get-$i.out")

@@ -9,7 +9,8 @@
 //!
 //! Beside them: `DIR/NAME.manifest.json` (so a restarted peer can resume without the owner) and
 //! `DIR/NAME.summary`, the chunk ids held, as JSON. Both are written to a `.tmp` name and
-//! renamed. Chunk bytes reach the store before the summary names them; on open, every chunk
+//! renamed (synced first unless [`ChunkStore::set_sync`] turned that off). Chunk bytes reach the
+//! store (and, syncing, the disk) before the summary names them; on open, every chunk
 //! the summary names is hashed again, so a write lost in a crash is fetched again, not trusted.
 //!
 //! All methods block. Per-chunk reads and writes are short and are called in place from async
@@ -96,17 +97,42 @@ pub struct ChunkStore {
     layout: Layout,
     /// The part file (or, once complete, the finished file: the rename keeps this handle).
     data: Option<File>,
+    /// Make every write durable before it is relied on (see [`ChunkStore::set_sync`]).
+    sync: bool,
 }
 
-/// Writes `bytes` to `path` through `path.tmp` and a rename, so `path` is never half-written.
+/// Writes `bytes` to `path` through `path.tmp` and a rename, so `path` is never half-written:
+/// with `sync`, the temporary file's bytes reach the disk before the rename, and the rename
+/// before this returns (the folder is synced), so not even a power cut leaves a half-written
+/// `path`.
 ///
 /// # Errors
 ///
 /// Any I/O error, naming the path.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
     let tmp = tmp_path(path);
-    fs::write(&tmp, bytes).map_err(io_err("writing", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("renaming", &tmp))
+    let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+    f.write_all(bytes).map_err(io_err("writing", &tmp))?;
+    if sync {
+        f.sync_all().map_err(io_err("syncing", &tmp))?;
+    }
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err("renaming", &tmp))?;
+    if sync {
+        sync_parent(path)?;
+    }
+    Ok(())
+}
+
+/// Syncs the folder holding `path`, so a rename into it is on disk.
+fn sync_parent(path: &Path) -> Result<(), StoreError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("syncing folder", dir))
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -138,11 +164,12 @@ impl ChunkStore {
             manifest: manifest.clone(),
             layout,
             data: None,
+            sync: true,
         };
         let manifest_path = store.manifest_path();
         let json = serde_json::to_vec(manifest).map_err(|_| StoreError::Bug("manifest json"))?;
         if fs::read(&manifest_path).ok().as_deref() != Some(&json[..]) {
-            write_atomic(&manifest_path, &json)?;
+            write_atomic(&manifest_path, &json, true)?;
         }
 
         // A finished file that verifies: everything is held.
@@ -161,8 +188,13 @@ impl ChunkStore {
             return Ok((store, have));
         }
 
+        // Which chunks to look at: with a part file or chunk files from an earlier run, every
+        // chunk (a run killed between writing a chunk and the next summary left chunks the
+        // summary does not name yet); otherwise those the summary names.
+        let mut earlier = false;
         if layout == Layout::PartFile {
             let part = store.part_path();
+            earlier = part.exists();
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -179,25 +211,64 @@ impl ChunkStore {
         }
 
         let listed = store.read_summary();
+        let candidates = match layout {
+            Layout::PartFile if earlier => ChunkSet::full(manifest.chunk_count()),
+            Layout::PartFile => listed.clone(),
+            Layout::ChunkFiles => {
+                let mut c = listed.clone();
+                c.union_with(&store.chunk_files_present());
+                c
+            }
+        };
         let mut have = ChunkSet::new(manifest.chunk_count());
-        for n in listed.indices() {
+        for n in candidates.indices() {
             let id = manifest
                 .chunk_id(n)
                 .map_err(|_| StoreError::Bug("summary id"))?;
+            // Only a chunk the summary names was known good: say so when it is not.
+            let named = listed.contains(id);
             match store.read_chunk(id) {
                 Ok(data) if Hash::of(&data) == manifest.chunk_hash(id) => {
                     have.insert(id);
                 }
-                Ok(_) => tracing::warn!(chunk = n, "stored chunk fails its hash; fetching again"),
-                Err(e) => {
-                    tracing::warn!(chunk = n, "stored chunk unreadable ({e}); fetching again")
+                Ok(_) if named => {
+                    tracing::warn!(chunk = n, "stored chunk fails its hash; fetching again");
                 }
+                Err(e) if named => {
+                    tracing::warn!(chunk = n, "stored chunk unreadable ({e}); fetching again");
+                }
+                _ => {}
             }
         }
-        if have.count() != listed.count() {
+        let recovered = have.difference(&listed).len();
+        if recovered > 0 {
+            tracing::info!("{recovered} verified chunks found on disk beyond the summary; kept");
+        }
+        if have != listed {
             store.write_summary(&have)?;
         }
         Ok((store, have))
+    }
+
+    /// The chunks that have a chunk file (not checked).
+    fn chunk_files_present(&self) -> ChunkSet {
+        let mut set = ChunkSet::new(self.manifest.chunk_count());
+        let prefix = format!("{}.", self.manifest.name);
+        let Ok(entries) = fs::read_dir(self.dir.join("chunks")) else {
+            return set;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+                continue;
+            };
+            if let Ok(n) = rest.parse::<u32>()
+                && let Ok(id) = self.manifest.chunk_id(n)
+            {
+                set.insert(id);
+            }
+        }
+        set
     }
 
     /// The manifest this store holds chunks of.
@@ -257,19 +328,36 @@ impl ChunkStore {
         }
     }
 
-    /// Replaces the summary file with `have` (write to `.tmp`, rename).
+    /// With `sync` (the default), chunk bytes reach the disk before a summary names them, the
+    /// summary and the finished file are synced before they are renamed into place, and the
+    /// renames before they are relied on: a power cut loses at most the chunks since the last
+    /// summary. Without it the same files are written the same way (temporary name, rename),
+    /// which is enough for a killed process, but a power cut may leave a summary that names
+    /// chunks the disk never got (they fail their hash on the next start and are fetched again).
+    pub fn set_sync(&mut self, sync: bool) {
+        self.sync = sync;
+    }
+
+    /// Replaces the summary file with `have` (write to `.tmp`, sync, rename).
     ///
     /// # Errors
     ///
     /// Any I/O error, naming the path.
     pub fn write_summary(&self, have: &ChunkSet) -> Result<(), StoreError> {
+        if self.sync
+            && let Some(part) = &self.data
+        {
+            // The chunks the summary names are on disk first (chunk files sync each).
+            part.sync_data()
+                .map_err(io_err("syncing", &self.part_path()))?;
+        }
         let summary = Summary {
             file: self.manifest.name.clone(),
             hash: self.manifest.hash,
             chunks: have.to_ranges(),
         };
         let json = serde_json::to_vec(&summary).map_err(|_| StoreError::Bug("summary json"))?;
-        write_atomic(&self.summary_path(), &json)
+        write_atomic(&self.summary_path(), &json, self.sync)
     }
 
     /// Checks `data` against the manifest: length and hash.
@@ -308,7 +396,7 @@ impl ChunkStore {
             (Some(file), Layout::PartFile) => file
                 .write_all_at(data, self.manifest.chunk_offset(id))
                 .map_err(io_err("writing", &self.part_path())),
-            _ => write_atomic(&self.chunk_path(id), data),
+            _ => write_atomic(&self.chunk_path(id), data, self.sync),
         }
     }
 
@@ -356,6 +444,11 @@ impl ChunkStore {
                     return Ok(out); // already assembled (opened complete)
                 }
                 let h = hash_file(&part)?;
+                if self.sync
+                    && let Some(f) = &self.data
+                {
+                    f.sync_data().map_err(io_err("syncing", &part))?;
+                }
                 (part, h)
             }
             Layout::ChunkFiles => {
@@ -367,7 +460,9 @@ impl ChunkStore {
                     hasher.update(&data);
                     w.write_all(&data).map_err(io_err("writing", &tmp))?;
                 }
-                w.sync_all().map_err(io_err("syncing", &tmp))?;
+                if self.sync {
+                    w.sync_all().map_err(io_err("syncing", &tmp))?;
+                }
                 (tmp, hasher.finalize().into())
             }
         };
@@ -382,6 +477,9 @@ impl ChunkStore {
             });
         }
         fs::rename(&src, &out).map_err(io_err("renaming", &src))?;
+        if self.sync {
+            sync_parent(&out)?;
+        }
         Ok(out)
     }
 
@@ -403,7 +501,7 @@ impl ChunkStore {
                 let mut buf = vec![0u8; self.manifest.chunk_len(id)];
                 file.read_exact_at(&mut buf, self.manifest.chunk_offset(id))
                     .map_err(io_err("reading", &out))?;
-                write_atomic(&path, &buf)?;
+                write_atomic(&path, &buf, self.sync)?;
             }
         }
         Ok(())

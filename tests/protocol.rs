@@ -88,6 +88,7 @@ async fn start_peer() -> Server {
         get: None,
         upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
         secret: None,
+        sync: false,
         dir,
         file: None,
         layout: Layout::PartFile,

@@ -155,12 +155,24 @@ fn killed_peer_restarts_and_fetches_only_what_it_lacks() {
         refetched.is_empty(),
         "the restarted peer fetched chunks its summary already listed: {refetched:?}"
     );
+    // Chunks written after the last summary are found on disk and kept, not fetched again:
+    // the restarted peer says how many.
     let mut union: BTreeSet<u32> = second.iter().copied().collect();
     union.extend(&held);
     let missing: Vec<u32> = (0..count).filter(|c| !union.contains(c)).collect();
-    assert!(
-        missing.is_empty(),
-        "chunks neither in the summary nor fetched after the restart: {missing:?}"
+    let log = peers[2].proc.stderr_text();
+    let recovered = log
+        .lines()
+        .find_map(|l| {
+            let (n, _) = l.split_once(" verified chunks found on disk beyond the summary")?;
+            n.rsplit(' ').next()?.parse::<usize>().ok()
+        })
+        .unwrap_or(0);
+    assert_eq!(
+        missing.len(),
+        recovered,
+        "chunks neither in the summary nor fetched after the restart: {missing:?}\n{}",
+        peers[2].proc.describe()
     );
 }
 
@@ -371,4 +383,162 @@ fn ctrl_c_stops_a_peer_with_130() {
     peer.interrupt();
     let status = peer.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(130), "{}", peer.describe());
+}
+
+/// Runs a 3-peer ring on 1 MiB (11 chunks), then takes peer 0's folder back to "killed
+/// before the end" (the finished file renamed back to the part file, for that layout),
+/// applies `damage` to it, restarts the peer alone (dead neighbour, live owner) and returns
+/// the chunks it fetched. The file must come out byte-identical.
+fn restart_after_damage(chunk_files: bool, damage: impl FnOnce(&Path)) -> Vec<u32> {
+    let ring = Ring {
+        chunk_files,
+        ..Ring::new(3)
+    };
+    let (tmp, peers) = run_ring(1 << 20, &ring);
+    let original = tmp.path().join("data.bin");
+    let dir = &peers[0].dir;
+    if chunk_files {
+        fs::remove_file(dir.join("data.bin")).unwrap();
+    } else {
+        fs::rename(dir.join("data.bin"), dir.join("data.bin.part")).unwrap();
+    }
+    damage(dir);
+    let root = tmp.path().join("second");
+    let (_owner, port) = start_owner(&root, &original, &[]);
+    let (_dead, neighbour) = dead_port();
+    let events = root.join("events.jsonl");
+    let mut args = args![
+        port,
+        free_ports(1)[0],
+        neighbour,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display(),
+        "--events",
+        events.display(),
+        "--timeout",
+        "30",
+        "--linger",
+        "0"
+    ];
+    if chunk_files {
+        args.push("--chunk-files".into());
+    }
+    let mut peer = Proc::spawn("peer-damaged", PEER, &args, &root, &root);
+    assert!(peer.wait_exit(WAIT).success(), "{}", peer.describe());
+    assert!(
+        fs::read(dir.join("data.bin")).unwrap() == fs::read(&original).unwrap(),
+        "file differs\n{}",
+        peer.describe()
+    );
+    let mut got = event_chunks(&read_log(&events).unwrap(), EventKind::ChunkReceived);
+    got.sort_unstable();
+    got
+}
+
+/// Flips the bytes of `path` from `from` for `len` bytes.
+fn flip(path: &Path, from: u64, len: usize) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, from).unwrap();
+    for b in &mut buf {
+        *b ^= 0xa5;
+    }
+    f.write_all_at(&buf, from).unwrap();
+}
+
+#[test]
+fn altered_or_truncated_chunks_on_disk_are_fetched_again() {
+    const C: u64 = 102_400;
+    // Part file: a byte of chunk 3 altered.
+    let got = restart_after_damage(false, |d| flip(&d.join("data.bin.part"), 3 * C + 17, 1));
+    assert_eq!(got, vec![3]);
+    // Part file cut in the middle of chunk 7: chunks 7..=10 are gone.
+    let got = restart_after_damage(false, |d| {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("data.bin.part"))
+            .unwrap();
+        f.set_len(7 * C + 500).unwrap();
+    });
+    assert_eq!(got, vec![7, 8, 9, 10]);
+    // Chunk files: chunk 5 cut short, chunk 2 altered, chunk 9 deleted.
+    let got = restart_after_damage(true, |d| {
+        let c = d.join("chunks");
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(c.join("data.bin.5"))
+            .unwrap();
+        f.set_len(C / 2).unwrap();
+        flip(&c.join("data.bin.2"), 0, 64);
+        fs::remove_file(c.join("data.bin.9")).unwrap();
+    });
+    assert_eq!(got, vec![2, 5, 9]);
+}
+
+#[test]
+fn a_getter_killed_again_and_again_keeps_its_chunks_and_a_whole_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("data.bin");
+    let size = 8 << 20; // 82 chunks at 2 MiB/s: about 4 s
+    random_file(&original, size, 10);
+    let (_owner, port) = start_owner(root, &original, &args!["--upload-limit", "2MiB"]);
+    let dir = root.join("g");
+    let summary = dir.join("data.bin.summary");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(11);
+    let mut total_received = 0;
+    for round in 0.. {
+        let events = root.join(format!("g-{round}.jsonl"));
+        let args = args![
+            "get",
+            port,
+            "data.bin",
+            "--port",
+            0,
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir.display(),
+            "--events",
+            events.display(),
+            "--linger",
+            0
+        ];
+        let mut g = Proc::spawn(&format!("g-{round}"), PEER, &args, &dir, root);
+        if round == 4 {
+            assert!(g.wait_exit(WAIT).success(), "{}", g.describe());
+            total_received +=
+                event_chunks(&read_log(&events).unwrap(), EventKind::ChunkReceived).len();
+            break;
+        }
+        // SIGKILL at a random moment of the transfer.
+        let after = std::time::Duration::from_millis(rand::Rng::random_range(&mut rng, 300..900));
+        std::thread::sleep(after);
+        g.kill();
+        let received = read_events_so_far(&events);
+        total_received += event_chunks(&received, EventKind::ChunkReceived).len();
+        // Whatever moment the kill hit, the summary is whole JSON (never half-written).
+        if summary.exists() {
+            summary_ids(&summary);
+        }
+        assert!(
+            !dir.join("data.bin").exists() || round > 0,
+            "the getter finished before it was killed: lengthen the file"
+        );
+    }
+    assert!(fs::read(dir.join("data.bin")).unwrap() == fs::read(&original).unwrap());
+    // Chunks fetched twice are at most those received in the last 100 ms before each kill
+    // (the event log is flushed every 100 ms, so some received chunks are not counted either).
+    let chunks = chunk_count(size) as usize;
+    assert!(
+        total_received <= chunks + 4 * 8,
+        "{total_received} chunks received for {chunks}: kept chunks were fetched again"
+    );
 }

@@ -79,6 +79,9 @@ pub struct Config {
     pub upload_slots: usize,
     /// The swarm's shared secret: proven to every server, required of every client.
     pub secret: Option<Arc<crate::auth::Secret>>,
+    /// Sync chunks, summaries and the finished file to disk before relying on them (see
+    /// [`ChunkStore::set_sync`]); off for simulations and benchmarks.
+    pub sync: bool,
     /// Where chunks, the summary and the finished file go.
     pub dir: PathBuf,
     /// The file wanted, when the owner shares several.
@@ -416,6 +419,8 @@ pub async fn run(
     let (dir, layout, m2) = (config.dir.clone(), config.layout, manifest.clone());
     let (store, have) =
         tokio::task::spawn_blocking(move || ChunkStore::open(&dir, &m2, layout)).await??;
+    let mut store = store;
+    store.set_sync(config.sync);
     let count = manifest.chunk_count();
     if have.count() > 0 {
         info!(
