@@ -542,3 +542,62 @@ fn a_getter_killed_again_and_again_keeps_its_chunks_and_a_whole_summary() {
         "{total_received} chunks received for {chunks}: kept chunks were fetched again"
     );
 }
+
+#[test]
+fn a_peer_whose_neighbour_stays_down_fetches_from_other_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let size = 6 << 20;
+    let original = root.join("data.bin");
+    random_file(&original, size, 12);
+    // The owner is slow: without the fall-back, the peer would wait on it for 6 s or more.
+    let (owner, port) = start_owner(
+        root,
+        &original,
+        &args!["--upload-limit", "1MiB", "--peers", 4],
+    );
+    let mut peers = start_peers(root, port, &Ring::new(4));
+    // Peer 1 is peer 0's download neighbour: kill it once the ring is under way.
+    let started = wait_until(WAIT, || {
+        count_events(&peers[1].events, EventKind::ChunkReceived) >= 3
+    });
+    assert!(started, "{}", peers[1].proc.describe());
+    peers[1].proc.kill();
+    let dead = format!("127.0.0.1:{}", peers[1].port);
+    let a = &mut peers[0];
+    assert!(
+        wait_until(WAIT, || a
+            .proc
+            .stderr_text()
+            .contains("fetching from other sources the directory lists")),
+        "peer 0 never fell back\n{}",
+        a.proc.describe()
+    );
+    assert!(
+        wait_until(WAIT, || printed_complete(&peers[0].proc)),
+        "{}",
+        peers[0].proc.describe()
+    );
+    let others: Vec<String> = peers[2..]
+        .iter()
+        .map(|p| format!("127.0.0.1:{}", p.port))
+        .collect();
+    let from_others = read_events_so_far(&peers[0].events)
+        .iter()
+        .filter(|e| e.event == EventKind::ChunkReceived && others.contains(&e.neighbour))
+        .count();
+    assert!(
+        from_others > 0,
+        "peer 0 got nothing from peers 2 and 3 (not {dead})"
+    );
+    // The dead peer comes back on its folder, and the whole ring completes.
+    let events = root.join("events-restarted.jsonl");
+    let ports: Vec<u16> = peers.iter().map(|p| p.port).collect();
+    let args = peer_args(port, &ports, 1, &peers[1].dir, &events, &[]);
+    peers[1].proc = Proc::spawn("peer-1-restarted", PEER, &args, root, root);
+    assert_ring_complete(
+        &mut peers,
+        &original,
+        &format!("\n{}", tail(&owner.describe(), 20)),
+    );
+}

@@ -309,6 +309,11 @@ pub(super) fn set_error(swarm: &Swarm, kind: SourceKind, e: Option<String>) {
                 Some(_) => None,
                 None => Some(ChunkSet::new(swarm.manifest.chunk_count())),
             };
+            match (&e, st.neighbour_down_since) {
+                (Some(_), None) => st.neighbour_down_since = Some(Instant::now()),
+                (None, _) => st.neighbour_down_since = None,
+                _ => {}
+            }
             st.neighbour_error = e;
         }
     }
@@ -467,9 +472,11 @@ async fn read_loop(
                         }
                         .into());
                     }
-                    if swarm.holds(id) {
-                        continue;
-                    }
+                }
+                if swarm.holds(id) {
+                    // Another connection delivered it first (a cancelled spare request, or a
+                    // fall-back source): nothing to do.
+                    continue;
                 }
                 let bytes = data.len() as u64;
                 match swarm.accept_chunk(id, data).await {

@@ -154,6 +154,8 @@ struct State {
     told_neighbour: bool,
     owner_error: Option<String>,
     neighbour_error: Option<String>,
+    /// Since when the download neighbour has been unreachable (`None`: connected).
+    neighbour_down_since: Option<Instant>,
 }
 
 /// What a peer's tasks share.
@@ -464,6 +466,7 @@ pub async fn run(
             told_neighbour: false,
             owner_error: None,
             neighbour_error: None,
+            neighbour_down_since: Some(now),
         }),
         changed: watch::Sender::new(()),
         summary_dirty: Notify::new(),
@@ -499,6 +502,10 @@ pub async fn run(
         let nb_span = info_span!("neighbour", addr = %swarm.config.neighbour);
         tasks.spawn(tracing::Instrument::instrument(
             download::run_source(swarm.clone(), SourceKind::Neighbour, None, child.clone()),
+            nb_span.clone(),
+        ));
+        tasks.spawn(tracing::Instrument::instrument(
+            multi::fallback(swarm.clone(), child.clone()),
             nb_span,
         ));
     }

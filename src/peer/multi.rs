@@ -44,6 +44,11 @@ pub const LOCATE_EVERY: Duration = Duration::from_secs(1);
 pub const SOURCE_RETRY: Duration = Duration::from_secs(5);
 /// The longest a failed source is avoided.
 pub const SOURCE_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How long a ring peer's download neighbour may stay unreachable before the peer fetches
+/// from other sources (see [`fallback`]).
+pub const NEIGHBOUR_DOWN_LIMIT: Duration = Duration::from_secs(5);
+/// Other sources a ring peer uses while its neighbour is down.
+pub const FALLBACK_SOURCES: usize = 2;
 
 #[derive(Debug)]
 struct Source {
@@ -199,16 +204,9 @@ impl Getter {
     }
 }
 
-/// Runs the getter's download side until `token` is cancelled: the owner connection for as
-/// long as the peer runs, source connections until the file is complete.
-pub(super) async fn run(
-    swarm: Arc<Swarm>,
-    first: Option<Handshake>,
-    get: GetConfig,
-    token: CancellationToken,
-) {
-    let (lost_tx, lost_rx) = mpsc::unbounded_channel();
-    let getter = Arc::new(Getter {
+/// A getter's state with no sources known yet; lost sources are reported on `lost_tx`.
+fn new_getter(swarm: &Arc<Swarm>, lost_tx: mpsc::UnboundedSender<String>) -> Arc<Getter> {
+    Arc::new(Getter {
         shared: Mutex::new(Shared {
             sources: HashMap::new(),
             avail: vec![0; swarm.manifest.chunk_count() as usize],
@@ -219,11 +217,38 @@ pub(super) async fn run(
         lost_tx,
         owner_addr: Mutex::new(None),
         sources_changed: Notify::new(),
-    });
+    })
+}
+
+/// Runs the getter's download side until `token` is cancelled: the owner connection for as
+/// long as the peer runs, source connections until the file is complete.
+pub(super) async fn run(
+    swarm: Arc<Swarm>,
+    first: Option<Handshake>,
+    get: GetConfig,
+    token: CancellationToken,
+) {
+    let (lost_tx, lost_rx) = mpsc::unbounded_channel();
+    let getter = new_getter(&swarm, lost_tx);
     let owner_task = tokio::spawn(
         owner_loop(getter.clone(), first, lost_rx, token.clone())
             .instrument(info_span!("owner", addr = %swarm.config.owner)),
     );
+    // The owner's connection counts as one source.
+    drive_sources(&getter, get.max_sources.saturating_sub(1), &token, || {}).await;
+    let _ = owner_task.await;
+}
+
+/// Keeps up to `max` source connections (chosen by [`choose_sources`]) until the file is
+/// complete or `token` is cancelled, calling `tick` about every [`LOCATE_EVERY`]; then waits
+/// for the connections to end.
+async fn drive_sources(
+    getter: &Arc<Getter>,
+    max: usize,
+    token: &CancellationToken,
+    mut tick: impl FnMut(),
+) {
+    let swarm = &getter.swarm;
     let mut conns: JoinSet<(String, Result<()>)> = JoinSet::new();
     let mut rng = match swarm.config.seed {
         Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
@@ -231,9 +256,8 @@ pub(super) async fn run(
     };
     let mut changed = swarm.changed.subscribe();
     while !token.is_cancelled() && !swarm.is_complete() {
-        // The owner's connection counts as one source.
-        let want = get.max_sources.saturating_sub(1 + conns.len());
-        for addr in choose_sources(&getter, want, &mut rng) {
+        let want = max.saturating_sub(conns.len());
+        for addr in choose_sources(getter, want, &mut rng) {
             let (g, t) = (getter.clone(), token.clone());
             let span = info_span!("source", addr = %addr);
             conns.spawn(
@@ -247,21 +271,109 @@ pub(super) async fn run(
         tokio::select! {
             Some(done) = conns.join_next() => {
                 let Ok((addr, res)) = done else { continue };
-                source_ended(&getter, &addr, res);
+                source_ended(getter, &addr, res);
             }
             () = getter.sources_changed.notified() => {}
             _ = changed.changed() => {}
-            () = tokio::time::sleep(LOCATE_EVERY) => {}
+            () = tokio::time::sleep(LOCATE_EVERY) => tick(),
             () = token.cancelled() => {}
         }
     }
     // Complete (or stopping): the source connections end by themselves.
     while let Some(done) = conns.join_next().await {
         if let Ok((addr, res)) = done {
-            source_ended(&getter, &addr, res);
+            source_ended(getter, &addr, res);
         }
     }
-    let _ = owner_task.await;
+}
+
+/// A ring peer's fall-back: once its download neighbour has been unreachable for
+/// [`NEIGHBOUR_DOWN_LIMIT`], it fetches from up to [`FALLBACK_SOURCES`] other sources the
+/// directory lists (those holding most of what it lacks first), until the neighbour is back
+/// or the file is complete; the owner stays its last resort, as always. Runs until `token`
+/// is cancelled.
+pub(super) async fn fallback(swarm: Arc<Swarm>, token: CancellationToken) {
+    let mut changed = swarm.changed.subscribe();
+    loop {
+        // Wait for a neighbour down past the limit.
+        loop {
+            if token.is_cancelled() || swarm.is_complete() {
+                return;
+            }
+            let down = swarm.state().neighbour_down_since;
+            if down.is_some_and(|t| t.elapsed() >= NEIGHBOUR_DOWN_LIMIT) {
+                break;
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                () = token.cancelled() => return,
+            }
+        }
+        info!(
+            "download neighbour {} unreachable for {}s; fetching from other sources the directory lists",
+            swarm.config.neighbour,
+            NEIGHBOUR_DOWN_LIMIT.as_secs()
+        );
+        let sub = token.child_token();
+        let (lost_tx, _) = mpsc::unbounded_channel();
+        let getter = new_getter(&swarm, lost_tx);
+        let watcher = {
+            let (swarm, sub) = (swarm.clone(), sub.clone());
+            tokio::spawn(async move {
+                let mut changed = swarm.changed.subscribe();
+                while swarm.state().neighbour_down_since.is_some() && !sub.is_cancelled() {
+                    tokio::select! {
+                        _ = changed.changed() => {}
+                        () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    }
+                }
+                if !sub.is_cancelled() {
+                    info!("download neighbour is back; leaving the other sources");
+                }
+                sub.cancel();
+            })
+        };
+        locate_once(&getter).await;
+        // Ask again every LOCATE_EVERY, one question at a time, without holding up the
+        // connections.
+        let g2 = getter.clone();
+        let mut asking: Option<tokio::task::JoinHandle<()>> = None;
+        drive_sources(&getter, FALLBACK_SOURCES, &sub, move || {
+            if asking
+                .as_ref()
+                .is_none_or(tokio::task::JoinHandle::is_finished)
+            {
+                let g = g2.clone();
+                asking = Some(tokio::spawn(async move { locate_once(&g).await }));
+            }
+        })
+        .await;
+        sub.cancel();
+        let _ = watcher.await;
+    }
+}
+
+/// Asks the directory once where the chunks are, by a query connection (the ring peer's
+/// owner connection is its registration, not a getter's), and takes in the answer without
+/// the dead neighbour.
+async fn locate_once(getter: &Getter) {
+    let swarm = &getter.swarm;
+    let query = Message::Locate {
+        file: swarm.manifest.name.clone(),
+    };
+    let secret = swarm.config.secret.as_deref();
+    match crate::query::ask(&swarm.config.owner, query, secret).await {
+        Ok(body) => match serde_json::from_slice::<Locations>(&body) {
+            Ok(mut loc) => {
+                let dead = swarm.config.neighbour.to_string();
+                loc.sources.retain(|s| s.addr != dead);
+                getter.located(loc);
+            }
+            Err(e) => warn!("bad locate answer from the owner: {e}"),
+        },
+        Err(e) => debug!("cannot ask the directory: {e}"),
+    }
 }
 
 /// The best `want` sources to connect to now: most chunks this getter lacks first.
