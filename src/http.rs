@@ -13,6 +13,7 @@
 //! a 400 with the same JSON shape.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -21,26 +22,99 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::directory::Directory;
 
-/// Serves the API on `listener` until `token` is cancelled.
+/// The most HTTP connections served at once; more are answered 503 and closed.
+pub const MAX_HTTP_CONNECTIONS: usize = 256;
+/// How long a client may take to send a request's head (a silent or trickling client is
+/// dropped after this).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one connection may stay open (a client that wants more connects again).
+pub const HTTP_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Serves the API on `listener` until `token` is cancelled: HTTP/1.1 (hyper) with at most
+/// [`MAX_HTTP_CONNECTIONS`] connections, [`HEADER_TIMEOUT`] for a request head and
+/// [`HTTP_CONNECTION_LIFETIME`] for a connection.
 ///
 /// # Errors
 ///
-/// The server fails (accept errors are retried by axum).
+/// None today: accept errors are logged and retried.
 pub async fn serve(
     listener: TcpListener,
     directory: Arc<Directory>,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(directory))
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
+    let app = router(directory);
+    let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
+    loop {
+        let (stream, addr) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("HTTP accept failed: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = token.cancelled() => return Ok(()),
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
+        let (app, token) = (app.clone(), token.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let res = tokio::select! {
+                r = conn.as_mut() => r,
+                () = token.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                    Ok(())
+                }
+                () = tokio::time::sleep(HTTP_CONNECTION_LIFETIME) => Ok(()),
+            };
+            if let Err(e) = res {
+                tracing::debug!(client = %addr, "HTTP connection ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Answers a connection over the cap with 503 and closes it.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!(
+        "{{\"error\":\"busy: at most {MAX_HTTP_CONNECTIONS} connections at once; try again later\"}}"
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
 }
 
 /// The API's routes, for serving or testing.

@@ -790,3 +790,54 @@ fn silent_member_is_dropped_after_the_ttl() {
         "{err:?}"
     );
 }
+
+#[test]
+fn http_api_survives_garbage_silence_and_a_flood() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let share = root.join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    random_file(&share.join("a.bin"), 1000, 1);
+    let (_owner, _port, api) = start_owner_with_api(root, &share, &[]);
+    let read_all = |mut s: std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    // Random bytes: a 400 and a close.
+    let mut s = std::net::TcpStream::connect(&api).unwrap();
+    s.write_all(&[0xab; 300]).unwrap();
+    let text = read_all(s);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    // A client that never finishes its request head is dropped after the header timeout.
+    let mut s = std::net::TcpStream::connect(&api).unwrap();
+    s.write_all(b"GET /files HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let start = Instant::now();
+    let text = read_all(s);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9) && waited < Duration::from_secs(25),
+        "closed after {waited:?}: {text}"
+    );
+    // More connections than the cap: the excess get a 503, and the API serves on after.
+    let held: Vec<_> = (0..ringswarm::http::MAX_HTTP_CONNECTIONS)
+        .map(|_| std::net::TcpStream::connect(&api).unwrap())
+        .collect();
+    let extra = std::net::TcpStream::connect(&api).unwrap();
+    let text = read_all(extra);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("busy"), "{text}");
+    drop(held);
+    assert!(
+        wait_until(WAIT, || std::net::TcpStream::connect(&api).is_ok_and(
+            |mut s| {
+                s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .is_ok()
+                    && read_all(s).starts_with("HTTP/1.1 200")
+            }
+        )),
+        "the API did not serve again after the flood"
+    );
+}

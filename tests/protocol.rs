@@ -343,3 +343,83 @@ async fn peer_refuses_bad_requests_and_keeps_serving() {
     assert_eq!(chunk.0, 1);
     assert!(chunk.1 == want, "chunk 1 differs from the file");
 }
+
+#[tokio::test(start_paused = true)]
+async fn owner_drops_a_client_that_trickles_a_byte_a_second() {
+    let owner = start_owner().await;
+    let mut stream = TcpStream::connect(owner.addr).await.unwrap();
+    let start = tokio::time::Instant::now();
+    let bytes = hello(PROTOCOL_VERSION, "getter");
+    // One byte a (virtual) second: the whole hello would take far longer than the wait for it.
+    let mut sent = 0;
+    for b in &bytes {
+        if stream.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if start.elapsed() > HANDSHAKE_TIMEOUT * 2 {
+            break;
+        }
+    }
+    assert!(
+        sent < bytes.len(),
+        "the owner read a hello trickled over {sent} s"
+    );
+    let reply = read_until_closed(stream, HANDSHAKE_TIMEOUT * 3).await;
+    assert!(
+        start.elapsed() >= HANDSHAKE_TIMEOUT,
+        "dropped before the hello timeout: {reply:?}"
+    );
+    assert!(
+        reply
+            .error()
+            .is_some_and(|e| e.contains("timed out waiting for hello")),
+        "expected an error naming the hello timeout: {reply:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_refuses_connections_over_its_cap_politely_and_keeps_serving() {
+    let peer = start_peer().await;
+    // Fill every upload slot with clients that say nothing (yet).
+    let mut held = Vec::new();
+    for _ in 0..peer::MAX_UPLOAD_CONNECTIONS {
+        held.push(TcpStream::connect(peer.addr).await.unwrap());
+    }
+    // Hundreds more at once: each is told why, and closed.
+    let mut refused = Vec::new();
+    for _ in 0..200 {
+        refused.push(tokio::spawn(exchange_owned(peer.addr)));
+    }
+    for r in refused {
+        let reply = r.await.unwrap();
+        assert!(
+            reply.error().is_some_and(|e| e.contains("peer is busy")),
+            "expected a polite refusal: {reply:?}"
+        );
+    }
+    drop(held);
+    // Slots come back as the silent clients go.
+    let ok = tokio::time::timeout(REPLY_WAIT, async {
+        loop {
+            let mut stream = TcpStream::connect(peer.addr).await.unwrap();
+            stream
+                .write_all(&hello(PROTOCOL_VERSION, "neighbour"))
+                .await
+                .unwrap();
+            let mut frames = FramedRead::new(stream, MessageCodec::new(MAX_MANIFEST_LEN));
+            if let Some(Ok(Message::Welcome { .. })) = frames.next().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "the peer did not serve again after the flood");
+}
+
+/// Connects and reads until the server closes, sending nothing.
+async fn exchange_owned(addr: SocketAddr) -> Reply {
+    exchange(addr, &[]).await
+}
