@@ -21,6 +21,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Refused(String),
+    /// A source sent too many chunks that failed their hash.
+    #[error("{0}")]
+    BadChunks(String),
     #[error(
         "no progress for {secs}s with {have}/{total} chunks: {detail}; check that the neighbour and the owner are running"
     )]

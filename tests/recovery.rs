@@ -601,3 +601,115 @@ fn a_peer_whose_neighbour_stays_down_fetches_from_other_sources() {
         &format!("\n{}", tail(&owner.describe(), 20)),
     );
 }
+
+/// Reads one frame's JSON header (the body, if any, is skipped).
+fn read_header(s: &mut std::net::TcpStream) -> Option<serde_json::Value> {
+    use std::io::Read;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut frame).ok()?;
+    let hlen = u32::from_be_bytes(frame[..4].try_into().ok()?) as usize;
+    serde_json::from_slice(&frame[4..4 + hlen]).ok()
+}
+
+#[test]
+fn a_neighbour_sending_bad_chunks_is_logged_dropped_and_avoided() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("data.bin");
+    random_file(&original, 1 << 20, 13);
+    let manifest = ringswarm::manifest::Manifest::from_file(
+        &original,
+        ringswarm::manifest::DEFAULT_CHUNK_SIZE,
+    )
+    .unwrap();
+    let count = manifest.chunk_count();
+    let manifest_json = serde_json::to_vec(&manifest).unwrap();
+    // A slow owner, so the peer is still fetching when the liar's chunks come.
+    let (_owner, port) = start_owner(root, &original, &args!["--upload-limit", "400KiB"]);
+
+    // A neighbour that lies: first a chunk shorter than it declares, then chunks of the right
+    // length with the wrong bytes.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_port = fake.local_addr().unwrap().port();
+    let liar = std::thread::spawn(move || {
+        let mut connections = 0;
+        for (n, stream) in fake.incoming().enumerate() {
+            let Ok(mut s) = stream else { continue };
+            connections += 1;
+            let hello = read_header(&mut s).unwrap();
+            assert_eq!(hello["role"], "neighbour");
+            let welcome =
+                serde_json::json!({"type": "welcome", "assigned": [], "len": manifest_json.len()});
+            s.write_all(&frame(welcome.to_string().as_bytes(), &manifest_json))
+                .unwrap();
+            let have = serde_json::json!({"type": "have", "chunks": [[0, count - 1]]});
+            s.write_all(&json_frame(have)).unwrap();
+            let mut answered = 0;
+            while let Some(msg) = read_header(&mut s) {
+                if msg["type"] != "request" {
+                    continue;
+                }
+                let chunk = msg["chunk"].as_u64().unwrap();
+                let header = serde_json::json!({"type": "chunk", "chunk": chunk, "len": 102_400});
+                let body = if n == 0 {
+                    vec![7u8; 10]
+                } else {
+                    vec![7u8; 102_400]
+                };
+                if s.write_all(&frame(header.to_string().as_bytes(), &body))
+                    .is_err()
+                {
+                    break;
+                }
+                answered += 1;
+                if answered == 3 {
+                    break;
+                }
+            }
+            // Keep the connection until the peer closes it.
+            while read_header(&mut s).is_some() {}
+            if n == 1 {
+                return connections;
+            }
+        }
+        connections
+    });
+
+    let dir = root.join("peer");
+    let args = args![
+        port,
+        free_ports(1)[0],
+        fake_port,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display(),
+        "--timeout",
+        30,
+        "--linger",
+        0
+    ];
+    let mut peer = Proc::spawn("peer", PEER, &args, root, root);
+    assert!(peer.wait_exit(WAIT).success(), "{}", peer.describe());
+    assert!(fs::read(dir.join("data.bin")).unwrap() == fs::read(&original).unwrap());
+    let log = peer.stderr_text();
+    let liar_label = format!("127.0.0.1:{fake_port}");
+    for needle in [
+        "chunk message declares 102400 body bytes but carries 10".to_string(),
+        format!("3 bad chunks from {liar_label}; disconnecting; avoiding it for 30s"),
+    ] {
+        assert!(
+            log.contains(&needle),
+            "no {needle:?} in the log\n{}",
+            peer.describe()
+        );
+    }
+    assert_eq!(
+        liar.join().unwrap(),
+        2,
+        "the liar was not avoided after its bad chunks"
+    );
+}

@@ -27,6 +27,9 @@ use crate::protocol::{
 use crate::store::ChunkStore;
 use crate::{Error, Result};
 
+/// How long a source that sent [`MAX_BAD_CHUNKS`] bad chunks is avoided.
+pub const BAD_SOURCE_AVOID: Duration = Duration::from_secs(30);
+
 /// How often a waiting client logs that it is still retrying.
 const RETRY_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -290,6 +293,18 @@ pub(super) async fn run_source(
                 }
                 debug!("connection to {endpoint} ended");
             }
+            Err(Error::BadChunks(e)) => {
+                // A source that keeps sending bad chunks is avoided for a while; the owner and,
+                // for a neighbour, other sources (the fall-back) fill in meanwhile.
+                warn!(
+                    "connection to {endpoint} ended: {e}; avoiding it for {}s",
+                    BAD_SOURCE_AVOID.as_secs()
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(BAD_SOURCE_AVOID) => {}
+                    () = token.cancelled() => return,
+                }
+            }
             Err(e) => warn!("connection to {endpoint} ended: {e}"),
         }
     }
@@ -489,7 +504,7 @@ async fn read_loop(
                         bad += 1;
                         warn!(from = %label, "refused chunk {chunk}: {e}; fetching it again");
                         if bad >= MAX_BAD_CHUNKS {
-                            return Err(Error::Refused(format!(
+                            return Err(Error::BadChunks(format!(
                                 "{bad} bad chunks from {label}; disconnecting"
                             )));
                         }

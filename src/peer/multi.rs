@@ -664,7 +664,7 @@ async fn handle(link: &mut Link<'_>, msg: Message, bad: &mut u32) -> Result<bool
                     *bad += 1;
                     warn!(from = %link.label, "refused chunk {chunk}: {e}; fetching it again");
                     if *bad >= MAX_BAD_CHUNKS {
-                        return Err(Error::Refused(format!(
+                        return Err(Error::BadChunks(format!(
                             "{bad} bad chunks from {}; disconnecting",
                             link.label
                         )));
