@@ -50,8 +50,10 @@ impl Decoder for MessageCodec {
     type Error = ProtocolError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
-        // Check the declared length before the inner codec reserves room for it.
-        if src.len() >= 4 {
+        // Check the declared length before the inner codec reserves room for it. Only at a
+        // frame boundary: once the inner codec has taken the length prefix (`partial` > 0),
+        // `src` starts inside the frame and its first bytes are no length.
+        if self.partial == 0 && src.len() >= 4 {
             let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
             let max = self.max_frame_len();
             if len > max {
@@ -352,6 +354,28 @@ mod tests {
             MessageCodec::new(100).decode(&mut buf),
             Err(ProtocolError::BodyTooLarge { len: 200, max: 100 })
         ));
+    }
+
+    #[test]
+    fn a_frame_split_after_its_length_prefix_gets_the_same_error() {
+        // Regression (fuzz target frame_decoder): once the inner codec had taken a frame's
+        // length prefix, the next 4 bytes were checked as if they were one, so a 2-byte frame
+        // arriving in two pieces was refused as a frame of 1713729024 bytes.
+        let too_short = [0, 0, 0, 2, 0x66, 0x25, 0x6e, 0];
+        let mut too_large_header = BytesMut::new();
+        too_large_header.put_u32(8);
+        too_large_header.put_u32(u32::MAX);
+        too_large_header.put_u32(0);
+        for stream in [&too_short[..], &too_large_header[..]] {
+            let mut whole = BytesMut::from(stream);
+            let expected = MessageCodec::new(64).decode(&mut whole).unwrap_err();
+            let mut codec = MessageCodec::new(64);
+            let mut buf = BytesMut::from(&stream[..4]);
+            assert!(codec.decode(&mut buf).unwrap().is_none());
+            buf.extend_from_slice(&stream[4..]);
+            let got = codec.decode(&mut buf).unwrap_err();
+            assert_eq!(got.to_string(), expected.to_string());
+        }
     }
 
     #[test]
