@@ -21,6 +21,8 @@ mod report;
 mod demo;
 // peer get: multi-source downloads, rarest first, fall-over.
 mod getter;
+// Round-trip properties (proptest): codec, chunk arithmetic, chunk-id ranges.
+mod properties;
 // Shared-secret swarms (--secret).
 mod secret;
 // scripts/netns-ring.sh: six hosts in network namespaces, tc shaping, a kill and restart (root only).
