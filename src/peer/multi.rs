@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::download::{Handshake, handshake, is_bad_chunk, set_error};
+use super::download::{Handshake, announce, handshake, is_bad_chunk, set_error};
 use super::{GetConfig, MAX_BAD_CHUNKS, SourceKind, Swarm};
 use crate::chunkset::{ChunkSet, Ranges, set_bits};
 use crate::connection::{ConnWriter, IDLE_TIMEOUT};
@@ -35,7 +35,7 @@ use crate::directory::Locations;
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
 use crate::net::{Backoff, Endpoint};
-use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, ProtocolError, Role};
+use crate::protocol::{Message, ProtocolError, Role};
 use crate::{Error, Result};
 
 /// How often a getter asks the directory where chunks are, while it lacks some.
@@ -751,22 +751,12 @@ async fn register(
     label: &str,
     registered: &mut ChunkSet,
 ) -> Result<()> {
-    let have = swarm.have_snapshot();
-    let new = have.difference(registered);
-    if new.is_empty() {
-        return Ok(());
+    let before = registered.clone();
+    announce(swarm, writer, label, registered).await?;
+    let new = registered.difference(&before);
+    if let Some(&first) = new.first() {
+        let n = u32::try_from(new.len()).unwrap_or(u32::MAX);
+        swarm.events.registered(first, n, label);
     }
-    let ranges = Ranges::from_sorted(new.iter().copied());
-    for part in ranges.0.chunks(MAX_RANGES_PER_MESSAGE) {
-        writer
-            .send(Message::Have {
-                chunks: Ranges(part.to_vec()),
-            })
-            .await?;
-    }
-    let n = u32::try_from(new.len()).unwrap_or(u32::MAX);
-    swarm.events.id_list(EventKind::IdListSent, n, label);
-    swarm.events.registered(new[0], n, label);
-    *registered = have;
     Ok(())
 }
