@@ -93,10 +93,6 @@ keep=0
 target=256MiB
 original_args=("$@")
 
-need_value() {
-    [[ $# -ge 2 && -n $2 ]] || die_usage "$1 needs a value"
-}
-
 while [[ $# -gt 0 ]]; do
     case $1 in
     -h | --help)
@@ -243,15 +239,7 @@ cleanup() {
     cleaning=1
     trap '' INT TERM
     stop_pids "${pids[@]}"
-    if [[ -n $work && -d $work ]]; then
-        if ((keep)); then
-            echo "work folder kept: $work" >&2
-        else
-            rm -rf -- "$work"
-        fi
-    fi
-    if ((interrupted)); then exit 130; fi
-    exit "$status"
+    finish_cleanup "$status" stderr
 }
 
 # shellcheck disable=SC2317 # called by the INT and TERM traps
@@ -450,14 +438,6 @@ verify_copies() {
 
 median() {
     sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
-
-human_size() {
-    awk -v n="$1" 'BEGIN {
-        split("B KiB MiB GiB TiB", u, " "); i = 1
-        while (n >= 1024 && i < 5) { n /= 1024; i++ }
-        if (i == 1) printf "%d B", n; else printf "%.1f %s", n, u[i]
-    }'
 }
 
 # --- work folder and file ---------------------------------------------------------------------

@@ -1,4 +1,6 @@
-# Shell helpers shared by ring.sh and bench.sh (sourced, not run).
+# shellcheck shell=bash
+# Shell helpers shared by ring.sh, bench.sh and netns-ring.sh (sourced, not run). A script
+# that sources this defines `die_usage MESSAGE`.
 
 # TERM, then KILL after 5 s, for each live PID given; reaps them all.
 stop_pids() {
@@ -24,4 +26,35 @@ stop_pids() {
     for p in "$@"; do
         wait "$p" 2>/dev/null || true
     done
+}
+
+# Fails with "OPTION needs a value" unless a non-empty value follows the option.
+need_value() {
+    [[ $# -ge 2 && -n $2 ]] || die_usage "$1 needs a value"
+}
+
+# 1536 → "1.5 KiB": bytes in binary units.
+human_size() {
+    awk -v n="$1" 'BEGIN {
+        split("B KiB MiB GiB TiB", u, " "); i = 1
+        while (n >= 1024 && i < 5) { n /= 1024; i++ }
+        if (i == 1) printf "%d B", n; else printf "%.1f %s", n, u[i]
+    }'
+}
+
+# The end of every script's EXIT trap: removes the work folder $work (or, with $keep, says
+# where it is, on stderr when the second argument is `stderr`), then exits 130 if
+# $interrupted, else with STATUS.
+# shellcheck disable=SC2154 # keep and interrupted belong to the sourcing script
+finish_cleanup() {
+    local status=$1 to=${2:-stdout}
+    if [[ -n ${work:-} && -d $work ]]; then
+        if ((keep)); then
+            if [[ $to == stderr ]]; then echo "work folder kept: $work" >&2; else echo "work folder kept: $work"; fi
+        else
+            rm -rf -- "$work"
+        fi
+    fi
+    if ((interrupted)); then exit 130; fi
+    exit "$status"
 }

@@ -84,10 +84,6 @@ prefix="rsw$$"
 keep=0
 file=""
 
-need_value() {
-    [[ $# -ge 2 && -n $2 ]] || die_usage "$1 needs a value"
-}
-
 while [[ $# -gt 0 ]]; do
     case $1 in
     -h | --help)
@@ -182,14 +178,6 @@ now_ms() {
 }
 
 # 3145728 → "3.0 MiB"
-human_size() {
-    awk -v n="$1" 'BEGIN {
-        split("B KiB MiB GiB TiB", u, " "); i = 1
-        while (n >= 1024 && i < 5) { n /= 1024; i++ }
-        if (i == 1) printf "%d B", n; else printf "%.1f %s", n, u[i]
-    }'
-}
-
 # 1234 → "1.23s"
 secs() {
     awk -v ms="$1" 'BEGIN { printf "%.2fs", ms / 1000 }'
@@ -258,17 +246,7 @@ cleanup() {
     if [[ -n $left ]]; then
         echo "netns-ring.sh: namespaces left behind: $left" >&2
     fi
-    if [[ -n $work && -d $work ]]; then
-        if ((keep)); then
-            echo "work folder kept: $work"
-        else
-            rm -rf -- "$work"
-        fi
-    fi
-    if ((interrupted)); then
-        exit 130
-    fi
-    exit "$status"
+    finish_cleanup "$status"
 }
 
 # shellcheck disable=SC2317 # called by the INT and TERM traps

@@ -68,10 +68,6 @@ keep=0
 profile=release
 file=""
 
-need_value() {
-    [[ $# -ge 2 && -n $2 ]] || die_usage "$1 needs a value"
-}
-
 while [[ $# -gt 0 ]]; do
     case $1 in
     -h | --help)
@@ -155,14 +151,6 @@ now_ms() {
 }
 
 # 3145728 → "3.0 MiB"
-human_size() {
-    awk -v n="$1" 'BEGIN {
-        split("B KiB MiB GiB TiB", u, " "); i = 1
-        while (n >= 1024 && i < 5) { n /= 1024; i++ }
-        if (i == 1) printf "%d B", n; else printf "%.1f %s", n, u[i]
-    }'
-}
-
 file_size() {
     wc -c <"$1" | tr -d ' '
 }
@@ -206,17 +194,7 @@ cleanup() {
     cleaning=1
     trap '' INT TERM
     stop_pids "${pids[@]}"
-    if [[ -n $work && -d $work ]]; then
-        if ((keep)); then
-            echo "work folder kept: $work"
-        else
-            rm -rf -- "$work"
-        fi
-    fi
-    if ((interrupted)); then
-        exit 130
-    fi
-    exit "$status"
+    finish_cleanup "$status"
 }
 
 # shellcheck disable=SC2317 # called by the INT and TERM traps
