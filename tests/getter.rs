@@ -14,26 +14,15 @@ use tokio_util::codec::Encoder;
 
 use crate::args;
 use crate::util::{
-    PEER, Proc, WAIT, chunk_count, random_file, read_events_so_far, start_owner, wait_until,
+    PEER, Proc, WAIT, chunk_count, get_args, random_file, read_events_so_far, start_owner,
+    wait_until,
 };
 
 /// Starts `peer get OWNER FILE` in `root/NAME`, logging events to `root/NAME.jsonl`.
 fn start_getter(root: &Path, name: &str, owner: u16, file: &str, extra: &[String]) -> Proc {
     let dir = root.join(name);
-    let mut args = args![
-        "get",
-        owner,
-        file,
-        "--port",
-        0,
-        "--dir",
-        dir.display(),
-        "--events",
-        events_path(root, name).display(),
-        "--bind",
-        "127.0.0.1",
-    ];
-    args.extend_from_slice(extra);
+    let mut args = get_args(owner, file, &dir, extra);
+    args.extend(args!["--events", events_path(root, name).display()]);
     Proc::spawn(name, PEER, &args, &dir, root)
 }
 

@@ -496,21 +496,12 @@ fn a_getter_killed_again_and_again_keeps_its_chunks_and_a_whole_summary() {
     let mut total_received = 0;
     for round in 0.. {
         let events = root.join(format!("g-{round}.jsonl"));
-        let args = args![
-            "get",
+        let args = get_args(
             port,
             "data.bin",
-            "--port",
-            0,
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            dir.display(),
-            "--events",
-            events.display(),
-            "--linger",
-            0
-        ];
+            &dir,
+            &args!["--events", events.display(), "--linger", 0],
+        );
         let mut g = Proc::spawn(&format!("g-{round}"), PEER, &args, &dir, root);
         if round == 4 {
             assert!(g.wait_exit(WAIT).success(), "{}", g.describe());

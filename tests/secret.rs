@@ -21,19 +21,7 @@ fn a_ring_and_a_getter_with_the_secret_complete() {
 /// Runs `peer get` against `owner` with `extra`, expecting it to fail; returns its stderr.
 fn refused_getter(root: &std::path::Path, name: &str, owner: u16, extra: &[String]) -> String {
     let dir = root.join(name);
-    let mut args = args![
-        "get",
-        owner,
-        "data.bin",
-        "--port",
-        0,
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        dir.display(),
-        "--timeout",
-        5
-    ];
+    let mut args = get_args(owner, "data.bin", &dir, &args!["--timeout", 5]);
     args.extend_from_slice(extra);
     let mut p = Proc::spawn(name, PEER, &args, &dir, root);
     let status = p.wait_exit(WAIT);
@@ -85,21 +73,12 @@ fn without_the_secret_a_peer_gets_nothing() {
     let mut g = Proc::spawn(
         "ok",
         PEER,
-        &args![
-            "get",
+        &get_args(
             port,
             "data.bin",
-            "--port",
-            0,
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            dir.display(),
-            "--linger",
-            0,
-            "--secret",
-            SECRET
-        ],
+            &dir,
+            &args!["--linger", 0, "--secret", SECRET],
+        ),
         &dir,
         root,
     );
@@ -136,21 +115,12 @@ fn the_secret_never_crosses_the_wire() {
     let mut g = Proc::spawn(
         "g",
         PEER,
-        &args![
-            "get",
+        &get_args(
             port,
             "data.bin",
-            "--port",
-            0,
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            dir.display(),
-            "--timeout",
-            5,
-            "--secret",
-            SECRET
-        ],
+            &dir,
+            &args!["--timeout", 5, "--secret", SECRET],
+        ),
         &dir,
         tmp.path(),
     );

@@ -468,3 +468,21 @@ pub fn dead_port() -> (tokio::net::TcpSocket, u16) {
     let port = socket.local_addr().unwrap().port();
     (socket, port)
 }
+
+/// `get OWNER FILE --port 0 --bind 127.0.0.1 --dir DIR` and `extra`: a `peer get` command line
+/// serving on a free port of 127.0.0.1.
+pub fn get_args(owner: u16, file: &str, dir: &Path, extra: &[String]) -> Vec<String> {
+    let mut args = crate::args![
+        "get",
+        owner,
+        file,
+        "--port",
+        0,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display()
+    ];
+    args.extend_from_slice(extra);
+    args
+}
