@@ -178,61 +178,18 @@ fn killed_peer_restarts_and_fetches_only_what_it_lacks() {
 
 #[test]
 fn tampered_chunk_on_disk_is_refused_and_fetched_again() {
-    let ring = Ring {
-        chunk_files: true,
-        ..Ring::new(3)
-    };
-    let (tmp, peers) = run_ring(1 << 20, &ring);
-    let original = tmp.path().join("data.bin");
-    let want = fs::read(&original).unwrap();
-    let dir = &peers[0].dir;
-
-    fs::remove_file(dir.join("data.bin")).unwrap();
-    let chunk3 = dir.join("chunks").join("data.bin.3");
-    let good = fs::read(&chunk3).unwrap();
-    let garbage: Vec<u8> = good.iter().map(|b| b ^ 0x5a).collect();
-    fs::write(&chunk3, &garbage).unwrap();
-    assert!(dir.join("data.bin.summary").exists());
-
-    let root = tmp.path().join("second");
-    let (_owner, port) = start_owner(&root, &original, &[]);
-    let port_self = free_ports(1)[0];
-    let (_dead, neighbour) = dead_port();
-    let events = root.join("events.jsonl");
-    let args = args![
-        port,
-        port_self,
-        neighbour,
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        dir.display(),
-        "--events",
-        events.display(),
-        "--timeout",
-        "30",
-        "--chunk-files",
-        "--linger",
-        "0"
-    ];
-    let mut peer = Proc::spawn("peer-tampered", PEER, &args, &root, &root);
-    let status = peer.wait_exit(WAIT);
-    assert!(status.success(), "peer failed\n{}", peer.describe());
-    let got = fs::read(dir.join("data.bin")).unwrap();
-    assert!(got == want, "file differs\n{}", peer.describe());
-
-    let received = event_chunks(&read_log(&events).unwrap(), EventKind::ChunkReceived);
+    let (received, log) = restart_after_damage(true, |d| {
+        assert!(d.join("data.bin.summary").exists());
+        flip(&d.join("chunks").join("data.bin.3"), 0, 102_400);
+    });
     assert_eq!(
         received,
         vec![3],
-        "only the tampered chunk should be fetched\n{}",
-        peer.describe()
+        "only the tampered chunk should be fetched\n{log}"
     );
-    let stderr = peer.stderr_text();
     assert!(
-        stderr.contains("fails its hash"),
-        "the log does not mention the hash failure\n{}",
-        peer.describe()
+        log.contains("fails its hash"),
+        "the log does not mention the hash failure\n{log}"
     );
 }
 
@@ -388,8 +345,8 @@ fn ctrl_c_stops_a_peer_with_130() {
 /// Runs a 3-peer ring on 1 MiB (11 chunks), then takes peer 0's folder back to "killed
 /// before the end" (the finished file renamed back to the part file, for that layout),
 /// applies `damage` to it, restarts the peer alone (dead neighbour, live owner) and returns
-/// the chunks it fetched. The file must come out byte-identical.
-fn restart_after_damage(chunk_files: bool, damage: impl FnOnce(&Path)) -> Vec<u32> {
+/// the chunks it fetched, sorted, and its log. The file must come out byte-identical.
+fn restart_after_damage(chunk_files: bool, damage: impl FnOnce(&Path)) -> (Vec<u32>, String) {
     let ring = Ring {
         chunk_files,
         ..Ring::new(3)
@@ -407,24 +364,18 @@ fn restart_after_damage(chunk_files: bool, damage: impl FnOnce(&Path)) -> Vec<u3
     let (_owner, port) = start_owner(&root, &original, &[]);
     let (_dead, neighbour) = dead_port();
     let events = root.join("events.jsonl");
-    let mut args = args![
-        port,
-        free_ports(1)[0],
-        neighbour,
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        dir.display(),
-        "--events",
-        events.display(),
-        "--timeout",
-        "30",
-        "--linger",
-        "0"
-    ];
+    let mut extra = args!["--linger", 0];
     if chunk_files {
-        args.push("--chunk-files".into());
+        extra.push("--chunk-files".into());
     }
+    let args = peer_args(
+        port,
+        &[free_ports(1)[0], neighbour],
+        0,
+        dir,
+        &events,
+        &extra,
+    );
     let mut peer = Proc::spawn("peer-damaged", PEER, &args, &root, &root);
     assert!(peer.wait_exit(WAIT).success(), "{}", peer.describe());
     assert!(
@@ -434,7 +385,7 @@ fn restart_after_damage(chunk_files: bool, damage: impl FnOnce(&Path)) -> Vec<u3
     );
     let mut got = event_chunks(&read_log(&events).unwrap(), EventKind::ChunkReceived);
     got.sort_unstable();
-    got
+    (got, peer.stderr_text())
 }
 
 /// Flips the bytes of `path` from `from` for `len` bytes.
@@ -457,10 +408,10 @@ fn flip(path: &Path, from: u64, len: usize) {
 fn altered_or_truncated_chunks_on_disk_are_fetched_again() {
     const C: u64 = 102_400;
     // Part file: a byte of chunk 3 altered.
-    let got = restart_after_damage(false, |d| flip(&d.join("data.bin.part"), 3 * C + 17, 1));
+    let (got, _) = restart_after_damage(false, |d| flip(&d.join("data.bin.part"), 3 * C + 17, 1));
     assert_eq!(got, vec![3]);
     // Part file cut in the middle of chunk 7: chunks 7..=10 are gone.
-    let got = restart_after_damage(false, |d| {
+    let (got, _) = restart_after_damage(false, |d| {
         let f = fs::OpenOptions::new()
             .write(true)
             .open(d.join("data.bin.part"))
@@ -469,7 +420,7 @@ fn altered_or_truncated_chunks_on_disk_are_fetched_again() {
     });
     assert_eq!(got, vec![7, 8, 9, 10]);
     // Chunk files: chunk 5 cut short, chunk 2 altered, chunk 9 deleted.
-    let got = restart_after_damage(true, |d| {
+    let (got, _) = restart_after_damage(true, |d| {
         let c = d.join("chunks");
         let f = fs::OpenOptions::new()
             .write(true)
