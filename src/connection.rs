@@ -138,11 +138,7 @@ impl Connection {
             .recv_answering("waiting for hello", HANDSHAKE_TIMEOUT)
             .await?;
         let e = match msg {
-            Some(q @ (Message::List | Message::Search { .. } | Message::Locate { .. }))
-                if queries =>
-            {
-                return Ok(Opening::Query(q));
-            }
+            Some(q) if queries && q.is_query() => return Ok(Opening::Query(q)),
             Some(Message::Hello {
                 version,
                 role,

@@ -108,27 +108,11 @@ async fn serve(
                 conn.remote()
             )));
         }
-        Opening::Query(q) => return answer_queries(conn, q, &ctx.directory).await,
+        Opening::Query(q) => return answer_queries(conn, Some(q), &ctx.directory).await,
     };
     auth::server(&mut conn, secret, nonce.as_deref(), &label).await?;
     if role == Role::Query {
-        return match conn
-            .recv_answering("waiting for a query", HANDSHAKE_TIMEOUT)
-            .await?
-        {
-            Some(q @ (Message::List | Message::Search { .. } | Message::Locate { .. })) => {
-                answer_queries(conn, q, &ctx.directory).await
-            }
-            None => Ok(()),
-            Some(other) => {
-                let e = ProtocolError::Unexpected {
-                    got: other.kind(),
-                    doing: "waiting for a query",
-                };
-                conn.send_error(e.to_string()).await;
-                Err(e.into())
-            }
-        };
+        return answer_queries(conn, None, &ctx.directory).await;
     }
     // By name, or by the directory's numeric id.
     let by_id = file.as_deref().and_then(|k| ctx.directory.find(k));
@@ -265,32 +249,44 @@ impl Drop for Member<'_> {
     }
 }
 
-/// Answers directory queries until the client closes or stays silent.
-async fn answer_queries(mut conn: Connection, first: Message, directory: &Directory) -> Result<()> {
-    let mut next = Some(first);
-    while let Some(q) = next.take() {
-        let reply = answer(&q, directory)?;
-        conn.send(reply).await?;
-        next = match conn
-            .recv_answering("waiting for a query", HANDSHAKE_TIMEOUT)
-            .await
-        {
-            Ok(Some(q @ (Message::List | Message::Search { .. } | Message::Locate { .. }))) => {
-                Some(q)
-            }
-            Ok(None) | Err(ProtocolError::Timeout(_)) => None,
-            Ok(Some(other)) => {
-                let e = ProtocolError::Unexpected {
-                    got: other.kind(),
-                    doing: "answering queries",
-                };
-                conn.send_error(e.to_string()).await;
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
+/// Answers directory queries, `first` and then each the client sends, until it closes or
+/// stays silent after an answer (silence before the first query is an error).
+async fn answer_queries(
+    mut conn: Connection,
+    first: Option<Message>,
+    directory: &Directory,
+) -> Result<()> {
+    let mut next = first;
+    let mut answered = false;
+    loop {
+        let q = match next.take() {
+            Some(q) => q,
+            None => match conn
+                .recv_answering("waiting for a query", HANDSHAKE_TIMEOUT)
+                .await
+            {
+                Ok(Some(q)) if q.is_query() => q,
+                Ok(None) => return Ok(()),
+                Err(ProtocolError::Timeout(_)) if answered => return Ok(()),
+                Ok(Some(other)) => {
+                    let doing = if answered {
+                        "answering queries"
+                    } else {
+                        "waiting for a query"
+                    };
+                    let e = ProtocolError::Unexpected {
+                        got: other.kind(),
+                        doing,
+                    };
+                    conn.send_error(e.to_string()).await;
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
+        conn.send(answer(&q, directory)?).await?;
+        answered = true;
     }
-    Ok(())
 }
 
 fn answer(q: &Message, directory: &Directory) -> Result<Message> {

@@ -199,6 +199,11 @@ impl Message {
         }
     }
 
+    /// A directory query (`list`, `search`, `locate`).
+    pub fn is_query(&self) -> bool {
+        matches!(self, Self::List | Self::Search { .. } | Self::Locate { .. })
+    }
+
     /// The `type` tag, for logs and errors.
     pub fn kind(&self) -> &'static str {
         match self {
