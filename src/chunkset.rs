@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::{ChunkId, Manifest, ManifestError};
 
+/// The most ranges one message's id list may hold, so its header stays well under the
+/// header limit (a range is at most 24 bytes of JSON). Longer lists continue in further
+/// `have` messages; a receiver refuses a message with more.
+pub const MAX_RANGES_PER_MESSAGE: usize = 8 * 1024;
+
 /// Inclusive chunk ranges as they travel in `have`, `hello` and `orphans` messages.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -21,6 +26,46 @@ impl Ranges {
     /// True when there are no ranges.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Checks a list received from elsewhere against a file of `chunks` chunks: at most `max`
+    /// ranges, each `[start, end]` with start ≤ end < `chunks`, sorted and disjoint (each
+    /// starts after the previous one ends). One pass, so the cost is linear in the list.
+    ///
+    /// # Errors
+    ///
+    /// [`ManifestError::TooManyRanges`], [`ManifestError::ChunkOutOfRange`], or
+    /// [`ManifestError::BadRanges`] for a reversed, unsorted or overlapping range.
+    pub fn check(&self, chunks: u32, max: usize) -> Result<(), ManifestError> {
+        if self.0.len() > max {
+            return Err(ManifestError::TooManyRanges {
+                got: self.0.len(),
+                max,
+            });
+        }
+        let mut prev: Option<u32> = None;
+        for &[a, b] in &self.0 {
+            if a > b {
+                return Err(ManifestError::BadRanges(format!(
+                    "range {a}-{b} is reversed"
+                )));
+            }
+            if b >= chunks {
+                return Err(ManifestError::ChunkOutOfRange {
+                    chunk: b,
+                    count: chunks,
+                });
+            }
+            if let Some(p) = prev
+                && a <= p
+            {
+                return Err(ManifestError::BadRanges(format!(
+                    "range {a}-{b} does not start after the previous one ends ({p}): ranges must be sorted and disjoint"
+                )));
+            }
+            prev = Some(b);
+        }
+        Ok(())
     }
 
     /// Ranges covering exactly `ids`, which must be sorted.
@@ -63,46 +108,71 @@ impl ChunkSet {
         s
     }
 
-    /// The set that `ranges` names, each id checked against `manifest`.
+    /// The set that `ranges` names: a wire list, checked as [`Ranges::check`] does.
     ///
     /// # Errors
     ///
-    /// [`ManifestError::ChunkOutOfRange`] for an id past the last chunk, and
-    /// [`ManifestError::Inconsistent`] for a range whose start is after its end.
+    /// As [`Ranges::check`] with [`MAX_RANGES_PER_MESSAGE`].
     pub fn try_from_ranges(manifest: &Manifest, ranges: &Ranges) -> Result<Self, ManifestError> {
         let mut s = Self::new(manifest.chunk_count());
         s.extend_from_ranges(manifest, ranges)?;
         Ok(s)
     }
 
-    /// Adds every id of `ranges`; returns the ids that were new, in order.
+    /// The set that a list of any length names (a summary on disk), checked as
+    /// [`Ranges::check`] does but without the per-message cap.
     ///
     /// # Errors
     ///
-    /// As [`ChunkSet::try_from_ranges`]; on error nothing was added.
+    /// As [`Ranges::check`].
+    pub fn try_from_stored_ranges(
+        manifest: &Manifest,
+        ranges: &Ranges,
+    ) -> Result<Self, ManifestError> {
+        ranges.check(manifest.chunk_count(), usize::MAX)?;
+        let mut s = Self::new(manifest.chunk_count());
+        s.insert_ranges(ranges, |_| {});
+        Ok(s)
+    }
+
+    /// Adds every id of a wire list `ranges`; returns the ids that were new, in order. The
+    /// cost is linear in the message and in the ids added: ranges are checked first, then set
+    /// a 64-bit word at a time.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ranges::check`] with [`MAX_RANGES_PER_MESSAGE`]; on error nothing was added.
     pub fn extend_from_ranges(
         &mut self,
         manifest: &Manifest,
         ranges: &Ranges,
     ) -> Result<Vec<ChunkId>, ManifestError> {
-        for &[a, b] in &ranges.0 {
-            if a > b {
-                return Err(ManifestError::Inconsistent(format!(
-                    "chunk range {a}-{b} is reversed"
-                )));
-            }
-            manifest.chunk_id(b)?;
-        }
+        ranges.check(manifest.chunk_count(), MAX_RANGES_PER_MESSAGE)?;
         let mut added = Vec::new();
+        self.insert_ranges(ranges, |i| added.extend(manifest.chunk_id(i).ok()));
+        Ok(added)
+    }
+
+    /// Sets the bits of checked `ranges` word by word, calling `new` for each id not held.
+    fn insert_ranges(&mut self, ranges: &Ranges, mut new: impl FnMut(u32)) {
         for &[a, b] in &ranges.0 {
-            for n in a..=b {
-                let id = manifest.chunk_id(n)?;
-                if self.insert(id) {
-                    added.push(id);
+            let (first, last) = ((a / 64) as usize, (b / 64) as usize);
+            for w in first..=last {
+                let lo = if w == first { a % 64 } else { 0 };
+                let hi = if w == last { b % 64 } else { 63 };
+                let mask = (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
+                let fresh = mask & !self.bits[w];
+                if fresh == 0 {
+                    continue;
+                }
+                self.bits[w] |= fresh;
+                self.count += fresh.count_ones();
+                let base = u32::try_from(w * 64).expect("≤ MAX_CHUNKS");
+                for bit in set_bits(std::iter::once(fresh)) {
+                    new(base + bit);
                 }
             }
         }
-        Ok(added)
     }
 
     /// The number of chunks the file has (not the number in the set).
@@ -169,7 +239,42 @@ impl ChunkSet {
 
     /// The set as wire ranges.
     pub fn to_ranges(&self) -> Ranges {
-        Ranges::from_sorted(self.indices())
+        self.to_ranges_capped(usize::MAX)
+    }
+
+    /// The first `max` ranges of the set, found a word at a time: the cost is the number of
+    /// words plus the ranges made, however many ids they cover.
+    pub fn to_ranges_capped(&self, max: usize) -> Ranges {
+        let mut out: Vec<[u32; 2]> = Vec::new();
+        let mut open: Option<u32> = None; // start of the run that reaches the current bit
+        for (w, &word) in self.bits.iter().enumerate() {
+            let base = u32::try_from(w * 64).expect("≤ MAX_CHUNKS");
+            let mut bit = 0u32;
+            while bit < 64 {
+                let rest = word >> bit;
+                if open.is_some() {
+                    // Length of the run of ones from `bit`.
+                    let ones = (!rest).trailing_zeros().min(64 - bit);
+                    bit += ones;
+                    if bit < 64 {
+                        out.push([open.take().expect("open"), base + bit - 1]);
+                        if out.len() == max {
+                            return Ranges(out);
+                        }
+                    }
+                } else {
+                    if rest == 0 {
+                        break;
+                    }
+                    bit += rest.trailing_zeros();
+                    open = Some(base + bit);
+                }
+            }
+        }
+        if let Some(start) = open {
+            out.push([start, self.len - 1]);
+        }
+        Ranges(out)
     }
 }
 
@@ -311,5 +416,84 @@ mod tests {
         ));
         assert_eq!(s.count(), 0, "nothing added on error");
         assert!(s.extend_from_ranges(&m, &Ranges(vec![[5, 4]])).is_err());
+    }
+
+    #[test]
+    fn overlapping_unsorted_and_too_many_ranges_are_refused() {
+        let m = manifest(1000);
+        let mut s = ChunkSet::new(1000);
+        let overlap = Ranges(vec![[0, 999], [0, 999]]);
+        let err = s.extend_from_ranges(&m, &overlap).unwrap_err();
+        assert!(matches!(err, ManifestError::BadRanges(_)), "{err}");
+        assert!(err.to_string().contains("sorted and disjoint"), "{err}");
+        let unsorted = Ranges(vec![[10, 20], [5, 6]]);
+        assert!(matches!(
+            s.extend_from_ranges(&m, &unsorted),
+            Err(ManifestError::BadRanges(_))
+        ));
+        let many = Ranges(
+            (0..=MAX_RANGES_PER_MESSAGE as u32)
+                .map(|i| [i, i])
+                .collect(),
+        );
+        let m2 = manifest(MAX_RANGES_PER_MESSAGE + 1);
+        let err = ChunkSet::try_from_ranges(&m2, &many).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} chunk ranges in one message exceed the limit of {MAX_RANGES_PER_MESSAGE}",
+                MAX_RANGES_PER_MESSAGE + 1
+            )
+        );
+        assert_eq!(s.count(), 0, "nothing added on error");
+        // A summary on disk may hold any number of ranges.
+        assert_eq!(
+            ChunkSet::try_from_stored_ranges(&m2, &many)
+                .unwrap()
+                .count(),
+            8193
+        );
+    }
+
+    #[test]
+    fn ranges_are_set_a_word_at_a_time() {
+        let m = manifest(1000);
+        let mut s = ChunkSet::new(1000);
+        let added = s
+            .extend_from_ranges(&m, &Ranges(vec![[3, 70], [127, 128], [999, 999]]))
+            .unwrap();
+        let want: Vec<u32> = (3..=70).chain([127, 128, 999]).collect();
+        assert_eq!(added.iter().map(|c| c.get()).collect::<Vec<_>>(), want);
+        assert_eq!(s.count(), want.len() as u32);
+        assert_eq!(s.to_ranges().0, vec![[3, 70], [127, 128], [999, 999]]);
+        // Again, plus a little: only the new ids are reported.
+        let added = s.extend_from_ranges(&m, &Ranges(vec![[0, 71]])).unwrap();
+        assert_eq!(
+            added.iter().map(|c| c.get()).collect::<Vec<_>>(),
+            vec![0, 1, 2, 71]
+        );
+        let full = ChunkSet::try_from_ranges(&m, &Ranges(vec![[0, 999]])).unwrap();
+        assert!(full.is_full());
+        assert_eq!(full, ChunkSet::full(1000));
+    }
+
+    #[test]
+    fn ranges_from_words_match_ranges_from_ids() {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+        for len in [0u32, 1, 63, 64, 65, 128, 200, 1000] {
+            let m = manifest(len as usize);
+            for density in [0.0, 0.1, 0.5, 0.9, 1.0] {
+                let mut s = ChunkSet::new(len);
+                for i in 0..len {
+                    if rand::Rng::random_bool(&mut rng, density) {
+                        s.insert(m.chunk_id(i).unwrap());
+                    }
+                }
+                let slow = Ranges::from_sorted(s.indices());
+                assert_eq!(s.to_ranges(), slow, "len {len} density {density}");
+                let cut = s.to_ranges_capped(3);
+                assert_eq!(cut.0[..], slow.0[..slow.len().min(3)]);
+            }
+        }
     }
 }

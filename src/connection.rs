@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use futures::stream::{SplitSink, SplitStream};
+use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
-use tokio_util::codec::Framed;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::codec::{Framed, FramedParts};
 
 use crate::chunkset::Ranges;
 use crate::net::TcpStream;
@@ -24,6 +25,19 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 /// How long one message may take to write.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Buffer room a connection keeps beyond its body limit between messages. A buffer that grew
+/// past that for one large message (a 256 KiB header, a manifest, an answer) is given back
+/// once the message is through, so an idle connection costs a few KiB, not the largest
+/// message it ever carried.
+pub const KEEP_BUFFER: usize = 64 * 1024;
+
+/// Gives back the room of `buf` when it holds more than twice `keep` bytes, keeping its
+/// contents (twice, so that ordinary messages never pay for a copy).
+fn trim(buf: &mut BytesMut, keep: usize) {
+    if buf.capacity() > 2 * keep && buf.len() <= keep {
+        *buf = BytesMut::from(&buf[..]);
+    }
+}
 
 /// A client's `hello`, checked.
 #[derive(Debug)]
@@ -81,6 +95,20 @@ impl Connection {
         self.framed.codec_mut().set_max_body(max_body);
     }
 
+    /// Accepts directory answers (`files`, `locations`) of up to
+    /// [`crate::protocol::MAX_ANSWER_LEN`] bytes: for a client of the owner.
+    pub fn accept_answers(&mut self) {
+        self.framed
+            .codec_mut()
+            .set_max_answer(crate::protocol::MAX_ANSWER_LEN);
+    }
+
+    fn trim_buffers(&mut self) {
+        let keep = self.framed.codec().max_frame_len_kept();
+        trim(self.framed.read_buffer_mut(), keep);
+        trim(self.framed.write_buffer_mut(), keep);
+    }
+
     /// Receives one message within `limit`; `Ok(None)` is a clean close.
     ///
     /// # Errors
@@ -91,7 +119,9 @@ impl Connection {
         what: &'static str,
         limit: Duration,
     ) -> Result<Option<Message>, ProtocolError> {
-        recv_from(&mut self.framed, what, limit).await
+        let res = recv_from(&mut self.framed, what, limit).await;
+        self.trim_buffers();
+        res
     }
 
     /// As [`Connection::recv`], but a bad frame or an expired wait is answered with an `error`
@@ -177,9 +207,11 @@ impl Connection {
     ///
     /// An encode or I/O error, or [`ProtocolError::Timeout`].
     pub async fn send(&mut self, msg: Message) -> Result<(), ProtocolError> {
-        tokio::time::timeout(WRITE_TIMEOUT, self.framed.send(msg))
+        let res = tokio::time::timeout(WRITE_TIMEOUT, self.framed.send(msg))
             .await
-            .map_err(|_| ProtocolError::Timeout("writing a message"))?
+            .map_err(|_| ProtocolError::Timeout("writing a message"))?;
+        self.trim_buffers();
+        res
     }
 
     /// Sends an `error` message (best effort, within 1 s) before the connection is dropped.
@@ -190,7 +222,19 @@ impl Connection {
 
     /// Splits into a reader and a writer.
     pub fn split(self) -> (ConnReader, ConnWriter) {
-        let (sink, stream) = self.framed.split();
+        let parts = self.framed.into_parts();
+        let (read, write) = parts.io.into_split();
+        let max_body = parts.codec.max_body();
+        let max_answer = parts.codec.max_answer();
+        // `from_parts`, so that bytes already read are decoded before the socket is read again.
+        let mut read_parts = FramedParts::new::<Message>(read, parts.codec);
+        read_parts.read_buf = parts.read_buf;
+        let stream = Framed::from_parts(read_parts);
+        let mut out = MessageCodec::new(max_body);
+        out.set_max_answer(max_answer);
+        let mut write_parts = FramedParts::new::<Message>(write, out);
+        write_parts.write_buf = parts.write_buf;
+        let sink = Framed::from_parts(write_parts);
         (
             ConnReader {
                 stream,
@@ -221,7 +265,7 @@ type RecvResult = Result<Option<Message>, ProtocolError>;
 /// The receiving half of a [`Connection`].
 #[derive(Debug)]
 pub struct ConnReader {
-    stream: SplitStream<Framed<TcpStream, MessageCodec>>,
+    stream: Framed<OwnedReadHalf, MessageCodec>,
     remote: String,
 }
 
@@ -233,7 +277,10 @@ impl ConnReader {
     ///
     /// As [`Connection::recv`].
     pub async fn recv(&mut self, what: &'static str, limit: Duration) -> RecvResult {
-        recv_from(&mut self.stream, what, limit).await
+        let res = recv_from(&mut self.stream, what, limit).await;
+        let keep = self.stream.codec().max_frame_len_kept();
+        trim(self.stream.read_buffer_mut(), keep);
+        res
     }
 
     /// The remote address.
@@ -255,7 +302,7 @@ impl ConnReader {
 /// The sending half of a [`Connection`].
 #[derive(Debug)]
 pub struct ConnWriter {
-    sink: SplitSink<Framed<TcpStream, MessageCodec>, Message>,
+    sink: Framed<OwnedWriteHalf, MessageCodec>,
     remote: String,
 }
 
@@ -266,9 +313,17 @@ impl ConnWriter {
     ///
     /// As [`Connection::send`].
     pub async fn send(&mut self, msg: Message) -> Result<(), ProtocolError> {
-        tokio::time::timeout(WRITE_TIMEOUT, self.sink.send(msg))
+        // Chunks are written through a buffer of one chunk; a larger message (a manifest,
+        // an answer) gives its room back once sent.
+        let big = msg.body().map_or(0, bytes::Bytes::len) > KEEP_BUFFER
+            && !matches!(msg, Message::Chunk { .. });
+        let res = tokio::time::timeout(WRITE_TIMEOUT, self.sink.send(msg))
             .await
-            .map_err(|_| ProtocolError::Timeout("writing a message"))?
+            .map_err(|_| ProtocolError::Timeout("writing a message"))?;
+        if big {
+            trim(self.sink.write_buffer_mut(), KEEP_BUFFER);
+        }
+        res
     }
 
     /// Flushes and half-closes the connection (TCP FIN), within 1 s.
@@ -285,5 +340,60 @@ impl ConnWriter {
     /// The remote address.
     pub fn remote(&self) -> &str {
         &self.remote
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    async fn pair() -> (Connection, Connection) {
+        let listener = crate::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (
+            Connection::new(client.unwrap(), crate::protocol::MAX_MANIFEST_LEN),
+            Connection::new(server.unwrap().0, 0),
+        )
+    }
+
+    /// A connection that carried one large message keeps no buffer of its size.
+    #[tokio::test]
+    async fn buffers_shrink_after_a_large_message() {
+        let (mut client, mut server) = pair().await;
+        let manifest = Bytes::from(vec![b'x'; 8 * 1024 * 1024]);
+        let welcome = Message::welcome(Ranges::default(), manifest);
+        let (sent, got) = tokio::join!(
+            server.send(welcome),
+            client.recv("test", Duration::from_secs(10))
+        );
+        sent.unwrap();
+        assert!(matches!(got.unwrap(), Some(Message::Welcome { .. })));
+        client.set_max_body(100 * 1024);
+        server.send(Message::request(1)).await.unwrap();
+        client.recv("test", Duration::from_secs(10)).await.unwrap();
+        let keep = 2 * server.framed.codec().max_frame_len_kept();
+        assert!(
+            server.framed.write_buffer().capacity() <= keep,
+            "writer kept {}",
+            server.framed.write_buffer().capacity()
+        );
+        let keep = 2 * client.framed.codec().max_frame_len_kept();
+        assert!(
+            client.framed.read_buffer().capacity() <= keep,
+            "reader kept {}",
+            client.framed.read_buffer().capacity()
+        );
+        // The same after a split, on the writing half.
+        client.set_max_body(crate::protocol::MAX_MANIFEST_LEN);
+        let (_r, mut w) = server.split();
+        let (mut r, _w) = client.split();
+        let big = Message::welcome(Ranges::default(), Bytes::from(vec![b'y'; 4 * 1024 * 1024]));
+        let (sent, got) = tokio::join!(w.send(big), r.recv("test", Duration::from_secs(10)));
+        sent.unwrap();
+        got.unwrap();
+        assert!(w.sink.write_buffer().capacity() <= 2 * KEEP_BUFFER);
     }
 }

@@ -21,7 +21,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::manifest::Manifest;
-use crate::protocol::Role;
+use crate::protocol::{MAX_ANSWER_LEN, Role};
+
+/// Takes items while their JSON fits in `budget` bytes; returns them and how many did not
+/// fit. The cost is the size of what is taken.
+fn within_budget<T: Serialize>(items: impl IntoIterator<Item = T>, budget: usize) -> (Vec<T>, u32) {
+    let (mut taken, mut used, mut left) = (Vec::new(), 0usize, 0u32);
+    for item in items {
+        let len = serde_json::to_vec(&item).map_or(usize::MAX, |v| v.len() + 1);
+        if left == 0 && used.saturating_add(len) <= budget {
+            used += len;
+            taken.push(item);
+        } else {
+            left = left.saturating_add(1);
+        }
+    }
+    (taken, left)
+}
 
 /// The TTL when none is given: a member silent this long is dropped.
 pub const DEFAULT_PEER_TTL: Duration = Duration::from_secs(45);
@@ -55,7 +71,21 @@ pub struct Listing {
     pub query: Option<String>,
     /// The matching files, by id.
     pub files: Vec<FileInfo>,
+    /// Matching files left out to keep the answer under [`MAX_ANSWER_LEN`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub more: u32,
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The most chunk ranges listed per source in a `locate` answer; a longer list is cut (the
+/// count stays exact), so one answer names many sources.
+pub const MAX_SOURCE_RANGES: usize = 2048;
+
+/// Room kept in an answer for everything but its list.
+const ANSWER_SLACK: usize = 16 * 1024;
 
 /// One holder of a file's chunks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,7 +102,7 @@ pub struct SourceInfo {
     pub count: u32,
     /// True when it holds every chunk.
     pub complete: bool,
-    /// The chunk ids it holds.
+    /// The chunk ids it holds: the first [`MAX_SOURCE_RANGES`] ranges of them.
     pub chunks: Ranges,
 }
 
@@ -84,9 +114,13 @@ pub struct Locations {
     /// Why `file` is `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Every source, the owner first, then by address.
+    /// The sources, the owner first, then by address: as many as fit in [`MAX_ANSWER_LEN`],
+    /// complete ones and those holding most chunks first.
     #[serde(default)]
     pub sources: Vec<SourceInfo>,
+    /// Sources left out to keep the answer under [`MAX_ANSWER_LEN`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub more_sources: u32,
 }
 
 /// A member as `GET /peers` shows it.
@@ -127,7 +161,16 @@ struct Member {
 struct Inner {
     next: MemberId,
     members: HashMap<MemberId, Member>,
+    /// When each address was last probed after a `source_lost` report.
+    probed: HashMap<SocketAddr, Instant>,
+    /// Probes under way.
+    probing: usize,
 }
+
+/// Probes of reported sources under way at once, at most.
+pub const MAX_PROBES: usize = 4;
+/// The least time between two probes of one address.
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// The owner's directory. Cheap to share (`Arc`); all methods lock briefly.
 #[derive(Debug)]
@@ -181,13 +224,24 @@ impl Directory {
     }
 
     /// Registers a member serving on `addr` in the swarm of file `file`, holding `have`.
-    /// A member already registered at the same address for the same file (a peer that
-    /// restarted before its old connection was noticed dead) is replaced.
-    pub fn register(&self, file: usize, addr: SocketAddr, role: Role, have: ChunkSet) -> MemberId {
+    /// `None` when a live connection already registered that address for that file: a
+    /// second client cannot take over a member's entry (a restarted peer whose old
+    /// connection the owner has not yet seen die is served meanwhile, unregistered).
+    pub fn register(
+        &self,
+        file: usize,
+        addr: SocketAddr,
+        role: Role,
+        have: ChunkSet,
+    ) -> Option<MemberId> {
         let mut inner = self.inner();
-        inner
+        if inner
             .members
-            .retain(|_, m| !(m.addr == addr && m.file == file));
+            .values()
+            .any(|m| m.addr == addr && m.file == file)
+        {
+            return None;
+        }
         inner.next += 1;
         let id = inner.next;
         inner.members.insert(
@@ -201,7 +255,7 @@ impl Directory {
                 last_seen: Instant::now(),
             },
         );
-        id
+        Some(id)
     }
 
     /// Adds chunks a member gained; counts as a heartbeat. Returns false when the member is
@@ -231,6 +285,32 @@ impl Directory {
     /// Drops a member. Returns whether it was registered.
     pub fn deregister(&self, id: MemberId) -> bool {
         self.inner().members.remove(&id).is_some()
+    }
+
+    /// Whether the owner may probe `addr`, reported lost by a getter: only a current
+    /// member, not probed in the last [`PROBE_EVERY`], and with fewer than [`MAX_PROBES`]
+    /// probes under way. So reports cannot make the owner connect anywhere, nor often. On
+    /// true, call [`Directory::end_probe`] when the probe is over.
+    pub fn start_probe(&self, addr: SocketAddr) -> bool {
+        let mut inner = self.inner();
+        let member = inner.members.values().any(|m| m.addr == addr);
+        let recent = inner
+            .probed
+            .get(&addr)
+            .is_some_and(|t| t.elapsed() < PROBE_EVERY);
+        if !member || recent || inner.probing >= MAX_PROBES {
+            return false;
+        }
+        inner.probed.retain(|_, t| t.elapsed() < PROBE_EVERY);
+        inner.probed.insert(addr, Instant::now());
+        inner.probing += 1;
+        true
+    }
+
+    /// A probe allowed by [`Directory::start_probe`] is over.
+    pub fn end_probe(&self) {
+        let mut inner = self.inner();
+        inner.probing = inner.probing.saturating_sub(1);
     }
 
     /// Drops every member serving on `addr`; returns how many.
@@ -290,11 +370,14 @@ impl Directory {
     /// Every shared file, by id.
     pub fn list(&self) -> Listing {
         let inner = self.inner();
+        let (files, more) = within_budget(
+            (0..self.files.len()).map(|f| self.info(&inner, f)),
+            MAX_ANSWER_LEN - ANSWER_SLACK,
+        );
         Listing {
             query: None,
-            files: (0..self.files.len())
-                .map(|f| self.info(&inner, f))
-                .collect(),
+            files,
+            more,
         }
     }
 
@@ -302,12 +385,16 @@ impl Directory {
     pub fn search(&self, text: &str) -> Listing {
         let needle = text.to_lowercase();
         let inner = self.inner();
+        let (files, more) = within_budget(
+            (0..self.files.len())
+                .filter(|&f| self.files[f].name.to_lowercase().contains(&needle))
+                .map(|f| self.info(&inner, f)),
+            MAX_ANSWER_LEN - ANSWER_SLACK,
+        );
         Listing {
             query: Some(text.to_string()),
-            files: (0..self.files.len())
-                .filter(|&f| self.files[f].name.to_lowercase().contains(&needle))
-                .map(|f| self.info(&inner, f))
-                .collect(),
+            files,
+            more,
         }
     }
 
@@ -318,6 +405,7 @@ impl Directory {
                 file: None,
                 message: Some(self.no_such_file(key)),
                 sources: Vec::new(),
+                more_sources: 0,
             };
         };
         let inner = self.inner();
@@ -328,22 +416,44 @@ impl Directory {
             role: "owner".into(),
             count: m.chunk_count(),
             complete: true,
-            chunks: Ranges::from_sorted(0..m.chunk_count()),
+            chunks: Ranges(match m.chunk_count() {
+                0 => Vec::new(),
+                n => vec![[0, n - 1]],
+            }),
         }];
         let mut members: Vec<&Member> = inner.members.values().filter(|x| x.file == file).collect();
-        members.sort_by_key(|x| x.addr);
-        sources.extend(members.into_iter().map(|x| SourceInfo {
-            addr: x.addr.to_string(),
-            owner: false,
-            role: role_name(x.role).into(),
-            count: x.have.count(),
-            complete: x.have.is_full(),
-            chunks: x.have.to_ranges(),
-        }));
+        // Most useful first, so those are the ones that fit; a source is built only if it
+        // may fit, so the cost is bounded by the answer, not by the members.
+        members.sort_by_key(|x| (std::cmp::Reverse(x.have.count()), x.addr));
+        let budget = MAX_ANSWER_LEN - ANSWER_SLACK - 2 * 1024;
+        let (mut listed, mut used, mut more_sources) = (Vec::new(), 0usize, 0u32);
+        for x in members {
+            if used < budget {
+                let source = SourceInfo {
+                    addr: x.addr.to_string(),
+                    owner: false,
+                    role: role_name(x.role).into(),
+                    count: x.have.count(),
+                    complete: x.have.is_full(),
+                    chunks: x.have.to_ranges_capped(MAX_SOURCE_RANGES),
+                };
+                let len = serde_json::to_vec(&source).map_or(usize::MAX, |v| v.len() + 1);
+                if used.saturating_add(len) <= budget {
+                    used += len;
+                    listed.push(source);
+                    continue;
+                }
+                used = budget;
+            }
+            more_sources += 1;
+        }
+        listed.sort_by_key(|x| x.addr.parse::<SocketAddr>().ok());
+        sources.extend(listed);
         Locations {
             file: Some(self.info(&inner, file)),
             message: None,
             sources,
+            more_sources,
         }
     }
 
@@ -445,7 +555,7 @@ mod tests {
     fn members_come_and_go() {
         let d = dir(Duration::from_millis(50));
         let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();
-        let id = d.register(0, addr, Role::Getter, set(10, [0, 1]));
+        let id = d.register(0, addr, Role::Getter, set(10, [0, 1])).unwrap();
         assert_eq!(d.list().files[0].partial_sources, 1);
         assert!(d.add_chunks(id, &set(10, 2..10)));
         let info = &d.list().files[0];
@@ -455,13 +565,75 @@ mod tests {
         assert!(loc.sources[0].owner);
         assert_eq!(loc.sources[1].addr, "127.0.0.1:9001");
         assert_eq!(loc.sources[1].count, 10);
-        // The same address again replaces the old registration.
-        let id2 = d.register(0, addr, Role::Peer, set(10, []));
-        assert!(!d.is_registered(id));
-        assert_eq!(d.peers().len(), 1);
+        // The same address again does not take over the live registration.
+        assert_eq!(d.register(0, addr, Role::Peer, set(10, [])), None);
+        assert!(d.is_registered(id));
+        assert_eq!(d.peers()[0].count, 10);
         std::thread::sleep(Duration::from_millis(80));
         assert_eq!(d.expire(), vec![addr]);
-        assert!(!d.heartbeat(id2));
+        assert!(!d.heartbeat(id));
         assert!(d.peers().is_empty());
+    }
+
+    #[test]
+    fn answers_stay_under_the_answer_limit() {
+        // 1,000 members each holding every other chunk of a 100,000-chunk file: listed in
+        // full, that is 1,000 × 50,000 ranges.
+        let chunks = 100_000u32;
+        let m = Arc::new(Manifest {
+            name: "big.bin".into(),
+            ..Manifest::for_tests(chunks as usize)
+        });
+        let d = Directory::new(vec![m], "127.0.0.1:7000".parse().unwrap(), DEFAULT_PEER_TTL);
+        let every_other = set(chunks, (0..chunks).step_by(2));
+        for i in 0..1000u16 {
+            let addr = SocketAddr::from(([127, 0, 0, 1], 10_000 + i));
+            d.register(0, addr, Role::Getter, every_other.clone());
+        }
+        let full = set(chunks, 0..chunks);
+        d.register(0, "127.0.0.2:9".parse().unwrap(), Role::Peer, full);
+        let loc = d.locate("1");
+        let len = serde_json::to_vec(&loc).unwrap().len();
+        assert!(len <= MAX_ANSWER_LEN, "answer of {len} bytes");
+        let listed = u32::try_from(loc.sources.len()).unwrap() - 1; // the owner
+        assert!(listed >= 10, "only {listed} sources fit");
+        assert_eq!(listed + loc.more_sources, 1001);
+        // The complete member is listed, before those that fit by address.
+        assert!(
+            loc.sources
+                .iter()
+                .any(|s| s.addr == "127.0.0.2:9" && s.complete)
+        );
+        for s in &loc.sources[1..] {
+            assert!(s.chunks.len() <= MAX_SOURCE_RANGES);
+            assert!(s.count == 50_000 || s.count == chunks, "{}", s.count);
+        }
+        let addrs: Vec<SocketAddr> = loc.sources[1..]
+            .iter()
+            .map(|s| s.addr.parse().unwrap())
+            .collect();
+        assert!(addrs.windows(2).all(|w| w[0] < w[1]), "by address");
+    }
+
+    #[test]
+    fn only_members_are_probed_one_at_a_time_and_seldom() {
+        let d = dir(DEFAULT_PEER_TTL);
+        let member: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let stranger: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        d.register(0, member, Role::Peer, set(10, []));
+        assert!(!d.start_probe(stranger), "not a member");
+        assert!(d.start_probe(member));
+        assert!(!d.start_probe(member), "probed a moment ago");
+        d.end_probe();
+        assert!(!d.start_probe(member), "still within PROBE_EVERY");
+        // At most MAX_PROBES at once.
+        let others: Vec<SocketAddr> = (0..=u16::try_from(MAX_PROBES).unwrap())
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 9100 + i)))
+            .collect();
+        for a in &others {
+            d.register(0, *a, Role::Getter, set(10, []));
+        }
+        let started = others.iter().filter(|a| d.start_probe(**a)).count();
+        assert_eq!(started, MAX_PROBES);
     }
 }

@@ -24,9 +24,13 @@ pub enum Error {
     /// A source sent too many chunks that failed their hash.
     #[error("{0}")]
     BadChunks(String),
-    #[error(
-        "no progress for {secs}s with {have}/{total} chunks: {detail}; check that the neighbour and the owner are running"
-    )]
+    /// Every chunk matches its hash but the whole file does not match the manifest's.
+    #[error("{0}")]
+    InconsistentManifest(String),
+    /// An error that retrying cannot mend (the disk is full, say): the peer stops with it.
+    #[error("{0}")]
+    Fatal(String),
+    #[error("no progress for {secs}s with {have}/{total} chunks: {detail}")]
     Stalled {
         secs: u64,
         have: u32,
@@ -37,7 +41,16 @@ pub enum Error {
     Bug(String),
 }
 
+/// What a server at its connection cap says before it closes (`owner is busy: …`,
+/// `peer is busy: …`): a reason to retry later, not a refusal.
+pub const BUSY: &str = " is busy: at most ";
+
 impl Error {
+    /// True for a server's "busy" answer ([`BUSY`]), which is worth retrying.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Refused(m) | Self::Protocol(ProtocolError::Remote(m)) if m.contains(BUSY))
+    }
+
     /// Whether the other side should be told this error in an `error` message before the
     /// connection closes (not when the connection itself failed or the other side said why).
     pub fn deserves_reply(&self) -> bool {

@@ -39,6 +39,10 @@ pub enum ManifestError {
     ChunkOutOfRange { chunk: u32, count: u32 },
     #[error("chunk size {0} is out of range: it must be between 1 and {MAX_CHUNK_SIZE} bytes")]
     BadChunkSize(u64),
+    #[error("{got} chunk ranges in one message exceed the limit of {max}")]
+    TooManyRanges { got: usize, max: usize },
+    #[error("bad chunk ranges: {0}")]
+    BadRanges(String),
     #[error("inconsistent manifest: {0}")]
     Inconsistent(String),
     #[error(

@@ -14,9 +14,6 @@ use crate::directory::{FileInfo, Listing, Locations};
 use crate::net::Endpoint;
 use crate::protocol::{Message, PROTOCOL_VERSION, ProtocolError, Role};
 
-/// The largest answer accepted (a listing of many files, or many sources' chunk lists).
-pub const MAX_ANSWER_LEN: usize = 64 * 1024 * 1024;
-
 /// Sends one query to the owner and returns the JSON body of its answer.
 ///
 /// # Errors
@@ -31,7 +28,8 @@ pub async fn ask(
         .connect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the owner {owner}: {e}"))?;
-    let mut conn = Connection::new(stream, MAX_ANSWER_LEN);
+    let mut conn = Connection::new(stream, 0);
+    conn.accept_answers();
     let answer = match secret {
         // With a secret: prove it in a `query` hello, then ask.
         Some(secret) => {

@@ -315,7 +315,7 @@ impl ChunkStore {
         };
         match serde_json::from_slice::<Summary>(&bytes) {
             Ok(s) if s.hash == self.manifest.hash => {
-                ChunkSet::try_from_ranges(&self.manifest, &s.chunks).unwrap_or(empty)
+                ChunkSet::try_from_stored_ranges(&self.manifest, &s.chunks).unwrap_or(empty)
             }
             Ok(_) => {
                 tracing::warn!("summary is for another version of the file; starting afresh");

@@ -185,6 +185,7 @@ proptest! {
     fn every_message_round_trips(msg in message()) {
         let mut buf = encode(&msg);
         let mut codec = MessageCodec::new(LIMIT);
+        codec.set_max_answer(LIMIT);
         prop_assert_eq!(codec.decode(&mut buf).unwrap(), Some(msg));
         prop_assert!(buf.is_empty());
         prop_assert!(codec.decode_eof(&mut buf).unwrap().is_none());
@@ -196,6 +197,7 @@ proptest! {
         let bytes = encode(&msg);
         let at = at.index(bytes.len() + 1);
         let mut codec = MessageCodec::new(LIMIT);
+        codec.set_max_answer(LIMIT);
         let mut buf = BytesMut::from(&bytes[..at]);
         if at < bytes.len() {
             prop_assert_eq!(codec.decode(&mut buf).unwrap(), None);
@@ -212,6 +214,7 @@ proptest! {
         let bytes = encode(&msg);
         let cut = 1 + cut.index(bytes.len() - 1);
         let mut codec = MessageCodec::new(LIMIT);
+        codec.set_max_answer(LIMIT);
         let mut buf = BytesMut::from(&bytes[..cut]);
         prop_assert_eq!(codec.decode(&mut buf).unwrap(), None);
         match codec.decode_eof(&mut buf) {
@@ -232,6 +235,7 @@ proptest! {
             stream.extend_from_slice(&encode(msg));
         }
         let mut codec = MessageCodec::new(LIMIT);
+        codec.set_max_answer(LIMIT);
         let mut buf = BytesMut::new();
         let mut got = Vec::new();
         for piece in pieces.iter().cycle() {

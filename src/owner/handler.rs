@@ -118,6 +118,11 @@ async fn serve(
     let by_id = file.as_deref().and_then(|k| ctx.directory.find(k));
     let shared = match by_id.map_or_else(|| choose_file(files, file.as_deref()), |i| Ok(&files[i]))
     {
+        Ok(f) if f.is_withdrawn() => {
+            let msg = f.changed_message();
+            conn.send_error(msg.clone()).await;
+            return Err(Error::Refused(msg));
+        }
         Ok(f) => f.clone(),
         Err(msg) => {
             conn.send_error(msg.clone()).await;
@@ -164,9 +169,13 @@ async fn serve(
         let ip = conn.remote().parse::<SocketAddr>().ok()?.ip();
         let file = ctx.directory.index_of(&m.name)?;
         let addr = SocketAddr::new(ip, p);
+        let Some(id) = ctx.directory.register(file, addr, role, held.clone()) else {
+            warn!(peer = %label, "{addr} is already a member through another connection; serving this one unregistered");
+            return None;
+        };
         Some(Member {
             directory: &ctx.directory,
-            id: ctx.directory.register(file, addr, role, held.clone()),
+            id,
             addr,
         })
     });
@@ -561,17 +570,23 @@ pub(crate) async fn send_choke(
     Ok(())
 }
 
-/// A getter could not reach `addr`: if the owner cannot reach it either (1 s to connect),
-/// it is dropped from the directory at once.
+/// A getter could not reach `addr`: if it is a member and the owner cannot reach it either
+/// (1 s to connect), it is dropped from the directory at once. Probes are limited (see
+/// [`Directory::start_probe`]).
 fn check_lost_source(directory: &Arc<Directory>, addr: &str, reporter: &str) {
     let Ok(sa) = addr.parse::<SocketAddr>() else {
         warn!(from = %reporter, "source_lost names {addr:?}, not an IP:PORT; ignored");
         return;
     };
+    if !directory.start_probe(sa) {
+        debug!(from = %reporter, "source_lost names {sa}: not a member, or probed lately; ignored");
+        return;
+    }
     let directory = directory.clone();
     let reporter = reporter.to_string();
     tokio::spawn(async move {
         let probe = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(sa)).await;
+        directory.end_probe();
         if matches!(probe, Ok(Ok(_))) {
             info!(from = %reporter, "{sa} reported lost but answers; kept");
         } else if directory.drop_addr(sa) > 0 {
@@ -582,6 +597,7 @@ fn check_lost_source(directory: &Arc<Directory>, addr: &str, reporter: &str) {
 
 fn read_chunk(shared: &SharedFile, id: ChunkId) -> Result<bytes::Bytes> {
     use std::os::unix::fs::FileExt;
+    shared.check_unchanged()?;
     let m = &shared.manifest;
     let mut buf = vec![0u8; m.chunk_len(id)];
     shared

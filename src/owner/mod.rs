@@ -87,6 +87,10 @@ pub struct SharedFile {
     manifest_json: Bytes,
     path: PathBuf,
     file: std::fs::File,
+    /// Size and modification time when hashed: a file that no longer matches is withdrawn.
+    stamp: Stamp,
+    /// Set once the file was found changed after hashing; it is no longer offered.
+    withdrawn: std::sync::atomic::AtomicBool,
     dist: Mutex<Distribution>,
     /// The latest orphan set, published after [`ORPHAN_QUIET`].
     orphans: watch::Sender<Arc<ChunkSet>>,
@@ -105,11 +109,18 @@ impl SharedFile {
     ///
     /// The file cannot be read, or its name is unsafe.
     pub fn open(path: &Path, chunk_size: u64, peers: u32) -> Result<Self, ManifestError> {
-        let manifest = Manifest::from_file(path, chunk_size)?;
-        let file = std::fs::File::open(path).map_err(|source| ManifestError::Io {
+        let io = |source| ManifestError::Io {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let stamp = Stamp::of(&file).map_err(io)?;
+        let manifest = Manifest::from_file(path, chunk_size)?;
+        if Stamp::of(&file).map_err(io)? != stamp || stamp.len != manifest.size {
+            return Err(ManifestError::Changed {
+                path: path.display().to_string(),
+            });
+        }
         let json = serde_json::to_vec(&manifest)?;
         let count = manifest.chunk_count();
         Ok(Self {
@@ -119,6 +130,8 @@ impl SharedFile {
             manifest_json: Bytes::from(json),
             path: path.to_path_buf(),
             file,
+            stamp,
+            withdrawn: std::sync::atomic::AtomicBool::new(false),
             dirty: Notify::new(),
             last_join: Mutex::new(tokio::time::Instant::now()),
             joins: std::sync::atomic::AtomicU64::new(0),
@@ -132,6 +145,68 @@ impl SharedFile {
 
     fn dist(&self) -> std::sync::MutexGuard<'_, Distribution> {
         self.dist.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What a client is told about a file withdrawn because it changed.
+    pub(crate) fn changed_message(&self) -> String {
+        format!(
+            "the owner's copy of {:?} changed after it was hashed; the owner no longer offers it",
+            self.manifest.name
+        )
+    }
+
+    /// Whether the file was withdrawn (see [`SharedFile::check_unchanged`]).
+    pub(crate) fn is_withdrawn(&self) -> bool {
+        self.withdrawn.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Checks, before a read, that the file still has the size and modification time it had
+    /// when hashed (one `fstat`). The first time it has not, the file is withdrawn and the
+    /// owner says so in its log; every client is then refused with
+    /// [`SharedFile::changed_message`].
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Refused`] with that message.
+    pub(crate) fn check_unchanged(&self) -> crate::Result<()> {
+        use std::sync::atomic::Ordering;
+        if !self.is_withdrawn() {
+            let now = Stamp::of(&self.file);
+            if now.as_ref().is_ok_and(|n| *n == self.stamp) {
+                return Ok(());
+            }
+            if !self.withdrawn.swap(true, Ordering::Relaxed) {
+                let what = match now {
+                    Ok(n) if n.len != self.stamp.len => {
+                        format!("its size went from {} to {} bytes", self.stamp.len, n.len)
+                    }
+                    Ok(_) => "it was modified".to_string(),
+                    Err(e) => format!("it cannot be checked ({e})"),
+                };
+                tracing::error!(
+                    "{} changed after it was hashed ({what}); no longer offering it: restart file-owner to share the new version",
+                    self.path.display()
+                );
+            }
+        }
+        Err(crate::Error::Refused(self.changed_message()))
+    }
+}
+
+/// A file's size and modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(file: &std::fs::File) -> std::io::Result<Self> {
+        let meta = file.metadata()?;
+        Ok(Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
     }
 }
 

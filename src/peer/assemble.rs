@@ -6,9 +6,9 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::Swarm;
-use crate::Result;
 use crate::hash::Hash;
 use crate::store::StoreError;
+use crate::{Error, Result};
 
 /// Reassembles and verifies the file. `Ok(None)` when the whole-file hash did not match: every
 /// chunk was checked again, the bad ones dropped from `have`, and they will be fetched again.
@@ -35,6 +35,18 @@ pub(super) async fn finish(swarm: &Arc<Swarm>) -> Result<Option<PathBuf>> {
                     .collect::<Vec<_>>()
             })
             .await?;
+            if bad.is_empty() {
+                // Every chunk matches the manifest, yet the whole does not: the manifest
+                // contradicts itself, and fetching again would only repeat this.
+                return Err(Error::InconsistentManifest(format!(
+                    "{e}, yet all {} chunks match their hashes: the owner's manifest of {:?} is \
+                     inconsistent (its file hash does not belong to its chunk hashes); \
+                     the chunks are kept in {}",
+                    swarm.manifest.chunk_count(),
+                    swarm.manifest.name,
+                    swarm.config.dir.display()
+                )));
+            }
             let mut st = swarm.state();
             for id in &bad {
                 st.have.remove(*id);

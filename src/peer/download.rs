@@ -93,6 +93,10 @@ pub(super) async fn handshake(
         })) => {
             let manifest = Manifest::from_json(&manifest)?;
             conn.set_max_body(usize::try_from(manifest.chunk_size).unwrap_or(usize::MAX));
+            if role != Role::Neighbour {
+                // The owner answers `locate` on this connection.
+                conn.accept_answers();
+            }
             let heartbeat = heartbeat_ms
                 .map_or(KEEPALIVE_INTERVAL, Duration::from_millis)
                 .clamp(Duration::from_millis(100), KEEPALIVE_INTERVAL);
@@ -175,7 +179,7 @@ pub(super) async fn bootstrap(config: &Config, port: u16) -> Result<Boot> {
                     owner_conn: Some(hs),
                 });
             }
-            Err(e @ (Error::Refused(_) | Error::Manifest(_))) => return Err(e),
+            Err(e @ (Error::Refused(_) | Error::Manifest(_))) if !e.is_busy() => return Err(e),
             Err(e) => {
                 if let Some(m) = saved {
                     info!(
@@ -278,12 +282,24 @@ pub(super) async fn run_source(
                 }
             }
         };
-        backoff.reset();
         last_log = None;
         set_error(&swarm, kind, None);
         info!("connected to {endpoint}");
+        let (fetched_before, since) = (swarm.state().fetched, Instant::now());
         let res = drive(&swarm, kind, hs, have, &token).await;
-        set_error(&swarm, kind, Some("disconnected".into()));
+        // Backoff starts again only after real progress: a chunk stored, or a session that
+        // lasted. A session that fails at once (a bad message, a full disk, an owner whose
+        // file changed) is retried ever more slowly, not in a storm.
+        let progressed =
+            swarm.state().fetched > fetched_before || since.elapsed() >= STABLE_SESSION;
+        if progressed {
+            backoff.reset();
+        }
+        let reason = match &res {
+            Ok(()) => "disconnected".to_string(),
+            Err(e) => format!("disconnected: {e}"),
+        };
+        set_error(&swarm, kind, Some(reason));
         match res {
             Ok(()) => {
                 told_complete = swarm.is_complete();
@@ -307,8 +323,26 @@ pub(super) async fn run_source(
             }
             Err(e) => warn!("connection to {endpoint} ended: {e}"),
         }
+        if !progressed && !finished(told_complete) {
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = token.cancelled() => return,
+            }
+        }
     }
 }
+
+/// The least time a source may take to answer any of the requests outstanding at it.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a source may go without sending any requested chunk: [`REQUEST_DEADLINE`],
+/// plus a chunk's time at 64 KiB/s for large chunks on slow links.
+pub(super) fn request_deadline(chunk_size: u64) -> Duration {
+    REQUEST_DEADLINE + Duration::from_millis(chunk_size.saturating_mul(1000) / (64 * 1024))
+}
+
+/// A session at least this long counts as progress for the reconnect backoff.
+pub(super) const STABLE_SESSION: Duration = Duration::from_secs(10);
 
 pub(super) fn set_error(swarm: &Swarm, kind: SourceKind, e: Option<String>) {
     let mut st = swarm.state();
@@ -426,6 +460,9 @@ async fn read_loop(
     };
     let mut bad = 0u32;
     let mut cancelled = HashSet::new();
+    // Since when requests have been outstanding with no chunk in answer.
+    let mut waiting_since: Option<tokio::time::Instant> = None;
+    let deadline = request_deadline(m.chunk_size);
     if kind == SourceKind::Owner {
         // The owner holds every chunk.
         swarm.state().owner_connected = true;
@@ -466,16 +503,46 @@ async fn read_loop(
             // The writer ends the connection once it announced the last chunk.
             std::future::pending::<()>().await;
         }
+        // Only for a neighbour: spare requests wait at the owner on purpose.
+        if in_flight.ids.is_empty() || kind == SourceKind::Owner {
+            waiting_since = None;
+        } else if waiting_since.is_none() {
+            waiting_since = Some(tokio::time::Instant::now());
+        }
+        let answer_due = async {
+            match waiting_since {
+                Some(t) => tokio::time::sleep_until(t + deadline).await,
+                None => std::future::pending().await,
+            }
+        };
         let msg = tokio::select! {
             msg = reader.recv("waiting for chunks", IDLE_TIMEOUT) => msg?,
             _ = changed.changed() => continue,
             () = tokio::time::sleep(STALL_AFTER), if kind == SourceKind::Owner => continue,
+            () = answer_due => {
+                // A source that announces chunks but does not send them (keep-alives do not
+                // count) must not hold them hostage: they go to the owner, and this
+                // connection is dropped.
+                let held: Vec<ChunkId> = in_flight.ids.iter().copied().collect();
+                if kind == SourceKind::Neighbour {
+                    let mut st = swarm.state();
+                    for id in &held {
+                        st.suspect.insert(*id);
+                    }
+                }
+                return Err(Error::Refused(format!(
+                    "{label} answered none of {} requests for {}s; fetching them elsewhere",
+                    held.len(),
+                    deadline.as_secs()
+                )));
+            }
         };
         let Some(msg) = msg else {
             return Ok(());
         };
         match msg {
             Message::Chunk { chunk, data, .. } => {
+                waiting_since = Some(tokio::time::Instant::now());
                 let id = m.chunk_id(chunk)?;
                 if !in_flight.ids.remove(&id) {
                     // A cancelled spare chunk may already have been on its way: it is as good

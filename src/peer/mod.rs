@@ -156,6 +156,8 @@ struct State {
     neighbour_error: Option<String>,
     /// Since when the download neighbour has been unreachable (`None`: connected).
     neighbour_down_since: Option<Instant>,
+    /// Why this peer must stop: an error no retry can mend (a full disk, say).
+    fatal: Option<String>,
 }
 
 /// What a peer's tasks share.
@@ -320,6 +322,14 @@ impl Swarm {
         st.pending.remove(id);
         st.spare.remove(id);
         if let Err(e) = res {
+            if !download::is_bad_chunk(&e) && st.fatal.is_none() {
+                // Not the chunk's fault (the disk is full, say): fetching again cannot help.
+                st.fatal = Some(format!(
+                    "cannot store chunk {id}: {e}; the {} verified chunks so far are kept in {}",
+                    st.have.count(),
+                    self.config.dir.display()
+                ));
+            }
             st.suspect.insert(id);
             drop(st);
             self.notify();
@@ -467,6 +477,7 @@ pub async fn run(
             owner_error: None,
             neighbour_error: None,
             neighbour_down_since: Some(now),
+            fatal: None,
         }),
         changed: watch::Sender::new(()),
         summary_dirty: Notify::new(),
@@ -510,11 +521,16 @@ pub async fn run(
         ));
     }
 
-    let completion = match wait_complete(&swarm, &token, started).await? {
-        Some(c) => c,
-        None => {
+    let completion = match wait_complete(&swarm, &token, started).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
             finish(&swarm, &tasks, &child).await;
             return Ok(Outcome::Interrupted);
+        }
+        Err(e) => {
+            // Keep what was verified: the summary names it for the next run.
+            finish(&swarm, &tasks, &child).await;
+            return Err(e);
         }
     };
     if let Some(tx) = on_complete {
@@ -570,6 +586,9 @@ async fn wait_complete(
         }
         {
             let st = swarm.state();
+            if let Some(why) = &st.fatal {
+                return Err(Error::Fatal(why.clone()));
+            }
             if st.last_progress.elapsed() >= timeout {
                 let owner = format!(
                     "owner {}: {}",

@@ -17,6 +17,8 @@ const HEADER_LEN_FIELD: usize = 4;
 pub struct MessageCodec {
     inner: LengthDelimitedCodec,
     max_body: usize,
+    /// The body limit of directory answers (`files`, `locations`): 0 unless this side asks.
+    max_answer: usize,
     /// Bytes of the frame in progress already taken from the buffer (its length prefix).
     partial: usize,
 }
@@ -27,6 +29,7 @@ impl MessageCodec {
         let mut c = Self {
             inner: LengthDelimitedCodec::new(),
             max_body: 0,
+            max_answer: 0,
             partial: 0,
         };
         c.set_max_body(max_body);
@@ -39,9 +42,32 @@ impl MessageCodec {
         self.inner.set_max_frame_length(self.max_frame_len());
     }
 
+    /// Accepts `files` and `locations` bodies of up to `max_answer` bytes (a client of the
+    /// owner's directory); other bodies stay under the body limit.
+    pub fn set_max_answer(&mut self, max_answer: usize) {
+        self.max_answer = max_answer;
+        self.inner.set_max_frame_length(self.max_frame_len());
+    }
+
+    /// The body limit.
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// The body limit of directory answers.
+    pub fn max_answer(&self) -> usize {
+        self.max_answer
+    }
+
     /// The longest frame accepted: header-length field + header + body.
     pub fn max_frame_len(&self) -> usize {
-        HEADER_LEN_FIELD + MAX_HEADER_LEN + self.max_body
+        HEADER_LEN_FIELD + MAX_HEADER_LEN + self.max_body.max(self.max_answer)
+    }
+
+    /// How much buffer room a connection keeps between messages: one body, a header and
+    /// some slack (see [`crate::connection::KEEP_BUFFER`]).
+    pub fn max_frame_len_kept(&self) -> usize {
+        HEADER_LEN_FIELD + crate::connection::KEEP_BUFFER + self.max_body
     }
 }
 
@@ -83,16 +109,23 @@ impl Decoder for MessageCodec {
             });
         }
         let body_len = frame.len() - header_len;
-        if body_len > self.max_body {
+        if body_len > self.max_body.max(self.max_answer) {
             return Err(ProtocolError::BodyTooLarge {
                 len: body_len,
-                max: self.max_body,
+                max: self.max_body.max(self.max_answer),
             });
         }
         let header = frame.split_to(header_len);
         let body = frame.freeze();
         let mut msg = parse_header(&header)?;
         let kind = msg.kind();
+        let max = match msg {
+            Message::Files { .. } | Message::Locations { .. } => self.max_answer,
+            _ => self.max_body,
+        };
+        if body_len > max {
+            return Err(ProtocolError::BodyTooLarge { len: body_len, max });
+        }
         match &mut msg {
             Message::Chunk { len, data, .. }
             | Message::Welcome {
@@ -261,7 +294,9 @@ mod tests {
     fn every_message_round_trips() {
         for msg in all_messages() {
             let mut buf = encode(msg.clone());
-            let got = MessageCodec::new(4096).decode(&mut buf).unwrap();
+            let mut codec = MessageCodec::new(4096);
+            codec.set_max_answer(4096);
+            let got = codec.decode(&mut buf).unwrap();
             assert_eq!(got, Some(msg));
             assert!(buf.is_empty());
         }
@@ -270,6 +305,7 @@ mod tests {
     #[test]
     fn one_byte_at_a_time() {
         let mut codec = MessageCodec::new(4096);
+        codec.set_max_answer(4096);
         for msg in all_messages() {
             let bytes = encode(msg.clone());
             let mut buf = BytesMut::new();
@@ -389,5 +425,31 @@ mod tests {
             codec.decode_eof(&mut partial),
             Err(ProtocolError::ResetMidFrame(6))
         ));
+    }
+
+    /// Directory answers may be larger than a chunk, but only where the codec accepts them;
+    /// other bodies stay under the body limit.
+    #[test]
+    fn answers_have_their_own_limit() {
+        let answer = Message::locations(Bytes::from(vec![b'x'; 500]));
+        let chunk = Message::chunk(1, Bytes::from(vec![0u8; 500]));
+        let mut codec = MessageCodec::new(1);
+        let err = codec.decode(&mut encode(answer.clone())).unwrap_err();
+        // What `peer get` met on a small file before answers had their own limit.
+        assert_eq!(
+            err.to_string(),
+            "body of 500 bytes exceeds the limit of 1 bytes"
+        );
+        codec.set_max_answer(1024);
+        assert_eq!(
+            codec.decode(&mut encode(answer.clone())).unwrap(),
+            Some(answer)
+        );
+        let err = codec.decode(&mut encode(chunk)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("body of 500 bytes exceeds the limit of 1 bytes"),
+            "{err}"
+        );
     }
 }

@@ -52,10 +52,11 @@ pub const MAX_HEADER_LEN: usize = 256 * 1024;
 /// this fits [`crate::manifest::MAX_CHUNKS`] chunks with room to spare.
 pub const MAX_MANIFEST_LEN: usize = 80 * 1024 * 1024;
 
-/// The most ranges put in one message's id list, so its header stays well under
-/// [`MAX_HEADER_LEN`] (a range is at most 24 bytes of JSON). Longer `have` lists (also those of
-/// `hello`) continue in further `have` messages; an `orphans` list, which is advisory, is cut.
-pub const MAX_RANGES_PER_MESSAGE: usize = 8 * 1024;
+pub use crate::chunkset::MAX_RANGES_PER_MESSAGE;
+
+/// The longest directory answer (`files`, `locations`) the owner sends and its clients
+/// accept: an answer that would be longer is cut, saying how much was left out.
+pub const MAX_ANSWER_LEN: usize = 1024 * 1024;
 
 /// Errors of decoding and encoding frames, and of the conversation they carry.
 #[derive(Debug, thiserror::Error)]
