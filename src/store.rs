@@ -13,12 +13,16 @@
 //! store (and, syncing, the disk) before the summary names them; on open, every chunk
 //! the summary names is hashed again, so a write lost in a crash is fetched again, not trusted.
 //!
+//! No link in the folder is ever followed: every file is opened with `O_NOFOLLOW`, every
+//! temporary file is created afresh with `O_EXCL` after a stale one (or a planted symlink) of
+//! that name is removed, and `chunks/` must be a real folder.
+//!
 //! All methods block. Per-chunk reads and writes are short and are called in place from async
 //! code; the long ones (open, assemble) go through `spawn_blocking`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -66,6 +70,8 @@ pub enum StoreError {
         expected: Hash,
         actual: Hash,
     },
+    #[error("{0} is not a folder (a symlink?): refusing to store chunks through it")]
+    NotAFolder(PathBuf),
     #[error("bug: {0}")]
     Bug(&'static str),
 }
@@ -101,6 +107,52 @@ pub struct ChunkStore {
     sync: bool,
 }
 
+/// `O_NOFOLLOW`: opening a symlink fails (`ELOOP`) instead of following it.
+fn nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits().cast_signed()
+}
+
+/// Opens `path` for reading; a symlink is refused, not followed.
+fn open_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow())
+        .open(path)
+}
+
+/// Reads the whole of `path`; a symlink is refused, not followed.
+///
+/// # Errors
+///
+/// Any I/O error (`ELOOP` for a symlink).
+pub fn read_nofollow(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_read(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Creates `path` afresh for writing. A stale file or symlink of that name is removed first
+/// (never followed); the new file is made with `O_EXCL | O_NOFOLLOW`, so a link planted in
+/// between makes this fail instead of writing through it.
+fn create_fresh(path: &Path) -> io::Result<File> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a folder is in the way",
+            ));
+        }
+        Ok(_) => fs::remove_file(path)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nofollow())
+        .open(path)
+}
+
 /// Writes `bytes` to `path` through `path.tmp` and a rename, so `path` is never half-written:
 /// with `sync`, the temporary file's bytes reach the disk before the rename, and the rename
 /// before this returns (the folder is synced), so not even a power cut leaves a half-written
@@ -111,7 +163,7 @@ pub struct ChunkStore {
 /// Any I/O error, naming the path.
 pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
     let tmp = tmp_path(path);
-    let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+    let mut f = create_fresh(&tmp).map_err(io_err("creating", &tmp))?;
     f.write_all(bytes).map_err(io_err("writing", &tmp))?;
     if sync {
         f.sync_all().map_err(io_err("syncing", &tmp))?;
@@ -158,6 +210,11 @@ impl ChunkStore {
         if layout == Layout::ChunkFiles {
             let chunks = dir.join("chunks");
             fs::create_dir_all(&chunks).map_err(io_err("creating folder", &chunks))?;
+            // `create_dir_all` accepts a symlink to a folder: refuse it.
+            let meta = fs::symlink_metadata(&chunks).map_err(io_err("reading", &chunks))?;
+            if !meta.is_dir() {
+                return Err(StoreError::NotAFolder(chunks));
+            }
         }
         let mut store = Self {
             dir: dir.to_path_buf(),
@@ -168,18 +225,19 @@ impl ChunkStore {
         };
         let manifest_path = store.manifest_path();
         let json = serde_json::to_vec(manifest).map_err(|_| StoreError::Bug("manifest json"))?;
-        if fs::read(&manifest_path).ok().as_deref() != Some(&json[..]) {
+        if read_nofollow(&manifest_path).ok().as_deref() != Some(&json[..]) {
             write_atomic(&manifest_path, &json, true)?;
         }
 
         // A finished file that verifies: everything is held.
         let out = store.output_path();
-        if let Ok(meta) = fs::metadata(&out)
+        if let Ok(meta) = fs::symlink_metadata(&out)
+            && meta.is_file()
             && meta.len() == manifest.size
             && hash_file(&out)? == manifest.hash
         {
             if layout == Layout::PartFile {
-                store.data = Some(File::open(&out).map_err(io_err("opening", &out))?);
+                store.data = Some(open_read(&out).map_err(io_err("opening", &out))?);
             }
             let have = ChunkSet::full(manifest.chunk_count());
             if layout == Layout::ChunkFiles {
@@ -194,12 +252,20 @@ impl ChunkStore {
         let mut earlier = false;
         if layout == Layout::PartFile {
             let part = store.part_path();
-            earlier = part.exists();
+            match fs::symlink_metadata(&part) {
+                Ok(m) if m.is_symlink() => {
+                    tracing::warn!("{} is a symlink; removing it", part.display());
+                    fs::remove_file(&part).map_err(io_err("removing", &part))?;
+                }
+                Ok(_) => earlier = true,
+                Err(_) => {}
+            }
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .custom_flags(nofollow())
                 .open(&part)
                 .map_err(io_err("opening", &part))?;
             let len = file.metadata().map_err(io_err("reading", &part))?.len();
@@ -310,7 +376,7 @@ impl ChunkStore {
 
     fn read_summary(&self) -> ChunkSet {
         let empty = ChunkSet::new(self.manifest.chunk_count());
-        let Ok(bytes) = fs::read(self.summary_path()) else {
+        let Ok(bytes) = read_nofollow(&self.summary_path()) else {
             return empty;
         };
         match serde_json::from_slice::<Summary>(&bytes) {
@@ -414,7 +480,7 @@ impl ChunkStore {
                 .map_err(io_err("reading", &self.part_path()))?,
             _ => {
                 let path = self.chunk_path(id);
-                let mut f = File::open(&path).map_err(io_err("opening", &path))?;
+                let mut f = open_read(&path).map_err(io_err("opening", &path))?;
                 f.read_exact(&mut buf).map_err(io_err("reading", &path))?;
                 if f.read(&mut [0u8; 1]).map_err(io_err("reading", &path))? != 0 {
                     return Err(StoreError::ChunkLength {
@@ -453,7 +519,7 @@ impl ChunkStore {
             }
             Layout::ChunkFiles => {
                 let tmp = tmp_path(&out);
-                let mut w = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+                let mut w = create_fresh(&tmp).map_err(io_err("creating", &tmp))?;
                 let mut hasher = blake3::Hasher::new();
                 for id in m.chunk_ids() {
                     let data = self.read_chunk(id)?;
@@ -487,15 +553,15 @@ impl ChunkStore {
     /// the finished file, so the peer can serve.
     fn restore_chunk_files(&self, have: &ChunkSet) -> Result<(), StoreError> {
         let out = self.output_path();
-        let file = File::open(&out).map_err(io_err("opening", &out))?;
+        let file = open_read(&out).map_err(io_err("opening", &out))?;
         for n in have.indices() {
             let id = self
                 .manifest
                 .chunk_id(n)
                 .map_err(|_| StoreError::Bug("id"))?;
             let path = self.chunk_path(id);
-            let ok = fs::metadata(&path)
-                .map(|m| m.len() == self.manifest.chunk_len(id) as u64)
+            let ok = fs::symlink_metadata(&path)
+                .map(|m| m.is_file() && m.len() == self.manifest.chunk_len(id) as u64)
                 .unwrap_or(false);
             if !ok {
                 let mut buf = vec![0u8; self.manifest.chunk_len(id)];
@@ -514,7 +580,7 @@ impl ChunkStore {
 ///
 /// Any I/O error, naming the path.
 pub fn hash_file(path: &Path) -> Result<Hash, StoreError> {
-    let mut f = File::open(path).map_err(io_err("opening", path))?;
+    let mut f = open_read(path).map_err(io_err("opening", path))?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -603,6 +669,56 @@ mod tests {
             ChunkStore::verify(&m, id, &[0u8; 10]),
             Err(StoreError::ChunkLength { .. })
         ));
+    }
+
+    /// Every auxiliary name a store writes, for file `f.bin`, planted as a symlink to a file
+    /// outside the folder: none is followed, and each target keeps its bytes.
+    #[test]
+    fn planted_symlinks_are_never_followed() {
+        for layout in [Layout::PartFile, Layout::ChunkFiles] {
+            let (dir, m, data) = setup(1234);
+            let peer = dir.path().join("peer");
+            fs::create_dir_all(peer.join("chunks")).unwrap();
+            let victims = dir.path().join("victims");
+            fs::create_dir(&victims).unwrap();
+            let names = [
+                "f.bin.part",
+                "f.bin.summary.tmp",
+                "f.bin.manifest.json.tmp",
+                "f.bin.tmp",
+                "chunks/f.bin.0.tmp",
+            ];
+            for (i, name) in names.iter().enumerate() {
+                let target = victims.join(i.to_string());
+                fs::write(&target, b"precious").unwrap();
+                std::os::unix::fs::symlink(&target, peer.join(name)).unwrap();
+            }
+            let (store, mut have) = ChunkStore::open(&peer, &m, layout).unwrap();
+            fill(&store, &m, &data, 0..m.chunk_count());
+            for id in m.chunk_ids() {
+                have.insert(id);
+            }
+            store.write_summary(&have).unwrap();
+            let out = store.assemble().unwrap();
+            assert_eq!(fs::read(&out).unwrap(), data, "{layout:?}");
+            for (i, name) in names.iter().enumerate() {
+                let target = victims.join(i.to_string());
+                assert_eq!(fs::read(&target).unwrap(), b"precious", "{layout:?} {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_symlinked_chunk_folder_is_refused() {
+        let (dir, m, _) = setup(1234);
+        let peer = dir.path().join("peer");
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir_all(&peer).unwrap();
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, peer.join("chunks")).unwrap();
+        let err = ChunkStore::open(&peer, &m, Layout::ChunkFiles).unwrap_err();
+        assert!(matches!(err, StoreError::NotAFolder(_)), "{err}");
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn saved_manifest(config: &Config) -> Option<Manifest> {
             first
         }
     };
-    Manifest::from_json(&std::fs::read(path).ok()?).ok()
+    Manifest::from_json(&crate::store::read_nofollow(&path).ok()?).ok()
 }
 
 /// Gets the manifest: from the owner (retrying until `config.timeout`), or, if the owner is
