@@ -35,6 +35,10 @@ pub const MAX_NAME_LEN: usize = 255;
 pub enum ManifestError {
     #[error("unsafe file name {0:?}: names must be plain, without '/', '\\', '..' or NUL")]
     UnsafeName(String),
+    #[error(
+        "the owner answered with a manifest for {offered:?}, not for the {asked:?} asked for: refusing it"
+    )]
+    NameMismatch { asked: String, offered: String },
     #[error("chunk {chunk} is out of range: the file has {count} chunks")]
     ChunkOutOfRange { chunk: u32, count: u32 },
     #[error("chunk size {0} is out of range: it must be between 1 and {MAX_CHUNK_SIZE} bytes")]
@@ -120,6 +124,26 @@ pub fn check_name(name: &str) -> Result<(), ManifestError> {
         return Err(ManifestError::UnsafeName(name.chars().take(80).collect()));
     }
     Ok(())
+}
+
+/// Checks the name in a manifest a peer received against what it asked for: a peer that
+/// asked for a name writes only that name; one that asked by numeric directory id (`peer get
+/// OWNER 2`), or for the only file, takes the manifest's name, which must still be safe.
+///
+/// # Errors
+///
+/// [`ManifestError::NameMismatch`] or [`ManifestError::UnsafeName`].
+pub fn check_offered_name(asked: Option<&str>, offered: &str) -> Result<(), ManifestError> {
+    check_name(offered)?;
+    match asked {
+        Some(a) if a != offered && a.trim().parse::<usize>().is_err() => {
+            Err(ManifestError::NameMismatch {
+                asked: a.to_string(),
+                offered: offered.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What a peer needs to fetch, verify and reassemble one file.
@@ -350,6 +374,19 @@ mod tests {
         for good in ["file.bin", "..hidden", "a..b", "ünïcode.txt"] {
             check_name(good).unwrap();
         }
+    }
+
+    #[test]
+    fn offered_names_must_be_the_name_asked_for() {
+        check_offered_name(Some("movie.mkv"), "movie.mkv").unwrap();
+        check_offered_name(Some("2"), "movie.mkv").unwrap(); // by directory id
+        check_offered_name(None, "movie.mkv").unwrap(); // the only file
+        for (asked, offered) in [("movie.mkv", ".bashrc"), ("movie.mkv", "victim.txt")] {
+            let err = check_offered_name(Some(asked), offered).unwrap_err();
+            assert!(matches!(err, ManifestError::NameMismatch { .. }), "{err}");
+        }
+        assert!(check_offered_name(None, "../x").is_err());
+        assert!(check_offered_name(Some("2"), "a/b").is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,11 @@ pub enum StoreError {
         expected: Hash,
         actual: Hash,
     },
+    #[error(
+        "{} exists and is not a verified copy of this file: refusing to replace it (move it away or use another --dir)",
+        .0.display()
+    )]
+    WouldReplace(PathBuf),
     #[error("{0} is not a folder (a symlink?): refusing to store chunks through it")]
     NotAFolder(PathBuf),
     #[error("bug: {0}")]
@@ -105,6 +111,8 @@ pub struct ChunkStore {
     data: Option<File>,
     /// Make every write durable before it is relied on (see [`ChunkStore::set_sync`]).
     sync: bool,
+    /// `DIR/NAME` is this file, verified: found so on open, or put there by `assemble`.
+    assembled: AtomicBool,
 }
 
 /// `O_NOFOLLOW`: opening a symlink fails (`ELOOP`) instead of following it.
@@ -207,28 +215,40 @@ impl ChunkStore {
         layout: Layout,
     ) -> Result<(Self, ChunkSet), StoreError> {
         fs::create_dir_all(dir).map_err(io_err("creating folder", dir))?;
-        if layout == Layout::ChunkFiles {
-            let chunks = dir.join("chunks");
-            fs::create_dir_all(&chunks).map_err(io_err("creating folder", &chunks))?;
-            // `create_dir_all` accepts a symlink to a folder: refuse it.
-            let meta = fs::symlink_metadata(&chunks).map_err(io_err("reading", &chunks))?;
-            if !meta.is_dir() {
-                return Err(StoreError::NotAFolder(chunks));
-            }
-        }
         let mut store = Self {
             dir: dir.to_path_buf(),
             manifest: manifest.clone(),
             layout,
             data: None,
             sync: true,
+            assembled: AtomicBool::new(false),
         };
+        let have = store.open_files()?;
+        // Last: a manifest refused above leaves no copy behind.
         let manifest_path = store.manifest_path();
         let json = serde_json::to_vec(manifest).map_err(|_| StoreError::Bug("manifest json"))?;
         if read_nofollow(&manifest_path).ok().as_deref() != Some(&json[..]) {
             write_atomic(&manifest_path, &json, true)?;
         }
+        Ok((store, have))
+    }
 
+    /// Creates `DIR/chunks` if needed; refuses anything there but a real folder.
+    fn ensure_chunk_folder(&self) -> Result<(), StoreError> {
+        let chunks = self.chunk_folder();
+        fs::create_dir_all(&chunks).map_err(io_err("creating folder", &chunks))?;
+        // `create_dir_all` accepts a symlink to a folder: refuse it.
+        let meta = fs::symlink_metadata(&chunks).map_err(io_err("reading", &chunks))?;
+        if !meta.is_dir() {
+            return Err(StoreError::NotAFolder(chunks));
+        }
+        Ok(())
+    }
+
+    /// The part of [`ChunkStore::open`] that finds, checks and creates the data files.
+    fn open_files(&mut self) -> Result<ChunkSet, StoreError> {
+        let (manifest, layout) = (&self.manifest.clone(), self.layout);
+        let store = self;
         // A finished file that verifies: everything is held.
         let out = store.output_path();
         if let Ok(meta) = fs::symlink_metadata(&out)
@@ -241,9 +261,18 @@ impl ChunkStore {
             }
             let have = ChunkSet::full(manifest.chunk_count());
             if layout == Layout::ChunkFiles {
+                store.ensure_chunk_folder()?;
                 store.restore_chunk_files(&have)?;
             }
-            return Ok((store, have));
+            store.assembled = AtomicBool::new(true);
+            return Ok(have);
+        }
+        // Anything else there is not this peer's to replace.
+        if fs::symlink_metadata(&out).is_ok() {
+            return Err(StoreError::WouldReplace(out));
+        }
+        if layout == Layout::ChunkFiles {
+            store.ensure_chunk_folder()?;
         }
 
         // Which chunks to look at: with a part file or chunk files from an earlier run, every
@@ -313,14 +342,14 @@ impl ChunkStore {
         if have != listed {
             store.write_summary(&have)?;
         }
-        Ok((store, have))
+        Ok(have)
     }
 
     /// The chunks that have a chunk file (not checked).
     fn chunk_files_present(&self) -> ChunkSet {
         let mut set = ChunkSet::new(self.manifest.chunk_count());
         let prefix = format!("{}.", self.manifest.name);
-        let Ok(entries) = fs::read_dir(self.dir.join("chunks")) else {
+        let Ok(entries) = fs::read_dir(self.chunk_folder()) else {
             return set;
         };
         for e in entries.filter_map(Result::ok) {
@@ -367,10 +396,14 @@ impl ChunkStore {
         dir.join(format!("{name}.manifest.json"))
     }
 
+    /// `DIR/chunks`, where chunk files go.
+    fn chunk_folder(&self) -> PathBuf {
+        self.dir.join("chunks")
+    }
+
     /// `DIR/chunks/NAME.<id>`.
     pub fn chunk_path(&self, id: ChunkId) -> PathBuf {
-        self.dir
-            .join("chunks")
+        self.chunk_folder()
             .join(format!("{}.{}", self.manifest.name, id))
     }
 
@@ -495,20 +528,23 @@ impl ChunkStore {
     }
 
     /// Makes `DIR/NAME` from the held chunks, checks the whole-file hash, and returns its
-    /// path. The file appears only by rename, after the hash matched.
+    /// path. The file appears only by rename, after the hash matched, and never replaces a
+    /// file already there: see [`place`].
     ///
     /// # Errors
     ///
-    /// [`StoreError::FileHashMismatch`] (the bad file is not kept) or any I/O error.
+    /// [`StoreError::FileHashMismatch`] (the bad file is not kept),
+    /// [`StoreError::WouldReplace`] when something appeared at `DIR/NAME` since the store was
+    /// opened, or any I/O error.
     pub fn assemble(&self) -> Result<PathBuf, StoreError> {
         let out = self.output_path();
+        if self.assembled.load(Ordering::Acquire) {
+            return Ok(out);
+        }
         let m = &self.manifest;
         let (src, actual) = match self.layout {
             Layout::PartFile => {
                 let part = self.part_path();
-                if !part.exists() && out.exists() {
-                    return Ok(out); // already assembled (opened complete)
-                }
                 let h = hash_file(&part)?;
                 if self.sync
                     && let Some(f) = &self.data
@@ -542,10 +578,16 @@ impl ChunkStore {
                 actual,
             });
         }
-        fs::rename(&src, &out).map_err(io_err("renaming", &src))?;
+        if let Err(e) = place(&src, &out) {
+            if self.layout == Layout::ChunkFiles {
+                let _ = fs::remove_file(&src);
+            }
+            return Err(e);
+        }
         if self.sync {
             sync_parent(&out)?;
         }
+        self.assembled.store(true, Ordering::Release);
         Ok(out)
     }
 
@@ -571,6 +613,22 @@ impl ChunkStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Moves `src` to `dst` without ever replacing a file at `dst`: a hard link (which fails if
+/// `dst` exists, atomically) and the removal of `src`; on a file system without hard links, a
+/// check that nothing is at `dst`, then a rename.
+fn place(src: &Path, dst: &Path) -> Result<(), StoreError> {
+    match fs::hard_link(src, dst) {
+        Ok(()) => fs::remove_file(src).map_err(io_err("removing", src)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(StoreError::WouldReplace(dst.to_path_buf()))
+        }
+        Err(_) if fs::symlink_metadata(dst).is_ok() => {
+            Err(StoreError::WouldReplace(dst.to_path_buf()))
+        }
+        Err(_) => fs::rename(src, dst).map_err(io_err("renaming", src)),
     }
 }
 
@@ -704,6 +762,60 @@ mod tests {
             for (i, name) in names.iter().enumerate() {
                 let target = victims.join(i.to_string());
                 assert_eq!(fs::read(&target).unwrap(), b"precious", "{layout:?} {name}");
+            }
+        }
+    }
+
+    /// `peer get FAKE movie.mkv` in a home folder must not replace `.bashrc`: a file at
+    /// `DIR/NAME` that is not this file, verified, is refused on open, before anything is
+    /// written, and one planted after the open is refused by `assemble`.
+    #[test]
+    fn a_file_the_store_did_not_create_is_never_replaced() {
+        for layout in [Layout::PartFile, Layout::ChunkFiles] {
+            let (dir, m, data) = setup(1234);
+            let peer = dir.path().join("peer");
+            fs::create_dir(&peer).unwrap();
+            let out = peer.join(&m.name);
+            fs::write(&out, b"precious").unwrap();
+            let err = ChunkStore::open(&peer, &m, layout).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::WouldReplace(p) if *p == out),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains(&out.display().to_string()),
+                "{err}"
+            );
+            let left: Vec<_> = fs::read_dir(&peer)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                left,
+                [m.name.as_str()],
+                "{layout:?}: nothing else is created"
+            );
+
+            // Planted (as a file or as a symlink) between open and assemble.
+            for symlink in [false, true] {
+                fs::remove_file(&out).unwrap();
+                let (store, _) = ChunkStore::open(&peer, &m, layout).unwrap();
+                fill(&store, &m, &data, 0..m.chunk_count());
+                let target = dir.path().join("target");
+                fs::write(&target, b"precious").unwrap();
+                if symlink {
+                    std::os::unix::fs::symlink(&target, &out).unwrap();
+                } else {
+                    fs::copy(&target, &out).unwrap();
+                }
+                let err = store.assemble().unwrap_err();
+                assert!(matches!(err, StoreError::WouldReplace(_)), "{err}");
+                assert_eq!(fs::read(&out).unwrap(), b"precious");
+                assert_eq!(fs::read(&target).unwrap(), b"precious");
+                assert!(
+                    !peer.join("f.bin.tmp").exists(),
+                    "{layout:?}: no temp file left"
+                );
             }
         }
     }

@@ -19,7 +19,7 @@ use crate::auth::{self, Secret};
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{ConnReader, ConnWriter, Connection, IDLE_TIMEOUT, KEEPALIVE_INTERVAL};
 use crate::events::EventKind;
-use crate::manifest::{ChunkId, Manifest};
+use crate::manifest::{ChunkId, Manifest, check_offered_name};
 use crate::net::{Backoff, Endpoint};
 use crate::protocol::{
     MAX_MANIFEST_LEN, MAX_RANGES_PER_MESSAGE, Message, PROTOCOL_VERSION, ProtocolError, Role,
@@ -135,7 +135,9 @@ fn saved_manifest(config: &Config) -> Option<Manifest> {
             first
         }
     };
-    Manifest::from_json(&crate::store::read_nofollow(&path).ok()?).ok()
+    Manifest::from_json(&crate::store::read_nofollow(&path).ok()?)
+        .ok()
+        .filter(|m| check_offered_name(config.file.as_deref(), &m.name).is_ok())
 }
 
 /// Gets the manifest: from the owner (retrying until `config.timeout`), or, if the owner is
@@ -163,6 +165,7 @@ pub(super) async fn bootstrap(config: &Config, port: u16) -> Result<Boot> {
         .await
         {
             Ok((hs, manifest)) => {
+                check_offered_name(config.file.as_deref(), &manifest.name)?;
                 info!(
                     file = %manifest.name,
                     size = manifest.size,
