@@ -13,6 +13,12 @@
 //! store (and, syncing, the disk) before the summary names them; on open, every chunk
 //! the summary names is hashed again, so a write lost in a crash is fetched again, not trusted.
 //!
+//! Auxiliary names fit a file system's 255-byte limit: they are built on the *stem*
+//! ([`aux_stem`]), which is `NAME` unless `NAME` plus the longest suffix
+//! (`.manifest.json.tmp`, 18 bytes) would exceed 255 bytes; then it is `.rs-` and the first 16
+//! hex digits of the BLAKE3 hash of `NAME`. The chunk folder is `DIR/chunks`, or
+//! `DIR/.rs-chunks` for a file named `chunks` (it would collide with the finished file).
+//!
 //! No link in the folder is ever followed: every file is opened with `O_NOFOLLOW`, every
 //! temporary file is created afresh with `O_EXCL` after a stale one (or a planted symlink) of
 //! that name is removed, and `chunks/` must be a real folder.
@@ -31,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::hash::Hash;
-use crate::manifest::{ChunkId, Manifest};
+use crate::manifest::{ChunkId, MAX_NAME_LEN, Manifest};
 
 /// How chunks are kept on disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,6 +119,21 @@ pub struct ChunkStore {
     sync: bool,
     /// `DIR/NAME` is this file, verified: found so on open, or put there by `assemble`.
     assembled: AtomicBool,
+}
+
+/// The longest suffix added to a stem: `NAME.manifest.json.tmp`. (Chunk files add at most
+/// `.<7 digits>.tmp`, 12 bytes.)
+const LONGEST_AUX_SUFFIX: &str = ".manifest.json.tmp";
+
+/// The stem of the auxiliary file names of `name` (part file, summary, saved manifest, chunk
+/// files, temporary files): `name` itself when every `name` + suffix fits in
+/// [`MAX_NAME_LEN`] bytes, else `.rs-` and 16 hex digits of `blake3(name)`.
+pub fn aux_stem(name: &str) -> String {
+    if name.len() + LONGEST_AUX_SUFFIX.len() <= MAX_NAME_LEN {
+        name.to_string()
+    } else {
+        format!(".rs-{}", &blake3::hash(name.as_bytes()).to_hex()[..16])
+    }
 }
 
 /// `O_NOFOLLOW`: opening a symlink fails (`ELOOP`) instead of following it.
@@ -348,7 +369,7 @@ impl ChunkStore {
     /// The chunks that have a chunk file (not checked).
     fn chunk_files_present(&self) -> ChunkSet {
         let mut set = ChunkSet::new(self.manifest.chunk_count());
-        let prefix = format!("{}.", self.manifest.name);
+        let prefix = format!("{}.", aux_stem(&self.manifest.name));
         let Ok(entries) = fs::read_dir(self.chunk_folder()) else {
             return set;
         };
@@ -376,14 +397,25 @@ impl ChunkStore {
         self.dir.join(&self.manifest.name)
     }
 
-    /// `DIR/NAME.part`.
-    pub fn part_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.part", self.manifest.name))
+    /// `DIR/STEM` + `suffix` (see [`aux_stem`]).
+    fn aux_path(&self, suffix: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}{suffix}", aux_stem(&self.manifest.name)))
     }
 
-    /// `DIR/NAME.summary`.
+    /// `DIR/NAME.part` (`NAME`: the stem, see [`aux_stem`]).
+    pub fn part_path(&self) -> PathBuf {
+        self.aux_path(".part")
+    }
+
+    /// `DIR/NAME.summary` (`NAME`: the stem, see [`aux_stem`]).
     pub fn summary_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.summary", self.manifest.name))
+        self.aux_path(".summary")
+    }
+
+    /// `DIR/NAME.tmp` (`NAME`: the stem): the finished file while chunk files are joined.
+    fn joined_tmp_path(&self) -> PathBuf {
+        self.aux_path(".tmp")
     }
 
     /// `DIR/NAME.manifest.json`.
@@ -391,20 +423,24 @@ impl ChunkStore {
         Self::manifest_path_for(&self.dir, &self.manifest.name)
     }
 
-    /// `DIR/NAME.manifest.json` for a name.
+    /// `DIR/NAME.manifest.json` for a name (`NAME`: the stem, see [`aux_stem`]).
     pub fn manifest_path_for(dir: &Path, name: &str) -> PathBuf {
-        dir.join(format!("{name}.manifest.json"))
+        dir.join(format!("{}.manifest.json", aux_stem(name)))
     }
 
-    /// `DIR/chunks`, where chunk files go.
+    /// `DIR/chunks`, where chunk files go; `DIR/.rs-chunks` for a file named `chunks`.
     fn chunk_folder(&self) -> PathBuf {
-        self.dir.join("chunks")
+        self.dir.join(if self.manifest.name == "chunks" {
+            ".rs-chunks"
+        } else {
+            "chunks"
+        })
     }
 
-    /// `DIR/chunks/NAME.<id>`.
+    /// `DIR/chunks/NAME.<id>` (`NAME`: the stem, see [`aux_stem`]).
     pub fn chunk_path(&self, id: ChunkId) -> PathBuf {
         self.chunk_folder()
-            .join(format!("{}.{}", self.manifest.name, id))
+            .join(format!("{}.{}", aux_stem(&self.manifest.name), id))
     }
 
     fn read_summary(&self) -> ChunkSet {
@@ -554,7 +590,7 @@ impl ChunkStore {
                 (part, h)
             }
             Layout::ChunkFiles => {
-                let tmp = tmp_path(&out);
+                let tmp = self.joined_tmp_path();
                 let mut w = create_fresh(&tmp).map_err(io_err("creating", &tmp))?;
                 let mut hasher = blake3::Hasher::new();
                 for id in m.chunk_ids() {
@@ -818,6 +854,60 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A file of `size` bytes named `name`, and its manifest.
+    fn setup_named(name: &str, size: usize) -> (tempfile::TempDir, Manifest, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let src = dir.path().join(name);
+        fs::write(&src, &data).unwrap();
+        let m = Manifest::from_file(&src, DEFAULT_CHUNK_SIZE).unwrap();
+        (dir, m, data)
+    }
+
+    /// Fills a fresh store, writes its summary, assembles, and reopens it complete.
+    fn round_trip(dir: &Path, m: &Manifest, data: &[u8], layout: Layout) {
+        let (store, mut have) = ChunkStore::open(dir, m, layout).unwrap();
+        fill(&store, m, data, 0..m.chunk_count());
+        for id in m.chunk_ids() {
+            have.insert(id);
+        }
+        store.write_summary(&have).unwrap();
+        let out = store.assemble().unwrap();
+        assert_eq!(out, dir.join(&m.name));
+        assert_eq!(fs::read(&out).unwrap(), data, "{layout:?}");
+        drop(store);
+        let (_, have) = ChunkStore::open(dir, m, layout).unwrap();
+        assert!(have.is_full(), "{layout:?} reopens complete");
+    }
+
+    /// A 250-byte name is legal: its auxiliary files use a short hashed stem.
+    #[test]
+    fn a_250_byte_name_round_trips_in_both_layouts() {
+        let name = format!("{}.bin", "n".repeat(246));
+        assert_eq!(name.len(), 250);
+        for layout in [Layout::PartFile, Layout::ChunkFiles] {
+            let (dir, m, data) = setup_named(&name, 1234);
+            let peer = dir.path().join("peer");
+            round_trip(&peer, &m, &data, layout);
+            let stem = aux_stem(&name);
+            assert!(stem.starts_with(".rs-") && stem.len() == 20, "{stem}");
+            assert!(ChunkStore::manifest_path_for(&peer, &name).exists());
+            assert!(peer.join(format!("{stem}.summary")).exists());
+        }
+        assert_eq!(aux_stem("f.bin"), "f.bin", "ordinary names keep their stem");
+    }
+
+    /// `--chunk-files` for a file named `chunks`: its chunk folder moves aside, and the
+    /// finished file is put in place, with no `chunks.tmp` left.
+    #[test]
+    fn a_file_named_chunks_round_trips_with_chunk_files() {
+        let (dir, m, data) = setup_named("chunks", 1234);
+        let peer = dir.path().join("peer");
+        round_trip(&peer, &m, &data, Layout::ChunkFiles);
+        assert!(peer.join(".rs-chunks").is_dir());
+        assert!(!peer.join("chunks.tmp").exists());
     }
 
     #[test]

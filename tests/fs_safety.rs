@@ -189,3 +189,40 @@ async fn peer_never_replaces_a_file_it_did_not_create() {
         assert_eq!(listing(&dir), BTreeSet::from(["victim.txt".to_string()]));
     }
 }
+
+/// A 250-byte name (legal, and shared by the owner) downloads, by a ring peer with a part
+/// file and by a getter with chunk files; so does a file named `chunks` with chunk files.
+#[tokio::test]
+async fn long_and_awkward_names_download() {
+    let long = format!("{}.bin", "n".repeat(246));
+    let cases = [
+        (long.as_str(), false, Layout::PartFile),
+        (long.as_str(), true, Layout::ChunkFiles),
+        ("chunks", false, Layout::ChunkFiles),
+    ];
+    for (name, get, layout) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join(name);
+        random_file(&src, SIZE, 3);
+        let owner = start_owner(&src).await;
+        let dir = tmp.path().join("peer");
+        let mut config = peer_config(owner.port, &dir, Some(name), get);
+        config.layout = layout;
+        let outcome = run_peer(config).await;
+        let what = format!("{} bytes, get={get}, {layout:?}", name.len());
+        match outcome {
+            Ok(Outcome::Complete(c)) => assert_eq!(c.path, dir.join(name), "{what}"),
+            other => panic!("{what}: {other:?}"),
+        }
+        assert_eq!(
+            std::fs::read(dir.join(name)).unwrap(),
+            std::fs::read(&src).unwrap()
+        );
+        let left = listing(&dir);
+        assert!(left.iter().all(|n| n.len() <= 255), "{what}: {left:?}");
+        assert!(
+            !left.iter().any(|n| n.ends_with(".tmp")),
+            "{what}: {left:?}"
+        );
+    }
+}
