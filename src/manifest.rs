@@ -146,6 +146,44 @@ pub fn check_offered_name(asked: Option<&str>, offered: &str) -> Result<(), Mani
     }
 }
 
+/// A name (or a path) as it may reach a terminal or a log: see [`display_name`].
+#[derive(Clone, Copy, Debug)]
+pub struct DisplayName<'a>(&'a str);
+
+/// Shows `name` with every control character (C0, DEL, C1: escape sequences, newlines) and
+/// every bidirectional control (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069: the
+/// right-to-left overrides) written as `\u{..}`, and `\` as `\\`, so a hostile name can
+/// neither drive the terminal nor disguise itself. Everything else is shown as is.
+pub fn display_name(name: &str) -> DisplayName<'_> {
+    DisplayName(name)
+}
+
+/// Whether `c` must be escaped by [`display_name`].
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+impl fmt::Display for DisplayName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        if !self.0.chars().any(|c| c == '\\' || needs_escape(c)) {
+            return f.pad(self.0); // keeps width and alignment for tables
+        }
+        let mut out = String::with_capacity(self.0.len() + 8);
+        for c in self.0.chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else if needs_escape(c) {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            } else {
+                out.push(c);
+            }
+        }
+        f.pad(&out)
+    }
+}
+
 /// What a peer needs to fetch, verify and reassemble one file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -387,6 +425,23 @@ mod tests {
         }
         assert!(check_offered_name(None, "../x").is_err());
         assert!(check_offered_name(Some("2"), "a/b").is_err());
+    }
+
+    #[test]
+    fn names_are_displayed_escaped() {
+        let shown = |n: &str| display_name(n).to_string();
+        assert_eq!(shown("movie.mkv"), "movie.mkv");
+        assert_eq!(shown("ünïcode.txt"), "ünïcode.txt");
+        assert_eq!(shown("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(shown("two\nlines\r"), "two\\u{a}lines\\u{d}");
+        assert_eq!(shown("evil\u{202e}vkm.exe"), "evil\\u{202e}vkm.exe");
+        assert_eq!(
+            shown("\u{2066}x\u{2069}\u{7f}\u{9b}"),
+            "\\u{2066}x\\u{2069}\\u{7f}\\u{9b}"
+        );
+        assert_eq!(shown("back\\slash"), "back\\\\slash");
+        assert_eq!(format!("[{:<6}]", display_name("ab")), "[ab    ]");
+        assert_eq!(format!("[{:<6}]", display_name("a\nb")), "[a\\u{a}b]");
     }
 
     #[test]

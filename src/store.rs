@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::hash::Hash;
-use crate::manifest::{ChunkId, MAX_NAME_LEN, Manifest};
+use crate::manifest::{ChunkId, MAX_NAME_LEN, Manifest, display_name};
 
 /// How chunks are kept on disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub enum Layout {
 /// Errors of the chunk store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {}: {source}", shown(path))]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -71,7 +71,7 @@ pub enum StoreError {
         expected: usize,
         actual: usize,
     },
-    #[error("whole-file hash mismatch for {name}: expected {}, got {}", expected.short(), actual.short())]
+    #[error("whole-file hash mismatch for {}: expected {}, got {}", display_name(name), expected.short(), actual.short())]
     FileHashMismatch {
         name: String,
         expected: Hash,
@@ -79,13 +79,22 @@ pub enum StoreError {
     },
     #[error(
         "{} exists and is not a verified copy of this file: refusing to replace it (move it away or use another --dir)",
-        .0.display()
+        shown(.0)
     )]
     WouldReplace(PathBuf),
-    #[error("{0} is not a folder (a symlink?): refusing to store chunks through it")]
+    #[error(
+        "{} is not a folder (a symlink?): refusing to store chunks through it",
+        shown(.0)
+    )]
     NotAFolder(PathBuf),
     #[error("bug: {0}")]
     Bug(&'static str),
+}
+
+/// A path in an error message: the file name in it is the owner's choice (see
+/// [`display_name`]).
+fn shown(path: &Path) -> String {
+    display_name(&path.to_string_lossy()).to_string()
 }
 
 fn io_err<'a>(
