@@ -13,6 +13,11 @@
 //! store (and, syncing, the disk) before the summary names them; on open, every chunk
 //! the summary names is hashed again, so a write lost in a crash is fetched again, not trusted.
 //!
+//! [`ChunkStore::open`] refuses, before it creates anything, a `DIR/NAME` that is not a
+//! verified copy of this file ([`StoreError::WouldReplace`]) and a file that does not fit the
+//! space left in `DIR` ([`StoreError::NoSpace`]); it saves the manifest copy last, so a refused
+//! manifest leaves nothing behind.
+//!
 //! Auxiliary names fit a file system's 255-byte limit: they are built on the *stem*
 //! ([`aux_stem`]), which is `NAME` unless `NAME` plus the longest suffix
 //! (`.manifest.json.tmp`, 18 bytes) would exceed 255 bytes; then it is `.rs-` and the first 16
@@ -36,6 +41,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::chunkset::{ChunkSet, Ranges};
+use crate::cli::human_size;
 use crate::hash::Hash;
 use crate::manifest::{ChunkId, MAX_NAME_LEN, Manifest, display_name};
 
@@ -82,6 +88,16 @@ pub enum StoreError {
         shown(.0)
     )]
     WouldReplace(PathBuf),
+    #[error(
+        "{} needs {needed} bytes ({}) more, {} has {available} available ({}): free some space or use another --dir",
+        display_name(name), human_size(*needed), shown(dir), human_size(*available)
+    )]
+    NoSpace {
+        name: String,
+        needed: u64,
+        dir: PathBuf,
+        available: u64,
+    },
     #[error(
         "{} is not a folder (a symlink?): refusing to store chunks through it",
         shown(.0)
@@ -301,6 +317,59 @@ impl ChunkStore {
         if fs::symlink_metadata(&out).is_ok() {
             return Err(StoreError::WouldReplace(out));
         }
+        store.check_space()?;
+        let created_folder = layout == Layout::ChunkFiles && !store.chunk_folder().exists();
+        let res = store.open_data();
+        if res.is_err() && created_folder {
+            let _ = fs::remove_dir(store.chunk_folder());
+        }
+        res
+    }
+
+    /// Refuses a file that cannot fit: the bytes still to be written (what the part file or
+    /// the chunk files do not hold yet, plus, for chunk files, the joined copy) against the
+    /// space available in the folder. A folder whose space cannot be read is not checked.
+    fn check_space(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let size = self.manifest.size;
+        let needed = match self.layout {
+            Layout::PartFile => {
+                let allocated = fs::symlink_metadata(self.part_path())
+                    .ok()
+                    .filter(fs::Metadata::is_file)
+                    .map_or(0, |m| m.blocks().saturating_mul(512));
+                size.saturating_sub(allocated)
+            }
+            Layout::ChunkFiles => {
+                let held: u64 = self
+                    .chunk_files_present()
+                    .indices()
+                    .filter_map(|n| self.manifest.chunk_id(n).ok())
+                    .map(|id| self.manifest.chunk_len(id) as u64)
+                    .sum();
+                size.saturating_mul(2).saturating_sub(held)
+            }
+        };
+        let Ok(vfs) = rustix::fs::statvfs(&self.dir) else {
+            return Ok(());
+        };
+        let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+        if needed > available {
+            return Err(StoreError::NoSpace {
+                name: self.manifest.name.clone(),
+                needed,
+                dir: self.dir.clone(),
+                available,
+            });
+        }
+        Ok(())
+    }
+
+    /// The rest of [`ChunkStore::open_files`], once the file is known to fit: the chunk
+    /// folder or part file, and the chunks already held.
+    fn open_data(&mut self) -> Result<ChunkSet, StoreError> {
+        let (manifest, layout) = (&self.manifest.clone(), self.layout);
+        let store = self;
         if layout == Layout::ChunkFiles {
             store.ensure_chunk_folder()?;
         }
@@ -313,7 +382,7 @@ impl ChunkStore {
             let part = store.part_path();
             match fs::symlink_metadata(&part) {
                 Ok(m) if m.is_symlink() => {
-                    tracing::warn!("{} is a symlink; removing it", part.display());
+                    tracing::warn!("{} is a symlink; removing it", shown(&part));
                     fs::remove_file(&part).map_err(io_err("removing", &part))?;
                 }
                 Ok(_) => earlier = true,
@@ -328,9 +397,13 @@ impl ChunkStore {
                 .open(&part)
                 .map_err(io_err("opening", &part))?;
             let len = file.metadata().map_err(io_err("reading", &part))?.len();
-            if len != manifest.size {
-                file.set_len(manifest.size)
-                    .map_err(io_err("sizing", &part))?;
+            if len != manifest.size
+                && let Err(e) = file.set_len(manifest.size)
+            {
+                if !earlier {
+                    let _ = fs::remove_file(&part); // leave nothing behind
+                }
+                return Err(io_err("sizing", &part)(e));
             }
             store.data = Some(file);
         }
@@ -917,6 +990,51 @@ mod tests {
         round_trip(&peer, &m, &data, Layout::ChunkFiles);
         assert!(peer.join(".rs-chunks").is_dir());
         assert!(!peer.join("chunks.tmp").exists());
+    }
+
+    /// A manifest declaring 16 TiB is refused before anything is created or preallocated:
+    /// no part file (sparse, on tmpfs), no chunk folder, no 70 MB manifest copy.
+    #[test]
+    fn a_file_larger_than_the_free_space_is_refused_and_leaves_nothing() {
+        let size = u64::from(crate::manifest::MAX_CHUNKS) * crate::manifest::MAX_CHUNK_SIZE;
+        let m = Manifest {
+            name: "huge.bin".into(),
+            size,
+            chunk_size: crate::manifest::MAX_CHUNK_SIZE,
+            hash: Hash::of(b""),
+            chunks: vec![Hash::of(b""); crate::manifest::MAX_CHUNKS as usize],
+        };
+        m.validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = rustix::fs::statvfs(dir.path()).unwrap();
+        if vfs.f_bavail * vfs.f_frsize >= 2 * size {
+            eprintln!(
+                "skipped: {} has more than 32 TiB free",
+                dir.path().display()
+            );
+            return;
+        }
+        for layout in [Layout::PartFile, Layout::ChunkFiles] {
+            let err = ChunkStore::open(dir.path(), &m, layout).unwrap_err();
+            assert!(
+                matches!(err, StoreError::NoSpace { .. }),
+                "{layout:?}: {err}"
+            );
+            let msg = err.to_string();
+            let copies = if layout == Layout::PartFile { 1 } else { 2 }; // chunks, joined file
+            let want = format!(
+                "huge.bin needs {} bytes ({}.0 TiB) more, {} has ",
+                copies * size,
+                copies * 16,
+                dir.path().display()
+            );
+            assert!(
+                msg.starts_with(&want) && msg.contains(" available ("),
+                "{msg}"
+            );
+            let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+            assert!(left.is_empty(), "{layout:?} left {left:?}");
+        }
     }
 
     #[test]
