@@ -170,7 +170,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let owner_rate = args.owner_rate.or(args.rate);
     println!(
         "demo: {} ({}, {} chunks of {}), owner + {n} peers on 127.0.0.1, caps: peers {}, owner {}",
-        manifest.name,
+        ringswarm::manifest::display_name(&manifest.name),
         human_size(manifest.size),
         manifest.chunk_count(),
         human_size(manifest.chunk_size),

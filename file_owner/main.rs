@@ -101,7 +101,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             let m = &f.manifest;
             format!(
                 "{} ({}, {} chunks of {}, blake3 {})",
-                m.name,
+                ringswarm::manifest::display_name(&m.name),
                 human_size(m.size),
                 m.chunk_count(),
                 human_size(m.chunk_size),

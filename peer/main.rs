@@ -12,7 +12,7 @@ use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 use ringswarm::auth::Secret;
 use ringswarm::choke::DEFAULT_UPLOAD_SLOTS;
-use ringswarm::cli::{self, human_size};
+use ringswarm::cli;
 use ringswarm::events::EventSink;
 use ringswarm::net::Endpoint;
 use ringswarm::peer::{self, Outcome};
@@ -324,14 +324,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
     };
     tokio::spawn(async move {
         if let Ok(c) = rx.await {
-            println!(
-                "complete: {} ({}, blake3 {}) verified in {:.3}s, {} chunks fetched",
-                c.path.display(),
-                human_size(c.manifest.size),
-                c.manifest.hash.short(),
-                c.elapsed.as_secs_f64(),
-                c.fetched
-            );
+            println!("{}", c.line());
         }
     });
     match peer::run(listener, config, token).await? {

@@ -35,6 +35,10 @@ pub const MAX_NAME_LEN: usize = 255;
 pub enum ManifestError {
     #[error("unsafe file name {0:?}: names must be plain, without '/', '\\', '..' or NUL")]
     UnsafeName(String),
+    #[error(
+        "the owner answered with a manifest for {offered:?}, not for the {asked:?} asked for: refusing it"
+    )]
+    NameMismatch { asked: String, offered: String },
     #[error("chunk {chunk} is out of range: the file has {count} chunks")]
     ChunkOutOfRange { chunk: u32, count: u32 },
     #[error("chunk size {0} is out of range: it must be between 1 and {MAX_CHUNK_SIZE} bytes")]
@@ -124,6 +128,64 @@ pub fn check_name(name: &str) -> Result<(), ManifestError> {
         return Err(ManifestError::UnsafeName(name.chars().take(80).collect()));
     }
     Ok(())
+}
+
+/// Checks the name in a manifest a peer received against what it asked for: a peer that
+/// asked for a name writes only that name; one that asked by numeric directory id (`peer get
+/// OWNER 2`), or for the only file, takes the manifest's name, which must still be safe.
+///
+/// # Errors
+///
+/// [`ManifestError::NameMismatch`] or [`ManifestError::UnsafeName`].
+pub fn check_offered_name(asked: Option<&str>, offered: &str) -> Result<(), ManifestError> {
+    check_name(offered)?;
+    match asked {
+        Some(a) if a != offered && a.trim().parse::<usize>().is_err() => {
+            Err(ManifestError::NameMismatch {
+                asked: a.to_string(),
+                offered: offered.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A name (or a path) as it may reach a terminal or a log: see [`display_name`].
+#[derive(Clone, Copy, Debug)]
+pub struct DisplayName<'a>(&'a str);
+
+/// Shows `name` with every control character (C0, DEL, C1: escape sequences, newlines) and
+/// every bidirectional control (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069: the
+/// right-to-left overrides) written as `\u{..}`, and `\` as `\\`, so a hostile name can
+/// neither drive the terminal nor disguise itself. Everything else is shown as is.
+pub fn display_name(name: &str) -> DisplayName<'_> {
+    DisplayName(name)
+}
+
+/// Whether `c` must be escaped by [`display_name`].
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+impl fmt::Display for DisplayName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        if !self.0.chars().any(|c| c == '\\' || needs_escape(c)) {
+            return f.pad(self.0); // keeps width and alignment for tables
+        }
+        let mut out = String::with_capacity(self.0.len() + 8);
+        for c in self.0.chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else if needs_escape(c) {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            } else {
+                out.push(c);
+            }
+        }
+        f.pad(&out)
+    }
 }
 
 /// What a peer needs to fetch, verify and reassemble one file.
@@ -354,6 +416,36 @@ mod tests {
         for good in ["file.bin", "..hidden", "a..b", "ünïcode.txt"] {
             check_name(good).unwrap();
         }
+    }
+
+    #[test]
+    fn offered_names_must_be_the_name_asked_for() {
+        check_offered_name(Some("movie.mkv"), "movie.mkv").unwrap();
+        check_offered_name(Some("2"), "movie.mkv").unwrap(); // by directory id
+        check_offered_name(None, "movie.mkv").unwrap(); // the only file
+        for (asked, offered) in [("movie.mkv", ".bashrc"), ("movie.mkv", "victim.txt")] {
+            let err = check_offered_name(Some(asked), offered).unwrap_err();
+            assert!(matches!(err, ManifestError::NameMismatch { .. }), "{err}");
+        }
+        assert!(check_offered_name(None, "../x").is_err());
+        assert!(check_offered_name(Some("2"), "a/b").is_err());
+    }
+
+    #[test]
+    fn names_are_displayed_escaped() {
+        let shown = |n: &str| display_name(n).to_string();
+        assert_eq!(shown("movie.mkv"), "movie.mkv");
+        assert_eq!(shown("ünïcode.txt"), "ünïcode.txt");
+        assert_eq!(shown("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(shown("two\nlines\r"), "two\\u{a}lines\\u{d}");
+        assert_eq!(shown("evil\u{202e}vkm.exe"), "evil\\u{202e}vkm.exe");
+        assert_eq!(
+            shown("\u{2066}x\u{2069}\u{7f}\u{9b}"),
+            "\\u{2066}x\\u{2069}\\u{7f}\\u{9b}"
+        );
+        assert_eq!(shown("back\\slash"), "back\\\\slash");
+        assert_eq!(format!("[{:<6}]", display_name("ab")), "[ab    ]");
+        assert_eq!(format!("[{:<6}]", display_name("a\nb")), "[a\\u{a}b]");
     }
 
     #[test]

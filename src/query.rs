@@ -11,6 +11,7 @@ use crate::chunkset::Ranges;
 use crate::cli::human_size;
 use crate::connection::{Connection, HANDSHAKE_TIMEOUT};
 use crate::directory::{FileInfo, Listing, Locations};
+use crate::manifest::display_name;
 use crate::net::Endpoint;
 use crate::protocol::{Message, PROTOCOL_VERSION, ProtocolError, Role};
 
@@ -135,9 +136,20 @@ pub async fn locate(
     Ok(true)
 }
 
-/// A table of files, one per line, with a header.
+/// The width of `s` once shown by [`display_name`], in characters.
+fn shown_width(s: &str) -> usize {
+    display_name(s).to_string().chars().count()
+}
+
+/// A table of files, one per line, with a header. Every string from the owner goes through
+/// [`display_name`]: a name cannot drive the terminal.
 pub fn files_table(files: &[FileInfo]) -> String {
-    let name_w = files.iter().map(|f| f.name.len()).max().unwrap_or(4).max(4);
+    let name_w = files
+        .iter()
+        .map(|f| shown_width(&f.name))
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let mut out = format!(
         "{:>3}  {:<name_w$}  {:>10}  {:>7}  {:>8}  {:>7}  BLAKE3\n",
         "ID", "NAME", "SIZE", "CHUNKS", "COMPLETE", "PARTIAL"
@@ -147,12 +159,12 @@ pub fn files_table(files: &[FileInfo]) -> String {
             out,
             "{:>3}  {:<name_w$}  {:>10}  {:>7}  {:>8}  {:>7}  {}",
             f.id,
-            f.name,
+            display_name(&f.name),
             human_size(f.size),
             f.chunks,
             f.complete_sources,
             f.partial_sources,
-            f.hash
+            display_name(&f.hash)
         );
     }
     out
@@ -161,22 +173,23 @@ pub fn files_table(files: &[FileInfo]) -> String {
 /// The file, then one line per source: address, role, how many chunks, which.
 pub fn locations_table(loc: &Locations) -> String {
     let Some(f) = &loc.file else {
-        return format!("{}\n", loc.message.as_deref().unwrap_or("no such file"));
+        let message = loc.message.as_deref().unwrap_or("no such file");
+        return format!("{}\n", display_name(message));
     };
     let mut out = format!(
         "file {} {} ({}, {} chunks, blake3 {}): {} complete and {} partial sources\n",
         f.id,
-        f.name,
+        display_name(&f.name),
         human_size(f.size),
         f.chunks,
-        f.hash,
+        display_name(&f.hash),
         f.complete_sources,
         f.partial_sources
     );
     let addr_w = loc
         .sources
         .iter()
-        .map(|s| s.addr.len())
+        .map(|s| shown_width(&s.addr))
         .max()
         .unwrap_or(6)
         .max(6);
@@ -190,8 +203,8 @@ pub fn locations_table(loc: &Locations) -> String {
         let _ = writeln!(
             out,
             "{:<addr_w$}  {:<6}  {:>13}  {}",
-            s.addr,
-            s.role,
+            display_name(&s.addr),
+            display_name(&s.role),
             held,
             ranges_text(&s.chunks.0, 12)
         );
@@ -224,6 +237,45 @@ fn ranges_text(ranges: &[[u32; 2]], max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names with escape sequences, newlines or right-to-left overrides, from a hostile
+    /// owner, reach the terminal escaped, and the table stays aligned.
+    #[test]
+    fn hostile_names_are_printed_escaped() {
+        let file = |id, name: &str| FileInfo {
+            id,
+            name: name.into(),
+            size: 10,
+            chunk_size: 2,
+            chunks: 5,
+            hash: "ab".into(),
+            complete_sources: 1,
+            partial_sources: 0,
+        };
+        let files = [
+            file(1, "a\x1b]0;pwned\x07\x1b[2Jb"),
+            file(2, "fake\nline"),
+            file(3, "evil\u{202e}vkm.exe"),
+        ];
+        let table = files_table(&files);
+        for bad in ['\x1b', '\x07', '\u{202e}'] {
+            assert!(!table.contains(bad), "{table:?}");
+        }
+        assert_eq!(table.lines().count(), 4, "one line per file: {table}");
+        assert!(table.contains("evil\\u{202e}vkm.exe"), "{table}");
+        let widths: Vec<_> = table.lines().skip(1).map(|l| l.chars().count()).collect();
+        assert!(widths.windows(2).all(|w| w[0] == w[1]), "{table}");
+        let loc = Locations {
+            file: Some(file(2, "x\u{2066}y")),
+            message: None,
+            sources: Vec::new(),
+        };
+        let text = locations_table(&loc);
+        assert!(
+            text.contains("x\\u{2066}y") && !text.contains('\u{2066}'),
+            "{text}"
+        );
+    }
 
     #[test]
     fn ranges_read_well() {

@@ -13,20 +13,37 @@
 //! store (and, syncing, the disk) before the summary names them; on open, every chunk
 //! the summary names is hashed again, so a write lost in a crash is fetched again, not trusted.
 //!
+//! [`ChunkStore::open`] refuses, before it creates anything, a `DIR/NAME` that is not a
+//! verified copy of this file ([`StoreError::WouldReplace`]) and a file that does not fit the
+//! space left in `DIR` ([`StoreError::NoSpace`]); it saves the manifest copy last, so a refused
+//! manifest leaves nothing behind.
+//!
+//! Auxiliary names fit a file system's 255-byte limit: they are built on the *stem*
+//! ([`aux_stem`]), which is `NAME` unless `NAME` plus the longest suffix
+//! (`.manifest.json.tmp`, 18 bytes) would exceed 255 bytes; then it is `.rs-` and the first 16
+//! hex digits of the BLAKE3 hash of `NAME`. The chunk folder is `DIR/chunks`, or
+//! `DIR/.rs-chunks` for a file named `chunks` (it would collide with the finished file).
+//!
+//! No link in the folder is ever followed: every file is opened with `O_NOFOLLOW`, every
+//! temporary file is created afresh with `O_EXCL` after a stale one (or a planted symlink) of
+//! that name is removed, and `chunks/` must be a real folder.
+//!
 //! All methods block. Per-chunk reads and writes are short and are called in place from async
 //! code; the long ones (open, assemble) go through `spawn_blocking`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::chunkset::{ChunkSet, Ranges};
+use crate::cli::human_size;
 use crate::hash::Hash;
-use crate::manifest::{ChunkId, Manifest};
+use crate::manifest::{ChunkId, MAX_NAME_LEN, Manifest, display_name};
 
 /// How chunks are kept on disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,7 +58,7 @@ pub enum Layout {
 /// Errors of the chunk store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {}: {source}", shown(path))]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -60,14 +77,40 @@ pub enum StoreError {
         expected: usize,
         actual: usize,
     },
-    #[error("whole-file hash mismatch for {name}: expected {}, got {}", expected.short(), actual.short())]
+    #[error("whole-file hash mismatch for {}: expected {}, got {}", display_name(name), expected.short(), actual.short())]
     FileHashMismatch {
         name: String,
         expected: Hash,
         actual: Hash,
     },
+    #[error(
+        "{} exists and is not a verified copy of this file: refusing to replace it (move it away or use another --dir)",
+        shown(.0)
+    )]
+    WouldReplace(PathBuf),
+    #[error(
+        "{} needs {needed} bytes ({}) more, {} has {available} available ({}): free some space or use another --dir",
+        display_name(name), human_size(*needed), shown(dir), human_size(*available)
+    )]
+    NoSpace {
+        name: String,
+        needed: u64,
+        dir: PathBuf,
+        available: u64,
+    },
+    #[error(
+        "{} is not a folder (a symlink?): refusing to store chunks through it",
+        shown(.0)
+    )]
+    NotAFolder(PathBuf),
     #[error("bug: {0}")]
     Bug(&'static str),
+}
+
+/// A path in an error message: the file name in it is the owner's choice (see
+/// [`display_name`]).
+fn shown(path: &Path) -> String {
+    display_name(&path.to_string_lossy()).to_string()
 }
 
 fn io_err<'a>(
@@ -99,6 +142,69 @@ pub struct ChunkStore {
     data: Option<File>,
     /// Make every write durable before it is relied on (see [`ChunkStore::set_sync`]).
     sync: bool,
+    /// `DIR/NAME` is this file, verified: found so on open, or put there by `assemble`.
+    assembled: AtomicBool,
+}
+
+/// The longest suffix added to a stem: `NAME.manifest.json.tmp`. (Chunk files add at most
+/// `.<7 digits>.tmp`, 12 bytes.)
+const LONGEST_AUX_SUFFIX: &str = ".manifest.json.tmp";
+
+/// The stem of the auxiliary file names of `name` (part file, summary, saved manifest, chunk
+/// files, temporary files): `name` itself when every `name` + suffix fits in
+/// [`MAX_NAME_LEN`] bytes, else `.rs-` and 16 hex digits of `blake3(name)`.
+pub fn aux_stem(name: &str) -> String {
+    if name.len() + LONGEST_AUX_SUFFIX.len() <= MAX_NAME_LEN {
+        name.to_string()
+    } else {
+        format!(".rs-{}", &blake3::hash(name.as_bytes()).to_hex()[..16])
+    }
+}
+
+/// `O_NOFOLLOW`: opening a symlink fails (`ELOOP`) instead of following it.
+fn nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits().cast_signed()
+}
+
+/// Opens `path` for reading; a symlink is refused, not followed.
+fn open_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow())
+        .open(path)
+}
+
+/// Reads the whole of `path`; a symlink is refused, not followed.
+///
+/// # Errors
+///
+/// Any I/O error (`ELOOP` for a symlink).
+pub fn read_nofollow(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_read(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Creates `path` afresh for writing. A stale file or symlink of that name is removed first
+/// (never followed); the new file is made with `O_EXCL | O_NOFOLLOW`, so a link planted in
+/// between makes this fail instead of writing through it.
+fn create_fresh(path: &Path) -> io::Result<File> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a folder is in the way",
+            ));
+        }
+        Ok(_) => fs::remove_file(path)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nofollow())
+        .open(path)
 }
 
 /// Writes `bytes` to `path` through `path.tmp` and a rename, so `path` is never half-written:
@@ -111,7 +217,7 @@ pub struct ChunkStore {
 /// Any I/O error, naming the path.
 pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StoreError> {
     let tmp = tmp_path(path);
-    let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+    let mut f = create_fresh(&tmp).map_err(io_err("creating", &tmp))?;
     f.write_all(bytes).map_err(io_err("writing", &tmp))?;
     if sync {
         f.sync_all().map_err(io_err("syncing", &tmp))?;
@@ -155,37 +261,117 @@ impl ChunkStore {
         layout: Layout,
     ) -> Result<(Self, ChunkSet), StoreError> {
         fs::create_dir_all(dir).map_err(io_err("creating folder", dir))?;
-        if layout == Layout::ChunkFiles {
-            let chunks = dir.join("chunks");
-            fs::create_dir_all(&chunks).map_err(io_err("creating folder", &chunks))?;
-        }
         let mut store = Self {
             dir: dir.to_path_buf(),
             manifest: manifest.clone(),
             layout,
             data: None,
             sync: true,
+            assembled: AtomicBool::new(false),
         };
+        let have = store.open_files()?;
+        // Last: a manifest refused above leaves no copy behind.
         let manifest_path = store.manifest_path();
         let json = serde_json::to_vec(manifest).map_err(|_| StoreError::Bug("manifest json"))?;
-        if fs::read(&manifest_path).ok().as_deref() != Some(&json[..]) {
+        if read_nofollow(&manifest_path).ok().as_deref() != Some(&json[..]) {
             write_atomic(&manifest_path, &json, true)?;
         }
+        Ok((store, have))
+    }
 
+    /// Creates `DIR/chunks` if needed; refuses anything there but a real folder.
+    fn ensure_chunk_folder(&self) -> Result<(), StoreError> {
+        let chunks = self.chunk_folder();
+        fs::create_dir_all(&chunks).map_err(io_err("creating folder", &chunks))?;
+        // `create_dir_all` accepts a symlink to a folder: refuse it.
+        let meta = fs::symlink_metadata(&chunks).map_err(io_err("reading", &chunks))?;
+        if !meta.is_dir() {
+            return Err(StoreError::NotAFolder(chunks));
+        }
+        Ok(())
+    }
+
+    /// The part of [`ChunkStore::open`] that finds, checks and creates the data files.
+    fn open_files(&mut self) -> Result<ChunkSet, StoreError> {
+        let (manifest, layout) = (&self.manifest.clone(), self.layout);
+        let store = self;
         // A finished file that verifies: everything is held.
         let out = store.output_path();
-        if let Ok(meta) = fs::metadata(&out)
+        if let Ok(meta) = fs::symlink_metadata(&out)
+            && meta.is_file()
             && meta.len() == manifest.size
             && hash_file(&out)? == manifest.hash
         {
             if layout == Layout::PartFile {
-                store.data = Some(File::open(&out).map_err(io_err("opening", &out))?);
+                store.data = Some(open_read(&out).map_err(io_err("opening", &out))?);
             }
             let have = ChunkSet::full(manifest.chunk_count());
             if layout == Layout::ChunkFiles {
+                store.ensure_chunk_folder()?;
                 store.restore_chunk_files(&have)?;
             }
-            return Ok((store, have));
+            store.assembled = AtomicBool::new(true);
+            return Ok(have);
+        }
+        // Anything else there is not this peer's to replace.
+        if fs::symlink_metadata(&out).is_ok() {
+            return Err(StoreError::WouldReplace(out));
+        }
+        store.check_space()?;
+        let created_folder = layout == Layout::ChunkFiles && !store.chunk_folder().exists();
+        let res = store.open_data();
+        if res.is_err() && created_folder {
+            let _ = fs::remove_dir(store.chunk_folder());
+        }
+        res
+    }
+
+    /// Refuses a file that cannot fit: the bytes still to be written (what the part file or
+    /// the chunk files do not hold yet, plus, for chunk files, the joined copy) against the
+    /// space available in the folder. A folder whose space cannot be read is not checked.
+    fn check_space(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let size = self.manifest.size;
+        let needed = match self.layout {
+            Layout::PartFile => {
+                let allocated = fs::symlink_metadata(self.part_path())
+                    .ok()
+                    .filter(fs::Metadata::is_file)
+                    .map_or(0, |m| m.blocks().saturating_mul(512));
+                size.saturating_sub(allocated)
+            }
+            Layout::ChunkFiles => {
+                let held: u64 = self
+                    .chunk_files_present()
+                    .indices()
+                    .filter_map(|n| self.manifest.chunk_id(n).ok())
+                    .map(|id| self.manifest.chunk_len(id) as u64)
+                    .sum();
+                size.saturating_mul(2).saturating_sub(held)
+            }
+        };
+        let Ok(vfs) = rustix::fs::statvfs(&self.dir) else {
+            return Ok(());
+        };
+        let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+        if needed > available {
+            return Err(StoreError::NoSpace {
+                name: self.manifest.name.clone(),
+                needed,
+                dir: self.dir.clone(),
+                available,
+            });
+        }
+        Ok(())
+    }
+
+    /// The rest of [`ChunkStore::open_files`], once the file is known to fit: the chunk
+    /// folder or part file, and the chunks already held.
+    fn open_data(&mut self) -> Result<ChunkSet, StoreError> {
+        let (manifest, layout) = (&self.manifest.clone(), self.layout);
+        let store = self;
+        if layout == Layout::ChunkFiles {
+            store.ensure_chunk_folder()?;
         }
 
         // Which chunks to look at: with a part file or chunk files from an earlier run, every
@@ -194,18 +380,30 @@ impl ChunkStore {
         let mut earlier = false;
         if layout == Layout::PartFile {
             let part = store.part_path();
-            earlier = part.exists();
+            match fs::symlink_metadata(&part) {
+                Ok(m) if m.is_symlink() => {
+                    tracing::warn!("{} is a symlink; removing it", shown(&part));
+                    fs::remove_file(&part).map_err(io_err("removing", &part))?;
+                }
+                Ok(_) => earlier = true,
+                Err(_) => {}
+            }
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .custom_flags(nofollow())
                 .open(&part)
                 .map_err(io_err("opening", &part))?;
             let len = file.metadata().map_err(io_err("reading", &part))?.len();
-            if len != manifest.size {
-                file.set_len(manifest.size)
-                    .map_err(io_err("sizing", &part))?;
+            if len != manifest.size
+                && let Err(e) = file.set_len(manifest.size)
+            {
+                if !earlier {
+                    let _ = fs::remove_file(&part); // leave nothing behind
+                }
+                return Err(io_err("sizing", &part)(e));
             }
             store.data = Some(file);
         }
@@ -247,14 +445,14 @@ impl ChunkStore {
         if have != listed {
             store.write_summary(&have)?;
         }
-        Ok((store, have))
+        Ok(have)
     }
 
     /// The chunks that have a chunk file (not checked).
     fn chunk_files_present(&self) -> ChunkSet {
         let mut set = ChunkSet::new(self.manifest.chunk_count());
-        let prefix = format!("{}.", self.manifest.name);
-        let Ok(entries) = fs::read_dir(self.dir.join("chunks")) else {
+        let prefix = format!("{}.", aux_stem(&self.manifest.name));
+        let Ok(entries) = fs::read_dir(self.chunk_folder()) else {
             return set;
         };
         for e in entries.filter_map(Result::ok) {
@@ -281,14 +479,25 @@ impl ChunkStore {
         self.dir.join(&self.manifest.name)
     }
 
-    /// `DIR/NAME.part`.
-    pub fn part_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.part", self.manifest.name))
+    /// `DIR/STEM` + `suffix` (see [`aux_stem`]).
+    fn aux_path(&self, suffix: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}{suffix}", aux_stem(&self.manifest.name)))
     }
 
-    /// `DIR/NAME.summary`.
+    /// `DIR/NAME.part` (`NAME`: the stem, see [`aux_stem`]).
+    pub fn part_path(&self) -> PathBuf {
+        self.aux_path(".part")
+    }
+
+    /// `DIR/NAME.summary` (`NAME`: the stem, see [`aux_stem`]).
     pub fn summary_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.summary", self.manifest.name))
+        self.aux_path(".summary")
+    }
+
+    /// `DIR/NAME.tmp` (`NAME`: the stem): the finished file while chunk files are joined.
+    fn joined_tmp_path(&self) -> PathBuf {
+        self.aux_path(".tmp")
     }
 
     /// `DIR/NAME.manifest.json`.
@@ -296,21 +505,29 @@ impl ChunkStore {
         Self::manifest_path_for(&self.dir, &self.manifest.name)
     }
 
-    /// `DIR/NAME.manifest.json` for a name.
+    /// `DIR/NAME.manifest.json` for a name (`NAME`: the stem, see [`aux_stem`]).
     pub fn manifest_path_for(dir: &Path, name: &str) -> PathBuf {
-        dir.join(format!("{name}.manifest.json"))
+        dir.join(format!("{}.manifest.json", aux_stem(name)))
     }
 
-    /// `DIR/chunks/NAME.<id>`.
+    /// `DIR/chunks`, where chunk files go; `DIR/.rs-chunks` for a file named `chunks`.
+    fn chunk_folder(&self) -> PathBuf {
+        self.dir.join(if self.manifest.name == "chunks" {
+            ".rs-chunks"
+        } else {
+            "chunks"
+        })
+    }
+
+    /// `DIR/chunks/NAME.<id>` (`NAME`: the stem, see [`aux_stem`]).
     pub fn chunk_path(&self, id: ChunkId) -> PathBuf {
-        self.dir
-            .join("chunks")
-            .join(format!("{}.{}", self.manifest.name, id))
+        self.chunk_folder()
+            .join(format!("{}.{}", aux_stem(&self.manifest.name), id))
     }
 
     fn read_summary(&self) -> ChunkSet {
         let empty = ChunkSet::new(self.manifest.chunk_count());
-        let Ok(bytes) = fs::read(self.summary_path()) else {
+        let Ok(bytes) = read_nofollow(&self.summary_path()) else {
             return empty;
         };
         match serde_json::from_slice::<Summary>(&bytes) {
@@ -414,7 +631,7 @@ impl ChunkStore {
                 .map_err(io_err("reading", &self.part_path()))?,
             _ => {
                 let path = self.chunk_path(id);
-                let mut f = File::open(&path).map_err(io_err("opening", &path))?;
+                let mut f = open_read(&path).map_err(io_err("opening", &path))?;
                 f.read_exact(&mut buf).map_err(io_err("reading", &path))?;
                 if f.read(&mut [0u8; 1]).map_err(io_err("reading", &path))? != 0 {
                     return Err(StoreError::ChunkLength {
@@ -429,20 +646,23 @@ impl ChunkStore {
     }
 
     /// Makes `DIR/NAME` from the held chunks, checks the whole-file hash, and returns its
-    /// path. The file appears only by rename, after the hash matched.
+    /// path. The file appears only by rename, after the hash matched, and never replaces a
+    /// file already there: see [`place`].
     ///
     /// # Errors
     ///
-    /// [`StoreError::FileHashMismatch`] (the bad file is not kept) or any I/O error.
+    /// [`StoreError::FileHashMismatch`] (the bad file is not kept),
+    /// [`StoreError::WouldReplace`] when something appeared at `DIR/NAME` since the store was
+    /// opened, or any I/O error.
     pub fn assemble(&self) -> Result<PathBuf, StoreError> {
         let out = self.output_path();
+        if self.assembled.load(Ordering::Acquire) {
+            return Ok(out);
+        }
         let m = &self.manifest;
         let (src, actual) = match self.layout {
             Layout::PartFile => {
                 let part = self.part_path();
-                if !part.exists() && out.exists() {
-                    return Ok(out); // already assembled (opened complete)
-                }
                 let h = hash_file(&part)?;
                 if self.sync
                     && let Some(f) = &self.data
@@ -452,8 +672,8 @@ impl ChunkStore {
                 (part, h)
             }
             Layout::ChunkFiles => {
-                let tmp = tmp_path(&out);
-                let mut w = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+                let tmp = self.joined_tmp_path();
+                let mut w = create_fresh(&tmp).map_err(io_err("creating", &tmp))?;
                 let mut hasher = blake3::Hasher::new();
                 for id in m.chunk_ids() {
                     let data = self.read_chunk(id)?;
@@ -476,10 +696,16 @@ impl ChunkStore {
                 actual,
             });
         }
-        fs::rename(&src, &out).map_err(io_err("renaming", &src))?;
+        if let Err(e) = place(&src, &out) {
+            if self.layout == Layout::ChunkFiles {
+                let _ = fs::remove_file(&src);
+            }
+            return Err(e);
+        }
         if self.sync {
             sync_parent(&out)?;
         }
+        self.assembled.store(true, Ordering::Release);
         Ok(out)
     }
 
@@ -487,15 +713,15 @@ impl ChunkStore {
     /// the finished file, so the peer can serve.
     fn restore_chunk_files(&self, have: &ChunkSet) -> Result<(), StoreError> {
         let out = self.output_path();
-        let file = File::open(&out).map_err(io_err("opening", &out))?;
+        let file = open_read(&out).map_err(io_err("opening", &out))?;
         for n in have.indices() {
             let id = self
                 .manifest
                 .chunk_id(n)
                 .map_err(|_| StoreError::Bug("id"))?;
             let path = self.chunk_path(id);
-            let ok = fs::metadata(&path)
-                .map(|m| m.len() == self.manifest.chunk_len(id) as u64)
+            let ok = fs::symlink_metadata(&path)
+                .map(|m| m.is_file() && m.len() == self.manifest.chunk_len(id) as u64)
                 .unwrap_or(false);
             if !ok {
                 let mut buf = vec![0u8; self.manifest.chunk_len(id)];
@@ -508,13 +734,29 @@ impl ChunkStore {
     }
 }
 
+/// Moves `src` to `dst` without ever replacing a file at `dst`: a hard link (which fails if
+/// `dst` exists, atomically) and the removal of `src`; on a file system without hard links, a
+/// check that nothing is at `dst`, then a rename.
+fn place(src: &Path, dst: &Path) -> Result<(), StoreError> {
+    match fs::hard_link(src, dst) {
+        Ok(()) => fs::remove_file(src).map_err(io_err("removing", src)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(StoreError::WouldReplace(dst.to_path_buf()))
+        }
+        Err(_) if fs::symlink_metadata(dst).is_ok() => {
+            Err(StoreError::WouldReplace(dst.to_path_buf()))
+        }
+        Err(_) => fs::rename(src, dst).map_err(io_err("renaming", src)),
+    }
+}
+
 /// The BLAKE3 hash of a whole file, read in 1 MiB pieces.
 ///
 /// # Errors
 ///
 /// Any I/O error, naming the path.
 pub fn hash_file(path: &Path) -> Result<Hash, StoreError> {
-    let mut f = File::open(path).map_err(io_err("opening", path))?;
+    let mut f = open_read(path).map_err(io_err("opening", path))?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -603,6 +845,209 @@ mod tests {
             ChunkStore::verify(&m, id, &[0u8; 10]),
             Err(StoreError::ChunkLength { .. })
         ));
+    }
+
+    /// Every auxiliary name a store writes, for file `f.bin`, planted as a symlink to a file
+    /// outside the folder: none is followed, and each target keeps its bytes.
+    #[test]
+    fn planted_symlinks_are_never_followed() {
+        for layout in [Layout::PartFile, Layout::ChunkFiles] {
+            let (dir, m, data) = setup(1234);
+            let peer = dir.path().join("peer");
+            fs::create_dir_all(peer.join("chunks")).unwrap();
+            let victims = dir.path().join("victims");
+            fs::create_dir(&victims).unwrap();
+            let names = [
+                "f.bin.part",
+                "f.bin.summary.tmp",
+                "f.bin.manifest.json.tmp",
+                "f.bin.tmp",
+                "chunks/f.bin.0.tmp",
+            ];
+            for (i, name) in names.iter().enumerate() {
+                let target = victims.join(i.to_string());
+                fs::write(&target, b"precious").unwrap();
+                std::os::unix::fs::symlink(&target, peer.join(name)).unwrap();
+            }
+            let (store, mut have) = ChunkStore::open(&peer, &m, layout).unwrap();
+            fill(&store, &m, &data, 0..m.chunk_count());
+            for id in m.chunk_ids() {
+                have.insert(id);
+            }
+            store.write_summary(&have).unwrap();
+            let out = store.assemble().unwrap();
+            assert_eq!(fs::read(&out).unwrap(), data, "{layout:?}");
+            for (i, name) in names.iter().enumerate() {
+                let target = victims.join(i.to_string());
+                assert_eq!(fs::read(&target).unwrap(), b"precious", "{layout:?} {name}");
+            }
+        }
+    }
+
+    /// `peer get FAKE movie.mkv` in a home folder must not replace `.bashrc`: a file at
+    /// `DIR/NAME` that is not this file, verified, is refused on open, before anything is
+    /// written, and one planted after the open is refused by `assemble`.
+    #[test]
+    fn a_file_the_store_did_not_create_is_never_replaced() {
+        for layout in [Layout::PartFile, Layout::ChunkFiles] {
+            let (dir, m, data) = setup(1234);
+            let peer = dir.path().join("peer");
+            fs::create_dir(&peer).unwrap();
+            let out = peer.join(&m.name);
+            fs::write(&out, b"precious").unwrap();
+            let err = ChunkStore::open(&peer, &m, layout).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::WouldReplace(p) if *p == out),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains(&out.display().to_string()),
+                "{err}"
+            );
+            let left: Vec<_> = fs::read_dir(&peer)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                left,
+                [m.name.as_str()],
+                "{layout:?}: nothing else is created"
+            );
+
+            // Planted (as a file or as a symlink) between open and assemble.
+            for symlink in [false, true] {
+                fs::remove_file(&out).unwrap();
+                let (store, _) = ChunkStore::open(&peer, &m, layout).unwrap();
+                fill(&store, &m, &data, 0..m.chunk_count());
+                let target = dir.path().join("target");
+                fs::write(&target, b"precious").unwrap();
+                if symlink {
+                    std::os::unix::fs::symlink(&target, &out).unwrap();
+                } else {
+                    fs::copy(&target, &out).unwrap();
+                }
+                let err = store.assemble().unwrap_err();
+                assert!(matches!(err, StoreError::WouldReplace(_)), "{err}");
+                assert_eq!(fs::read(&out).unwrap(), b"precious");
+                assert_eq!(fs::read(&target).unwrap(), b"precious");
+                assert!(
+                    !peer.join("f.bin.tmp").exists(),
+                    "{layout:?}: no temp file left"
+                );
+            }
+        }
+    }
+
+    /// A file of `size` bytes named `name`, and its manifest.
+    fn setup_named(name: &str, size: usize) -> (tempfile::TempDir, Manifest, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let src = dir.path().join(name);
+        fs::write(&src, &data).unwrap();
+        let m = Manifest::from_file(&src, DEFAULT_CHUNK_SIZE).unwrap();
+        (dir, m, data)
+    }
+
+    /// Fills a fresh store, writes its summary, assembles, and reopens it complete.
+    fn round_trip(dir: &Path, m: &Manifest, data: &[u8], layout: Layout) {
+        let (store, mut have) = ChunkStore::open(dir, m, layout).unwrap();
+        fill(&store, m, data, 0..m.chunk_count());
+        for id in m.chunk_ids() {
+            have.insert(id);
+        }
+        store.write_summary(&have).unwrap();
+        let out = store.assemble().unwrap();
+        assert_eq!(out, dir.join(&m.name));
+        assert_eq!(fs::read(&out).unwrap(), data, "{layout:?}");
+        drop(store);
+        let (_, have) = ChunkStore::open(dir, m, layout).unwrap();
+        assert!(have.is_full(), "{layout:?} reopens complete");
+    }
+
+    /// A 250-byte name is legal: its auxiliary files use a short hashed stem.
+    #[test]
+    fn a_250_byte_name_round_trips_in_both_layouts() {
+        let name = format!("{}.bin", "n".repeat(246));
+        assert_eq!(name.len(), 250);
+        for layout in [Layout::PartFile, Layout::ChunkFiles] {
+            let (dir, m, data) = setup_named(&name, 1234);
+            let peer = dir.path().join("peer");
+            round_trip(&peer, &m, &data, layout);
+            let stem = aux_stem(&name);
+            assert!(stem.starts_with(".rs-") && stem.len() == 20, "{stem}");
+            assert!(ChunkStore::manifest_path_for(&peer, &name).exists());
+            assert!(peer.join(format!("{stem}.summary")).exists());
+        }
+        assert_eq!(aux_stem("f.bin"), "f.bin", "ordinary names keep their stem");
+    }
+
+    /// `--chunk-files` for a file named `chunks`: its chunk folder moves aside, and the
+    /// finished file is put in place, with no `chunks.tmp` left.
+    #[test]
+    fn a_file_named_chunks_round_trips_with_chunk_files() {
+        let (dir, m, data) = setup_named("chunks", 1234);
+        let peer = dir.path().join("peer");
+        round_trip(&peer, &m, &data, Layout::ChunkFiles);
+        assert!(peer.join(".rs-chunks").is_dir());
+        assert!(!peer.join("chunks.tmp").exists());
+    }
+
+    /// A manifest declaring 16 TiB is refused before anything is created or preallocated:
+    /// no part file (sparse, on tmpfs), no chunk folder, no 70 MB manifest copy.
+    #[test]
+    fn a_file_larger_than_the_free_space_is_refused_and_leaves_nothing() {
+        let size = u64::from(crate::manifest::MAX_CHUNKS) * crate::manifest::MAX_CHUNK_SIZE;
+        let m = Manifest {
+            name: "huge.bin".into(),
+            size,
+            chunk_size: crate::manifest::MAX_CHUNK_SIZE,
+            hash: Hash::of(b""),
+            chunks: vec![Hash::of(b""); crate::manifest::MAX_CHUNKS as usize],
+        };
+        m.validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = rustix::fs::statvfs(dir.path()).unwrap();
+        if vfs.f_bavail * vfs.f_frsize >= 2 * size {
+            eprintln!(
+                "skipped: {} has more than 32 TiB free",
+                dir.path().display()
+            );
+            return;
+        }
+        for layout in [Layout::PartFile, Layout::ChunkFiles] {
+            let err = ChunkStore::open(dir.path(), &m, layout).unwrap_err();
+            assert!(
+                matches!(err, StoreError::NoSpace { .. }),
+                "{layout:?}: {err}"
+            );
+            let msg = err.to_string();
+            let copies = if layout == Layout::PartFile { 1 } else { 2 }; // chunks, joined file
+            let want = format!(
+                "huge.bin needs {} bytes ({}.0 TiB) more, {} has ",
+                copies * size,
+                copies * 16,
+                dir.path().display()
+            );
+            assert!(
+                msg.starts_with(&want) && msg.contains(" available ("),
+                "{msg}"
+            );
+            let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+            assert!(left.is_empty(), "{layout:?} left {left:?}");
+        }
+    }
+
+    #[test]
+    fn a_symlinked_chunk_folder_is_refused() {
+        let (dir, m, _) = setup(1234);
+        let peer = dir.path().join("peer");
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir_all(&peer).unwrap();
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, peer.join("chunks")).unwrap();
+        let err = ChunkStore::open(&peer, &m, Layout::ChunkFiles).unwrap_err();
+        assert!(matches!(err, StoreError::NotAFolder(_)), "{err}");
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 
     #[test]

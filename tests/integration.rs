@@ -25,5 +25,7 @@ mod getter;
 mod properties;
 // Shared-secret swarms (--secret).
 mod secret;
+// The peer's folder against hostile owners and planted files: names, no clobbering.
+mod fs_safety;
 // scripts/netns-ring.sh: six hosts in network namespaces, tc shaping, a kill and restart (root only).
 mod netns;

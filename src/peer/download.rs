@@ -19,7 +19,7 @@ use crate::auth::{self, Secret};
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{ConnReader, ConnWriter, Connection, IDLE_TIMEOUT, KEEPALIVE_INTERVAL};
 use crate::events::EventKind;
-use crate::manifest::{ChunkId, Manifest};
+use crate::manifest::{ChunkId, Manifest, check_offered_name, display_name};
 use crate::net::{Backoff, Endpoint};
 use crate::protocol::{
     MAX_MANIFEST_LEN, MAX_RANGES_PER_MESSAGE, Message, PROTOCOL_VERSION, ProtocolError, Role,
@@ -139,7 +139,9 @@ fn saved_manifest(config: &Config) -> Option<Manifest> {
             first
         }
     };
-    Manifest::from_json(&std::fs::read(path).ok()?).ok()
+    Manifest::from_json(&crate::store::read_nofollow(&path).ok()?)
+        .ok()
+        .filter(|m| check_offered_name(config.file.as_deref(), &m.name).is_ok())
 }
 
 /// Gets the manifest: from the owner (retrying until `config.timeout`), or, if the owner is
@@ -167,8 +169,9 @@ pub(super) async fn bootstrap(config: &Config, port: u16) -> Result<Boot> {
         .await
         {
             Ok((hs, manifest)) => {
+                check_offered_name(config.file.as_deref(), &manifest.name)?;
                 info!(
-                    file = %manifest.name,
+                    file = %display_name(&manifest.name),
                     size = manifest.size,
                     chunks = manifest.chunk_count(),
                     "got manifest from owner {}",
@@ -184,7 +187,8 @@ pub(super) async fn bootstrap(config: &Config, port: u16) -> Result<Boot> {
                 if let Some(m) = saved {
                     info!(
                         "owner {} unreachable ({e}); resuming from the saved manifest of {}",
-                        config.owner, m.name
+                        config.owner,
+                        display_name(&m.name)
                     );
                     return Ok(Boot {
                         manifest: m,
@@ -252,7 +256,7 @@ pub(super) async fn run_source(
                         } else {
                             Err(Error::Refused(format!(
                                 "{endpoint} shares another file ({} blake3 {}), not {} blake3 {}",
-                                m.name, m.hash.short(), swarm.manifest.name, swarm.manifest.hash.short()
+                                display_name(&m.name), m.hash.short(), display_name(&swarm.manifest.name), swarm.manifest.hash.short()
                             )))
                         }
                     }),

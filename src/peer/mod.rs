@@ -49,8 +49,12 @@ pub const NO_DOWNSTREAM_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_IN_FLIGHT: usize = 8;
 /// The most upload connections served at once.
 pub const MAX_UPLOAD_CONNECTIONS: usize = 64;
-/// Verified chunks kept in memory for forwarding (memory: this many × chunk size).
+/// Verified chunks kept in memory for forwarding, at most (see [`RECENT_BYTES`]).
 pub const RECENT_CHUNKS: usize = 32;
+/// Bytes of verified chunks kept in memory for forwarding, at most, but always at least one
+/// chunk: the cache holds `min(RECENT_CHUNKS, max(1, RECENT_BYTES / chunk size))` chunks
+/// (32 at 100 KiB, 8 at 1 MiB, 1 at 16 MiB).
+pub const RECENT_BYTES: usize = 8 * 1024 * 1024;
 /// Hash failures from one connection after which it is dropped.
 pub const MAX_BAD_CHUNKS: u32 = 3;
 /// Spare requests (see `owner::spare`) a ring peer keeps at the owner at most.
@@ -120,6 +124,22 @@ pub struct Completion {
     pub elapsed: Duration,
 }
 
+impl Completion {
+    /// The line the `peer` binary prints: `complete: DIR/NAME (4.2 GiB, blake3 1a2b3c4d)
+    /// verified in 41.2s, 43008 chunks fetched`, the path shown by
+    /// [`display_name`](crate::manifest::display_name) (the name is the owner's choice).
+    pub fn line(&self) -> String {
+        format!(
+            "complete: {} ({}, blake3 {}) verified in {:.3}s, {} chunks fetched",
+            crate::manifest::display_name(&self.path.to_string_lossy()),
+            crate::cli::human_size(self.manifest.size),
+            self.manifest.hash.short(),
+            self.elapsed.as_secs_f64(),
+            self.fetched
+        )
+    }
+}
+
 /// How [`run`] ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -174,8 +194,8 @@ pub(crate) struct Swarm {
     changed: watch::Sender<()>,
     /// Signalled when `have` grew, for the summary writer.
     summary_dirty: Notify,
-    /// The newest verified chunks, at most [`RECENT_CHUNKS`] (see `remember`).
-    recent: Mutex<std::collections::VecDeque<(ChunkId, Bytes)>>,
+    /// The newest verified chunks (see `remember`).
+    recent: Mutex<RecentChunks>,
     /// The upload cap, shared by every upload connection.
     limiter: Option<crate::rate::RateLimiter>,
     /// Who of the getters connected to the upload server is served.
@@ -348,11 +368,10 @@ impl Swarm {
     /// Keeps the newest verified chunks in memory: the upload neighbour asks for the newest
     /// first, so most forwards are served from here instead of being read back from disk.
     fn remember(&self, id: ChunkId, data: Bytes) {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.len() == RECENT_CHUNKS {
-            recent.pop_front();
-        }
-        recent.push_back((id, data));
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(id, data);
     }
 
     /// A chunk to upload: from the recent chunks, or read from the store.
@@ -361,10 +380,7 @@ impl Swarm {
             .recent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .rev()
-            .find(|(c, _)| *c == id)
-            .map(|(_, d)| d.clone());
+            .get(id);
         let data = match hit {
             Some(d) => d,
             // In place, like `accept_chunk`: the chunk was written lately, so it is in the
@@ -389,6 +405,39 @@ impl Swarm {
             data = Bytes::from(v);
         }
         data
+    }
+}
+
+/// The newest verified chunks, bounded by count and bytes: at most [`RECENT_CHUNKS`] chunks
+/// and [`RECENT_BYTES`] bytes, but never fewer than the newest chunk.
+#[derive(Debug, Default)]
+struct RecentChunks {
+    chunks: std::collections::VecDeque<(ChunkId, Bytes)>,
+    /// The sum of the chunks' lengths.
+    bytes: usize,
+}
+
+impl RecentChunks {
+    /// Adds the newest chunk, dropping the oldest ones beyond the bounds.
+    fn push(&mut self, id: ChunkId, data: Bytes) {
+        self.bytes += data.len();
+        self.chunks.push_back((id, data));
+        while self.chunks.len() > 1
+            && (self.chunks.len() > RECENT_CHUNKS || self.bytes > RECENT_BYTES)
+        {
+            if let Some((_, old)) = self.chunks.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
+    }
+
+    /// The chunk `id`, if held.
+    fn get(&self, id: ChunkId) -> Option<Bytes> {
+        self.chunks
+            .iter()
+            .rev()
+            .find(|(c, _)| *c == id)
+            .map(|(_, d)| d.clone())
     }
 }
 
@@ -481,7 +530,7 @@ pub async fn run(
         }),
         changed: watch::Sender::new(()),
         summary_dirty: Notify::new(),
-        recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_CHUNKS)),
+        recent: Mutex::new(RecentChunks::default()),
         config,
     });
 
@@ -734,5 +783,54 @@ async fn summary_writer(swarm: Arc<Swarm>, token: CancellationToken) {
             Ok(Err(e)) => warn!("writing summary: {e}"),
             Err(e) => warn!("summary task: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With `--chunk-size 16MiB` a peer peaked at 533 MiB: 32 cached chunks. The cache is
+    /// bounded in bytes (at least one chunk), and keeps 32 chunks at the default size.
+    #[test]
+    fn the_recent_chunk_cache_is_bounded_in_bytes() {
+        let m = Manifest::for_tests(200);
+        for (chunk_size, kept) in [(16 << 20, 1), (1 << 20, 8), (100 << 10, RECENT_CHUNKS)] {
+            // One allocation shared by every chunk: the test itself stays small.
+            let data = Bytes::from(vec![0u8; chunk_size]);
+            let mut recent = RecentChunks::default();
+            for n in 0..100 {
+                recent.push(m.chunk_id(n).unwrap(), data.clone());
+                assert!(recent.bytes <= RECENT_BYTES.max(chunk_size), "{chunk_size}");
+                assert_eq!(recent.bytes, recent.chunks.len() * chunk_size);
+            }
+            assert_eq!(recent.chunks.len(), kept, "chunks of {chunk_size} bytes");
+            assert!(
+                recent.get(m.chunk_id(99).unwrap()).is_some(),
+                "the newest is kept"
+            );
+            assert!(recent.get(m.chunk_id(0).unwrap()).is_none());
+        }
+    }
+
+    #[test]
+    fn the_complete_line_shows_a_hostile_name_escaped() {
+        let mut m = Manifest::for_tests(5);
+        m.name = "x\x1b[2J\u{202e}gpj.exe\nfake".into();
+        let c = Completion {
+            path: PathBuf::from("dir").join(&m.name),
+            manifest: Arc::new(m),
+            fetched: 5,
+            elapsed: Duration::from_millis(1500),
+        };
+        let line = c.line();
+        assert!(
+            line.starts_with("complete: dir/x\\u{1b}[2J\\u{202e}gpj.exe\\u{a}fake (5 B, blake3 "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(") verified in 1.500s, 5 chunks fetched"),
+            "{line}"
+        );
     }
 }

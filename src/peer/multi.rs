@@ -453,7 +453,7 @@ async fn source_conn(getter: &Getter, addr: &str, token: &CancellationToken) -> 
     if m.hash != swarm.manifest.hash {
         return Err(Error::Refused(format!(
             "{addr} shares another file ({} blake3 {})",
-            m.name,
+            crate::manifest::display_name(&m.name),
             m.hash.short()
         )));
     }
