@@ -114,7 +114,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     } else {
         format!("{} files: {}", described.len(), described.join(", "))
     };
-    println!("listening on {addr}, sharing {what}");
+    ringswarm::cli::print_out(&format!("listening on {addr}, sharing {what}\n"))?;
     let config = owner::Config {
         peers: args.peers,
         upload_limit: args
@@ -131,7 +131,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let directory = owner::directory(&files, addr, ttl);
     if let Some(listener) = http {
-        println!("directory API on http://{}/files", listener.local_addr()?);
+        ringswarm::cli::print_out(&format!(
+            "directory API on http://{}/files\n",
+            listener.local_addr()?
+        ))?;
         let (directory, token) = (directory.clone(), token.clone());
         tokio::spawn(async move {
             if let Err(e) = ringswarm::http::serve(listener, directory, token).await {

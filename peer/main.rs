@@ -296,7 +296,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
             .with_context(|| format!("cannot open event log {}", p.display()))?,
         None => EventSink::console(label.clone()),
     };
-    println!("listening on {addr}");
+    ringswarm::cli::print_out(&format!("listening on {addr}\n"))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let getter = neighbour.is_none();
     let config = peer::Config {
@@ -324,7 +324,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
     };
     tokio::spawn(async move {
         if let Ok(c) = rx.await {
-            println!("{}", c.line());
+            let _ = ringswarm::cli::print_out(&format!("{}\n", c.line()));
         }
     });
     match peer::run(listener, config, token).await? {

@@ -154,6 +154,21 @@ where
     code
 }
 
+/// Writes `text` to stdout and flushes it. A reader that went away (`peer list | head -1`)
+/// is not an error: the rest is dropped quietly, as a pipe's reader asked.
+///
+/// # Errors
+///
+/// Any other write error.
+pub fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
 /// Prints `error: ` and the error with its causes (each once) on stderr; returns exit code 1.
 pub fn report(e: &anyhow::Error) -> ExitCode {
     flush_logs();

@@ -78,11 +78,11 @@ pub async fn list(
     let body = ask(&owner, Message::List, secret.as_deref()).await?;
     let listing: Listing = serde_json::from_slice(&body)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&listing)?);
+        crate::cli::print_out(&format!("{}\n", serde_json::to_string_pretty(&listing)?))?;
     } else if listing.files.is_empty() {
-        println!("the owner shares no file");
+        crate::cli::print_out("the owner shares no file\n")?;
     } else {
-        print!("{}", files_table(&listing.files));
+        crate::cli::print_out(&files_table(&listing.files))?;
     }
     Ok(true)
 }
@@ -106,11 +106,13 @@ pub async fn search(
     .await?;
     let listing: Listing = serde_json::from_slice(&body)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&listing)?);
+        crate::cli::print_out(&format!("{}\n", serde_json::to_string_pretty(&listing)?))?;
     } else if listing.files.is_empty() {
-        println!("no file name contains {text:?} (`peer list {owner}` shows every file)");
+        crate::cli::print_out(&format!(
+            "no file name contains {text:?} (`peer list {owner}` shows every file)\n"
+        ))?;
     } else {
-        print!("{}", files_table(&listing.files));
+        crate::cli::print_out(&files_table(&listing.files))?;
     }
     Ok(true)
 }
@@ -129,9 +131,9 @@ pub async fn locate(
     let body = ask(&owner, Message::Locate { file }, secret.as_deref()).await?;
     let loc: Locations = serde_json::from_slice(&body)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&loc)?);
+        crate::cli::print_out(&format!("{}\n", serde_json::to_string_pretty(&loc)?))?;
     } else {
-        print!("{}", locations_table(&loc));
+        crate::cli::print_out(&locations_table(&loc))?;
     }
     Ok(true)
 }

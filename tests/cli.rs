@@ -335,3 +335,60 @@ fn peers_next(peers: &[RingPeer], port: u16) -> u16 {
     let i = peers.iter().position(|p| p.port == port).unwrap();
     peers[(i + 1) % peers.len()].port
 }
+
+/// `peer list OWNER --json | head -1`: a reader that goes away before the answer is printed
+/// is no panic (exit 101 and a backtrace before); the command ends with exit 0.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+
+    use ringswarm::directory::{FileInfo, Listing};
+    use ringswarm::protocol::{Message, MessageCodec};
+    use tokio_util::codec::Encoder;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peer"))
+        .args(["list", &port, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away first; only then does the (fake) owner answer.
+    drop(child.stdout.take());
+    let (mut sock, _) = listener.accept().unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut len = [0u8; 4];
+    sock.read_exact(&mut len).unwrap();
+    let mut query = vec![0u8; u32::from_be_bytes(len) as usize];
+    sock.read_exact(&mut query).unwrap();
+    let files = (1..=200)
+        .map(|id| FileInfo {
+            id,
+            name: format!("file-{id}.bin"),
+            size: 1,
+            chunk_size: 1,
+            chunks: 1,
+            hash: "0".repeat(64),
+            complete_sources: 1,
+            partial_sources: 0,
+        })
+        .collect();
+    let listing = Listing {
+        query: None,
+        files,
+        more: 0,
+    };
+    let body = serde_json::to_vec(&listing).unwrap();
+    let mut out = bytes::BytesMut::new();
+    MessageCodec::new(0)
+        .encode(Message::files(body.into()), &mut out)
+        .unwrap();
+    sock.write_all(&out).unwrap();
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(done.status.code(), Some(0), "{stderr}");
+}
