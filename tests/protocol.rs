@@ -69,13 +69,23 @@ async fn start_owner() -> Server {
 /// Starts a peer that holds chunks 0..=2 of a 10-chunk file, with no owner and no neighbour
 /// reachable: it resumes from the manifest saved in its folder and serves what it holds.
 async fn start_peer() -> Server {
+    start_peer_holding(0..3).await.0
+}
+
+/// As [`start_peer`], holding chunks `ids`; also returns the peer's task.
+async fn start_peer_holding(
+    ids: std::ops::Range<u32>,
+) -> (
+    Server,
+    tokio::task::JoinHandle<ringswarm::Result<peer::Outcome>>,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("data.bin");
     random_file(&path, SIZE, 98);
     let file = std::fs::read(&path).unwrap();
     let manifest = Manifest::from_file(&path, DEFAULT_CHUNK_SIZE).unwrap();
     let dir = tmp.path().join("peer");
-    seed_store(&dir, &manifest, &file, 0..3);
+    seed_store(&dir, &manifest, &file, ids);
 
     let (owner_socket, owner_port) = dead_port();
     let (neighbour_socket, neighbour_port) = dead_port();
@@ -101,14 +111,15 @@ async fn start_peer() -> Server {
         seed: None,
         on_complete: None,
     };
-    tokio::spawn(peer::run(listener, config, token.clone()));
-    Server {
+    let task = tokio::spawn(peer::run(listener, config, token.clone()));
+    let server = Server {
         addr,
         file,
         _tmp: tmp,
         _dead: vec![owner_socket, neighbour_socket],
         _stop: token.drop_guard(),
-    }
+    };
+    (server, task)
 }
 
 /// Writes chunks `ids` of `file` into a peer store in `dir`, with their summary.
@@ -422,4 +433,74 @@ async fn peer_refuses_connections_over_its_cap_politely_and_keeps_serving() {
 /// Connects and reads until the server closes, sending nothing.
 async fn exchange_owned(addr: SocketAddr) -> Reply {
     exchange(addr, &[]).await
+}
+
+/// Anyone may connect to an upload port as `neighbour` and claim every chunk; that must not
+/// end the service of the real upload neighbour, still incomplete and connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoofed_complete_neighbour_does_not_end_the_service() {
+    let (peer, mut task) = start_peer_holding(0..10).await;
+    // The real upload neighbour, holding nothing yet.
+    let mut real = TcpStream::connect(peer.addr).await.unwrap();
+    real.write_all(&hello(PROTOCOL_VERSION, "neighbour"))
+        .await
+        .unwrap();
+    let mut real = FramedRead::new(real, MessageCodec::new(MAX_MANIFEST_LEN));
+    let first = tokio::time::timeout(REPLY_WAIT, real.next()).await.unwrap();
+    assert!(
+        matches!(first, Some(Ok(Message::Welcome { .. }))),
+        "{first:?}"
+    );
+    // The spoofer claims all ten chunks and leaves.
+    let full = json_frame(serde_json::json!({
+        "type": "hello", "version": PROTOCOL_VERSION, "role": "neighbour", "have": [[0, 9]]
+    }));
+    let mut spoof = TcpStream::connect(peer.addr).await.unwrap();
+    spoof.write_all(&full).await.unwrap();
+    let mut spoof = FramedRead::new(spoof, MessageCodec::new(MAX_MANIFEST_LEN));
+    let first = tokio::time::timeout(REPLY_WAIT, spoof.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(first, Some(Ok(Message::Welcome { .. }))),
+        "{first:?}"
+    );
+    drop(spoof);
+    // Before, the peer stopped within ~2 s (TELL_NEIGHBOUR_WAIT): it must still be serving.
+    let early = tokio::time::timeout(peer::TELL_NEIGHBOUR_WAIT * 2, &mut task).await;
+    assert!(early.is_err(), "the peer stopped: {early:?}");
+    // And it serves the real neighbour, which then says it is complete: only now it stops.
+    let mut real = real.into_inner();
+    real.write_all(&json_frame(
+        serde_json::json!({"type": "request", "chunk": 4}),
+    ))
+    .await
+    .unwrap();
+    let mut frames = FramedRead::new(real, MessageCodec::new(MAX_MANIFEST_LEN));
+    let chunk = loop {
+        match tokio::time::timeout(REPLY_WAIT, frames.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Chunk { chunk, data, .. })) => break (chunk, data),
+            Some(Ok(_)) => {}
+            other => panic!("no chunk: {other:?}"),
+        }
+    };
+    let off = 4 * ringswarm::manifest::DEFAULT_CHUNK_SIZE as usize;
+    assert_eq!(
+        (chunk.0, &chunk.1[..]),
+        (4, &peer.file[off..off + chunk.1.len()])
+    );
+    let mut real = frames.into_inner();
+    real.write_all(&json_frame(
+        serde_json::json!({"type": "have", "chunks": [[0, 9]]}),
+    ))
+    .await
+    .unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(30), task).await;
+    assert!(
+        matches!(done, Ok(Ok(Ok(peer::Outcome::Complete(_))))),
+        "{done:?}"
+    );
 }

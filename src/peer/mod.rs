@@ -43,6 +43,9 @@ use crate::{Error, Result};
 
 /// Without a new chunk for this long, a peer asks the owner for anything it lacks.
 pub const STALL_AFTER: Duration = Duration::from_secs(3);
+/// An incomplete upload neighbour that disconnected holds a complete peer's service this
+/// long, time to reconnect, even if another connection said it was complete.
+pub const DOWNSTREAM_GRACE: Duration = Duration::from_secs(5);
 /// A complete peer with no upload neighbour connected for this long stops serving.
 pub const NO_DOWNSTREAM_WAIT: Duration = Duration::from_secs(30);
 /// Default number of requests in flight per connection.
@@ -168,6 +171,10 @@ struct State {
     last_progress: Instant,
     fetched: u32,
     downstream_open: usize,
+    /// Upload neighbours connected that have not said they are complete.
+    downstream_incomplete: usize,
+    /// When an incomplete upload neighbour last disconnected (it may be reconnecting).
+    incomplete_downstream_left: Option<Instant>,
     downstream_done: bool,
     downstream_last_seen: Instant,
     /// The download neighbour has been told this peer is complete.
@@ -520,6 +527,8 @@ pub async fn run(
             last_progress: now,
             fetched: 0,
             downstream_open: 0,
+            downstream_incomplete: 0,
+            incomplete_downstream_left: None,
             downstream_done: false,
             downstream_last_seen: now,
             told_neighbour: false,
@@ -677,7 +686,12 @@ async fn wait_downstream(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool 
     loop {
         {
             let st = swarm.state();
-            if st.downstream_done {
+            // Complete, and no incomplete neighbour connected or just gone (reconnecting).
+            let incomplete_gone = st.downstream_incomplete == 0
+                && st
+                    .incomplete_downstream_left
+                    .is_none_or(|t| t.elapsed() >= DOWNSTREAM_GRACE);
+            if st.downstream_done && incomplete_gone {
                 info!("upload neighbour is complete; stopping");
                 return true;
             }

@@ -71,26 +71,56 @@ pub(super) async fn serve(listener: TcpListener, swarm: Arc<Swarm>, token: Cance
     tracker.wait().await;
 }
 
-/// Marks an upload neighbour as connected for as long as it lives.
-struct Downstream<'a>(&'a Swarm);
+/// Marks an upload neighbour as connected for as long as it lives, and as incomplete until
+/// it says otherwise.
+struct Downstream<'a> {
+    swarm: &'a Swarm,
+    complete: std::sync::atomic::AtomicBool,
+}
 
 impl<'a> Downstream<'a> {
     fn open(swarm: &'a Swarm) -> Self {
         let mut st = swarm.state();
         st.downstream_open += 1;
+        st.downstream_incomplete += 1;
         st.downstream_last_seen = Instant::now();
         drop(st);
-        Self(swarm)
+        Self {
+            swarm,
+            complete: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// This neighbour holds every chunk. The peer stops serving only once no incomplete
+    /// neighbour is connected (see `wait_downstream`), so a client that merely claims to be
+    /// a complete neighbour cannot end the service of the real one.
+    fn mark_complete(&self, label: &str) {
+        if self
+            .complete
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        info!(neighbour = %label, "upload neighbour is complete");
+        let mut st = self.swarm.state();
+        st.downstream_done = true;
+        st.downstream_incomplete -= 1;
+        drop(st);
+        self.swarm.notify();
     }
 }
 
 impl Drop for Downstream<'_> {
     fn drop(&mut self) {
-        let mut st = self.0.state();
+        let mut st = self.swarm.state();
         st.downstream_open -= 1;
         st.downstream_last_seen = Instant::now();
+        if !*self.complete.get_mut() {
+            st.downstream_incomplete -= 1;
+            st.incomplete_downstream_left = Some(Instant::now());
+        }
         drop(st);
-        self.0.notify();
+        self.swarm.notify();
     }
 }
 
@@ -145,9 +175,11 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     } else {
         (None, None)
     };
-    let _downstream = (!getter).then(|| Downstream::open(swarm));
-    if theirs.is_full() && !getter {
-        mark_done(swarm, &label);
+    let downstream = (!getter).then(|| Downstream::open(swarm));
+    if theirs.is_full()
+        && let Some(d) = &downstream
+    {
+        d.mark_complete(&label);
     }
     let conn_state = ConnState {
         slot,
@@ -156,7 +188,7 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     let (mut reader, mut writer) = conn.split();
     let (tx, rx) = mpsc::channel(MAX_QUEUED_REQUESTS);
     let res = tokio::select! {
-        r = read_loop(swarm, &mut reader, &label, &mut theirs, tx, &conn_state, getter) => r,
+        r = read_loop(swarm, &mut reader, &label, &mut theirs, tx, &conn_state, downstream.as_ref()) => r,
         r = write_loop(swarm, &mut writer, &label, rx, &conn_state, choke_rx) => r,
         () = token.cancelled() => Ok(()),
     };
@@ -166,12 +198,6 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
         writer.send_error(e.to_string()).await;
     }
     res
-}
-
-fn mark_done(swarm: &Swarm, label: &str) {
-    info!(neighbour = %label, "upload neighbour is complete");
-    swarm.state().downstream_done = true;
-    swarm.notify();
 }
 
 /// What the reader and the writer of one upload connection share.
@@ -189,7 +215,7 @@ async fn read_loop(
     theirs: &mut ChunkSet,
     tx: mpsc::Sender<ChunkId>,
     conn: &ConnState,
-    getter: bool,
+    downstream: Option<&Downstream<'_>>,
 ) -> Result<()> {
     let m = &swarm.manifest;
     loop {
@@ -213,12 +239,13 @@ async fn read_loop(
             }
             Message::Have { chunks } if chunks.is_empty() => {} // keep-alive
             Message::Have { chunks } => {
-                let was_full = theirs.is_full();
                 let added = theirs.extend_from_ranges(m, &chunks)?;
                 let n = u32::try_from(added.len()).unwrap_or(u32::MAX);
                 swarm.events.id_list(EventKind::IdListReceived, n, label);
-                if theirs.is_full() && !was_full && !getter {
-                    mark_done(swarm, label);
+                if theirs.is_full()
+                    && let Some(d) = downstream
+                {
+                    d.mark_complete(label);
                 }
             }
             Message::Interested | Message::NotInterested if conn.slot.is_some() => {
