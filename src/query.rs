@@ -82,7 +82,7 @@ pub async fn list(
     } else if listing.files.is_empty() {
         crate::cli::print_out("the owner shares no file\n")?;
     } else {
-        crate::cli::print_out(&files_table(&listing.files))?;
+        crate::cli::print_out(&files_table(&listing.files, listing.more))?;
     }
     Ok(true)
 }
@@ -112,7 +112,7 @@ pub async fn search(
             "no file name contains {text:?} (`peer list {owner}` shows every file)\n"
         ))?;
     } else {
-        crate::cli::print_out(&files_table(&listing.files))?;
+        crate::cli::print_out(&files_table(&listing.files, listing.more))?;
     }
     Ok(true)
 }
@@ -145,7 +145,8 @@ fn shown_width(s: &str) -> usize {
 
 /// A table of files, one per line, with a header. Every string from the owner goes through
 /// [`display_name`]: a name cannot drive the terminal.
-pub fn files_table(files: &[FileInfo]) -> String {
+/// `more` files left out of the answer are mentioned on a last line.
+pub fn files_table(files: &[FileInfo], more: u32) -> String {
     let name_w = files
         .iter()
         .map(|f| shown_width(&f.name))
@@ -168,6 +169,9 @@ pub fn files_table(files: &[FileInfo]) -> String {
             f.partial_sources,
             display_name(&f.hash)
         );
+    }
+    if more > 0 {
+        let _ = writeln!(out, "… and {more} more files (the answer is cut at 1 MiB)");
     }
     out
 }
@@ -210,6 +214,9 @@ pub fn locations_table(loc: &Locations) -> String {
             held,
             ranges_text(&s.chunks.0, 12)
         );
+    }
+    if loc.more_sources > 0 {
+        let _ = writeln!(out, "… and {} more sources", loc.more_sources);
     }
     out
 }
@@ -259,7 +266,7 @@ mod tests {
             file(2, "fake\nline"),
             file(3, "evil\u{202e}vkm.exe"),
         ];
-        let table = files_table(&files);
+        let table = files_table(&files, 0);
         for bad in ['\x1b', '\x07', '\u{202e}'] {
             assert!(!table.contains(bad), "{table:?}");
         }
@@ -271,8 +278,10 @@ mod tests {
             file: Some(file(2, "x\u{2066}y")),
             message: None,
             sources: Vec::new(),
+            more_sources: 3,
         };
         let text = locations_table(&loc);
+        assert!(text.ends_with("… and 3 more sources\n"), "{text}");
         assert!(
             text.contains("x\\u{2066}y") && !text.contains('\u{2066}'),
             "{text}"
