@@ -392,3 +392,142 @@ fn a_closed_stdout_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(done.status.code(), Some(0), "{stderr}");
 }
+
+/// The owner's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Connections that said `hello` and read the manifest keep no buffer of its size: 200 idle
+/// ones on a 40,000-chunk share (a 2.7 MB manifest each) grow the owner by a few MiB, not
+/// by 200 manifests (540 MB before buffers were given back).
+#[test]
+fn idle_connections_do_not_keep_the_manifest() {
+    use std::io::{Read, Write};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big.bin");
+    fs::File::create(&path)
+        .unwrap()
+        .set_len(40_000 * 1024)
+        .unwrap();
+    let (owner, port) = start_owner(tmp.path(), &path, &args!["--chunk-size", "1KiB"]);
+    let pid = owner.child.id();
+    let hello = br#"{"type":"hello","version":1,"role":"getter"}"#;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(4 + hello.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&(hello.len() as u32).to_be_bytes());
+    frame.extend_from_slice(hello);
+    let connect = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(&frame).unwrap();
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut welcome = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut welcome).unwrap();
+        assert!(
+            welcome.len() > 2_000_000,
+            "a manifest of {} bytes",
+            welcome.len()
+        );
+        s
+    };
+    // One first, so that the owner's steady state (its own copy of the manifest) is counted.
+    let first = connect();
+    let before = rss_kib(pid);
+    let idle: Vec<_> = (0..200).map(|_| connect()).collect();
+    let grown = rss_kib(pid).saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "200 idle connections grew the owner by {grown} KiB"
+    );
+    drop((first, idle));
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (e.g. `8m`) at `path`; `None` where mounting is not allowed.
+    fn mount(path: &std::path::Path, size: &str) -> Option<Self> {
+        fs::create_dir_all(path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A disk that fills up mid-download stops the peer with exit 1 and the cause, at once (not
+/// 50,000 reconnects and "no progress"), and every chunk it had verified stays on disk.
+#[test]
+fn a_full_disk_stops_the_peer_with_the_cause_and_keeps_its_chunks() {
+    use std::io::Write;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("small"), "8m") else {
+        println!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let original = tmp.path().join("data.bin");
+    random_file(&original, 3 << 20, 11);
+    // A held rate limit: 3 MiB at 256 KiB/s takes 12 s, so the disk fills mid-way.
+    let (_owner, port) = start_owner(tmp.path(), &original, &args!["--upload-limit", "256KiB"]);
+    let dir = disk.0.join("get");
+    let args = get_args(port, "data.bin", &dir, &args!["--chunk-files", "--no-sync"]);
+    let mut getter = Proc::spawn("getter", PEER, &args, tmp.path(), tmp.path());
+    let chunks = dir.join("chunks");
+    let started = wait_until(WAIT, || {
+        fs::read_dir(&chunks).is_ok_and(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+        })
+    });
+    assert!(started, "no chunk stored: {}", getter.describe());
+    let mut filler = fs::File::create(disk.0.join("filler")).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    while filler.write_all(&block).is_ok() {}
+    let status = getter.wait_exit(WAIT);
+    let stderr = getter.stderr_text();
+    assert_eq!(status.code(), Some(1), "{}", getter.describe());
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(!stderr.contains("no progress"), "{stderr}");
+    // What was stored is the original's bytes.
+    let data = fs::read(&original).unwrap();
+    let mut kept = 0;
+    for entry in fs::read_dir(&chunks).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(id) = name
+            .strip_prefix("data.bin.")
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let bytes = fs::read(chunks.join(&name)).unwrap();
+        let off = id * 102_400;
+        assert_eq!(&bytes[..], &data[off..off + bytes.len()], "chunk {id}");
+        assert_eq!(
+            bytes.len(),
+            102_400.min(data.len() - off),
+            "chunk {id} whole"
+        );
+        kept += 1;
+    }
+    assert!(kept >= 1, "no chunk kept");
+}

@@ -27,7 +27,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::download::{Handshake, announce, handshake, is_bad_chunk, set_error};
+use super::download::{
+    Handshake, STABLE_SESSION, announce, handshake, is_bad_chunk, request_deadline, set_error,
+};
 use super::{GetConfig, MAX_BAD_CHUNKS, SourceKind, Swarm};
 use crate::chunkset::{ChunkSet, Ranges, set_bits};
 use crate::connection::{ConnWriter, IDLE_TIMEOUT};
@@ -492,14 +494,19 @@ async fn owner_loop(
         };
         let res = match hs {
             Ok(hs) => {
-                backoff.reset();
                 set_error(&swarm, SourceKind::Owner, None);
                 let all = ChunkSet::full(swarm.manifest.chunk_count());
                 let owner = OwnerDuties {
                     lost_rx: &mut lost_rx,
                     registered: told,
                 };
-                session(&getter, hs, &label, all, Some(owner), &token).await
+                // As for a ring peer: the backoff starts again only after real progress.
+                let (fetched, since) = (swarm.state().fetched, Instant::now());
+                let res = session(&getter, hs, &label, all, Some(owner), &token).await;
+                if swarm.state().fetched > fetched || since.elapsed() >= STABLE_SESSION {
+                    backoff.reset();
+                }
+                res
             }
             Err(e) => Err(e),
         };
@@ -582,6 +589,9 @@ async fn session(
     };
     let mut next_locate = tokio::time::Instant::now();
     let mut bad = 0u32;
+    // Since when requests have been outstanding, unanswered (see `request_deadline`).
+    let mut waiting_since: Option<tokio::time::Instant> = None;
+    let deadline = request_deadline(swarm.manifest.chunk_size);
     loop {
         if is_owner {
             register(swarm, &mut writer, label, &mut registered).await?;
@@ -591,8 +601,28 @@ async fn session(
             writer.close().await;
             return Ok(());
         }
+        if link.in_flight.is_empty() || link.peer_choking {
+            waiting_since = None;
+        } else if waiting_since.is_none() {
+            waiting_since = Some(tokio::time::Instant::now());
+        }
+        let answer_due = async {
+            match waiting_since {
+                Some(t) => tokio::time::sleep_until(t + deadline).await,
+                None => std::future::pending().await,
+            }
+        };
         let locate_due = is_owner && !swarm.is_complete();
         tokio::select! {
+            () = answer_due => {
+                // Announced chunks that never come are not held hostage: the source is
+                // dropped (and avoided), its requests go elsewhere.
+                return Err(Error::Refused(format!(
+                    "{label} answered none of {} requests for {}s",
+                    link.in_flight.len(),
+                    deadline.as_secs()
+                )));
+            }
             msg = reader.recv("waiting for chunks", IDLE_TIMEOUT) => {
                 let Some(msg) = msg? else {
                     return if is_owner || swarm.is_complete() {
@@ -601,6 +631,9 @@ async fn session(
                         Err(Error::Refused("the source closed the connection".into()))
                     };
                 };
+                if matches!(msg, Message::Chunk { .. } | Message::Unchoke) {
+                    waiting_since = None;
+                }
                 if handle(&mut link, msg, &mut bad).await? {
                     continue;
                 }

@@ -19,6 +19,9 @@ pub struct MessageCodec {
     max_body: usize,
     /// The body limit of directory answers (`files`, `locations`): 0 unless this side asks.
     max_answer: usize,
+    /// A frame other than a chunk, larger than [`crate::connection::KEEP_BUFFER`], went
+    /// through since [`MessageCodec::take_big_frame`] was last called.
+    big_frame: bool,
     /// Bytes of the frame in progress already taken from the buffer (its length prefix).
     partial: usize,
 }
@@ -30,6 +33,7 @@ impl MessageCodec {
             inner: LengthDelimitedCodec::new(),
             max_body: 0,
             max_answer: 0,
+            big_frame: false,
             partial: 0,
         };
         c.set_max_body(max_body);
@@ -64,10 +68,17 @@ impl MessageCodec {
         HEADER_LEN_FIELD + MAX_HEADER_LEN + self.max_body.max(self.max_answer)
     }
 
-    /// How much buffer room a connection keeps between messages: one body, a header and
-    /// some slack (see [`crate::connection::KEEP_BUFFER`]).
-    pub fn max_frame_len_kept(&self) -> usize {
-        HEADER_LEN_FIELD + crate::connection::KEEP_BUFFER + self.max_body
+    /// Whether a frame other than a chunk, larger than [`crate::connection::KEEP_BUFFER`],
+    /// was decoded or encoded since the last call: the buffer it went through grew for it,
+    /// and should be given back (chunks come again and again, so theirs is kept).
+    pub fn take_big_frame(&mut self) -> bool {
+        std::mem::take(&mut self.big_frame)
+    }
+
+    fn note_frame(&mut self, len: usize, msg: &Message) {
+        if len > crate::connection::KEEP_BUFFER && !matches!(msg, Message::Chunk { .. }) {
+            self.big_frame = true;
+        }
     }
 }
 
@@ -92,6 +103,7 @@ impl Decoder for MessageCodec {
             return Ok(None);
         };
         self.partial = 0;
+        let frame_len = frame.len();
         if frame.len() < HEADER_LEN_FIELD {
             return Err(ProtocolError::FrameTooShort { len: frame.len() });
         }
@@ -152,6 +164,7 @@ impl Decoder for MessageCodec {
             }
             _ => {}
         }
+        self.note_frame(frame_len, &msg);
         Ok(Some(msg))
     }
 
@@ -197,6 +210,7 @@ impl Encoder<Message> for MessageCodec {
         };
         let frame_len32 = u32::try_from(frame_len).map_err(|_| too_large())?;
         let header_len32 = u32::try_from(header.len()).map_err(|_| too_large())?;
+        self.note_frame(frame_len, &msg);
         dst.reserve(4 + frame_len);
         dst.put_u32(frame_len32);
         dst.put_u32(header_len32);
