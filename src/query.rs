@@ -269,6 +269,7 @@ mod tests {
             file: Some(file(2, "x\u{2066}y")),
             message: None,
             sources: Vec::new(),
+            more_sources: 0,
         };
         let text = locations_table(&loc);
         assert!(
