@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use ringswarm::chunkset::Ranges;
 use ringswarm::events::EventSink;
-use ringswarm::manifest::DEFAULT_CHUNK_SIZE;
+use ringswarm::manifest::{DEFAULT_CHUNK_SIZE, Manifest};
 use ringswarm::net::{Endpoint, TcpListener, TcpStream};
 use ringswarm::owner::{self, SharedFile};
 use ringswarm::peer;
@@ -34,10 +36,20 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Starts an owner sharing `path` in chunks of `chunk_size` on `listener`; it stops when the
 /// guard is dropped.
 fn spawn_owner(listener: TcpListener, path: &Path, chunk_size: u64) -> DropGuard {
+    let config = owner::Config::new(Arc::new(EventSink::console("owner")));
+    spawn_owner_with(listener, path, chunk_size, config)
+}
+
+/// As [`spawn_owner`], with `config`.
+fn spawn_owner_with(
+    listener: TcpListener,
+    path: &Path,
+    chunk_size: u64,
+    config: owner::Config,
+) -> DropGuard {
     let shared = Arc::new(SharedFile::open(path, chunk_size, 5).unwrap());
     let addr = listener.local_addr().unwrap();
     let token = CancellationToken::new();
-    let config = owner::Config::new(Arc::new(EventSink::console("owner")));
     let files = vec![shared];
     let directory = owner::directory(&files, addr, ringswarm::directory::DEFAULT_PEER_TTL);
     tokio::spawn(owner::run(
@@ -349,5 +361,255 @@ async fn a_second_hello_with_a_members_port_keeps_the_first_entry() {
     assert_eq!(
         entries[0].count, 3,
         "the second client replaced the first: {loc:?}"
+    );
+}
+
+/// A file of [`SIZE`] bytes in `dir` and its manifest at the default chunk size.
+fn shared_file(dir: &Path, seed: u64) -> (PathBuf, Manifest) {
+    let path = dir.join("data.bin");
+    random_file(&path, SIZE, seed);
+    let m = Manifest::from_file(&path, DEFAULT_CHUNK_SIZE).unwrap();
+    (path, m)
+}
+
+/// Chunk `n` of `file` as `m` cuts it.
+fn chunk_of(m: &Manifest, file: &[u8], n: u32) -> Bytes {
+    let id = m.chunk_id(n).unwrap();
+    let off = usize::try_from(m.chunk_offset(id)).unwrap();
+    Bytes::copy_from_slice(&file[off..off + m.chunk_len(id)])
+}
+
+/// Accepts connections on `listener` until dropped; each, once it said `hello`, is handled by
+/// `serve` (given the connection and the hello) in a task of its own.
+fn fake_server<F, Fut>(listener: TcpListener, serve: F) -> AbortOnDrop
+where
+    F: Fn(Raw, Message) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let serve = Arc::new(serve);
+    AbortOnDrop(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let serve = serve.clone();
+            tokio::spawn(async move {
+                let mut conn = raw(stream);
+                if let Ok(Some(Ok(hello @ Message::Hello { .. }))) =
+                    tokio::time::timeout(WAIT, conn.next()).await
+                {
+                    serve(conn, hello).await;
+                }
+            });
+        }
+    }))
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Item B5: an owner whose manifest has the right chunk hashes but a wrong whole-file hash
+/// makes the peer stop with an error naming the inconsistency, instead of fetching and
+/// reassembling for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_contradicting_itself_stops_the_peer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, mut m) = shared_file(tmp.path(), 8);
+    let file = Arc::new(std::fs::read(&path).unwrap());
+    m.hash = ringswarm::hash::Hash::of(b"not the file");
+    let manifest = Bytes::from(serde_json::to_vec(&m).unwrap());
+    let m = Arc::new(m);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _owner = fake_server(listener, move |mut conn, _hello| {
+        let (manifest, m, file) = (manifest.clone(), m.clone(), file.clone());
+        async move {
+            let all = Ranges(vec![[0, m.chunk_count() - 1]]);
+            if conn.send(Message::welcome(all, manifest)).await.is_err() {
+                return;
+            }
+            while let Some(Ok(msg)) = conn.next().await {
+                if let Message::Request { chunk, .. } = msg {
+                    let data = chunk_of(&m, &file, chunk);
+                    if conn.send(Message::chunk(chunk, data)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let (_dead, dead) = dead_port();
+    let (run, _rx, _stop) = spawn_peer(ring_peer(port, dead, tmp.path().join("peer"))).await;
+    let res = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the peer still runs after 60 s")
+        .unwrap();
+    let err = res.expect_err("the peer accepted a manifest that contradicts itself");
+    assert!(err.to_string().contains("inconsistent"), "{err}");
+}
+
+/// Item B6: a neighbour that completes the handshake and then sends a bad `have` is
+/// reconnected to with growing pauses (from 50 ms, doubling to 2 s), not at once. The owner
+/// is real but sends one chunk only (1 byte/s after a burst of one chunk), so nothing the
+/// peer does after that counts as progress, which would reset the backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_to_a_failing_neighbour_back_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, m) = shared_file(tmp.path(), 9);
+    let manifest = Bytes::from(serde_json::to_vec(&m).unwrap());
+    let owner_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let owner_port = owner_listener.local_addr().unwrap().port();
+    let mut config = owner::Config::new(Arc::new(EventSink::console("owner")));
+    config.upload_limit = Some(Arc::new(ringswarm::rate::RateLimiter::new(
+        1,
+        DEFAULT_CHUNK_SIZE,
+    )));
+    let _owner = spawn_owner_with(owner_listener, &path, DEFAULT_CHUNK_SIZE, config);
+    let (tx, mut accepts) = tokio::sync::mpsc::unbounded_channel();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _neighbour = fake_server(listener, move |mut conn, hello| {
+        let (manifest, tx) = (manifest.clone(), tx.clone());
+        async move {
+            // Only connections made once the owner's one chunk was stored count: those
+            // whose hello names it.
+            let Message::Hello { have, .. } = hello else {
+                return;
+            };
+            if !have.is_empty() {
+                let _ = tx.send(tokio::time::Instant::now());
+            }
+            let reversed = Message::Have {
+                chunks: Ranges(vec![[5, 2]]),
+            };
+            if conn
+                .send(Message::welcome(Ranges::default(), manifest))
+                .await
+                .is_ok()
+                && conn.send(reversed).await.is_ok()
+            {
+                while let Some(Ok(_)) = conn.next().await {}
+            }
+        }
+    });
+    let (_run, _rx, _stop) = spawn_peer(ring_peer(owner_port, port, tmp.path().join("peer"))).await;
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let t = tokio::time::timeout(WAIT, accepts.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the peer stopped reconnecting after {times:?}"))
+            .unwrap();
+        times.push(t);
+    }
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("gaps between reconnects: {gaps:?}");
+    let least = ringswarm::net::BACKOFF_START - Duration::from_millis(5);
+    assert!(
+        gaps.iter().all(|g| *g >= least),
+        "reconnected without a pause: {gaps:?}"
+    );
+    assert!(
+        gaps[5] >= Duration::from_secs(1) && gaps[5] > gaps[0],
+        "the pauses do not grow: {gaps:?}"
+    );
+}
+
+/// Item B7: a neighbour that announces every chunk and then sends only keep-alives, never
+/// a requested chunk, does not hold the peer hostage: after the request deadline its
+/// chunks come from the owner and the peer completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_neighbour_that_never_answers_requests_is_bypassed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, m) = shared_file(tmp.path(), 10);
+    let manifest = Bytes::from(serde_json::to_vec(&m).unwrap());
+    let owner_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let owner_port = owner_listener.local_addr().unwrap().port();
+    let _owner = spawn_owner(owner_listener, &path, DEFAULT_CHUNK_SIZE);
+    let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let seen = requests.clone();
+    let all = Ranges(vec![[0, m.chunk_count() - 1]]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _neighbour = fake_server(listener, move |mut conn, _hello| {
+        let (manifest, all, seen) = (manifest.clone(), all.clone(), seen.clone());
+        async move {
+            if conn
+                .send(Message::welcome(Ranges::default(), manifest))
+                .await
+                .is_err()
+                || conn.send(Message::Have { chunks: all }).await.is_err()
+            {
+                return;
+            }
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    m = conn.next() => match m {
+                        Some(Ok(Message::Request { .. })) => {
+                            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    },
+                    _ = tick.tick() => {
+                        let keep_alive = Message::Have { chunks: Ranges::default() };
+                        if conn.send(keep_alive).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let (mut run, rx, _stop) =
+        spawn_peer(ring_peer(owner_port, port, tmp.path().join("peer"))).await;
+    let done = completion(&mut run, rx, Duration::from_secs(60)).await;
+    assert!(
+        std::fs::read(&done.path).unwrap() == std::fs::read(&path).unwrap(),
+        "the file differs"
+    );
+    assert!(
+        requests.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the peer never asked the neighbour, so this tested nothing"
+    );
+}
+
+/// Item B8: an owner at its connection cap says it is busy; the peer retries (here the
+/// real owner comes up on the same port after one refusal) instead of giving up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_owner_is_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, _) = shared_file(tmp.path(), 11);
+    let busy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = busy.local_addr().unwrap();
+    let (_dead, dead) = dead_port();
+    let (mut run, rx, _stop) =
+        spawn_peer(ring_peer(addr.port(), dead, tmp.path().join("peer"))).await;
+    let (stream, _) = tokio::time::timeout(WAIT, busy.accept())
+        .await
+        .expect("the peer never connected")
+        .unwrap();
+    let mut conn = raw(stream);
+    let first = next(&mut conn, WAIT).await;
+    assert!(matches!(first, Message::Hello { .. }), "{first:?}");
+    let message = "owner is busy: at most 1024 connections at once; try again later".to_string();
+    conn.send(Message::Error { message }).await.unwrap();
+    // The peer hangs up once it has read the refusal.
+    let end =
+        tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = conn.next().await {} }).await;
+    assert!(end.is_ok(), "the peer kept the refused connection open");
+    drop(busy);
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let _owner = spawn_owner(listener, &path, DEFAULT_CHUNK_SIZE);
+    let done = completion(&mut run, rx, Duration::from_secs(60)).await;
+    assert!(
+        std::fs::read(&done.path).unwrap() == std::fs::read(&path).unwrap(),
+        "the file differs"
     );
 }
