@@ -32,9 +32,12 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const KEEP_BUFFER: usize = 64 * 1024;
 
 /// Gives back the room of `buf` when it holds more than twice `keep` bytes, keeping its
-/// contents (twice, so that ordinary messages never pay for a copy).
+/// contents (twice, so that ordinary messages never pay for a copy). The room is measured
+/// with `try_reclaim`, which never allocates: once a message was written out (or split
+/// off), `capacity` counts only the room after it, so an idle connection that last sent
+/// a manifest would keep it while `capacity` looked small.
 fn trim(buf: &mut BytesMut, keep: usize) {
-    if buf.capacity() > 2 * keep && buf.len() <= keep {
+    if buf.len() <= keep && buf.try_reclaim(2 * keep + 1) {
         *buf = BytesMut::from(&buf[..]);
     }
 }
