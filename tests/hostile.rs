@@ -278,7 +278,11 @@ async fn a_file_changed_after_hashing_is_withdrawn() {
     .await;
     assert!(
         matches!(&answer, Message::Error { message } if message.contains("changed after it was hashed")),
-        "expected an error naming the change, got {answer:?}"
+        "expected an error naming the change, got {}",
+        match &answer {
+            Message::Chunk { chunk, .. } => format!("chunk {chunk}"),
+            other => format!("{other:?}"),
+        }
     );
     let again = hello(PROTOCOL_VERSION, "getter");
     assert_refused(
@@ -508,7 +512,6 @@ async fn reconnects_to_a_failing_neighbour_back_off() {
         times.push(t);
     }
     let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    eprintln!("gaps between reconnects: {gaps:?}");
     let least = ringswarm::net::BACKOFF_START - Duration::from_millis(5);
     assert!(
         gaps.iter().all(|g| *g >= least),
@@ -611,5 +614,62 @@ async fn a_busy_owner_is_retried() {
     assert!(
         std::fs::read(&done.path).unwrap() == std::fs::read(&path).unwrap(),
         "the file differs"
+    );
+}
+
+/// This process's resident set size in bytes, from `/proc/self/status`.
+fn rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("no VmRSS line");
+    let kib: usize = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS in kB");
+    kib * 1024
+}
+
+/// Item A1: an idle connection does not keep a buffer the size of the largest message it
+/// carried. 200 clients each read the `welcome` of a 40,000-chunk manifest (about 2.7 MB)
+/// and stay connected; the process grows by far less than a quarter of 200 manifests (it
+/// grew by 200 of them when each connection kept its write buffer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_do_not_keep_a_large_message_buffer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("many.bin");
+    // Tiny chunks: the manifest is large, the file (and hashing it) small.
+    random_file(&path, 40_000 * 16, 12);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _owner = spawn_owner(listener, &path, 16);
+    // One connection first, so one-off allocations are not counted.
+    let _warm = join(addr, "getter", None, json!([])).await;
+    let before = rss();
+    let mut idle = Vec::new();
+    let mut len = 0;
+    // One at a time, so at most one welcome is in flight: what stays is what is kept.
+    for _ in 0..200 {
+        let mut conn = connect(addr).await;
+        conn.send(msg(
+            json!({"type": "hello", "version": PROTOCOL_VERSION, "role": "getter"}),
+        ))
+        .await
+        .unwrap();
+        let Message::Welcome { manifest, .. } = next(&mut conn, WAIT).await else {
+            panic!("expected welcome");
+        };
+        len = manifest.len();
+        // Keep the socket open, without this client's own read buffer.
+        idle.push(conn.into_inner());
+    }
+    let grown = rss().saturating_sub(before);
+    assert!(len > 2_000_000, "manifest of only {len} bytes");
+    let bound = 200 * len / 4;
+    assert!(
+        grown < bound,
+        "200 idle connections grew the process by {grown} bytes (manifest {len} bytes, bound {bound})"
     );
 }
