@@ -665,9 +665,17 @@ async fn idle_connections_do_not_keep_a_large_message_buffer() {
         // Keep the socket open, without this client's own read buffer.
         idle.push(conn.into_inner());
     }
-    let grown = rss().saturating_sub(before);
     assert!(len > 2_000_000, "manifest of only {len} bytes");
     let bound = 200 * len / 4;
+    // Tests running alongside in this process allocate too: what they hold for a moment
+    // passes, what the connections keep does not. So wait (at most 10 s) for the growth to
+    // fall under the bound.
+    let start = tokio::time::Instant::now();
+    let mut grown = rss().saturating_sub(before);
+    while grown >= bound && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        grown = rss().saturating_sub(before);
+    }
     assert!(
         grown < bound,
         "200 idle connections grew the process by {grown} bytes (manifest {len} bytes, bound {bound})"
