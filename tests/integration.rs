@@ -27,5 +27,7 @@ mod properties;
 mod secret;
 // The peer's folder against hostile owners and planted files: names, no clobbering.
 mod fs_safety;
+// Regression tests of issue 9's hostile-input fixes: ranges, backoff, stalls, probes.
+mod hostile;
 // scripts/netns-ring.sh: six hosts in network namespaces, tc shaping, a kill and restart (root only).
 mod netns;

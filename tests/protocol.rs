@@ -23,15 +23,15 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::util::{dead_port, frame, json_frame, random_file};
 
 /// How long a test waits for a reply before it fails.
-const REPLY_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const REPLY_WAIT: Duration = Duration::from_secs(5);
 
 /// File size for the in-process servers: 10 chunks of 100 KiB.
-const SIZE: usize = 1_024_000;
+pub(crate) const SIZE: usize = 1_024_000;
 
 /// An in-process server on `127.0.0.1:0`, stopped when dropped.
-struct Server {
-    addr: SocketAddr,
-    file: Vec<u8>,
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    pub(crate) file: Vec<u8>,
     _tmp: tempfile::TempDir,
     /// Ports that refuse connections, held while the server runs.
     _dead: Vec<tokio::net::TcpSocket>,
@@ -39,7 +39,7 @@ struct Server {
 }
 
 /// Starts an owner sharing a fresh 10-chunk file.
-async fn start_owner() -> Server {
+pub(crate) async fn start_owner() -> Server {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("data.bin");
     random_file(&path, SIZE, 99);
@@ -68,7 +68,7 @@ async fn start_owner() -> Server {
 
 /// Starts a peer that holds chunks 0..=2 of a 10-chunk file, with no owner and no neighbour
 /// reachable: it resumes from the manifest saved in its folder and serves what it holds.
-async fn start_peer() -> Server {
+pub(crate) async fn start_peer() -> Server {
     start_peer_holding(0..3).await.0
 }
 
@@ -123,7 +123,7 @@ async fn start_peer_holding(
 }
 
 /// Writes chunks `ids` of `file` into a peer store in `dir`, with their summary.
-fn seed_store(dir: &Path, m: &Manifest, file: &[u8], ids: std::ops::Range<u32>) {
+pub(crate) fn seed_store(dir: &Path, m: &Manifest, file: &[u8], ids: std::ops::Range<u32>) {
     let (store, mut have) = ChunkStore::open(dir, m, Layout::PartFile).unwrap();
     for n in ids {
         let id = m.chunk_id(n).unwrap();
@@ -136,20 +136,20 @@ fn seed_store(dir: &Path, m: &Manifest, file: &[u8], ids: std::ops::Range<u32>) 
     store.write_summary(&have).unwrap();
 }
 
-fn hello(version: u32, role: &str) -> Vec<u8> {
+pub(crate) fn hello(version: u32, role: &str) -> Vec<u8> {
     json_frame(serde_json::json!({"type": "hello", "version": version, "role": role}))
 }
 
 /// What a server said on one connection before it closed it.
 #[derive(Debug)]
-struct Reply {
-    messages: Vec<Message>,
+pub(crate) struct Reply {
+    pub(crate) messages: Vec<Message>,
     /// How the connection ended: `None` for a clean EOF, else the read error.
-    end: Option<String>,
+    pub(crate) end: Option<String>,
 }
 
 impl Reply {
-    fn error(&self) -> Option<&str> {
+    pub(crate) fn error(&self) -> Option<&str> {
         self.messages.iter().find_map(|m| match m {
             Message::Error { message } => Some(message.as_str()),
             _ => None,
@@ -159,14 +159,14 @@ impl Reply {
 
 /// Connects, writes `bytes`, and reads messages until the server closes (within
 /// `REPLY_WAIT`, else panics).
-async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Reply {
+pub(crate) async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     // The server may close before it read everything; that is its right.
     let _ = stream.write_all(bytes).await;
     read_until_closed(stream, REPLY_WAIT).await
 }
 
-async fn read_until_closed(stream: TcpStream, limit: Duration) -> Reply {
+pub(crate) async fn read_until_closed(stream: TcpStream, limit: Duration) -> Reply {
     let mut frames = FramedRead::new(stream, MessageCodec::new(MAX_MANIFEST_LEN));
     let mut messages = Vec::new();
     let read = tokio::time::timeout(limit, async {
@@ -186,7 +186,7 @@ async fn read_until_closed(stream: TcpStream, limit: Duration) -> Reply {
 }
 
 /// Sends `bytes` and asserts an `error` reply containing `needle`, then the close.
-async fn assert_refused(addr: SocketAddr, what: &str, bytes: &[u8], needle: &str) {
+pub(crate) async fn assert_refused(addr: SocketAddr, what: &str, bytes: &[u8], needle: &str) {
     let reply = exchange(addr, bytes).await;
     let Some(err) = reply.error() else {
         panic!("{what} to {addr}: no error message before the close: {reply:?}");
@@ -211,7 +211,7 @@ async fn assert_refused(addr: SocketAddr, what: &str, bytes: &[u8], needle: &str
 }
 
 /// A well-behaved client still gets `welcome`.
-async fn assert_serves(addr: SocketAddr, role: &str) {
+pub(crate) async fn assert_serves(addr: SocketAddr, role: &str) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(&hello(PROTOCOL_VERSION, role))
