@@ -206,7 +206,7 @@ impl Connection {
     ///
     /// An encode or I/O error, or [`ProtocolError::Timeout`].
     pub async fn send(&mut self, msg: Message) -> Result<(), ProtocolError> {
-        let res = tokio::time::timeout(WRITE_TIMEOUT, self.framed.send(msg))
+        let res = tokio::time::timeout(WRITE_TIMEOUT, send_via(&mut self.framed, msg))
             .await
             .map_err(|_| ProtocolError::Timeout("writing a message"))?;
         self.trim_buffers();
@@ -245,6 +245,32 @@ impl Connection {
             },
         )
     }
+}
+
+/// Sends `msg` on `framed`. A large body other than a chunk (a manifest, an answer) is not
+/// copied into the write buffer: the frame's head goes through it, then the body is written
+/// from its shared buffer. So a client that says `hello` and never reads costs the socket's
+/// buffers, not a copy of the manifest per connection.
+async fn send_via<T>(
+    framed: &mut Framed<T, MessageCodec>,
+    msg: Message,
+) -> Result<(), ProtocolError>
+where
+    T: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let body = match msg.body() {
+        Some(b) if b.len() > KEEP_BUFFER && !matches!(msg, Message::Chunk { .. }) => b.clone(),
+        _ => return framed.send(msg).await,
+    };
+    framed.flush().await?;
+    let mut head = BytesMut::new();
+    crate::protocol::encode_head(&msg, &mut head)?;
+    let io = framed.get_mut();
+    io.write_all(&head).await?;
+    io.write_all(&body).await?;
+    io.flush().await?;
+    Ok(())
 }
 
 async fn recv_from<S>(stream: &mut S, what: &'static str, limit: Duration) -> RecvResult
@@ -313,7 +339,7 @@ impl ConnWriter {
     ///
     /// As [`Connection::send`].
     pub async fn send(&mut self, msg: Message) -> Result<(), ProtocolError> {
-        let res = tokio::time::timeout(WRITE_TIMEOUT, self.sink.send(msg))
+        let res = tokio::time::timeout(WRITE_TIMEOUT, send_via(&mut self.sink, msg))
             .await
             .map_err(|_| ProtocolError::Timeout("writing a message"))?;
         if self.sink.codec_mut().take_big_frame() {

@@ -194,30 +194,44 @@ impl Encoder<Message> for MessageCodec {
     type Error = ProtocolError;
 
     fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        let header = serde_json::to_vec(&msg)
-            .map_err(|e| ProtocolError::MalformedHeader(format!("bug: cannot encode: {e}")))?;
-        if header.len() > MAX_HEADER_LEN {
-            return Err(ProtocolError::HeaderTooLarge {
-                len: header.len(),
-                max: MAX_HEADER_LEN,
-            });
-        }
         let body: &[u8] = msg.body().map_or(&[], |b| b.as_ref());
-        let frame_len = HEADER_LEN_FIELD + header.len() + body.len();
-        let too_large = || ProtocolError::FrameTooLarge {
-            len: frame_len,
-            max: u32::MAX as usize,
-        };
-        let frame_len32 = u32::try_from(frame_len).map_err(|_| too_large())?;
-        let header_len32 = u32::try_from(header.len()).map_err(|_| too_large())?;
+        dst.reserve(4 + HEADER_LEN_FIELD + body.len());
+        let frame_len = encode_head(&msg, dst)?;
         self.note_frame(frame_len, &msg);
-        dst.reserve(4 + frame_len);
-        dst.put_u32(frame_len32);
-        dst.put_u32(header_len32);
-        dst.put_slice(&header);
         dst.put_slice(body);
         Ok(())
     }
+}
+
+/// Writes the frame of `msg` up to its body (length prefix, header length, header) into
+/// `dst`; the body follows, from the encoder or, for a large body, written straight from its
+/// shared buffer instead of copied (see `Connection::send`). Returns the frame length.
+///
+/// # Errors
+///
+/// A header over [`MAX_HEADER_LEN`], or a frame over `u32::MAX` bytes.
+pub fn encode_head(msg: &Message, dst: &mut BytesMut) -> Result<usize, ProtocolError> {
+    let header = serde_json::to_vec(msg)
+        .map_err(|e| ProtocolError::MalformedHeader(format!("bug: cannot encode: {e}")))?;
+    if header.len() > MAX_HEADER_LEN {
+        return Err(ProtocolError::HeaderTooLarge {
+            len: header.len(),
+            max: MAX_HEADER_LEN,
+        });
+    }
+    let body_len = msg.body().map_or(0, bytes::Bytes::len);
+    let frame_len = HEADER_LEN_FIELD + header.len() + body_len;
+    let too_large = || ProtocolError::FrameTooLarge {
+        len: frame_len,
+        max: u32::MAX as usize,
+    };
+    let frame_len32 = u32::try_from(frame_len).map_err(|_| too_large())?;
+    let header_len32 = u32::try_from(header.len()).map_err(|_| too_large())?;
+    dst.reserve(4 + HEADER_LEN_FIELD + header.len());
+    dst.put_u32(frame_len32);
+    dst.put_u32(header_len32);
+    dst.put_slice(&header);
+    Ok(frame_len)
 }
 
 #[cfg(test)]

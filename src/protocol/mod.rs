@@ -38,7 +38,7 @@
 mod codec;
 mod message;
 
-pub use codec::MessageCodec;
+pub use codec::{MessageCodec, encode_head};
 pub use message::{Message, Role};
 
 /// The protocol version sent in `hello`; a server refuses any other.
