@@ -623,3 +623,36 @@ pub fn get_args(owner: u16, file: &str, dir: &Path, extra: &[String]) -> Vec<Str
     args.extend_from_slice(extra);
     args
 }
+
+/// The environment variable naming the file where skipped tests are listed (`.ci/run` sets
+/// it, so its closing line counts them as skipped rather than passed).
+pub const SKIPPED_ENV: &str = "RINGSWARM_SKIPPED";
+
+/// Whether this is a CI run (`CI` set and not empty): a test whose tool is installed must
+/// then run, and fail when the tool fails, instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// Marks the calling test as skipped: prints `skipped: <reason>` on stderr and, when
+/// [`SKIPPED_ENV`] names a file, appends a line `<test name>: <reason>` to it. The caller
+/// returns right after.
+pub fn skip(reason: &str) {
+    eprintln!("skipped: {reason}");
+    if let Some(path) = std::env::var_os(SKIPPED_ENV) {
+        use std::io::Write;
+        let name = std::thread::current()
+            .name()
+            .unwrap_or("unnamed test")
+            .to_string();
+        let line = format!("{name}: {reason}\n");
+        let written = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!("cannot list a skipped test in {path:?}: {e}");
+        }
+    }
+}
