@@ -894,53 +894,73 @@ async fn silent_member_is_dropped_after_the_ttl() {
     );
 }
 
-#[test]
-fn http_api_survives_garbage_silence_and_a_flood() {
-    use std::io::{Read, Write};
+/// Reads until the server closes (at most 30 s of tokio time).
+async fn read_to_close(mut s: tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The HTTP API in-process under tokio's paused clock, so the header timeout is checked
+/// exactly, however busy the machine.
+#[tokio::test(start_paused = true)]
+async fn http_api_survives_garbage_silence_and_a_flood() {
+    use ringswarm::http::{HEADER_TIMEOUT, MAX_HTTP_CONNECTIONS};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let share = root.join("share");
-    std::fs::create_dir_all(&share).unwrap();
-    random_file(&share.join("a.bin"), 1000, 1);
-    let (_owner, _port, api) = start_owner_with_api(root, &share, &[]);
-    let read_all = |mut s: std::net::TcpStream| {
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    };
+    let path = tmp.path().join("a.bin");
+    random_file(&path, 1000, 1);
+    let manifest = ringswarm::manifest::Manifest::from_file(&path, DEFAULT_CHUNK_SIZE).unwrap();
+    let directory = Arc::new(ringswarm::directory::Directory::new(
+        vec![Arc::new(manifest)],
+        "127.0.0.1:1".parse().unwrap(),
+        ringswarm::directory::DEFAULT_PEER_TTL,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    let token = tokio_util::sync::CancellationToken::new();
+    let _stop = token.clone().drop_guard();
+    tokio::spawn(ringswarm::http::serve(listener, directory, token));
+
     // Random bytes: a 400 and a close.
-    let mut s = std::net::TcpStream::connect(&api).unwrap();
-    s.write_all(&[0xab; 300]).unwrap();
-    let text = read_all(s);
+    let mut s = TcpStream::connect(api).await.unwrap();
+    s.write_all(&[0xab; 300]).await.unwrap();
+    let text = read_to_close(s).await;
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     // A client that never finishes its request head is dropped after the header timeout.
-    let mut s = std::net::TcpStream::connect(&api).unwrap();
-    s.write_all(b"GET /files HTTP/1.1\r\nHost: x\r\n").unwrap();
-    let start = Instant::now();
-    let text = read_all(s);
+    let mut s = TcpStream::connect(api).await.unwrap();
+    s.write_all(b"GET /files HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let text = read_to_close(s).await;
     let waited = start.elapsed();
     assert!(
-        waited >= Duration::from_secs(9) && waited < Duration::from_secs(25),
-        "closed after {waited:?}: {text}"
+        waited >= HEADER_TIMEOUT && waited <= HEADER_TIMEOUT + Duration::from_secs(1),
+        "closed after {waited:?}, not at the {HEADER_TIMEOUT:?} header timeout: {text}"
     );
     // More connections than the cap: the excess get a 503, and the API serves on after.
-    let held: Vec<_> = (0..ringswarm::http::MAX_HTTP_CONNECTIONS)
-        .map(|_| std::net::TcpStream::connect(&api).unwrap())
-        .collect();
-    let extra = std::net::TcpStream::connect(&api).unwrap();
-    let text = read_all(extra);
+    let mut held = Vec::new();
+    for _ in 0..MAX_HTTP_CONNECTIONS {
+        held.push(TcpStream::connect(api).await.unwrap());
+    }
+    let text = read_to_close(TcpStream::connect(api).await.unwrap()).await;
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     assert!(text.contains("busy"), "{text}");
     drop(held);
-    assert!(
-        wait_until(WAIT, || std::net::TcpStream::connect(&api).is_ok_and(
-            |mut s| {
-                s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .is_ok()
-                    && read_all(s).starts_with("HTTP/1.1 200")
-            }
-        )),
-        "the API did not serve again after the flood"
-    );
+    let mut served = false;
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(api).await.unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        if read_to_close(s).await.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(served, "the API did not serve again after the flood");
 }
