@@ -283,14 +283,21 @@ fn owner_with_no_path_shares_the_current_folder() {
 
 #[test]
 fn an_idle_owner_serves_spare_chunks_to_slow_peers() {
-    // Peers upload at 1 MiB/s, the owner without a cap: once the hand-out is done, the owner's
-    // idle upload goes to the peers as spare chunks, beyond what each was handed.
+    // Peers upload at 1 MiB/s, the owner without a cap, and hands each of the 3 peers a third
+    // of the chunks: one copy of the file in all. Once the hand-out is done, the owner's idle
+    // upload goes to the peers as spare chunks, so the ring gets more than one copy from it.
+    // Which peer gets them depends on which lags (the fewest chunks first), and so on how the
+    // machine schedules the run: only the total is certain. A spare chunk is served within
+    // moments, while a neighbour needs 0.1 s per chunk to make it unnecessary.
     let size = 4 << 20;
     let mut ring = Ring::new(3);
+    ring.owner_args = args!["--peers", 3];
     ring.peer_args = args!["--upload-limit", "1MiB"];
     let (tmp, peers) = run_ring(size, &ring);
     let _keep = tmp;
-    let share = chunk_count(size).div_ceil(3) as usize;
+    let count = chunk_count(size) as usize;
+    let mut total = 0;
+    let mut counts = Vec::new();
     for p in &peers {
         let events = ringswarm::events::read_log(&p.events).unwrap();
         let from_neighbour = format!("127.0.0.1:{}", peers_next(&peers, p.port));
@@ -299,12 +306,14 @@ fn an_idle_owner_serves_spare_chunks_to_slow_peers() {
             .filter(|e| e.event == ringswarm::events::EventKind::ChunkReceived)
             .filter(|e| e.neighbour != from_neighbour)
             .count();
-        assert!(
-            from_owner > share,
-            "peer {} got {from_owner} chunks from the owner, no more than its share of {share}",
-            p.port
-        );
+        counts.push(from_owner);
+        total += from_owner;
     }
+    eprintln!("chunks from the owner, per peer: {counts:?}; {total} in all for {count}");
+    assert!(
+        total > count,
+        "the owner sent {total} chunks ({counts:?} per peer), no more than its hand-out of {count}"
+    );
 }
 
 /// The download neighbour's port of the peer on `port` (rings start peer i → i + 1).
