@@ -35,10 +35,13 @@ fn owner_killed_once_ring_holds_every_chunk() {
     let original = tmp.path().join("data.bin");
     random_file(&original, size, 41);
     let owner_events = tmp.path().join("owner-events.jsonl");
+    // The owner sends at most 2 MiB/s, so the ring holds every chunk after 2 s at the
+    // earliest, while the five copies (20 MiB at 2 + 5 × 1 MiB/s) need 2.9 s or more: the kill
+    // finds peers unfinished. Uncapped, its spare chunks could finish them all first.
     let (mut owner, port) = start_owner(
         tmp.path(),
         &original,
-        &args!["--events", owner_events.display()],
+        &args!["--events", owner_events.display(), "--upload-limit", "2MiB"],
     );
     let ring = Ring {
         peer_args: args!["--upload-limit", "1MiB"],
