@@ -345,7 +345,7 @@ fn ctrl_c_stops_a_peer_with_130() {
     let waiting = wait_until(WAIT, || peer.stderr_text().contains("waiting for owner"));
     assert!(waiting, "peer did not start waiting\n{}", peer.describe());
     peer.interrupt();
-    let status = peer.wait_exit(Duration::from_secs(5));
+    let status = peer.wait_exit(WAIT);
     assert_eq!(status.code(), Some(130), "{}", peer.describe());
 }
 
