@@ -515,6 +515,8 @@ fn a_peer_whose_neighbour_stays_down_fetches_from_other_sources() {
     });
     assert!(started, "{}", peers[1].proc.describe());
     peers[1].proc.kill();
+    // Its port stays taken (refusing connections, as a dead peer's would) until the restart.
+    let mut hold = Reserved::again(peers[1].port);
     let dead = format!("127.0.0.1:{}", peers[1].port);
     let a = &mut peers[0];
     assert!(
@@ -546,6 +548,7 @@ fn a_peer_whose_neighbour_stays_down_fetches_from_other_sources() {
     let events = root.join("events-restarted.jsonl");
     let ports: Vec<u16> = peers.iter().map(|p| p.port).collect();
     let args = peer_args(port, &ports, 1, &peers[1].dir, &events, &[]);
+    hold.release();
     peers[1].proc = Proc::spawn("peer-1-restarted", PEER, &args, root, root);
     assert_ring_complete(
         &mut peers,
