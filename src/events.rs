@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -80,16 +80,28 @@ pub struct Event {
     pub count: Option<u32>,
 }
 
-/// How often buffered JSON lines reach the event file.
-pub const EVENT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest a flusher sleeps without a wake-up (it notices the last handle is gone).
+const EVENT_FLUSH_IDLE: Duration = Duration::from_millis(100);
 
 /// A JSON-lines event file, shareable by several sinks (the demo writes every node's events
 /// to one file).
 ///
-/// Lines are buffered and written every [`EVENT_FLUSH_INTERVAL`] by a background thread and
-/// when the last handle is dropped: one write per event cost a 1 GiB ring nearly half its time.
+/// Lines are buffered and written by a background thread that is woken by every new line, so
+/// a line reaches the file promptly (readers such as tests can act on it at once), while lines
+/// that arrive during a write are batched into the next one: one write per event cost a 1 GiB
+/// ring nearly half its time. What is left is written when the last handle is dropped.
 #[derive(Clone, Debug)]
-pub struct EventLog(Arc<Mutex<BufWriter<File>>>);
+pub struct EventLog {
+    file: Arc<Mutex<BufWriter<File>>>,
+    wake: Arc<Wake>,
+}
+
+/// "There are lines to write": set by `append`, cleared by the flusher.
+#[derive(Debug, Default)]
+struct Wake {
+    pending: Mutex<bool>,
+    cond: Condvar,
+}
 
 impl EventLog {
     /// Opens `path` for appending (created if missing) and starts its flusher.
@@ -100,31 +112,49 @@ impl EventLog {
     pub fn create(path: &Path) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let file = Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, file)));
+        let wake = Arc::new(Wake::default());
+        // The flusher holds the file only while it writes, so the last handle's drop (and
+        // with it the final write) happens in the thread that drops it, not in this one.
         let weak: Weak<Mutex<BufWriter<File>>> = Arc::downgrade(&file);
+        let signal = wake.clone();
         std::thread::Builder::new()
             .name("event-flush".into())
             .spawn(move || {
-                while let Some(f) = weak.upgrade() {
+                loop {
+                    {
+                        let pending = signal.pending.lock().unwrap_or_else(|p| p.into_inner());
+                        let (mut pending, _) = signal
+                            .cond
+                            .wait_timeout_while(pending, EVENT_FLUSH_IDLE, |p| !*p)
+                            .unwrap_or_else(|p| p.into_inner());
+                        *pending = false;
+                    }
+                    let Some(f) = weak.upgrade() else { return };
                     flush_file(&f);
-                    drop(f);
-                    std::thread::sleep(EVENT_FLUSH_INTERVAL);
                 }
             })?;
-        Ok(Self(file))
+        Ok(Self { file, wake })
     }
 
     /// Writes buffered lines to the file now.
     pub fn flush(&self) {
-        flush_file(&self.0);
+        flush_file(&self.file);
     }
 
     fn append(&self, ev: &Event) {
         let mut line = serde_json::to_vec(ev).expect("events serialize");
         line.push(b'\n');
-        // Whole lines into the buffer, so a flush never splits one.
-        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = f.write_all(&line) {
-            tracing::warn!("writing event log: {e}");
+        {
+            // Whole lines into the buffer, so a flush never splits one.
+            let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = f.write_all(&line) {
+                tracing::warn!("writing event log: {e}");
+            }
+        }
+        let mut pending = self.wake.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if !*pending {
+            *pending = true;
+            self.wake.cond.notify_one();
         }
     }
 }

@@ -63,10 +63,12 @@ fn ring_with_more_peers_than_expected() {
     run_ring(1 << 20, &ring);
 }
 
+/// The default start order (peer n-1 first) finds most download neighbours listening; here
+/// none is yet when its peer starts.
 #[test]
-fn peers_started_in_reverse_order() {
+fn peers_started_before_their_neighbours() {
     let ring = Ring {
-        reverse: true,
+        order: Order::Forward,
         ..Ring::new(5)
     };
     run_ring(3 << 20, &ring);
@@ -94,7 +96,7 @@ fn owner_shares_a_folder_and_peer_picks_with_file() {
     random_file(&share.join("a.bin"), 300_000, 1);
     random_file(&share.join("b.bin"), 200_000, 2);
     let (_owner, port) = start_owner(tmp.path(), &share, &[]);
-    let ports = free_ports(2);
+    let (_dead, neighbour) = dead_port();
 
     // Without --file the peer is told which files there are.
     let mut p = Proc::spawn(
@@ -102,8 +104,8 @@ fn owner_shares_a_folder_and_peer_picks_with_file() {
         PEER,
         &args![
             port,
-            ports[0],
-            ports[1],
+            0,
+            neighbour,
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -126,8 +128,8 @@ fn owner_shares_a_folder_and_peer_picks_with_file() {
         PEER,
         &args![
             port,
-            ports[0],
-            ports[1],
+            0,
+            neighbour,
             "--bind",
             "127.0.0.1",
             "--file",
@@ -146,27 +148,10 @@ fn owner_shares_a_folder_and_peer_picks_with_file() {
     );
 
     // With --file, a two-peer ring fetches b.bin.
-    let mut peers: Vec<Proc> = (0..2)
-        .map(|i| {
-            let dir = tmp.path().join(format!("peer{i}"));
-            let mut a = args![
-                port,
-                ports[i],
-                ports[1 - i],
-                "--bind",
-                "127.0.0.1",
-                "--file",
-                "b.bin",
-                "--dir",
-                dir.display()
-            ];
-            a.extend(args!["--timeout", "30"]);
-            Proc::spawn(&format!("peer{i}"), PEER, &a, tmp.path(), tmp.path())
-        })
-        .collect();
-    for (i, p) in peers.iter_mut().enumerate() {
-        assert!(p.wait_exit(WAIT).success(), "{}", p.describe());
-        let got = fs::read(tmp.path().join(format!("peer{i}/b.bin"))).unwrap();
+    let mut peers = start_peers_each(tmp.path(), port, 2, |_| args!["--file", "b.bin"]);
+    for p in &mut peers {
+        assert!(p.proc.wait_exit(WAIT).success(), "{}", p.proc.describe());
+        let got = fs::read(p.dir.join("b.bin")).unwrap();
         assert_eq!(got, fs::read(share.join("b.bin")).unwrap());
     }
 }
@@ -211,26 +196,18 @@ fn port_in_use_is_a_clear_error() {
 
 #[test]
 fn unreachable_owner_times_out_with_a_clear_error() {
-    let ports = free_ports(3);
+    let (_owner, owner) = dead_port();
+    let (_neighbour, neighbour) = dead_port();
     let (p, _t) = run_to_exit(
         "peer",
         PEER,
-        &args![
-            ports[0],
-            ports[1],
-            ports[2],
-            "--bind",
-            "127.0.0.1",
-            "--timeout",
-            "1"
-        ],
+        &args![owner, 0, neighbour, "--bind", "127.0.0.1", "--timeout", "1"],
     );
     assert_eq!(p.status.unwrap().code(), Some(1));
     let err = p.stderr_text();
     assert!(
         err.contains(&format!(
-            "error: owner 127.0.0.1:{} unreachable after 1s",
-            ports[0]
+            "error: owner 127.0.0.1:{owner} unreachable after 1s"
         )),
         "{err}"
     );
@@ -306,14 +283,21 @@ fn owner_with_no_path_shares_the_current_folder() {
 
 #[test]
 fn an_idle_owner_serves_spare_chunks_to_slow_peers() {
-    // Peers upload at 1 MiB/s, the owner without a cap: once the hand-out is done, the owner's
-    // idle upload goes to the peers as spare chunks, beyond what each was handed.
+    // Peers upload at 1 MiB/s, the owner without a cap, and hands each of the 3 peers a third
+    // of the chunks: one copy of the file in all. Once the hand-out is done, the owner's idle
+    // upload goes to the peers as spare chunks, so the ring gets more than one copy from it.
+    // Which peer gets them depends on which lags (the fewest chunks first), and so on how the
+    // machine schedules the run: only the total is certain. A spare chunk is served within
+    // moments, while a neighbour needs 0.1 s per chunk to make it unnecessary.
     let size = 4 << 20;
     let mut ring = Ring::new(3);
+    ring.owner_args = args!["--peers", 3];
     ring.peer_args = args!["--upload-limit", "1MiB"];
     let (tmp, peers) = run_ring(size, &ring);
     let _keep = tmp;
-    let share = chunk_count(size).div_ceil(3) as usize;
+    let count = chunk_count(size) as usize;
+    let mut total = 0;
+    let mut counts = Vec::new();
     for p in &peers {
         let events = ringswarm::events::read_log(&p.events).unwrap();
         let from_neighbour = format!("127.0.0.1:{}", peers_next(&peers, p.port));
@@ -322,12 +306,14 @@ fn an_idle_owner_serves_spare_chunks_to_slow_peers() {
             .filter(|e| e.event == ringswarm::events::EventKind::ChunkReceived)
             .filter(|e| e.neighbour != from_neighbour)
             .count();
-        assert!(
-            from_owner > share,
-            "peer {} got {from_owner} chunks from the owner, no more than its share of {share}",
-            p.port
-        );
+        counts.push(from_owner);
+        total += from_owner;
     }
+    eprintln!("chunks from the owner, per peer: {counts:?}; {total} in all for {count}");
+    assert!(
+        total > count,
+        "the owner sent {total} chunks ({counts:?} per peer), no more than its hand-out of {count}"
+    );
 }
 
 /// The download neighbour's port of the peer on `port` (rings start peer i → i + 1).

@@ -1,8 +1,9 @@
 //! `scripts/netns-ring.sh` end to end: the owner and five peers on six hosts made of network
 //! namespaces, uplinks shaped with tc, one peer killed and restarted mid-transfer.
 //!
-//! It needs root and iproute2. Where `ip netns add` does not work, the test prints
-//! `skipped: <reason>` and passes. Namespace names carry this process's id and a random tag, so
+//! It needs root and iproute2 (`ip`, `tc`): without them the test prints `skipped: <reason>`
+//! and passes. With them, when `ip netns add` does not work (a container without the
+//! privilege), it skips the same way, but not in CI (`CI` set), where that fails the test. Namespace names carry this process's id and a random tag, so
 //! two runs never collide, and a guard deletes whatever the script left behind.
 
 use std::fs;
@@ -34,9 +35,14 @@ fn ip(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Why namespaces cannot be made here, or `None` when they can: the test runs as root, `ip`
-/// and `tc` run, and a namespace named `probe` can be added and deleted.
-fn why_no_netns(probe: &str) -> Option<String> {
+/// Why this test cannot run here: `Skip` when root, `ip` or `tc` is missing; `Broken` when
+/// they are there but a namespace named `probe` cannot be added and deleted.
+enum NoNetns {
+    Skip(String),
+    Broken(String),
+}
+
+fn why_no_netns(probe: &str) -> Option<NoNetns> {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     // "Uid:	real	effective	saved	fs"
     let euid = status
@@ -45,10 +51,10 @@ fn why_no_netns(probe: &str) -> Option<String> {
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("?");
     if euid != "0" {
-        return Some(format!("not running as root (euid {euid})"));
+        return Some(NoNetns::Skip(format!("not running as root (euid {euid})")));
     }
     if let Err(why) = ip(&["-V"]) {
-        return Some(why);
+        return Some(NoNetns::Skip(why));
     }
     if Command::new("tc")
         .arg("-V")
@@ -57,13 +63,13 @@ fn why_no_netns(probe: &str) -> Option<String> {
         .status()
         .is_err()
     {
-        return Some("cannot run `tc` (iproute2)".into());
+        return Some(NoNetns::Skip("cannot run `tc` (iproute2)".into()));
     }
     if let Err(why) = ip(&["netns", "add", probe]) {
-        return Some(why);
+        return Some(NoNetns::Broken(why));
     }
     if let Err(why) = ip(&["netns", "del", probe]) {
-        return Some(why);
+        return Some(NoNetns::Broken(why));
     }
     None
 }
@@ -172,9 +178,15 @@ fn run_script(args: Vec<String>, tmp: &Path) -> ScriptRun {
 #[test]
 fn netns_ring_verifies_five_hosts_across_a_restart() {
     let prefix = format!("rswt{}x{:04x}", std::process::id(), rand::random::<u16>());
-    if let Some(why) = why_no_netns(&format!("{prefix}-probe")) {
-        eprintln!("skipped: {why}");
-        return;
+    match why_no_netns(&format!("{prefix}-probe")) {
+        None => {}
+        Some(NoNetns::Skip(why)) => return skip(&why),
+        Some(NoNetns::Broken(why)) if in_ci() => {
+            panic!("root, ip and tc are here, yet network namespaces do not work: {why}")
+        }
+        Some(NoNetns::Broken(why)) => {
+            return skip(&format!("{why} (with CI set this fails the test)"));
+        }
     }
     let namespaces = Namespaces {
         prefix: prefix.clone(),

@@ -234,8 +234,11 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// Runs headless Chromium on `page` with `extra` arguments for at most 30 s; returns its
-/// stdout, or why it could not run.
+/// How long Chromium may take to render a page before the test calls it hung.
+const CHROMIUM_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs headless Chromium on `page` with `extra` arguments for at most [`CHROMIUM_LIMIT`];
+/// returns its stdout, or why it could not run.
 fn run_chromium(bin: &Path, page: &Path, extra: &[&str]) -> Result<String, String> {
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let out = scratch.path().join("stdout");
@@ -261,7 +264,7 @@ fn run_chromium(bin: &Path, page: &Path, extra: &[&str]) -> Result<String, Strin
         .spawn()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
     let mut status = None;
-    let exited = wait_until(Duration::from_secs(30), || {
+    let exited = wait_until(CHROMIUM_LIMIT, || {
         status = child.try_wait().ok().flatten();
         status.is_some()
     });
@@ -271,32 +274,121 @@ fn run_chromium(bin: &Path, page: &Path, extra: &[&str]) -> Result<String, Strin
     }
     let stdout = fs::read_to_string(&out).unwrap_or_default();
     let stderr = fs::read_to_string(&err).unwrap_or_default();
-    if stdout.trim().is_empty() {
+    if stdout.trim().is_empty() || !status.is_some_and(|s| s.success()) {
         let how = match status {
             Some(s) => format!("exited with {s}"),
-            None => "no output within 30 s".into(),
+            None => format!("no exit within {CHROMIUM_LIMIT:?}"),
         };
-        return Err(format!("{how}; stderr: {}", crate::util::tail(&stderr, 10)));
+        return Err(format!(
+            "{how}; stdout {} bytes; stderr: {}",
+            stdout.len(),
+            crate::util::tail(&stderr, 10)
+        ));
     }
     Ok(stdout)
+}
+
+/// A script appended to a copy of the report: it measures what Chromium laid out and writes
+/// the result, as JSON, into a `<pre id="rendered">` that only this script creates. Sizes and
+/// shape counts come from the layout engine, the text from `innerText` (rendered text, with
+/// entities decoded), so none of it can be read off the static HTML.
+const PROBE: &str = r##"<script>
+(() => {
+  const figures = {};
+  for (const id of ["arrivals", "completion", "links"]) {
+    const svg = document.querySelector("#" + id + " svg");
+    if (!svg) { figures[id] = null; continue; }
+    const box = svg.getBoundingClientRect();
+    figures[id] = {
+      width: box.width,
+      height: box.height,
+      shapes: svg.querySelectorAll("path, polyline, polygon, line, rect, circle").length,
+    };
+  }
+  const out = document.createElement("pre");
+  out.id = "rendered";
+  out.textContent = JSON.stringify({
+    figures,
+    bold: document.querySelectorAll("b").length,
+    text: document.body.innerText,
+  });
+  document.body.appendChild(out);
+})();
+</script>"##;
+
+/// The JSON the [`PROBE`] left in Chromium's DOM dump, if it ran.
+fn probe_result(dom: &str) -> Option<serde_json::Value> {
+    let start = dom.find(r#"<pre id="rendered">"#)? + r#"<pre id="rendered">"#.len();
+    let end = start + dom[start..].find("</pre>")?;
+    let text = dom[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&amp;", "&");
+    serde_json::from_str(&text).ok()
 }
 
 #[test]
 fn report_renders_in_headless_chromium() {
     let Some(bin) = chromium() else {
-        eprintln!("skipped: chromium not available (not at /usr/bin/chromium or on PATH)");
+        crate::util::skip("chromium not installed (not at /usr/bin/chromium or on PATH)");
         return;
     };
-    let (_dir, page, _html) = build_report();
-    let dom = match run_chromium(&bin, &page, &["--dump-dom"]) {
+    let (dir, _page, html) = build_report();
+    assert!(
+        !html.contains("rendered"),
+        "the probe's output id is already in the static page"
+    );
+    let probe_page = dir.path().join("probe.html");
+    let body_end = html.rfind("</body>").expect("no </body> in the page");
+    fs::write(
+        &probe_page,
+        format!("{}{PROBE}{}", &html[..body_end], &html[body_end..]),
+    )
+    .unwrap();
+    let dom = match run_chromium(&bin, &probe_page, &["--dump-dom"]) {
         Ok(dom) => dom,
+        Err(why) if crate::util::in_ci() => {
+            panic!("chromium {} failed on the report: {why}", bin.display())
+        }
         Err(why) => {
-            eprintln!("skipped: chromium not available ({why})");
+            crate::util::skip(&format!(
+                "chromium is installed but failed ({why}); with CI set this fails the test"
+            ));
             return;
         }
     };
-    for id in [r#"id="arrivals""#, r#"id="completion""#, r#"id="links""#] {
-        assert!(dom.contains(id), "no {id} in Chromium's DOM:\n{dom}");
+    let Some(rendered) = probe_result(&dom) else {
+        panic!("the page's script left no result in Chromium's DOM:\n{dom}");
+    };
+    for id in ["arrivals", "completion", "links"] {
+        let fig = &rendered["figures"][id];
+        let (w, h) = (fig["width"].as_f64(), fig["height"].as_f64());
+        assert!(
+            w.is_some_and(|w| w > 100.0) && h.is_some_and(|h| h > 50.0),
+            "chart {id} was not laid out at a visible size: {fig}"
+        );
+        assert!(
+            fig["shapes"].as_u64().is_some_and(|n| n >= 3),
+            "chart {id} draws nothing: {fig}"
+        );
     }
-    assert!(dom.contains("<svg"), "no <svg> in Chromium's DOM:\n{dom}");
+    let text = rendered["text"].as_str().unwrap_or_default();
+    for shown in [
+        "60 chunk arrivals",
+        "fluid lower bound",
+        "127.0.0.1:40003",
+        // Escaped in the HTML, shown as the text it is, not as markup.
+        "<b>peer&3</b>",
+        "run<1>.bin",
+    ] {
+        assert!(
+            text.contains(shown),
+            "{shown:?} is not in the rendered text:\n{text}"
+        );
+    }
+    assert_eq!(
+        rendered["bold"], 0,
+        "a name was rendered as markup: {rendered}"
+    );
 }

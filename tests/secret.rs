@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
 
 use crate::args;
 use crate::util::*;
@@ -125,8 +124,7 @@ fn the_secret_never_crosses_the_wire() {
         tmp.path(),
     );
     let (mut sock, _) = listener.accept().unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
     let mut len = [0u8; 4];
     sock.read_exact(&mut len).unwrap();
     let mut hello = vec![0u8; u32::from_be_bytes(len) as usize];
@@ -151,8 +149,7 @@ fn the_secret_never_crosses_the_wire() {
     random_file(&original, 100_000, 9);
     let (_owner, port) = start_owner(tmp.path(), &original, &args!["--secret", SECRET]);
     let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
     let hello = serde_json::json!({"type": "hello", "version": 1, "role": "getter", "nonce": "ab".repeat(32)});
     sock.write_all(&json_frame(hello)).unwrap();
     sock.write_all(&json_frame(

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -33,15 +32,58 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// `n` distinct ports that were free a moment ago (all bound at once, then released).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+/// A port of 127.0.0.1 held by a bound socket until [`Reserved::release`]: nobody else
+/// (another test binding port 0, an outgoing connection) can take it meanwhile, and, as the
+/// socket does not listen, connections to it are refused, as to a peer not started yet. For
+/// the places a port must be known before its process binds it: the last link of a ring, a
+/// peer restarted on its port.
+pub struct Reserved {
+    pub port: u16,
+    socket: Option<tokio::net::TcpSocket>,
+}
+
+impl Reserved {
+    /// A free port, held.
+    pub fn new() -> Self {
+        let (socket, port) = dead_port();
+        Self {
+            port,
+            socket: Some(socket),
+        }
+    }
+
+    /// Holds `port` again (right after the process on it was killed), for a restart on it.
+    pub fn again(port: u16) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("creating a socket");
+        // The killed process's connections may linger in TIME_WAIT on the port.
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket
+            .bind(([127, 0, 0, 1], port).into())
+            .unwrap_or_else(|e| {
+                panic!("port {port} was taken by another process right after a kill: {e}")
+            });
+        Self {
+            port,
+            socket: Some(socket),
+        }
+    }
+
+    /// Frees the port, right before the process that binds it is spawned; returns it.
+    pub fn release(&mut self) -> u16 {
+        self.socket = None;
+        self.port
+    }
+}
+
+impl Default for Reserved {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A stderr that says the process could not bind its port because another process had it.
+pub fn port_taken(stderr: &str) -> bool {
+    stderr.contains("is already in use")
 }
 
 /// Writes `size` reproducible pseudo-random bytes to `path`.
@@ -116,12 +158,32 @@ impl Proc {
 
     /// The port from a `listening on ADDR` line.
     pub fn listening_port(&mut self) -> u16 {
-        let line = self.wait_line("listening on ");
-        let addr = line["listening on ".len()..]
-            .split([',', ' '])
-            .next()
-            .unwrap();
-        addr.rsplit(':').next().unwrap().parse().unwrap()
+        match self.try_listening_port() {
+            Ok(port) => port,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    /// The port from a `listening on ADDR` line, or, if the process exits first (or never
+    /// prints one), why not.
+    pub fn try_listening_port(&mut self) -> Result<u16, String> {
+        let mut found = None;
+        wait_until(WAIT, || {
+            found = self
+                .stdout_text()
+                .lines()
+                .find_map(|l| l.strip_prefix("listening on ").map(str::to_string));
+            found.is_some() || self.try_status().is_some()
+        });
+        let Some(rest) = found else {
+            return Err(format!(
+                "no line \"listening on \" from {}\n{}",
+                self.name,
+                self.describe()
+            ));
+        };
+        let addr = rest.split([',', ' ']).next().unwrap();
+        Ok(addr.rsplit(':').next().unwrap().parse().unwrap())
     }
 
     /// The exit status if it has exited.
@@ -248,11 +310,23 @@ pub fn start_owner(root: &Path, path: &Path, extra: &[String]) -> (Proc, u16) {
     (p, port)
 }
 
+/// In which order the peers of a ring start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Peer n-1 first, then n-2, ..., 0: each peer's download neighbour already listens when it
+    /// starts, but peer n-1's (peer 0, the last to start). Peers bind port 0 and report their
+    /// port, so only peer 0's port is chosen in advance.
+    Chain,
+    /// Peer 0 first, then 1, ..., n-1: no peer's download neighbour listens yet when it starts.
+    /// Every port is chosen in advance; each stays held until just before its peer is spawned.
+    Forward,
+}
+
 /// A ring run: options in, processes and folders out.
 pub struct Ring {
     pub peers: usize,
     pub chunk_files: bool,
-    pub reverse: bool,
+    pub order: Order,
     pub owner_args: Vec<String>,
     pub peer_args: Vec<String>,
 }
@@ -262,7 +336,7 @@ impl Ring {
         Self {
             peers,
             chunk_files: false,
-            reverse: false,
+            order: Order::Chain,
             owner_args: Vec::new(),
             peer_args: Vec::new(),
         }
@@ -306,29 +380,117 @@ pub fn peer_args(
 
 /// Starts the peers of `ring` against an owner on `owner_port`; files under `root`.
 pub fn start_peers(root: &Path, owner_port: u16, ring: &Ring) -> Vec<RingPeer> {
-    let ports = free_ports(ring.peers);
     let mut extra = ring.peer_args.clone();
     if ring.chunk_files {
         extra.push("--chunk-files".into());
     }
-    let mut order: Vec<usize> = (0..ring.peers).collect();
-    if ring.reverse {
-        order.reverse();
+    start_ring(root, owner_port, ring.peers, ring.order, |_| extra.clone())
+}
+
+/// Starts a ring of `n` peers against an owner on `owner_port`, peer `i` with the extra
+/// arguments `extra(i)`; files under `root`.
+pub fn start_peers_each(
+    root: &Path,
+    owner_port: u16,
+    n: usize,
+    extra: impl Fn(usize) -> Vec<String>,
+) -> Vec<RingPeer> {
+    start_ring(root, owner_port, n, Order::Chain, extra)
+}
+
+/// Starts a ring of `n` peers in `order`; returns once every peer listens.
+///
+/// A port chosen in advance is held by a listener until just before its peer is spawned, so
+/// only a process binding in that instant can take it. If one did anyway (the peer exits
+/// saying the port is in use), the peers started so far are killed, their folders deleted and
+/// the ring started again on other ports, up to 5 times.
+pub fn start_ring(
+    root: &Path,
+    owner_port: u16,
+    n: usize,
+    order: Order,
+    extra: impl Fn(usize) -> Vec<String>,
+) -> Vec<RingPeer> {
+    let mut failures = Vec::new();
+    for _ in 0..5 {
+        match try_start_ring(root, owner_port, n, order, &extra) {
+            Ok(peers) => return peers,
+            Err(why) => failures.push(why),
+        }
     }
-    let mut peers: Vec<Option<RingPeer>> = (0..ring.peers).map(|_| None).collect();
-    for i in order {
-        let dir = root.join(format!("peer-{}", ports[i]));
-        let events = root.join(format!("events-{}.jsonl", ports[i]));
-        let args = peer_args(owner_port, &ports, i, &dir, &events, &extra);
-        let proc = Proc::spawn(&format!("peer-{}", ports[i]), PEER, &args, root, root);
-        peers[i] = Some(RingPeer {
+    panic!(
+        "a ring port was taken 5 times in a row:\n{}",
+        failures.join("\n")
+    );
+}
+
+fn try_start_ring(
+    root: &Path,
+    owner_port: u16,
+    n: usize,
+    order: Order,
+    extra: &impl Fn(usize) -> Vec<String>,
+) -> Result<Vec<RingPeer>, String> {
+    let mut started: Vec<Option<RingPeer>> = (0..n).map(|_| None).collect();
+    // Ports known before the peer runs: peer 0's for a chain, every one going forward.
+    let mut reserved: Vec<Option<Reserved>> = (0..n)
+        .map(|i| (i == 0 || order == Order::Forward).then(Reserved::new))
+        .collect();
+    let mut ports: Vec<u16> = reserved
+        .iter()
+        .map(|r| r.as_ref().map_or(0, |r| r.port))
+        .collect();
+    let spawn_order: Vec<usize> = match order {
+        Order::Chain => (1..n).rev().chain(std::iter::once(0)).collect(),
+        Order::Forward => (0..n).collect(),
+    };
+    let mut failed = None;
+    for i in spawn_order {
+        let own = reserved[i].as_mut().map_or(0, Reserved::release);
+        let next = ports[(i + 1) % n];
+        let dir = root.join(format!("peer-{i}"));
+        let events = root.join(format!("events-{i}.jsonl"));
+        let args = peer_args(owner_port, &[own, next], 0, &dir, &events, &extra(i));
+        let mut proc = Proc::spawn(&format!("peer-{i}"), PEER, &args, root, root);
+        // A chain needs this port for the next peer's command line; going forward, only the
+        // check that it could bind its port.
+        match proc.try_listening_port() {
+            Ok(port) => {
+                ports[i] = port;
+                proc.name = format!("peer-{i} (port {port})");
+            }
+            Err(why) => {
+                failed = Some((port_taken(&proc.stderr_text()), why));
+            }
+        }
+        started[i] = Some(RingPeer {
             port: ports[i],
             dir,
             events,
             proc,
         });
+        if failed.is_some() {
+            break;
+        }
     }
-    peers.into_iter().map(Option::unwrap).collect()
+    match failed {
+        None => Ok(started.into_iter().map(Option::unwrap).collect()),
+        Some((true, why)) => {
+            for p in started.into_iter().flatten() {
+                let RingPeer {
+                    dir,
+                    events,
+                    mut proc,
+                    ..
+                } = p;
+                proc.kill();
+                let _ = fs::remove_dir_all(dir);
+                let _ = fs::remove_file(events);
+            }
+            Err(why)
+        }
+        Some((false, why)) => panic!("a ring peer did not start\n{why}"),
+    }
 }
 
 /// Waits for every peer to exit 0 and checks its file against `original`.
@@ -383,31 +545,6 @@ pub fn start_owner_on(root: &Path, name: &str, port: u16, path: &Path, extra: &[
     let mut args = args![port, path.display(), "--bind", "127.0.0.1"];
     args.extend_from_slice(extra);
     Proc::spawn(name, OWNER, &args, &root.join(name), root)
-}
-
-/// Starts a ring of `n` peers against an owner on `owner_port`, peer `i` with the extra
-/// arguments `extra(i)`; files under `root`.
-pub fn start_peers_each(
-    root: &Path,
-    owner_port: u16,
-    n: usize,
-    extra: impl Fn(usize) -> Vec<String>,
-) -> Vec<RingPeer> {
-    let ports = free_ports(n);
-    (0..n)
-        .map(|i| {
-            let dir = root.join(format!("peer-{}", ports[i]));
-            let events = root.join(format!("events-{}.jsonl", ports[i]));
-            let args = peer_args(owner_port, &ports, i, &dir, &events, &extra(i));
-            let proc = Proc::spawn(&format!("peer-{}", ports[i]), PEER, &args, root, root);
-            RingPeer {
-                port: ports[i],
-                dir,
-                events,
-                proc,
-            }
-        })
-        .collect()
 }
 
 /// The events of a JSON-lines log that may still be written to: complete lines that parse
@@ -485,4 +622,37 @@ pub fn get_args(owner: u16, file: &str, dir: &Path, extra: &[String]) -> Vec<Str
     ];
     args.extend_from_slice(extra);
     args
+}
+
+/// The environment variable naming the file where skipped tests are listed (`.ci/run` sets
+/// it, so its closing line counts them as skipped rather than passed).
+pub const SKIPPED_ENV: &str = "RINGSWARM_SKIPPED";
+
+/// Whether this is a CI run (`CI` set and not empty): a test whose tool is installed must
+/// then run, and fail when the tool fails, instead of skipping.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// Marks the calling test as skipped: prints `skipped: <reason>` on stderr and, when
+/// [`SKIPPED_ENV`] names a file, appends a line `<test name>: <reason>` to it. The caller
+/// returns right after.
+pub fn skip(reason: &str) {
+    eprintln!("skipped: {reason}");
+    if let Some(path) = std::env::var_os(SKIPPED_ENV) {
+        use std::io::Write;
+        let name = std::thread::current()
+            .name()
+            .unwrap_or("unnamed test")
+            .to_string();
+        let line = format!("{name}: {reason}\n");
+        let written = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!("cannot list a skipped test in {path:?}: {e}");
+        }
+    }
 }
