@@ -379,6 +379,17 @@ fn a_closed_stdout_is_not_a_panic() {
     assert_eq!(done.status.code(), Some(0), "{stderr}");
 }
 
+/// Starts an owner sharing a sparse file of `chunks` chunks of 1 KiB: a manifest of about
+/// 67 bytes per chunk, quickly hashed.
+fn start_sparse_owner(root: &std::path::Path, chunks: u64) -> (Proc, u16) {
+    let path = root.join("big.bin");
+    fs::File::create(&path)
+        .unwrap()
+        .set_len(chunks * 1024)
+        .unwrap();
+    start_owner(root, &path, &args!["--chunk-size", "1KiB"])
+}
+
 /// The owner's resident memory in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -394,18 +405,9 @@ fn idle_connections_do_not_keep_the_manifest() {
     use std::io::{Read, Write};
 
     let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("big.bin");
-    fs::File::create(&path)
-        .unwrap()
-        .set_len(40_000 * 1024)
-        .unwrap();
-    let (owner, port) = start_owner(tmp.path(), &path, &args!["--chunk-size", "1KiB"]);
+    let (owner, port) = start_sparse_owner(tmp.path(), 40_000);
     let pid = owner.child.id();
-    let hello = br#"{"type":"hello","version":1,"role":"getter"}"#;
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&(4 + hello.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&(hello.len() as u32).to_be_bytes());
-    frame.extend_from_slice(hello);
+    let frame = json_frame(serde_json::json!({"type": "hello", "version": 1, "role": "getter"}));
     let connect = || {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
@@ -527,18 +529,9 @@ fn clients_that_never_read_cost_no_manifest_copy() {
     use std::io::Write;
 
     let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("big.bin");
-    fs::File::create(&path)
-        .unwrap()
-        .set_len(250_000 * 1024)
-        .unwrap();
-    let (owner, port) = start_owner(tmp.path(), &path, &args!["--chunk-size", "1KiB"]);
+    let (owner, port) = start_sparse_owner(tmp.path(), 250_000);
     let pid = owner.child.id();
-    let hello = br#"{"type":"hello","version":1,"role":"getter"}"#;
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&(4 + hello.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&(hello.len() as u32).to_be_bytes());
-    frame.extend_from_slice(hello);
+    let frame = json_frame(serde_json::json!({"type": "hello", "version": 1, "role": "getter"}));
     let connect = || {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.write_all(&frame).unwrap();

@@ -4,15 +4,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ringswarm::chunkset::Ranges;
 use ringswarm::connection::Connection;
-use ringswarm::events::EventSink;
 use ringswarm::manifest::{DEFAULT_CHUNK_SIZE, Manifest};
-use ringswarm::net::{Endpoint, TcpListener};
-use ringswarm::owner::{self, SharedFile};
+use ringswarm::net::TcpListener;
 use ringswarm::peer::{self, Outcome};
 use ringswarm::protocol::{MAX_MANIFEST_LEN, Message};
 use ringswarm::store::Layout;
@@ -34,23 +31,11 @@ struct Owner {
 
 /// Starts a real owner sharing `path`.
 async fn start_owner(path: &Path) -> Owner {
-    let shared = Arc::new(SharedFile::open(path, DEFAULT_CHUNK_SIZE, 5).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let token = CancellationToken::new();
-    let config = owner::Config::new(Arc::new(EventSink::console("owner")));
-    let files = vec![shared];
-    let directory = owner::directory(&files, addr, ringswarm::directory::DEFAULT_PEER_TTL);
-    tokio::spawn(owner::run(
-        listener,
-        files,
-        directory,
-        config,
-        token.clone(),
-    ));
+    let port = listener.local_addr().unwrap().port();
     Owner {
-        port: addr.port(),
-        _stop: token.drop_guard(),
+        port,
+        _stop: crate::util::spawn_owner(listener, path, DEFAULT_CHUNK_SIZE),
     }
 }
 
@@ -88,23 +73,12 @@ async fn start_fake_owner(manifest: &Manifest) -> Owner {
 fn peer_config(owner_port: u16, dir: &Path, file: Option<&str>, get: bool) -> peer::Config {
     let (_socket, neighbour) = dead_port();
     peer::Config {
-        owner: Endpoint::local(owner_port),
-        neighbour: Endpoint::local(neighbour),
         get: get.then_some(peer::GetConfig { max_sources: 5 }),
-        upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
-        secret: None,
-        sync: false,
-        dir: dir.to_path_buf(),
         file: file.map(str::to_string),
-        layout: Layout::PartFile,
         linger: Some(Duration::ZERO),
         timeout: Duration::from_secs(5),
-        in_flight: peer::DEFAULT_IN_FLIGHT,
-        events: Arc::new(EventSink::console("peer")),
-        upload_limit: None,
-        corrupt_sends: 0,
         seed: Some(7),
-        on_complete: None,
+        ..crate::util::ring_peer(owner_port, neighbour, dir.to_path_buf())
     }
 }
 

@@ -14,13 +14,12 @@ use futures::{SinkExt, StreamExt};
 use ringswarm::chunkset::Ranges;
 use ringswarm::events::EventSink;
 use ringswarm::manifest::{DEFAULT_CHUNK_SIZE, Manifest};
-use ringswarm::net::{Endpoint, TcpListener, TcpStream};
-use ringswarm::owner::{self, SharedFile};
+use ringswarm::net::{TcpListener, TcpStream};
+use ringswarm::owner;
 use ringswarm::peer;
 use ringswarm::protocol::{
     MAX_ANSWER_LEN, MAX_MANIFEST_LEN, Message, MessageCodec, PROTOCOL_VERSION,
 };
-use ringswarm::store::Layout;
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -32,58 +31,6 @@ use crate::util::{dead_port, json_frame, random_file};
 
 /// The most a test waits for an outcome that normally takes well under a second.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Starts an owner sharing `path` in chunks of `chunk_size` on `listener`; it stops when the
-/// guard is dropped.
-fn spawn_owner(listener: TcpListener, path: &Path, chunk_size: u64) -> DropGuard {
-    let config = owner::Config::new(Arc::new(EventSink::console("owner")));
-    spawn_owner_with(listener, path, chunk_size, config)
-}
-
-/// As [`spawn_owner`], with `config`.
-fn spawn_owner_with(
-    listener: TcpListener,
-    path: &Path,
-    chunk_size: u64,
-    config: owner::Config,
-) -> DropGuard {
-    let shared = Arc::new(SharedFile::open(path, chunk_size, 5).unwrap());
-    let addr = listener.local_addr().unwrap();
-    let token = CancellationToken::new();
-    let files = vec![shared];
-    let directory = owner::directory(&files, addr, ringswarm::directory::DEFAULT_PEER_TTL);
-    tokio::spawn(owner::run(
-        listener,
-        files,
-        directory,
-        config,
-        token.clone(),
-    ));
-    token.drop_guard()
-}
-
-/// A ring peer's settings: owner and download neighbour on 127.0.0.1, files in `dir`.
-fn ring_peer(owner: u16, neighbour: u16, dir: PathBuf) -> peer::Config {
-    peer::Config {
-        owner: Endpoint::local(owner),
-        neighbour: Endpoint::local(neighbour),
-        get: None,
-        upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
-        secret: None,
-        sync: false,
-        dir,
-        file: None,
-        layout: Layout::PartFile,
-        linger: None,
-        timeout: Duration::from_secs(300),
-        in_flight: peer::DEFAULT_IN_FLIGHT,
-        events: Arc::new(EventSink::console("peer")),
-        upload_limit: None,
-        corrupt_sends: 0,
-        seed: None,
-        on_complete: None,
-    }
-}
 
 type PeerRun = JoinHandle<ringswarm::Result<peer::Outcome>>;
 
@@ -220,7 +167,7 @@ async fn overlapping_unsorted_and_too_many_ranges_are_refused() {
     random_file(&path, 8193 * 16, 5);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let _owner = spawn_owner(listener, &path, 16);
+    let _owner = crate::util::spawn_owner(listener, &path, 16);
     let many: Vec<[u32; 2]> = (0..8193).map(|i| [i, i]).collect();
     let bytes = hello_have("getter", json!(many));
     assert_refused(addr, "8,193 ranges", &bytes, "exceed the limit of 8192").await;
@@ -236,9 +183,9 @@ async fn get_of_a_tiny_file_completes() {
     random_file(&path, 1000, 6);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let _owner = spawn_owner(listener, &path, DEFAULT_CHUNK_SIZE);
+    let _owner = crate::util::spawn_owner(listener, &path, DEFAULT_CHUNK_SIZE);
     let (_dead, dead) = dead_port();
-    let mut config = ring_peer(port, dead, tmp.path().join("got"));
+    let mut config = crate::util::ring_peer(port, dead, tmp.path().join("got"));
     config.get = Some(peer::GetConfig { max_sources: 5 });
     let (mut run, rx, _stop) = spawn_peer(config).await;
     let done = completion(&mut run, rx, Duration::from_secs(60)).await;
@@ -259,7 +206,7 @@ async fn a_file_changed_after_hashing_is_withdrawn() {
     random_file(&path, SIZE, 7);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let _owner = spawn_owner(listener, &path, DEFAULT_CHUNK_SIZE);
+    let _owner = crate::util::spawn_owner(listener, &path, DEFAULT_CHUNK_SIZE);
     let mut conn = join(addr, "peer", None, json!([])).await;
     // Served while unchanged.
     conn.send(Message::request(0)).await.unwrap();
@@ -449,7 +396,8 @@ async fn a_manifest_contradicting_itself_stops_the_peer() {
         }
     });
     let (_dead, dead) = dead_port();
-    let (run, _rx, _stop) = spawn_peer(ring_peer(port, dead, tmp.path().join("peer"))).await;
+    let (run, _rx, _stop) =
+        spawn_peer(crate::util::ring_peer(port, dead, tmp.path().join("peer"))).await;
     let res = tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("the peer still runs after 60 s")
@@ -474,7 +422,7 @@ async fn reconnects_to_a_failing_neighbour_back_off() {
         1,
         DEFAULT_CHUNK_SIZE,
     )));
-    let _owner = spawn_owner_with(owner_listener, &path, DEFAULT_CHUNK_SIZE, config);
+    let _owner = crate::util::spawn_owner_with(owner_listener, &path, DEFAULT_CHUNK_SIZE, config);
     let (tx, mut accepts) = tokio::sync::mpsc::unbounded_channel();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -502,7 +450,12 @@ async fn reconnects_to_a_failing_neighbour_back_off() {
             }
         }
     });
-    let (_run, _rx, _stop) = spawn_peer(ring_peer(owner_port, port, tmp.path().join("peer"))).await;
+    let (_run, _rx, _stop) = spawn_peer(crate::util::ring_peer(
+        owner_port,
+        port,
+        tmp.path().join("peer"),
+    ))
+    .await;
     let mut times = Vec::new();
     for _ in 0..7 {
         let t = tokio::time::timeout(WAIT, accepts.recv())
@@ -533,7 +486,7 @@ async fn a_neighbour_that_never_answers_requests_is_bypassed() {
     let manifest = Bytes::from(serde_json::to_vec(&m).unwrap());
     let owner_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let owner_port = owner_listener.local_addr().unwrap().port();
-    let _owner = spawn_owner(owner_listener, &path, DEFAULT_CHUNK_SIZE);
+    let _owner = crate::util::spawn_owner(owner_listener, &path, DEFAULT_CHUNK_SIZE);
     let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let seen = requests.clone();
     let all = Ranges(vec![[0, m.chunk_count() - 1]]);
@@ -570,8 +523,12 @@ async fn a_neighbour_that_never_answers_requests_is_bypassed() {
             }
         }
     });
-    let (mut run, rx, _stop) =
-        spawn_peer(ring_peer(owner_port, port, tmp.path().join("peer"))).await;
+    let (mut run, rx, _stop) = spawn_peer(crate::util::ring_peer(
+        owner_port,
+        port,
+        tmp.path().join("peer"),
+    ))
+    .await;
     let done = completion(&mut run, rx, Duration::from_secs(60)).await;
     assert!(
         std::fs::read(&done.path).unwrap() == std::fs::read(&path).unwrap(),
@@ -592,8 +549,12 @@ async fn a_busy_owner_is_retried() {
     let busy = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = busy.local_addr().unwrap();
     let (_dead, dead) = dead_port();
-    let (mut run, rx, _stop) =
-        spawn_peer(ring_peer(addr.port(), dead, tmp.path().join("peer"))).await;
+    let (mut run, rx, _stop) = spawn_peer(crate::util::ring_peer(
+        addr.port(),
+        dead,
+        tmp.path().join("peer"),
+    ))
+    .await;
     let (stream, _) = tokio::time::timeout(WAIT, busy.accept())
         .await
         .expect("the peer never connected")
@@ -609,7 +570,7 @@ async fn a_busy_owner_is_retried() {
     assert!(end.is_ok(), "the peer kept the refused connection open");
     drop(busy);
     let listener = TcpListener::bind(addr).await.unwrap();
-    let _owner = spawn_owner(listener, &path, DEFAULT_CHUNK_SIZE);
+    let _owner = crate::util::spawn_owner(listener, &path, DEFAULT_CHUNK_SIZE);
     let done = completion(&mut run, rx, Duration::from_secs(60)).await;
     assert!(
         std::fs::read(&done.path).unwrap() == std::fs::read(&path).unwrap(),

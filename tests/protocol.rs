@@ -4,15 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use ringswarm::connection::HANDSHAKE_TIMEOUT;
-use ringswarm::events::EventSink;
 use ringswarm::manifest::{DEFAULT_CHUNK_SIZE, Manifest};
-use ringswarm::net::{Endpoint, TcpListener, TcpStream};
-use ringswarm::owner::{self, SharedFile};
+use ringswarm::net::{TcpListener, TcpStream};
 use ringswarm::peer;
 use ringswarm::protocol::{MAX_MANIFEST_LEN, Message, MessageCodec, PROTOCOL_VERSION};
 use ringswarm::store::{ChunkStore, Layout};
@@ -44,26 +41,15 @@ pub(crate) async fn start_owner() -> Server {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("data.bin");
     random_file(&path, SIZE, 99);
-    let shared = Arc::new(SharedFile::open(&path, DEFAULT_CHUNK_SIZE, 5).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let token = CancellationToken::new();
-    let config = owner::Config::new(Arc::new(EventSink::console("owner")));
-    let files = vec![shared];
-    let directory = owner::directory(&files, addr, ringswarm::directory::DEFAULT_PEER_TTL);
-    tokio::spawn(owner::run(
-        listener,
-        files,
-        directory,
-        config,
-        token.clone(),
-    ));
+    let stop = crate::util::spawn_owner(listener, &path, DEFAULT_CHUNK_SIZE);
     Server {
         addr,
         file: std::fs::read(&path).unwrap(),
         _tmp: tmp,
         _dead: Vec::new(),
-        _stop: token.drop_guard(),
+        _stop: stop,
     }
 }
 
@@ -94,23 +80,8 @@ async fn start_peer_holding(
     let addr = listener.local_addr().unwrap();
     let token = CancellationToken::new();
     let config = peer::Config {
-        owner: Endpoint::local(owner_port),
-        neighbour: Endpoint::local(neighbour_port),
-        get: None,
-        upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
-        secret: None,
-        sync: false,
-        dir,
-        file: None,
-        layout: Layout::PartFile,
-        linger: None,
         timeout: Duration::from_secs(60),
-        in_flight: peer::DEFAULT_IN_FLIGHT,
-        events: Arc::new(EventSink::console("peer")),
-        upload_limit: None,
-        corrupt_sends: 0,
-        seed: None,
-        on_complete: None,
+        ..crate::util::ring_peer(owner_port, neighbour_port, dir)
     };
     let task = tokio::spawn(peer::run(listener, config, token.clone()));
     let server = Server {

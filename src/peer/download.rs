@@ -339,10 +339,49 @@ pub(super) async fn run_source(
 /// The least time a source may take to answer any of the requests outstanding at it.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
-/// How long a source may go without sending any requested chunk: [`REQUEST_DEADLINE`],
-/// plus a chunk's time at 64 KiB/s for large chunks on slow links.
-pub(super) fn request_deadline(chunk_size: u64) -> Duration {
-    REQUEST_DEADLINE + Duration::from_millis(chunk_size.saturating_mul(1000) / (64 * 1024))
+/// The request deadline of one connection: a source may go this long without sending any
+/// of the chunks requested of it — [`REQUEST_DEADLINE`], plus a chunk's time at 64 KiB/s
+/// for large chunks on slow links — counted from when requests began to wait, or from the
+/// last chunk received.
+pub(super) struct AnswerClock {
+    since: Option<tokio::time::Instant>,
+    deadline: Duration,
+}
+
+impl AnswerClock {
+    pub(super) fn new(chunk_size: u64) -> Self {
+        Self {
+            since: None,
+            deadline: REQUEST_DEADLINE
+                + Duration::from_millis(chunk_size.saturating_mul(1000) / (64 * 1024)),
+        }
+    }
+
+    /// Whether requests are waiting for an answer now: the clock runs only while they are.
+    pub(super) fn waiting(&mut self, waiting: bool) {
+        if !waiting {
+            self.since = None;
+        } else if self.since.is_none() {
+            self.since = Some(tokio::time::Instant::now());
+        }
+    }
+
+    /// A requested chunk arrived: the clock starts again.
+    pub(super) fn answered(&mut self) {
+        self.since = None;
+    }
+
+    /// Completes once requests have waited past the deadline; never while none wait.
+    pub(super) async fn expired(&self) {
+        match self.since {
+            Some(t) => tokio::time::sleep_until(t + self.deadline).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    pub(super) fn deadline(&self) -> Duration {
+        self.deadline
+    }
 }
 
 /// A session at least this long counts as progress for the reconnect backoff.
@@ -464,9 +503,7 @@ async fn read_loop(
     };
     let mut bad = 0u32;
     let mut cancelled = HashSet::new();
-    // Since when requests have been outstanding with no chunk in answer.
-    let mut waiting_since: Option<tokio::time::Instant> = None;
-    let deadline = request_deadline(m.chunk_size);
+    let mut clock = AnswerClock::new(m.chunk_size);
     if kind == SourceKind::Owner {
         // The owner holds every chunk.
         swarm.state().owner_connected = true;
@@ -508,22 +545,12 @@ async fn read_loop(
             std::future::pending::<()>().await;
         }
         // Only for a neighbour: spare requests wait at the owner on purpose.
-        if in_flight.ids.is_empty() || kind == SourceKind::Owner {
-            waiting_since = None;
-        } else if waiting_since.is_none() {
-            waiting_since = Some(tokio::time::Instant::now());
-        }
-        let answer_due = async {
-            match waiting_since {
-                Some(t) => tokio::time::sleep_until(t + deadline).await,
-                None => std::future::pending().await,
-            }
-        };
+        clock.waiting(!in_flight.ids.is_empty() && kind == SourceKind::Neighbour);
         let msg = tokio::select! {
             msg = reader.recv("waiting for chunks", IDLE_TIMEOUT) => msg?,
             _ = changed.changed() => continue,
             () = tokio::time::sleep(STALL_AFTER), if kind == SourceKind::Owner => continue,
-            () = answer_due => {
+            () = clock.expired() => {
                 // A source that announces chunks but does not send them (keep-alives do not
                 // count) must not hold them hostage: they go to the owner, and this
                 // connection is dropped.
@@ -537,7 +564,7 @@ async fn read_loop(
                 return Err(Error::Refused(format!(
                     "{label} answered none of {} requests for {}s; fetching them elsewhere",
                     held.len(),
-                    deadline.as_secs()
+                    clock.deadline().as_secs()
                 )));
             }
         };
@@ -546,7 +573,7 @@ async fn read_loop(
         };
         match msg {
             Message::Chunk { chunk, data, .. } => {
-                waiting_since = Some(tokio::time::Instant::now());
+                clock.answered();
                 let id = m.chunk_id(chunk)?;
                 if !in_flight.ids.remove(&id) {
                     // A cancelled spare chunk may already have been on its way: it is as good

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::download::{
-    Handshake, STABLE_SESSION, announce, handshake, is_bad_chunk, request_deadline, set_error,
+    AnswerClock, Handshake, STABLE_SESSION, announce, handshake, is_bad_chunk, set_error,
 };
 use super::{GetConfig, MAX_BAD_CHUNKS, SourceKind, Swarm};
 use crate::chunkset::{ChunkSet, Ranges, set_bits};
@@ -589,9 +589,7 @@ async fn session(
     };
     let mut next_locate = tokio::time::Instant::now();
     let mut bad = 0u32;
-    // Since when requests have been outstanding, unanswered (see `request_deadline`).
-    let mut waiting_since: Option<tokio::time::Instant> = None;
-    let deadline = request_deadline(swarm.manifest.chunk_size);
+    let mut clock = AnswerClock::new(swarm.manifest.chunk_size);
     loop {
         if is_owner {
             register(swarm, &mut writer, label, &mut registered).await?;
@@ -601,26 +599,16 @@ async fn session(
             writer.close().await;
             return Ok(());
         }
-        if link.in_flight.is_empty() || link.peer_choking {
-            waiting_since = None;
-        } else if waiting_since.is_none() {
-            waiting_since = Some(tokio::time::Instant::now());
-        }
-        let answer_due = async {
-            match waiting_since {
-                Some(t) => tokio::time::sleep_until(t + deadline).await,
-                None => std::future::pending().await,
-            }
-        };
+        clock.waiting(!link.in_flight.is_empty() && !link.peer_choking);
         let locate_due = is_owner && !swarm.is_complete();
         tokio::select! {
-            () = answer_due => {
+            () = clock.expired() => {
                 // Announced chunks that never come are not held hostage: the source is
                 // dropped (and avoided), its requests go elsewhere.
                 return Err(Error::Refused(format!(
                     "{label} answered none of {} requests for {}s",
                     link.in_flight.len(),
-                    deadline.as_secs()
+                    clock.deadline().as_secs()
                 )));
             }
             msg = reader.recv("waiting for chunks", IDLE_TIMEOUT) => {
@@ -632,7 +620,7 @@ async fn session(
                     };
                 };
                 if matches!(msg, Message::Chunk { .. } | Message::Unchoke) {
-                    waiting_since = None;
+                    clock.answered();
                 }
                 if handle(&mut link, msg, &mut bad).await? {
                     continue;

@@ -656,3 +656,63 @@ pub fn skip(reason: &str) {
         }
     }
 }
+
+/// Starts an owner sharing `path` in chunks of `chunk_size` on `listener`; it stops when the
+/// guard is dropped.
+pub fn spawn_owner(
+    listener: tokio::net::TcpListener,
+    path: &Path,
+    chunk_size: u64,
+) -> tokio_util::sync::DropGuard {
+    let config = ringswarm::owner::Config::new(std::sync::Arc::new(
+        ringswarm::events::EventSink::console("owner"),
+    ));
+    spawn_owner_with(listener, path, chunk_size, config)
+}
+
+/// As [`spawn_owner`], with `config`.
+pub fn spawn_owner_with(
+    listener: tokio::net::TcpListener,
+    path: &Path,
+    chunk_size: u64,
+    config: ringswarm::owner::Config,
+) -> tokio_util::sync::DropGuard {
+    let shared =
+        std::sync::Arc::new(ringswarm::owner::SharedFile::open(path, chunk_size, 5).unwrap());
+    let addr = listener.local_addr().unwrap();
+    let token = tokio_util::sync::CancellationToken::new();
+    let files = vec![shared];
+    let directory =
+        ringswarm::owner::directory(&files, addr, ringswarm::directory::DEFAULT_PEER_TTL);
+    tokio::spawn(ringswarm::owner::run(
+        listener,
+        files,
+        directory,
+        config,
+        token.clone(),
+    ));
+    token.drop_guard()
+}
+
+/// A ring peer's settings: owner and download neighbour on 127.0.0.1, files in `dir`.
+pub fn ring_peer(owner: u16, neighbour: u16, dir: std::path::PathBuf) -> ringswarm::peer::Config {
+    ringswarm::peer::Config {
+        owner: ringswarm::net::Endpoint::local(owner),
+        neighbour: ringswarm::net::Endpoint::local(neighbour),
+        get: None,
+        upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
+        secret: None,
+        sync: false,
+        dir,
+        file: None,
+        layout: ringswarm::store::Layout::PartFile,
+        linger: None,
+        timeout: Duration::from_secs(300),
+        in_flight: ringswarm::peer::DEFAULT_IN_FLIGHT,
+        events: std::sync::Arc::new(ringswarm::events::EventSink::console("peer")),
+        upload_limit: None,
+        corrupt_sends: 0,
+        seed: None,
+        on_complete: None,
+    }
+}
