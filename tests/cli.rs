@@ -470,7 +470,7 @@ fn a_full_disk_stops_the_peer_with_the_cause_and_keeps_its_chunks() {
 
     let tmp = tempfile::tempdir().unwrap();
     let Some(disk) = SmallDisk::mount(&tmp.path().join("small"), "8m") else {
-        println!("skipped: cannot mount a tmpfs here (needs root)");
+        skip("cannot mount a tmpfs here (needs root)");
         return;
     };
     let original = tmp.path().join("data.bin");
