@@ -280,12 +280,32 @@ where
     match tokio::time::timeout(limit, stream.next()).await {
         Err(_) => Err(ProtocolError::Timeout(what)),
         Ok(None) => Ok(None),
-        Ok(Some(Ok(Message::Error { message }))) => Err(ProtocolError::Remote(message)),
+        Ok(Some(Ok(Message::Error { message }))) => {
+            Err(ProtocolError::Remote(remote_text(&message)))
+        }
         Ok(Some(r)) => r.map(Some),
     }
 }
 
 type RecvResult = Result<Option<Message>, ProtocolError>;
+
+/// The longest part of another node's `error` text that is kept (logs, the final error).
+pub const MAX_REMOTE_TEXT: usize = 1024;
+
+/// Another node's `error` text as it may be shown: control characters and bidirectional
+/// overrides escaped (see [`crate::manifest::display_name`]), and cut after
+/// [`MAX_REMOTE_TEXT`] bytes.
+fn remote_text(message: &str) -> String {
+    let mut end = message.len().min(MAX_REMOTE_TEXT);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut text = crate::manifest::display_name(&message[..end]).to_string();
+    if end < message.len() {
+        text.push_str(&format!(" … ({} more bytes)", message.len() - end));
+    }
+    text
+}
 
 /// The receiving half of a [`Connection`].
 #[derive(Debug)]
@@ -379,6 +399,19 @@ mod tests {
             Connection::new(client.unwrap(), crate::protocol::MAX_MANIFEST_LEN),
             Connection::new(server.unwrap().0, 0),
         )
+    }
+
+    #[test]
+    fn remote_errors_are_shown_escaped_and_cut() {
+        assert_eq!(remote_text("no such file"), "no such file");
+        assert_eq!(
+            remote_text("evil\x1b[2J\u{202e}txt.exe\nerror: fake"),
+            "evil\\u{1b}[2J\\u{202e}txt.exe\\u{a}error: fake"
+        );
+        let long = "é".repeat(2000);
+        let shown = remote_text(&long);
+        assert!(shown.ends_with(" … (2976 more bytes)"), "{shown}");
+        assert!(shown.len() < MAX_REMOTE_TEXT + 40);
     }
 
     /// A connection that carried one large message keeps no buffer of its size: the next
