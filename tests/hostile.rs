@@ -479,21 +479,25 @@ async fn reconnects_to_a_failing_neighbour_back_off() {
 /// Item B7: a neighbour that announces every chunk and then sends only keep-alives, never
 /// a requested chunk, does not hold the peer hostage: after the request deadline its
 /// chunks come from the owner and the peer completes.
+///
+/// Ordered, not raced: the peer starts from a manifest saved in its folder while the owner's
+/// port refuses connections, so its first requests can only go to the neighbour; the owner
+/// starts on that port once the neighbour has been asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_neighbour_that_never_answers_requests_is_bypassed() {
     let tmp = tempfile::tempdir().unwrap();
     let (path, m) = shared_file(tmp.path(), 10);
+    let dir = tmp.path().join("peer");
+    drop(ringswarm::store::ChunkStore::open(&dir, &m, ringswarm::store::Layout::PartFile).unwrap());
     let manifest = Bytes::from(serde_json::to_vec(&m).unwrap());
-    let owner_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let owner_port = owner_listener.local_addr().unwrap().port();
-    let _owner = crate::util::spawn_owner(owner_listener, &path, DEFAULT_CHUNK_SIZE);
-    let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let seen = requests.clone();
+    let (owner_socket, owner_port) = dead_port();
+    let (asked_tx, asked_rx) = tokio::sync::watch::channel(0u32);
+    let asked_tx = Arc::new(asked_tx);
     let all = Ranges(vec![[0, m.chunk_count() - 1]]);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let _neighbour = fake_server(listener, move |mut conn, _hello| {
-        let (manifest, all, seen) = (manifest.clone(), all.clone(), seen.clone());
+        let (manifest, all, asked) = (manifest.clone(), all.clone(), asked_tx.clone());
         async move {
             if conn
                 .send(Message::welcome(Ranges::default(), manifest))
@@ -507,9 +511,7 @@ async fn a_neighbour_that_never_answers_requests_is_bypassed() {
             loop {
                 tokio::select! {
                     m = conn.next() => match m {
-                        Some(Ok(Message::Request { .. })) => {
-                            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        }
+                        Some(Ok(Message::Request { .. })) => asked.send_modify(|n| *n += 1),
                         Some(Ok(_)) => {}
                         _ => return,
                     },
@@ -523,20 +525,18 @@ async fn a_neighbour_that_never_answers_requests_is_bypassed() {
             }
         }
     });
-    let (mut run, rx, _stop) = spawn_peer(crate::util::ring_peer(
-        owner_port,
-        port,
-        tmp.path().join("peer"),
-    ))
-    .await;
+    let (mut run, rx, _stop) = spawn_peer(crate::util::ring_peer(owner_port, port, dir)).await;
+    let mut asked = asked_rx;
+    tokio::time::timeout(WAIT, asked.wait_for(|n| *n > 0))
+        .await
+        .expect("the peer never asked the neighbour")
+        .unwrap();
+    let _owner =
+        crate::util::spawn_owner(owner_socket.listen(128).unwrap(), &path, DEFAULT_CHUNK_SIZE);
     let done = completion(&mut run, rx, Duration::from_secs(60)).await;
     assert!(
         std::fs::read(&done.path).unwrap() == std::fs::read(&path).unwrap(),
         "the file differs"
-    );
-    assert!(
-        requests.load(std::sync::atomic::Ordering::SeqCst) > 0,
-        "the peer never asked the neighbour, so this tested nothing"
     );
 }
 
