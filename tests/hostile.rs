@@ -471,7 +471,8 @@ async fn reconnects_to_a_failing_neighbour_back_off() {
         "reconnected without a pause: {gaps:?}"
     );
     assert!(
-        gaps[5] >= Duration::from_secs(1) && gaps[5] > gaps[0],
+        // `>=`: on a slow start the backoff may already be at its cap when counting begins.
+        gaps[5] >= Duration::from_secs(1) && gaps[5] >= gaps[0],
         "the pauses do not grow: {gaps:?}"
     );
 }
