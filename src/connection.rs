@@ -1,18 +1,19 @@
 //! `Connection`: owns a framed socket and the address of the other side.
 //!
-//! Nothing else touches the `TcpStream`. Every wait is named and bounded: a timeout error says
-//! which wait expired. A connection can be split into a reader and a writer, to run as two
+//! Nothing else touches the socket, which may be any [`crate::net::Stream`]: TCP, or an
+//! in-memory duplex in tests. Every wait is named and bounded: a timeout error says which
+//! wait expired. A connection can be split into a reader and a writer, to run as two
 //! futures whose first to end ends the connection.
 
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio_util::codec::{Framed, FramedParts};
 
 use crate::chunkset::Ranges;
-use crate::net::TcpStream;
+use crate::net::{BoxStream, Stream, TcpStream};
 use crate::protocol::{Message, MessageCodec, PROTOCOL_VERSION, ProtocolError, Role};
 
 /// How long a handshake message (`hello`, `welcome`) may take.
@@ -64,9 +65,8 @@ pub enum Opening {
 }
 
 /// A framed connection to one remote node.
-#[derive(Debug)]
 pub struct Connection {
-    framed: Framed<TcpStream, MessageCodec>,
+    framed: Framed<BoxStream, MessageCodec>,
     remote: String,
 }
 
@@ -77,8 +77,14 @@ impl Connection {
             .peer_addr()
             .map_or_else(|_| "unknown".to_string(), |a| a.to_string());
         let _ = stream.set_nodelay(true);
+        Self::over(stream, remote, max_body)
+    }
+
+    /// Wraps any `stream` whose other side is `remote` (`IP:PORT`, for logs, events and the
+    /// directory), accepting bodies of at most `max_body` bytes.
+    pub fn over(stream: impl Stream, remote: String, max_body: usize) -> Self {
         Self {
-            framed: Framed::new(stream, MessageCodec::new(max_body)),
+            framed: Framed::new(Box::new(stream), MessageCodec::new(max_body)),
             remote,
         }
     }
@@ -222,7 +228,7 @@ impl Connection {
     /// Splits into a reader and a writer.
     pub fn split(self) -> (ConnReader, ConnWriter) {
         let parts = self.framed.into_parts();
-        let (read, write) = parts.io.into_split();
+        let (read, write) = tokio::io::split(parts.io);
         let max_body = parts.codec.max_body();
         let max_answer = parts.codec.max_answer();
         // `from_parts`, so that bytes already read are decoded before the socket is read again.
@@ -308,9 +314,8 @@ fn remote_text(message: &str) -> String {
 }
 
 /// The receiving half of a [`Connection`].
-#[derive(Debug)]
 pub struct ConnReader {
-    stream: Framed<OwnedReadHalf, MessageCodec>,
+    stream: Framed<ReadHalf<BoxStream>, MessageCodec>,
     remote: String,
 }
 
@@ -346,9 +351,8 @@ impl ConnReader {
 }
 
 /// The sending half of a [`Connection`].
-#[derive(Debug)]
 pub struct ConnWriter {
-    sink: Framed<OwnedWriteHalf, MessageCodec>,
+    sink: Framed<WriteHalf<BoxStream>, MessageCodec>,
     remote: String,
 }
 
@@ -382,6 +386,30 @@ impl ConnWriter {
     /// The remote address.
     pub fn remote(&self) -> &str {
         &self.remote
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ConnReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnReader")
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ConnWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnWriter")
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
     }
 }
 

@@ -8,6 +8,15 @@ use std::time::Duration;
 
 pub use tokio::net::{TcpListener, TcpStream};
 
+/// A byte stream a [`crate::connection::Connection`] can run over: a TCP socket, or an
+/// in-memory one (`tokio::io::duplex`) for tests and simulations.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// A stream of any kind, as connections hold it.
+pub type BoxStream = Box<dyn Stream>;
+
 /// The first wait between connection attempts.
 pub const BACKOFF_START: Duration = Duration::from_millis(50);
 /// The longest wait between connection attempts.

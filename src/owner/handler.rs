@@ -33,14 +33,15 @@ use crate::{Error, Result};
 /// configured number in flight, so this is only reached by a misbehaving one).
 pub(crate) const MAX_QUEUED_REQUESTS: usize = 64;
 
+/// Serves one client on `conn` (over TCP, or any stream in tests); `permit` is its place
+/// under [`super::MAX_CONNECTIONS`], `None` when there is none left.
 pub(super) async fn handle(
-    stream: TcpStream,
+    mut conn: Connection,
     permit: Option<OwnedSemaphorePermit>,
     files: Arc<Vec<Arc<SharedFile>>>,
     ctx: Arc<Ctx>,
     token: CancellationToken,
 ) {
-    let mut conn = Connection::new(stream, 0);
     if permit.is_none() {
         warn!("too many connections; refusing");
         conn.send_error(format!(
@@ -609,4 +610,72 @@ fn read_chunk(shared: &SharedFile, id: ChunkId) -> Result<bytes::Bytes> {
             source,
         })?;
     Ok(bytes::Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::protocol::{MAX_MANIFEST_LEN, PROTOCOL_VERSION};
+
+    /// An owner session over an in-memory stream, under tokio's paused clock: a directory
+    /// member that goes silent is dropped exactly when its TTL has passed in virtual time,
+    /// with an error saying why.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_member_is_dropped_when_its_ttl_passes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("data.bin");
+        std::fs::write(&path, vec![7u8; 10_000]).unwrap();
+        let files = vec![Arc::new(SharedFile::open(&path, 1000, 5).unwrap())];
+        let ttl = Duration::from_secs(45);
+        let directory = super::super::directory(&files, "127.0.0.1:5000".parse().unwrap(), ttl);
+        let events = Arc::new(crate::events::EventSink::console("owner"));
+        let ctx = Arc::new(Ctx {
+            config: Arc::new(super::super::Config::new(events)),
+            directory: directory.clone(),
+            choker: Choker::new(4),
+            spare: SpareGate::default(),
+        });
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .ok();
+        let conn = Connection::over(server, "127.0.0.1:40000".into(), 0);
+        let token = CancellationToken::new();
+        tokio::spawn(handle(conn, permit, Arc::new(files), ctx, token.clone()));
+
+        let mut client = Connection::over(client, "owner".into(), MAX_MANIFEST_LEN);
+        client
+            .send(Message::Hello {
+                version: PROTOCOL_VERSION,
+                role: Role::Getter,
+                file: None,
+                have: Ranges::default(),
+                port: Some(7001),
+                nonce: None,
+            })
+            .await
+            .unwrap();
+        let welcome = client.recv("welcome", HANDSHAKE_TIMEOUT).await.unwrap();
+        assert!(matches!(welcome, Some(Message::Welcome { .. })), "{welcome:?}");
+        let joined = tokio::time::Instant::now();
+        assert_eq!(directory.peers()[0].addr, "127.0.0.1:7001");
+        // Silent from now on: the owner's keep-alives arrive, then the error.
+        let why = loop {
+            match client.recv("the owner", Duration::from_secs(600)).await {
+                Ok(Some(Message::Have { chunks })) if chunks.is_empty() => {}
+                Err(ProtocolError::Remote(why)) => break why,
+                other => panic!("expected keep-alives, then an error: {other:?}"),
+            }
+        };
+        let waited = joined.elapsed();
+        assert!(why.contains("past --peer-ttl"), "{why}");
+        assert!(
+            waited >= ttl && waited < ttl + Duration::from_secs(1),
+            "dropped after {waited:?} of virtual time, the TTL being {ttl:?}"
+        );
+        assert!(directory.peers().is_empty(), "still listed");
+        token.cancel();
+    }
 }

@@ -287,7 +287,8 @@ pub async fn run(
         let span = info_span!("conn", peer = %addr);
         tracker.spawn(
             async move {
-                handler::handle(stream, permit, files, ctx, child).await;
+                let conn = crate::connection::Connection::new(stream, 0);
+                handler::handle(conn, permit, files, ctx, child).await;
             }
             .instrument(span),
         );
