@@ -15,7 +15,7 @@ use clap::Parser;
 use rand::{RngCore, SeedableRng};
 use ringswarm::cli::{self, human_size, human_size_f64};
 use ringswarm::events::{Event, EventKind, EventLog, EventSink};
-use ringswarm::net::{Endpoint, TcpListener};
+use ringswarm::net::Endpoint;
 use ringswarm::owner::{self, SharedFile};
 use ringswarm::peer::{self, Completion};
 use ringswarm::report::{
@@ -140,11 +140,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .with_context(|| format!("cannot share {}", path.display()))?;
     let manifest = shared.manifest.clone();
 
-    let owner_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let owner_listener = ringswarm::net::listen(([127, 0, 0, 1], 0).into())?;
     let owner_port = owner_listener.local_addr()?.port();
     let mut listeners = Vec::with_capacity(n);
     for _ in 0..n {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await?);
+        listeners.push(ringswarm::net::listen(([127, 0, 0, 1], 0).into())?);
     }
     let ports: Vec<u16> = listeners
         .iter()

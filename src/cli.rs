@@ -82,7 +82,7 @@ pub fn init_tracing() {
 /// The port is in use, not permitted, or the address is not local.
 pub async fn bind(ip: IpAddr, port: u16) -> anyhow::Result<TcpListener> {
     let addr = SocketAddr::new(ip, port);
-    TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+    crate::net::listen(addr).map_err(|e| match e.kind() {
         std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
             "port {port} is already in use on {ip}: stop the process using it or choose another port"
         ),

@@ -17,6 +17,27 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> S
 /// A stream of any kind, as connections hold it.
 pub type BoxStream = Box<dyn Stream>;
 
+/// Connections a listener queues before they are accepted: as many as the owner serves at
+/// once, so a burst of connecting peers waits in the queue, not on the kernel's SYN retries
+/// (std's default is 128; the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listens on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as `TcpListener::bind`).
+///
+/// # Errors
+///
+/// The socket, bind or listen error.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The first wait between connection attempts.
 pub const BACKOFF_START: Duration = Duration::from_millis(50);
 /// The longest wait between connection attempts.
@@ -160,5 +181,21 @@ mod tests {
         assert_eq!(*delays.last().unwrap(), BACKOFF_MAX);
         b.reset();
         assert_eq!(b.next_delay(), BACKOFF_START);
+    }
+
+    /// A burst of 300 connections to a listener that is not accepting yet is queued whole:
+    /// with std's backlog of 128, the rest waited on SYN retries for as long as nobody
+    /// accepted.
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_listen_queue() {
+        let listener = listen(([127, 0, 0, 1], 0).into()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..300).map(|_| TcpStream::connect(addr));
+        let all =
+            tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(connects))
+                .await
+                .expect("connections still waiting after 30 s: the listen queue is too short");
+        assert!(all.iter().all(Result::is_ok), "a connect failed");
+        drop(listener);
     }
 }

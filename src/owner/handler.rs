@@ -658,7 +658,10 @@ mod tests {
             .await
             .unwrap();
         let welcome = client.recv("welcome", HANDSHAKE_TIMEOUT).await.unwrap();
-        assert!(matches!(welcome, Some(Message::Welcome { .. })), "{welcome:?}");
+        assert!(
+            matches!(welcome, Some(Message::Welcome { .. })),
+            "{welcome:?}"
+        );
         let joined = tokio::time::Instant::now();
         assert_eq!(directory.peers()[0].addr, "127.0.0.1:7001");
         // Silent from now on: the owner's keep-alives arrive, then the error.
