@@ -2,9 +2,14 @@
 //!
 //! An [`Endpoint`] is what a user types: `5001` (meaning 127.0.0.1:5001) or `HOST:PORT`.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 pub use tokio::net::{TcpListener, TcpStream};
 
@@ -45,11 +50,165 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How long one TCP connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where a file owner or peer listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a file owner or peer listens: a host and port on TCP, or a port of an in-memory
+/// [`MemNet`] (for tests and simulations).
+#[derive(Clone, Debug)]
 pub struct Endpoint {
     host: String,
     port: u16,
+    mem: Option<Arc<MemNet>>,
+}
+
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Self) -> bool {
+        let same_net = match (&self.mem, &other.mem) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same_net && self.host == other.host && self.port == other.port
+    }
+}
+
+impl Eq for Endpoint {}
+
+/// A listening socket: TCP, or a port of a [`MemNet`].
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A port of an in-memory network.
+    Mem(MemListener),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(l: TcpListener) -> Self {
+        Self::Tcp(l)
+    }
+}
+
+impl Listener {
+    /// The next connection and the address it comes from (TCP streams get `TCP_NODELAY`).
+    ///
+    /// # Errors
+    ///
+    /// An accept error, or a closed in-memory network.
+    pub async fn accept(&mut self) -> std::io::Result<(BoxStream, SocketAddr)> {
+        match self {
+            Self::Tcp(l) => {
+                let (stream, addr) = l.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok((Box::new(stream), addr))
+            }
+            Self::Mem(l) => l.rx.recv().await.ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "in-memory network closed")
+            }),
+        }
+    }
+
+    /// The address it listens on.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpListener::local_addr`].
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr(),
+            Self::Mem(l) => Ok(l.addr),
+        }
+    }
+}
+
+/// An in-memory network: every node on 127.0.0.1, each connection a `tokio::io::duplex`
+/// pair. No socket, no thread: under tokio's paused clock, a swarm on it runs in virtual
+/// time.
+#[derive(Debug, Default)]
+pub struct MemNet {
+    listeners: std::sync::Mutex<HashMap<u16, mpsc::UnboundedSender<(BoxStream, SocketAddr)>>>,
+    next_port: std::sync::atomic::AtomicU16,
+}
+
+/// Bytes in flight each way on one in-memory connection.
+pub const MEM_LINK_BUFFER: usize = 256 * 1024;
+
+/// The listening half of a [`MemNet`] port; the port is free again once it is dropped.
+#[derive(Debug)]
+pub struct MemListener {
+    net: Arc<MemNet>,
+    addr: SocketAddr,
+    rx: mpsc::UnboundedReceiver<(BoxStream, SocketAddr)>,
+}
+
+impl Drop for MemListener {
+    fn drop(&mut self) {
+        self.net.ports().remove(&self.addr.port());
+    }
+}
+
+impl MemNet {
+    /// A new, empty network.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn ports(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u16, mpsc::UnboundedSender<(BoxStream, SocketAddr)>>>
+    {
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn free_port(&self) -> u16 {
+        use std::sync::atomic::Ordering;
+        loop {
+            let p = 20_000u16.wrapping_add(self.next_port.fetch_add(1, Ordering::Relaxed));
+            if p != 0 && !self.ports().contains_key(&p) {
+                return p;
+            }
+        }
+    }
+
+    /// Listens on `port` (0: a free one).
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` when something listens there already.
+    pub fn listen(self: &Arc<Self>, port: u16) -> std::io::Result<Listener> {
+        let port = if port == 0 { self.free_port() } else { port };
+        let mut ports = self.ports();
+        if ports.contains_key(&port) {
+            return Err(std::io::ErrorKind::AddrInUse.into());
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        ports.insert(port, tx);
+        drop(ports);
+        Ok(Listener::Mem(MemListener {
+            net: self.clone(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            rx,
+        }))
+    }
+
+    /// The endpoint of `port` on this network.
+    pub fn endpoint(self: &Arc<Self>, port: u16) -> Endpoint {
+        Endpoint {
+            mem: Some(self.clone()),
+            ..Endpoint::local(port)
+        }
+    }
+
+    fn connect(&self, port: u16) -> std::io::Result<(BoxStream, String)> {
+        let tx = self
+            .ports()
+            .get(&port)
+            .cloned()
+            .ok_or(std::io::ErrorKind::ConnectionRefused)?;
+        let (client, server) = tokio::io::duplex(MEM_LINK_BUFFER);
+        let from = SocketAddr::from(([127, 0, 0, 1], self.free_port()));
+        tx.send((Box::new(server), from))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::ConnectionRefused))?;
+        Ok((Box::new(client), format!("127.0.0.1:{port}")))
+    }
 }
 
 impl Endpoint {
@@ -58,12 +217,30 @@ impl Endpoint {
         Self {
             host: "127.0.0.1".into(),
             port,
+            mem: None,
         }
     }
 
     /// The port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Opens a connection: TCP (with [`CONNECT_TIMEOUT`]), or on the endpoint's in-memory
+    /// network. Returns the stream and the other side's address.
+    ///
+    /// # Errors
+    ///
+    /// As [`Endpoint::connect`]; `ConnectionRefused` where nothing listens in memory.
+    pub async fn connect_stream(&self) -> std::io::Result<(BoxStream, String)> {
+        if let Some(net) = &self.mem {
+            return net.connect(self.port);
+        }
+        let stream = self.connect().await?;
+        let remote = stream
+            .peer_addr()
+            .map_or_else(|_| self.to_string(), |a| a.to_string());
+        Ok((Box::new(stream), remote))
     }
 
     /// Opens a TCP connection, with [`CONNECT_TIMEOUT`].
@@ -118,6 +295,7 @@ impl FromStr for Endpoint {
         Ok(Self {
             host: host.to_string(),
             port,
+            mem: None,
         })
     }
 }

@@ -31,3 +31,5 @@ mod fs_safety;
 mod hostile;
 // scripts/netns-ring.sh: six hosts in network namespaces, tc shaping, a kill and restart (root only).
 mod netns;
+// A ring over an in-memory network under the paused clock (net::MemNet).
+mod memnet;

@@ -27,7 +27,7 @@ use crate::chunkset::ChunkSet;
 use crate::directory::Directory;
 use crate::events::EventSink;
 use crate::manifest::{Manifest, ManifestError};
-use crate::net::TcpListener;
+use crate::net::Listener;
 use assign::Distribution;
 
 /// The most connections served at once; more are refused with an `error` message.
@@ -247,7 +247,7 @@ pub fn files_to_share(path: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
 ///
 /// None today: accept errors are logged and retried; the signature leaves room for them.
 pub async fn run(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     files: Vec<Arc<SharedFile>>,
     directory: Arc<Directory>,
     config: Config,
@@ -267,6 +267,7 @@ pub async fn run(
         tracker.spawn(publish_orphans(f.clone(), token.child_token()));
     }
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut listener = listener.into();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -287,7 +288,7 @@ pub async fn run(
         let span = info_span!("conn", peer = %addr);
         tracker.spawn(
             async move {
-                let conn = crate::connection::Connection::new(stream, 0);
+                let conn = crate::connection::Connection::over(stream, addr.to_string(), 0);
                 handler::handle(conn, permit, files, ctx, child).await;
             }
             .instrument(span),

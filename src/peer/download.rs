@@ -59,8 +59,8 @@ pub(super) async fn handshake(
     port: u16,
     secret: Option<&Secret>,
 ) -> Result<(Handshake, Manifest)> {
-    let stream = endpoint.connect().await.map_err(ProtocolError::Io)?;
-    let mut conn = Connection::new(stream, MAX_MANIFEST_LEN);
+    let (stream, remote) = endpoint.connect_stream().await.map_err(ProtocolError::Io)?;
+    let mut conn = Connection::over(stream, remote, MAX_MANIFEST_LEN);
     // A long have list continues in `have` messages, so every header stays small.
     let mut parts = have.0.chunks(MAX_RANGES_PER_MESSAGE);
     let first = Ranges(parts.next().map(<[_]>::to_vec).unwrap_or_default());

@@ -37,7 +37,7 @@ use tracing::{info, info_span, warn};
 use crate::chunkset::{ChunkSet, pick_random};
 use crate::events::EventSink;
 use crate::manifest::{ChunkId, Manifest};
-use crate::net::{Endpoint, TcpListener};
+use crate::net::{Endpoint, Listener};
 use crate::store::{ChunkStore, Layout};
 use crate::{Error, Result};
 
@@ -468,11 +468,12 @@ fn neighbour_idle(st: &State) -> bool {
 /// The owner unreachable at start (with no saved manifest), a refusal by the owner (unknown
 /// file, version), no progress for `config.timeout`, or a store error.
 pub async fn run(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     mut config: Config,
     token: CancellationToken,
 ) -> Result<Outcome> {
     let started = Instant::now();
+    let listener = listener.into();
     let port = listener
         .local_addr()
         .map_err(|e| Error::Bug(e.to_string()))?

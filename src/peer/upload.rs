@@ -21,7 +21,7 @@ use crate::connection::{
 };
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
-use crate::net::TcpListener;
+use crate::net::Listener;
 use crate::owner::send_choke;
 use crate::protocol::{Message, ProtocolError, Role};
 use crate::{Error, Result};
@@ -30,7 +30,7 @@ use crate::{Error, Result};
 const MAX_QUEUED_REQUESTS: usize = 64;
 
 /// Accepts upload connections until `token` is cancelled.
-pub(super) async fn serve(listener: TcpListener, swarm: Arc<Swarm>, token: CancellationToken) {
+pub(super) async fn serve(mut listener: Listener, swarm: Arc<Swarm>, token: CancellationToken) {
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(MAX_UPLOAD_CONNECTIONS));
     loop {
@@ -50,7 +50,7 @@ pub(super) async fn serve(listener: TcpListener, swarm: Arc<Swarm>, token: Cance
         let child = token.child_token();
         tracker.spawn(
             async move {
-                let mut conn = Connection::new(stream, 0);
+                let mut conn = Connection::over(stream, addr.to_string(), 0);
                 if permit.is_none() {
                     conn.send_error(format!(
                         "peer is busy: at most {MAX_UPLOAD_CONNECTIONS} connections at once"

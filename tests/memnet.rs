@@ -1,0 +1,89 @@
+//! A ring in one process over an in-memory network (`net::MemNet`) under tokio's paused
+//! clock: the real owner, peers, handlers and stores, no socket, virtual time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringswarm::events::EventSink;
+use ringswarm::manifest::DEFAULT_CHUNK_SIZE;
+use ringswarm::net::MemNet;
+use ringswarm::owner::{self, SharedFile};
+use ringswarm::peer;
+use tokio_util::sync::CancellationToken;
+
+use crate::util::random_file;
+
+/// Every node's upload cap, bytes per second.
+const RATE: u64 = 1 << 20;
+
+/// Five peers and an owner on a `MemNet`, every node's upload capped at 1 MiB/s: every copy
+/// completes, byte-identical, in no less virtual time than the caps allow (the owner must
+/// send each of the 2 MiB at least once: 2 s), and in a moment of wall time.
+#[tokio::test(start_paused = true)]
+async fn a_ring_completes_over_an_in_memory_network_in_virtual_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("data.bin");
+    random_file(&path, 2 << 20, 21);
+    let original = std::fs::read(&path).unwrap();
+    let net = MemNet::new();
+    let token = CancellationToken::new();
+    let _stop = token.clone().drop_guard();
+
+    let owner_listener = net.listen(5000).unwrap();
+    let files = vec![Arc::new(
+        SharedFile::open(&path, DEFAULT_CHUNK_SIZE, 5).unwrap(),
+    )];
+    let directory = owner::directory(
+        &files,
+        "127.0.0.1:5000".parse().unwrap(),
+        ringswarm::directory::DEFAULT_PEER_TTL,
+    );
+    let mut config = owner::Config::new(Arc::new(EventSink::console("owner")));
+    config.upload_limit = Some(Arc::new(ringswarm::rate::RateLimiter::new(
+        RATE,
+        DEFAULT_CHUNK_SIZE,
+    )));
+    tokio::spawn(owner::run(
+        owner_listener,
+        files,
+        directory,
+        config,
+        token.clone(),
+    ));
+
+    let ports: Vec<u16> = (5001..=5005).collect();
+    let started = tokio::time::Instant::now();
+    let mut done = Vec::new();
+    for (i, &port) in ports.iter().enumerate() {
+        let next = ports[(i + 1) % ports.len()];
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let config = peer::Config {
+            owner: net.endpoint(5000),
+            neighbour: net.endpoint(next),
+            seed: Some(i as u64),
+            upload_limit: Some(RATE),
+            on_complete: Some(tx),
+            ..crate::util::ring_peer(5000, next, tmp.path().join(format!("peer-{port}")))
+        };
+        let listener = net.listen(port).unwrap();
+        tokio::spawn(peer::run(listener, config, token.clone()));
+        done.push(rx);
+    }
+    for rx in done {
+        let c = tokio::time::timeout(Duration::from_secs(600), rx)
+            .await
+            .expect("a peer did not complete within 600 s of virtual time")
+            .expect("a peer ended without completing");
+        assert!(
+            std::fs::read(&c.path).unwrap() == original,
+            "{} differs",
+            c.path.display()
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(60),
+        "{took:?} of virtual time at {RATE} B/s per node"
+    );
+    eprintln!("ring over MemNet: {took:?} of virtual time");
+}
