@@ -87,3 +87,30 @@ async fn a_ring_completes_over_an_in_memory_network_in_virtual_time() {
     );
     eprintln!("ring over MemNet: {took:?} of virtual time");
 }
+
+/// The peer's own deadlines run on tokio's clock too: with nothing listening for the owner,
+/// a peer gives up after exactly its `--timeout` of virtual time, saying why.
+#[tokio::test(start_paused = true)]
+async fn a_peer_without_an_owner_gives_up_after_its_timeout_in_virtual_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = MemNet::new();
+    let timeout = Duration::from_secs(120);
+    let config = peer::Config {
+        owner: net.endpoint(5000),
+        neighbour: net.endpoint(5002),
+        timeout,
+        ..crate::util::ring_peer(5000, 5002, tmp.path().join("peer"))
+    };
+    let started = tokio::time::Instant::now();
+    let run = peer::run(net.listen(5001).unwrap(), config, CancellationToken::new());
+    let res = tokio::time::timeout(timeout * 2, run)
+        .await
+        .expect("still waiting after twice the timeout of virtual time");
+    let waited = started.elapsed();
+    let err = res.expect_err("a peer without an owner cannot succeed");
+    assert!(err.to_string().contains("unreachable after 120s"), "{err}");
+    assert!(
+        waited >= timeout && waited < timeout + Duration::from_secs(3),
+        "gave up after {waited:?} of virtual time"
+    );
+}

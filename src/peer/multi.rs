@@ -19,7 +19,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use tokio::sync::{Notify, mpsc};
