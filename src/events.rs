@@ -162,6 +162,25 @@ impl EventLog {
 /// Called with every event of a sink (the demo counts progress this way).
 pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
+/// Where an event's `ts` comes from: seconds since the Unix epoch.
+pub type Clock = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+/// A clock on tokio's time: `epoch` (seconds since the Unix epoch) plus the tokio time passed
+/// since this call. Under a paused runtime that is virtual time, so the events of a simulated
+/// run carry virtual timestamps, the same in every run.
+pub fn tokio_clock(epoch: f64) -> Clock {
+    let start = tokio::time::Instant::now();
+    Arc::new(move || epoch + start.elapsed().as_secs_f64())
+}
+
+/// The wall clock: seconds since the Unix epoch, now.
+fn wall_clock() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// Where a node's events go: a console line each (unless quiet), a JSON-lines [`EventLog`],
 /// and an [`Observer`], each optional.
 pub struct EventSink {
@@ -169,6 +188,8 @@ pub struct EventSink {
     console: bool,
     log: Option<EventLog>,
     observer: Option<Observer>,
+    /// `None`: the wall clock.
+    clock: Option<Clock>,
 }
 
 impl std::fmt::Debug for EventSink {
@@ -178,6 +199,7 @@ impl std::fmt::Debug for EventSink {
             .field("console", &self.console)
             .field("log", &self.log.is_some())
             .field("observer", &self.observer.is_some())
+            .field("clock", &self.clock.is_some())
             .finish()
     }
 }
@@ -196,6 +218,7 @@ impl EventSink {
             console: true,
             log: None,
             observer: None,
+            clock: None,
         }
     }
 
@@ -219,6 +242,13 @@ impl EventSink {
     #[must_use]
     pub fn observe(mut self, observer: Observer) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Stamps events with `clock` instead of the wall clock (see [`tokio_clock`]).
+    #[must_use]
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -329,10 +359,7 @@ impl EventSink {
         if self.log.is_none() && self.observer.is_none() {
             return;
         }
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let ts = self.clock.as_ref().map_or_else(wall_clock, |c| c());
         let ev = Event {
             ts,
             peer: self.peer.clone(),
@@ -368,4 +395,31 @@ pub fn read_log(path: &Path) -> std::io::Result<Vec<Event>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).map_err(std::io::Error::other))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// With a tokio clock, events carry virtual time: the epoch given plus the paused
+    /// clock's advance, exactly.
+    #[tokio::test(start_paused = true)]
+    async fn a_tokio_clock_stamps_events_in_virtual_time() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let sink = EventSink::console("peer")
+            .quiet()
+            .observe(Arc::new(move |e: &Event| log.lock().unwrap().push(e.ts)))
+            .clock(tokio_clock(1_000.0));
+        sink.chunk(EventKind::ChunkReceived, 1, "n", Some(10));
+        tokio::time::sleep(Duration::from_millis(5_250)).await;
+        sink.chunk(EventKind::ChunkReceived, 2, "n", Some(10));
+        let ts = seen.lock().unwrap().clone();
+        assert_eq!(ts.len(), 2);
+        assert!((ts[0] - 1_000.0).abs() < 1e-6, "{ts:?}");
+        assert!((ts[1] - 1_005.25).abs() < 1e-6, "{ts:?}");
+    }
 }

@@ -13,6 +13,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::util::random_file;
 
+/// An observer that records the `ts` of every `chunk_received` event into `stamps`.
+fn record(stamps: &Arc<std::sync::Mutex<Vec<f64>>>) -> ringswarm::events::Observer {
+    let stamps = stamps.clone();
+    Arc::new(move |e: &ringswarm::events::Event| {
+        if e.event == ringswarm::events::EventKind::ChunkReceived {
+            stamps.lock().unwrap().push(e.ts);
+        }
+    })
+}
+
 /// Every node's upload cap, bytes per second.
 const RATE: u64 = 1 << 20;
 
@@ -53,6 +63,8 @@ async fn a_ring_completes_over_an_in_memory_network_in_virtual_time() {
 
     let ports: Vec<u16> = (5001..=5005).collect();
     let started = tokio::time::Instant::now();
+    // Every peer's events, stamped in virtual time from 0.
+    let stamps = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut done = Vec::new();
     for (i, &port) in ports.iter().enumerate() {
         let next = ports[(i + 1) % ports.len()];
@@ -62,6 +74,12 @@ async fn a_ring_completes_over_an_in_memory_network_in_virtual_time() {
             neighbour: net.endpoint(next),
             seed: Some(i as u64),
             upload_limit: Some(RATE),
+            events: Arc::new(
+                EventSink::console(format!("127.0.0.1:{port}"))
+                    .quiet()
+                    .observe(record(&stamps))
+                    .clock(ringswarm::events::tokio_clock(0.0)),
+            ),
             on_complete: Some(tx),
             ..crate::util::ring_peer(5000, next, tmp.path().join(format!("peer-{port}")))
         };
@@ -86,6 +104,12 @@ async fn a_ring_completes_over_an_in_memory_network_in_virtual_time() {
         "{took:?} of virtual time at {RATE} B/s per node"
     );
     eprintln!("ring over MemNet: {took:?} of virtual time");
+    // The last chunk arrived when the run ended, in virtual time.
+    let last = stamps.lock().unwrap().iter().copied().fold(0.0, f64::max);
+    assert!(
+        (last - took.as_secs_f64()).abs() < 0.1,
+        "last chunk at {last} s, the run ended at {took:?}"
+    );
 }
 
 /// The peer's own deadlines run on tokio's clock too: with nothing listening for the owner,
