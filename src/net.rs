@@ -106,6 +106,15 @@ impl Listener {
         }
     }
 
+    /// The in-memory network it listens on; `None` for TCP. A node that must connect
+    /// somewhere (the owner probing a reported source) does so on its own network.
+    pub fn mem_net(&self) -> Option<Arc<MemNet>> {
+        match self {
+            Self::Tcp(_) => None,
+            Self::Mem(l) => Some(l.net.clone()),
+        }
+    }
+
     /// The address it listens on.
     ///
     /// # Errors
@@ -218,6 +227,18 @@ impl Endpoint {
             host: "127.0.0.1".into(),
             port,
             mem: None,
+        }
+    }
+
+    /// `addr` on `net` (in memory), or on TCP when `net` is `None`.
+    pub fn on(net: Option<&Arc<MemNet>>, addr: SocketAddr) -> Self {
+        match net {
+            Some(n) => n.endpoint(addr.port()),
+            None => Self {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                mem: None,
+            },
         }
     }
 

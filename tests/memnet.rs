@@ -138,3 +138,68 @@ async fn a_peer_without_an_owner_gives_up_after_its_timeout_in_virtual_time() {
         "gave up after {waited:?} of virtual time"
     );
 }
+
+/// The owner probes a reported source on its own network: on a `MemNet`, the probe reaches
+/// the member's in-memory listener (over TCP it would find nothing there), and the member,
+/// answering, is kept.
+#[tokio::test(start_paused = true)]
+async fn the_owners_probe_goes_over_its_own_network() {
+    use ringswarm::connection::Connection;
+    use ringswarm::protocol::{MAX_MANIFEST_LEN, Message, PROTOCOL_VERSION, Role};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("data.bin");
+    random_file(&path, 100_000, 22);
+    let net = MemNet::new();
+    let token = CancellationToken::new();
+    let _stop = token.clone().drop_guard();
+    let files = vec![Arc::new(
+        SharedFile::open(&path, DEFAULT_CHUNK_SIZE, 5).unwrap(),
+    )];
+    let directory = owner::directory(
+        &files,
+        "127.0.0.1:5000".parse().unwrap(),
+        ringswarm::directory::DEFAULT_PEER_TTL,
+    );
+    let config = owner::Config::new(Arc::new(EventSink::console("owner")));
+    let listener = net.listen(5000).unwrap();
+    tokio::spawn(owner::run(
+        listener,
+        files,
+        directory.clone(),
+        config,
+        token.clone(),
+    ));
+
+    // A member serving on port 6000 of the in-memory network.
+    let mut member_listener = net.listen(6000).unwrap();
+    let (stream, remote) = net.endpoint(5000).connect_stream().await.unwrap();
+    let mut conn = Connection::over(stream, remote, MAX_MANIFEST_LEN);
+    conn.send(Message::Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Getter,
+        file: None,
+        have: Default::default(),
+        port: Some(6000),
+        nonce: None,
+    })
+    .await
+    .unwrap();
+    let welcome = conn.recv("welcome", Duration::from_secs(10)).await.unwrap();
+    assert!(
+        matches!(welcome, Some(Message::Welcome { .. })),
+        "{welcome:?}"
+    );
+    conn.send(Message::SourceLost {
+        addr: "127.0.0.1:6000".into(),
+    })
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), member_listener.accept())
+        .await
+        .expect("the probe never reached the member's in-memory listener")
+        .unwrap();
+    // It answered: still a member once the probe is judged (1 s at most).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(directory.peers().len(), 1, "{:?}", directory.peers());
+}

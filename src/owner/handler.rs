@@ -25,7 +25,6 @@ use crate::connection::{
 use crate::directory::{Directory, MemberId};
 use crate::events::{EventKind, EventSink};
 use crate::manifest::ChunkId;
-use crate::net::TcpStream;
 use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, ProtocolError, Role};
 use crate::{Error, Result};
 
@@ -242,6 +241,8 @@ pub(super) struct Ctx {
     pub directory: Arc<Directory>,
     pub choker: Arc<Choker>,
     pub spare: SpareGate,
+    /// The owner's own network when it is in memory (`None`: TCP), for its probes.
+    pub net: Option<Arc<crate::net::MemNet>>,
 }
 
 /// A client's directory registration; dropped (deregistered) with its connection.
@@ -421,7 +422,7 @@ impl Session<'_> {
                 }
                 q @ Message::Locate { .. } => Out::Reply(answer(&q, directory)?),
                 Message::SourceLost { addr } => {
-                    check_lost_source(directory, &addr, self.label);
+                    check_lost_source(directory, self.ctx.net.as_ref(), &addr, self.label);
                     continue;
                 }
                 other => {
@@ -574,7 +575,12 @@ pub(crate) async fn send_choke(
 /// A getter could not reach `addr`: if it is a member and the owner cannot reach it either
 /// (1 s to connect), it is dropped from the directory at once. Probes are limited (see
 /// [`Directory::start_probe`]).
-fn check_lost_source(directory: &Arc<Directory>, addr: &str, reporter: &str) {
+fn check_lost_source(
+    directory: &Arc<Directory>,
+    net: Option<&Arc<crate::net::MemNet>>,
+    addr: &str,
+    reporter: &str,
+) {
     let Ok(sa) = addr.parse::<SocketAddr>() else {
         warn!(from = %reporter, "source_lost names {addr:?}, not an IP:PORT; ignored");
         return;
@@ -585,8 +591,9 @@ fn check_lost_source(directory: &Arc<Directory>, addr: &str, reporter: &str) {
     }
     let directory = directory.clone();
     let reporter = reporter.to_string();
+    let target = crate::net::Endpoint::on(net, sa);
     tokio::spawn(async move {
-        let probe = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(sa)).await;
+        let probe = tokio::time::timeout(Duration::from_secs(1), target.connect_stream()).await;
         directory.end_probe();
         if matches!(probe, Ok(Ok(_))) {
             info!(from = %reporter, "{sa} reported lost but answers; kept");
@@ -636,6 +643,7 @@ mod tests {
             directory: directory.clone(),
             choker: Choker::new(4),
             spare: SpareGate::default(),
+            net: None,
         });
         let (client, server) = tokio::io::duplex(1 << 20);
         let permit = Arc::new(tokio::sync::Semaphore::new(1))

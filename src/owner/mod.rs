@@ -255,11 +255,13 @@ pub async fn run(
 ) -> crate::Result<()> {
     let choker = Choker::new(config.upload_slots);
     let rechoker = spawn_rechoker(&choker);
+    let mut listener = listener.into();
     let ctx = Arc::new(handler::Ctx {
         config: Arc::new(config),
         directory,
         choker,
         spare: spare::SpareGate::default(),
+        net: listener.mem_net(),
     });
     let files = Arc::new(files);
     let tracker = TaskTracker::new();
@@ -267,7 +269,6 @@ pub async fn run(
         tracker.spawn(publish_orphans(f.clone(), token.child_token()));
     }
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut listener = listener.into();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
