@@ -53,7 +53,12 @@ pub struct Hello {
     pub port: Option<u16>,
     /// The client's nonce, when it holds a shared secret.
     pub nonce: Option<String>,
+    /// The client's node id, checked: 1 to [`MAX_NODE_ID`] hex digits.
+    pub node: Option<String>,
 }
+
+/// The longest node id in `hello`, in hex digits.
+pub const MAX_NODE_ID: usize = 64;
 
 /// How a client opened a connection.
 #[derive(Debug)]
@@ -181,7 +186,12 @@ impl Connection {
                 have,
                 port,
                 nonce,
-            }) if version == PROTOCOL_VERSION => {
+                node,
+            }) if version == PROTOCOL_VERSION
+                && node.as_deref().is_none_or(|n| {
+                    (1..=MAX_NODE_ID).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_hexdigit())
+                }) =>
+            {
                 // Name the client by its listening port, as its own events do.
                 let label = match (port, self.remote.rsplit_once(':')) {
                     (Some(p), Some((ip, _))) => format!("{ip}:{p}"),
@@ -194,9 +204,15 @@ impl Connection {
                     label,
                     port,
                     nonce,
+                    node: node.map(|n| n.to_ascii_lowercase()),
                 }));
             }
-            Some(Message::Hello { version, .. }) => ProtocolError::Version { got: version },
+            Some(Message::Hello { version, .. }) if version != PROTOCOL_VERSION => {
+                ProtocolError::Version { got: version }
+            }
+            Some(Message::Hello { .. }) => ProtocolError::MalformedHeader(format!(
+                "hello: node must be 1 to {MAX_NODE_ID} hex digits"
+            )),
             other => ProtocolError::Unexpected {
                 got: other.as_ref().map_or("end of stream", Message::kind),
                 doing: "waiting for hello",

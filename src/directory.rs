@@ -106,6 +106,9 @@ pub struct SourceInfo {
     pub complete: bool,
     /// The chunk ids it holds: the first [`MAX_SOURCE_RANGES`] ranges of them.
     pub chunks: Ranges,
+    /// The node id it said in `hello`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The answer to `locate`: the file and who holds which of its chunks.
@@ -152,6 +155,7 @@ pub type MemberId = u64;
 #[derive(Debug)]
 struct Member {
     addr: SocketAddr,
+    node: Option<String>,
     file: usize,
     role: Role,
     have: ChunkSet,
@@ -235,6 +239,7 @@ impl Directory {
         addr: SocketAddr,
         role: Role,
         have: ChunkSet,
+        node: Option<String>,
     ) -> Option<MemberId> {
         let mut inner = self.inner();
         if inner
@@ -250,6 +255,7 @@ impl Directory {
             id,
             Member {
                 addr,
+                node,
                 file,
                 role,
                 have,
@@ -422,6 +428,7 @@ impl Directory {
                 0 => Vec::new(),
                 n => vec![[0, n - 1]],
             }),
+            node: None,
         }];
         let mut members: Vec<&Member> = inner.members.values().filter(|x| x.file == file).collect();
         // Most useful first, so those are the ones that fit; a source is built only if it
@@ -438,6 +445,7 @@ impl Directory {
                     count: x.have.count(),
                     complete: x.have.is_full(),
                     chunks: x.have.to_ranges_capped(MAX_SOURCE_RANGES),
+                    node: x.node.clone(),
                 };
                 let len = serde_json::to_vec(&source).map_or(usize::MAX, |v| v.len() + 1);
                 if used.saturating_add(len) <= budget {
@@ -557,7 +565,9 @@ mod tests {
     fn members_come_and_go() {
         let d = dir(Duration::from_millis(50));
         let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap();
-        let id = d.register(0, addr, Role::Getter, set(10, [0, 1])).unwrap();
+        let id = d
+            .register(0, addr, Role::Getter, set(10, [0, 1]), None)
+            .unwrap();
         assert_eq!(d.list().files[0].partial_sources, 1);
         assert!(d.add_chunks(id, &set(10, 2..10)));
         let info = &d.list().files[0];
@@ -568,7 +578,7 @@ mod tests {
         assert_eq!(loc.sources[1].addr, "127.0.0.1:9001");
         assert_eq!(loc.sources[1].count, 10);
         // The same address again does not take over the live registration.
-        assert_eq!(d.register(0, addr, Role::Peer, set(10, [])), None);
+        assert_eq!(d.register(0, addr, Role::Peer, set(10, []), None), None);
         assert!(d.is_registered(id));
         assert_eq!(d.peers()[0].count, 10);
         std::thread::sleep(Duration::from_millis(80));
@@ -590,10 +600,10 @@ mod tests {
         let every_other = set(chunks, (0..chunks).step_by(2));
         for i in 0..1000u16 {
             let addr = SocketAddr::from(([127, 0, 0, 1], 10_000 + i));
-            d.register(0, addr, Role::Getter, every_other.clone());
+            d.register(0, addr, Role::Getter, every_other.clone(), None);
         }
         let full = set(chunks, 0..chunks);
-        d.register(0, "127.0.0.2:9".parse().unwrap(), Role::Peer, full);
+        d.register(0, "127.0.0.2:9".parse().unwrap(), Role::Peer, full, None);
         let loc = d.locate("1");
         let len = serde_json::to_vec(&loc).unwrap().len();
         assert!(len <= MAX_ANSWER_LEN, "answer of {len} bytes");
@@ -622,7 +632,7 @@ mod tests {
         let d = dir(DEFAULT_PEER_TTL);
         let member: SocketAddr = "127.0.0.1:9001".parse().unwrap();
         let stranger: SocketAddr = "127.0.0.1:9999".parse().unwrap();
-        d.register(0, member, Role::Peer, set(10, []));
+        d.register(0, member, Role::Peer, set(10, []), None);
         assert!(!d.start_probe(stranger), "not a member");
         assert!(d.start_probe(member));
         assert!(!d.start_probe(member), "probed a moment ago");
@@ -633,7 +643,7 @@ mod tests {
             .map(|i| SocketAddr::from(([127, 0, 0, 1], 9100 + i)))
             .collect();
         for a in &others {
-            d.register(0, *a, Role::Getter, set(10, []));
+            d.register(0, *a, Role::Getter, set(10, []), None);
         }
         let started = others.iter().filter(|a| d.start_probe(**a)).count();
         assert_eq!(started, MAX_PROBES);

@@ -42,6 +42,7 @@ pub async fn ask(
                 have: Ranges::default(),
                 port: None,
                 nonce: nonce_hex,
+                node: None,
             })
             .await?;
             let nonce = nonce.expect("a nonce with a secret");

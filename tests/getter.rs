@@ -197,6 +197,7 @@ fn fake_source(owner: u16, file: &str, have: Ranges) -> FakeSource {
             have,
             port: Some(port),
             nonce: None,
+            node: None,
         },
     );
     // The welcome's first bytes: the owner took the hello.

@@ -581,3 +581,23 @@ async fn a_busy_owner_is_retried() {
 
 // Item A1 (idle connections keep no manifest-sized buffer) is tested on a spawned owner,
 // whose memory no other test shares: `cli::idle_connections_do_not_keep_the_manifest`.
+
+/// A node id in `hello` is checked like every other field: 1 to 64 hex digits, else the
+/// client is refused with a clear error, and the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_node_id_is_refused() {
+    let owner = start_owner().await;
+    for bad in ["", "not hex!", &"a".repeat(65)] {
+        let bytes = json_frame(json!({
+            "type": "hello", "version": PROTOCOL_VERSION, "role": "getter", "node": bad
+        }));
+        assert_refused(
+            owner.addr,
+            "bad node id",
+            &bytes,
+            "node must be 1 to 64 hex digits",
+        )
+        .await;
+    }
+    assert_serves(owner.addr, "getter").await;
+}

@@ -182,6 +182,7 @@ async fn the_owners_probe_goes_over_its_own_network() {
         have: Default::default(),
         port: Some(6000),
         nonce: None,
+        node: None,
     })
     .await
     .unwrap();

@@ -57,15 +57,19 @@ fn message() -> impl Strategy<Value = Message> {
             ranges(),
             any::<Option<u16>>(),
             prop::option::of(text()),
+            prop::option::of(text()),
         )
-            .prop_map(|(version, role, file, have, port, nonce)| Message::Hello {
-                version,
-                role,
-                file,
-                have,
-                port,
-                nonce,
-            }),
+            .prop_map(
+                |(version, role, file, have, port, nonce, node)| Message::Hello {
+                    version,
+                    role,
+                    file,
+                    have,
+                    port,
+                    nonce,
+                    node,
+                }
+            ),
         (text(), text()).prop_map(|(nonce, proof)| Message::Challenge { nonce, proof }),
         text().prop_map(|proof| Message::Proof { proof }),
         (ranges(), any::<Option<u64>>(), body()).prop_map(|(assigned, heartbeat, manifest)| {

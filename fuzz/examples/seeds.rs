@@ -92,6 +92,7 @@ fn frame_seeds(manifest: Vec<u8>) -> Vec<(String, Vec<u8>)> {
         have: Ranges(vec![[0, 2], [7, 7]]),
         port: Some(5001),
         nonce: Some("ab".repeat(32)),
+        node: Some("0123456789abcdef".into()),
     };
     let bare_hello = Message::Hello {
         version: PROTOCOL_VERSION,
@@ -100,6 +101,7 @@ fn frame_seeds(manifest: Vec<u8>) -> Vec<(String, Vec<u8>)> {
         have: Ranges::default(),
         port: None,
         nonce: None,
+        node: None,
     };
     let mut welcome = Message::welcome(Ranges(vec![[1, 2], [4, 4]]), Bytes::from(manifest));
     if let Message::Welcome { heartbeat_ms, .. } = &mut welcome {

@@ -97,6 +97,7 @@ async fn serve(
         label,
         port,
         nonce,
+        node,
     } = match conn.recv_opening(true).await? {
         Opening::Hello(h) => h,
         Opening::Query(_) if secret.is_some() => {
@@ -169,7 +170,10 @@ async fn serve(
         let ip = conn.remote().parse::<SocketAddr>().ok()?.ip();
         let file = ctx.directory.index_of(&m.name)?;
         let addr = SocketAddr::new(ip, p);
-        let Some(id) = ctx.directory.register(file, addr, role, held.clone()) else {
+        let Some(id) = ctx
+            .directory
+            .register(file, addr, role, held.clone(), node.clone())
+        else {
             warn!(peer = %label, "{addr} is already a member through another connection; serving this one unregistered");
             return None;
         };
@@ -662,6 +666,7 @@ mod tests {
                 have: Ranges::default(),
                 port: Some(7001),
                 nonce: None,
+                node: Some("ab12".into()),
             })
             .await
             .unwrap();
@@ -672,6 +677,8 @@ mod tests {
         );
         let joined = tokio::time::Instant::now();
         assert_eq!(directory.peers()[0].addr, "127.0.0.1:7001");
+        let listed = directory.locate("1").sources;
+        assert_eq!(listed[1].node.as_deref(), Some("ab12"), "{listed:?}");
         // Silent from now on: the owner's keep-alives arrive, then the error.
         let why = loop {
             match client.recv("the owner", Duration::from_secs(600)).await {

@@ -58,7 +58,7 @@ pub(super) async fn handshake(
     role: Role,
     file: Option<String>,
     have: Ranges,
-    port: u16,
+    (port, node): (u16, &str),
     secret: Option<&Secret>,
 ) -> Result<(Handshake, Manifest)> {
     let (stream, remote) = endpoint.connect_stream().await.map_err(ProtocolError::Io)?;
@@ -74,6 +74,7 @@ pub(super) async fn handshake(
         have: first,
         port: Some(port),
         nonce: nonce_hex,
+        node: Some(node.to_string()),
     })
     .await?;
     let answer = auth::client(&mut conn, secret, nonce, "waiting for welcome").await;
@@ -148,7 +149,7 @@ fn saved_manifest(config: &Config) -> Option<Manifest> {
 
 /// Gets the manifest: from the owner (retrying until `config.timeout`), or, if the owner is
 /// not up at once and the folder holds a saved manifest, from there.
-pub(super) async fn bootstrap(config: &Config, port: u16) -> Result<Boot> {
+pub(super) async fn bootstrap(config: &Config, port: u16, node: &str) -> Result<Boot> {
     let saved = saved_manifest(config);
     let started = Instant::now();
     let mut backoff = Backoff::default();
@@ -165,7 +166,7 @@ pub(super) async fn bootstrap(config: &Config, port: u16) -> Result<Boot> {
             role,
             config.file.clone(),
             have,
-            port,
+            (port, node),
             config.secret.as_deref(),
         )
         .await
@@ -250,7 +251,8 @@ pub(super) async fn run_source(
             None => {
                 let file = Some(swarm.manifest.name.clone());
                 let secret = swarm.config.secret.as_deref();
-                let fut = handshake(&endpoint, role, file, have.to_ranges(), swarm.port, secret);
+                let me = (swarm.port, swarm.node.as_str());
+                let fut = handshake(&endpoint, role, file, have.to_ranges(), me, secret);
                 tokio::select! {
                     r = fut => r.and_then(|(hs, m)| {
                         if m.hash == swarm.manifest.hash {

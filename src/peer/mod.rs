@@ -198,6 +198,8 @@ pub(crate) struct Swarm {
     events: Arc<EventSink>,
     config: Config,
     port: u16,
+    /// This node's id, said in every `hello` (see [`node_id`]).
+    node: String,
     state: Mutex<State>,
     /// Bumped on every change pickers and announcers care about.
     changed: watch::Sender<()>,
@@ -450,6 +452,16 @@ impl RecentChunks {
     }
 }
 
+/// A node id: 16 hex digits, from the seed and port when there is a seed (so a seeded run
+/// is the same every time), else random.
+fn node_id(seed: Option<u64>, port: u16) -> String {
+    let id = match seed {
+        Some(s) => s.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(port).rotate_left(32),
+        None => rand::random(),
+    };
+    format!("{id:016x}")
+}
+
 /// True when the download neighbour holds nothing this peer lacks and has not requested.
 fn neighbour_idle(st: &State) -> bool {
     let Some(nh) = &st.neighbour_has else {
@@ -481,9 +493,10 @@ pub async fn run(
         .map_err(|e| Error::Bug(e.to_string()))?
         .port();
     let on_complete = config.on_complete.take();
+    let node = node_id(config.seed, port);
 
     let boot = tokio::select! {
-        b = download::bootstrap(&config, port) => b?,
+        b = download::bootstrap(&config, port, &node) => b?,
         () = token.cancelled() => return Ok(Outcome::Interrupted),
     };
     let manifest = Arc::new(boot.manifest);
@@ -514,6 +527,7 @@ pub async fn run(
             .upload_limit
             .map(|r| crate::rate::RateLimiter::new(r, manifest.chunk_size)),
         port,
+        node,
         choker: crate::choke::Choker::new(config.upload_slots),
         state: Mutex::new(State {
             have,

@@ -110,8 +110,13 @@ impl Getter {
                 *self.owner_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(s.addr);
                 continue;
             }
-            // Not this getter itself (same port; the address may read differently).
-            if s.addr.ends_with(&own)
+            // Not this getter itself: its node id, or (a directory that does not return
+            // ids) the same port on a loopback or unspecified address.
+            if s.node.as_deref() == Some(self.swarm.node.as_str()) {
+                continue;
+            }
+            if s.node.is_none()
+                && s.addr.ends_with(&own)
                 && s.addr
                     .parse::<std::net::SocketAddr>()
                     .is_ok_and(|a| a.ip().is_loopback() || a.ip().is_unspecified())
@@ -451,7 +456,7 @@ async fn source_conn(getter: &Getter, addr: &str, token: &CancellationToken) -> 
     let have = swarm.have_snapshot().to_ranges();
     let file = Some(swarm.manifest.name.clone());
     let (hs, m) = tokio::select! {
-        r = handshake(&endpoint, Role::Getter, file, have, swarm.port, swarm.config.secret.as_deref()) => r?,
+        r = handshake(&endpoint, Role::Getter, file, have, (swarm.port, &swarm.node), swarm.config.secret.as_deref()) => r?,
         () = token.cancelled() => return Ok(()),
     };
     if m.hash != swarm.manifest.hash {
@@ -489,7 +494,7 @@ async fn owner_loop(
                 let file = Some(swarm.manifest.name.clone());
                 let have = told.to_ranges();
                 tokio::select! {
-                    r = handshake(&endpoint, Role::Getter, file, have, swarm.port, swarm.config.secret.as_deref()) => r.map(|(hs, _)| hs),
+                    r = handshake(&endpoint, Role::Getter, file, have, (swarm.port, &swarm.node), swarm.config.secret.as_deref()) => r.map(|(hs, _)| hs),
                     () = token.cancelled() => return,
                 }
             }

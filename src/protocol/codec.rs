@@ -252,6 +252,7 @@ mod tests {
                 have: Ranges(vec![[0, 3]]),
                 port: Some(5001),
                 nonce: Some("ab".repeat(32)),
+                node: Some("0123456789abcdef".into()),
             },
             Message::Hello {
                 version: PROTOCOL_VERSION,
@@ -260,6 +261,7 @@ mod tests {
                 have: Ranges::default(),
                 port: None,
                 nonce: None,
+                node: None,
             },
             Message::welcome(Ranges(vec![[1, 1]]), Bytes::from_static(b"{\"m\":1}")),
             Message::Have {

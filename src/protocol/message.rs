@@ -44,6 +44,10 @@ pub enum Message {
         /// With a shared secret: the client's random nonce, 64 hex digits (see `auth`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<String>,
+        /// The client's node id, 1 to 64 hex digits: the directory returns it with the
+        /// client's entry, so a node knows itself in an answer whatever address it is seen at.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     /// Server → client, after `hello`, with a shared secret: the server's nonce and its proof.
     Challenge {
