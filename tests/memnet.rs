@@ -13,6 +13,32 @@ use tokio_util::sync::CancellationToken;
 
 use crate::util::random_file;
 
+/// Starts an owner sharing `path` on port 5000 of `net`; returns its directory.
+fn start_owner(
+    net: &Arc<MemNet>,
+    path: &std::path::Path,
+    config: owner::Config,
+    token: &CancellationToken,
+) -> Arc<ringswarm::directory::Directory> {
+    let files = vec![Arc::new(
+        SharedFile::open(path, DEFAULT_CHUNK_SIZE, 5).unwrap(),
+    )];
+    let directory = owner::directory(
+        &files,
+        "127.0.0.1:5000".parse().unwrap(),
+        ringswarm::directory::DEFAULT_PEER_TTL,
+    );
+    let listener = net.listen(5000).unwrap();
+    tokio::spawn(owner::run(
+        listener,
+        files,
+        directory.clone(),
+        config,
+        token.clone(),
+    ));
+    directory
+}
+
 /// An observer that records the `ts` of every `chunk_received` event into `stamps`.
 fn record(stamps: &Arc<std::sync::Mutex<Vec<f64>>>) -> ringswarm::events::Observer {
     let stamps = stamps.clone();
@@ -39,27 +65,12 @@ async fn a_ring_completes_over_an_in_memory_network_in_virtual_time() {
     let token = CancellationToken::new();
     let _stop = token.clone().drop_guard();
 
-    let owner_listener = net.listen(5000).unwrap();
-    let files = vec![Arc::new(
-        SharedFile::open(&path, DEFAULT_CHUNK_SIZE, 5).unwrap(),
-    )];
-    let directory = owner::directory(
-        &files,
-        "127.0.0.1:5000".parse().unwrap(),
-        ringswarm::directory::DEFAULT_PEER_TTL,
-    );
     let mut config = owner::Config::new(Arc::new(EventSink::console("owner")));
     config.upload_limit = Some(Arc::new(ringswarm::rate::RateLimiter::new(
         RATE,
         DEFAULT_CHUNK_SIZE,
     )));
-    tokio::spawn(owner::run(
-        owner_listener,
-        files,
-        directory,
-        config,
-        token.clone(),
-    ));
+    start_owner(&net, &path, config, &token);
 
     let ports: Vec<u16> = (5001..=5005).collect();
     let started = tokio::time::Instant::now();
@@ -153,23 +164,8 @@ async fn the_owners_probe_goes_over_its_own_network() {
     let net = MemNet::new();
     let token = CancellationToken::new();
     let _stop = token.clone().drop_guard();
-    let files = vec![Arc::new(
-        SharedFile::open(&path, DEFAULT_CHUNK_SIZE, 5).unwrap(),
-    )];
-    let directory = owner::directory(
-        &files,
-        "127.0.0.1:5000".parse().unwrap(),
-        ringswarm::directory::DEFAULT_PEER_TTL,
-    );
     let config = owner::Config::new(Arc::new(EventSink::console("owner")));
-    let listener = net.listen(5000).unwrap();
-    tokio::spawn(owner::run(
-        listener,
-        files,
-        directory.clone(),
-        config,
-        token.clone(),
-    ));
+    let directory = start_owner(&net, &path, config, &token);
 
     // A member serving on port 6000 of the in-memory network.
     let mut member_listener = net.listen(6000).unwrap();
