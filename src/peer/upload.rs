@@ -163,6 +163,9 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     swarm
         .events
         .id_list(EventKind::IdListReceived, theirs.count(), &label);
+    // An upload neighbour counts as connected (and incomplete) before its `welcome` leaves:
+    // a client that claims to be complete after it, on another connection, must find it.
+    let downstream = (!getter).then(|| Downstream::open(swarm));
     conn.send(Message::welcome(
         Ranges::default(),
         swarm.manifest_json.clone(),
@@ -175,7 +178,6 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     } else {
         (None, None)
     };
-    let downstream = (!getter).then(|| Downstream::open(swarm));
     if theirs.is_full()
         && let Some(d) = &downstream
     {
