@@ -317,6 +317,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         timeout,
         in_flight: args.in_flight,
         events: Arc::new(events),
+        in_memory: None,
         corrupt_sends: args.corrupt_sends,
         upload_limit: args.upload_limit,
         seed: None,

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use crate::watch;
 
 /// How often the unchoked set is chosen again.
 pub const RECHOKE_INTERVAL: Duration = Duration::from_secs(2);

@@ -126,6 +126,8 @@ pub enum Threads {
     One,
     /// A worker thread per core: for a process that runs many nodes (the demo).
     PerCore,
+    /// One thread on a paused clock: a simulation in virtual time (see [`crate::sim`]).
+    Simulated,
 }
 
 /// The body of a binary's `main`: logging, a runtime, `run`, and the exit code (0 when `run`
@@ -140,6 +142,7 @@ where
             .enable_all()
             .build(),
         Threads::PerCore => tokio::runtime::Runtime::new(),
+        Threads::Simulated => crate::sim::runtime(),
     };
     let rt = match rt {
         Ok(rt) => rt,

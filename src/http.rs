@@ -58,6 +58,8 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
     loop {
         let (stream, addr) = tokio::select! {
+            biased;
+            () = token.cancelled() => return Ok(()),
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
@@ -66,7 +68,6 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = token.cancelled() => return Ok(()),
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tokio::spawn(refuse_busy(stream));
@@ -84,6 +85,7 @@ pub async fn serve(
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             let res = tokio::select! {
+                biased;
                 r = conn.as_mut() => r,
                 () = token.cancelled() => {
                     conn.as_mut().graceful_shutdown();

@@ -10,13 +10,16 @@
 //! - [`meter`] — the optimality meter: lower bounds for given upload caps.
 //! - [`protocol`] — frames and messages (no sockets).
 //! - [`connection`] — a framed socket with named, bounded waits.
+//! - [`storage`] — the `Storage` trait, the one chunk check, and the in-memory store.
 //! - [`store`] — a peer's chunks on disk: part file or chunk files, summary, assembly.
 //! - [`owner`] — the file owner: accept loop, chunk assignment, serving.
 //! - [`peer`] — a ring peer: bootstrap, upload server, download clients, completion.
 //! - [`rate`] — the token bucket behind `--upload-limit`.
 //! - [`events`] — the six product events, to console and JSON lines.
 //! - [`report`] — a run's summary and its self-contained HTML report with charts.
+//! - [`sim`] — the simulated world of `demo --sim`: virtual time, synthesised content.
 //! - [`net`] — endpoints, connecting with backoff; the one place socket types come from.
+//! - [`watch`] — a value and its changes, waking waiters in a fixed order (deterministic).
 //! - [`task`] — named task spawning and the shutdown signal.
 //! - [`cli`] — what the binaries share: logging, binding, signals, sizes.
 
@@ -39,8 +42,11 @@ pub mod protocol;
 pub mod query;
 pub mod rate;
 pub mod report;
+pub mod sim;
+pub mod storage;
 pub mod store;
 pub mod task;
+pub mod watch;
 
 pub use error::Error;
 

@@ -261,6 +261,25 @@ impl Manifest {
         })
     }
 
+    /// The manifest of `data` named `name`, cut with nominal chunk size `base`: an in-memory
+    /// file (a simulation's synthesised content).
+    ///
+    /// # Errors
+    ///
+    /// An unsafe name or a bad chunk size.
+    pub fn from_bytes(name: &str, data: &[u8], base: u64) -> Result<Self, ManifestError> {
+        check_name(name)?;
+        let (chunk_size, _) = chunk_layout(data.len() as u64, base)?;
+        let step = usize::try_from(chunk_size).expect("chunk size ≤ MAX_CHUNK_SIZE fits usize");
+        Ok(Self {
+            name: name.to_string(),
+            size: data.len() as u64,
+            chunk_size,
+            hash: Hash::of(data),
+            chunks: data.chunks(step).map(Hash::of).collect(),
+        })
+    }
+
     /// Parses a manifest from JSON and checks it with [`Manifest::validate`].
     ///
     /// # Errors

@@ -426,7 +426,7 @@ impl ChunkStore {
             // Only a chunk the summary names was known good: say so when it is not.
             let named = listed.contains(id);
             match store.read_chunk(id) {
-                Ok(data) if Hash::of(&data) == manifest.chunk_hash(id) => {
+                Ok(data) if crate::storage::verify(manifest, id, &data).is_ok() => {
                     have.insert(id);
                 }
                 Ok(_) if named => {
@@ -575,32 +575,6 @@ impl ChunkStore {
         };
         let json = serde_json::to_vec(&summary).map_err(|_| StoreError::Bug("summary json"))?;
         write_atomic(&self.summary_path(), &json, self.sync)
-    }
-
-    /// Checks `data` against the manifest: length and hash.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::ChunkLength`] or [`StoreError::ChunkHashMismatch`].
-    pub fn verify(manifest: &Manifest, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
-        let expected = manifest.chunk_len(id);
-        if data.len() != expected {
-            return Err(StoreError::ChunkLength {
-                chunk: id.get(),
-                expected,
-                actual: data.len(),
-            });
-        }
-        let actual = Hash::of(data);
-        let expected = manifest.chunk_hash(id);
-        if actual != expected {
-            return Err(StoreError::ChunkHashMismatch {
-                chunk: id.get(),
-                expected,
-                actual,
-            });
-        }
-        Ok(())
     }
 
     /// Stores a chunk that has been verified.
@@ -789,7 +763,7 @@ mod tests {
             let id = m.chunk_id(n).unwrap();
             let off = m.chunk_offset(id) as usize;
             let chunk = &data[off..off + m.chunk_len(id)];
-            ChunkStore::verify(m, id, chunk).unwrap();
+            crate::storage::verify(m, id, chunk).unwrap();
             store.write_chunk(id, chunk).unwrap();
         }
     }
@@ -838,11 +812,11 @@ mod tests {
         let (_dir, m, _) = setup(1000);
         let id = m.chunk_id(0).unwrap();
         assert!(matches!(
-            ChunkStore::verify(&m, id, &[0u8; 200]),
+            crate::storage::verify(&m, id, &[0u8; 200]),
             Err(StoreError::ChunkHashMismatch { chunk: 0, .. })
         ));
         assert!(matches!(
-            ChunkStore::verify(&m, id, &[0u8; 10]),
+            crate::storage::verify(&m, id, &[0u8; 10]),
             Err(StoreError::ChunkLength { .. })
         ));
     }

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use crate::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -226,9 +228,10 @@ async fn serve(
     let (mut reader, mut writer) = conn.split();
     let (tx, rx) = mpsc::channel(MAX_QUEUED_REQUESTS);
     let res = tokio::select! {
+        biased;
+        () = token.cancelled() => Ok(()),
         r = session.read(&mut reader, tx) => r,
         r = session.write(&mut writer, rx, choke_rx) => r,
-        () = token.cancelled() => Ok(()),
     };
     if let Err(e) = &res
         && e.deserves_reply()
@@ -534,8 +537,12 @@ impl Session<'_> {
         if cancelled || !unchoked {
             return Ok(());
         }
-        let s = shared.clone();
-        let data = tokio::task::spawn_blocking(move || read_chunk(&s, id)).await??;
+        let data = if shared.is_in_memory() {
+            shared.read_chunk(id)?
+        } else {
+            let s = shared.clone();
+            tokio::task::spawn_blocking(move || s.read_chunk(id)).await??
+        };
         let len = data.len() as u64;
         if let Some(limiter) = &config.upload_limit {
             limiter.acquire(len).await;
@@ -605,22 +612,6 @@ fn check_lost_source(
             info!(from = %reporter, "{sa} reported lost and unreachable; dropped from the directory");
         }
     });
-}
-
-fn read_chunk(shared: &SharedFile, id: ChunkId) -> Result<bytes::Bytes> {
-    use std::os::unix::fs::FileExt;
-    shared.check_unchanged()?;
-    let m = &shared.manifest;
-    let mut buf = vec![0u8; m.chunk_len(id)];
-    shared
-        .file
-        .read_exact_at(&mut buf, m.chunk_offset(id))
-        .map_err(|source| crate::store::StoreError::Io {
-            action: "reading",
-            path: shared.path.clone(),
-            source,
-        })?;
-    Ok(bytes::Bytes::from(buf))
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
@@ -86,9 +88,8 @@ pub struct SharedFile {
     pub manifest: Arc<Manifest>,
     manifest_json: Bytes,
     path: PathBuf,
-    file: std::fs::File,
-    /// Size and modification time when hashed: a file that no longer matches is withdrawn.
-    stamp: Stamp,
+    /// Where the bytes are read from.
+    source: Source,
     /// Set once the file was found changed after hashing; it is no longer offered.
     withdrawn: std::sync::atomic::AtomicBool,
     dist: Mutex<Distribution>,
@@ -100,6 +101,16 @@ pub struct SharedFile {
     last_join: Mutex<tokio::time::Instant>,
     /// Peers joined so far (seeds the hand-out when the owner has a seed).
     joins: std::sync::atomic::AtomicU64,
+}
+
+/// Where a shared file's bytes come from.
+#[derive(Debug)]
+enum Source {
+    /// An open file, and its size and modification time when hashed: a file that no longer
+    /// matches is withdrawn.
+    Disk { file: std::fs::File, stamp: Stamp },
+    /// Bytes in memory (a simulation's synthesised content): read in place, never changed.
+    Memory(Bytes),
 }
 
 impl SharedFile {
@@ -121,6 +132,35 @@ impl SharedFile {
                 path: path.display().to_string(),
             });
         }
+        Self::new(
+            manifest,
+            path.to_path_buf(),
+            Source::Disk { file, stamp },
+            peers,
+        )
+    }
+
+    /// Shares `data`, named `name`, from memory: a simulation's file, with no disk behind it.
+    ///
+    /// # Errors
+    ///
+    /// An unsafe name or a bad chunk size.
+    pub fn from_memory(
+        name: &str,
+        data: Bytes,
+        chunk_size: u64,
+        peers: u32,
+    ) -> Result<Self, ManifestError> {
+        let manifest = Manifest::from_bytes(name, &data, chunk_size)?;
+        Self::new(manifest, PathBuf::from(name), Source::Memory(data), peers)
+    }
+
+    fn new(
+        manifest: Manifest,
+        path: PathBuf,
+        source: Source,
+        peers: u32,
+    ) -> Result<Self, ManifestError> {
         let json = serde_json::to_vec(&manifest)?;
         let count = manifest.chunk_count();
         Ok(Self {
@@ -128,9 +168,8 @@ impl SharedFile {
             dist: Mutex::new(Distribution::new(count, peers)),
             manifest: Arc::new(manifest),
             manifest_json: Bytes::from(json),
-            path: path.to_path_buf(),
-            file,
-            stamp,
+            path,
+            source,
             withdrawn: std::sync::atomic::AtomicBool::new(false),
             dirty: Notify::new(),
             last_join: Mutex::new(tokio::time::Instant::now()),
@@ -170,15 +209,18 @@ impl SharedFile {
     /// [`crate::Error::Refused`] with that message.
     pub(crate) fn check_unchanged(&self) -> crate::Result<()> {
         use std::sync::atomic::Ordering;
+        let Source::Disk { file, stamp } = &self.source else {
+            return Ok(());
+        };
         if !self.is_withdrawn() {
-            let now = Stamp::of(&self.file);
-            if now.as_ref().is_ok_and(|n| *n == self.stamp) {
+            let now = Stamp::of(file);
+            if now.as_ref().is_ok_and(|n| n == stamp) {
                 return Ok(());
             }
             if !self.withdrawn.swap(true, Ordering::Relaxed) {
                 let what = match now {
-                    Ok(n) if n.len != self.stamp.len => {
-                        format!("its size went from {} to {} bytes", self.stamp.len, n.len)
+                    Ok(n) if n.len != stamp.len => {
+                        format!("its size went from {} to {} bytes", stamp.len, n.len)
                     }
                     Ok(_) => "it was modified".to_string(),
                     Err(e) => format!("it cannot be checked ({e})"),
@@ -190,6 +232,41 @@ impl SharedFile {
             }
         }
         Err(crate::Error::Refused(self.changed_message()))
+    }
+}
+
+impl SharedFile {
+    /// True when reads are in memory: quick, so done in place rather than on the blocking
+    /// pool.
+    pub(crate) fn is_in_memory(&self) -> bool {
+        matches!(self.source, Source::Memory(_))
+    }
+
+    /// Chunk `id`'s bytes, after [`SharedFile::check_unchanged`].
+    ///
+    /// # Errors
+    ///
+    /// The file changed, or the read failed.
+    pub(crate) fn read_chunk(&self, id: crate::manifest::ChunkId) -> crate::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        self.check_unchanged()?;
+        let m = &self.manifest;
+        let offset = m.chunk_offset(id);
+        let file = match &self.source {
+            Source::Memory(data) => {
+                let at = usize::try_from(offset).expect("an in-memory offset fits usize");
+                return Ok(data.slice(at..at + m.chunk_len(id)));
+            }
+            Source::Disk { file, .. } => file,
+        };
+        let mut buf = vec![0u8; m.chunk_len(id)];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|source| crate::store::StoreError::Io {
+                action: "reading",
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(Bytes::from(buf))
     }
 }
 
@@ -271,8 +348,9 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            biased;
             () = token.cancelled() => break,
+            a = listener.accept() => a,
         };
         let (stream, addr) = match accepted {
             Ok(a) => a,
@@ -312,8 +390,9 @@ pub async fn run(
 async fn publish_orphans(file: Arc<SharedFile>, token: CancellationToken) {
     loop {
         tokio::select! {
-            () = file.dirty.notified() => {}
+            biased;
             () = token.cancelled() => return,
+            () = file.dirty.notified() => {}
         }
         // Wait until no peer joined for ORPHAN_QUIET (a join moves the deadline), and batch
         // served-orphan updates for a moment.
@@ -322,8 +401,9 @@ async fn publish_orphans(file: Arc<SharedFile>, token: CancellationToken) {
                 *file.last_join.lock().unwrap_or_else(|p| p.into_inner()) + ORPHAN_QUIET;
             let until = quiet_until.max(tokio::time::Instant::now() + ORPHAN_BATCH);
             tokio::select! {
-                () = tokio::time::sleep_until(until) => {}
+                biased;
                 () = token.cancelled() => return,
+                () = tokio::time::sleep_until(until) => {}
             }
             let quiet_until =
                 *file.last_join.lock().unwrap_or_else(|p| p.into_inner()) + ORPHAN_QUIET;

@@ -80,6 +80,7 @@ impl SpareTicket<'_> {
                 return;
             }
             tokio::select! {
+                biased;
                 () = woken => {}
                 () = tokio::time::sleep(RECHECK) => {}
             }

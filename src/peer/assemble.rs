@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::Swarm;
-use crate::hash::Hash;
+use crate::storage;
 use crate::store::StoreError;
 use crate::{Error, Result};
 
@@ -17,19 +17,17 @@ use crate::{Error, Result};
 ///
 /// A store error other than a hash mismatch.
 pub(super) async fn finish(swarm: &Arc<Swarm>) -> Result<Option<PathBuf>> {
-    let store = swarm.store.clone();
-    match tokio::task::spawn_blocking(move || store.assemble()).await? {
+    match storage::call(&swarm.store, |s| s.assemble()).await? {
         Ok(path) => Ok(Some(path)),
         Err(e @ StoreError::FileHashMismatch { .. }) => {
             warn!("{e}; checking every chunk again");
-            let store = swarm.store.clone();
-            let bad = tokio::task::spawn_blocking(move || {
+            let bad = storage::call(&swarm.store, |store| {
                 let m = store.manifest();
                 m.chunk_ids()
                     .filter(|&id| {
                         store
                             .read_chunk(id)
-                            .map(|d| Hash::of(&d) != m.chunk_hash(id))
+                            .map(|d| crate::storage::verify(m, id, &d).is_err())
                             .unwrap_or(true)
                     })
                     .collect::<Vec<_>>()

@@ -127,6 +127,9 @@ pub(super) async fn handshake(
 
 /// A saved manifest in the peer's folder, for resuming without the owner.
 fn saved_manifest(config: &Config) -> Option<Manifest> {
+    if config.in_memory.is_some() {
+        return None;
+    }
     let path = match &config.file {
         Some(name) => ChunkStore::manifest_path_for(&config.dir, name),
         None => {
@@ -254,6 +257,8 @@ pub(super) async fn run_source(
                 let me = (swarm.port, swarm.node.as_str());
                 let fut = handshake(&endpoint, role, file, have.to_ranges(), me, secret);
                 tokio::select! {
+                    biased;
+                    () = token.cancelled() => return,
                     r = fut => r.and_then(|(hs, m)| {
                         if m.hash == swarm.manifest.hash {
                             Ok(hs)
@@ -264,7 +269,6 @@ pub(super) async fn run_source(
                             )))
                         }
                     }),
-                    () = token.cancelled() => return,
                 }
             }
         };
@@ -285,8 +289,9 @@ pub(super) async fn run_source(
                     last_log = Some(Instant::now());
                 }
                 tokio::select! {
-                    () = tokio::time::sleep(backoff.next_delay()) => continue,
+                    biased;
                     () = token.cancelled() => return,
+                    () = tokio::time::sleep(backoff.next_delay()) => continue,
                 }
             }
         };
@@ -325,16 +330,18 @@ pub(super) async fn run_source(
                     BAD_SOURCE_AVOID.as_secs()
                 );
                 tokio::select! {
-                    () = tokio::time::sleep(BAD_SOURCE_AVOID) => {}
+                    biased;
                     () = token.cancelled() => return,
+                    () = tokio::time::sleep(BAD_SOURCE_AVOID) => {}
                 }
             }
             Err(e) => warn!("connection to {endpoint} ended: {e}"),
         }
         if !progressed && !finished(told_complete) {
             tokio::select! {
-                () = tokio::time::sleep(backoff.next_delay()) => {}
+                biased;
                 () = token.cancelled() => return,
+                () = tokio::time::sleep(backoff.next_delay()) => {}
             }
         }
     }
@@ -454,9 +461,10 @@ async fn drive(
         ids: HashSet::new(),
     };
     let res = tokio::select! {
+        biased;
+        () = token.cancelled() => Ok(()),
         r = read_loop(swarm, kind, &mut reader, &label, &tx, &mut in_flight) => r,
         r = write_loop(swarm, kind, &mut writer, &label, rx, announced, heartbeat) => r,
-        () = token.cancelled() => Ok(()),
     };
     if token.is_cancelled() && swarm.is_complete() {
         // Shutting down complete: make sure the server heard so (its `have` may not have gone
@@ -551,9 +559,7 @@ async fn read_loop(
         // Only for a neighbour: spare requests wait at the owner on purpose.
         clock.waiting(!in_flight.ids.is_empty() && kind == SourceKind::Neighbour);
         let msg = tokio::select! {
-            msg = reader.recv("waiting for chunks", IDLE_TIMEOUT) => msg?,
-            _ = changed.changed() => continue,
-            () = tokio::time::sleep(STALL_AFTER), if kind == SourceKind::Owner => continue,
+            biased;
             () = clock.expired() => {
                 // A source that announces chunks but does not send them (keep-alives do not
                 // count) must not hold them hostage: they go to the owner, and this
@@ -571,6 +577,9 @@ async fn read_loop(
                     clock.deadline().as_secs()
                 )));
             }
+            () = tokio::time::sleep(STALL_AFTER), if kind == SourceKind::Owner => continue,
+            msg = reader.recv("waiting for chunks", IDLE_TIMEOUT) => msg?,
+            _ = changed.changed() => continue,
         };
         let Some(msg) = msg else {
             return Ok(());
@@ -704,6 +713,7 @@ async fn write_loop(
             return Ok(());
         }
         tokio::select! {
+            biased;
             msg = rx.recv() => match msg {
                 Some(msg) => writer.send(msg).await?,
                 None => return Ok(()),

@@ -31,7 +31,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, oneshot};
+
+use crate::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn};
@@ -40,6 +42,7 @@ use crate::chunkset::{ChunkSet, pick_random};
 use crate::events::EventSink;
 use crate::manifest::{ChunkId, Manifest};
 use crate::net::{Endpoint, Listener};
+use crate::storage::{self, MemStore, Storage};
 use crate::store::{ChunkStore, Layout};
 use crate::{Error, Result};
 
@@ -97,6 +100,8 @@ pub struct Config {
     pub file: Option<String>,
     /// How chunks are stored.
     pub layout: Layout,
+    /// `Some`: keep chunks in memory instead (nothing under `dir` is read or written).
+    pub in_memory: Option<crate::storage::InMemory>,
     /// After completing, stop serving after this long even if the upload neighbour is not
     /// complete. `None`: serve until it is (or none is connected for [`NO_DOWNSTREAM_WAIT`]).
     pub linger: Option<Duration>,
@@ -194,7 +199,7 @@ struct State {
 pub(crate) struct Swarm {
     manifest: Arc<Manifest>,
     manifest_json: Bytes,
-    store: Arc<ChunkStore>,
+    store: Arc<dyn Storage>,
     events: Arc<EventSink>,
     config: Config,
     port: u16,
@@ -344,9 +349,10 @@ impl Swarm {
         // Done in place, not on the blocking pool: hashing 100 KiB and copying it into the
         // page cache take tens of microseconds, less than handing the work to another thread
         // and back (measured: a third of the ring's CPU went to those hand-offs).
-        let res = ChunkStore::verify(self.store.manifest(), id, &data)
+        let res = crate::storage::verify(self.store.manifest(), id, &data)
             .and_then(|()| self.store.write_chunk(id, &data));
-        if res.is_ok() {
+        // An in-memory store reads for nothing: no cache beside it.
+        if res.is_ok() && !self.store.is_in_memory() {
             self.remember(id, data);
         }
         let mut st = self.state();
@@ -462,6 +468,23 @@ fn node_id(seed: Option<u64>, port: u16) -> String {
     format!("{id:016x}")
 }
 
+/// The peer's store of `manifest`, and the chunks it holds already: in memory, or on disk
+/// (opened on the blocking pool: it hashes what it finds).
+async fn open_store(
+    config: &Config,
+    manifest: &Arc<Manifest>,
+) -> Result<(Arc<dyn Storage>, ChunkSet)> {
+    if let Some(kind) = &config.in_memory {
+        let store = MemStore::new(manifest, &config.dir, kind.clone())?;
+        return Ok((Arc::new(store), ChunkSet::new(manifest.chunk_count())));
+    }
+    let (dir, layout, m2) = (config.dir.clone(), config.layout, manifest.clone());
+    let (mut store, have) =
+        tokio::task::spawn_blocking(move || ChunkStore::open(&dir, &m2, layout)).await??;
+    store.set_sync(config.sync);
+    Ok((Arc::new(store), have))
+}
+
 /// True when the download neighbour holds nothing this peer lacks and has not requested.
 fn neighbour_idle(st: &State) -> bool {
     let Some(nh) = &st.neighbour_has else {
@@ -496,15 +519,12 @@ pub async fn run(
     let node = node_id(config.seed, port);
 
     let boot = tokio::select! {
-        b = download::bootstrap(&config, port, &node) => b?,
+        biased;
         () = token.cancelled() => return Ok(Outcome::Interrupted),
+        b = download::bootstrap(&config, port, &node) => b?,
     };
     let manifest = Arc::new(boot.manifest);
-    let (dir, layout, m2) = (config.dir.clone(), config.layout, manifest.clone());
-    let (store, have) =
-        tokio::task::spawn_blocking(move || ChunkStore::open(&dir, &m2, layout)).await??;
-    let mut store = store;
-    store.set_sync(config.sync);
+    let (store, have) = open_store(&config, &manifest).await?;
     let count = manifest.chunk_count();
     if have.count() > 0 {
         info!(
@@ -520,7 +540,7 @@ pub async fn run(
             serde_json::to_vec(&*manifest).map_err(|e| Error::Bug(e.to_string()))?,
         ),
         manifest: manifest.clone(),
-        store: Arc::new(store),
+        store,
         events: config.events.clone(),
         corrupt_left: std::sync::atomic::AtomicU32::new(config.corrupt_sends),
         limiter: config
@@ -564,7 +584,9 @@ pub async fn run(
     let child = token.child_token();
     let _cancel_on_drop = child.clone().drop_guard();
     tasks.spawn(upload::serve(listener, swarm.clone(), child.clone()));
-    tasks.spawn(summary_writer(swarm.clone(), child.clone()));
+    if !swarm.store.is_in_memory() {
+        tasks.spawn(summary_writer(swarm.clone(), child.clone()));
+    }
     let rechoker = crate::choke::spawn_rechoker(&swarm.choker);
     let _stop_rechoker = AbortOnDrop(rechoker);
     if let Some(get) = swarm.config.get.clone() {
@@ -688,9 +710,10 @@ async fn wait_complete(
             }
         }
         tokio::select! {
+            biased;
+            () = token.cancelled() => return Ok(None),
             _ = changed.changed() => {}
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            () = token.cancelled() => return Ok(None),
         }
     }
 }
@@ -727,13 +750,14 @@ async fn wait_downstream(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool 
             }
         };
         tokio::select! {
+            biased;
+            () = token.cancelled() => return false,
             _ = changed.changed() => {}
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
             () = linger => {
                 info!("linger time over; stopping");
                 return true;
             }
-            () = token.cancelled() => return false,
         }
     }
 }
@@ -747,11 +771,12 @@ async fn wait_linger(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool {
         return false;
     };
     tokio::select! {
+        biased;
+        () = token.cancelled() => false,
         () = tokio::time::sleep(linger) => {
             info!("linger time over; stopping");
             true
         }
-        () = token.cancelled() => false,
     }
 }
 
@@ -774,6 +799,7 @@ async fn wait_told_neighbour(swarm: &Arc<Swarm>) {
     let deadline = tokio::time::Instant::now() + TELL_NEIGHBOUR_WAIT;
     while !swarm.state().told_neighbour {
         tokio::select! {
+            biased;
             _ = changed.changed() => {}
             () = tokio::time::sleep_until(deadline) => return,
         }
@@ -790,8 +816,7 @@ async fn finish(swarm: &Arc<Swarm>, tasks: &TaskTracker, child: &CancellationTok
         warn!("some tasks did not stop within 2s");
     }
     let have = swarm.have_snapshot();
-    let store = swarm.store.clone();
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.write_summary(&have)).await {
+    if let Ok(Err(e)) = storage::call(&swarm.store, move |s| s.write_summary(&have)).await {
         warn!("writing summary: {e}");
     }
 }
@@ -800,16 +825,17 @@ async fn finish(swarm: &Arc<Swarm>, tasks: &TaskTracker, child: &CancellationTok
 async fn summary_writer(swarm: Arc<Swarm>, token: CancellationToken) {
     loop {
         tokio::select! {
-            () = swarm.summary_dirty.notified() => {}
+            biased;
             () = token.cancelled() => return,
+            () = swarm.summary_dirty.notified() => {}
         }
         tokio::select! {
+            biased;
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
             () = token.cancelled() => return, // finish() writes the last summary
         }
         let have = swarm.have_snapshot();
-        let store = swarm.store.clone();
-        match tokio::task::spawn_blocking(move || store.write_summary(&have)).await {
+        match storage::call(&swarm.store, move |s| s.write_summary(&have)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!("writing summary: {e}"),
             Err(e) => warn!("summary task: {e}"),

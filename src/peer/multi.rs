@@ -278,6 +278,8 @@ async fn drive_sources(
             );
         }
         tokio::select! {
+            biased;
+            () = token.cancelled() => {}
             Some(done) = conns.join_next() => {
                 let Ok((addr, res)) = done else { continue };
                 source_ended(getter, &addr, res);
@@ -285,7 +287,6 @@ async fn drive_sources(
             () = getter.sources_changed.notified() => {}
             _ = changed.changed() => {}
             () = tokio::time::sleep(LOCATE_EVERY) => tick(),
-            () = token.cancelled() => {}
         }
     }
     // Complete (or stopping): the source connections end by themselves.
@@ -314,9 +315,10 @@ pub(super) async fn fallback(swarm: Arc<Swarm>, token: CancellationToken) {
                 break;
             }
             tokio::select! {
+                biased;
+                () = token.cancelled() => return,
                 _ = changed.changed() => {}
                 () = tokio::time::sleep(Duration::from_millis(250)) => {}
-                () = token.cancelled() => return,
             }
         }
         info!(
@@ -333,6 +335,7 @@ pub(super) async fn fallback(swarm: Arc<Swarm>, token: CancellationToken) {
                 let mut changed = swarm.changed.subscribe();
                 while swarm.state().neighbour_down_since.is_some() && !sub.is_cancelled() {
                     tokio::select! {
+                        biased;
                         _ = changed.changed() => {}
                         () = tokio::time::sleep(Duration::from_millis(250)) => {}
                     }
@@ -456,8 +459,9 @@ async fn source_conn(getter: &Getter, addr: &str, token: &CancellationToken) -> 
     let have = swarm.have_snapshot().to_ranges();
     let file = Some(swarm.manifest.name.clone());
     let (hs, m) = tokio::select! {
-        r = handshake(&endpoint, Role::Getter, file, have, (swarm.port, &swarm.node), swarm.config.secret.as_deref()) => r?,
+        biased;
         () = token.cancelled() => return Ok(()),
+        r = handshake(&endpoint, Role::Getter, file, have, (swarm.port, &swarm.node), swarm.config.secret.as_deref()) => r?,
     };
     if m.hash != swarm.manifest.hash {
         return Err(Error::Refused(format!(
@@ -494,8 +498,9 @@ async fn owner_loop(
                 let file = Some(swarm.manifest.name.clone());
                 let have = told.to_ranges();
                 tokio::select! {
-                    r = handshake(&endpoint, Role::Getter, file, have, (swarm.port, &swarm.node), swarm.config.secret.as_deref()) => r.map(|(hs, _)| hs),
+                    biased;
                     () = token.cancelled() => return,
+                    r = handshake(&endpoint, Role::Getter, file, have, (swarm.port, &swarm.node), swarm.config.secret.as_deref()) => r.map(|(hs, _)| hs),
                 }
             }
         };
@@ -532,8 +537,9 @@ async fn owner_loop(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(backoff.next_delay()) => {}
+            biased;
             () = token.cancelled() => return,
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
 }
@@ -609,6 +615,8 @@ async fn session(
         clock.waiting(!link.in_flight.is_empty() && !link.peer_choking);
         let locate_due = is_owner && !swarm.is_complete();
         tokio::select! {
+            biased;
+            () = token.cancelled() => return Ok(()),
             () = clock.expired() => {
                 // Announced chunks that never come are not held hostage: the source is
                 // dropped (and avoided), its requests go elsewhere.
@@ -645,7 +653,6 @@ async fn session(
             () = tokio::time::sleep(heartbeat), if is_owner => {
                 writer.send(Message::Have { chunks: Ranges::default() }).await?;
             }
-            () = token.cancelled() => return Ok(()),
         }
     }
 }

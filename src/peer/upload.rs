@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -35,6 +37,8 @@ pub(super) async fn serve(mut listener: Listener, swarm: Arc<Swarm>, token: Canc
     let slots = Arc::new(Semaphore::new(MAX_UPLOAD_CONNECTIONS));
     loop {
         let (stream, addr) = tokio::select! {
+            biased;
+            () = token.cancelled() => break,
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
@@ -43,7 +47,6 @@ pub(super) async fn serve(mut listener: Listener, swarm: Arc<Swarm>, token: Canc
                     continue;
                 }
             },
-            () = token.cancelled() => break,
         };
         let permit = slots.clone().try_acquire_owned().ok();
         let swarm = swarm.clone();
@@ -190,9 +193,10 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     let (mut reader, mut writer) = conn.split();
     let (tx, rx) = mpsc::channel(MAX_QUEUED_REQUESTS);
     let res = tokio::select! {
+        biased;
+        () = token.cancelled() => Ok(()),
         r = read_loop(swarm, &mut reader, &label, &mut theirs, tx, &conn_state, downstream.as_ref()) => r,
         r = write_loop(swarm, &mut writer, &label, rx, &conn_state, choke_rx) => r,
-        () = token.cancelled() => Ok(()),
     };
     if let Err(e) = &res
         && e.deserves_reply()
@@ -287,6 +291,14 @@ async fn write_loop(
     loop {
         announce(swarm, writer, label, &mut announced).await?;
         tokio::select! {
+            biased;
+            changed = async { choke.as_mut().expect("guarded").changed().await }, if choke.is_some() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                unchoked = *choke.as_mut().expect("guarded").borrow_and_update();
+                send_choke(writer, &swarm.events, label, unchoked).await?;
+            }
             id = rx.recv() => {
                 let Some(id) = id else { return Ok(()) };
                 let cancelled = conn
@@ -308,13 +320,6 @@ async fn write_loop(
                     slot.sent(len);
                 }
                 swarm.events.chunk(EventKind::ChunkSent, id.get(), label, Some(len));
-            }
-            changed = async { choke.as_mut().expect("guarded").changed().await }, if choke.is_some() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-                unchoked = *choke.as_mut().expect("guarded").borrow_and_update();
-                send_choke(writer, &swarm.events, label, unchoked).await?;
             }
             _ = changed.changed() => {}
             () = tokio::time::sleep(KEEPALIVE_INTERVAL) => {

@@ -711,6 +711,7 @@ pub fn ring_peer(owner: u16, neighbour: u16, dir: std::path::PathBuf) -> ringswa
         in_flight: ringswarm::peer::DEFAULT_IN_FLIGHT,
         events: std::sync::Arc::new(ringswarm::events::EventSink::console("peer")),
         upload_limit: None,
+        in_memory: None,
         corrupt_sends: 0,
         seed: None,
         on_complete: None,
