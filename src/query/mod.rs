@@ -1,90 +1,38 @@
 //! `peer list|search|locate OWNER ...`: ask the owner's directory and print the answer as a
 //! table (or JSON with `--json`).
+//!
+//! - `client`: the query on the wire and its parsed answer ([`ask`], [`find_files`],
+//!   [`locate_file`]); nothing there prints;
+//! - `table`: the answers as text ([`files_table`], [`locations_table`]);
+//! - this file: the three commands, which fetch, format and print.
 
-use std::fmt::Write as _;
+mod client;
+mod table;
 
 use std::sync::Arc;
 
-use crate::Error;
-use crate::auth::{self, Secret};
-use crate::chunkset::Ranges;
-use crate::cli::human_size;
-use crate::connection::{Connection, HANDSHAKE_TIMEOUT};
-use crate::directory::{FileInfo, Listing, Locations};
-use crate::manifest::display_name;
-use crate::net::Endpoint;
-use crate::protocol::{Message, PROTOCOL_VERSION, ProtocolError, Role};
+use serde::Serialize;
 
-/// Sends one query to the owner and returns the JSON body of its answer.
-///
-/// # Errors
-///
-/// The owner is unreachable, refuses, or answers with something else.
-pub async fn ask(
-    owner: &Endpoint,
-    query: Message,
-    secret: Option<&Secret>,
-) -> anyhow::Result<bytes::Bytes> {
-    let stream = owner
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the owner {owner}: {e}"))?;
-    let mut conn = Connection::new(stream, 0);
-    conn.accept_answers();
-    let answer = match secret {
-        // With a secret: prove it in a `query` hello, then ask.
-        Some(secret) => {
-            let (nonce, nonce_hex) = auth::hello_nonce(Some(secret));
-            conn.send(Message::Hello {
-                version: PROTOCOL_VERSION,
-                role: Role::Query,
-                file: None,
-                have: Ranges::default(),
-                port: None,
-                nonce: nonce_hex,
-                node: None,
-            })
-            .await?;
-            let nonce = nonce.expect("a nonce with a secret");
-            auth::client_then(&mut conn, secret, nonce, query, "waiting for the answer").await
-        }
-        None => {
-            conn.send(query).await?;
-            conn.recv("waiting for the answer", HANDSHAKE_TIMEOUT)
-                .await
-                .map_err(Into::into)
-        }
-    };
-    match answer {
-        Ok(Some(Message::Files { body, .. } | Message::Locations { body, .. })) => Ok(body),
-        Ok(Some(other)) => anyhow::bail!("the owner answered with {}", other.kind()),
-        Ok(None) => anyhow::bail!("the owner {owner} closed the connection without answering"),
-        Err(Error::Protocol(ProtocolError::Remote(msg)) | Error::Refused(msg)) => {
-            anyhow::bail!("the owner {owner} refused: {msg}")
-        }
-        Err(e) => Err(e.into()),
-    }
-}
+use crate::auth::Secret;
+use crate::cli::print_out;
+use crate::directory::Listing;
+use crate::net::Endpoint;
+
+pub use client::{ask, find_files, locate_file};
+pub use table::{files_table, locations_table};
 
 /// `peer list OWNER`.
 ///
 /// # Errors
 ///
-/// As [`ask`], or an answer that is not a listing.
+/// As [`find_files`], or stdout cannot be written.
 pub async fn list(
     owner: Endpoint,
     json: bool,
     secret: Option<Arc<Secret>>,
 ) -> anyhow::Result<bool> {
-    let body = ask(&owner, Message::List, secret.as_deref()).await?;
-    let listing: Listing = serde_json::from_slice(&body)?;
-    if json {
-        crate::cli::print_out(&format!("{}\n", serde_json::to_string_pretty(&listing)?))?;
-    } else if listing.files.is_empty() {
-        crate::cli::print_out("the owner shares no file\n")?;
-    } else {
-        crate::cli::print_out(&files_table(&listing.files, listing.more))?;
-    }
+    let listing = find_files(&owner, None, secret.as_deref()).await?;
+    print_listing(&listing, json, || "the owner shares no file\n".into())?;
     Ok(true)
 }
 
@@ -92,29 +40,17 @@ pub async fn list(
 ///
 /// # Errors
 ///
-/// As [`ask`], or an answer that is not a listing.
+/// As [`find_files`], or stdout cannot be written.
 pub async fn search(
     owner: Endpoint,
     text: String,
     json: bool,
     secret: Option<Arc<Secret>>,
 ) -> anyhow::Result<bool> {
-    let body = ask(
-        &owner,
-        Message::Search { text: text.clone() },
-        secret.as_deref(),
-    )
-    .await?;
-    let listing: Listing = serde_json::from_slice(&body)?;
-    if json {
-        crate::cli::print_out(&format!("{}\n", serde_json::to_string_pretty(&listing)?))?;
-    } else if listing.files.is_empty() {
-        crate::cli::print_out(&format!(
-            "no file name contains {text:?} (`peer list {owner}` shows every file)\n"
-        ))?;
-    } else {
-        crate::cli::print_out(&files_table(&listing.files, listing.more))?;
-    }
+    let listing = find_files(&owner, Some(text.clone()), secret.as_deref()).await?;
+    print_listing(&listing, json, || {
+        format!("no file name contains {text:?} (`peer list {owner}` shows every file)\n")
+    })?;
     Ok(true)
 }
 
@@ -122,180 +58,40 @@ pub async fn search(
 ///
 /// # Errors
 ///
-/// As [`ask`], or an answer that is not a location list.
+/// As [`locate_file`], or stdout cannot be written.
 pub async fn locate(
     owner: Endpoint,
     file: String,
     json: bool,
     secret: Option<Arc<Secret>>,
 ) -> anyhow::Result<bool> {
-    let body = ask(&owner, Message::Locate { file }, secret.as_deref()).await?;
-    let loc: Locations = serde_json::from_slice(&body)?;
+    let loc = locate_file(&owner, file, secret.as_deref()).await?;
     if json {
-        crate::cli::print_out(&format!("{}\n", serde_json::to_string_pretty(&loc)?))?;
+        print_json(&loc)?;
     } else {
-        crate::cli::print_out(&locations_table(&loc))?;
+        print_out(&locations_table(&loc))?;
     }
     Ok(true)
 }
 
-/// The width of `s` once shown by [`display_name`], in characters.
-fn shown_width(s: &str) -> usize {
-    display_name(s).to_string().chars().count()
+/// Prints `listing` as pretty JSON, as a file table, or, when it holds no file, `empty()`.
+fn print_listing(
+    listing: &Listing,
+    json: bool,
+    empty: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        print_json(listing)?;
+    } else if listing.files.is_empty() {
+        print_out(&empty())?;
+    } else {
+        print_out(&files_table(&listing.files, listing.more))?;
+    }
+    Ok(())
 }
 
-/// A table of files, one per line, with a header. Every string from the owner goes through
-/// [`display_name`]: a name cannot drive the terminal.
-/// `more` files left out of the answer are mentioned on a last line.
-pub fn files_table(files: &[FileInfo], more: u32) -> String {
-    let name_w = files
-        .iter()
-        .map(|f| shown_width(&f.name))
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let mut out = format!(
-        "{:>3}  {:<name_w$}  {:>10}  {:>7}  {:>8}  {:>7}  BLAKE3\n",
-        "ID", "NAME", "SIZE", "CHUNKS", "COMPLETE", "PARTIAL"
-    );
-    for f in files {
-        let _ = writeln!(
-            out,
-            "{:>3}  {:<name_w$}  {:>10}  {:>7}  {:>8}  {:>7}  {}",
-            f.id,
-            display_name(&f.name),
-            human_size(f.size),
-            f.chunks,
-            f.complete_sources,
-            f.partial_sources,
-            display_name(&f.hash)
-        );
-    }
-    if more > 0 {
-        let _ = writeln!(out, "… and {more} more files (the answer is cut at 1 MiB)");
-    }
-    out
-}
-
-/// The file, then one line per source: address, role, how many chunks, which.
-pub fn locations_table(loc: &Locations) -> String {
-    let Some(f) = &loc.file else {
-        let message = loc.message.as_deref().unwrap_or("no such file");
-        return format!("{}\n", display_name(message));
-    };
-    let mut out = format!(
-        "file {} {} ({}, {} chunks, blake3 {}): {} complete and {} partial sources\n",
-        f.id,
-        display_name(&f.name),
-        human_size(f.size),
-        f.chunks,
-        display_name(&f.hash),
-        f.complete_sources,
-        f.partial_sources
-    );
-    let addr_w = loc
-        .sources
-        .iter()
-        .map(|s| shown_width(&s.addr))
-        .max()
-        .unwrap_or(6)
-        .max(6);
-    let _ = writeln!(
-        out,
-        "{:<addr_w$}  {:<6}  {:>13}  CHUNK IDS",
-        "SOURCE", "ROLE", "CHUNKS"
-    );
-    for s in &loc.sources {
-        let held = format!("{}/{}", s.count, f.chunks);
-        let _ = writeln!(
-            out,
-            "{:<addr_w$}  {:<6}  {:>13}  {}",
-            display_name(&s.addr),
-            display_name(&s.role),
-            held,
-            ranges_text(&s.chunks.0, 12)
-        );
-    }
-    if loc.more_sources > 0 {
-        let _ = writeln!(out, "… and {} more sources", loc.more_sources);
-    }
-    out
-}
-
-/// `0-99,150,152-160`, cut after `max` ranges with `… (N more ranges)`.
-fn ranges_text(ranges: &[[u32; 2]], max: usize) -> String {
-    if ranges.is_empty() {
-        return "none".into();
-    }
-    let mut parts: Vec<String> = ranges
-        .iter()
-        .take(max)
-        .map(|&[a, b]| {
-            if a == b {
-                a.to_string()
-            } else {
-                format!("{a}-{b}")
-            }
-        })
-        .collect();
-    if ranges.len() > max {
-        parts.push(format!("… ({} more ranges)", ranges.len() - max));
-    }
-    parts.join(",")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Names with escape sequences, newlines or right-to-left overrides, from a hostile
-    /// owner, reach the terminal escaped, and the table stays aligned.
-    #[test]
-    fn hostile_names_are_printed_escaped() {
-        let file = |id, name: &str| FileInfo {
-            id,
-            name: name.into(),
-            size: 10,
-            chunk_size: 2,
-            chunks: 5,
-            hash: "ab".into(),
-            complete_sources: 1,
-            partial_sources: 0,
-        };
-        let files = [
-            file(1, "a\x1b]0;pwned\x07\x1b[2Jb"),
-            file(2, "fake\nline"),
-            file(3, "evil\u{202e}vkm.exe"),
-        ];
-        let table = files_table(&files, 0);
-        for bad in ['\x1b', '\x07', '\u{202e}'] {
-            assert!(!table.contains(bad), "{table:?}");
-        }
-        assert_eq!(table.lines().count(), 4, "one line per file: {table}");
-        assert!(table.contains("evil\\u{202e}vkm.exe"), "{table}");
-        let widths: Vec<_> = table.lines().skip(1).map(|l| l.chars().count()).collect();
-        assert!(widths.windows(2).all(|w| w[0] == w[1]), "{table}");
-        let loc = Locations {
-            file: Some(file(2, "x\u{2066}y")),
-            message: None,
-            sources: Vec::new(),
-            more_sources: 3,
-        };
-        let text = locations_table(&loc);
-        assert!(text.ends_with("… and 3 more sources\n"), "{text}");
-        assert!(
-            text.contains("x\\u{2066}y") && !text.contains('\u{2066}'),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn ranges_read_well() {
-        assert_eq!(ranges_text(&[], 3), "none");
-        assert_eq!(ranges_text(&[[0, 9], [12, 12]], 3), "0-9,12");
-        assert_eq!(
-            ranges_text(&[[0, 0], [2, 2], [4, 4], [6, 6]], 2),
-            "0,2,… (2 more ranges)"
-        );
-    }
+/// Prints `value` as pretty JSON and a newline.
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    print_out(&format!("{}\n", serde_json::to_string_pretty(value)?))?;
+    Ok(())
 }
