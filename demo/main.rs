@@ -4,6 +4,7 @@
 //! loopback TCP, or with `--sim` over a simulated network in virtual time
 //! (see `ringswarm::sim`).
 
+mod faults;
 mod meter;
 mod progress;
 mod swarm;
@@ -71,6 +72,51 @@ struct Args {
     /// seed and options give the same run and the same event log, byte for byte
     #[arg(long)]
     sim: bool,
+    /// Simulated: one-way latency of every link, in seconds (e.g. 0.02)
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, requires = "sim", value_parser = parse_secs)]
+    latency: f64,
+    /// Simulated: each link's latency differs by up to this fraction (seeded)
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0, requires = "sim", value_parser = parse_fraction)]
+    jitter: f64,
+    /// Simulated: the fraction of segments lost (each arrives a retransmission timeout late)
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0, requires = "sim", value_parser = parse_fraction)]
+    loss: f64,
+    /// Simulated: download cap of every peer, shared by its connections
+    #[arg(long, value_name = "RATE", requires = "sim", value_parser = cli::parse_rate)]
+    download_rate: Option<u64>,
+    /// Simulated: K peers crash at seeded moments and restart, empty, --restart-after later
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "sim")]
+    crash: usize,
+    /// Simulated: seconds from a crash to the restart
+    #[arg(long, value_name = "SECS", default_value_t = 1.0, requires = "sim", value_parser = parse_secs)]
+    restart_after: f64,
+    /// Simulated: K peers leave for good at seeded moments (the run does not wait for them)
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "sim")]
+    leave: usize,
+    /// Simulated: K peers join late, at seeded moments
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "sim")]
+    late: usize,
+    /// Simulated: faults fall within this many seconds [default: the fluid bound, or 1]
+    #[arg(long, value_name = "SECS", requires = "sim", value_parser = parse_secs)]
+    faults_within: Option<f64>,
+    /// Simulated: cut the first half of the peers off from the owner and the rest at AT
+    /// seconds for FOR seconds
+    #[arg(long, value_name = "AT:FOR", requires = "sim", value_parser = faults::parse_partition)]
+    partition: Option<faults::Partition>,
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && (0.0..1e6).contains(v))
+        .ok_or_else(|| format!("invalid duration {s:?}: expected seconds, e.g. 0.02 or 1.5"))
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..=1.0).contains(v))
+        .ok_or_else(|| format!("invalid fraction {s:?}: expected a number from 0 to 1, e.g. 0.01"))
 }
 
 fn main() -> ExitCode {

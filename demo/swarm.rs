@@ -9,7 +9,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use ringswarm::cli::human_size;
 use ringswarm::events::{Clock, Event, EventLog, EventSink};
-use ringswarm::net::{Endpoint, Listener, MemNet};
+use ringswarm::net::{Endpoint, LinkModel, Listener, MemNet};
 use ringswarm::owner::{self, SharedFile};
 use ringswarm::peer::{self, Completion};
 use ringswarm::report::Summary;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Args;
+use crate::faults::{self, Fate};
 use crate::meter::{self, Tally};
 
 /// A finished run.
@@ -39,7 +40,8 @@ struct World {
     clock: Option<Clock>,
 }
 
-/// Runs the owner and `args.peers` peers until every peer completes. `None`: interrupted.
+/// Runs the owner and `args.peers` peers until every peer completes (but those that leave).
+/// `None`: interrupted.
 ///
 /// # Errors
 ///
@@ -53,46 +55,33 @@ pub async fn run(
     let world = world(args, work).await?;
     let manifest = world.shared.manifest.clone();
     let owner_listener = listen(world.net.as_ref())?;
-    let owner_label = format!("127.0.0.1:{}", owner_listener.local_addr()?.port());
+    let owner_port = owner_listener.local_addr()?.port();
     let listeners = (0..args.peers)
         .map(|_| listen(world.net.as_ref()))
         .collect::<std::io::Result<Vec<_>>>()?;
-    let labels = listeners
+    let ports = listeners
         .iter()
-        .map(|l| l.local_addr().map(|a| a.to_string()))
+        .map(|l| l.local_addr().map(|a| a.port()))
         .collect::<std::io::Result<Vec<_>>>()?;
-    let tally = Arc::new(Tally::new(owner_label.clone(), labels.len()));
-    let owner_rate = args.owner_rate.or(args.rate);
-    println!(
-        "demo: {} ({}, {} chunks of {}), owner + {} peers {}, caps: peers {}, owner {}",
-        ringswarm::manifest::display_name(&manifest.name),
-        human_size(manifest.size),
-        manifest.chunk_count(),
-        human_size(manifest.chunk_size),
-        labels.len(),
-        if args.sim {
-            "simulated in virtual time"
-        } else {
-            "on 127.0.0.1"
-        },
-        crate::rate_text(args.rate),
-        crate::rate_text(owner_rate),
-    );
+    let labels: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let tally = Arc::new(Tally::new(format!("127.0.0.1:{owner_port}"), labels.len()));
+    print_header(args, &manifest, labels.len());
+    let fates = if args.sim {
+        faults::fates(args, faults::window(args))?
+    } else {
+        vec![Fate::default(); labels.len()]
+    };
     let started_ts = if args.sim { 0.0 } else { crate::unix_now() };
     let t0 = Instant::now();
     let stop = token.child_token();
-    let (owner_endpoint, owner_task) = start_owner(args, &world, owner_listener, log, &stop)?;
-    let nodes = Nodes {
-        args,
-        world: &world,
-        work,
-        log,
-        owner: owner_endpoint,
-        labels: &labels,
-        tally: &tally,
-        t0,
-    };
-    let peer_tasks = nodes.start_peers(listeners, &stop);
+    let owner_task = start_owner(args, &world, owner_listener, log, &stop)?;
+    let plan = Arc::new(Plan::new(
+        args, world, work, log, owner_port, ports, &tally, t0,
+    ));
+    if let Some(p) = args.partition {
+        tokio::spawn(partition(plan.clone(), p, stop.clone()));
+    }
+    let lives = start_peers(&plan, listeners, &fates, &stop);
     let progress = (!args.no_progress && !args.sim).then(|| {
         let done = CancellationToken::new();
         let task = tokio::spawn(crate::progress::show_progress(
@@ -103,7 +92,7 @@ pub async fn run(
         ));
         (task, done)
     });
-    let failures = wait_peers(peer_tasks, &labels).await?;
+    let failures = wait_peers(lives, &labels).await?;
     let wall = t0.elapsed().as_secs_f64();
     stop.cancel();
     owner_task.await??;
@@ -121,7 +110,7 @@ pub async fn run(
         manifest: &manifest,
         labels: &labels,
         rate: args.rate,
-        owner_rate,
+        owner_rate: args.owner_rate.or(args.rate),
         seed: args.seed,
         started_ts,
         wall,
@@ -129,6 +118,23 @@ pub async fn run(
     Ok(Some(Done {
         summary: meter::meter(&run, &tally),
     }))
+}
+
+fn print_header(args: &Args, manifest: &ringswarm::manifest::Manifest, peers: usize) {
+    println!(
+        "demo: {} ({}, {} chunks of {}), owner + {peers} peers {}, caps: peers {}, owner {}",
+        ringswarm::manifest::display_name(&manifest.name),
+        human_size(manifest.size),
+        manifest.chunk_count(),
+        human_size(manifest.chunk_size),
+        if args.sim {
+            "simulated in virtual time"
+        } else {
+            "on 127.0.0.1"
+        },
+        crate::rate_text(args.rate),
+        crate::rate_text(args.owner_rate.or(args.rate)),
+    );
 }
 
 /// The network, the shared file and the clock of a run.
@@ -151,7 +157,7 @@ async fn world(args: &Args, work: &Path) -> anyhow::Result<World> {
         };
         let shared = SharedFile::from_memory(&name, content.clone(), chunk_size, peers)?;
         return Ok(World {
-            net: Some(MemNet::new()),
+            net: Some(MemNet::with_model(link_model(args))),
             shared: Arc::new(shared),
             content: Some(content),
             clock: Some(ringswarm::events::tokio_clock(0.0)),
@@ -178,6 +184,16 @@ async fn world(args: &Args, work: &Path) -> anyhow::Result<World> {
     })
 }
 
+fn link_model(args: &Args) -> LinkModel {
+    LinkModel {
+        latency: Duration::from_secs_f64(args.latency),
+        jitter: args.jitter,
+        loss: args.loss,
+        download: args.download_rate,
+        seed: args.seed.unwrap_or(0),
+    }
+}
+
 /// A listener on 127.0.0.1, port 0: on `net`, or on TCP.
 fn listen(net: Option<&Arc<MemNet>>) -> std::io::Result<Listener> {
     match net {
@@ -187,18 +203,16 @@ fn listen(net: Option<&Arc<MemNet>>) -> std::io::Result<Listener> {
 }
 
 /// A quiet sink for node `label`: to the report's log, stamped by the world's clock.
-fn sink(world: &World, label: String, log: Option<&EventLog>) -> EventSink {
+fn sink(clock: Option<&Clock>, label: String, log: Option<&EventLog>) -> EventSink {
     let mut events = EventSink::console(label).quiet();
     if let Some(log) = log {
         events = events.log(log.clone());
     }
-    if let Some(clock) = &world.clock {
+    if let Some(clock) = clock {
         events = events.clock(clock.clone());
     }
     events
 }
-
-type OwnerTask = JoinHandle<ringswarm::Result<()>>;
 
 fn start_owner(
     args: &Args,
@@ -206,7 +220,7 @@ fn start_owner(
     listener: Listener,
     log: Option<&EventLog>,
     stop: &CancellationToken,
-) -> anyhow::Result<(Endpoint, OwnerTask)> {
+) -> anyhow::Result<JoinHandle<ringswarm::Result<()>>> {
     let addr = listener.local_addr()?;
     let config = owner::Config {
         peers: u32::from(args.peers),
@@ -215,12 +229,17 @@ fn start_owner(
             .or(args.rate)
             .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, args.chunk_size))),
         seed: sim_seed(args),
-        ..owner::Config::new(Arc::new(sink(world, "owner".into(), log)))
+        ..owner::Config::new(Arc::new(sink(world.clock.as_ref(), "owner".into(), log)))
     };
     let files = vec![world.shared.clone()];
     let directory = owner::directory(&files, addr, ringswarm::directory::DEFAULT_PEER_TTL);
-    let task = tokio::spawn(owner::run(listener, files, directory, config, stop.clone()));
-    Ok((Endpoint::on(world.net.as_ref(), addr), task))
+    Ok(tokio::spawn(owner::run(
+        listener,
+        files,
+        directory,
+        config,
+        stop.clone(),
+    )))
 }
 
 /// The seed of a run: a simulation always has one (0 unless given).
@@ -228,45 +247,80 @@ fn sim_seed(args: &Args) -> Option<u64> {
     args.seed.or(args.sim.then_some(0))
 }
 
-/// What starting the peers needs.
-struct Nodes<'a> {
-    args: &'a Args,
-    world: &'a World,
-    work: &'a Path,
-    log: Option<&'a EventLog>,
-    owner: Endpoint,
-    labels: &'a [String],
-    tally: &'a Arc<Tally>,
+/// Everything the peers' configurations are made from, owned: a peer's life (a late start,
+/// a crash and restart) runs in a task of its own.
+struct Plan {
+    net: Option<Arc<MemNet>>,
+    content: Option<Bytes>,
+    clock: Option<Clock>,
+    log: Option<EventLog>,
+    work: PathBuf,
+    owner_port: u16,
+    ports: Vec<u16>,
+    tally: Arc<Tally>,
     t0: Instant,
+    rate: Option<u64>,
+    in_flight: usize,
+    layout: Layout,
+    seed: Option<u64>,
+    restart_after: Duration,
 }
 
-impl Nodes<'_> {
-    fn start_peers(
-        &self,
-        listeners: Vec<Listener>,
-        stop: &CancellationToken,
-    ) -> Vec<JoinHandle<ringswarm::Result<peer::Outcome>>> {
-        let n = listeners.len();
-        let addrs: Vec<_> = listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect();
-        listeners
-            .into_iter()
-            .enumerate()
-            .map(|(i, listener)| {
-                let next = Endpoint::on(self.world.net.as_ref(), addrs[(i + 1) % n]);
-                let config = self.peer_config(i, next);
-                let span = tracing::info_span!(parent: None, "peer", port = addrs[i].port());
-                tokio::spawn(peer::run(listener, config, stop.clone()).instrument(span))
-            })
-            .collect()
+impl Plan {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        args: &Args,
+        world: World,
+        work: &Path,
+        log: Option<&EventLog>,
+        owner_port: u16,
+        ports: Vec<u16>,
+        tally: &Arc<Tally>,
+        t0: Instant,
+    ) -> Self {
+        Self {
+            net: world.net,
+            content: world.content,
+            clock: world.clock,
+            log: log.cloned(),
+            work: work.to_path_buf(),
+            owner_port,
+            ports,
+            tally: tally.clone(),
+            t0,
+            rate: args.rate,
+            in_flight: args.in_flight.max(1),
+            layout: if args.chunk_files {
+                Layout::ChunkFiles
+            } else {
+                Layout::PartFile
+            },
+            seed: sim_seed(args),
+            restart_after: Duration::from_secs_f64(args.restart_after),
+        }
     }
 
-    fn peer_config(&self, i: usize, neighbour: Endpoint) -> peer::Config {
-        let (args, label) = (self.args, &self.labels[i]);
+    fn label(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i])
+    }
+
+    /// `port` as peer `i` reaches it.
+    fn endpoint(&self, i: usize, port: u16) -> Endpoint {
+        match &self.net {
+            Some(net) => net.endpoint_from(self.ports[i], port),
+            None => Endpoint::local(port),
+        }
+    }
+
+    /// Virtual (or wall) seconds since the start.
+    fn now(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
+    }
+
+    fn config(&self, i: usize) -> peer::Config {
+        let label = self.label(i);
         let t = self.tally.clone();
-        let events = sink(self.world, label.clone(), self.log)
+        let events = sink(self.clock.as_ref(), label, self.log.as_ref())
             .observe(Arc::new(move |ev: &Event| t.observe(i, ev)));
         let (tx, rx) = tokio::sync::oneshot::channel::<Completion>();
         let (t, t0) = (self.tally.clone(), self.t0);
@@ -275,44 +329,136 @@ impl Nodes<'_> {
                 t.completed(i, t0.elapsed().as_secs_f64());
             }
         });
-        let port = label.rsplit_once(':').map_or("", |(_, p)| p);
+        let next = self.ports[(i + 1) % self.ports.len()];
         peer::Config {
-            owner: self.owner.clone(),
-            neighbour,
+            owner: self.endpoint(i, self.owner_port),
+            neighbour: self.endpoint(i, next),
             get: None,
             upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
             secret: None,
             sync: false,
-            dir: self.work.join(format!("peer-{port}")),
+            dir: self.work.join(format!("peer-{}", self.ports[i])),
             file: None,
-            layout: if args.chunk_files {
-                Layout::ChunkFiles
-            } else {
-                Layout::PartFile
-            },
-            in_memory: self.world.content.clone().map(InMemory::Known),
+            layout: self.layout,
+            in_memory: self.content.clone().map(InMemory::Known),
             linger: None,
             timeout: Duration::from_secs(120),
-            in_flight: args.in_flight.max(1),
+            in_flight: self.in_flight,
             events: Arc::new(events),
             corrupt_sends: 0,
-            upload_limit: args.rate,
-            seed: sim_seed(args).map(|s| s.wrapping_add(i as u64 + 1)),
+            upload_limit: self.rate,
+            seed: self.seed.map(|s| s.wrapping_add(i as u64 + 1)),
             on_complete: Some(tx),
         }
     }
 }
 
+/// How a peer's life ended: `None` when it left on purpose (`--leave`).
+type Life = JoinHandle<anyhow::Result<Option<peer::Outcome>>>;
+
+fn start_peers(
+    plan: &Arc<Plan>,
+    listeners: Vec<Listener>,
+    fates: &[Fate],
+    stop: &CancellationToken,
+) -> Vec<(Life, bool)> {
+    listeners
+        .into_iter()
+        .enumerate()
+        .map(|(i, listener)| {
+            let span = tracing::info_span!(parent: None, "peer", port = plan.ports[i]);
+            let life = life(plan.clone(), i, listener, fates[i], stop.clone());
+            (
+                tokio::spawn(life.instrument(span)),
+                fates[i].must_complete(),
+            )
+        })
+        .collect()
+}
+
+/// Peer `i` from its start to its end: a late join, a crash and a restart (empty: a
+/// simulated peer keeps its chunks in memory), or leaving for good, as `fate` says.
+async fn life(
+    plan: Arc<Plan>,
+    i: usize,
+    listener: Listener,
+    fate: Fate,
+    stop: CancellationToken,
+) -> anyhow::Result<Option<peer::Outcome>> {
+    let mut listener = Some(listener);
+    if !fate.start.is_zero() {
+        drop(listener.take());
+        tokio::time::sleep_until(plan.t0 + fate.start).await;
+        println!("{:8.3}s  peer {} joins", plan.now(), plan.label(i));
+    }
+    let mut crash = fate.crash;
+    loop {
+        let listener = match (listener.take(), &plan.net) {
+            (Some(l), _) => l,
+            (None, Some(net)) => net.listen(plan.ports[i])?,
+            (None, None) => anyhow::bail!("bug: a TCP peer restarted"),
+        };
+        let token = stop.child_token();
+        let run = peer::run(listener, plan.config(i), token.clone());
+        tokio::pin!(run);
+        let Some(end) = crash.or(fate.leave) else {
+            return Ok(Some(run.await?));
+        };
+        tokio::select! {
+            r = &mut run => return Ok(Some(r?)),
+            () = tokio::time::sleep_until(plan.t0 + end) => token.cancel(),
+        }
+        let _ = run.await;
+        if crash.take().is_none() {
+            println!("{:8.3}s  peer {} leaves", plan.now(), plan.label(i));
+            return Ok(None);
+        }
+        println!("{:8.3}s  peer {} crashes", plan.now(), plan.label(i));
+        tokio::time::sleep(plan.restart_after).await;
+        println!(
+            "{:8.3}s  peer {} restarts, empty",
+            plan.now(),
+            plan.label(i)
+        );
+    }
+}
+
+/// Cuts the first half of the peers off from the owner and the rest, from `p.at` for
+/// `p.for_`.
+async fn partition(plan: Arc<Plan>, p: faults::Partition, stop: CancellationToken) {
+    let Some(net) = &plan.net else { return };
+    let side: Vec<u16> = plan.ports[..plan.ports.len() / 2].to_vec();
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => return,
+        () = tokio::time::sleep_until(plan.t0 + p.at) => {}
+    }
+    println!(
+        "{:8.3}s  partition: {} peers cut off from the owner and the other {}",
+        plan.now(),
+        side.len(),
+        plan.ports.len() - side.len()
+    );
+    net.partition(side);
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => {}
+        () = tokio::time::sleep(p.for_) => {}
+    }
+    net.heal();
+    println!("{:8.3}s  partition healed", plan.now());
+}
+
 /// Waits for every peer; the failures, one line each.
-async fn wait_peers(
-    tasks: Vec<JoinHandle<ringswarm::Result<peer::Outcome>>>,
-    labels: &[String],
-) -> anyhow::Result<Vec<String>> {
+async fn wait_peers(lives: Vec<(Life, bool)>, labels: &[String]) -> anyhow::Result<Vec<String>> {
     let mut failures = Vec::new();
-    for (task, label) in tasks.into_iter().zip(labels) {
-        match task.await? {
-            Ok(peer::Outcome::Complete(_)) => {}
-            Ok(peer::Outcome::Interrupted) => failures.push(format!("peer {label} interrupted")),
+    for ((life, must_complete), label) in lives.into_iter().zip(labels) {
+        match life.await? {
+            Ok(Some(peer::Outcome::Complete(_))) => {}
+            Ok(None) if !must_complete => {}
+            Ok(None | Some(peer::Outcome::Interrupted)) => {
+                failures.push(format!("peer {label} interrupted"));
+            }
             Err(e) => failures.push(format!("peer {label}: {e:#}")),
         }
     }

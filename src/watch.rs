@@ -99,6 +99,12 @@ impl<T> Sender<T> {
     }
 }
 
+impl<T: Default> Default for Sender<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);

@@ -33,3 +33,5 @@ mod hostile;
 mod netns;
 // A ring over an in-memory network under the paused clock (net::MemNet).
 mod memnet;
+// `demo --sim`: determinism, virtual time, fault options.
+mod sim;

@@ -38,7 +38,7 @@ use crate::connection::{ConnWriter, IDLE_TIMEOUT};
 use crate::directory::Locations;
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
-use crate::net::{Backoff, Endpoint};
+use crate::net::Backoff;
 use crate::protocol::{Message, ProtocolError, Role};
 use crate::{Error, Result};
 
@@ -453,9 +453,11 @@ fn source_ended(getter: &Getter, addr: &str, res: Result<()>) {
 /// One connection to a peer source, until this getter is complete.
 async fn source_conn(getter: &Getter, addr: &str, token: &CancellationToken) -> Result<()> {
     let swarm = &getter.swarm;
-    let endpoint: Endpoint = addr
-        .parse()
-        .map_err(|e: crate::net::ParseEndpointError| Error::Refused(e.to_string()))?;
+    let endpoint = swarm
+        .config
+        .owner
+        .sibling(addr)
+        .map_err(|e| Error::Refused(e.to_string()))?;
     let have = swarm.have_snapshot().to_ranges();
     let file = Some(swarm.manifest.name.clone());
     let (hs, m) = tokio::select! {

@@ -2,16 +2,17 @@
 //!
 //! An [`Endpoint`] is what a user types: `5001` (meaning 127.0.0.1:5001) or `HOST:PORT`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 pub use tokio::net::{TcpListener, TcpStream};
+
+mod mem;
+
+pub use mem::{LINK_WINDOW, LinkModel, MEM_LINK_BUFFER, MIN_RTO, MemListener, MemNet};
 
 /// A byte stream a [`crate::connection::Connection`] can run over: a TCP socket, or an
 /// in-memory one (`tokio::io::duplex`) for tests and simulations.
@@ -57,6 +58,8 @@ pub struct Endpoint {
     host: String,
     port: u16,
     mem: Option<Arc<MemNet>>,
+    /// On a [`MemNet`]: the node that connects (its listening port; 0: unknown).
+    from: u16,
 }
 
 impl PartialEq for Endpoint {
@@ -128,98 +131,6 @@ impl Listener {
     }
 }
 
-/// An in-memory network: every node on 127.0.0.1, each connection a `tokio::io::duplex`
-/// pair. No socket, no thread: under tokio's paused clock, a swarm on it runs in virtual
-/// time.
-#[derive(Debug, Default)]
-pub struct MemNet {
-    listeners: std::sync::Mutex<HashMap<u16, mpsc::UnboundedSender<(BoxStream, SocketAddr)>>>,
-    next_port: std::sync::atomic::AtomicU16,
-}
-
-/// Bytes in flight each way on one in-memory connection.
-pub const MEM_LINK_BUFFER: usize = 256 * 1024;
-
-/// The listening half of a [`MemNet`] port; the port is free again once it is dropped.
-#[derive(Debug)]
-pub struct MemListener {
-    net: Arc<MemNet>,
-    addr: SocketAddr,
-    rx: mpsc::UnboundedReceiver<(BoxStream, SocketAddr)>,
-}
-
-impl Drop for MemListener {
-    fn drop(&mut self) {
-        self.net.ports().remove(&self.addr.port());
-    }
-}
-
-impl MemNet {
-    /// A new, empty network.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    fn ports(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<u16, mpsc::UnboundedSender<(BoxStream, SocketAddr)>>>
-    {
-        self.listeners.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn free_port(&self) -> u16 {
-        use std::sync::atomic::Ordering;
-        loop {
-            let p = 20_000u16.wrapping_add(self.next_port.fetch_add(1, Ordering::Relaxed));
-            if p != 0 && !self.ports().contains_key(&p) {
-                return p;
-            }
-        }
-    }
-
-    /// Listens on `port` (0: a free one).
-    ///
-    /// # Errors
-    ///
-    /// `AddrInUse` when something listens there already.
-    pub fn listen(self: &Arc<Self>, port: u16) -> std::io::Result<Listener> {
-        let port = if port == 0 { self.free_port() } else { port };
-        let mut ports = self.ports();
-        if ports.contains_key(&port) {
-            return Err(std::io::ErrorKind::AddrInUse.into());
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        ports.insert(port, tx);
-        drop(ports);
-        Ok(Listener::Mem(MemListener {
-            net: self.clone(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            rx,
-        }))
-    }
-
-    /// The endpoint of `port` on this network.
-    pub fn endpoint(self: &Arc<Self>, port: u16) -> Endpoint {
-        Endpoint {
-            mem: Some(self.clone()),
-            ..Endpoint::local(port)
-        }
-    }
-
-    fn connect(&self, port: u16) -> std::io::Result<(BoxStream, String)> {
-        let tx = self
-            .ports()
-            .get(&port)
-            .cloned()
-            .ok_or(std::io::ErrorKind::ConnectionRefused)?;
-        let (client, server) = tokio::io::duplex(MEM_LINK_BUFFER);
-        let from = SocketAddr::from(([127, 0, 0, 1], self.free_port()));
-        tx.send((Box::new(server), from))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::ConnectionRefused))?;
-        Ok((Box::new(client), format!("127.0.0.1:{port}")))
-    }
-}
-
 impl Endpoint {
     /// An endpoint on 127.0.0.1.
     pub fn local(port: u16) -> Self {
@@ -227,6 +138,7 @@ impl Endpoint {
             host: "127.0.0.1".into(),
             port,
             mem: None,
+            from: 0,
         }
     }
 
@@ -238,8 +150,23 @@ impl Endpoint {
                 host: addr.ip().to_string(),
                 port: addr.port(),
                 mem: None,
+                from: 0,
             },
         }
+    }
+
+    /// `addr` (a port or `HOST:PORT`, as another node reported it) on this endpoint's
+    /// network: in memory, for the same connecting node, when this one is.
+    ///
+    /// # Errors
+    ///
+    /// `addr` is not an endpoint.
+    pub fn sibling(&self, addr: &str) -> Result<Self, ParseEndpointError> {
+        let parsed: Self = addr.parse()?;
+        Ok(match &self.mem {
+            Some(net) => net.endpoint_from(self.from, parsed.port),
+            None => parsed,
+        })
     }
 
     /// The port.
@@ -255,7 +182,7 @@ impl Endpoint {
     /// As [`Endpoint::connect`]; `ConnectionRefused` where nothing listens in memory.
     pub async fn connect_stream(&self) -> std::io::Result<(BoxStream, String)> {
         if let Some(net) = &self.mem {
-            return net.connect(self.port);
+            return net.connect(self.from, self.port).await;
         }
         let stream = self.connect().await?;
         let remote = stream
@@ -317,6 +244,7 @@ impl FromStr for Endpoint {
             host: host.to_string(),
             port,
             mem: None,
+            from: 0,
         })
     }
 }

@@ -1,0 +1,146 @@
+//! `demo --sim`: the owner and peers over a simulated network in virtual time. The same seed
+//! and options give the same run, byte for byte.
+
+use std::fs;
+
+use crate::args;
+use crate::util::*;
+
+const DEMO: &str = env!("CARGO_BIN_EXE_demo");
+
+/// Runs `demo --sim` with `extra` and a report in `dir`; returns its stdout.
+fn sim(tmp: &std::path::Path, name: &str, extra: &[String]) -> String {
+    let report = tmp.join(name);
+    let mut a = args![
+        "--sim",
+        "--peers",
+        10,
+        "--size",
+        "4MiB",
+        "--rate",
+        "4MiB/s",
+        "--seed",
+        11,
+        "--report",
+        report.display()
+    ];
+    a.extend_from_slice(extra);
+    let mut p = Proc::spawn(name, DEMO, &a, tmp, tmp);
+    assert!(p.wait_exit(WAIT).success(), "{}", p.describe());
+    p.stdout_text()
+}
+
+/// Three runs with the same seed and every kind of fault write the same event log, byte for
+/// byte; every peer but the one that left completes, and the report is drawn from virtual
+/// timestamps.
+#[test]
+fn the_same_seed_gives_the_same_event_log_over_three_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faults = args![
+        "--latency",
+        0.01,
+        "--jitter",
+        0.5,
+        "--loss",
+        0.01,
+        "--download-rate",
+        "6MiB/s",
+        "--crash",
+        2,
+        "--leave",
+        1,
+        "--late",
+        2,
+        "--partition",
+        "0.2:0.5"
+    ];
+    let outs: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|run| sim(tmp.path(), run, &faults))
+        .collect();
+    let logs: Vec<Vec<u8>> = ["a", "b", "c"]
+        .iter()
+        .map(|run| fs::read(tmp.path().join(run).join("events.jsonl")).unwrap())
+        .collect();
+    assert!(logs[0].len() > 10_000, "a short log: {}", outs[0]);
+    assert!(logs[0] == logs[1] && logs[1] == logs[2], "the logs differ");
+    for word in [
+        "crashes",
+        "restarts, empty",
+        "leaves",
+        "joins",
+        "partition healed",
+    ] {
+        assert!(outs[0].contains(word), "no {word:?} in {}", outs[0]);
+    }
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&fs::read(tmp.path().join("a/summary.json")).unwrap()).unwrap();
+    let peers = summary["peers"].as_array().unwrap();
+    let done = peers.iter().filter(|p| p["complete_s"].is_f64()).count();
+    assert_eq!(done, 9, "all but the peer that left: {summary}");
+    // Virtual time: the events start near 0 (after a connect's round trip), and go on at
+    // least until the last peer completed.
+    let events = ringswarm::events::read_log(&tmp.path().join("a/events.jsonl")).unwrap();
+    let last = events.iter().map(|e| e.ts).fold(0.0, f64::max);
+    let wall = summary["wall_s"].as_f64().unwrap();
+    assert!(events[0].ts < 0.1, "first event at {}", events[0].ts);
+    assert!(
+        last >= wall - 1e-3,
+        "last event at {last}, last completion at {wall}"
+    );
+    assert!(
+        fs::read_to_string(tmp.path().join("a/index.html"))
+            .unwrap()
+            .contains("id=\"completion\"")
+    );
+}
+
+/// Without faults a simulated ring meets its caps' bounds closely, in virtual time: 10 peers
+/// of 4 MiB at 4 MiB/s cannot finish in under 1 s (the fluid bound), and finish before a
+/// perfect chunk pipeline round the ring would (1.22 s), thanks to the owner's spare
+/// chunks.
+#[test]
+fn a_simulated_ring_runs_at_its_caps_in_virtual_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = sim(tmp.path(), "plain", &[]);
+    assert!(out.contains("simulated in virtual time"), "{out}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&fs::read(tmp.path().join("plain/summary.json")).unwrap()).unwrap();
+    let (took, ring) = (
+        summary["wall_s"].as_f64().unwrap(),
+        summary["bound"]["chunked_ring_s"].as_f64().unwrap(),
+    );
+    let ratio = summary["bound"]["ratio"].as_f64().unwrap();
+    assert!(
+        ratio >= 1.0 && took <= ring,
+        "{took} s, bound ratio {ratio}, ring {ring} s: {out}"
+    );
+    for p in summary["peers"].as_array().unwrap() {
+        let got = p["from_owner"].as_u64().unwrap() + p["from_neighbours"].as_u64().unwrap();
+        assert_eq!(got, 41, "every chunk received once: {summary}");
+    }
+}
+
+/// The simulated network's options need `--sim`, and wrong values are named.
+#[test]
+fn simulation_options_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (bad, says) in [
+        (args!["--latency", 0.1], "--sim"),
+        (args!["--sim", "--loss", 2], "invalid fraction"),
+        (args!["--sim", "--partition", "soon"], "AT:FOR"),
+        (
+            args!["--sim", "--peers", 3, "--leave", 3],
+            "no peer to complete",
+        ),
+        (args!["--peers", 1001], "use --sim"),
+        (args!["--sim", "--chunk-files"], "--chunk-files"),
+    ] {
+        let mut p = Proc::spawn("demo", DEMO, &bad, tmp.path(), tmp.path());
+        let status = p.wait_exit(WAIT);
+        assert!(!status.success(), "{bad:?} was accepted");
+        let err = p.stderr_text();
+        assert!(err.contains(says), "{bad:?}: {err}");
+    }
+}
