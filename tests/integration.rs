@@ -35,3 +35,5 @@ mod netns;
 mod memnet;
 // `demo --sim`: determinism, virtual time, fault options.
 mod sim;
+// In-process twins of the engine tests: owner and peers on a MemNet, virtual time.
+mod engine;

@@ -18,11 +18,12 @@ pub async fn ask(
     query: Message,
     secret: Option<&Secret>,
 ) -> anyhow::Result<bytes::Bytes> {
-    let stream = owner
-        .connect()
+    // On the owner endpoint's own network: TCP, or the in-memory one of a simulation.
+    let (stream, remote) = owner
+        .connect_stream()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the owner {owner}: {e}"))?;
-    let mut conn = Connection::new(stream, 0);
+    let mut conn = Connection::over(stream, remote, 0);
     conn.accept_answers();
     let answer = match secret {
         // With a secret: prove it in a `query` hello, then ask.
