@@ -246,4 +246,3 @@ fn a_restarted_owner_learns_its_sources_again() {
     g.interrupt();
     g.wait_exit(WAIT);
 }
-
