@@ -225,3 +225,81 @@ impl Picker {
         std::mem::take(&mut self.spare_cancel)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+    use crate::chunkset::Ranges;
+    use crate::manifest::Manifest;
+
+    /// A peer of a 200-chunk file holding nothing, its neighbour connected and holding
+    /// `neighbour` (announced in that order).
+    fn setup(neighbour: &[u32]) -> (Manifest, Picker, RingLink) {
+        let m = Manifest::for_tests(200);
+        let picker = Picker::new(ChunkSet::new(m.chunk_count()), Instant::now());
+        let mut ring = RingLink::new(Instant::now());
+        ring.set_error(None, m.chunk_count());
+        for &c in neighbour {
+            ring.announced(&m, &Ranges::from_sorted([c])).unwrap();
+        }
+        (m, picker, ring)
+    }
+
+    #[test]
+    fn the_neighbours_newest_chunk_is_picked_first() {
+        let (m, mut picker, mut ring) = setup(&[3, 150, 70]);
+        let mut rng = StdRng::seed_from_u64(1);
+        picker.requested(m.chunk_id(70).unwrap(), false);
+        let got = picker.pick(SourceKind::Neighbour, &mut ring, true, &mut rng);
+        assert_eq!(got, Some((150, false)), "70 is pending: the next newest");
+    }
+
+    #[test]
+    fn suspect_chunks_are_not_asked_of_the_neighbour_while_the_owner_is_up() {
+        let (m, mut picker, mut ring) = setup(&[9]);
+        let mut rng = StdRng::seed_from_u64(1);
+        picker.suspect(m.chunk_id(9).unwrap());
+        assert_eq!(
+            picker.pick(SourceKind::Neighbour, &mut ring, true, &mut rng),
+            None
+        );
+        let (_, _, mut ring) = setup(&[9]);
+        let got = picker.pick(SourceKind::Neighbour, &mut ring, false, &mut rng);
+        assert_eq!(
+            got,
+            Some((9, false)),
+            "with the owner down, the neighbour may serve it"
+        );
+    }
+
+    #[test]
+    fn the_owner_is_asked_for_assigned_chunks_then_a_few_spare_ones() {
+        let (m, mut picker, mut ring) = setup(&[0, 1, 2]);
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut assigned = ChunkSet::new(m.chunk_count());
+        assigned.insert(m.chunk_id(42).unwrap());
+        picker.assign(&assigned);
+        let first = picker.pick(SourceKind::Owner, &mut ring, true, &mut rng);
+        assert_eq!(first, Some((42, false)));
+        picker.requested(m.chunk_id(42).unwrap(), false);
+        for _ in 0..SPARE_IN_FLIGHT {
+            let (c, spare) = picker
+                .pick(SourceKind::Owner, &mut ring, true, &mut rng)
+                .expect("a spare chunk");
+            assert!(spare && c > 2, "spare, and not one the neighbour has: {c}");
+            picker.requested(m.chunk_id(c).unwrap(), spare);
+        }
+        assert_eq!(
+            picker.pick(SourceKind::Owner, &mut ring, true, &mut rng),
+            None,
+            "at most SPARE_IN_FLIGHT spare requests"
+        );
+        let announced = ring.announced(&m, &Ranges::from_sorted(0..200)).unwrap();
+        picker.neighbour_announced(&announced);
+        assert_eq!(picker.take_spare_cancel().len(), SPARE_IN_FLIGHT as usize);
+        assert!(picker.take_spare_cancel().is_empty(), "taken once");
+    }
+}
