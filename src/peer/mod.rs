@@ -44,7 +44,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info_span;
+use tracing::{Instrument, info_span};
 
 use crate::events::EventSink;
 use crate::manifest::Manifest;
@@ -272,7 +272,6 @@ fn spawn_ring(
     owner_conn: Option<Handshake>,
     child: &CancellationToken,
 ) {
-    use tracing::Instrument;
     let owner = swarm.config.owner.clone();
     let owner_span = info_span!("owner", addr = %owner);
     tasks.spawn(
