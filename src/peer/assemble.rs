@@ -45,11 +45,7 @@ pub(super) async fn finish(swarm: &Arc<Swarm>) -> Result<Option<PathBuf>> {
                     swarm.config.dir.display()
                 )));
             }
-            let mut st = swarm.state();
-            for id in &bad {
-                st.have.remove(*id);
-            }
-            drop(st);
+            swarm.lock().picker.drop_bad(&bad);
             warn!(
                 "{} chunks failed their hash on disk; fetching them again",
                 bad.len()

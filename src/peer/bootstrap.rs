@@ -1,0 +1,215 @@
+//! Getting started: the handshake every client connection begins with (`hello`, the
+//! shared-secret proof, `welcome`), the bootstrap that fetches the manifest from the owner or
+//! falls back on a saved one, and this node's id.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::info;
+
+use super::{Config, Mode};
+use crate::auth::{self, Secret};
+use crate::chunkset::Ranges;
+use crate::connection::{Connection, KEEPALIVE_INTERVAL};
+use crate::manifest::{Manifest, check_offered_name, display_name};
+use crate::net::{Backoff, Endpoint};
+use crate::protocol::{
+    MAX_MANIFEST_LEN, MAX_RANGES_PER_MESSAGE, Message, PROTOCOL_VERSION, ProtocolError, Role,
+};
+use crate::store::ChunkStore;
+use crate::{Error, Result};
+
+/// How often a waiting client logs that it is still retrying.
+pub(super) const RETRY_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A connection that finished its handshake.
+#[derive(Debug)]
+pub(super) struct Handshake {
+    pub conn: Connection,
+    pub assigned: Ranges,
+    /// How often the owner wants to hear from this peer (its directory TTL / 3).
+    pub heartbeat: Duration,
+}
+
+/// What bootstrapping yields: the manifest, and the owner connection if one was made.
+#[derive(Debug)]
+pub(super) struct Boot {
+    pub manifest: Manifest,
+    pub owner_conn: Option<Handshake>,
+}
+
+/// Connects to `endpoint`, says `hello` (proving the shared secret if there is one), and
+/// reads `welcome`.
+pub(super) async fn handshake(
+    endpoint: &Endpoint,
+    role: Role,
+    file: Option<String>,
+    have: Ranges,
+    (port, node): (u16, &str),
+    secret: Option<&Secret>,
+) -> Result<(Handshake, Manifest)> {
+    let (stream, remote) = endpoint.connect_stream().await.map_err(ProtocolError::Io)?;
+    let mut conn = Connection::over(stream, remote, MAX_MANIFEST_LEN);
+    // A long have list continues in `have` messages, so every header stays small.
+    let mut parts = have.0.chunks(MAX_RANGES_PER_MESSAGE);
+    let first = Ranges(parts.next().map(<[_]>::to_vec).unwrap_or_default());
+    let (nonce, nonce_hex) = auth::hello_nonce(secret);
+    conn.send(Message::Hello {
+        version: PROTOCOL_VERSION,
+        role,
+        file,
+        have: first,
+        port: Some(port),
+        nonce: nonce_hex,
+        node: Some(node.to_string()),
+    })
+    .await?;
+    let answer = auth::client(&mut conn, secret, nonce, "waiting for welcome").await;
+    if answer.is_ok() {
+        for part in parts {
+            conn.send(Message::Have {
+                chunks: Ranges(part.to_vec()),
+            })
+            .await?;
+        }
+    }
+    match answer {
+        Err(e) => Err(e),
+        Ok(Some(Message::Welcome {
+            assigned,
+            manifest,
+            heartbeat_ms,
+            ..
+        })) => {
+            let manifest = Manifest::from_json(&manifest)?;
+            conn.set_max_body(usize::try_from(manifest.chunk_size).unwrap_or(usize::MAX));
+            if role != Role::Neighbour {
+                // The owner answers `locate` on this connection.
+                conn.accept_answers();
+            }
+            let heartbeat = heartbeat_ms
+                .map_or(KEEPALIVE_INTERVAL, Duration::from_millis)
+                .clamp(Duration::from_millis(100), KEEPALIVE_INTERVAL);
+            Ok((
+                Handshake {
+                    conn,
+                    assigned,
+                    heartbeat,
+                },
+                manifest,
+            ))
+        }
+        Ok(Some(other)) => Err(ProtocolError::Unexpected {
+            got: other.kind(),
+            doing: "waiting for welcome",
+        }
+        .into()),
+        Ok(None) => Err(ProtocolError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "closed before welcome",
+        ))
+        .into()),
+    }
+}
+
+/// A saved manifest in the peer's folder, for resuming without the owner.
+fn saved_manifest(config: &Config) -> Option<Manifest> {
+    if config.in_memory.is_some() {
+        return None;
+    }
+    let path = match &config.file {
+        Some(name) => ChunkStore::manifest_path_for(&config.dir, name),
+        None => {
+            let mut found = std::fs::read_dir(&config.dir)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.to_str().is_some_and(|s| s.ends_with(".manifest.json")));
+            let first = found.next()?;
+            if found.next().is_some() {
+                return None;
+            }
+            first
+        }
+    };
+    Manifest::from_json(&crate::store::read_nofollow(&path).ok()?)
+        .ok()
+        .filter(|m| check_offered_name(config.file.as_deref(), &m.name).is_ok())
+}
+
+/// Gets the manifest: from the owner (retrying until `config.timeout`), or, if the owner is
+/// not up at once and the folder holds a saved manifest, from there.
+pub(super) async fn bootstrap(config: &Config, mode: &Mode, port: u16, node: &str) -> Result<Boot> {
+    let saved = saved_manifest(config);
+    let started = Instant::now();
+    let mut backoff = Backoff::default();
+    let mut last_log = None::<Instant>;
+    let role = match mode {
+        Mode::Getter(_) => Role::Getter,
+        Mode::Ring { .. } => Role::Peer,
+    };
+    loop {
+        let have = Ranges::default();
+        match handshake(
+            &config.owner,
+            role,
+            config.file.clone(),
+            have,
+            (port, node),
+            config.secret.as_deref(),
+        )
+        .await
+        {
+            Ok((hs, manifest)) => {
+                check_offered_name(config.file.as_deref(), &manifest.name)?;
+                info!(
+                    file = %display_name(&manifest.name),
+                    size = manifest.size,
+                    chunks = manifest.chunk_count(),
+                    "got manifest from owner {}",
+                    config.owner
+                );
+                return Ok(Boot {
+                    manifest,
+                    owner_conn: Some(hs),
+                });
+            }
+            Err(e @ (Error::Refused(_) | Error::Manifest(_))) if !e.is_busy() => return Err(e),
+            Err(e) => {
+                if let Some(m) = saved {
+                    info!(
+                        "owner {} unreachable ({e}); resuming from the saved manifest of {}",
+                        config.owner,
+                        display_name(&m.name)
+                    );
+                    return Ok(Boot {
+                        manifest: m,
+                        owner_conn: None,
+                    });
+                }
+                if started.elapsed() >= config.timeout {
+                    return Err(Error::OwnerUnreachable {
+                        owner: config.owner.to_string(),
+                        secs: config.timeout.as_secs(),
+                        last: e.to_string(),
+                    });
+                }
+                if last_log.is_none_or(|t| t.elapsed() >= RETRY_LOG_EVERY) {
+                    info!("waiting for owner {} ({e}); retrying", config.owner);
+                    last_log = Some(Instant::now());
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+/// A node id: 16 hex digits, from the seed and port when there is a seed (so a seeded run
+/// is the same every time), else random.
+pub(super) fn node_id(seed: Option<u64>, port: u16) -> String {
+    let id = match seed {
+        Some(s) => s.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(port).rotate_left(32),
+        None => rand::random(),
+    };
+    format!("{id:016x}")
+}

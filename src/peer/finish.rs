@@ -1,0 +1,253 @@
+//! The end of a run: wait for every chunk, reassemble and verify, serve until the upload
+//! neighbour is complete (a ring peer) or `linger` ends (a getter), then stop the tasks and
+//! write the last summary. Also the summary writer that runs meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::downstream::Served;
+use super::{Completion, Mode, NO_DOWNSTREAM_WAIT, Outcome, Swarm, TELL_NEIGHBOUR_WAIT, assemble};
+use crate::storage;
+use crate::{Error, Result};
+
+/// Waits for the file, tells `on_complete`, serves as long as the mode asks, then stops the
+/// tasks.
+///
+/// # Errors
+///
+/// As [`wait_complete`]; the tasks are stopped and the summary written first.
+pub(super) async fn serve_until_done(
+    swarm: &Arc<Swarm>,
+    tasks: &TaskTracker,
+    child: &CancellationToken,
+    token: &CancellationToken,
+    started: Instant,
+    on_complete: Option<oneshot::Sender<Completion>>,
+) -> Result<Outcome> {
+    let completion = match wait_complete(swarm, token, started).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            stop(swarm, tasks, child).await;
+            return Ok(Outcome::Interrupted);
+        }
+        Err(e) => {
+            // Keep what was verified: the summary names it for the next run.
+            stop(swarm, tasks, child).await;
+            return Err(e);
+        }
+    };
+    if let Some(tx) = on_complete {
+        let _ = tx.send(completion.clone());
+    }
+    let interrupted = match swarm.mode {
+        Mode::Getter(_) => !wait_linger(swarm, token).await,
+        Mode::Ring { .. } => {
+            let interrupted = !wait_downstream(swarm, token).await;
+            if !interrupted {
+                wait_told_neighbour(swarm).await;
+            }
+            interrupted
+        }
+    };
+    stop(swarm, tasks, child).await;
+    Ok(if interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Complete(completion)
+    })
+}
+
+/// Waits for every chunk, then reassembles and verifies; `None` if cancelled first.
+///
+/// # Errors
+///
+/// A fatal store error, no progress for `config.timeout`, or an inconsistent manifest.
+async fn wait_complete(
+    swarm: &Arc<Swarm>,
+    token: &CancellationToken,
+    started: Instant,
+) -> Result<Option<Completion>> {
+    let mut changed = swarm.changed.subscribe();
+    loop {
+        if swarm.is_complete() {
+            match assemble::finish(swarm).await? {
+                Some(path) => return Ok(Some(completion(swarm, path, started))),
+                None => continue, // bad chunks were dropped; fetch them again
+            }
+        }
+        check_progress(swarm)?;
+        tokio::select! {
+            biased;
+            () = token.cancelled() => return Ok(None),
+            _ = changed.changed() => {}
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Logs and reports the verified file at `path`.
+fn completion(swarm: &Swarm, path: std::path::PathBuf, started: Instant) -> Completion {
+    let fetched = swarm.fetched();
+    let elapsed = started.elapsed();
+    info!(
+        "complete: {} verified ({} bytes, blake3 {}), {fetched} chunks fetched in {:.2}s",
+        path.display(),
+        swarm.manifest.size,
+        swarm.manifest.hash.short(),
+        elapsed.as_secs_f64()
+    );
+    Completion {
+        path,
+        manifest: swarm.manifest.clone(),
+        fetched,
+        elapsed,
+    }
+}
+
+/// Fails if this peer must stop: a fatal error, or no new chunk for `config.timeout`.
+fn check_progress(swarm: &Swarm) -> Result<()> {
+    let timeout = swarm.config.timeout;
+    let st = swarm.lock();
+    if let Some(why) = &st.fatal {
+        return Err(Error::Fatal(why.clone()));
+    }
+    if st.picker.last_progress().elapsed() < timeout {
+        return Ok(());
+    }
+    let owner = format!(
+        "owner {}: {}",
+        swarm.config.owner,
+        st.owner.error().unwrap_or("connected"),
+    );
+    let detail = match &swarm.mode {
+        Mode::Getter(_) => owner,
+        Mode::Ring { neighbour } => format!(
+            "neighbour {}: {}; {owner}",
+            neighbour,
+            st.ring.error().unwrap_or("connected"),
+        ),
+    };
+    let have = st.picker.have();
+    Err(Error::Stalled {
+        secs: timeout.as_secs(),
+        have: have.count(),
+        total: have.capacity(),
+        detail,
+    })
+}
+
+/// Serves until the upload neighbour is complete, `linger` passed, or no upload neighbour
+/// was connected for [`NO_DOWNSTREAM_WAIT`]. Returns false if cancelled.
+async fn wait_downstream(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool {
+    let mut changed = swarm.changed.subscribe();
+    let deadline = swarm.config.linger.map(|l| Instant::now() + l);
+    loop {
+        let served = swarm.downstream().served();
+        match served {
+            Some(Served::NeighbourComplete) => {
+                info!("upload neighbour is complete; stopping");
+                return true;
+            }
+            Some(Served::NoNeighbour) => {
+                info!(
+                    "no upload neighbour for {}s; stopping",
+                    NO_DOWNSTREAM_WAIT.as_secs()
+                );
+                return true;
+            }
+            None => {}
+        }
+        let linger = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = token.cancelled() => return false,
+            _ = changed.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = linger => {
+                info!("linger time over; stopping");
+                return true;
+            }
+        }
+    }
+}
+
+/// A getter serves what it has until `linger` ends (forever without it). Returns false if
+/// cancelled.
+async fn wait_linger(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool {
+    let Some(linger) = swarm.config.linger else {
+        info!("serving until Ctrl+C");
+        token.cancelled().await;
+        return false;
+    };
+    tokio::select! {
+        biased;
+        () = token.cancelled() => false,
+        () = tokio::time::sleep(linger) => {
+            info!("linger time over; stopping");
+            true
+        }
+    }
+}
+
+/// Gives the neighbour client a moment to tell the download neighbour that this peer is
+/// complete (it may not even have connected yet), so that neighbour does not wait for it.
+async fn wait_told_neighbour(swarm: &Arc<Swarm>) {
+    let mut changed = swarm.changed.subscribe();
+    let deadline = Instant::now() + TELL_NEIGHBOUR_WAIT;
+    while !swarm.lock().ring.told_complete() {
+        tokio::select! {
+            biased;
+            _ = changed.changed() => {}
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
+/// Cancels the peer's tasks, waits for them (2 s at most), and writes the last summary.
+async fn stop(swarm: &Arc<Swarm>, tasks: &TaskTracker, child: &CancellationToken) {
+    child.cancel();
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(2), tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not stop within 2s");
+    }
+    let have = swarm.have_snapshot();
+    if let Ok(Err(e)) = storage::call(&swarm.store, move |s| s.write_summary(&have)).await {
+        warn!("writing summary: {e}");
+    }
+}
+
+/// Rewrites the summary file when `have` grew, at most every 200 ms.
+pub(super) async fn summary_writer(swarm: Arc<Swarm>, token: CancellationToken) {
+    loop {
+        tokio::select! {
+            biased;
+            () = token.cancelled() => return,
+            () = swarm.summary_dirty.notified() => {}
+        }
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = token.cancelled() => return, // stop() writes the last summary
+        }
+        let have = swarm.have_snapshot();
+        match storage::call(&swarm.store, move |s| s.write_summary(&have)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("writing summary: {e}"),
+            Err(e) => warn!("summary task: {e}"),
+        }
+    }
+}

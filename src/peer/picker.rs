@@ -1,0 +1,305 @@
+//! The picker: the chunks a ring peer holds, wants and has asked for, and the choice of what
+//! to request next from the owner or the download neighbour. No sockets here.
+//!
+//! # Chunk bookkeeping
+//!
+//! - `have`: chunks verified and written to the store. Only ever grows while running (but
+//!   see [`Picker::drop_bad`]: a whole-file check that fails takes bad chunks out again).
+//! - `pending`: chunks requested on some connection and not yet received. A chunk is in
+//!   `pending` on at most one connection; when a connection ends, its pending chunks are
+//!   released. `have ∩ pending = ∅`.
+//! - `assigned`: the owner's hand-out to this peer; fetched from the owner at once.
+//! - `orphans`: chunks the owner says no ring member was handed; fetched from the owner when
+//!   the download neighbour has nothing this peer lacks.
+//! - `suspect`: chunks that failed their hash from the neighbour; fetched from the owner.
+//! - After [`STALL_AFTER`] without a new chunk, the owner is asked for anything missing.
+//! - `spare`: while the download neighbour has nothing this peer lacks, up to
+//!   [`SPARE_IN_FLIGHT`] chunks are requested from the owner as *spare*: the owner sends them
+//!   only when no ordinary request waits, to the peer holding the fewest chunks first. A spare
+//!   request is cancelled (`cancel`) once the neighbour announces that chunk.
+
+use tokio::time::Instant;
+
+use super::ring_link::RingLink;
+use super::{SPARE_IN_FLIGHT, STALL_AFTER, SourceKind};
+use crate::chunkset::{ChunkSet, pick_random};
+use crate::manifest::ChunkId;
+
+/// The chunk sets of the bookkeeping above, and the progress they make.
+#[derive(Debug)]
+pub(super) struct Picker {
+    have: ChunkSet,
+    pending: ChunkSet,
+    assigned: ChunkSet,
+    orphans: ChunkSet,
+    suspect: ChunkSet,
+    all: ChunkSet,
+    /// Chunks requested from the owner as spare and not yet received.
+    spare: ChunkSet,
+    /// Spare requests to cancel at the owner: the neighbour has announced them since.
+    spare_cancel: Vec<u32>,
+    /// When the last chunk was stored (or the peer started).
+    last_progress: Instant,
+    /// Chunks stored in this run.
+    fetched: u32,
+}
+
+impl Picker {
+    /// A picker for a peer holding `have` already, with nothing requested yet.
+    pub(super) fn new(have: ChunkSet, now: Instant) -> Self {
+        let count = have.capacity();
+        Self {
+            have,
+            pending: ChunkSet::new(count),
+            assigned: ChunkSet::new(count),
+            orphans: ChunkSet::new(count),
+            suspect: ChunkSet::new(count),
+            all: ChunkSet::full(count),
+            spare: ChunkSet::new(count),
+            spare_cancel: Vec::new(),
+            last_progress: now,
+            fetched: 0,
+        }
+    }
+
+    pub(super) fn have(&self) -> &ChunkSet {
+        &self.have
+    }
+
+    pub(super) fn fetched(&self) -> u32 {
+        self.fetched
+    }
+
+    pub(super) fn last_progress(&self) -> Instant {
+        self.last_progress
+    }
+
+    /// Picks a chunk to request from a source of `kind`; true with it for a spare request to
+    /// the owner. Suspect chunks are not asked of the neighbour while the owner is connected.
+    pub(super) fn pick(
+        &mut self,
+        kind: SourceKind,
+        ring: &mut RingLink,
+        owner_connected: bool,
+        rng: &mut impl rand::Rng,
+    ) -> Option<(u32, bool)> {
+        match kind {
+            SourceKind::Neighbour => self
+                .pick_for_neighbour(ring, owner_connected, rng)
+                .map(|c| (c, false)),
+            SourceKind::Owner => self.pick_for_owner(ring.has(), rng),
+        }
+    }
+
+    fn pick_for_neighbour(
+        &self,
+        ring: &mut RingLink,
+        owner_connected: bool,
+        rng: &mut impl rand::Rng,
+    ) -> Option<u32> {
+        let (have, pending, all) = (self.have.words(), self.pending.words(), self.all.words());
+        let avoid = if owner_connected {
+            self.suspect.words()
+        } else {
+            &[][..]
+        };
+        let lacking =
+            |w: usize| all[w] & !have[w] & !pending[w] & !avoid.get(w).copied().unwrap_or(0);
+        ring.pick(self.all.words().len(), lacking, rng)
+    }
+
+    fn pick_for_owner(
+        &self,
+        neighbour_has: Option<&ChunkSet>,
+        rng: &mut impl rand::Rng,
+    ) -> Option<(u32, bool)> {
+        let words = self.all.words().len();
+        let (have, pending, all) = (self.have.words(), self.pending.words(), self.all.words());
+        let missing = |w: usize| all[w] & !have[w] & !pending[w];
+        let stalled = self.last_progress.elapsed() >= STALL_AFTER;
+        let idle = self.neighbour_idle(neighbour_has);
+        let (assigned, suspect, orphans) = (
+            self.assigned.words(),
+            self.suspect.words(),
+            self.orphans.words(),
+        );
+        let first = pick_random(
+            words,
+            |w| {
+                let wanted = if stalled {
+                    u64::MAX
+                } else {
+                    assigned[w] | suspect[w] | if idle { orphans[w] } else { 0 }
+                };
+                missing(w) & wanted
+            },
+            rng,
+        );
+        // Beyond that, a few spare chunks, which the owner sends only when its upload is
+        // otherwise idle: chunks the neighbour does not have first.
+        let nh = neighbour_has.map(ChunkSet::words);
+        let not_there = |w: usize| missing(w) & !nh.and_then(|n| n.get(w)).copied().unwrap_or(0);
+        match first {
+            Some(c) => Some((c, false)),
+            None if self.spare.count() < SPARE_IN_FLIGHT => pick_random(words, not_there, rng)
+                .or_else(|| {
+                    if idle {
+                        pick_random(words, missing, rng)
+                    } else {
+                        None
+                    }
+                })
+                .map(|c| (c, true)),
+            None => None,
+        }
+    }
+
+    /// True when the download neighbour holds nothing this peer lacks and has not requested.
+    fn neighbour_idle(&self, neighbour_has: Option<&ChunkSet>) -> bool {
+        let Some(nh) = neighbour_has else {
+            return true;
+        };
+        let (have, pending) = (self.have.words(), self.pending.words());
+        !nh.words()
+            .iter()
+            .enumerate()
+            .any(|(w, &n)| n & !have[w] & !pending[w] != 0)
+    }
+
+    /// `id` was requested (as a spare request to the owner if `spare`).
+    pub(super) fn requested(&mut self, id: ChunkId, spare: bool) {
+        self.pending.insert(id);
+        if spare {
+            self.spare.insert(id);
+        }
+    }
+
+    /// `id` is no longer requested: received, cancelled, or its connection ended.
+    pub(super) fn release(&mut self, id: ChunkId) {
+        self.pending.remove(id);
+        self.spare.remove(id);
+    }
+
+    /// `id` failed its check or could not be stored: the owner is asked for it.
+    pub(super) fn suspect(&mut self, id: ChunkId) {
+        self.suspect.insert(id);
+    }
+
+    /// `id` was verified and stored.
+    pub(super) fn stored(&mut self, id: ChunkId) {
+        self.have.insert(id);
+        self.suspect.remove(id);
+        self.fetched += 1;
+        self.last_progress = Instant::now();
+    }
+
+    /// The whole-file check found these chunks bad on disk: they are fetched again.
+    pub(super) fn drop_bad(&mut self, bad: &[ChunkId]) {
+        for id in bad {
+            self.have.remove(*id);
+        }
+    }
+
+    /// The owner handed out `assigned` to this peer.
+    pub(super) fn assign(&mut self, assigned: &ChunkSet) {
+        self.assigned.union_with(assigned);
+    }
+
+    /// The owner's latest list of chunks no ring member was handed.
+    pub(super) fn set_orphans(&mut self, orphans: ChunkSet) {
+        self.orphans = orphans;
+    }
+
+    /// The neighbour announced `added`: spare requests for them are to be cancelled.
+    pub(super) fn neighbour_announced(&mut self, added: &[ChunkId]) {
+        let now_here: Vec<u32> = added
+            .iter()
+            .filter(|c| self.spare.contains(**c))
+            .map(|c| c.get())
+            .collect();
+        self.spare_cancel.extend(now_here);
+    }
+
+    /// The spare requests to cancel at the owner, once.
+    pub(super) fn take_spare_cancel(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.spare_cancel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+    use crate::chunkset::Ranges;
+    use crate::manifest::Manifest;
+
+    /// A peer of a 200-chunk file holding nothing, its neighbour connected and holding
+    /// `neighbour` (announced in that order).
+    fn setup(neighbour: &[u32]) -> (Manifest, Picker, RingLink) {
+        let m = Manifest::for_tests(200);
+        let picker = Picker::new(ChunkSet::new(m.chunk_count()), Instant::now());
+        let mut ring = RingLink::new(Instant::now());
+        ring.set_error(None, m.chunk_count());
+        for &c in neighbour {
+            ring.announced(&m, &Ranges::from_sorted([c])).unwrap();
+        }
+        (m, picker, ring)
+    }
+
+    #[test]
+    fn the_neighbours_newest_chunk_is_picked_first() {
+        let (m, mut picker, mut ring) = setup(&[3, 150, 70]);
+        let mut rng = StdRng::seed_from_u64(1);
+        picker.requested(m.chunk_id(70).unwrap(), false);
+        let got = picker.pick(SourceKind::Neighbour, &mut ring, true, &mut rng);
+        assert_eq!(got, Some((150, false)), "70 is pending: the next newest");
+    }
+
+    #[test]
+    fn suspect_chunks_are_not_asked_of_the_neighbour_while_the_owner_is_up() {
+        let (m, mut picker, mut ring) = setup(&[9]);
+        let mut rng = StdRng::seed_from_u64(1);
+        picker.suspect(m.chunk_id(9).unwrap());
+        assert_eq!(
+            picker.pick(SourceKind::Neighbour, &mut ring, true, &mut rng),
+            None
+        );
+        let (_, _, mut ring) = setup(&[9]);
+        let got = picker.pick(SourceKind::Neighbour, &mut ring, false, &mut rng);
+        assert_eq!(
+            got,
+            Some((9, false)),
+            "with the owner down, the neighbour may serve it"
+        );
+    }
+
+    #[test]
+    fn the_owner_is_asked_for_assigned_chunks_then_a_few_spare_ones() {
+        let (m, mut picker, mut ring) = setup(&[0, 1, 2]);
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut assigned = ChunkSet::new(m.chunk_count());
+        assigned.insert(m.chunk_id(42).unwrap());
+        picker.assign(&assigned);
+        let first = picker.pick(SourceKind::Owner, &mut ring, true, &mut rng);
+        assert_eq!(first, Some((42, false)));
+        picker.requested(m.chunk_id(42).unwrap(), false);
+        for _ in 0..SPARE_IN_FLIGHT {
+            let (c, spare) = picker
+                .pick(SourceKind::Owner, &mut ring, true, &mut rng)
+                .expect("a spare chunk");
+            assert!(spare && c > 2, "spare, and not one the neighbour has: {c}");
+            picker.requested(m.chunk_id(c).unwrap(), spare);
+        }
+        assert_eq!(
+            picker.pick(SourceKind::Owner, &mut ring, true, &mut rng),
+            None,
+            "at most SPARE_IN_FLIGHT spare requests"
+        );
+        let announced = ring.announced(&m, &Ranges::from_sorted(0..200)).unwrap();
+        picker.neighbour_announced(&announced);
+        assert_eq!(picker.take_spare_cancel().len(), SPARE_IN_FLIGHT as usize);
+        assert!(picker.take_spare_cancel().is_empty(), "taken once");
+    }
+}

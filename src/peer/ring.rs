@@ -1,0 +1,205 @@
+//! A ring peer's two sources, each kept connected by [`run_source`]: the owner (assigned,
+//! orphan and suspect chunks, the stall fall-back, and the directory registration) and the
+//! download neighbour (the ring). One session on either is [`download::drive`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::bootstrap::{Handshake, RETRY_LOG_EVERY, handshake};
+use super::{SourceKind, Swarm, download};
+use crate::chunkset::ChunkSet;
+use crate::manifest::display_name;
+use crate::net::{Backoff, Endpoint};
+use crate::protocol::Role;
+use crate::{Error, Result};
+
+/// How long a source that sent [`super::MAX_BAD_CHUNKS`] bad chunks is avoided.
+pub const BAD_SOURCE_AVOID: Duration = Duration::from_secs(30);
+
+/// A session at least this long counts as progress for the reconnect backoff.
+pub(super) const STABLE_SESSION: Duration = Duration::from_secs(10);
+
+/// Keeps a connection to one source, at `endpoint`, until this peer is complete or `token`
+/// is cancelled, reconnecting with capped backoff.
+pub(super) async fn run_source(
+    swarm: Arc<Swarm>,
+    kind: SourceKind,
+    endpoint: Endpoint,
+    mut first: Option<Handshake>,
+    token: CancellationToken,
+) {
+    let mut source = Source {
+        swarm,
+        kind,
+        endpoint,
+        backoff: Backoff::default(),
+        last_log: None,
+        told_complete: false,
+    };
+    while !token.is_cancelled() && !source.finished() {
+        let Some(connected) = source.connect(first.take(), &token).await else {
+            return;
+        };
+        let (hs, have) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                source.connect_failed(&e);
+                if !sleep_unless_cancelled(&token, source.backoff.next_delay()).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(progressed) = source.session(hs, have, &token).await else {
+            return;
+        };
+        if !progressed
+            && !source.finished()
+            && !sleep_unless_cancelled(&token, source.backoff.next_delay()).await
+        {
+            return;
+        }
+    }
+}
+
+/// One source of a ring peer, across its reconnections.
+struct Source {
+    swarm: Arc<Swarm>,
+    kind: SourceKind,
+    endpoint: Endpoint,
+    backoff: Backoff,
+    /// When "waiting for" was last logged, while not connected.
+    last_log: Option<Instant>,
+    /// The last session ended with this peer complete: the source was told so.
+    told_complete: bool,
+}
+
+impl Source {
+    /// A complete peer still tells its download neighbour once that it is complete, so the
+    /// neighbour knows its upload neighbour needs nothing more. The owner connection is also
+    /// this peer's directory registration: it lives as long as the peer, and is made again
+    /// (with the full have list) when the owner restarts.
+    fn finished(&self) -> bool {
+        self.kind == SourceKind::Neighbour && self.told_complete && self.swarm.is_complete()
+    }
+
+    /// A handshaken connection and what it was told this peer holds: `first` if given, else a
+    /// new one; `None` if cancelled first.
+    async fn connect(
+        &self,
+        first: Option<Handshake>,
+        token: &CancellationToken,
+    ) -> Option<Result<(Handshake, ChunkSet)>> {
+        let swarm = &self.swarm;
+        let have = swarm.have_snapshot();
+        if let Some(hs) = first {
+            // The bootstrap hello said nothing of what this peer holds (the manifest was not
+            // known yet): announce everything on it.
+            return Some(Ok((hs, ChunkSet::new(swarm.manifest.chunk_count()))));
+        }
+        let role = match self.kind {
+            SourceKind::Owner => Role::Peer,
+            SourceKind::Neighbour => Role::Neighbour,
+        };
+        let file = Some(swarm.manifest.name.clone());
+        let secret = swarm.config.secret.as_deref();
+        let me = (swarm.port, swarm.node.as_str());
+        let endpoint = &self.endpoint;
+        let fut = handshake(endpoint, role, file, have.to_ranges(), me, secret);
+        let hs = tokio::select! {
+            biased;
+            () = token.cancelled() => return None,
+            r = fut => r.and_then(|(hs, m)| {
+                if m.hash == swarm.manifest.hash {
+                    Ok(hs)
+                } else {
+                    Err(Error::Refused(format!(
+                        "{endpoint} shares another file ({} blake3 {}), not {} blake3 {}",
+                        display_name(&m.name), m.hash.short(), display_name(&swarm.manifest.name), swarm.manifest.hash.short()
+                    )))
+                }
+            }),
+        };
+        Some(hs.map(|hs| (hs, have)))
+    }
+
+    fn connect_failed(&mut self, e: &Error) {
+        let endpoint = &self.endpoint;
+        self.swarm.set_link_error(self.kind, Some(e.to_string()));
+        if self.swarm.is_complete() {
+            // Only the directory registration is missing; no need to shout.
+            debug!("waiting for owner {endpoint} ({e}); retrying");
+        } else if self.last_log.is_none_or(|t| t.elapsed() >= RETRY_LOG_EVERY) {
+            let who = match self.kind {
+                SourceKind::Owner => "owner",
+                SourceKind::Neighbour => "neighbour",
+            };
+            info!("waiting for {who} {endpoint} ({e}); retrying");
+            self.last_log = Some(Instant::now());
+        }
+    }
+
+    /// Runs one session on a connection; whether it made progress, or `None` if cancelled
+    /// while avoiding a source that sent bad chunks.
+    async fn session(
+        &mut self,
+        hs: Handshake,
+        have: ChunkSet,
+        token: &CancellationToken,
+    ) -> Option<bool> {
+        let (swarm, kind, endpoint) = (&self.swarm, self.kind, &self.endpoint);
+        self.last_log = None;
+        swarm.set_link_error(kind, None);
+        info!("connected to {endpoint}");
+        let (fetched_before, since) = (swarm.fetched(), Instant::now());
+        let res = download::drive(swarm, kind, hs, have, token).await;
+        // Backoff starts again only after real progress: a chunk stored, or a session that
+        // lasted. A session that fails at once (a bad message, a full disk, an owner whose
+        // file changed) is retried ever more slowly, not in a storm.
+        let progressed = swarm.fetched() > fetched_before || since.elapsed() >= STABLE_SESSION;
+        if progressed {
+            self.backoff.reset();
+        }
+        let reason = match &res {
+            Ok(()) => "disconnected".to_string(),
+            Err(e) => format!("disconnected: {e}"),
+        };
+        swarm.set_link_error(kind, Some(reason));
+        match res {
+            Ok(()) => {
+                self.told_complete = swarm.is_complete();
+                if self.told_complete && kind == SourceKind::Neighbour {
+                    swarm.lock().ring.mark_told_complete();
+                    swarm.notify();
+                }
+                debug!("connection to {endpoint} ended");
+            }
+            Err(Error::BadChunks(e)) => {
+                // A source that keeps sending bad chunks is avoided for a while; the owner and,
+                // for a neighbour, other sources (the fall-back) fill in meanwhile.
+                warn!(
+                    "connection to {endpoint} ended: {e}; avoiding it for {}s",
+                    BAD_SOURCE_AVOID.as_secs()
+                );
+                if !sleep_unless_cancelled(token, BAD_SOURCE_AVOID).await {
+                    return None;
+                }
+            }
+            Err(e) => warn!("connection to {endpoint} ended: {e}"),
+        }
+        Some(progressed)
+    }
+}
+
+/// Sleeps for `d`; false if `token` was cancelled first.
+pub(super) async fn sleep_unless_cancelled(token: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        biased;
+        () = token.cancelled() => false,
+        () = tokio::time::sleep(d) => true,
+    }
+}
