@@ -5,7 +5,7 @@
 //! Each connection runs a reader and a writer `select!`ed together: the reader takes chunks
 //! and ID lists and queues requests; the writer drains the bounded queue and announces.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,12 +27,12 @@ use crate::{Error, Result};
 /// The chunks this connection requested and has not received; released when it ends.
 struct InFlight<'a> {
     swarm: &'a Swarm,
-    ids: HashSet<ChunkId>,
+    ids: BTreeSet<ChunkId>,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.swarm.release(self.ids.drain());
+        self.swarm.release(std::mem::take(&mut self.ids));
     }
 }
 
@@ -60,7 +60,7 @@ pub(super) async fn drive(
     let (tx, rx) = mpsc::channel(swarm.config.in_flight + 4);
     let mut in_flight = InFlight {
         swarm,
-        ids: HashSet::new(),
+        ids: BTreeSet::new(),
     };
     let res = tokio::select! {
         biased;
@@ -118,7 +118,7 @@ async fn read_loop(
         // One stream per source kind, so the two connections do not mirror each other.
         rng: swarm.rng(kind as u64 + 1),
         bad: 0,
-        cancelled: HashSet::new(),
+        cancelled: BTreeSet::new(),
         clock: AnswerClock::new(swarm.manifest.chunk_size),
     };
     if kind == SourceKind::Owner {
@@ -161,7 +161,7 @@ struct Reader<'a, 'b> {
     /// Bad chunks received on this connection.
     bad: u32,
     /// Spare requests cancelled at the owner: their chunk may still be on its way.
-    cancelled: HashSet<ChunkId>,
+    cancelled: BTreeSet<ChunkId>,
     clock: AnswerClock,
 }
 

@@ -2,7 +2,7 @@
 //! each holds, how many sources hold each chunk, and which chunks are requested where; the
 //! rarest-first pick with its end-game, and the choice of sources (see [`super::multi`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,11 +34,11 @@ struct Source {
 #[derive(Debug)]
 struct Shared {
     /// Peer sources by `IP:PORT` (the owner is not here: its connection is always kept).
-    sources: HashMap<String, Source>,
+    sources: BTreeMap<String, Source>,
     /// Per chunk: how many sources hold it, the owner included.
     avail: Vec<u16>,
     /// Per chunk: on how many connections it is requested and not yet received.
-    requested: HashMap<u32, u16>,
+    requested: BTreeMap<u32, u16>,
     /// A first `locations` answer arrived.
     located: bool,
 }
@@ -65,7 +65,7 @@ impl Getter {
         let m = &self.swarm.manifest;
         let count = m.chunk_count() as usize;
         let mut avail = vec![0u16; count];
-        let mut seen = HashSet::new();
+        let mut seen = BTreeSet::new();
         let own = format!(":{}", self.swarm.port);
         let mut sh = self.shared();
         for s in loc.sources {
@@ -116,7 +116,7 @@ impl Getter {
     pub(super) fn pick(
         &self,
         theirs: &ChunkSet,
-        mine: &HashSet<u32>,
+        mine: &BTreeSet<u32>,
         rng: &mut impl Rng,
     ) -> Option<ChunkId> {
         let have = self.swarm.have_snapshot();
@@ -194,9 +194,9 @@ pub(super) fn new_getter(
 ) -> Arc<Getter> {
     Arc::new(Getter {
         shared: Mutex::new(Shared {
-            sources: HashMap::new(),
+            sources: BTreeMap::new(),
             avail: vec![0; swarm.manifest.chunk_count() as usize],
-            requested: HashMap::new(),
+            requested: BTreeMap::new(),
             located: false,
         }),
         swarm: swarm.clone(),

@@ -42,6 +42,8 @@ pub(super) struct Picker {
     last_progress: Instant,
     /// Chunks stored in this run.
     fetched: u32,
+    /// Chunks a connection is verifying and storing right now (see [`Picker::claim`]).
+    storing: ChunkSet,
 }
 
 impl Picker {
@@ -59,7 +61,24 @@ impl Picker {
             spare_cancel: Vec::new(),
             last_progress: now,
             fetched: 0,
+            storing: ChunkSet::new(count),
         }
+    }
+
+    /// Claims chunk `id` for one connection to verify and store: false when it is held, or
+    /// another connection is storing it (two copies may arrive at once: a spare chunk from
+    /// the owner and the neighbour's); the copy that loses is dropped.
+    pub(super) fn claim(&mut self, id: ChunkId) -> bool {
+        if self.have.contains(id) || self.storing.contains(id) {
+            return false;
+        }
+        self.storing.insert(id);
+        true
+    }
+
+    /// Ends a [`Picker::claim`].
+    pub(super) fn unclaim(&mut self, id: ChunkId) {
+        self.storing.remove(id);
     }
 
     pub(super) fn have(&self) -> &ChunkSet {
@@ -246,6 +265,19 @@ mod tests {
             ring.announced(&m, &Ranges::from_sorted([c])).unwrap();
         }
         (m, picker, ring)
+    }
+
+    /// Two copies of one chunk arriving at once: only one connection stores it.
+    #[test]
+    fn one_copy_of_a_chunk_is_stored() {
+        let (m, mut picker, _) = setup(&[]);
+        let id = m.chunk_id(7).unwrap();
+        assert!(picker.claim(id));
+        assert!(!picker.claim(id), "a second copy while the first is stored");
+        picker.unclaim(id);
+        picker.stored(id);
+        assert!(!picker.claim(id), "a copy of a chunk held");
+        assert_eq!(picker.fetched(), 1);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One getter connection to a source (the owner's included): the four choking flags, the
 //! requests in flight, and what each message means (see [`super::multi`]).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -28,7 +28,7 @@ struct Link<'a> {
     theirs: ChunkSet,
     am_interested: bool,
     peer_choking: bool,
-    in_flight: HashSet<u32>,
+    in_flight: BTreeSet<u32>,
     /// Bad chunks received on this connection.
     bad: u32,
 }
@@ -42,7 +42,7 @@ impl<'a> Link<'a> {
             theirs,
             am_interested: false,
             peer_choking: true,
-            in_flight: HashSet::new(),
+            in_flight: BTreeSet::new(),
             bad: 0,
         }
     }
@@ -50,7 +50,7 @@ impl<'a> Link<'a> {
 
 impl Drop for Link<'_> {
     fn drop(&mut self) {
-        for c in self.in_flight.drain() {
+        for c in std::mem::take(&mut self.in_flight) {
             self.getter.release(c);
         }
     }
@@ -155,7 +155,7 @@ async fn handle(link: &mut Link<'_>, msg: Message) -> Result<()> {
         Message::Choke => {
             // The source drops what it had queued; ask again once unchoked (or elsewhere).
             link.peer_choking = true;
-            for c in link.in_flight.drain() {
+            for c in std::mem::take(&mut link.in_flight) {
                 getter.release(c);
             }
             swarm.notify();

@@ -213,12 +213,18 @@ impl Swarm {
         self.notify();
     }
 
-    /// Verifies `data` as chunk `id` and stores it.
+    /// Verifies `data` as chunk `id` and stores it; false when another connection stored it
+    /// first.
     ///
     /// # Errors
     ///
     /// A hash or length mismatch (the chunk is released and marked suspect), or a store error.
-    pub(super) async fn accept_chunk(&self, id: ChunkId, data: Bytes) -> Result<()> {
+    pub(super) async fn accept_chunk(&self, id: ChunkId, data: Bytes) -> Result<bool> {
+        if !self.lock().picker.claim(id) {
+            // Held already, or arriving on another connection right now: only one copy is
+            // stored and reported received (the one storing it releases its request).
+            return Ok(false);
+        }
         // Done in place, not on the blocking pool: hashing 100 KiB and copying it into the
         // page cache take tens of microseconds, less than handing the work to another thread
         // and back (measured: a third of the ring's CPU went to those hand-offs).
@@ -229,6 +235,7 @@ impl Swarm {
             self.remember(id, data);
         }
         let mut st = self.lock();
+        st.picker.unclaim(id);
         st.picker.release(id);
         if let Err(e) = res {
             if !is_bad_chunk(&e) && st.fatal.is_none() {
@@ -248,7 +255,7 @@ impl Swarm {
         drop(st);
         self.summary_dirty.notify_one();
         self.notify();
-        Ok(())
+        Ok(true)
     }
 
     /// Accepts chunk `id` from the source `label` and reports it received; a bad chunk is
@@ -266,9 +273,10 @@ impl Swarm {
     ) -> Result<()> {
         let (chunk, bytes) = (id.get(), data.len() as u64);
         match self.accept_chunk(id, data).await {
-            Ok(()) => self
+            Ok(true) => self
                 .events
                 .chunk(EventKind::ChunkReceived, chunk, label, Some(bytes)),
+            Ok(false) => {}
             Err(Error::Store(e)) if is_bad_chunk(&e) => {
                 *bad += 1;
                 warn!(from = %label, "refused chunk {chunk}: {e}; fetching it again");
