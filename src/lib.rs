@@ -12,7 +12,8 @@
 //! - [`connection`] — a framed socket with named, bounded waits.
 //! - [`storage`] — the `Storage` trait, the one chunk check, and the in-memory store.
 //! - [`store`] — a peer's chunks on disk: part file or chunk files, summary, assembly.
-//! - [`owner`] — the file owner: accept loop, chunk assignment, serving.
+//! - `accept` — the one accept loop every listening role runs.
+//! - [`owner`] — the file owner: chunk assignment, serving.
 //! - [`peer`] — a ring peer: bootstrap, upload server, download clients, completion.
 //! - [`rate`] — the token bucket behind `--upload-limit`.
 //! - [`events`] — the six product events, to console and JSON lines.
@@ -23,6 +24,7 @@
 //! - [`task`] — named task spawning and the shutdown signal.
 //! - [`cli`] — what the binaries share: logging, binding, signals, sizes.
 
+mod accept;
 pub mod auth;
 pub mod choke;
 pub mod chunkset;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::watch;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::download::announce;
 use super::{MAX_UPLOAD_CONNECTIONS, Swarm};
+use crate::accept::{Accepted, Admission, accept_loop};
 use crate::auth;
 use crate::choke::ChokeSlot;
 use crate::chunkset::{ChunkSet, Ranges};
@@ -31,45 +32,35 @@ use crate::{Error, Result};
 /// Requests queued per connection beyond which the reader waits.
 const MAX_QUEUED_REQUESTS: usize = 64;
 
-/// Accepts upload connections until `token` is cancelled.
-pub(super) async fn serve(mut listener: Listener, swarm: Arc<Swarm>, token: CancellationToken) {
+/// Accepts upload connections until `token` is cancelled, at most
+/// [`MAX_UPLOAD_CONNECTIONS`] served at once; then waits for them to end.
+pub(super) async fn serve(listener: Listener, swarm: Arc<Swarm>, token: CancellationToken) {
     let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(MAX_UPLOAD_CONNECTIONS));
-    loop {
-        let (stream, addr) = tokio::select! {
-            biased;
-            () = token.cancelled() => break,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!("accept failed: {e}; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let permit = slots.clone().try_acquire_owned().ok();
+    let admission = Admission {
+        max_connections: MAX_UPLOAD_CONNECTIONS,
+        what: "accept",
+    };
+    accept_loop(listener, &token, &tracker, admission, |a: Accepted| {
         let swarm = swarm.clone();
-        let child = token.child_token();
-        tracker.spawn(
-            async move {
-                let mut conn = Connection::over(stream, addr.to_string(), 0);
-                if permit.is_none() {
-                    conn.send_error(format!(
-                        "peer is busy: at most {MAX_UPLOAD_CONNECTIONS} connections at once"
-                    ))
-                    .await;
-                    return;
-                }
-                match handle(conn, &swarm, &child).await {
-                    Ok(()) => debug!("upload connection closed"),
-                    Err(e) => warn!("upload connection closed: {e}"),
-                }
-                drop(permit);
+        let span = info_span!("upload", peer = %a.addr);
+        async move {
+            let mut conn = Connection::over(a.stream, a.addr.to_string(), 0);
+            if a.permit.is_none() {
+                conn.send_error(format!(
+                    "peer is busy: at most {MAX_UPLOAD_CONNECTIONS} connections at once"
+                ))
+                .await;
+                return;
             }
-            .instrument(info_span!("upload", peer = %addr)),
-        );
-    }
+            match handle(conn, &swarm, &a.token).await {
+                Ok(()) => debug!("upload connection closed"),
+                Err(e) => warn!("upload connection closed: {e}"),
+            }
+            drop(a.permit);
+        }
+        .instrument(span)
+    })
+    .await;
     tracker.close();
     tracker.wait().await;
 }
