@@ -13,7 +13,8 @@
 //! - [`storage`] — the `Storage` trait, the one chunk check, and the in-memory store.
 //! - [`store`] — a peer's chunks on disk: part file or chunk files, summary, assembly.
 //! - `accept` — the one accept loop every listening role runs.
-//! - [`owner`] — the file owner: chunk assignment, serving.
+//! - `serve` — the one chunk server the owner and peers serve with (cancel, choke, rate, event).
+//! - [`owner`] — the file owner: chunk assignment, its sessions, directory queries.
 //! - [`peer`] — a ring peer: bootstrap, upload server, download clients, completion.
 //! - [`rate`] — the token bucket behind `--upload-limit`.
 //! - [`events`] — the six product events, to console and JSON lines.
@@ -44,6 +45,7 @@ pub mod protocol;
 pub mod query;
 pub mod rate;
 pub mod report;
+mod serve;
 pub mod sim;
 pub mod storage;
 pub mod store;

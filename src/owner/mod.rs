@@ -6,11 +6,13 @@
 //! task ([`handler`]); a bad connection is answered, closed and logged there, and the accept
 //! loop never sees it.
 
+mod answer;
 pub mod assign;
 mod handler;
+mod hello;
+mod probe;
+mod session;
 mod spare;
-
-pub(crate) use handler::send_choke;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
