@@ -141,36 +141,7 @@ impl ChunkStore {
         // Which chunks to look at: with a part file or chunk files from an earlier run, every
         // chunk (a run killed between writing a chunk and the next summary left chunks the
         // summary does not name yet); otherwise those the summary names.
-        let mut earlier = false;
-        if layout == Layout::PartFile {
-            let part = store.part_path();
-            match fs::symlink_metadata(&part) {
-                Ok(m) if m.is_symlink() => {
-                    tracing::warn!("{} is a symlink; removing it", shown(&part));
-                    fs::remove_file(&part).map_err(io_err("removing", &part))?;
-                }
-                Ok(_) => earlier = true,
-                Err(_) => {}
-            }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .custom_flags(nofollow())
-                .open(&part)
-                .map_err(io_err("opening", &part))?;
-            let len = file.metadata().map_err(io_err("reading", &part))?.len();
-            if len != manifest.size
-                && let Err(e) = file.set_len(manifest.size)
-            {
-                if !earlier {
-                    let _ = fs::remove_file(&part); // leave nothing behind
-                }
-                return Err(io_err("sizing", &part)(e));
-            }
-            store.data = Some(file);
-        }
+        let earlier = layout == Layout::PartFile && store.open_part_file()?;
 
         let listed = store.read_summary();
         let candidates = match layout {
@@ -210,6 +181,41 @@ impl ChunkStore {
             store.write_summary(&have)?;
         }
         Ok(have)
+    }
+
+    /// Opens (creating) the part file, sized to the file, replacing a symlink of its name.
+    /// Returns whether it was there from an earlier run; one this call created is removed
+    /// again when it cannot be sized.
+    fn open_part_file(&mut self) -> Result<bool, StoreError> {
+        let part = self.part_path();
+        let mut earlier = false;
+        match fs::symlink_metadata(&part) {
+            Ok(m) if m.is_symlink() => {
+                tracing::warn!("{} is a symlink; removing it", shown(&part));
+                fs::remove_file(&part).map_err(io_err("removing", &part))?;
+            }
+            Ok(_) => earlier = true,
+            Err(_) => {}
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(nofollow())
+            .open(&part)
+            .map_err(io_err("opening", &part))?;
+        let len = file.metadata().map_err(io_err("reading", &part))?.len();
+        if len != self.manifest.size
+            && let Err(e) = file.set_len(self.manifest.size)
+        {
+            if !earlier {
+                let _ = fs::remove_file(&part); // leave nothing behind
+            }
+            return Err(io_err("sizing", &part)(e));
+        }
+        self.data = Some(file);
+        Ok(earlier)
     }
 
     /// The chunks that have a chunk file (not checked).
