@@ -22,8 +22,8 @@ pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// How a role admits connections.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Admission {
-    /// Connections served at once; one more is still handed to the handler, without a
-    /// permit, so that it can refuse it in the role's own words.
+    /// Connections served at once. A connection past the cap is still handed to the
+    /// handler, without a permit, so that the handler refuses it in the role's own words.
     pub max_connections: usize,
     /// What a failed accept is called in the log (`"accept"`, `"HTTP accept"`).
     pub what: &'static str,
