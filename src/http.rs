@@ -27,12 +27,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::accept::{Accepted, Admission, accept_loop};
 use crate::directory::Directory;
+use crate::net::{BoxStream, Listener};
 
 /// The most HTTP connections served at once; more are answered 503 and closed.
 pub const MAX_HTTP_CONNECTIONS: usize = 256;
@@ -44,66 +45,69 @@ pub const HTTP_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Serves the API on `listener` until `token` is cancelled: HTTP/1.1 (hyper) with at most
 /// [`MAX_HTTP_CONNECTIONS`] connections, [`HEADER_TIMEOUT`] for a request head and
-/// [`HTTP_CONNECTION_LIFETIME`] for a connection.
+/// [`HTTP_CONNECTION_LIFETIME`] for a connection. Returns at once when cancelled: the
+/// connections under way shut down gracefully on their own (1 s at most).
 ///
 /// # Errors
 ///
 /// None today: accept errors are logged and retried.
 pub async fn serve(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     directory: Arc<Directory>,
     token: CancellationToken,
 ) -> std::io::Result<()> {
     let app = router(directory);
-    let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
-    loop {
-        let (stream, addr) = tokio::select! {
-            biased;
-            () = token.cancelled() => return Ok(()),
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("HTTP accept failed: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(refuse_busy(stream));
-            continue;
-        };
-        let (app, token) = (app.clone(), token.clone());
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let res = tokio::select! {
-                biased;
-                r = conn.as_mut() => r,
-                () = token.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
-                    Ok(())
-                }
-                () = tokio::time::sleep(HTTP_CONNECTION_LIFETIME) => Ok(()),
-            };
-            if let Err(e) = res {
-                tracing::debug!(client = %addr, "HTTP connection ended: {e}");
-            }
-            drop(permit);
-        });
+    let admission = Admission {
+        max_connections: MAX_HTTP_CONNECTIONS,
+        what: "HTTP accept",
+    };
+    let tracker = TaskTracker::new();
+    accept_loop(listener, &token, &tracker, admission, |a: Accepted| {
+        serve_connection(app.clone(), a)
+    })
+    .await;
+    Ok(())
+}
+
+/// Serves one HTTP connection: a 503 when over the cap, else requests until the client
+/// closes, the token is cancelled (graceful shutdown) or the lifetime is up.
+async fn serve_connection(app: Router, a: Accepted) {
+    let Accepted {
+        stream,
+        addr,
+        permit,
+        token,
+    } = a;
+    if permit.is_none() {
+        return refuse_busy(stream).await;
     }
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        biased;
+        r = conn.as_mut() => r,
+        () = token.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+            Ok(())
+        }
+        () = tokio::time::sleep(HTTP_CONNECTION_LIFETIME) => Ok(()),
+    };
+    if let Err(e) = res {
+        tracing::debug!(client = %addr, "HTTP connection ended: {e}");
+    }
+    drop(permit);
 }
 
 /// Answers a connection over the cap with 503 and closes it.
-async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+async fn refuse_busy(mut stream: BoxStream) {
     use tokio::io::AsyncWriteExt;
     let body = format!(
         "{{\"error\":\"busy: at most {MAX_HTTP_CONNECTIONS} connections at once; try again later\"}}"

@@ -12,7 +12,9 @@
 //! - [`connection`] — a framed socket with named, bounded waits.
 //! - [`storage`] — the `Storage` trait, the one chunk check, and the in-memory store.
 //! - [`store`] — a peer's chunks on disk: part file or chunk files, summary, assembly.
-//! - [`owner`] — the file owner: accept loop, chunk assignment, serving.
+//! - `accept` — the one accept loop every listening role runs.
+//! - `serve` — the one chunk server the owner and peers serve with (cancel, choke, rate, event).
+//! - [`owner`] — the file owner: chunk assignment, its sessions, directory queries.
 //! - [`peer`] — a ring peer: bootstrap, upload server, download clients, completion.
 //! - [`rate`] — the token bucket behind `--upload-limit`.
 //! - [`events`] — the six product events, to console and JSON lines.
@@ -23,6 +25,7 @@
 //! - [`task`] — named task spawning and the shutdown signal.
 //! - [`cli`] — what the binaries share: logging, binding, signals, sizes.
 
+mod accept;
 pub mod auth;
 pub mod choke;
 pub mod chunkset;
@@ -42,6 +45,7 @@ pub mod protocol;
 pub mod query;
 pub mod rate;
 pub mod report;
+mod serve;
 pub mod sim;
 pub mod storage;
 pub mod store;

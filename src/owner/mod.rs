@@ -2,14 +2,17 @@
 //! chunk asked of it.
 //!
 //! [`run`] takes a bound listener and a cancellation token (tests and the demo bind
-//! `127.0.0.1:0` first). Each connection runs in its own task ([`handler`]); a bad connection
-//! is answered, closed and logged there, and the accept loop never sees it.
+//! `127.0.0.1:0` first) and runs the crate's one accept loop; each connection runs in its own
+//! task ([`handler`]); a bad connection is answered, closed and logged there, and the accept
+//! loop never sees it.
 
+mod answer;
 pub mod assign;
 mod handler;
+mod hello;
+mod probe;
+mod session;
 mod spare;
-
-pub(crate) use handler::send_choke;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,13 +20,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use crate::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::accept::{Accepted, Admission, accept_loop};
 use crate::choke::{Choker, DEFAULT_UPLOAD_SLOTS, spawn_rechoker};
 use crate::chunkset::ChunkSet;
 use crate::directory::Directory;
@@ -332,7 +336,7 @@ pub async fn run(
 ) -> crate::Result<()> {
     let choker = Choker::new(config.upload_slots);
     let rechoker = spawn_rechoker(&choker);
-    let mut listener = listener.into();
+    let listener = listener.into();
     let ctx = Arc::new(handler::Ctx {
         config: Arc::new(config),
         directory,
@@ -345,34 +349,20 @@ pub async fn run(
     for f in files.iter() {
         tracker.spawn(publish_orphans(f.clone(), token.child_token()));
     }
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            () = token.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, addr) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                warn!("accept failed: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let permit = slots.clone().try_acquire_owned().ok();
-        let files = files.clone();
-        let ctx = ctx.clone();
-        let child = token.child_token();
-        let span = info_span!("conn", peer = %addr);
-        tracker.spawn(
-            async move {
-                let conn = crate::connection::Connection::over(stream, addr.to_string(), 0);
-                handler::handle(conn, permit, files, ctx, child).await;
-            }
-            .instrument(span),
-        );
-    }
+    let admission = Admission {
+        max_connections: MAX_CONNECTIONS,
+        what: "accept",
+    };
+    accept_loop(listener, &token, &tracker, admission, |a: Accepted| {
+        let (files, ctx) = (files.clone(), ctx.clone());
+        let span = info_span!("conn", peer = %a.addr);
+        async move {
+            let conn = crate::connection::Connection::over(a.stream, a.addr.to_string(), 0);
+            handler::handle(conn, a.permit, files, ctx, a.token).await;
+        }
+        .instrument(span)
+    })
+    .await;
     info!("owner shutting down");
     rechoker.abort();
     tracker.close();

@@ -2,21 +2,19 @@
 //! connects), sends its chunk-ID list on connect and each new chunk as it arrives, and tracks
 //! whether the neighbour is complete.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::time::Instant;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
-use crate::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::download::announce;
 use super::{MAX_UPLOAD_CONNECTIONS, Swarm};
+use crate::accept::{Accepted, Admission, accept_loop};
 use crate::auth;
-use crate::choke::ChokeSlot;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{
     ConnReader, ConnWriter, Connection, Hello, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
@@ -24,52 +22,39 @@ use crate::connection::{
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
 use crate::net::Listener;
-use crate::owner::send_choke;
 use crate::protocol::{Message, ProtocolError, Role};
+use crate::serve::{ChokeGate, ChunkServer, MAX_QUEUED_REQUESTS};
 use crate::{Error, Result};
 
-/// Requests queued per connection beyond which the reader waits.
-const MAX_QUEUED_REQUESTS: usize = 64;
-
-/// Accepts upload connections until `token` is cancelled.
-pub(super) async fn serve(mut listener: Listener, swarm: Arc<Swarm>, token: CancellationToken) {
+/// Accepts upload connections until `token` is cancelled, at most
+/// [`MAX_UPLOAD_CONNECTIONS`] served at once; then waits for them to end.
+pub(super) async fn serve(listener: Listener, swarm: Arc<Swarm>, token: CancellationToken) {
     let tracker = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(MAX_UPLOAD_CONNECTIONS));
-    loop {
-        let (stream, addr) = tokio::select! {
-            biased;
-            () = token.cancelled() => break,
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!("accept failed: {e}; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let permit = slots.clone().try_acquire_owned().ok();
+    let admission = Admission {
+        max_connections: MAX_UPLOAD_CONNECTIONS,
+        what: "accept",
+    };
+    accept_loop(listener, &token, &tracker, admission, |a: Accepted| {
         let swarm = swarm.clone();
-        let child = token.child_token();
-        tracker.spawn(
-            async move {
-                let mut conn = Connection::over(stream, addr.to_string(), 0);
-                if permit.is_none() {
-                    conn.send_error(format!(
-                        "peer is busy: at most {MAX_UPLOAD_CONNECTIONS} connections at once"
-                    ))
-                    .await;
-                    return;
-                }
-                match handle(conn, &swarm, &child).await {
-                    Ok(()) => debug!("upload connection closed"),
-                    Err(e) => warn!("upload connection closed: {e}"),
-                }
-                drop(permit);
+        let span = info_span!("upload", peer = %a.addr);
+        async move {
+            let mut conn = Connection::over(a.stream, a.addr.to_string(), 0);
+            if a.permit.is_none() {
+                conn.send_error(format!(
+                    "peer is busy: at most {MAX_UPLOAD_CONNECTIONS} connections at once"
+                ))
+                .await;
+                return;
             }
-            .instrument(info_span!("upload", peer = %addr)),
-        );
-    }
+            match handle(conn, &swarm, &a.token).await {
+                Ok(()) => debug!("upload connection closed"),
+                Err(e) => warn!("upload connection closed: {e}"),
+            }
+            drop(a.permit);
+        }
+        .instrument(span)
+    })
+    .await;
     tracker.close();
     tracker.wait().await;
 }
@@ -175,28 +160,20 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     ))
     .await?;
     // A getter is served under choking and is not the ring's upload neighbour.
-    let (slot, choke_rx) = if getter {
-        let (slot, rx) = swarm.choker.join();
-        (Some(slot), Some(rx))
-    } else {
-        (None, None)
-    };
+    let choker = getter.then_some(&swarm.choker);
+    let (server, gate) = ChunkServer::new(&label, &swarm.events, swarm.limiter.as_ref(), choker);
     if theirs.is_full()
         && let Some(d) = &downstream
     {
         d.mark_complete(&label);
     }
-    let conn_state = ConnState {
-        slot,
-        cancelled: Mutex::new(HashSet::new()),
-    };
     let (mut reader, mut writer) = conn.split();
     let (tx, rx) = mpsc::channel(MAX_QUEUED_REQUESTS);
     let res = tokio::select! {
         biased;
         () = token.cancelled() => Ok(()),
-        r = read_loop(swarm, &mut reader, &label, &mut theirs, tx, &conn_state, downstream.as_ref()) => r,
-        r = write_loop(swarm, &mut writer, &label, rx, &conn_state, choke_rx) => r,
+        r = read_loop(swarm, &mut reader, &label, &mut theirs, tx, &server, downstream.as_ref()) => r,
+        r = write_loop(swarm, &mut writer, &label, rx, &server, gate) => r,
     };
     if let Err(e) = &res
         && e.deserves_reply()
@@ -206,21 +183,13 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     res
 }
 
-/// What the reader and the writer of one upload connection share.
-struct ConnState {
-    /// A getter's place in the choker; `None` for the ring neighbour (never choked).
-    slot: Option<ChokeSlot>,
-    /// Requests the getter cancelled before they were served.
-    cancelled: Mutex<HashSet<ChunkId>>,
-}
-
 async fn read_loop(
     swarm: &Swarm,
     reader: &mut ConnReader,
     label: &str,
     theirs: &mut ChunkSet,
     tx: mpsc::Sender<ChunkId>,
-    conn: &ConnState,
+    server: &ChunkServer<'_>,
     downstream: Option<&Downstream<'_>>,
 ) -> Result<()> {
     let m = &swarm.manifest;
@@ -228,6 +197,9 @@ async fn read_loop(
         let Some(msg) = reader.recv("waiting for requests", IDLE_TIMEOUT).await? else {
             return Ok(());
         };
+        if server.take_control(m, &msg)? {
+            continue;
+        }
         match msg {
             Message::Request { chunk, .. } => {
                 let id = m.chunk_id(chunk)?;
@@ -254,18 +226,6 @@ async fn read_loop(
                     d.mark_complete(label);
                 }
             }
-            Message::Interested | Message::NotInterested if conn.slot.is_some() => {
-                if let Some(slot) = &conn.slot {
-                    slot.set_interested(matches!(msg, Message::Interested));
-                }
-            }
-            Message::Cancel { chunk } => {
-                let id = m.chunk_id(chunk)?;
-                conn.cancelled
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id);
-            }
             other => {
                 return Err(ProtocolError::Unexpected {
                     got: other.kind(),
@@ -282,44 +242,24 @@ async fn write_loop(
     writer: &mut ConnWriter,
     label: &str,
     mut rx: mpsc::Receiver<ChunkId>,
-    conn: &ConnState,
-    mut choke: Option<watch::Receiver<bool>>,
+    server: &ChunkServer<'_>,
+    mut gate: ChokeGate,
 ) -> Result<()> {
     let mut changed = swarm.changed.subscribe();
     let mut announced = ChunkSet::new(swarm.manifest.chunk_count());
-    let mut unchoked = choke.is_none();
     loop {
         announce(swarm, writer, label, &mut announced).await?;
         tokio::select! {
             biased;
-            changed = async { choke.as_mut().expect("guarded").changed().await }, if choke.is_some() => {
-                if changed.is_err() {
+            open = gate.changed(), if gate.is_choking() => {
+                if !open {
                     return Ok(());
                 }
-                unchoked = *choke.as_mut().expect("guarded").borrow_and_update();
-                send_choke(writer, &swarm.events, label, unchoked).await?;
+                gate.update(writer, &swarm.events, label).await?;
             }
             id = rx.recv() => {
                 let Some(id) = id else { return Ok(()) };
-                let cancelled = conn
-                    .cancelled
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                // Never serve a getter this peer is choking; it asks again once unchoked.
-                if cancelled || !unchoked {
-                    continue;
-                }
-                let data = swarm.chunk_to_send(id).await?;
-                let len = data.len() as u64;
-                if let Some(limiter) = &swarm.limiter {
-                    limiter.acquire(len).await;
-                }
-                writer.send(Message::chunk(id.get(), data)).await?;
-                if let Some(slot) = &conn.slot {
-                    slot.sent(len);
-                }
-                swarm.events.chunk(EventKind::ChunkSent, id.get(), label, Some(len));
+                server.send(writer, id, gate.unchoked(), || swarm.chunk_to_send(id)).await?;
             }
             _ = changed.changed() => {}
             () = tokio::time::sleep(KEEPALIVE_INTERVAL) => {

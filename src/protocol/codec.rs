@@ -1,6 +1,6 @@
 //! `MessageCodec`: frames [`Message`]s on a byte stream; see the module docs of `protocol`.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use super::{MAX_HEADER_LEN, Message, ProtocolError};
@@ -130,7 +130,6 @@ impl Decoder for MessageCodec {
         let header = frame.split_to(header_len);
         let body = frame.freeze();
         let mut msg = parse_header(&header)?;
-        let kind = msg.kind();
         let max = match msg {
             Message::Files { .. } | Message::Locations { .. } => self.max_answer,
             _ => self.max_body,
@@ -138,32 +137,7 @@ impl Decoder for MessageCodec {
         if body_len > max {
             return Err(ProtocolError::BodyTooLarge { len: body_len, max });
         }
-        match &mut msg {
-            Message::Chunk { len, data, .. }
-            | Message::Welcome {
-                len,
-                manifest: data,
-                ..
-            }
-            | Message::Files { len, body: data }
-            | Message::Locations { len, body: data } => {
-                if *len != body.len() as u64 {
-                    return Err(ProtocolError::BodyLength {
-                        kind,
-                        declared: *len,
-                        actual: body.len(),
-                    });
-                }
-                *data = body;
-            }
-            _ if !body.is_empty() => {
-                return Err(ProtocolError::UnexpectedBody {
-                    kind,
-                    len: body.len(),
-                });
-            }
-            _ => {}
-        }
+        attach_body(&mut msg, body)?;
         self.note_frame(frame_len, &msg);
         Ok(Some(msg))
     }
@@ -175,6 +149,39 @@ impl Decoder for MessageCodec {
             None => Err(ProtocolError::ResetMidFrame(buf.len() + self.partial)),
         }
     }
+}
+
+/// Puts `body` into the message that carries one, after checking the length its header
+/// declared; any other message must come without a body.
+fn attach_body(msg: &mut Message, body: Bytes) -> Result<(), ProtocolError> {
+    let kind = msg.kind();
+    match msg {
+        Message::Chunk { len, data, .. }
+        | Message::Welcome {
+            len,
+            manifest: data,
+            ..
+        }
+        | Message::Files { len, body: data }
+        | Message::Locations { len, body: data } => {
+            if *len != body.len() as u64 {
+                return Err(ProtocolError::BodyLength {
+                    kind,
+                    declared: *len,
+                    actual: body.len(),
+                });
+            }
+            *data = body;
+        }
+        _ if !body.is_empty() => {
+            return Err(ProtocolError::UnexpectedBody {
+                kind,
+                len: body.len(),
+            });
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn parse_header(header: &[u8]) -> Result<Message, ProtocolError> {

@@ -11,143 +11,26 @@
 //!
 //! File ids are 1, 2, … in the order of the shared files' names, so they stay the same across
 //! restarts of the owner as long as it shares the same files.
+//!
+//! The answers built from it (listing, locations, members), each bounded, are in `answer`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
-use crate::chunkset::{ChunkSet, Ranges};
+use crate::chunkset::ChunkSet;
 use crate::manifest::Manifest;
-use crate::protocol::{MAX_ANSWER_LEN, Role};
+use crate::protocol::Role;
 
-/// Takes items while their JSON fits in `budget` bytes; returns them and how many did not
-/// fit. The cost is the size of what is taken.
-fn within_budget<T: Serialize>(items: impl IntoIterator<Item = T>, budget: usize) -> (Vec<T>, u32) {
-    let (mut taken, mut used, mut left) = (Vec::new(), 0usize, 0u32);
-    for item in items {
-        let len = serde_json::to_vec(&item).map_or(usize::MAX, |v| v.len() + 1);
-        if left == 0 && used.saturating_add(len) <= budget {
-            used += len;
-            taken.push(item);
-        } else {
-            left = left.saturating_add(1);
-        }
-    }
-    (taken, left)
-}
+mod answer;
+
+pub use answer::{FileInfo, Listing, Locations, MAX_SOURCE_RANGES, PeerInfo, SourceInfo};
 
 /// The TTL when none is given: a member silent this long is dropped.
 pub const DEFAULT_PEER_TTL: Duration = Duration::from_secs(45);
-
-/// A shared file as the directory lists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileInfo {
-    /// Small numeric id, stable while the owner shares the same files.
-    pub id: u32,
-    /// File name.
-    pub name: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Nominal chunk size in bytes.
-    pub chunk_size: u64,
-    /// Number of chunks.
-    pub chunks: u32,
-    /// BLAKE3 of the whole file, hex.
-    pub hash: String,
-    /// Sources holding every chunk, the owner included.
-    pub complete_sources: u32,
-    /// Peers holding some but not all chunks.
-    pub partial_sources: u32,
-}
-
-/// The answer to `list` and `search`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Listing {
-    /// The search text, for `search`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    /// The matching files, by id.
-    pub files: Vec<FileInfo>,
-    /// Matching files left out to keep the answer under [`MAX_ANSWER_LEN`].
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub more: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-/// The most chunk ranges listed per source in a `locate` answer; a longer list is cut (the
-/// count stays exact), so one answer names many sources.
-pub const MAX_SOURCE_RANGES: usize = 2048;
-
-/// Room kept in an answer for everything but its list.
-const ANSWER_SLACK: usize = 16 * 1024;
-
-/// One holder of a file's chunks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceInfo {
-    /// `IP:PORT` where it serves chunks. For the owner: the address it listens on (reach it
-    /// the way you reached the owner).
-    pub addr: String,
-    /// True for the file owner.
-    #[serde(default)]
-    pub owner: bool,
-    /// `peer` (a ring member), `getter` (a multi-source downloader) or `owner`.
-    pub role: String,
-    /// Number of chunks it holds.
-    pub count: u32,
-    /// True when it holds every chunk.
-    pub complete: bool,
-    /// The chunk ids it holds: the first [`MAX_SOURCE_RANGES`] ranges of them.
-    pub chunks: Ranges,
-    /// The node id it said in `hello`, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-}
-
-/// The answer to `locate`: the file and who holds which of its chunks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Locations {
-    /// The file, or `None` when nothing matched (see `message`).
-    pub file: Option<FileInfo>,
-    /// Why `file` is `None`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The sources, the owner first, then by address: as many as fit in [`MAX_ANSWER_LEN`],
-    /// complete ones and those holding most chunks first.
-    #[serde(default)]
-    pub sources: Vec<SourceInfo>,
-    /// Sources left out to keep the answer under [`MAX_ANSWER_LEN`].
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub more_sources: u32,
-}
-
-/// A member as `GET /peers` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerInfo {
-    /// `IP:PORT` where it serves chunks.
-    pub addr: String,
-    /// `peer` or `getter`.
-    pub role: String,
-    /// The id of the file it is in the swarm of.
-    pub file_id: u32,
-    /// That file's name.
-    pub file: String,
-    /// Chunks it holds.
-    pub count: u32,
-    /// True when it holds every chunk.
-    pub complete: bool,
-    /// When it registered, in milliseconds since the Unix epoch.
-    pub joined_unix_ms: u64,
-    /// Milliseconds since it was last heard from.
-    pub last_seen_ms: u64,
-}
 
 /// What a member registration is keyed by.
 pub type MemberId = u64;
@@ -352,173 +235,12 @@ impl Directory {
     pub fn is_registered(&self, id: MemberId) -> bool {
         self.inner().members.contains_key(&id)
     }
-
-    fn info(&self, inner: &Inner, file: usize) -> FileInfo {
-        let m = &self.files[file];
-        let (mut complete, mut partial) = (1, 0); // the owner holds every chunk
-        for member in inner.members.values().filter(|x| x.file == file) {
-            if member.have.is_full() {
-                complete += 1;
-            } else if member.have.count() > 0 {
-                partial += 1;
-            }
-        }
-        FileInfo {
-            id: u32::try_from(file + 1).unwrap_or(u32::MAX),
-            name: m.name.clone(),
-            size: m.size,
-            chunk_size: m.chunk_size,
-            chunks: m.chunk_count(),
-            hash: m.hash.to_string(),
-            complete_sources: complete,
-            partial_sources: partial,
-        }
-    }
-
-    /// Every shared file, by id.
-    pub fn list(&self) -> Listing {
-        let inner = self.inner();
-        let (files, more) = within_budget(
-            (0..self.files.len()).map(|f| self.info(&inner, f)),
-            MAX_ANSWER_LEN - ANSWER_SLACK,
-        );
-        Listing {
-            query: None,
-            files,
-            more,
-        }
-    }
-
-    /// The files whose name contains `text`, ignoring case.
-    pub fn search(&self, text: &str) -> Listing {
-        let needle = text.to_lowercase();
-        let inner = self.inner();
-        let (files, more) = within_budget(
-            (0..self.files.len())
-                .filter(|&f| self.files[f].name.to_lowercase().contains(&needle))
-                .map(|f| self.info(&inner, f)),
-            MAX_ANSWER_LEN - ANSWER_SLACK,
-        );
-        Listing {
-            query: Some(text.to_string()),
-            files,
-            more,
-        }
-    }
-
-    /// Where each chunk of the file `key` (an id or a name) is.
-    pub fn locate(&self, key: &str) -> Locations {
-        let Some(file) = self.find(key) else {
-            return Locations {
-                file: None,
-                message: Some(self.no_such_file(key)),
-                sources: Vec::new(),
-                more_sources: 0,
-            };
-        };
-        let inner = self.inner();
-        let m = &self.files[file];
-        let mut sources = vec![SourceInfo {
-            addr: self.owner_addr.to_string(),
-            owner: true,
-            role: "owner".into(),
-            count: m.chunk_count(),
-            complete: true,
-            chunks: Ranges(match m.chunk_count() {
-                0 => Vec::new(),
-                n => vec![[0, n - 1]],
-            }),
-            node: None,
-        }];
-        let mut members: Vec<&Member> = inner.members.values().filter(|x| x.file == file).collect();
-        // Most useful first, so those are the ones that fit; a source is built only if it
-        // may fit, so the cost is bounded by the answer, not by the members.
-        members.sort_by_key(|x| (std::cmp::Reverse(x.have.count()), x.addr));
-        let budget = MAX_ANSWER_LEN - ANSWER_SLACK - 2 * 1024;
-        let (mut listed, mut used, mut more_sources) = (Vec::new(), 0usize, 0u32);
-        for x in members {
-            if used < budget {
-                let source = SourceInfo {
-                    addr: x.addr.to_string(),
-                    owner: false,
-                    role: role_name(x.role).into(),
-                    count: x.have.count(),
-                    complete: x.have.is_full(),
-                    chunks: x.have.to_ranges_capped(MAX_SOURCE_RANGES),
-                    node: x.node.clone(),
-                };
-                let len = serde_json::to_vec(&source).map_or(usize::MAX, |v| v.len() + 1);
-                if used.saturating_add(len) <= budget {
-                    used += len;
-                    listed.push(source);
-                    continue;
-                }
-                used = budget;
-            }
-            more_sources += 1;
-        }
-        listed.sort_by_key(|x| x.addr.parse::<SocketAddr>().ok());
-        sources.extend(listed);
-        Locations {
-            file: Some(self.info(&inner, file)),
-            message: None,
-            sources,
-            more_sources,
-        }
-    }
-
-    /// A clear answer for a file that is not shared.
-    pub fn no_such_file(&self, key: &str) -> String {
-        let shared = self
-            .files
-            .iter()
-            .enumerate()
-            .map(|(i, m)| format!("{} {}", i + 1, m.name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if key.trim().parse::<u64>().is_ok() {
-            format!("no file with id {key}; the owner shares: {shared}")
-        } else {
-            format!("no file named {key:?}; the owner shares: {shared}")
-        }
-    }
-
-    /// Every member, by address.
-    pub fn peers(&self) -> Vec<PeerInfo> {
-        let inner = self.inner();
-        let mut out: Vec<PeerInfo> = inner
-            .members
-            .values()
-            .map(|x| PeerInfo {
-                addr: x.addr.to_string(),
-                role: role_name(x.role).into(),
-                file_id: u32::try_from(x.file + 1).unwrap_or(u32::MAX),
-                file: self.files[x.file].name.clone(),
-                count: x.have.count(),
-                complete: x.have.is_full(),
-                joined_unix_ms: x
-                    .joined
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                last_seen_ms: u64::try_from(x.last_seen.elapsed().as_millis()).unwrap_or(u64::MAX),
-            })
-            .collect();
-        out.sort_by(|a, b| (a.file_id, &a.addr).cmp(&(b.file_id, &b.addr)));
-        out
-    }
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Peer | Role::Neighbour => "peer",
-        Role::Getter => "getter",
-        Role::Query => "query",
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::MAX_ANSWER_LEN;
 
     fn dir(ttl: Duration) -> Directory {
         let a = Arc::new(Manifest {

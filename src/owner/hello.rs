@@ -1,0 +1,221 @@
+//! The start of an owner connection, up to `welcome`: the opening message (a `hello`, or a
+//! directory query), the shared-secret check, which file the client wants and what it holds,
+//! the chunks a ring peer is handed, and its directory registration.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::handler::Ctx;
+use super::{Config, SharedFile};
+use crate::auth;
+use crate::chunkset::{ChunkSet, Ranges};
+use crate::connection::{Connection, Hello, Opening};
+use crate::directory::{Directory, MemberId};
+use crate::events::EventKind;
+use crate::manifest::ChunkId;
+use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, Role};
+use crate::{Error, Result};
+
+/// What a connection opened with, once the secret is checked.
+pub(super) enum Opened {
+    /// A client that will fetch chunks (a ring peer or a getter).
+    Client(Hello),
+    /// A directory query connection, with its first query if it opened with one.
+    Queries(Option<Message>),
+}
+
+/// Reads the opening message and checks the shared secret (a query that opens without a
+/// `hello` is refused when the owner has one).
+///
+/// # Errors
+///
+/// A bad opening, a failed proof, or a refused query (answered with an `error`).
+pub(super) async fn open(conn: &mut Connection, ctx: &Ctx) -> Result<Opened> {
+    let secret = ctx.config.secret.as_deref();
+    let hello = match conn.recv_opening(true).await? {
+        Opening::Hello(h) => h,
+        Opening::Query(_) if secret.is_some() => {
+            let msg =
+                "this owner needs the shared secret: query it with --secret or RINGSWARM_SECRET";
+            conn.send_error(msg.into()).await;
+            return Err(Error::Refused(format!(
+                "query from {} without the shared secret",
+                conn.remote()
+            )));
+        }
+        Opening::Query(q) => return Ok(Opened::Queries(Some(q))),
+    };
+    auth::server(conn, secret, hello.nonce.as_deref(), &hello.label).await?;
+    if hello.role == Role::Query {
+        return Ok(Opened::Queries(None));
+    }
+    Ok(Opened::Client(hello))
+}
+
+/// The file `hello` asks for (by name, or by the directory's numeric id) and the chunks the
+/// client holds; a refusal is sent to the client.
+///
+/// # Errors
+///
+/// No such file, a withdrawn one, a bad have list, or a ring neighbour at the owner.
+pub(super) async fn check_join(
+    conn: &mut Connection,
+    files: &[Arc<SharedFile>],
+    ctx: &Ctx,
+    hello: &Hello,
+) -> Result<(Arc<SharedFile>, ChunkSet)> {
+    let wanted = hello.file.as_deref();
+    let by_id = wanted.and_then(|k| ctx.directory.find(k));
+    let shared = match by_id.map_or_else(|| choose_file(files, wanted), |i| Ok(&files[i])) {
+        Ok(f) if f.is_withdrawn() => return Err(refuse(conn, f.changed_message()).await),
+        Ok(f) => f.clone(),
+        Err(msg) => return Err(refuse(conn, msg).await),
+    };
+    let held = match ChunkSet::try_from_ranges(&shared.manifest, &hello.have) {
+        Ok(h) => h,
+        Err(e) => {
+            conn.send_error(format!("bad have list in hello: {e}"))
+                .await;
+            return Err(e.into());
+        }
+    };
+    if hello.role == Role::Neighbour {
+        let msg = "this is a file owner, not a ring peer: connect as a peer or a getter";
+        return Err(refuse(conn, msg.to_string()).await);
+    }
+    Ok((shared, held))
+}
+
+/// Sends `msg` as an `error` and returns it as a refusal.
+async fn refuse(conn: &mut Connection, msg: String) -> Error {
+    conn.send_error(msg.clone()).await;
+    Error::Refused(msg)
+}
+
+/// The file a `hello` asks for, or an error to send back.
+fn choose_file<'a>(
+    files: &'a [Arc<SharedFile>],
+    wanted: Option<&str>,
+) -> Result<&'a Arc<SharedFile>, String> {
+    let names = || {
+        files
+            .iter()
+            .map(|f| f.manifest.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match wanted {
+        Some(name) => files
+            .iter()
+            .find(|f| f.manifest.name == name)
+            .ok_or_else(|| format!("owner does not share {name:?}; it shares: {}", names())),
+        None if files.len() == 1 => Ok(&files[0]),
+        None => Err(format!(
+            "owner shares {} files; choose one with --file NAME: {}",
+            files.len(),
+            names()
+        )),
+    }
+}
+
+/// The chunks handed to a joining ring peer holding `held` (none for anyone else); a join
+/// moves the orphan list's quiet period.
+pub(super) fn assign(
+    shared: &SharedFile,
+    config: &Config,
+    role: Role,
+    held: &ChunkSet,
+) -> Vec<ChunkId> {
+    if role != Role::Peer {
+        return Vec::new();
+    }
+    let m = &shared.manifest;
+    let assigned = match config.seed {
+        // Reproducible per join: the n-th peer to join gets the same start every run.
+        Some(seed) => {
+            let joins = shared
+                .joins
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut rng =
+                <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed.wrapping_add(joins));
+            shared.dist().assign(m, held, &mut rng)
+        }
+        None => shared.dist().assign(m, held, &mut rand::rng()),
+    };
+    *shared.last_join.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    shared.dirty.notify_one();
+    assigned
+}
+
+/// A client's directory registration; dropped (deregistered) with its connection.
+pub(super) struct Member<'a> {
+    directory: &'a Directory,
+    pub id: MemberId,
+    addr: SocketAddr,
+}
+
+impl Drop for Member<'_> {
+    fn drop(&mut self) {
+        if self.directory.deregister(self.id) {
+            info!(source = %self.addr, "left the directory");
+        }
+    }
+}
+
+/// Registers a client with an upload server (`hello` with a port) in the directory of
+/// `shared`, for as long as the returned [`Member`] lives; `None` for a client without one,
+/// or whose address is already a member through another connection.
+pub(super) fn register<'a>(
+    remote: &str,
+    directory: &'a Directory,
+    shared: &SharedFile,
+    hello: &Hello,
+    held: &ChunkSet,
+) -> Option<Member<'a>> {
+    let port = hello.port?;
+    let ip = remote.parse::<SocketAddr>().ok()?.ip();
+    let file = directory.index_of(&shared.manifest.name)?;
+    let addr = SocketAddr::new(ip, port);
+    let Some(id) = directory.register(file, addr, hello.role, held.clone(), hello.node.clone())
+    else {
+        warn!(peer = %hello.label, "{addr} is already a member through another connection; serving this one unregistered");
+        return None;
+    };
+    Some(Member {
+        directory,
+        id,
+        addr,
+    })
+}
+
+/// Sends `welcome`: the manifest and the `assigned` chunks.
+///
+/// # Errors
+///
+/// The send failed.
+pub(super) async fn welcome(
+    conn: &mut Connection,
+    shared: &SharedFile,
+    ctx: &Ctx,
+    label: &str,
+    assigned: &[ChunkId],
+) -> Result<()> {
+    // Assignments are contiguous runs (see `assign`), so this cut never bites in practice.
+    let mut ranges = Ranges::from_sorted(assigned.iter().map(|c| c.get()));
+    ranges.0.truncate(MAX_RANGES_PER_MESSAGE);
+    let count = u32::try_from(assigned.len()).unwrap_or(u32::MAX);
+    ctx.config
+        .events
+        .id_list(EventKind::IdListSent, count, label);
+    let heartbeat = ctx.directory.ttl() / 3;
+    conn.send(Message::Welcome {
+        assigned: ranges,
+        len: shared.manifest_json.len() as u64,
+        heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
+        manifest: shared.manifest_json.clone(),
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Assembling the finished file from a [`ChunkStore`]'s chunks.
+
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use super::fs::{create_fresh, hash_file, place, sync_parent};
+use super::{ChunkStore, Layout, StoreError, io_err};
+
+impl ChunkStore {
+    /// Makes `DIR/NAME` from the held chunks, checks the whole-file hash, and returns its
+    /// path. The file appears only by rename, after the hash matched, and never replaces a
+    /// file already there: see [`place`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::FileHashMismatch`] (the bad file is not kept),
+    /// [`StoreError::WouldReplace`] when something appeared at `DIR/NAME` since the store was
+    /// opened, or any I/O error.
+    pub fn assemble(&self) -> Result<PathBuf, StoreError> {
+        let out = self.output_path();
+        if self.assembled.load(Ordering::Acquire) {
+            return Ok(out);
+        }
+        let m = &self.manifest;
+        let (src, actual) = match self.layout {
+            Layout::PartFile => {
+                let part = self.part_path();
+                let h = hash_file(&part)?;
+                if self.sync
+                    && let Some(f) = &self.data
+                {
+                    f.sync_data().map_err(io_err("syncing", &part))?;
+                }
+                (part, h)
+            }
+            Layout::ChunkFiles => {
+                let tmp = self.joined_tmp_path();
+                let mut w = create_fresh(&tmp).map_err(io_err("creating", &tmp))?;
+                let mut hasher = blake3::Hasher::new();
+                for id in m.chunk_ids() {
+                    let data = self.read_chunk(id)?;
+                    hasher.update(&data);
+                    w.write_all(&data).map_err(io_err("writing", &tmp))?;
+                }
+                if self.sync {
+                    w.sync_all().map_err(io_err("syncing", &tmp))?;
+                }
+                (tmp, hasher.finalize().into())
+            }
+        };
+        if actual != m.hash {
+            if self.layout == Layout::ChunkFiles {
+                let _ = fs::remove_file(&src);
+            }
+            return Err(StoreError::FileHashMismatch {
+                name: m.name.clone(),
+                expected: m.hash,
+                actual,
+            });
+        }
+        if let Err(e) = place(&src, &out) {
+            if self.layout == Layout::ChunkFiles {
+                let _ = fs::remove_file(&src);
+            }
+            return Err(e);
+        }
+        if self.sync {
+            sync_parent(&out)?;
+        }
+        self.assembled.store(true, Ordering::Release);
+        Ok(out)
+    }
+}
