@@ -229,6 +229,8 @@ fn start_owner(
             .or(args.rate)
             .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, args.chunk_size))),
         seed: sim_seed(args),
+        // Every peer keeps a connection to the owner, and a getter or fall-back a few more.
+        max_connections: owner::MAX_CONNECTIONS.max(2 * usize::from(args.peers) + 64),
         ..owner::Config::new(Arc::new(sink(world.clock.as_ref(), "owner".into(), log)))
     };
     let files = vec![world.shared.clone()];

@@ -14,7 +14,7 @@
 //!
 //! The answers built from it (listing, locations, members), each bounded, are in `answer`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -49,9 +49,9 @@ struct Member {
 #[derive(Debug, Default)]
 struct Inner {
     next: MemberId,
-    members: HashMap<MemberId, Member>,
+    members: BTreeMap<MemberId, Member>,
     /// When each address was last probed after a `source_lost` report.
-    probed: HashMap<SocketAddr, Instant>,
+    probed: BTreeMap<SocketAddr, Instant>,
     /// Probes under way.
     probing: usize,
 }

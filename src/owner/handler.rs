@@ -21,7 +21,7 @@ use crate::connection::Connection;
 use crate::directory::Directory;
 
 /// Serves one client on `conn` (over TCP, or any stream in tests); `permit` is its place
-/// under [`super::MAX_CONNECTIONS`], `None` when there is none left.
+/// under the owner's `max_connections`, `None` when there is none left.
 pub(super) async fn handle(
     mut conn: Connection,
     permit: Option<OwnedSemaphorePermit>,
@@ -33,7 +33,7 @@ pub(super) async fn handle(
         warn!("too many connections; refusing");
         conn.send_error(format!(
             "owner is busy: at most {} connections at once; try again later",
-            super::MAX_CONNECTIONS
+            ctx.config.max_connections
         ))
         .await;
         return;

@@ -60,6 +60,9 @@ pub struct Config {
     pub upload_slots: usize,
     /// The swarm's shared secret: every client must prove it (and gets the owner's proof).
     pub secret: Option<Arc<crate::auth::Secret>>,
+    /// Connections served at once; more are refused with an `error` ([`MAX_CONNECTIONS`]
+    /// unless raised: every ring peer keeps one, so a simulation of more peers needs more).
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             upload_limit: None,
             upload_slots: DEFAULT_UPLOAD_SLOTS,
             secret: None,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -337,6 +341,7 @@ pub async fn run(
     let choker = Choker::new(config.upload_slots);
     let rechoker = spawn_rechoker(&choker);
     let listener = listener.into();
+    let max_connections = config.max_connections;
     let ctx = Arc::new(handler::Ctx {
         config: Arc::new(config),
         directory,
@@ -350,7 +355,7 @@ pub async fn run(
         tracker.spawn(publish_orphans(f.clone(), token.child_token()));
     }
     let admission = Admission {
-        max_connections: MAX_CONNECTIONS,
+        max_connections,
         what: "accept",
     };
     accept_loop(listener, &token, &tracker, admission, |a: Accepted| {
