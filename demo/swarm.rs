@@ -333,24 +333,19 @@ impl Plan {
         });
         let next = self.ports[(i + 1) % self.ports.len()];
         peer::Config {
-            owner: self.endpoint(i, self.owner_port),
-            neighbour: self.endpoint(i, next),
-            get: None,
-            upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
-            secret: None,
             sync: false,
-            dir: self.work.join(format!("peer-{}", self.ports[i])),
-            file: None,
             layout: self.layout,
             in_memory: self.content.clone().map(InMemory::Known),
-            linger: None,
-            timeout: Duration::from_secs(120),
             in_flight: self.in_flight,
             events: Arc::new(events),
-            corrupt_sends: 0,
             upload_limit: self.rate,
             seed: self.seed.map(|s| s.wrapping_add(i as u64 + 1)),
             on_complete: Some(tx),
+            ..peer::Config::ring(
+                self.endpoint(i, self.owner_port),
+                self.endpoint(i, next),
+                self.work.join(format!("peer-{}", self.ports[i])),
+            )
         }
     }
 }

@@ -21,8 +21,8 @@
 //! - [`report`] — a run's summary and its self-contained HTML report with charts.
 //! - [`sim`] — the simulated world of `demo --sim`: virtual time, synthesised content.
 //! - [`net`] — endpoints, connecting with backoff; the one place socket types come from.
-//! - [`watch`] — a value and its changes, waking waiters in a fixed order (deterministic).
-//! - [`task`] — named task spawning and the shutdown signal.
+//! - `watch` — a value and its changes, waking waiters in a fixed order (deterministic).
+//! - `task` — the shutdown signal.
 //! - [`cli`] — what the binaries share: logging, binding, signals, sizes.
 
 mod accept;
@@ -32,7 +32,7 @@ pub mod chunkset;
 pub mod cli;
 pub mod connection;
 pub mod directory;
-pub mod error;
+mod error;
 pub mod events;
 pub mod hash;
 pub mod http;
@@ -49,8 +49,8 @@ mod serve;
 pub mod sim;
 pub mod storage;
 pub mod store;
-pub mod task;
-pub mod watch;
+mod task;
+mod watch;
 
 pub use error::Error;
 

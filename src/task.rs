@@ -1,25 +1,4 @@
-//! Spawning named tasks that log their failure, and the shutdown signal of the binaries.
-
-use std::future::Future;
-
-use tokio::task::JoinHandle;
-use tracing::{Instrument, Span};
-
-/// Spawns `fut` inside `span`; if it returns an error, logs `"{name} failed: {e:#}"` at warn.
-pub fn spawn_named<F, E>(name: &'static str, span: Span, fut: F) -> JoinHandle<()>
-where
-    F: Future<Output = Result<(), E>> + Send + 'static,
-    E: std::fmt::Display + Send + 'static,
-{
-    tokio::spawn(
-        async move {
-            if let Err(e) = fut.await {
-                tracing::warn!("{name} failed: {e:#}");
-            }
-        }
-        .instrument(span),
-    )
-}
+//! The shutdown signal of the binaries.
 
 /// Ctrl+C and SIGTERM, listened for from the moment this is created (so a signal that
 /// arrives before anything awaits it is not lost, nor does it kill the process).

@@ -129,6 +129,44 @@ pub struct Config {
     pub on_complete: Option<oneshot::Sender<Completion>>,
 }
 
+impl Config {
+    /// A ring peer downloading from `neighbour`, its files in `dir`, with the defaults of the
+    /// `peer` command (no caps, no secret, a part file, [`DEFAULT_IN_FLIGHT`] requests in
+    /// flight, a 120 s `--timeout`, syncing) and console events; set the rest with
+    /// `..Config::ring(…)`.
+    pub fn ring(owner: Endpoint, neighbour: Endpoint, dir: PathBuf) -> Self {
+        Self {
+            owner,
+            neighbour,
+            get: None,
+            upload_slots: crate::choke::DEFAULT_UPLOAD_SLOTS,
+            secret: None,
+            sync: true,
+            dir,
+            file: None,
+            layout: Layout::PartFile,
+            in_memory: None,
+            linger: None,
+            timeout: Duration::from_secs(120),
+            in_flight: DEFAULT_IN_FLIGHT,
+            events: Arc::new(EventSink::console("peer")),
+            upload_limit: None,
+            corrupt_sends: 0,
+            seed: None,
+            on_complete: None,
+        }
+    }
+
+    /// A getter (`peer get`) of many sources, at most `max_sources` at once, with the same
+    /// defaults as [`Config::ring`].
+    pub fn getter(owner: Endpoint, dir: PathBuf, max_sources: usize) -> Self {
+        Self {
+            get: Some(GetConfig { max_sources }),
+            ..Self::ring(owner.clone(), owner, dir)
+        }
+    }
+}
+
 /// What a completed peer reports.
 #[derive(Clone, Debug)]
 pub struct Completion {

@@ -696,24 +696,10 @@ pub fn spawn_owner_with(
 
 /// A ring peer's settings: owner and download neighbour on 127.0.0.1, files in `dir`.
 pub fn ring_peer(owner: u16, neighbour: u16, dir: std::path::PathBuf) -> ringswarm::peer::Config {
+    use ringswarm::net::Endpoint;
     ringswarm::peer::Config {
-        owner: ringswarm::net::Endpoint::local(owner),
-        neighbour: ringswarm::net::Endpoint::local(neighbour),
-        get: None,
-        upload_slots: ringswarm::choke::DEFAULT_UPLOAD_SLOTS,
-        secret: None,
         sync: false,
-        dir,
-        file: None,
-        layout: ringswarm::store::Layout::PartFile,
-        linger: None,
         timeout: Duration::from_secs(300),
-        in_flight: ringswarm::peer::DEFAULT_IN_FLIGHT,
-        events: std::sync::Arc::new(ringswarm::events::EventSink::console("peer")),
-        upload_limit: None,
-        in_memory: None,
-        corrupt_sends: 0,
-        seed: None,
-        on_complete: None,
+        ..ringswarm::peer::Config::ring(Endpoint::local(owner), Endpoint::local(neighbour), dir)
     }
 }
