@@ -11,12 +11,20 @@ use tokio_util::sync::CancellationToken;
 use crate::meter::Tally;
 
 /// Live progress: on a terminal one bar per peer (chunks held, rate, ETA) under an overall
-/// bar; otherwise one plain line a second. One task owns the display.
-pub async fn show_progress(t: Arc<Tally>, total: u32, t0: Instant, done: CancellationToken) {
-    if std::io::stderr().is_terminal() {
+/// bar; otherwise, or simulated, one plain line a second (of virtual time, then, with the
+/// wall time beside it). One task owns the display.
+pub async fn show_progress(
+    t: Arc<Tally>,
+    total: u32,
+    t0: Instant,
+    done: CancellationToken,
+    simulated: bool,
+) {
+    if std::io::stderr().is_terminal() && !simulated {
         show_bars(&t, total, &done).await;
     } else {
-        show_lines(&t, total, t0, &done).await;
+        let wall = simulated.then(std::time::Instant::now);
+        show_lines(&t, total, (t0, wall), &done).await;
     }
 }
 
@@ -63,16 +71,22 @@ async fn show_bars(t: &Tally, total: u32, done: &CancellationToken) {
 }
 
 /// One line a second: peers complete, chunks held, rate and ETA.
-async fn show_lines(t: &Tally, total: u32, t0: Instant, done: &CancellationToken) {
+async fn show_lines(
+    t: &Tally,
+    total: u32,
+    (t0, wall): (Instant, Option<std::time::Instant>),
+    done: &CancellationToken,
+) {
     let n = t.held.len() as u64;
     let goal = u64::from(total) * n;
     let mut last = (0u64, Instant::now());
     let mut finished = false;
     while !finished {
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            biased;
             // One last line with the final state.
             () = done.cancelled() => finished = true,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let held: u64 = t
             .held
@@ -99,8 +113,11 @@ async fn show_lines(t: &Tally, total: u32, t0: Instant, done: &CancellationToken
         } else {
             100.0 * held as f64 / goal as f64
         };
+        let wall = wall.map_or_else(String::new, |w| {
+            format!(" (wall {:.1}s)", w.elapsed().as_secs_f64())
+        });
         eprintln!(
-            "{:6.1}s  peers complete {complete}/{n}  chunks {held}/{goal} ({pct:.1}%)  {rate:.0} chunks/s  ETA {eta}",
+            "{:6.1}s{wall}  peers complete {complete}/{n}  chunks {held}/{goal} ({pct:.1}%)  {rate:.0} chunks/s  ETA {eta}",
             t0.elapsed().as_secs_f64()
         );
     }

@@ -82,13 +82,14 @@ pub async fn run(
         tokio::spawn(partition(plan.clone(), p, stop.clone()));
     }
     let lives = start_peers(&plan, listeners, &fates, &stop);
-    let progress = (!args.no_progress && !args.sim).then(|| {
+    let progress = (!args.no_progress).then(|| {
         let done = CancellationToken::new();
         let task = tokio::spawn(crate::progress::show_progress(
             tally.clone(),
             manifest.chunk_count(),
             t0,
             done.clone(),
+            args.sim,
         ));
         (task, done)
     });
