@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::bootstrap::Handshake;
-use super::clock::AnswerClock;
+use super::clock::{AnswerClock, Beat};
 use super::{STALL_AFTER, SourceKind, Swarm};
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{ConnReader, ConnWriter, IDLE_TIMEOUT};
@@ -286,11 +286,11 @@ pub(super) async fn announce(
     writer: &mut ConnWriter,
     label: &str,
     announced: &mut ChunkSet,
-) -> Result<()> {
+) -> Result<bool> {
     let have = swarm.have_snapshot();
     let new = have.difference(announced);
     if new.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let ranges = Ranges::from_sorted(new.iter().copied());
     for part in ranges.0.chunks(MAX_RANGES_PER_MESSAGE) {
@@ -300,7 +300,7 @@ pub(super) async fn announce(
     let n = u32::try_from(new.len()).unwrap_or(u32::MAX);
     swarm.events.id_list(EventKind::IdListSent, n, label);
     *announced = have;
-    Ok(())
+    Ok(true)
 }
 
 /// Sends queued requests and announces newly held chunks; ends once everything is held and
@@ -315,8 +315,11 @@ async fn write_loop(
     heartbeat: Duration,
 ) -> Result<()> {
     let mut changed = swarm.changed.subscribe();
+    let mut beat = Beat::new(heartbeat);
     loop {
-        announce(swarm, writer, label, &mut announced).await?;
+        if announce(swarm, writer, label, &mut announced).await? {
+            beat.sent();
+        }
         // A complete peer ends its neighbour connection; the owner connection stays, as
         // the directory registration, with heartbeats.
         if announced.is_full() && kind == SourceKind::Neighbour {
@@ -324,14 +327,18 @@ async fn write_loop(
         }
         tokio::select! {
             biased;
+            () = beat.due() => {
+                writer.send(Message::Have { chunks: Ranges::default() }).await?;
+                beat.sent();
+            }
             msg = rx.recv() => match msg {
-                Some(msg) => writer.send(msg).await?,
+                Some(msg) => {
+                    writer.send(msg).await?;
+                    beat.sent();
+                }
                 None => return Ok(()),
             },
             _ = changed.changed() => {}
-            () = tokio::time::sleep(heartbeat) => {
-                writer.send(Message::Have { chunks: Ranges::default() }).await?;
-            }
         }
     }
 }

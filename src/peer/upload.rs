@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::clock::Beat;
 use super::download::announce;
 use super::{MAX_UPLOAD_CONNECTIONS, Swarm};
 use crate::accept::{Accepted, Admission, accept_loop};
@@ -247,10 +248,17 @@ async fn write_loop(
 ) -> Result<()> {
     let mut changed = swarm.changed.subscribe();
     let mut announced = ChunkSet::new(swarm.manifest.chunk_count());
+    let mut beat = Beat::new(KEEPALIVE_INTERVAL);
     loop {
-        announce(swarm, writer, label, &mut announced).await?;
+        if announce(swarm, writer, label, &mut announced).await? {
+            beat.sent();
+        }
         tokio::select! {
             biased;
+            () = beat.due() => {
+                writer.send(Message::Have { chunks: Ranges::default() }).await?;
+                beat.sent();
+            }
             open = gate.changed(), if gate.is_choking() => {
                 if !open {
                     return Ok(());
@@ -259,12 +267,11 @@ async fn write_loop(
             }
             id = rx.recv() => {
                 let Some(id) = id else { return Ok(()) };
-                server.send(writer, id, gate.unchoked(), || swarm.chunk_to_send(id)).await?;
+                if server.send(writer, id, gate.unchoked(), || swarm.chunk_to_send(id)).await?.is_some() {
+                    beat.sent();
+                }
             }
             _ = changed.changed() => {}
-            () = tokio::time::sleep(KEEPALIVE_INTERVAL) => {
-                writer.send(Message::Have { chunks: Ranges::default() }).await?;
-            }
         }
     }
 }
