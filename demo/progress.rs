@@ -101,7 +101,13 @@ async fn show_lines(
             .filter(|c| c.is_some())
             .count();
         let now = Instant::now();
-        let rate = (held - last.0) as f64 / now.duration_since(last.1).as_secs_f64();
+        // No time passed (a simulation without caps moves everything at once): no rate.
+        let secs = now.duration_since(last.1).as_secs_f64();
+        let rate = if secs > 0.0 {
+            (held - last.0) as f64 / secs
+        } else {
+            0.0
+        };
         last = (held, now);
         let eta = if rate > 0.0 {
             format!("{:.0}s", goal.saturating_sub(held) as f64 / rate)
