@@ -63,6 +63,15 @@ impl Log {
         }
     }
 
+    /// Waits until `peer` has received `n` chunks (from `from`, when given).
+    async fn received(&self, peer: &str, from: Option<&str>, n: usize) {
+        let what = format!("{peer} receiving {n} chunks");
+        self.until(&what, |ev| {
+            chunks_of(ev, peer, EventKind::ChunkReceived, from).len() >= n
+        })
+        .await;
+    }
+
     /// The chunks of `kind` events by `peer` (from `from`, when given).
     fn chunks(&self, peer: &str, kind: EventKind, from: Option<&str>) -> Vec<u32> {
         chunks_of(&self.events.lock().unwrap(), peer, kind, from)
@@ -266,12 +275,7 @@ async fn a_stopped_peer_restarts_and_fetches_only_what_it_lacks() {
     let mut peers = world.ring(5, capped);
     let victim = peers.remove(2);
     let who = label(victim.port);
-    world
-        .log
-        .until("peer 2 receiving 10 chunks", |ev| {
-            chunks_of(ev, &who, EventKind::ChunkReceived, None).len() >= 10
-        })
-        .await;
+    world.log.received(&who, None, 10).await;
     let (port, dir) = (victim.port, victim.dir.clone());
     assert!(matches!(victim.node.stop().await, Ok(Outcome::Interrupted)));
     let held = summary_ids(&dir.join("data.bin.summary"));
@@ -333,12 +337,7 @@ async fn a_peer_whose_neighbour_stays_down_fetches_from_other_sources() {
     let mut peers = world.ring(4, |_, _| {});
     let dead = peers.remove(1);
     let dead_label = label(dead.port);
-    world
-        .log
-        .until("peer 1 receiving 3 chunks", |ev| {
-            chunks_of(ev, &dead_label, EventKind::ChunkReceived, None).len() >= 3
-        })
-        .await;
+    world.log.received(&dead_label, None, 3).await;
     let port = dead.port;
     dead.node.stop().await.unwrap();
     let zero = peers.remove(0);
@@ -392,12 +391,7 @@ async fn a_getter_replaces_a_source_that_stops_and_reports_it() {
         .unwrap();
     let b = world.start(6002, 0, |c| getter(c, 5));
     let (a_label, b_label) = (label(6001), label(6002));
-    world
-        .log
-        .until("b receiving 5 chunks from a", |ev| {
-            chunks_of(ev, &b_label, EventKind::ChunkReceived, Some(&a_label)).len() >= 5
-        })
-        .await;
+    world.log.received(&b_label, Some(&a_label), 5).await;
     a.node.stop().await.unwrap();
     let mut b = b;
     let done = tokio::time::timeout(VIRTUAL_WAIT, &mut b.done)
