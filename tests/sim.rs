@@ -8,26 +8,28 @@ use crate::util::*;
 
 const DEMO: &str = env!("CARGO_BIN_EXE_demo");
 
-/// Runs `demo --sim` with `extra` and a report in `dir`; returns its stdout.
+/// Runs `demo --sim` on 10 peers with `extra` and a report in `dir`; returns its stdout.
 fn sim(tmp: &std::path::Path, name: &str, extra: &[String]) -> String {
-    let report = tmp.join(name);
     let mut a = args![
-        "--sim",
-        "--peers",
-        10,
-        "--size",
-        "4MiB",
-        "--rate",
-        "4MiB/s",
-        "--seed",
-        11,
-        "--report",
-        report.display()
+        "--peers", 10, "--size", "4MiB", "--rate", "4MiB/s", "--seed", 11
     ];
     a.extend_from_slice(extra);
+    sim_with(tmp, name, &a)
+}
+
+/// Runs `demo --sim` with `a` and a report in `dir`; returns its stdout.
+fn sim_with(tmp: &std::path::Path, name: &str, a: &[String]) -> String {
+    let report = tmp.join(name);
+    let a = [args!["--sim", "--report", report.display()], a.to_vec()].concat();
     let mut p = Proc::spawn(name, DEMO, &a, tmp, tmp);
     assert!(p.wait_exit(WAIT).success(), "{}", p.describe());
     p.stdout_text()
+}
+
+/// The summary `demo --report` wrote for run `name`.
+fn summary(tmp: &std::path::Path, name: &str) -> serde_json::Value {
+    let path = tmp.join(name).join("summary.json");
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
 }
 
 /// Three runs with the same seed and every kind of fault write the same event log, byte for
@@ -74,8 +76,7 @@ fn the_same_seed_gives_the_same_event_log_over_three_runs() {
         assert!(outs[0].contains(word), "no {word:?} in {}", outs[0]);
     }
 
-    let summary: serde_json::Value =
-        serde_json::from_slice(&fs::read(tmp.path().join("a/summary.json")).unwrap()).unwrap();
+    let summary = summary(tmp.path(), "a");
     let peers = summary["peers"].as_array().unwrap();
     let done = peers.iter().filter(|p| p["complete_s"].is_f64()).count();
     assert_eq!(done, 9, "all but the peer that left: {summary}");
@@ -105,8 +106,7 @@ fn a_simulated_ring_runs_at_its_caps_in_virtual_time() {
     let tmp = tempfile::tempdir().unwrap();
     let out = sim(tmp.path(), "plain", &[]);
     assert!(out.contains("simulated in virtual time"), "{out}");
-    let summary: serde_json::Value =
-        serde_json::from_slice(&fs::read(tmp.path().join("plain/summary.json")).unwrap()).unwrap();
+    let summary = summary(tmp.path(), "plain");
     let (took, ring) = (
         summary["wall_s"].as_f64().unwrap(),
         summary["bound"]["chunked_ring_s"].as_f64().unwrap(),
@@ -120,6 +120,39 @@ fn a_simulated_ring_runs_at_its_caps_in_virtual_time() {
         let got = p["from_owner"].as_u64().unwrap() + p["from_neighbours"].as_u64().unwrap();
         assert_eq!(got, 41, "every chunk received once: {summary}");
     }
+}
+
+/// Far more peers than chunks, and a slow owner: the owner sends each chunk about once and
+/// the ring does the rest, so the run takes the owner's time for one copy of the file (the
+/// fluid bound). A peer waited for its hand-out at the owner while its neighbour held it,
+/// and took ten times as long.
+#[test]
+fn with_more_peers_than_chunks_the_owner_sends_each_chunk_about_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = args![
+        "--peers",
+        120,
+        "--size",
+        "1MiB",
+        "--rate",
+        "4MiB/s",
+        "--owner-rate",
+        "512KiB/s",
+        "--seed",
+        3
+    ];
+    let out = sim_with(tmp.path(), "crowd", &a);
+    let summary = summary(tmp.path(), "crowd");
+    let ratio = summary["bound"]["ratio"].as_f64().unwrap();
+    let peers = summary["peers"].as_array().unwrap();
+    let from_owner: u64 = peers
+        .iter()
+        .map(|p| p["from_owner"].as_u64().unwrap())
+        .sum();
+    assert!(
+        ratio <= 1.2 && from_owner <= 2 * 11,
+        "{from_owner} chunks from the owner, {ratio} × the bound: {out}"
+    );
 }
 
 /// The simulated network's options need `--sim`, and wrong values are named.

@@ -160,18 +160,18 @@ struct Reader<'a, 'b> {
     rng: StdRng,
     /// Bad chunks received on this connection.
     bad: u32,
-    /// Spare requests cancelled at the owner: their chunk may still be on its way.
+    /// Requests cancelled at the owner: their chunk may still be on its way.
     cancelled: BTreeSet<ChunkId>,
     clock: AnswerClock,
 }
 
 impl Reader<'_, '_> {
-    /// Fills the pipeline: cancels spare requests the neighbour can now serve (owner only),
+    /// Fills the pipeline: cancels owner requests the neighbour can now serve (owner only),
     /// then requests up to `in_flight` chunks. False once the writer is gone.
     async fn fill(&mut self) -> bool {
         let swarm = self.swarm;
         if self.kind == SourceKind::Owner {
-            let cancel = swarm.lock().picker.take_spare_cancel();
+            let cancel = swarm.lock().picker.take_owner_cancel();
             for c in cancel {
                 let Ok(id) = swarm.manifest.chunk_id(c) else {
                     continue;
@@ -259,7 +259,7 @@ impl Reader<'_, '_> {
     async fn on_chunk(&mut self, chunk: u32, data: Bytes) -> Result<()> {
         self.clock.answered();
         let id = self.swarm.manifest.chunk_id(chunk)?;
-        // A cancelled spare chunk may already have been on its way: it is as good as any
+        // A cancelled chunk may already have been on its way: it is as good as any
         // other, if still missing.
         if !self.in_flight.ids.remove(&id) && !self.cancelled.remove(&id) {
             return Err(ProtocolError::Unexpected {

@@ -15,8 +15,10 @@
 //! - After [`STALL_AFTER`] without a new chunk, the owner is asked for anything missing.
 //! - `spare`: while the download neighbour has nothing this peer lacks, up to
 //!   [`SPARE_IN_FLIGHT`] chunks are requested from the owner as *spare*: the owner sends them
-//!   only when no ordinary request waits, to the peer holding the fewest chunks first. A spare
-//!   request is cancelled (`cancel`) once the neighbour announces that chunk.
+//!   only when no ordinary request waits, to the peer holding the fewest chunks first.
+//! - A request to the owner (spare or not) is cancelled (`cancel`) once the neighbour
+//!   announces that chunk, unless it is suspect: the owner's upload is the swarm's scarcest,
+//!   and a chunk waiting there while the neighbour holds it stops its way round the ring.
 
 use tokio::time::Instant;
 
@@ -36,8 +38,10 @@ pub(super) struct Picker {
     all: ChunkSet,
     /// Chunks requested from the owner as spare and not yet received.
     spare: ChunkSet,
-    /// Spare requests to cancel at the owner: the neighbour has announced them since.
-    spare_cancel: Vec<u32>,
+    /// Chunks requested from the owner (spare or not) and not yet received.
+    at_owner: ChunkSet,
+    /// Requests to cancel at the owner: the neighbour has announced them since.
+    owner_cancel: Vec<u32>,
     /// When the last chunk was stored (or the peer started).
     last_progress: Instant,
     /// Chunks stored in this run.
@@ -58,7 +62,8 @@ impl Picker {
             suspect: ChunkSet::new(count),
             all: ChunkSet::full(count),
             spare: ChunkSet::new(count),
-            spare_cancel: Vec::new(),
+            at_owner: ChunkSet::new(count),
+            owner_cancel: Vec::new(),
             last_progress: now,
             fetched: 0,
             storing: ChunkSet::new(count),
@@ -134,14 +139,15 @@ impl Picker {
     ) -> Option<(u32, bool)> {
         let words = self.all.words().len();
         let (have, pending, all) = (self.have.words(), self.pending.words(), self.all.words());
-        let missing = |w: usize| all[w] & !have[w] & !pending[w];
+        // What the neighbour can serve is not asked of the owner (suspect chunks aside): its
+        // upload is the swarm's scarcest.
+        let nh = neighbour_has.map(ChunkSet::words);
+        let suspect = self.suspect.words();
+        let at_neighbour = |w: usize| nh.and_then(|n| n.get(w)).copied().unwrap_or(0) & !suspect[w];
+        let missing = |w: usize| all[w] & !have[w] & !pending[w] & !at_neighbour(w);
         let stalled = self.last_progress.elapsed() >= STALL_AFTER;
         let idle = self.neighbour_idle(neighbour_has);
-        let (assigned, suspect, orphans) = (
-            self.assigned.words(),
-            self.suspect.words(),
-            self.orphans.words(),
-        );
+        let (assigned, orphans) = (self.assigned.words(), self.orphans.words());
         let first = pick_random(
             words,
             |w| {
@@ -155,20 +161,12 @@ impl Picker {
             rng,
         );
         // Beyond that, a few spare chunks, which the owner sends only when its upload is
-        // otherwise idle: chunks the neighbour does not have first.
-        let nh = neighbour_has.map(ChunkSet::words);
-        let not_there = |w: usize| missing(w) & !nh.and_then(|n| n.get(w)).copied().unwrap_or(0);
+        // otherwise idle.
         match first {
             Some(c) => Some((c, false)),
-            None if self.spare.count() < SPARE_IN_FLIGHT => pick_random(words, not_there, rng)
-                .or_else(|| {
-                    if idle {
-                        pick_random(words, missing, rng)
-                    } else {
-                        None
-                    }
-                })
-                .map(|c| (c, true)),
+            None if self.spare.count() < SPARE_IN_FLIGHT => {
+                pick_random(words, missing, rng).map(|c| (c, true))
+            }
             None => None,
         }
     }
@@ -185,9 +183,13 @@ impl Picker {
             .any(|(w, &n)| n & !have[w] & !pending[w] != 0)
     }
 
-    /// `id` was requested (as a spare request to the owner if `spare`).
-    pub(super) fn requested(&mut self, id: ChunkId, spare: bool) {
+    /// `id` was requested from a source of `kind` (as a spare request to the owner if
+    /// `spare`).
+    pub(super) fn requested(&mut self, id: ChunkId, kind: SourceKind, spare: bool) {
         self.pending.insert(id);
+        if kind == SourceKind::Owner {
+            self.at_owner.insert(id);
+        }
         if spare {
             self.spare.insert(id);
         }
@@ -197,6 +199,7 @@ impl Picker {
     pub(super) fn release(&mut self, id: ChunkId) {
         self.pending.remove(id);
         self.spare.remove(id);
+        self.at_owner.remove(id);
     }
 
     /// `id` failed its check or could not be stored: the owner is asked for it.
@@ -229,19 +232,20 @@ impl Picker {
         self.orphans = orphans;
     }
 
-    /// The neighbour announced `added`: spare requests for them are to be cancelled.
+    /// The neighbour announced `added`: requests for them at the owner are to be cancelled
+    /// (suspect ones aside: the neighbour's copy failed its check once).
     pub(super) fn neighbour_announced(&mut self, added: &[ChunkId]) {
         let now_here: Vec<u32> = added
             .iter()
-            .filter(|c| self.spare.contains(**c))
+            .filter(|c| self.at_owner.contains(**c) && !self.suspect.contains(**c))
             .map(|c| c.get())
             .collect();
-        self.spare_cancel.extend(now_here);
+        self.owner_cancel.extend(now_here);
     }
 
-    /// The spare requests to cancel at the owner, once.
-    pub(super) fn take_spare_cancel(&mut self) -> Vec<u32> {
-        std::mem::take(&mut self.spare_cancel)
+    /// The requests to cancel at the owner, once.
+    pub(super) fn take_owner_cancel(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.owner_cancel)
     }
 }
 
@@ -284,7 +288,7 @@ mod tests {
     fn the_neighbours_newest_chunk_is_picked_first() {
         let (m, mut picker, mut ring) = setup(&[3, 150, 70]);
         let mut rng = StdRng::seed_from_u64(1);
-        picker.requested(m.chunk_id(70).unwrap(), false);
+        picker.requested(m.chunk_id(70).unwrap(), SourceKind::Neighbour, false);
         let got = picker.pick(SourceKind::Neighbour, &mut ring, true, &mut rng);
         assert_eq!(got, Some((150, false)), "70 is pending: the next newest");
     }
@@ -308,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_is_asked_for_assigned_chunks_then_a_few_spare_ones() {
+    fn the_owner_is_asked_for_assigned_chunks_then_a_few_spare_ones_cancelled_once_announced() {
         let (m, mut picker, mut ring) = setup(&[0, 1, 2]);
         let mut rng = StdRng::seed_from_u64(1);
         let mut assigned = ChunkSet::new(m.chunk_count());
@@ -316,13 +320,13 @@ mod tests {
         picker.assign(&assigned);
         let first = picker.pick(SourceKind::Owner, &mut ring, true, &mut rng);
         assert_eq!(first, Some((42, false)));
-        picker.requested(m.chunk_id(42).unwrap(), false);
+        picker.requested(m.chunk_id(42).unwrap(), SourceKind::Owner, false);
         for _ in 0..SPARE_IN_FLIGHT {
             let (c, spare) = picker
                 .pick(SourceKind::Owner, &mut ring, true, &mut rng)
                 .expect("a spare chunk");
             assert!(spare && c > 2, "spare, and not one the neighbour has: {c}");
-            picker.requested(m.chunk_id(c).unwrap(), spare);
+            picker.requested(m.chunk_id(c).unwrap(), SourceKind::Owner, spare);
         }
         assert_eq!(
             picker.pick(SourceKind::Owner, &mut ring, true, &mut rng),
@@ -331,7 +335,47 @@ mod tests {
         );
         let announced = ring.announced(&m, &Ranges::from_sorted(0..200)).unwrap();
         picker.neighbour_announced(&announced);
-        assert_eq!(picker.take_spare_cancel().len(), SPARE_IN_FLIGHT as usize);
-        assert!(picker.take_spare_cancel().is_empty(), "taken once");
+        assert_eq!(
+            picker.take_owner_cancel().len(),
+            SPARE_IN_FLIGHT as usize + 1,
+            "every request at the owner, the assigned one too"
+        );
+        assert!(picker.take_owner_cancel().is_empty(), "taken once");
+    }
+
+    /// A chunk whose copy from the neighbour failed its check stays requested at the owner
+    /// when the neighbour announces it (again).
+    #[test]
+    fn a_suspect_chunk_stays_requested_at_the_owner() {
+        let (m, mut picker, mut ring) = setup(&[]);
+        let id = m.chunk_id(5).unwrap();
+        picker.suspect(id);
+        picker.requested(id, SourceKind::Owner, false);
+        let other = m.chunk_id(6).unwrap();
+        picker.requested(other, SourceKind::Owner, false);
+        let announced = ring.announced(&m, &Ranges::from_sorted([5, 6])).unwrap();
+        picker.neighbour_announced(&announced);
+        assert_eq!(picker.take_owner_cancel(), vec![6]);
+    }
+
+    /// The owner is not asked for a chunk the neighbour holds, even one handed to this peer:
+    /// it would wait there while the ring has it.
+    #[test]
+    fn what_the_neighbour_holds_is_not_asked_of_the_owner() {
+        let (m, mut picker, mut ring) = setup(&[42]);
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut assigned = ChunkSet::new(m.chunk_count());
+        assigned.insert(m.chunk_id(42).unwrap());
+        picker.assign(&assigned);
+        for _ in 0..SPARE_IN_FLIGHT {
+            let (c, spare) = picker
+                .pick(SourceKind::Owner, &mut ring, true, &mut rng)
+                .expect("a spare chunk");
+            assert!(spare && c != 42, "{c}");
+            picker.requested(m.chunk_id(c).unwrap(), SourceKind::Owner, spare);
+        }
+        picker.suspect(m.chunk_id(42).unwrap());
+        let got = picker.pick(SourceKind::Owner, &mut ring, true, &mut rng);
+        assert_eq!(got, Some((42, false)), "unless the neighbour's copy failed");
     }
 }

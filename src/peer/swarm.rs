@@ -187,7 +187,7 @@ impl Swarm {
         let owner_connected = st.owner.connected();
         let (c, spare) = st.picker.pick(kind, &mut st.ring, owner_connected, rng)?;
         let id = self.manifest.chunk_id(c).ok()?;
-        st.picker.requested(id, spare);
+        st.picker.requested(id, kind, spare);
         Some((id, spare))
     }
 
