@@ -138,10 +138,7 @@ pub async fn server(
     {
         Some(Message::Proof { proof }) => proof,
         other => {
-            let e = ProtocolError::Unexpected {
-                got: other.as_ref().map_or("end of stream", Message::kind),
-                doing: "waiting for the proof of the secret",
-            };
+            let e = ProtocolError::unexpected(other.as_ref(), "waiting for the proof of the secret");
             conn.send_error(e.to_string()).await;
             return Err(e.into());
         }

@@ -213,10 +213,7 @@ impl Connection {
             Some(Message::Hello { .. }) => ProtocolError::MalformedHeader(format!(
                 "hello: node must be 1 to {MAX_NODE_ID} hex digits"
             )),
-            other => ProtocolError::Unexpected {
-                got: other.as_ref().map_or("end of stream", Message::kind),
-                doing: "waiting for hello",
-            },
+            other => ProtocolError::unexpected(other.as_ref(), "waiting for hello"),
         };
         self.send_error(e.to_string()).await;
         Err(e)

@@ -32,6 +32,7 @@ pub mod chunkset;
 pub mod cli;
 pub mod connection;
 pub mod directory;
+mod driver;
 mod error;
 pub mod events;
 pub mod hash;

@@ -39,10 +39,7 @@ pub(super) async fn answer_queries(
                     } else {
                         "waiting for a query"
                     };
-                    let e = ProtocolError::Unexpected {
-                        got: other.kind(),
-                        doing,
-                    };
+                    let e = ProtocolError::unexpected(Some(&other), doing);
                     conn.send_error(e.to_string()).await;
                     return Err(e.into());
                 }

@@ -17,12 +17,14 @@ use super::handler::Ctx;
 use super::hello::Member;
 use super::probe::check_lost_source;
 use super::spare::SpareTicket;
-use crate::chunkset::{ChunkSet, Ranges};
-use crate::connection::{ConnReader, ConnWriter, Connection, IDLE_TIMEOUT, KEEPALIVE_INTERVAL};
+use crate::chunkset::ChunkSet;
+use crate::connection::{ConnWriter, Connection, IDLE_TIMEOUT, KEEPALIVE_INTERVAL};
+use crate::driver::{self, Flow, Reading, Writing};
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
 use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, ProtocolError, Role};
 use crate::serve::{ChokeGate, ChunkServer, MAX_QUEUED_REQUESTS};
+use crate::watch;
 use crate::{Error, Result};
 
 /// Serves `label` on `conn` until it closes, fails or `token` is cancelled; a failure that
@@ -52,20 +54,18 @@ pub(super) async fn run(
         server,
         normal: AtomicUsize::new(0),
     };
-    let (mut reader, mut writer) = conn.split();
-    let (tx, rx) = mpsc::channel(MAX_QUEUED_REQUESTS);
-    let res = tokio::select! {
-        biased;
-        () = token.cancelled() => Ok(()),
-        r = session.read(&mut reader, tx) => r,
-        r = session.write(&mut writer, rx, gate) => r,
+    let mut orphans = shared.orphans.subscribe();
+    orphans.mark_changed();
+    let writing = Writer {
+        session: &session,
+        gate,
+        orphans,
+        sent_any_orphans: false,
+        conn_id: ctx.spare.connection(),
+        spares: VecDeque::new(),
+        ticket: None,
     };
-    if let Err(e) = &res
-        && e.deserves_reply()
-    {
-        writer.send_error(e.to_string()).await;
-    }
-    res
+    driver::drive(conn, &session, writing, MAX_QUEUED_REQUESTS, token).await
 }
 
 /// What the reader hands the writer.
@@ -110,34 +110,33 @@ impl Session<'_> {
         self.ctx.spare.normal_done();
     }
 
-    async fn read(&self, reader: &mut ConnReader, tx: mpsc::Sender<Out>) -> Result<()> {
-        let directory = &self.ctx.directory;
-        // A directory member must be heard from within the TTL; it sends keep-alives.
-        let (wait, what) = match self.member {
-            Some(_) => (directory.ttl(), "waiting for a heartbeat (past --peer-ttl)"),
-            None => (IDLE_TIMEOUT, "waiting for requests"),
-        };
-        loop {
-            let Some(msg) = reader.recv(what, wait).await? else {
-                return Ok(());
-            };
-            if let Some(member) = self.member
-                && !directory.heartbeat(member.id)
-            {
-                return Err(Error::Refused(
-                    "dropped from the directory; reconnect to register again".into(),
-                ));
-            }
-            if self.server.take_control(&self.shared.manifest, &msg)? {
-                continue;
-            }
-            let Some(out) = self.take(msg)? else {
-                continue;
-            };
-            if tx.send(out).await.is_err() {
-                return Ok(());
-            }
+    /// A directory member must be heard from within the TTL; it sends keep-alives.
+    fn read_limit(&self) -> (&'static str, Duration) {
+        match self.member {
+            Some(_) => (
+                "waiting for a heartbeat (past --peer-ttl)",
+                self.ctx.directory.ttl(),
+            ),
+            None => ("waiting for requests", IDLE_TIMEOUT),
         }
+    }
+
+    async fn on_message(&self, msg: Message, tx: &mpsc::Sender<Out>) -> Result<()> {
+        if let Some(member) = self.member
+            && !self.ctx.directory.heartbeat(member.id)
+        {
+            return Err(Error::Refused(
+                "dropped from the directory; reconnect to register again".into(),
+            ));
+        }
+        if self.server.take_control(&self.shared.manifest, &msg)? {
+            return Ok(());
+        }
+        if let Some(out) = self.take(msg)? {
+            // The writer is gone only when the session ends anyway.
+            let _ = tx.send(out).await;
+        }
+        Ok(())
     }
 
     /// What the writer must do for `msg`, if anything.
@@ -171,69 +170,10 @@ impl Session<'_> {
                 return Ok(None);
             }
             other => {
-                return Err(ProtocolError::Unexpected {
-                    got: other.kind(),
-                    doing: "serving chunks",
-                }
+                return Err(ProtocolError::unexpected(Some(&other), "serving chunks")
                 .into());
             }
         }))
-    }
-
-    async fn write(
-        &self,
-        writer: &mut ConnWriter,
-        mut rx: mpsc::Receiver<Out>,
-        mut gate: ChokeGate,
-    ) -> Result<()> {
-        let mut orphans = self.shared.orphans.subscribe();
-        orphans.mark_changed();
-        let mut sent_any_orphans = false;
-        let spare = &self.ctx.spare;
-        let conn_id = spare.connection();
-        let mut spares: VecDeque<ChunkId> = VecDeque::new();
-        let mut ticket: Option<SpareTicket<'_>> = None;
-        loop {
-            if ticket.is_none() && !spares.is_empty() {
-                ticket = Some(spare.ticket(conn_id, self.held()));
-            }
-            tokio::select! {
-                biased;
-                out = rx.recv() => match out {
-                    None => return Ok(()),
-                    Some(Out::Reply(msg)) => writer.send(msg).await?,
-                    Some(Out::Spare(id)) => spares.push_back(id),
-                    Some(Out::Chunk(id)) => {
-                        let res = self.send_chunk(writer, id, gate.unchoked()).await;
-                        self.normal_done();
-                        res?;
-                    }
-                },
-                () = async { ticket.as_ref().expect("guarded").turn().await }, if ticket.is_some() => {
-                    if let Some(id) = spares.pop_front() {
-                        self.send_chunk(writer, id, gate.unchoked()).await?;
-                    }
-                    // Queue again with the new count, so a peer further behind goes first.
-                    ticket = None;
-                }
-                open = gate.changed(), if gate.is_choking() => {
-                    if !open {
-                        return Ok(());
-                    }
-                    gate.update(writer, &self.ctx.config.events, self.label).await?;
-                }
-                changed = orphans.changed() => {
-                    if changed.is_err() {
-                        return Ok(());
-                    }
-                    let set = orphans.borrow_and_update().clone();
-                    self.send_orphans(writer, &set, &mut sent_any_orphans).await?;
-                }
-                () = tokio::time::sleep(self.keepalive()) => {
-                    writer.send(Message::Have { chunks: Ranges::default() }).await?;
-                }
-            }
-        }
     }
 
     /// How many chunks the client holds, as the directory knows (a client that is no member
@@ -246,7 +186,7 @@ impl Session<'_> {
 
     /// Sends chunk `id` (see [`ChunkServer::send`]): a file in memory is read in place, one
     /// on disk on the blocking pool.
-    async fn send_chunk(&self, writer: &mut ConnWriter, id: ChunkId, unchoked: bool) -> Result<()> {
+    async fn send_chunk(&self, writer: &mut ConnWriter, id: ChunkId, unchoked: bool) -> Result<Flow> {
         let shared = self.shared;
         let read = || async move {
             if shared.is_in_memory() {
@@ -260,18 +200,19 @@ impl Session<'_> {
         if sent.is_some() && shared.dist().note_served_if_orphan(id) {
             shared.dirty.notify_one();
         }
-        Ok(())
+        Ok(sent.is_some().into())
     }
 
     /// Sends the orphan list `set`: skipped while no orphan was ever sent and there is none.
+    /// Returns whether it was sent.
     async fn send_orphans(
         &self,
         writer: &mut ConnWriter,
         set: &ChunkSet,
         sent_any: &mut bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if set.count() == 0 && !*sent_any {
-            return Ok(());
+            return Ok(false);
         }
         *sent_any = true;
         self.ctx
@@ -283,11 +224,120 @@ impl Session<'_> {
         let mut chunks = set.to_ranges();
         chunks.0.truncate(MAX_RANGES_PER_MESSAGE);
         writer.send(Message::Orphans { chunks }).await?;
-        Ok(())
+        Ok(true)
     }
 
     /// How often to send a keep-alive: often enough for the client's own idle limit.
     fn keepalive(&self) -> Duration {
         KEEPALIVE_INTERVAL.min(self.ctx.directory.ttl() / 3)
+    }
+}
+
+/// The reader's side: requests, have lists, cancels, interest and `locate`.
+impl Reading for &Session<'_> {
+    type Out = Out;
+
+    fn limit(&self) -> (&'static str, Duration) {
+        self.read_limit()
+    }
+
+    async fn on_message(&mut self, msg: Message, tx: &mpsc::Sender<Out>) -> Result<()> {
+        Session::on_message(self, msg, tx).await
+    }
+}
+
+/// The writer's side: chunks (spare ones in their turn), choke decisions, the orphan list.
+struct Writer<'a, 's> {
+    session: &'a Session<'s>,
+    gate: ChokeGate,
+    orphans: watch::Receiver<Arc<ChunkSet>>,
+    sent_any_orphans: bool,
+    /// This connection in the spare queue.
+    conn_id: u64,
+    /// Spare requests not yet served, and this connection's place in the queue for them.
+    spares: VecDeque<ChunkId>,
+    ticket: Option<SpareTicket<'a>>,
+}
+
+/// What woke the writer besides a request.
+enum Woken {
+    /// This connection may send a spare chunk.
+    SpareTurn,
+    /// The choker's decision changed (false: the choker is gone).
+    Choke(bool),
+    /// The orphan list changed (false: the file is no longer shared).
+    Orphans(bool),
+}
+
+impl Writing for Writer<'_, '_> {
+    type Out = Out;
+    type Wake = Woken;
+
+    fn keepalive(&self) -> Duration {
+        self.session.keepalive()
+    }
+
+    async fn flush(&mut self, _writer: &mut ConnWriter) -> Result<Flow> {
+        if self.ticket.is_none() && !self.spares.is_empty() {
+            let spare = &self.session.ctx.spare;
+            self.ticket = Some(spare.ticket(self.conn_id, self.session.held()));
+        }
+        Ok(Flow::Idle)
+    }
+
+    async fn wake(&mut self) -> Woken {
+        tokio::select! {
+            biased;
+            () = async { self.ticket.as_ref().expect("guarded").turn().await }, if self.ticket.is_some() => Woken::SpareTurn,
+            open = self.gate.changed(), if self.gate.is_choking() => Woken::Choke(open),
+            changed = self.orphans.changed() => Woken::Orphans(changed.is_ok()),
+        }
+    }
+
+    async fn on_wake(&mut self, wake: Woken, writer: &mut ConnWriter) -> Result<Flow> {
+        let session = self.session;
+        match wake {
+            Woken::SpareTurn => {
+                let mut flow = Flow::Idle;
+                if let Some(id) = self.spares.pop_front() {
+                    flow = session.send_chunk(writer, id, self.gate.unchoked()).await?;
+                }
+                // Queue again with the new count, so a peer further behind goes first.
+                self.ticket = None;
+                Ok(flow)
+            }
+            Woken::Choke(false) | Woken::Orphans(false) => Ok(Flow::Done),
+            Woken::Choke(true) => {
+                let events = &session.ctx.config.events;
+                self.gate.update(writer, events, session.label).await?;
+                Ok(Flow::Sent)
+            }
+            Woken::Orphans(true) => {
+                let set = self.orphans.borrow_and_update().clone();
+                let sent = session
+                    .send_orphans(writer, &set, &mut self.sent_any_orphans)
+                    .await?;
+                Ok(sent.into())
+            }
+        }
+    }
+
+    async fn on_out(&mut self, out: Out, writer: &mut ConnWriter) -> Result<Flow> {
+        let session = self.session;
+        match out {
+            Out::Reply(msg) => {
+                writer.send(msg).await?;
+                Ok(Flow::Sent)
+            }
+            Out::Spare(id) => {
+                self.spares.push_back(id);
+                Ok(Flow::Idle)
+            }
+            Out::Chunk(id) => {
+                let res = session.send_chunk(writer, id, self.gate.unchoked()).await;
+                session.normal_done();
+                res
+            }
+        }
     }
 }

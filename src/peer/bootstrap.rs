@@ -99,10 +99,7 @@ pub(super) async fn handshake(
                 manifest,
             ))
         }
-        Ok(Some(other)) => Err(ProtocolError::Unexpected {
-            got: other.kind(),
-            doing: "waiting for welcome",
-        }
+        Ok(Some(other)) => Err(ProtocolError::unexpected(Some(&other), "waiting for welcome")
         .into()),
         Ok(None) => Err(ProtocolError::Io(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,

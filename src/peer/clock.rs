@@ -1,6 +1,6 @@
 //! The request deadline of one download connection ([`AnswerClock`]): requests a source
-//! leaves unanswered too long are fetched elsewhere; and when a keep-alive is due
-//! ([`Beat`]).
+//! leaves unanswered too long are fetched elsewhere. (When a keep-alive is due is the
+//! driver's: [`crate::driver::Beat`].)
 
 use std::time::Duration;
 
@@ -51,63 +51,5 @@ impl AnswerClock {
 
     pub(super) fn deadline(&self) -> Duration {
         self.deadline
-    }
-}
-
-/// When a writer's keep-alive is due: `every` after the last message it sent, however often
-/// its loop wakes. A `sleep(every)` made anew on each turn of the loop never fired while
-/// change signals woke the loop more often than that with nothing to say, and the other side
-/// dropped the connection as silent.
-pub(super) struct Beat {
-    every: Duration,
-    due: Instant,
-}
-
-impl Beat {
-    /// A keep-alive due `every` from now.
-    pub(super) fn new(every: Duration) -> Self {
-        Self {
-            every,
-            due: Instant::now() + every,
-        }
-    }
-
-    /// Something was sent: the next keep-alive is due `every` from now.
-    pub(super) fn sent(&mut self) {
-        self.due = Instant::now() + self.every;
-    }
-
-    /// Resolves when the keep-alive is due.
-    pub(super) async fn due(&self) {
-        tokio::time::sleep_until(self.due).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A loop woken every second with nothing to send still sends its keep-alive after
-    /// `every` of silence; each message sent puts it off.
-    #[tokio::test(start_paused = true)]
-    async fn a_keepalive_comes_after_silence_however_often_the_loop_wakes() {
-        let started = Instant::now();
-        let mut beat = Beat::new(Duration::from_secs(5));
-        let mut wakes = 0;
-        loop {
-            tokio::select! {
-                biased;
-                () = beat.due() => break,
-                () = tokio::time::sleep(Duration::from_secs(1)) => wakes += 1,
-            }
-        }
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
-        assert_eq!(wakes, 4);
-        beat.sent();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        beat.sent();
-        let again = Instant::now();
-        beat.due().await;
-        assert_eq!(again.elapsed(), Duration::from_secs(5));
     }
 }

@@ -15,13 +15,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::bootstrap::Handshake;
-use super::clock::{AnswerClock, Beat};
+use super::clock::AnswerClock;
 use super::{STALL_AFTER, SourceKind, Swarm};
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{ConnReader, ConnWriter, IDLE_TIMEOUT};
+use crate::driver::{self, Flow, Reading, Writing};
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
 use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, ProtocolError};
+use crate::watch;
 use crate::{Error, Result};
 
 /// The chunks this connection requested and has not received; released when it ends.
@@ -55,120 +57,91 @@ pub(super) async fn drive(
         swarm.lock().picker.assign(&assigned);
         swarm.notify();
     }
-    let heartbeat = hs.heartbeat;
-    let (mut reader, mut writer) = hs.conn.split();
-    let (tx, rx) = mpsc::channel(swarm.config.in_flight + 4);
-    let mut in_flight = InFlight {
-        swarm,
-        ids: BTreeSet::new(),
-    };
-    let res = tokio::select! {
-        biased;
-        () = token.cancelled() => Ok(()),
-        r = read_loop(swarm, kind, &mut reader, &label, &tx, &mut in_flight) => r,
-        r = write_loop(swarm, kind, &mut writer, &label, rx, announced, heartbeat) => r,
-    };
-    if token.is_cancelled() && swarm.is_complete() {
-        // Shutting down complete: make sure the server heard so (its `have` may not have gone
-        // out yet), or it would wait for us in vain. Duplicates are harmless.
-        let all = Ranges::from_sorted(0..swarm.manifest.chunk_count());
-        for part in all.0.chunks(MAX_RANGES_PER_MESSAGE) {
-            let msg = Message::Have {
-                chunks: Ranges(part.to_vec()),
-            };
-            if tokio::time::timeout(Duration::from_secs(1), writer.send(msg))
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-    }
-    match &res {
-        Ok(()) if swarm.is_complete() && kind == SourceKind::Neighbour => {
-            // Everything announced: half-close, and read until the server closes too, so
-            // that unread data never turns the close into a reset that destroys the last
-            // `have` before the server read it.
-            writer.close().await;
-            reader.drain(Duration::from_secs(2)).await;
-        }
-        Err(e) if e.deserves_reply() => {
-            writer.send_error(e.to_string()).await;
-        }
-        _ => {}
-    }
-    res
-}
-
-async fn read_loop(
-    swarm: &Swarm,
-    kind: SourceKind,
-    reader: &mut ConnReader,
-    label: &str,
-    tx: &mpsc::Sender<Message>,
-    in_flight: &mut InFlight<'_>,
-) -> Result<()> {
-    let mut changed = swarm.changed.subscribe();
-    let mut rd = Reader {
+    let reading = Reader {
         swarm,
         kind,
-        label,
-        tx,
-        in_flight,
+        label: &label,
+        in_flight: InFlight {
+            swarm,
+            ids: BTreeSet::new(),
+        },
         // One stream per source kind, so the two connections do not mirror each other.
         rng: swarm.rng(kind as u64 + 1),
         bad: 0,
         cancelled: BTreeSet::new(),
         clock: AnswerClock::new(swarm.manifest.chunk_size),
+        changed: swarm.changed.subscribe(),
     };
     if kind == SourceKind::Owner {
         // The owner holds every chunk.
         swarm.lock().owner.mark_connected();
     }
-    loop {
-        if !rd.fill().await {
-            return Ok(());
-        }
-        if swarm.is_complete() && kind == SourceKind::Neighbour {
-            // The writer ends the connection once it announced the last chunk.
-            std::future::pending::<()>().await;
-        }
-        // Only for a neighbour: spare requests wait at the owner on purpose.
-        rd.clock
-            .waiting(!rd.in_flight.ids.is_empty() && kind == SourceKind::Neighbour);
-        let msg = tokio::select! {
-            biased;
-            () = rd.clock.expired() => return Err(rd.held_hostage()),
-            () = tokio::time::sleep(STALL_AFTER), if kind == SourceKind::Owner => continue,
-            msg = reader.recv("waiting for chunks", IDLE_TIMEOUT) => msg?,
-            _ = changed.changed() => continue,
-        };
-        let Some(msg) = msg else {
-            return Ok(());
-        };
-        rd.handle(msg).await?;
-    }
+    let writing = Announcer {
+        swarm,
+        kind,
+        label: &label,
+        announced,
+        heartbeat: hs.heartbeat,
+        changed: swarm.changed.subscribe(),
+    };
+    let queue = swarm.config.in_flight + 4;
+    driver::drive(hs.conn, reading, writing, queue, token).await
 }
 
 /// What the reader of one download connection keeps.
-struct Reader<'a, 'b> {
+struct Reader<'a> {
     swarm: &'a Swarm,
     kind: SourceKind,
     label: &'a str,
-    tx: &'a mpsc::Sender<Message>,
-    in_flight: &'a mut InFlight<'b>,
+    in_flight: InFlight<'a>,
     rng: StdRng,
     /// Bad chunks received on this connection.
     bad: u32,
     /// Requests cancelled at the owner: their chunk may still be on its way.
     cancelled: BTreeSet<ChunkId>,
     clock: AnswerClock,
+    changed: watch::Receiver<()>,
 }
 
-impl Reader<'_, '_> {
+impl Reading for Reader<'_> {
+    type Out = Message;
+
+    fn limit(&self) -> (&'static str, Duration) {
+        ("waiting for chunks", IDLE_TIMEOUT)
+    }
+
+    async fn prepare(&mut self, tx: &mpsc::Sender<Message>) -> Result<bool> {
+        if !self.fill(tx).await {
+            return Ok(false);
+        }
+        if self.swarm.is_complete() && self.kind == SourceKind::Neighbour {
+            // The writer ends the connection once it announced the last chunk.
+            std::future::pending::<()>().await;
+        }
+        // Only for a neighbour: spare requests wait at the owner on purpose.
+        self.clock
+            .waiting(!self.in_flight.ids.is_empty() && self.kind == SourceKind::Neighbour);
+        Ok(true)
+    }
+
+    async fn interrupt(&mut self) -> Result<()> {
+        tokio::select! {
+            biased;
+            () = self.clock.expired() => Err(self.held_hostage()),
+            () = tokio::time::sleep(STALL_AFTER), if self.kind == SourceKind::Owner => Ok(()),
+            _ = self.changed.changed() => Ok(()),
+        }
+    }
+
+    async fn on_message(&mut self, msg: Message, _tx: &mpsc::Sender<Message>) -> Result<()> {
+        self.handle(msg).await
+    }
+}
+
+impl Reader<'_> {
     /// Fills the pipeline: cancels owner requests the neighbour can now serve (owner only),
     /// then requests up to `in_flight` chunks. False once the writer is gone.
-    async fn fill(&mut self) -> bool {
+    async fn fill(&mut self, tx: &mpsc::Sender<Message>) -> bool {
         let swarm = self.swarm;
         if self.kind == SourceKind::Owner {
             let cancel = swarm.lock().picker.take_owner_cancel();
@@ -179,7 +152,7 @@ impl Reader<'_, '_> {
                 if self.in_flight.ids.remove(&id) {
                     swarm.release([id]);
                     self.cancelled.insert(id);
-                    if self.tx.send(Message::Cancel { chunk: c }).await.is_err() {
+                    if tx.send(Message::Cancel { chunk: c }).await.is_err() {
                         return false;
                     }
                 }
@@ -197,7 +170,7 @@ impl Reader<'_, '_> {
                 chunk: id.get(),
                 spare,
             };
-            if self.tx.send(msg).await.is_err() {
+            if tx.send(msg).await.is_err() {
                 return false;
             }
         }
@@ -246,10 +219,7 @@ impl Reader<'_, '_> {
                 swarm.notify();
             }
             other => {
-                return Err(ProtocolError::Unexpected {
-                    got: other.kind(),
-                    doing: "downloading",
-                }
+                return Err(ProtocolError::unexpected(Some(&other), "downloading")
                 .into());
             }
         }
@@ -303,42 +273,76 @@ pub(super) async fn announce(
     Ok(true)
 }
 
-/// Sends queued requests and announces newly held chunks; ends once everything is held and
-/// announced.
-async fn write_loop(
-    swarm: &Swarm,
+/// The writer's side: sends queued requests and announces newly held chunks; ends a
+/// neighbour connection once everything is held and announced.
+struct Announcer<'a> {
+    swarm: &'a Swarm,
     kind: SourceKind,
-    writer: &mut ConnWriter,
-    label: &str,
-    mut rx: mpsc::Receiver<Message>,
-    mut announced: ChunkSet,
+    label: &'a str,
+    /// What the source has been told this peer holds.
+    announced: ChunkSet,
     heartbeat: Duration,
-) -> Result<()> {
-    let mut changed = swarm.changed.subscribe();
-    let mut beat = Beat::new(heartbeat);
-    loop {
-        if announce(swarm, writer, label, &mut announced).await? {
-            beat.sent();
-        }
+    changed: watch::Receiver<()>,
+}
+
+impl Writing for Announcer<'_> {
+    type Out = Message;
+    type Wake = ();
+
+    fn keepalive(&self) -> Duration {
+        self.heartbeat
+    }
+
+    async fn flush(&mut self, writer: &mut ConnWriter) -> Result<Flow> {
+        let sent = announce(self.swarm, writer, self.label, &mut self.announced).await?;
         // A complete peer ends its neighbour connection; the owner connection stays, as
         // the directory registration, with heartbeats.
-        if announced.is_full() && kind == SourceKind::Neighbour {
-            return Ok(());
+        if self.announced.is_full() && self.kind == SourceKind::Neighbour {
+            return Ok(Flow::Done);
         }
-        tokio::select! {
-            biased;
-            () = beat.due() => {
-                writer.send(Message::Have { chunks: Ranges::default() }).await?;
-                beat.sent();
-            }
-            msg = rx.recv() => match msg {
-                Some(msg) => {
-                    writer.send(msg).await?;
-                    beat.sent();
+        Ok(sent.into())
+    }
+
+    async fn wake(&mut self) {
+        // Closed only with the swarm, which outlives the session.
+        let _ = self.changed.changed().await;
+    }
+
+    async fn on_out(&mut self, msg: Message, writer: &mut ConnWriter) -> Result<Flow> {
+        writer.send(msg).await?;
+        Ok(Flow::Sent)
+    }
+
+    async fn close(
+        &mut self,
+        res: &Result<()>,
+        cancelled: bool,
+        writer: &mut ConnWriter,
+        reader: &mut ConnReader,
+    ) {
+        let swarm = self.swarm;
+        if cancelled && swarm.is_complete() {
+            // Shutting down complete: make sure the server heard so (its `have` may not have
+            // gone out yet), or it would wait for us in vain. Duplicates are harmless.
+            let all = Ranges::from_sorted(0..swarm.manifest.chunk_count());
+            for part in all.0.chunks(MAX_RANGES_PER_MESSAGE) {
+                let msg = Message::Have {
+                    chunks: Ranges(part.to_vec()),
+                };
+                if tokio::time::timeout(Duration::from_secs(1), writer.send(msg))
+                    .await
+                    .is_err()
+                {
+                    break;
                 }
-                None => return Ok(()),
-            },
-            _ = changed.changed() => {}
+            }
+        }
+        if res.is_ok() && swarm.is_complete() && self.kind == SourceKind::Neighbour {
+            // Everything announced: half-close, and read until the server closes too, so
+            // that unread data never turns the close into a reset that destroys the last
+            // `have` before the server read it.
+            writer.close().await;
+            reader.drain(Duration::from_secs(2)).await;
         }
     }
 }

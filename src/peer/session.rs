@@ -180,10 +180,7 @@ async fn handle(link: &mut Link<'_>, msg: Message) -> Result<()> {
         }
         Message::Orphans { .. } => {} // for ring peers
         other => {
-            return Err(ProtocolError::Unexpected {
-                got: other.kind(),
-                doing: "downloading",
-            }
+            return Err(ProtocolError::unexpected(Some(&other), "downloading")
             .into());
         }
     }

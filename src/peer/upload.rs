@@ -3,28 +3,28 @@
 //! whether the neighbour is complete.
 
 use std::sync::Arc;
-use tokio::time::Instant;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::clock::Beat;
 use super::download::announce;
 use super::{MAX_UPLOAD_CONNECTIONS, Swarm};
 use crate::accept::{Accepted, Admission, accept_loop};
 use crate::auth;
 use crate::chunkset::{ChunkSet, Ranges};
-use crate::connection::{
-    ConnReader, ConnWriter, Connection, Hello, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
-};
+use crate::connection::{ConnWriter, Connection, Hello, IDLE_TIMEOUT, KEEPALIVE_INTERVAL};
+use crate::driver::{self, Flow, Reading, Writing};
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
 use crate::net::Listener;
 use crate::protocol::{Message, ProtocolError, Role};
 use crate::serve::{ChokeGate, ChunkServer, MAX_QUEUED_REQUESTS};
+use crate::watch;
 use crate::{Error, Result};
 
 /// Accepts upload connections until `token` is cancelled, at most
@@ -136,7 +136,7 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
         conn.send_error(msg.clone()).await;
         return Err(Error::Refused(msg));
     }
-    let mut theirs = match ChunkSet::try_from_ranges(m, &have) {
+    let theirs = match ChunkSet::try_from_ranges(m, &have) {
         Ok(s) => s,
         Err(e) => {
             conn.send_error(format!("bad have list in hello: {e}"))
@@ -168,38 +168,46 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     {
         d.mark_complete(&label);
     }
-    let (mut reader, mut writer) = conn.split();
-    let (tx, rx) = mpsc::channel(MAX_QUEUED_REQUESTS);
-    let res = tokio::select! {
-        biased;
-        () = token.cancelled() => Ok(()),
-        r = read_loop(swarm, &mut reader, &label, &mut theirs, tx, &server, downstream.as_ref()) => r,
-        r = write_loop(swarm, &mut writer, &label, rx, &server, gate) => r,
+    let reading = Requests {
+        swarm,
+        label: &label,
+        theirs,
+        server: &server,
+        downstream: downstream.as_ref(),
     };
-    if let Err(e) = &res
-        && e.deserves_reply()
-    {
-        writer.send_error(e.to_string()).await;
-    }
-    res
+    let writing = Answers {
+        swarm,
+        label: &label,
+        server: &server,
+        gate,
+        changed: swarm.changed.subscribe(),
+        announced: ChunkSet::new(m.chunk_count()),
+    };
+    driver::drive(conn, reading, writing, MAX_QUEUED_REQUESTS, token).await
 }
 
-async fn read_loop(
-    swarm: &Swarm,
-    reader: &mut ConnReader,
-    label: &str,
-    theirs: &mut ChunkSet,
-    tx: mpsc::Sender<ChunkId>,
-    server: &ChunkServer<'_>,
-    downstream: Option<&Downstream<'_>>,
-) -> Result<()> {
-    let m = &swarm.manifest;
-    loop {
-        let Some(msg) = reader.recv("waiting for requests", IDLE_TIMEOUT).await? else {
+/// The reader's side: requests, cancels, interest and the client's have lists.
+struct Requests<'a> {
+    swarm: &'a Swarm,
+    label: &'a str,
+    /// What the client holds.
+    theirs: ChunkSet,
+    server: &'a ChunkServer<'a>,
+    downstream: Option<&'a Downstream<'a>>,
+}
+
+impl Reading for Requests<'_> {
+    type Out = ChunkId;
+
+    fn limit(&self) -> (&'static str, Duration) {
+        ("waiting for requests", IDLE_TIMEOUT)
+    }
+
+    async fn on_message(&mut self, msg: Message, tx: &mpsc::Sender<ChunkId>) -> Result<()> {
+        let (swarm, label) = (self.swarm, self.label);
+        let m = &swarm.manifest;
+        if self.server.take_control(m, &msg)? {
             return Ok(());
-        };
-        if server.take_control(m, &msg)? {
-            continue;
         }
         match msg {
             Message::Request { chunk, .. } => {
@@ -212,66 +220,86 @@ async fn read_loop(
                         "chunk {chunk} is not held here: request only chunks from this peer's have list"
                     )));
                 }
-                if tx.send(id).await.is_err() {
-                    return Ok(());
-                }
+                // The writer is gone only when the session ends anyway.
+                let _ = tx.send(id).await;
             }
             Message::Have { chunks } if chunks.is_empty() => {} // keep-alive
             Message::Have { chunks } => {
-                let added = theirs.extend_from_ranges(m, &chunks)?;
+                let added = self.theirs.extend_from_ranges(m, &chunks)?;
                 let n = u32::try_from(added.len()).unwrap_or(u32::MAX);
                 swarm.events.id_list(EventKind::IdListReceived, n, label);
-                if theirs.is_full()
-                    && let Some(d) = downstream
+                if self.theirs.is_full()
+                    && let Some(d) = self.downstream
                 {
                     d.mark_complete(label);
                 }
             }
-            other => {
-                return Err(ProtocolError::Unexpected {
-                    got: other.kind(),
-                    doing: "serving chunks",
-                }
-                .into());
-            }
+            other => return Err(ProtocolError::unexpected(Some(&other), "serving chunks").into()),
         }
+        Ok(())
     }
 }
 
-async fn write_loop(
-    swarm: &Swarm,
-    writer: &mut ConnWriter,
-    label: &str,
-    mut rx: mpsc::Receiver<ChunkId>,
-    server: &ChunkServer<'_>,
-    mut gate: ChokeGate,
-) -> Result<()> {
-    let mut changed = swarm.changed.subscribe();
-    let mut announced = ChunkSet::new(swarm.manifest.chunk_count());
-    let mut beat = Beat::new(KEEPALIVE_INTERVAL);
-    loop {
-        if announce(swarm, writer, label, &mut announced).await? {
-            beat.sent();
-        }
+/// The writer's side: chunks, choke decisions, and this peer's new chunks as they come.
+struct Answers<'a> {
+    swarm: &'a Swarm,
+    label: &'a str,
+    server: &'a ChunkServer<'a>,
+    gate: ChokeGate,
+    changed: watch::Receiver<()>,
+    announced: ChunkSet,
+}
+
+/// What woke the writer besides a request.
+enum Woken {
+    /// The choker's decision changed (false: the choker is gone).
+    Choke(bool),
+    /// This peer's chunks changed.
+    Chunks,
+}
+
+impl Writing for Answers<'_> {
+    type Out = ChunkId;
+    type Wake = Woken;
+
+    fn keepalive(&self) -> Duration {
+        KEEPALIVE_INTERVAL
+    }
+
+    async fn flush(&mut self, writer: &mut ConnWriter) -> Result<Flow> {
+        Ok(announce(self.swarm, writer, self.label, &mut self.announced)
+            .await?
+            .into())
+    }
+
+    async fn wake(&mut self) -> Woken {
         tokio::select! {
             biased;
-            () = beat.due() => {
-                writer.send(Message::Have { chunks: Ranges::default() }).await?;
-                beat.sent();
-            }
-            open = gate.changed(), if gate.is_choking() => {
-                if !open {
-                    return Ok(());
-                }
-                gate.update(writer, &swarm.events, label).await?;
-            }
-            id = rx.recv() => {
-                let Some(id) = id else { return Ok(()) };
-                if server.send(writer, id, gate.unchoked(), || swarm.chunk_to_send(id)).await?.is_some() {
-                    beat.sent();
-                }
-            }
-            _ = changed.changed() => {}
+            open = self.gate.changed(), if self.gate.is_choking() => Woken::Choke(open),
+            _ = self.changed.changed() => Woken::Chunks,
         }
+    }
+
+    async fn on_wake(&mut self, wake: Woken, writer: &mut ConnWriter) -> Result<Flow> {
+        match wake {
+            Woken::Choke(false) => Ok(Flow::Done),
+            Woken::Choke(true) => {
+                self.gate
+                    .update(writer, &self.swarm.events, self.label)
+                    .await?;
+                Ok(Flow::Sent)
+            }
+            Woken::Chunks => Ok(Flow::Idle),
+        }
+    }
+
+    async fn on_out(&mut self, id: ChunkId, writer: &mut ConnWriter) -> Result<Flow> {
+        let swarm = self.swarm;
+        let unchoked = self.gate.unchoked();
+        let sent = self
+            .server
+            .send(writer, id, unchoked, || swarm.chunk_to_send(id))
+            .await?;
+        Ok(sent.is_some().into())
     }
 }

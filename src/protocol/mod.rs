@@ -101,3 +101,13 @@ pub enum ProtocolError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
+
+impl ProtocolError {
+    /// `msg` (`None`: the end of the stream) was not expected while `doing`.
+    pub fn unexpected(msg: Option<&Message>, doing: &'static str) -> Self {
+        Self::Unexpected {
+            got: msg.map_or("end of stream", Message::kind),
+            doing,
+        }
+    }
+}
