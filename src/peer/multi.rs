@@ -169,7 +169,7 @@ async fn owner_loop(
                 swarm.set_link_error(SourceKind::Owner, None);
                 let all = ChunkSet::full(swarm.manifest.chunk_count());
                 let owner = OwnerDuties {
-                    lost_rx: &mut lost_rx,
+                    lost_rx: Some(&mut lost_rx),
                     registered: told,
                 };
                 // As for a ring peer: the backoff starts again only after real progress.

@@ -14,8 +14,12 @@ use super::clock::AnswerClock;
 use super::download::announce;
 use super::getter::Getter;
 use super::multi::LOCATE_EVERY;
-use crate::chunkset::{ChunkSet, Ranges};
-use crate::connection::{ConnWriter, IDLE_TIMEOUT};
+use crate::chunkset::ChunkSet;
+use std::time::Duration;
+
+use crate::connection::{ConnReader, ConnWriter, IDLE_TIMEOUT};
+use crate::driver::{self, Flow, Reading, Writing};
+use crate::watch;
 use crate::directory::Locations;
 use crate::events::EventKind;
 use crate::protocol::{Message, ProtocolError};
@@ -58,7 +62,8 @@ impl Drop for Link<'_> {
 
 /// What only the owner connection does: report lost sources, register chunks.
 pub(super) struct OwnerDuties<'a> {
-    pub(super) lost_rx: &'a mut mpsc::UnboundedReceiver<String>,
+    /// `None` once the sender is gone.
+    pub(super) lost_rx: Option<&'a mut mpsc::UnboundedReceiver<String>>,
     /// The chunks the owner has been told of.
     pub(super) registered: ChunkSet,
 }
@@ -75,65 +80,167 @@ pub(super) async fn session(
 ) -> Result<()> {
     let swarm = &getter.swarm;
     let is_owner = owner.is_some();
-    let (mut lost_rx, mut registered) = match owner {
-        Some(o) => (Some(o.lost_rx), o.registered),
-        None => (None, ChunkSet::new(swarm.manifest.chunk_count())),
+    let reading = Source {
+        link: Link::new(getter, label, theirs),
+        is_owner,
+        rng: swarm.rng(u64::from(swarm.port)),
+        clock: AnswerClock::new(swarm.manifest.chunk_size),
+        changed: swarm.changed.subscribe(),
     };
-    let heartbeat = hs.heartbeat;
-    let (mut reader, mut writer) = hs.conn.split();
-    let mut link = Link::new(getter, label, theirs);
-    let mut changed = swarm.changed.subscribe();
-    let mut rng = swarm.rng(u64::from(swarm.port));
-    let mut next_locate = Instant::now();
-    let mut clock = AnswerClock::new(swarm.manifest.chunk_size);
-    loop {
-        if is_owner {
-            register(swarm, &mut writer, label, &mut registered).await?;
+    let writing = SourceWriter {
+        swarm,
+        label,
+        owner,
+        heartbeat: hs.heartbeat,
+        next_locate: Instant::now(),
+        changed: swarm.changed.subscribe(),
+    };
+    let queue = 2 * swarm.config.in_flight + 4;
+    driver::drive(hs.conn, reading, writing, queue, token).await
+}
+
+/// The reader's side of a source: its messages, and the requests to make of it.
+struct Source<'a, R> {
+    link: Link<'a>,
+    is_owner: bool,
+    rng: R,
+    clock: AnswerClock,
+    changed: watch::Receiver<()>,
+}
+
+impl<R: Rng + Send> Reading for Source<'_, R> {
+    type Out = Message;
+
+    fn limit(&self) -> (&'static str, Duration) {
+        ("waiting for chunks", IDLE_TIMEOUT)
+    }
+
+    async fn prepare(&mut self, tx: &mpsc::Sender<Message>) -> Result<bool> {
+        step(&mut self.link, tx, &mut self.rng).await;
+        if self.link.getter.swarm.is_complete() && !self.is_owner {
+            return Ok(false);
         }
-        step(&mut link, &mut writer, &mut rng).await?;
-        if swarm.is_complete() && !is_owner {
-            writer.close().await;
-            return Ok(());
-        }
-        clock.waiting(!link.in_flight.is_empty() && !link.peer_choking);
-        let locate_due = is_owner && !swarm.is_complete();
+        let link = &self.link;
+        self.clock
+            .waiting(!link.in_flight.is_empty() && !link.peer_choking);
+        Ok(true)
+    }
+
+    async fn interrupt(&mut self) -> Result<()> {
         tokio::select! {
             biased;
-            () = token.cancelled() => return Ok(()),
-            () = clock.expired() => {
+            () = self.clock.expired() => {
                 // Announced chunks that never come are not held hostage: the source is
                 // dropped (and avoided), its requests go elsewhere.
-                return Err(Error::Refused(format!(
-                    "{label} answered none of {} requests for {}s",
-                    link.in_flight.len(),
-                    clock.deadline().as_secs()
-                )));
+                Err(Error::Refused(format!(
+                    "{} answered none of {} requests for {}s",
+                    self.link.label,
+                    self.link.in_flight.len(),
+                    self.clock.deadline().as_secs()
+                )))
             }
-            msg = reader.recv("waiting for chunks", IDLE_TIMEOUT) => {
-                let Some(msg) = msg? else {
-                    return if is_owner || swarm.is_complete() {
-                        Ok(())
-                    } else {
-                        Err(Error::Refused("the source closed the connection".into()))
-                    };
-                };
-                if matches!(msg, Message::Chunk { .. } | Message::Unchoke) {
-                    clock.answered();
+            _ = self.changed.changed() => Ok(()),
+        }
+    }
+
+    async fn on_message(&mut self, msg: Message, _tx: &mpsc::Sender<Message>) -> Result<()> {
+        if matches!(msg, Message::Chunk { .. } | Message::Unchoke) {
+            self.clock.answered();
+        }
+        handle(&mut self.link, msg).await
+    }
+
+    fn on_close(&mut self) -> Result<()> {
+        if self.is_owner || self.link.getter.swarm.is_complete() {
+            Ok(())
+        } else {
+            Err(Error::Refused("the source closed the connection".into()))
+        }
+    }
+}
+
+/// The writer's side of a source: requests, and the owner's duties (registering chunks,
+/// reporting lost sources, asking where the file is).
+struct SourceWriter<'a, 'o> {
+    swarm: &'a Swarm,
+    label: &'a str,
+    owner: Option<OwnerDuties<'o>>,
+    heartbeat: Duration,
+    next_locate: Instant,
+    changed: watch::Receiver<()>,
+}
+
+/// What woke the writer besides a request.
+enum Woken {
+    /// A source was lost (`None`: no more will be reported).
+    Lost(Option<String>),
+    /// Time to ask the owner where the file is.
+    Locate,
+    /// This getter's chunks changed.
+    Chunks,
+}
+
+impl Writing for SourceWriter<'_, '_> {
+    type Out = Message;
+    type Wake = Woken;
+
+    fn keepalive(&self) -> Duration {
+        self.heartbeat
+    }
+
+    async fn flush(&mut self, writer: &mut ConnWriter) -> Result<Flow> {
+        match &mut self.owner {
+            Some(o) => Ok(register(self.swarm, writer, self.label, &mut o.registered)
+                .await?
+                .into()),
+            None => Ok(Flow::Idle),
+        }
+    }
+
+    async fn wake(&mut self) -> Woken {
+        let locate_due = self.owner.is_some() && !self.swarm.is_complete();
+        let lost = self.owner.as_mut().and_then(|o| o.lost_rx.as_deref_mut());
+        tokio::select! {
+            biased;
+            addr = async { lost.expect("guarded").recv().await }, if lost.is_some() => Woken::Lost(addr),
+            () = tokio::time::sleep_until(self.next_locate), if locate_due => Woken::Locate,
+            _ = self.changed.changed() => Woken::Chunks,
+        }
+    }
+
+    async fn on_wake(&mut self, wake: Woken, writer: &mut ConnWriter) -> Result<Flow> {
+        match wake {
+            Woken::Lost(Some(addr)) => writer.send(Message::SourceLost { addr }).await?,
+            Woken::Lost(None) => {
+                if let Some(o) = &mut self.owner {
+                    o.lost_rx = None;
                 }
-                handle(&mut link, msg).await?;
+                return Ok(Flow::Idle);
             }
-            _ = changed.changed() => {}
-            Some(addr) = async { lost_rx.as_mut().expect("guarded").recv().await }, if lost_rx.is_some() => {
-                writer.send(Message::SourceLost { addr }).await?;
-            }
-            () = tokio::time::sleep_until(next_locate), if locate_due => {
-                let file = swarm.manifest.name.clone();
+            Woken::Locate => {
+                let file = self.swarm.manifest.name.clone();
                 writer.send(Message::Locate { file }).await?;
-                next_locate = Instant::now() + LOCATE_EVERY;
+                self.next_locate = Instant::now() + LOCATE_EVERY;
             }
-            () = tokio::time::sleep(heartbeat), if is_owner => {
-                writer.send(Message::Have { chunks: Ranges::default() }).await?;
-            }
+            Woken::Chunks => return Ok(Flow::Idle),
+        }
+        Ok(Flow::Sent)
+    }
+
+    async fn on_out(&mut self, msg: Message, writer: &mut ConnWriter) -> Result<Flow> {
+        writer.send(msg).await?;
+        Ok(Flow::Sent)
+    }
+
+    async fn close(
+        &mut self,
+        res: &Result<()>,
+        _cancelled: bool,
+        writer: &mut ConnWriter,
+        _reader: &mut ConnReader,
+    ) {
+        if res.is_ok() && self.owner.is_none() && self.swarm.is_complete() {
+            writer.close().await;
         }
     }
 }
@@ -187,8 +294,9 @@ async fn handle(link: &mut Link<'_>, msg: Message) -> Result<()> {
     Ok(())
 }
 
-/// Cancels requests for chunks now held, updates interest, and fills the request pipeline.
-async fn step(link: &mut Link<'_>, writer: &mut ConnWriter, rng: &mut impl Rng) -> Result<()> {
+/// Queues cancels of requests for chunks now held, interest changes, and requests to fill
+/// the pipeline.
+async fn step(link: &mut Link<'_>, tx: &mpsc::Sender<Message>, rng: &mut impl Rng) {
     let getter = link.getter;
     let swarm = &getter.swarm;
     let have = swarm.have_snapshot();
@@ -201,7 +309,9 @@ async fn step(link: &mut Link<'_>, writer: &mut ConnWriter, rng: &mut impl Rng) 
     for c in done {
         link.in_flight.remove(&c);
         getter.release(c);
-        writer.send(Message::Cancel { chunk: c }).await?;
+        if tx.send(Message::Cancel { chunk: c }).await.is_err() {
+            return; // the writer is gone: the session is ending
+        }
     }
     let wanted = link
         .theirs
@@ -216,11 +326,13 @@ async fn step(link: &mut Link<'_>, writer: &mut ConnWriter, rng: &mut impl Rng) 
         } else {
             (Message::NotInterested, EventKind::NotInterested)
         };
-        writer.send(msg).await?;
+        if tx.send(msg).await.is_err() {
+            return;
+        }
         swarm.events.swarm(kind, link.label, "");
     }
     if !link.am_interested || link.peer_choking {
-        return Ok(());
+        return;
     }
     while link.in_flight.len() < swarm.config.in_flight {
         let Some(id) = getter.pick(&link.theirs, &link.in_flight, rng) else {
@@ -230,9 +342,10 @@ async fn step(link: &mut Link<'_>, writer: &mut ConnWriter, rng: &mut impl Rng) 
         swarm
             .events
             .chunk(EventKind::ChunkRequested, id.get(), link.label, None);
-        writer.send(Message::request(id.get())).await?;
+        if tx.send(Message::request(id.get())).await.is_err() {
+            return;
+        }
     }
-    Ok(())
 }
 
 fn m_contains(set: &ChunkSet, c: u32) -> bool {
@@ -247,13 +360,13 @@ async fn register(
     writer: &mut ConnWriter,
     label: &str,
     registered: &mut ChunkSet,
-) -> Result<()> {
+) -> Result<bool> {
     let before = registered.clone();
-    announce(swarm, writer, label, registered).await?;
+    let sent = announce(swarm, writer, label, registered).await?;
     let new = registered.difference(&before);
     if let Some(&first) = new.first() {
         let n = u32::try_from(new.len()).unwrap_or(u32::MAX);
         swarm.events.registered(first, n, label);
     }
-    Ok(())
+    Ok(sent)
 }
