@@ -159,7 +159,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if !args.sim {
         std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     }
-    let log = open_log(args.report.as_deref())?;
+    let log = open_log(args.report.as_deref(), args.sim)?;
     let wall = std::time::Instant::now();
     let Some(done) = swarm::run(&args, &work, log.as_ref(), &token).await? else {
         return Ok(false);
@@ -186,15 +186,20 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// The report's event log, emptied first.
-fn open_log(report: Option<&Path>) -> anyhow::Result<Option<EventLog>> {
+/// The report's event log, emptied first; a simulation's is written in large blocks
+/// (nothing reads it before the end).
+fn open_log(report: Option<&Path>, sim: bool) -> anyhow::Result<Option<EventLog>> {
     let Some(dir) = report else {
         return Ok(None);
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let events = dir.join(ringswarm::report::EVENTS_FILE);
     let _ = std::fs::remove_file(&events);
-    Ok(Some(EventLog::create(&events)?))
+    Ok(Some(if sim {
+        EventLog::create_buffered(&events)?
+    } else {
+        EventLog::create(&events)?
+    }))
 }
 
 /// File descriptors a run needs: per peer a listener, its part file, an owner and a neighbour

@@ -235,7 +235,16 @@ fn start_owner(
         ..owner::Config::new(Arc::new(sink(world.clock.as_ref(), "owner".into(), log)))
     };
     let files = vec![world.shared.clone()];
-    let directory = owner::directory(&files, addr, ringswarm::directory::DEFAULT_PEER_TTL);
+    let mut directory = ringswarm::directory::Directory::new(
+        vec![world.shared.manifest.clone()],
+        addr,
+        ringswarm::directory::DEFAULT_PEER_TTL,
+    );
+    if let Some(clock) = &world.clock {
+        // Registration times in virtual time too.
+        directory = directory.with_clock(clock.clone());
+    }
+    let directory = Arc::new(directory);
     Ok(tokio::spawn(owner::run(
         listener,
         files,

@@ -138,7 +138,8 @@ pub async fn server(
     {
         Some(Message::Proof { proof }) => proof,
         other => {
-            let e = ProtocolError::unexpected(other.as_ref(), "waiting for the proof of the secret");
+            let e =
+                ProtocolError::unexpected(other.as_ref(), "waiting for the proof of the secret");
             conn.send_error(e.to_string()).await;
             return Err(e.into());
         }

@@ -10,10 +10,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 /// The kinds of event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -80,65 +81,88 @@ pub struct Event {
     pub count: Option<u32>,
 }
 
-/// The longest a flusher sleeps without a wake-up (it notices the last handle is gone).
-const EVENT_FLUSH_IDLE: Duration = Duration::from_millis(100);
-
 /// A JSON-lines event file, shareable by several sinks (the demo writes every node's events
 /// to one file).
 ///
-/// Lines are buffered and written by a background thread that is woken by every new line, so
-/// a line reaches the file promptly (readers such as tests can act on it at once), while lines
-/// that arrive during a write are batched into the next one: one write per event cost a 1 GiB
-/// ring nearly half its time. What is left is written when the last handle is dropped.
+/// Lines are buffered, and written by a flusher task on the tokio runtime that is woken by
+/// every new line, so a line reaches the file promptly (readers such as tests can act on it at
+/// once), while lines that arrive during a write are batched into the next one: one write
+/// per event cost a 1 GiB ring nearly half its time. No thread of its own: under a
+/// simulation's single-threaded runtime the flusher is one more task. A log made by
+/// [`EventLog::create_buffered`] has no flusher and writes only when its buffer fills (for a
+/// simulation, whose file nobody reads until the end). What is left is written when the last
+/// handle is dropped, or by [`EventLog::flush`].
 #[derive(Clone, Debug)]
 pub struct EventLog {
-    file: Arc<Mutex<BufWriter<File>>>,
-    wake: Arc<Wake>,
+    inner: Arc<LogFile>,
 }
 
-/// "There are lines to write": set by `append`, cleared by the flusher.
-#[derive(Debug, Default)]
-struct Wake {
-    pending: Mutex<bool>,
-    cond: Condvar,
+#[derive(Debug)]
+struct LogFile {
+    file: Mutex<BufWriter<File>>,
+    /// Wakes the flusher; `None` for a buffered log.
+    wake: Option<Arc<Notify>>,
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        flush_file(&self.file);
+        if let Some(wake) = &self.wake {
+            // The flusher finds the file gone and ends.
+            wake.notify_one();
+        }
+    }
 }
 
 impl EventLog {
-    /// Opens `path` for appending (created if missing) and starts its flusher.
+    /// Opens `path` for appending (created if missing), with its flusher on the current
+    /// tokio runtime (outside one, each line is written as it comes).
     ///
     /// # Errors
     ///
-    /// The file cannot be opened, or the flusher thread cannot start.
+    /// The file cannot be opened.
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let file = Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, file)));
-        let wake = Arc::new(Wake::default());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Self::open(path, 0, None);
+        };
+        let wake = Arc::new(Notify::new());
+        let log = Self::open(path, 64 * 1024, Some(wake.clone()))?;
         // The flusher holds the file only while it writes, so the last handle's drop (and
-        // with it the final write) happens in the thread that drops it, not in this one.
-        let weak: Weak<Mutex<BufWriter<File>>> = Arc::downgrade(&file);
-        let signal = wake.clone();
-        std::thread::Builder::new()
-            .name("event-flush".into())
-            .spawn(move || {
-                loop {
-                    {
-                        let pending = signal.pending.lock().unwrap_or_else(|p| p.into_inner());
-                        let (mut pending, _) = signal
-                            .cond
-                            .wait_timeout_while(pending, EVENT_FLUSH_IDLE, |p| !*p)
-                            .unwrap_or_else(|p| p.into_inner());
-                        *pending = false;
-                    }
-                    let Some(f) = weak.upgrade() else { return };
-                    flush_file(&f);
-                }
-            })?;
-        Ok(Self { file, wake })
+        // with it the final write) happens where it is dropped.
+        let weak: Weak<LogFile> = Arc::downgrade(&log.inner);
+        runtime.spawn(async move {
+            loop {
+                wake.notified().await;
+                let Some(log) = weak.upgrade() else { return };
+                flush_file(&log.file);
+            }
+        });
+        Ok(log)
+    }
+
+    /// Opens `path` for appending (created if missing), written only when 1 MiB of lines
+    /// has gathered, on [`EventLog::flush`], and when the last handle is dropped.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened.
+    pub fn create_buffered(path: &Path) -> std::io::Result<Self> {
+        Self::open(path, 1 << 20, None)
+    }
+
+    fn open(path: &Path, buffer: usize, wake: Option<Arc<Notify>>) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self {
+            inner: Arc::new(LogFile {
+                file: Mutex::new(BufWriter::with_capacity(buffer, file)),
+                wake,
+            }),
+        })
     }
 
     /// Writes buffered lines to the file now.
     pub fn flush(&self) {
-        flush_file(&self.file);
+        flush_file(&self.inner.file);
     }
 
     fn append(&self, ev: &Event) {
@@ -146,15 +170,13 @@ impl EventLog {
         line.push(b'\n');
         {
             // Whole lines into the buffer, so a flush never splits one.
-            let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            let mut f = self.inner.file.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = f.write_all(&line) {
                 tracing::warn!("writing event log: {e}");
             }
         }
-        let mut pending = self.wake.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if !*pending {
-            *pending = true;
-            self.wake.cond.notify_one();
+        if let Some(wake) = &self.inner.wake {
+            wake.notify_one();
         }
     }
 }
@@ -174,7 +196,7 @@ pub fn tokio_clock(epoch: f64) -> Clock {
 }
 
 /// The wall clock: seconds since the Unix epoch, now.
-fn wall_clock() -> f64 {
+pub fn wall_clock() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -243,6 +265,11 @@ impl EventSink {
     pub fn observe(mut self, observer: Observer) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// The clock this sink stamps events with.
+    pub fn clock_fn(&self) -> Clock {
+        self.clock.clone().unwrap_or_else(|| Arc::new(wall_clock))
     }
 
     /// Stamps events with `clock` instead of the wall clock (see [`tokio_clock`]).

@@ -3,7 +3,6 @@
 //! kept under [`MAX_ANSWER_LEN`].
 
 use std::net::SocketAddr;
-use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
@@ -276,10 +275,9 @@ impl Directory {
                 file: self.files[x.file].name.clone(),
                 count: x.have.count(),
                 complete: x.have.is_full(),
-                joined_unix_ms: x
-                    .joined
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                // Float to integer casts saturate (and NaN is 0).
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                joined_unix_ms: (x.joined * 1000.0) as u64,
                 last_seen_ms: u64::try_from(x.last_seen.elapsed().as_millis()).unwrap_or(u64::MAX),
             })
             .collect();

@@ -17,11 +17,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::chunkset::ChunkSet;
+use crate::events::{Clock, wall_clock};
 use crate::manifest::Manifest;
 use crate::protocol::Role;
 
@@ -42,7 +43,8 @@ struct Member {
     file: usize,
     role: Role,
     have: ChunkSet,
-    joined: SystemTime,
+    /// When it registered: seconds since the Unix epoch, on the directory's clock.
+    joined: f64,
     last_seen: Instant,
 }
 
@@ -62,12 +64,23 @@ pub const MAX_PROBES: usize = 4;
 pub const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// The owner's directory. Cheap to share (`Arc`); all methods lock briefly.
-#[derive(Debug)]
 pub struct Directory {
     files: Vec<Arc<Manifest>>,
     owner_addr: SocketAddr,
     ttl: Duration,
     inner: Mutex<Inner>,
+    /// Registration timestamps: the wall clock, or a simulation's virtual one.
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("files", &self.files.len())
+            .field("owner_addr", &self.owner_addr)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Directory {
@@ -79,7 +92,16 @@ impl Directory {
             owner_addr,
             ttl,
             inner: Mutex::new(Inner::default()),
+            clock: Arc::new(wall_clock),
         }
+    }
+
+    /// Stamps registrations with `clock` (seconds since the Unix epoch) instead of the wall
+    /// clock: an owner's directory uses its events' clock, virtual in a simulation.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -142,7 +164,7 @@ impl Directory {
                 file,
                 role,
                 have,
-                joined: SystemTime::now(),
+                joined: (self.clock)(),
                 last_seen: Instant::now(),
             },
         );

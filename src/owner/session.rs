@@ -170,8 +170,7 @@ impl Session<'_> {
                 return Ok(None);
             }
             other => {
-                return Err(ProtocolError::unexpected(Some(&other), "serving chunks")
-                .into());
+                return Err(ProtocolError::unexpected(Some(&other), "serving chunks").into());
             }
         }))
     }
@@ -186,7 +185,12 @@ impl Session<'_> {
 
     /// Sends chunk `id` (see [`ChunkServer::send`]): a file in memory is read in place, one
     /// on disk on the blocking pool.
-    async fn send_chunk(&self, writer: &mut ConnWriter, id: ChunkId, unchoked: bool) -> Result<Flow> {
+    async fn send_chunk(
+        &self,
+        writer: &mut ConnWriter,
+        id: ChunkId,
+        unchoked: bool,
+    ) -> Result<Flow> {
         let shared = self.shared;
         let read = || async move {
             if shared.is_in_memory() {

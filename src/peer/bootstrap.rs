@@ -99,8 +99,9 @@ pub(super) async fn handshake(
                 manifest,
             ))
         }
-        Ok(Some(other)) => Err(ProtocolError::unexpected(Some(&other), "waiting for welcome")
-        .into()),
+        Ok(Some(other)) => {
+            Err(ProtocolError::unexpected(Some(&other), "waiting for welcome").into())
+        }
         Ok(None) => Err(ProtocolError::Io(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "closed before welcome",

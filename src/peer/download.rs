@@ -219,8 +219,7 @@ impl Reader<'_> {
                 swarm.notify();
             }
             other => {
-                return Err(ProtocolError::unexpected(Some(&other), "downloading")
-                .into());
+                return Err(ProtocolError::unexpected(Some(&other), "downloading").into());
             }
         }
         Ok(())

@@ -18,11 +18,11 @@ use crate::chunkset::ChunkSet;
 use std::time::Duration;
 
 use crate::connection::{ConnReader, ConnWriter, IDLE_TIMEOUT};
-use crate::driver::{self, Flow, Reading, Writing};
-use crate::watch;
 use crate::directory::Locations;
+use crate::driver::{self, Flow, Reading, Writing};
 use crate::events::EventKind;
 use crate::protocol::{Message, ProtocolError};
+use crate::watch;
 use crate::{Error, Result};
 
 /// Per-connection flags and requests (see [`crate::choke`] for the four flags).
@@ -287,8 +287,7 @@ async fn handle(link: &mut Link<'_>, msg: Message) -> Result<()> {
         }
         Message::Orphans { .. } => {} // for ring peers
         other => {
-            return Err(ProtocolError::unexpected(Some(&other), "downloading")
-            .into());
+            return Err(ProtocolError::unexpected(Some(&other), "downloading").into());
         }
     }
     Ok(())

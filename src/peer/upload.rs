@@ -267,9 +267,11 @@ impl Writing for Answers<'_> {
     }
 
     async fn flush(&mut self, writer: &mut ConnWriter) -> Result<Flow> {
-        Ok(announce(self.swarm, writer, self.label, &mut self.announced)
-            .await?
-            .into())
+        Ok(
+            announce(self.swarm, writer, self.label, &mut self.announced)
+                .await?
+                .into(),
+        )
     }
 
     async fn wake(&mut self) -> Woken {
