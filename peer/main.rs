@@ -325,7 +325,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
     };
     tokio::spawn(async move {
         if let Ok(c) = rx.await {
-            let _ = ringswarm::cli::print_out(&format!("{}\n", c.line()));
+            let _ = ringswarm::cli::print_out(&format!("{c}\n"));
         }
     });
     match peer::run(listener, config, token).await? {

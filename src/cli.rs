@@ -1,4 +1,7 @@
-//! What the binaries share: logging setup, binding with clear errors, signal handling, sizes.
+//! What the binaries share: logging setup, binding with clear errors, signal handling, size
+//! and rate arguments. Presentation, not engine: only the binaries (and `query`'s printing)
+//! use it, so its process-wide state (the tracing subscriber's buffered stderr, the default
+//! log filter) never reaches a library path or a simulation.
 
 use std::io::{BufWriter, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -204,26 +207,7 @@ pub fn parse_chunk_size(s: &str) -> Result<u64, String> {
     Ok(v)
 }
 
-/// A size for people: `3.0 MiB`.
-pub fn human_size(n: u64) -> String {
-    human_size_f64(n as f64)
-}
-
-/// As [`human_size`], for measured (fractional) amounts such as bytes per second.
-pub fn human_size_f64(n: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n:.0} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::units::{human_size, human_size_f64};
 
 /// Parses a rate for clap: a size per second (`10MiB`, `10MiB/s`, `500k`).
 ///

@@ -180,15 +180,16 @@ pub struct Completion {
     pub elapsed: Duration,
 }
 
-impl Completion {
+impl std::fmt::Display for Completion {
     /// The line the `peer` binary prints: `complete: DIR/NAME (4.2 GiB, blake3 1a2b3c4d)
     /// verified in 41.2s, 43008 chunks fetched`, the path shown by
     /// [`display_name`](crate::manifest::display_name) (the name is the owner's choice).
-    pub fn line(&self) -> String {
-        format!(
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
             "complete: {} ({}, blake3 {}) verified in {:.3}s, {} chunks fetched",
             crate::manifest::display_name(&self.path.to_string_lossy()),
-            crate::cli::human_size(self.manifest.size),
+            crate::units::human_size(self.manifest.size),
             self.manifest.hash.short(),
             self.elapsed.as_secs_f64(),
             self.fetched
@@ -361,7 +362,7 @@ mod tests {
             fetched: 5,
             elapsed: Duration::from_millis(1500),
         };
-        let line = c.line();
+        let line = c.to_string();
         assert!(
             line.starts_with("complete: dir/x\\u{1b}[2J\\u{202e}gpj.exe\\u{a}fake (5 B, blake3 "),
             "{line}"

@@ -4,9 +4,9 @@
 
 use std::fmt::Write as _;
 
-use crate::cli::human_size;
 use crate::directory::{FileInfo, Locations};
 use crate::manifest::display_name;
+use crate::units::human_size;
 
 /// The width of `s` once shown by [`display_name`], in characters.
 fn shown_width(s: &str) -> usize {

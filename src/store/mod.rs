@@ -48,9 +48,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::chunkset::{ChunkSet, Ranges};
-use crate::cli::human_size;
 use crate::hash::Hash;
 use crate::manifest::{ChunkId, Manifest, display_name};
+use crate::units::human_size;
 
 use fs::open_read;
 pub use fs::{aux_stem, hash_file, read_nofollow, write_atomic};
