@@ -136,22 +136,72 @@ fn port_of(label: &str) -> &str {
     label.rsplit_once(':').map_or(label, |(_, p)| p)
 }
 
+/// Peers beyond which the table shows only the slowest, and a distribution of the rest.
+const TABLE_ROWS: usize = 40;
+
 fn print_peers(run: &Run<'_>, t: &Tally, complete: &[Option<f64>]) {
+    let n = run.labels.len();
+    let mut rows: Vec<usize> = (0..n).collect();
+    if n > TABLE_ROWS {
+        // Incomplete peers first, then the latest to complete.
+        rows.sort_by(|&a, &b| {
+            let key = |i: usize| complete[i].unwrap_or(f64::INFINITY);
+            key(b).total_cmp(&key(a)).then(a.cmp(&b))
+        });
+        rows.truncate(10);
+        print_distribution(t, complete);
+        println!("the 10 slowest of {n} peers (every peer: --report's summary.json):");
+    }
     println!();
     println!(
         "{:<8} {:>10} {:>11} {:>11}",
         "peer", "complete", "from owner", "from ring"
     );
-    for (i, label) in run.labels.iter().enumerate() {
+    for i in rows {
         let held = t.held[i].load(Ordering::Relaxed);
         let owner = t.from_owner[i].load(Ordering::Relaxed);
         let c = complete[i].map_or_else(|| "-".into(), |c| format!("{c:.3}s"));
         println!(
             "{:<8} {c:>10} {owner:>11} {:>11}",
-            port_of(label),
+            port_of(run.labels[i].as_str()),
             held - owner
         );
     }
+}
+
+/// Completion times by percentile, and the chunks the owner sent.
+fn print_distribution(t: &Tally, complete: &[Option<f64>]) {
+    let mut done: Vec<f64> = complete.iter().flatten().copied().collect();
+    done.sort_by(f64::total_cmp);
+    println!();
+    if let (Some(first), Some(last)) = (done.first(), done.last()) {
+        let at = |q: f64| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let i = ((done.len() - 1) as f64 * q).round() as usize;
+            done[i]
+        };
+        println!(
+            "{} of {} peers complete: first {first:.3}s, median {:.3}s, p90 {:.3}s, p99 {:.3}s, last {last:.3}s",
+            done.len(),
+            complete.len(),
+            at(0.5),
+            at(0.9),
+            at(0.99)
+        );
+    } else {
+        println!("no peer completed");
+    }
+    let owner: Vec<u32> = t
+        .from_owner
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    println!(
+        "chunks from the owner: {} in all, {}–{} per peer",
+        owner.iter().map(|&c| u64::from(c)).sum::<u64>(),
+        owner.iter().min().unwrap_or(&0),
+        owner.iter().max().unwrap_or(&0)
+    );
 }
 
 /// Prints the bounds for the caps and how the run compares, when both caps are known.

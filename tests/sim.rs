@@ -153,6 +153,15 @@ fn with_more_peers_than_chunks_the_owner_sends_each_chunk_about_once() {
         ratio <= 1.2 && from_owner <= 2 * 11,
         "{from_owner} chunks from the owner, {ratio} × the bound: {out}"
     );
+    // Beyond 40 peers the table shows the slowest ten, under a distribution of the rest.
+    assert!(
+        out.contains("120 of 120 peers complete: first ")
+            && out.contains(&format!("chunks from the owner: {from_owner} in all"))
+            && out.contains("the 10 slowest of 120 peers"),
+        "{out}"
+    );
+    let rows = out.lines().filter(|l| l.starts_with("20")).count();
+    assert_eq!(rows, 10, "{out}");
 }
 
 /// The simulated network's options need `--sim`, and wrong values are named.
