@@ -13,6 +13,7 @@ use ringswarm::cli::{self, human_size};
 use ringswarm::directory::DEFAULT_PEER_TTL;
 use ringswarm::events::EventSink;
 use ringswarm::owner::{self, SharedFile};
+use ringswarm::ticket::Ticket;
 
 /// Share a file with a ring of peers: each joining peer is handed a subset of the chunks, and
 /// the peers pass the rest around the ring.
@@ -26,6 +27,10 @@ struct Args {
     /// Address to listen on
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
+    /// Host name or address other machines reach this owner at, for the tickets it prints
+    /// [default: the --bind address, or this machine's host name when bound to all]
+    #[arg(long, value_name = "HOST")]
+    advertise: Option<String>,
     /// Expected number of peers: each is handed ⌈chunks / PEERS⌉ chunks
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     peers: u32,
@@ -115,6 +120,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         format!("{} files: {}", described.len(), described.join(", "))
     };
     ringswarm::cli::print_out(&format!("listening on {addr}, sharing {what}\n"))?;
+    let host = advertised_host(args.advertise.as_deref(), addr.ip())?;
+    for f in &files {
+        let ticket = Ticket::new(format!("{host}:{}", addr.port()), &f.manifest);
+        ringswarm::cli::print_out(&format!("ticket: {ticket}\n"))?;
+    }
     let config = owner::Config {
         peers: args.peers,
         upload_limit: args
@@ -144,4 +154,28 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     owner::run(listener, files, directory, config, token.clone()).await?;
     Ok(!token.is_cancelled())
+}
+
+/// The host a ticket names: `--advertise`, else the bound address, else (bound to all) this
+/// machine's host name.
+fn advertised_host(advertise: Option<&str>, ip: IpAddr) -> anyhow::Result<String> {
+    let host = match advertise {
+        Some(h) => h.to_string(),
+        None if ip.is_unspecified() => rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+        None if ip.is_ipv6() => format!("[{ip}]"),
+        None => ip.to_string(),
+    };
+    // The same check a ticket gets when it is read back.
+    let probe = format!(
+        "{}{host}:1/{}?name=x&size=0",
+        ringswarm::ticket::SCHEME,
+        ringswarm::hash::Hash::of(b"")
+    );
+    probe
+        .parse::<Ticket>()
+        .map_err(|e| anyhow::anyhow!("--advertise {host:?}: {e}"))?;
+    Ok(host)
 }

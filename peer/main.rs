@@ -18,6 +18,7 @@ use ringswarm::net::Endpoint;
 use ringswarm::peer::{self, Outcome};
 use ringswarm::query;
 use ringswarm::store::Layout;
+use ringswarm::ticket::{Ticket, TicketError};
 
 /// Join a ring swarm: get a subset of chunks from the file owner, serve chunks to the upload
 /// neighbour on PORT, download the rest from NEIGHBOUR, then reassemble and verify the file.
@@ -92,10 +93,13 @@ enum Command {
     /// Download FILE from up to --max-sources sources at once (rarest chunk first), then
     /// keep serving it until Ctrl+C or --linger
     Get {
-        /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
-        owner: Endpoint,
-        /// The file: its id (from `list`) or its name
-        file: String,
+        /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT; or a ticket
+        /// (ringswarm://HOST:PORT/HASH?name=…&size=…, as the owner prints it), which names
+        /// both the owner and the file and pins the file's content
+        #[arg(value_name = "OWNER|TICKET", value_parser = parse_target)]
+        owner: Target,
+        /// The file: its id (from `list`) or its name (not with a ticket)
+        file: Option<String>,
         /// Port to serve chunks on while and after downloading [default: any free port]
         #[arg(long, default_value_t = 0, hide_default_value = true)]
         port: u16,
@@ -168,6 +172,25 @@ impl SecretArg {
 }
 
 /// What `run` is asked to do, once the command line is parsed.
+/// Where `peer get` goes: an owner, or a ticket naming the owner and the file.
+#[derive(Debug, Clone)]
+enum Target {
+    Owner(Endpoint),
+    Ticket(Ticket),
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    if Ticket::looks_like(s) {
+        s.parse()
+            .map(Target::Ticket)
+            .map_err(|e: TicketError| e.to_string())
+    } else {
+        s.parse()
+            .map(Target::Owner)
+            .map_err(|e: ringswarm::net::ParseEndpointError| e.to_string())
+    }
+}
+
 struct Job {
     owner: Endpoint,
     port: u16,
@@ -175,6 +198,8 @@ struct Job {
     neighbour: Option<Endpoint>,
     dir: Option<PathBuf>,
     file: Option<String>,
+    /// A ticket's file, pinned by its hash.
+    pin: Option<Ticket>,
     max_sources: usize,
     common: Common,
 }
@@ -233,15 +258,31 @@ fn main() -> ExitCode {
                     common,
                 }),
             ..
-        } => Job {
-            owner,
-            port,
-            neighbour: None,
-            dir: Some(dir),
-            file: Some(file),
-            max_sources,
-            common,
-        },
+        } => {
+            let (owner, file, pin) = match (owner, file) {
+                (Target::Owner(owner), Some(file)) => (owner, file, None),
+                (Target::Ticket(t), None) => match t.directory.parse::<Endpoint>() {
+                    Ok(owner) => (owner, t.hash.to_string(), Some(t)),
+                    Err(e) => usage_error(format!("the ticket's directory: {e}")),
+                },
+                (Target::Owner(_), None) => {
+                    usage_error("FILE is missing: peer get OWNER FILE, or peer get TICKET".into())
+                }
+                (Target::Ticket(_), Some(_)) => {
+                    usage_error("a ticket names its file: peer get TICKET, without FILE".into())
+                }
+            };
+            Job {
+                owner,
+                port,
+                neighbour: None,
+                dir: Some(dir),
+                file: Some(file),
+                pin,
+                max_sources,
+                common,
+            }
+        }
         Cli {
             command: None,
             owner: Some(owner),
@@ -256,12 +297,21 @@ fn main() -> ExitCode {
             neighbour: Some(neighbour),
             dir,
             file,
+            pin: None,
             max_sources: peer::DEFAULT_MAX_SOURCES,
             common,
         },
         Cli { .. } => unreachable!("clap requires OWNER PORT NEIGHBOUR without a subcommand"),
     };
     cli::run_main(cli::Threads::One, run(job))
+}
+
+/// Exits as clap does for a wrong argument (status 2, with the usage).
+fn usage_error(msg: String) -> ! {
+    use clap::CommandFactory;
+    Cli::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, msg)
+        .exit()
 }
 
 fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -276,6 +326,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         neighbour,
         dir,
         file,
+        pin,
         max_sources,
         common: args,
     } = job;
@@ -308,6 +359,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         sync: !args.no_sync,
         dir,
         file,
+        pin,
         layout: if args.chunk_files {
             Layout::ChunkFiles
         } else {

@@ -51,6 +51,7 @@ pub mod sim;
 pub mod storage;
 pub mod store;
 mod task;
+pub mod ticket;
 pub mod units;
 mod watch;
 

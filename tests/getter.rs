@@ -246,3 +246,84 @@ fn a_restarted_owner_learns_its_sources_again() {
     g.interrupt();
     g.wait_exit(WAIT);
 }
+
+/// The owner prints a ticket for each file it shares; `peer get TICKET` fetches that file,
+/// asked for by its hash, and checks the content against it. A ticket whose hash the owner
+/// does not serve gets the owner's answer naming the hash; a malformed ticket, or a ticket
+/// with a FILE too, is a usage error.
+#[test]
+fn a_ticket_fetches_the_file_it_pins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let share = root.join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let (a, b) = (share.join("a b.bin"), share.join("other.bin"));
+    random_file(&a, 1 << 20, 51);
+    random_file(&b, 1 << 20, 52);
+    let (mut owner, port) = start_owner(root, &share, &[]);
+    let ticket = owner.wait_line("ticket: ringswarm://127.0.0.1:");
+    let ticket = ticket.strip_prefix("ticket: ").unwrap().to_string();
+    assert!(
+        ticket.contains(&format!("127.0.0.1:{port}/"))
+            && ticket.contains("?name=a%20b.bin&size=1048576"),
+        "{ticket}"
+    );
+
+    let dir = root.join("g");
+    let args = args![
+        "get",
+        ticket.clone(),
+        "--port",
+        0,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display()
+    ];
+    let mut g = Proc::spawn("g", PEER, &args, &dir, root);
+    g.wait_line("complete: ");
+    g.interrupt();
+    assert_eq!(g.wait_exit(WAIT).code(), Some(130), "{}", g.describe());
+    assert_same_file(&dir.join("a b.bin"), &a, &g);
+
+    // The same ticket with another hash: nothing to fetch, and the answer says why.
+    let hash = ticket.split('/').nth(3).unwrap().split('?').next().unwrap();
+    let unknown = ticket.replace(hash, &"0".repeat(64));
+    let dir = root.join("u");
+    let args = args![
+        "get",
+        unknown,
+        "--port",
+        0,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display()
+    ];
+    let mut u = Proc::spawn("u", PEER, &args, &dir, root);
+    assert_eq!(u.wait_exit(WAIT).code(), Some(1), "{}", u.describe());
+    assert!(
+        u.stderr_text().contains(&format!(
+            "owner shares no file with blake3 {}",
+            "0".repeat(64)
+        )),
+        "{}",
+        u.describe()
+    );
+
+    for (bad, why) in [
+        (
+            args!["get", "ringswarm://127.0.0.1:1/xyz?name=a&size=1"],
+            "invalid ticket: ",
+        ),
+        (
+            args!["get", ticket.clone(), "a b.bin"],
+            "a ticket names its file",
+        ),
+        (args!["get", port], "FILE is missing"),
+    ] {
+        let mut p = Proc::spawn("bad", PEER, &bad, root, root);
+        assert_eq!(p.wait_exit(WAIT).code(), Some(2), "{}", p.describe());
+        assert!(p.stderr_text().contains(why), "{why}: {}", p.describe());
+    }
+}

@@ -118,9 +118,15 @@ impl Directory {
         self.files.len()
     }
 
-    /// The file named `key`, or else the file with numeric id `key`: its index.
+    /// The file named `key`, or else the file whose BLAKE3 hash is `key` (64 hex digits, as
+    /// a ticket gives it), or else the file with numeric id `key`: its index.
     pub fn find(&self, key: &str) -> Option<usize> {
         if let Some(i) = self.files.iter().position(|m| m.name == key) {
+            return Some(i);
+        }
+        if let Ok(hash) = key.parse::<crate::hash::Hash>()
+            && let Some(i) = self.files.iter().position(|m| m.hash == hash)
+        {
             return Some(i);
         }
         match key.trim().parse::<usize>() {

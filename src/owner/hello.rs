@@ -107,6 +107,10 @@ fn choose_file<'a>(
             .join(", ")
     };
     match wanted {
+        Some(key) if key.parse::<crate::hash::Hash>().is_ok() => Err(format!(
+            "owner shares no file with blake3 {key} (a ticket's file, withdrawn or never shared here); it shares: {}",
+            names()
+        )),
         Some(name) => files
             .iter()
             .find(|f| f.manifest.name == name)

@@ -115,7 +115,12 @@ fn saved_manifest(config: &Config) -> Option<Manifest> {
     if config.in_memory.is_some() {
         return None;
     }
-    let path = match &config.file {
+    let name = config
+        .pin
+        .as_ref()
+        .map(|t| &t.name)
+        .or(config.file.as_ref());
+    let path = match name {
         Some(name) => ChunkStore::manifest_path_for(&config.dir, name),
         None => {
             let mut found = std::fs::read_dir(&config.dir)
@@ -132,7 +137,18 @@ fn saved_manifest(config: &Config) -> Option<Manifest> {
     };
     Manifest::from_json(&crate::store::read_nofollow(&path).ok()?)
         .ok()
-        .filter(|m| check_offered_name(config.file.as_deref(), &m.name).is_ok())
+        .filter(|m| check_manifest(config, m).is_ok())
+}
+
+/// Whether `m` is the file asked for: the ticket's content, or the name asked for.
+fn check_manifest(config: &Config, m: &Manifest) -> Result<()> {
+    match &config.pin {
+        Some(ticket) => {
+            crate::manifest::check_name(&m.name)?;
+            ticket.check(m).map_err(Error::Refused)
+        }
+        None => Ok(check_offered_name(config.file.as_deref(), &m.name)?),
+    }
 }
 
 /// Gets the manifest: from the owner (retrying until `config.timeout`), or, if the owner is
@@ -159,7 +175,7 @@ pub(super) async fn bootstrap(config: &Config, mode: &Mode, port: u16, node: &st
         .await
         {
             Ok((hs, manifest)) => {
-                check_offered_name(config.file.as_deref(), &manifest.name)?;
+                check_manifest(config, &manifest)?;
                 info!(
                     file = %display_name(&manifest.name),
                     size = manifest.size,

@@ -106,6 +106,9 @@ pub struct Config {
     pub dir: PathBuf,
     /// The file wanted, when the owner shares several.
     pub file: Option<String>,
+    /// The ticket the file must match (`peer get TICKET`): the file is asked for by its hash,
+    /// and a manifest of another hash or size is refused.
+    pub pin: Option<crate::ticket::Ticket>,
     /// How chunks are stored.
     pub layout: Layout,
     /// `Some`: keep chunks in memory instead (nothing under `dir` is read or written).
@@ -144,6 +147,7 @@ impl Config {
             sync: true,
             dir,
             file: None,
+            pin: None,
             layout: Layout::PartFile,
             in_memory: None,
             linger: None,

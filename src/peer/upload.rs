@@ -131,7 +131,10 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     )
     .await?;
     let getter = role == Role::Getter;
-    if let Some(f) = file.filter(|f| *f != m.name) {
+    // The file is named by its name, or by its hash (a ticket's getter).
+    if let Some(f) =
+        file.filter(|f| *f != m.name && f.parse::<crate::hash::Hash>().ok() != Some(m.hash))
+    {
         let msg = format!("this peer shares {:?}, not {f:?}", m.name);
         conn.send_error(msg.clone()).await;
         return Err(Error::Refused(msg));
