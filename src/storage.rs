@@ -1,7 +1,9 @@
-//! `Storage`: what a peer needs of the place its chunks live, and the in-memory kind.
+//! `Storage`: what a peer needs of the place its chunks live, and the in-memory kind; and
+//! `ChunkSource`, what serving needs (read-only).
 //!
-//! Two implementations: [`ChunkStore`] on disk (a part file or chunk files, see
-//! [`crate::store`]), and [`MemStore`] in memory, for tests and simulations. One rule for the
+//! Two stores: [`ChunkStore`] on disk (a part file or chunk files, see [`crate::store`]), and
+//! [`MemStore`] in memory, for tests and simulations; the owner's shared file
+//! ([`crate::owner::SharedFile`]) is a third, read-only, chunk source. One rule for the
 //! runtime thread: a store whose [`Storage::is_in_memory`] is false may block on the disk, so
 //! its long calls (open, summary, assembly) go through `spawn_blocking`; an in-memory store is
 //! always called in place (which also keeps a simulation deterministic: nothing runs on
@@ -17,22 +19,32 @@ use crate::hash::Hash;
 use crate::manifest::{ChunkId, Manifest};
 use crate::store::{ChunkStore, StoreError};
 
-/// A peer's chunks of one file.
-pub trait Storage: Send + Sync + std::fmt::Debug {
+/// Where chunks are read from: every store, and the owner's shared file (read-only).
+pub trait ChunkSource: Send + Sync + std::fmt::Debug {
     /// The file's manifest.
     fn manifest(&self) -> &Manifest;
+    /// A chunk held here (not re-hashed: the receiver verifies).
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error, a chunk not held, or (the owner's file) a file changed since it was
+    /// hashed.
+    fn read_chunk(&self, id: ChunkId) -> crate::Result<Bytes>;
+    /// True when every call is quick and touches no disk: called in place, never on the
+    /// blocking pool.
+    fn is_in_memory(&self) -> bool {
+        false
+    }
+}
+
+/// A peer's chunks of one file.
+pub trait Storage: ChunkSource {
     /// Stores a chunk that has been verified.
     ///
     /// # Errors
     ///
     /// Any I/O error, naming the path.
     fn write_chunk(&self, id: ChunkId, data: &[u8]) -> Result<(), StoreError>;
-    /// A stored chunk (not re-hashed: the receiver verifies).
-    ///
-    /// # Errors
-    ///
-    /// Any I/O error, or a chunk not held.
-    fn read_chunk(&self, id: ChunkId) -> Result<Bytes, StoreError>;
     /// Records which chunks are held, for a restart.
     ///
     /// # Errors
@@ -46,22 +58,20 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     ///
     /// [`StoreError::FileHashMismatch`], or any I/O error.
     fn assemble(&self) -> Result<PathBuf, StoreError>;
-    /// True when every call is quick and touches no disk: called in place, never on the
-    /// blocking pool.
-    fn is_in_memory(&self) -> bool {
-        false
+}
+
+impl ChunkSource for ChunkStore {
+    fn manifest(&self) -> &Manifest {
+        ChunkStore::manifest(self)
+    }
+    fn read_chunk(&self, id: ChunkId) -> crate::Result<Bytes> {
+        Ok(ChunkStore::read_chunk(self, id)?)
     }
 }
 
 impl Storage for ChunkStore {
-    fn manifest(&self) -> &Manifest {
-        ChunkStore::manifest(self)
-    }
     fn write_chunk(&self, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
         ChunkStore::write_chunk(self, id, data)
-    }
-    fn read_chunk(&self, id: ChunkId) -> Result<Bytes, StoreError> {
-        ChunkStore::read_chunk(self, id)
     }
     fn write_summary(&self, have: &ChunkSet) -> Result<(), StoreError> {
         ChunkStore::write_summary(self, have)
@@ -85,6 +95,24 @@ pub(crate) async fn call<T: Send + 'static>(
     }
     let store = store.clone();
     tokio::task::spawn_blocking(move || f(&*store)).await
+}
+
+/// Reads chunk `id` of `source`: in place from memory, else on the blocking pool (the owner's
+/// file may be cold on a slow disk; a peer's recent chunks, in the page cache, are read in
+/// place by the peer itself).
+///
+/// # Errors
+///
+/// What [`ChunkSource::read_chunk`] returns, or the blocking task panicked.
+pub(crate) async fn read<S: ChunkSource + 'static>(
+    source: &Arc<S>,
+    id: ChunkId,
+) -> crate::Result<Bytes> {
+    if source.is_in_memory() {
+        return source.read_chunk(id);
+    }
+    let source = source.clone();
+    tokio::task::spawn_blocking(move || source.read_chunk(id)).await?
 }
 
 /// Checks `data` against the manifest: length and hash. The one chunk check, for every
@@ -169,11 +197,28 @@ impl MemStore {
     }
 }
 
-impl Storage for MemStore {
+impl ChunkSource for MemStore {
     fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
+    fn read_chunk(&self, id: ChunkId) -> crate::Result<Bytes> {
+        let held = self.chunks()[id.index()].clone();
+        match (held, &self.kind) {
+            (None, _) => {
+                Err(StoreError::Bug("an in-memory chunk read before it was stored").into())
+            }
+            (Some(body), InMemory::Bodies) => Ok(body),
+            (Some(_), InMemory::Known(data)) => Ok(self.known_slice(data, id)),
+        }
+    }
+
+    fn is_in_memory(&self) -> bool {
+        true
+    }
+}
+
+impl Storage for MemStore {
     fn write_chunk(&self, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
         let body = match &self.kind {
             InMemory::Bodies => Bytes::copy_from_slice(data),
@@ -181,17 +226,6 @@ impl Storage for MemStore {
         };
         self.chunks()[id.index()] = Some(body);
         Ok(())
-    }
-
-    fn read_chunk(&self, id: ChunkId) -> Result<Bytes, StoreError> {
-        let held = self.chunks()[id.index()].clone();
-        match (held, &self.kind) {
-            (None, _) => Err(StoreError::Bug(
-                "an in-memory chunk read before it was stored",
-            )),
-            (Some(body), InMemory::Bodies) => Ok(body),
-            (Some(_), InMemory::Known(data)) => Ok(self.known_slice(data, id)),
-        }
     }
 
     fn write_summary(&self, _have: &ChunkSet) -> Result<(), StoreError> {
@@ -218,10 +252,6 @@ impl Storage for MemStore {
             }
         }
         Ok(self.path.clone())
-    }
-
-    fn is_in_memory(&self) -> bool {
-        true
     }
 }
 

@@ -244,18 +244,12 @@ impl SharedFile {
 }
 
 impl SharedFile {
-    /// True when reads are in memory: quick, so done in place rather than on the blocking
-    /// pool.
-    pub(crate) fn is_in_memory(&self) -> bool {
-        matches!(self.source, Source::Memory(_))
-    }
-
     /// Chunk `id`'s bytes, after [`SharedFile::check_unchanged`].
     ///
     /// # Errors
     ///
     /// The file changed, or the read failed.
-    pub(crate) fn read_chunk(&self, id: crate::manifest::ChunkId) -> crate::Result<Bytes> {
+    fn read_chunk_at(&self, id: crate::manifest::ChunkId) -> crate::Result<Bytes> {
         use std::os::unix::fs::FileExt;
         self.check_unchanged()?;
         let m = &self.manifest;
@@ -415,5 +409,21 @@ async fn publish_orphans(file: Arc<SharedFile>, token: CancellationToken) {
                 true
             }
         });
+    }
+}
+
+/// The owner's file is a read-only chunk source.
+impl crate::storage::ChunkSource for SharedFile {
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn read_chunk(&self, id: crate::manifest::ChunkId) -> crate::Result<Bytes> {
+        self.read_chunk_at(id)
+    }
+
+    /// A file in memory is read in place rather than on the blocking pool.
+    fn is_in_memory(&self) -> bool {
+        matches!(self.source, Source::Memory(_))
     }
 }

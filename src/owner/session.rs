@@ -192,14 +192,7 @@ impl Session<'_> {
         unchoked: bool,
     ) -> Result<Flow> {
         let shared = self.shared;
-        let read = || async move {
-            if shared.is_in_memory() {
-                shared.read_chunk(id)
-            } else {
-                let s = shared.clone();
-                tokio::task::spawn_blocking(move || s.read_chunk(id)).await?
-            }
-        };
+        let read = || crate::storage::read(shared, id);
         let sent = self.server.send(writer, id, unchoked, read).await?;
         if sent.is_some() && shared.dist().note_served_if_orphan(id) {
             shared.dirty.notify_one();
