@@ -9,10 +9,9 @@ use anyhow::Context;
 use clap::Parser;
 use clap::builder::TypedValueParser;
 use ringswarm::choke::DEFAULT_UPLOAD_SLOTS;
-use ringswarm::cli::{self, human_size};
+use ringswarm::cli;
 use ringswarm::directory::DEFAULT_PEER_TTL;
-use ringswarm::events::EventSink;
-use ringswarm::owner::{self, SharedFile};
+use ringswarm::owner;
 use ringswarm::ticket::Ticket;
 
 /// Share a file with a ring of peers: each joining peer is handed a subset of the chunks, and
@@ -24,6 +23,10 @@ struct Args {
     port: u16,
     /// File to share, or a folder whose regular files are each shared [default: current folder]
     path: Option<PathBuf>,
+    /// Run the directory only, sharing no files of its own: every file in it comes from
+    /// publishers (`peer share`)
+    #[arg(long, conflicts_with = "path")]
+    tracker: bool,
     /// Address to listen on
     #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
@@ -67,12 +70,15 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<bool> {
     // Before anything slow or visible: a Ctrl+C from now on is handled, never lost.
     let token = cli::signal_token()?;
-    let path = match args.path {
-        Some(p) => p,
-        None => std::env::current_dir().context("finding the current folder")?,
+    let paths = if args.tracker {
+        Vec::new()
+    } else {
+        let path = match &args.path {
+            Some(p) => p.clone(),
+            None => std::env::current_dir().context("finding the current folder")?,
+        };
+        owner::files_to_share(&path).with_context(|| format!("cannot share {}", path.display()))?
     };
-    let paths =
-        owner::files_to_share(&path).with_context(|| format!("cannot share {}", path.display()))?;
     let ttl = std::time::Duration::try_from_secs_f64(args.peer_ttl)
         .ok()
         .filter(|d| !d.is_zero())
@@ -82,39 +88,16 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         Some(port) => Some(cli::bind(args.bind, port).await?),
         None => None,
     };
-    let (chunk_size, peers) = (args.chunk_size, args.peers);
-    let files = tokio::task::spawn_blocking(move || {
-        paths
-            .iter()
-            .map(|p| {
-                SharedFile::open(p, chunk_size, peers)
-                    .map(Arc::new)
-                    .with_context(|| format!("cannot share {}", p.display()))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()
-    })
-    .await??;
-    let events = match &args.events {
-        Some(p) => EventSink::with_file("owner", p)
-            .with_context(|| format!("cannot open event log {}", p.display()))?,
-        None => EventSink::console("owner"),
-    };
+    let files = cli::open_shared(paths, args.chunk_size, args.peers).await?;
+    let events = cli::event_sink("owner", args.events.as_deref())?;
     let addr = listener.local_addr()?;
     let described: Vec<String> = files
         .iter()
-        .map(|f| {
-            let m = &f.manifest;
-            format!(
-                "{} ({}, {} chunks of {}, blake3 {})",
-                ringswarm::manifest::display_name(&m.name),
-                human_size(m.size),
-                m.chunk_count(),
-                human_size(m.chunk_size),
-                m.hash.short()
-            )
-        })
+        .map(|f| cli::describe_file(&f.manifest))
         .collect();
-    let what = if described.len() == 1 {
+    let what = if args.tracker {
+        "no files: a tracker of the files peers publish (peer share)".to_string()
+    } else if described.len() == 1 {
         described[0].clone()
     } else {
         format!("{} files: {}", described.len(), described.join(", "))

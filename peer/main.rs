@@ -13,7 +13,6 @@ use clap::{Args, Parser, Subcommand};
 use ringswarm::auth::Secret;
 use ringswarm::choke::DEFAULT_UPLOAD_SLOTS;
 use ringswarm::cli;
-use ringswarm::events::EventSink;
 use ringswarm::net::Endpoint;
 use ringswarm::peer::{self, Outcome};
 use ringswarm::query;
@@ -90,6 +89,25 @@ enum Command {
         #[command(flatten)]
         secret: SecretArg,
     },
+    /// Publish files of your own: register them with the directory (a tracker or a file
+    /// owner) and serve their chunks on --port until Ctrl+C, which withdraws them
+    Share {
+        /// The directory: a port (meaning 127.0.0.1) or HOST:PORT
+        owner: Endpoint,
+        /// Files to share, or folders whose regular files are each shared
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Port to serve chunks on [default: any free port]
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        port: u16,
+        /// Nominal chunk size (files under 5 chunks of it get size/5)
+        #[arg(long, default_value = "100KiB", value_parser = cli::parse_chunk_size)]
+        chunk_size: u64,
+        #[command(flatten)]
+        serving: Serving,
+        #[command(flatten)]
+        secret: SecretArg,
+    },
     /// Download FILE from up to --max-sources sources at once (rarest chunk first), then
     /// keep serving it until Ctrl+C or --linger
     Get {
@@ -130,18 +148,8 @@ struct Common {
     /// Requests in flight per connection
     #[arg(long, value_name = "K", default_value_t = peer::DEFAULT_IN_FLIGHT, value_parser = clap::value_parser!(u16).range(1..=256).map(usize::from))]
     in_flight: usize,
-    /// Address the upload server listens on
-    #[arg(long, default_value = "0.0.0.0")]
-    bind: IpAddr,
-    /// Cap this peer's total upload rate, e.g. 10MiB (bytes per second)
-    #[arg(long, value_name = "RATE", value_parser = cli::parse_rate)]
-    upload_limit: Option<u64>,
-    /// Multi-source getters served at once (choking); a ring neighbour is always served
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_UPLOAD_SLOTS, value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
-    upload_slots: usize,
-    /// Also append every event as a JSON line to FILE
-    #[arg(long, value_name = "FILE")]
-    events: Option<PathBuf>,
+    #[command(flatten)]
+    serving: Serving,
     #[command(flatten)]
     secret: SecretArg,
     /// Do not sync chunks, summaries and the finished file to disk before relying on them:
@@ -151,6 +159,23 @@ struct Common {
     /// Fault injection for tests: corrupt the first N chunks this peer uploads
     #[arg(long, hide = true, default_value_t = 0)]
     corrupt_sends: u32,
+}
+
+/// How a node serves chunks: every peer command's.
+#[derive(Debug, Args)]
+struct Serving {
+    /// Address to serve chunks on
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Cap this node's total upload rate, e.g. 10MiB (bytes per second)
+    #[arg(long, value_name = "RATE", value_parser = cli::parse_rate)]
+    upload_limit: Option<u64>,
+    /// Multi-source getters served at once (choking); a ring neighbour is always served
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_UPLOAD_SLOTS, value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
+    upload_slots: usize,
+    /// Also append every event as a JSON line to FILE
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
 }
 
 /// The swarm's shared secret.
@@ -248,6 +273,12 @@ fn main() -> ExitCode {
             });
         }
         Cli {
+            command: Some(share @ Command::Share { .. }),
+            ..
+        } => {
+            return cli::run_main(cli::Threads::One, publish(share));
+        }
+        Cli {
             command:
                 Some(Command::Get {
                     owner,
@@ -306,6 +337,77 @@ fn main() -> ExitCode {
     cli::run_main(cli::Threads::One, run(job))
 }
 
+/// `peer share`: hashes the files, serves them, publishes them, and prints their tickets.
+async fn publish(share: Command) -> anyhow::Result<bool> {
+    let Command::Share {
+        owner,
+        paths,
+        port,
+        chunk_size,
+        serving:
+            Serving {
+                bind,
+                upload_limit,
+                upload_slots,
+                events,
+            },
+        secret,
+    } = share
+    else {
+        unreachable!("called for share only")
+    };
+    let token = cli::signal_token()?;
+    let secret = secret.get()?;
+    let mut files_of = Vec::new();
+    for p in &paths {
+        files_of.extend(
+            ringswarm::owner::files_to_share(p)
+                .with_context(|| format!("cannot share {}", p.display()))?,
+        );
+    }
+    let listener = cli::bind(bind, port).await?;
+    let addr = listener.local_addr()?;
+    let files = cli::open_shared(files_of, chunk_size, 1).await?;
+    let label = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    let sink = cli::event_sink(label, events.as_deref())?;
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| cli::describe_file(&f.manifest))
+        .collect();
+    cli::print_out(&format!(
+        "listening on {addr}, sharing {}\n",
+        names.join(", ")
+    ))?;
+    let directory = owner.to_string();
+    let config = ringswarm::share::Config {
+        directory: owner,
+        files,
+        serve: ringswarm::owner::Config {
+            upload_limit: upload_limit
+                .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, chunk_size))),
+            upload_slots,
+            ..ringswarm::owner::Config::new(Arc::new(sink))
+        },
+        secret,
+        node: ringswarm::peer::node_id(None, addr.port()),
+        on_published: Some(Box::new(move |published| {
+            for (id, m) in published {
+                let ticket = Ticket::new(directory.clone(), m);
+                let _ = cli::print_out(&format!(
+                    "published {} as file {id} of {directory}\nticket: {ticket}\n",
+                    ringswarm::manifest::display_name(&m.name)
+                ));
+            }
+        })),
+    };
+    ringswarm::share::run(listener.into(), config, token.clone()).await?;
+    Ok(!token.is_cancelled())
+}
+
 /// Exits as clap does for a wrong argument (status 2, with the usage).
 fn usage_error(msg: String) -> ! {
     use clap::CommandFactory;
@@ -334,7 +436,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
     let token = cli::signal_token()?;
     let linger = args.linger.map(|v| secs("linger", v)).transpose()?;
     let timeout = secs("timeout", args.timeout)?;
-    let listener = cli::bind(args.bind, port).await?;
+    let listener = cli::bind(args.serving.bind, port).await?;
     let addr = listener.local_addr()?;
     let label = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
@@ -342,11 +444,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         addr.to_string()
     };
     let dir = dir.unwrap_or_else(|| PathBuf::from(format!("peer-{}", addr.port())));
-    let events = match &args.events {
-        Some(p) => EventSink::with_file(label.clone(), p)
-            .with_context(|| format!("cannot open event log {}", p.display()))?,
-        None => EventSink::console(label.clone()),
-    };
+    let events = cli::event_sink(label.clone(), args.serving.events.as_deref())?;
     ringswarm::cli::print_out(&format!("listening on {addr}\n"))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let getter = neighbour.is_none();
@@ -354,7 +452,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         neighbour: neighbour.unwrap_or_else(|| owner.clone()),
         owner,
         get: getter.then_some(peer::GetConfig { max_sources }),
-        upload_slots: args.upload_slots,
+        upload_slots: args.serving.upload_slots,
         secret: args.secret.get()?,
         sync: !args.no_sync,
         dir,
@@ -371,7 +469,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         events: Arc::new(events),
         in_memory: None,
         corrupt_sends: args.corrupt_sends,
-        upload_limit: args.upload_limit,
+        upload_limit: args.serving.upload_limit,
         seed: None,
         on_complete: Some(tx),
     };

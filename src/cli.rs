@@ -221,3 +221,58 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     }
     Ok(v)
 }
+
+/// Hashes and opens `paths` for sharing, on the blocking pool (hashing a big file takes a
+/// while), each handed out to `peers` expected peers.
+///
+/// # Errors
+///
+/// A file cannot be read, or its name is unsafe: named.
+pub async fn open_shared(
+    paths: Vec<std::path::PathBuf>,
+    chunk_size: u64,
+    peers: u32,
+) -> anyhow::Result<Vec<std::sync::Arc<crate::owner::SharedFile>>> {
+    use anyhow::Context;
+    tokio::task::spawn_blocking(move || {
+        paths
+            .iter()
+            .map(|p| {
+                crate::owner::SharedFile::open(p, chunk_size, peers)
+                    .map(std::sync::Arc::new)
+                    .with_context(|| format!("cannot share {}", p.display()))
+            })
+            .collect()
+    })
+    .await?
+}
+
+/// A shared file for people: `big.iso (4.2 GiB, 43008 chunks of 100.0 KiB, blake3 1a2b3c4d)`.
+pub fn describe_file(m: &crate::manifest::Manifest) -> String {
+    format!(
+        "{} ({}, {} chunks of {}, blake3 {})",
+        crate::manifest::display_name(&m.name),
+        human_size(m.size),
+        m.chunk_count(),
+        human_size(m.chunk_size),
+        m.hash.short()
+    )
+}
+
+/// The events of node `label`: on the console, and appended to `file` as JSON lines if given.
+///
+/// # Errors
+///
+/// `file` cannot be opened.
+pub fn event_sink(
+    label: impl Into<String>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<crate::events::EventSink> {
+    use anyhow::Context;
+    let label = label.into();
+    Ok(match file {
+        Some(p) => crate::events::EventSink::with_file(label, p)
+            .with_context(|| format!("cannot open event log {}", p.display()))?,
+        None => crate::events::EventSink::console(label),
+    })
+}

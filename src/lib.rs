@@ -47,6 +47,7 @@ pub mod query;
 pub mod rate;
 pub mod report;
 mod serve;
+pub mod share;
 pub mod sim;
 pub mod storage;
 pub mod store;

@@ -37,3 +37,5 @@ mod memnet;
 mod sim;
 // In-process twins of the engine tests: owner and peers on a MemNet, virtual time.
 mod engine;
+// peer share and file-owner --tracker: publishers, a directory with no files of its own.
+mod share;

@@ -131,10 +131,22 @@ pub struct PeerInfo {
     pub last_seen_ms: u64,
 }
 
+impl Inner {
+    /// Whether file `f` is offered: the owner's own, or published by someone now.
+    fn offered(&self, f: usize) -> bool {
+        f < self.own
+            || self
+                .members
+                .values()
+                .any(|m| m.file == f && m.role == Role::Publisher)
+    }
+}
+
 impl Directory {
     fn info(&self, inner: &Inner, file: usize) -> FileInfo {
-        let m = &self.files[file];
-        let (mut complete, mut partial) = (1, 0); // the owner holds every chunk
+        let m = &inner.files[file];
+        // The owner holds every chunk of its own files.
+        let (mut complete, mut partial) = (u32::from(file < inner.own), 0);
         for member in inner.members.values().filter(|x| x.file == file) {
             if member.have.is_full() {
                 complete += 1;
@@ -154,11 +166,13 @@ impl Directory {
         }
     }
 
-    /// Every shared file, by id.
+    /// Every shared file, by id (a published file only while a publisher shares it).
     pub fn list(&self) -> Listing {
         let inner = self.inner();
         let (files, more) = within_budget(
-            (0..self.files.len()).map(|f| self.info(&inner, f)),
+            (0..inner.files.len())
+                .filter(|&f| inner.offered(f))
+                .map(|f| self.info(&inner, f)),
             MAX_ANSWER_LEN - ANSWER_SLACK,
         );
         Listing {
@@ -173,8 +187,9 @@ impl Directory {
         let needle = text.to_lowercase();
         let inner = self.inner();
         let (files, more) = within_budget(
-            (0..self.files.len())
-                .filter(|&f| self.files[f].name.to_lowercase().contains(&needle))
+            (0..inner.files.len())
+                .filter(|&f| inner.offered(f))
+                .filter(|&f| inner.files[f].name.to_lowercase().contains(&needle))
                 .map(|f| self.info(&inner, f)),
             MAX_ANSWER_LEN - ANSWER_SLACK,
         );
@@ -196,19 +211,22 @@ impl Directory {
             };
         };
         let inner = self.inner();
-        let m = &self.files[file];
-        let mut sources = vec![SourceInfo {
-            addr: self.owner_addr.to_string(),
-            owner: true,
-            role: "owner".into(),
-            count: m.chunk_count(),
-            complete: true,
-            chunks: Ranges(match m.chunk_count() {
-                0 => Vec::new(),
-                n => vec![[0, n - 1]],
-            }),
-            node: None,
-        }];
+        let m = &inner.files[file];
+        let mut sources = Vec::new();
+        if file < inner.own {
+            sources.push(SourceInfo {
+                addr: self.owner_addr.to_string(),
+                owner: true,
+                role: "owner".into(),
+                count: m.chunk_count(),
+                complete: true,
+                chunks: Ranges(match m.chunk_count() {
+                    0 => Vec::new(),
+                    n => vec![[0, n - 1]],
+                }),
+                node: None,
+            });
+        }
         let mut members: Vec<&Member> = inner.members.values().filter(|x| x.file == file).collect();
         // Most useful first, so those are the ones that fit; a source is built only if it
         // may fit, so the cost is bounded by the answer, not by the members.
@@ -249,6 +267,7 @@ impl Directory {
     /// A clear answer for a file that is not shared.
     pub fn no_such_file(&self, key: &str) -> String {
         let shared = self
+            .inner()
             .files
             .iter()
             .enumerate()
@@ -272,7 +291,7 @@ impl Directory {
                 addr: x.addr.to_string(),
                 role: role_name(x.role).into(),
                 file_id: u32::try_from(x.file + 1).unwrap_or(u32::MAX),
-                file: self.files[x.file].name.clone(),
+                file: inner.files[x.file].name.clone(),
                 count: x.have.count(),
                 complete: x.have.is_full(),
                 // Float to integer casts saturate (and NaN is 0).
@@ -291,5 +310,6 @@ fn role_name(role: Role) -> &'static str {
         Role::Peer | Role::Neighbour => "peer",
         Role::Getter => "getter",
         Role::Query => "query",
+        Role::Publisher => "publisher",
     }
 }

@@ -50,6 +50,10 @@ struct Member {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// The files, by index (id − 1): the owner's own, then published ones as they come.
+    files: Vec<Arc<Manifest>>,
+    /// How many of `files` (the first) the owner holds itself.
+    own: usize,
     next: MemberId,
     members: BTreeMap<MemberId, Member>,
     /// When each address was last probed after a `source_lost` report.
@@ -65,7 +69,6 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// The owner's directory. Cheap to share (`Arc`); all methods lock briefly.
 pub struct Directory {
-    files: Vec<Arc<Manifest>>,
     owner_addr: SocketAddr,
     ttl: Duration,
     inner: Mutex<Inner>,
@@ -76,7 +79,7 @@ pub struct Directory {
 impl std::fmt::Debug for Directory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Directory")
-            .field("files", &self.files.len())
+            .field("files", &self.file_count())
             .field("owner_addr", &self.owner_addr)
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
@@ -88,10 +91,13 @@ impl Directory {
     /// `owner_addr`, dropping members silent for `ttl`.
     pub fn new(files: Vec<Arc<Manifest>>, owner_addr: SocketAddr, ttl: Duration) -> Self {
         Self {
-            files,
             owner_addr,
             ttl,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                own: files.len(),
+                files,
+                ..Inner::default()
+            }),
             clock: Arc::new(wall_clock),
         }
     }
@@ -115,29 +121,63 @@ impl Directory {
 
     /// The number of shared files.
     pub fn file_count(&self) -> usize {
-        self.files.len()
+        self.inner().files.len()
     }
 
     /// The file named `key`, or else the file whose BLAKE3 hash is `key` (64 hex digits, as
     /// a ticket gives it), or else the file with numeric id `key`: its index.
     pub fn find(&self, key: &str) -> Option<usize> {
-        if let Some(i) = self.files.iter().position(|m| m.name == key) {
+        let files = &self.inner().files;
+        if let Some(i) = files.iter().position(|m| m.name == key) {
             return Some(i);
         }
         if let Ok(hash) = key.parse::<crate::hash::Hash>()
-            && let Some(i) = self.files.iter().position(|m| m.hash == hash)
+            && let Some(i) = files.iter().position(|m| m.hash == hash)
         {
             return Some(i);
         }
         match key.trim().parse::<usize>() {
-            Ok(id) if (1..=self.files.len()).contains(&id) => Some(id - 1),
+            Ok(id) if (1..=files.len()).contains(&id) => Some(id - 1),
             _ => None,
         }
     }
 
     /// The index of the file with this manifest name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.files.iter().position(|m| m.name == name)
+        self.inner().files.iter().position(|m| m.name == name)
+    }
+
+    /// The manifest of the file at `index`.
+    pub fn manifest(&self, index: usize) -> Option<Arc<Manifest>> {
+        self.inner().files.get(index).cloned()
+    }
+
+    /// Whether the owner holds the file at `index` itself (else only its publishers do).
+    pub fn is_own(&self, index: usize) -> bool {
+        index < self.inner().own
+    }
+
+    /// How many members publish the file at `index`.
+    pub fn publishers(&self, index: usize) -> usize {
+        self.inner()
+            .members
+            .values()
+            .filter(|m| m.file == index && m.role == Role::Publisher)
+            .count()
+    }
+
+    /// Adds a published file, or finds it: the same name and content is one file, whoever
+    /// publishes it. Returns its index (its id − 1).
+    pub fn publish(&self, manifest: Arc<Manifest>) -> usize {
+        let mut inner = self.inner();
+        let found = inner
+            .files
+            .iter()
+            .position(|m| m.name == manifest.name && m.hash == manifest.hash);
+        found.unwrap_or_else(|| {
+            inner.files.push(manifest);
+            inner.files.len() - 1
+        })
     }
 
     /// Registers a member serving on `addr` in the swarm of file `file`, holding `have`.

@@ -14,18 +14,19 @@ use tracing::{debug, info, warn};
 
 use super::hello::{self, Opened};
 use super::spare::SpareGate;
-use super::{Config, SharedFile, answer, session};
+use super::{Config, Files, answer, publisher, session};
 use crate::Result;
 use crate::choke::Choker;
 use crate::connection::Connection;
 use crate::directory::Directory;
+use crate::protocol::Role;
 
 /// Serves one client on `conn` (over TCP, or any stream in tests); `permit` is its place
 /// under the owner's `max_connections`, `None` when there is none left.
 pub(super) async fn handle(
     mut conn: Connection,
     permit: Option<OwnedSemaphorePermit>,
-    files: Arc<Vec<Arc<SharedFile>>>,
+    files: Arc<Files>,
     ctx: Arc<Ctx>,
     token: CancellationToken,
 ) {
@@ -48,7 +49,7 @@ pub(super) async fn handle(
 /// `welcome`, then the session.
 async fn serve(
     mut conn: Connection,
-    files: &[Arc<SharedFile>],
+    files: &Files,
     ctx: &Ctx,
     token: &CancellationToken,
 ) -> Result<()> {
@@ -58,7 +59,10 @@ async fn serve(
             return answer::answer_queries(conn, first, &ctx.directory).await;
         }
     };
-    let (shared, held) = hello::check_join(&mut conn, files, ctx, &hello).await?;
+    if hello.role == Role::Publisher {
+        return publisher::run(conn, files, ctx, &hello, token).await;
+    }
+    let (shared, held) = hello::check_join(&mut conn, &files.snapshot(), ctx, &hello).await?;
     let assigned = hello::assign(&shared, &ctx.config, hello.role, &held);
     // A client with an upload server joins the directory for as long as this connection lives.
     let member = hello::register(conn.remote(), &ctx.directory, &shared, &hello, &held);
@@ -103,7 +107,8 @@ mod tests {
     use super::*;
     use crate::chunkset::Ranges;
     use crate::connection::HANDSHAKE_TIMEOUT;
-    use crate::protocol::{MAX_MANIFEST_LEN, Message, PROTOCOL_VERSION, ProtocolError, Role};
+    use crate::owner::SharedFile;
+    use crate::protocol::{MAX_MANIFEST_LEN, Message, PROTOCOL_VERSION, ProtocolError};
 
     /// An owner session over an in-memory stream, under tokio's paused clock: a directory
     /// member that goes silent is dropped exactly when its TTL has passed in virtual time,
@@ -130,7 +135,13 @@ mod tests {
             .ok();
         let conn = Connection::over(server, "127.0.0.1:40000".into(), 0);
         let token = CancellationToken::new();
-        tokio::spawn(handle(conn, permit, Arc::new(files), ctx, token.clone()));
+        tokio::spawn(handle(
+            conn,
+            permit,
+            Arc::new(Files::new(files)),
+            ctx,
+            token.clone(),
+        ));
 
         let mut client = Connection::over(client, "owner".into(), MAX_MANIFEST_LEN);
         client
@@ -154,7 +165,13 @@ mod tests {
         assert_eq!(directory.peers()[0].addr, "127.0.0.1:7001");
         let listed = directory.locate("1").sources;
         assert_eq!(listed[1].node.as_deref(), Some("ab12"), "{listed:?}");
-        // Silent from now on: the owner's keep-alives arrive, then the error.
+        // Silent from now on: the owner says it holds everything, its keep-alives arrive,
+        // then the error.
+        let all = client.recv("the owner's have", HANDSHAKE_TIMEOUT).await;
+        assert!(
+            matches!(&all, Ok(Some(Message::Have { chunks })) if chunks.0 == [[0, 9]]),
+            "{all:?}"
+        );
         let why = loop {
             match client.recv("the owner", Duration::from_secs(600)).await {
                 Ok(Some(Message::Have { chunks })) if chunks.is_empty() => {}

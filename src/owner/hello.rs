@@ -85,6 +85,13 @@ pub(super) async fn check_join(
         let msg = "this is a file owner, not a ring peer: connect as a peer or a getter";
         return Err(refuse(conn, msg.to_string()).await);
     }
+    if hello.role == Role::Peer && shared.is_published() {
+        let msg = format!(
+            "{:?} is published by peers, not held here: fetch it with peer get (a ring of a published file is not supported yet)",
+            shared.manifest.name
+        );
+        return Err(refuse(conn, msg).await);
+    }
     Ok((shared, held))
 }
 
@@ -155,9 +162,9 @@ pub(super) fn assign(
 
 /// A client's directory registration; dropped (deregistered) with its connection.
 pub(super) struct Member<'a> {
-    directory: &'a Directory,
+    pub directory: &'a Directory,
     pub id: MemberId,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
 }
 
 impl Drop for Member<'_> {
@@ -218,6 +225,7 @@ pub(super) async fn welcome(
         assigned: ranges,
         len: shared.manifest_json.len() as u64,
         heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
+        empty: shared.is_published(),
         manifest: shared.manifest_json.clone(),
     })
     .await?;

@@ -17,7 +17,7 @@ use super::handler::Ctx;
 use super::hello::Member;
 use super::probe::check_lost_source;
 use super::spare::SpareTicket;
-use crate::chunkset::ChunkSet;
+use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{ConnWriter, Connection, IDLE_TIMEOUT, KEEPALIVE_INTERVAL};
 use crate::driver::{self, Flow, Reading, Writing};
 use crate::events::EventKind;
@@ -57,6 +57,9 @@ pub(super) async fn run(
     let mut orphans = shared.orphans.subscribe();
     orphans.mark_changed();
     let writing = Writer {
+        // A getter is told the owner holds everything, as any source says what it holds (a
+        // publisher's getters meet it as a source, not as their owner).
+        tell_all: role == Role::Getter && !shared.is_published(),
         session: &session,
         gate,
         orphans,
@@ -245,6 +248,8 @@ impl Reading for &Session<'_> {
 
 /// The writer's side: chunks (spare ones in their turn), choke decisions, the orphan list.
 struct Writer<'a, 's> {
+    /// A `have` of every chunk is still to be sent.
+    tell_all: bool,
     session: &'a Session<'s>,
     gate: ChokeGate,
     orphans: watch::Receiver<Arc<ChunkSet>>,
@@ -274,7 +279,13 @@ impl Writing for Writer<'_, '_> {
         self.session.keepalive()
     }
 
-    async fn flush(&mut self, _writer: &mut ConnWriter) -> Result<Flow> {
+    async fn flush(&mut self, writer: &mut ConnWriter) -> Result<Flow> {
+        if std::mem::take(&mut self.tell_all) {
+            let count = self.session.shared.manifest.chunk_count();
+            let chunks = Ranges::from_sorted(0..count);
+            writer.send(Message::Have { chunks }).await?;
+            return Ok(Flow::Sent);
+        }
         if self.ticket.is_none() && !self.spares.is_empty() {
             let spare = &self.session.ctx.spare;
             self.ticket = Some(spare.ticket(self.conn_id, self.session.held()));

@@ -29,6 +29,8 @@ pub(super) struct Handshake {
     pub assigned: Ranges,
     /// How often the owner wants to hear from this peer (its directory TTL / 3).
     pub heartbeat: Duration,
+    /// The server holds none of the file's chunks (a directory of a published file).
+    pub empty: bool,
 }
 
 /// What bootstrapping yields: the manifest, and the owner connection if one was made.
@@ -79,6 +81,7 @@ pub(super) async fn handshake(
             assigned,
             manifest,
             heartbeat_ms,
+            empty,
             ..
         })) => {
             let manifest = Manifest::from_json(&manifest)?;
@@ -95,6 +98,7 @@ pub(super) async fn handshake(
                     conn,
                     assigned,
                     heartbeat,
+                    empty,
                 },
                 manifest,
             ))
@@ -220,7 +224,7 @@ pub(super) async fn bootstrap(config: &Config, mode: &Mode, port: u16, node: &st
 
 /// A node id: 16 hex digits, from the seed and port when there is a seed (so a seeded run
 /// is the same every time), else random.
-pub(super) fn node_id(seed: Option<u64>, port: u16) -> String {
+pub fn node_id(seed: Option<u64>, port: u16) -> String {
     let id = match seed {
         Some(s) => s.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(port).rotate_left(32),
         None => rand::random(),

@@ -20,6 +20,7 @@
 
 mod assemble;
 mod bootstrap;
+pub use bootstrap::node_id;
 mod clock;
 mod download;
 mod downstream;

@@ -167,7 +167,13 @@ async fn owner_loop(
         let res = match hs {
             Ok(hs) => {
                 swarm.set_link_error(SourceKind::Owner, None);
-                let all = ChunkSet::full(swarm.manifest.chunk_count());
+                // The owner holds every chunk, unless it only lists a published file.
+                let count = swarm.manifest.chunk_count();
+                let all = if hs.empty {
+                    ChunkSet::new(count)
+                } else {
+                    ChunkSet::full(count)
+                };
                 let owner = OwnerDuties {
                     lost_rx: Some(&mut lost_rx),
                     registered: told,

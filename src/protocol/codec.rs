@@ -162,6 +162,10 @@ fn attach_body(msg: &mut Message, body: Bytes) -> Result<(), ProtocolError> {
             manifest: data,
             ..
         }
+        | Message::Publish {
+            len,
+            manifest: data,
+        }
         | Message::Files { len, body: data }
         | Message::Locations { len, body: data } => {
             if *len != body.len() as u64 {

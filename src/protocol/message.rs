@@ -19,6 +19,10 @@ pub enum Role {
     /// A directory query client that must prove the shared secret first (`list`, `search`,
     /// `locate` follow the handshake instead of `welcome`).
     Query,
+    /// A peer that shares files of its own (`peer share`): to a tracker or file owner it
+    /// publishes them (`publish` follows the handshake instead of `welcome`), and it serves
+    /// their chunks on its own port.
+    Publisher,
 }
 
 /// A protocol message: a JSON header (`"type"` names the variant) and, for `welcome` and
@@ -71,6 +75,10 @@ pub enum Message {
         /// least) to stay registered in the directory, in milliseconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         heartbeat_ms: Option<u64>,
+        /// True when the server holds none of the file's chunks (a directory listing a file
+        /// that peers publish): ask the sources `locate` names.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        empty: bool,
         /// The manifest JSON.
         #[serde(skip)]
         manifest: Bytes,
@@ -152,6 +160,31 @@ pub enum Message {
         /// The chunk id.
         chunk: u32,
     },
+    /// Publisher → directory: this file is shared, its chunks served at the publisher's
+    /// port. Body: the manifest as JSON.
+    Publish {
+        /// Body length in bytes.
+        len: u64,
+        /// The manifest JSON.
+        #[serde(skip)]
+        manifest: Bytes,
+    },
+    /// Directory → publisher: the file's id in the directory (the same for every publisher
+    /// of the same content and name).
+    Published {
+        /// The directory's id of the file.
+        id: u32,
+        /// The file's BLAKE3 hash, 64 hex digits.
+        hash: String,
+        /// How often the publisher must send something (a keep-alive `have` at least) to
+        /// stay registered, in milliseconds.
+        heartbeat_ms: u64,
+    },
+    /// Publisher → directory: this file (by its BLAKE3 hash) is no longer shared.
+    Unpublish {
+        /// 64 hex digits.
+        hash: String,
+    },
     /// The reason the sender is about to close the connection.
     Error {
         /// A specific, human-readable reason.
@@ -183,6 +216,15 @@ impl Message {
             assigned,
             len: manifest.len() as u64,
             heartbeat_ms: None,
+            empty: false,
+            manifest,
+        }
+    }
+
+    /// A `publish` message carrying the manifest JSON.
+    pub fn publish(manifest: Bytes) -> Self {
+        Self::Publish {
+            len: manifest.len() as u64,
             manifest,
         }
     }
@@ -230,6 +272,9 @@ impl Message {
             Self::Interested => "interested",
             Self::NotInterested => "not_interested",
             Self::Cancel { .. } => "cancel",
+            Self::Publish { .. } => "publish",
+            Self::Published { .. } => "published",
+            Self::Unpublish { .. } => "unpublish",
             Self::Error { .. } => "error",
         }
     }
@@ -237,7 +282,7 @@ impl Message {
     /// The body, for the variants that have one.
     pub fn body(&self) -> Option<&Bytes> {
         match self {
-            Self::Welcome { manifest, .. } => Some(manifest),
+            Self::Welcome { manifest, .. } | Self::Publish { manifest, .. } => Some(manifest),
             Self::Chunk { data, .. } => Some(data),
             Self::Files { body, .. } | Self::Locations { body, .. } => Some(body),
             _ => None,

@@ -1,0 +1,194 @@
+//! A publisher's connection (`peer share`): after `hello` (role `publisher`, with the port it
+//! serves chunks on) it publishes files (`publish`, each answered `published` with the file's
+//! id), withdraws them (`unpublish`), and sends keep-alives within the TTL. For each file it
+//! publishes it is a complete member of that file's swarm while the connection lives; when a
+//! file's last publisher is gone, the file is no longer offered.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::Files;
+use super::handler::Ctx;
+use super::hello::Member;
+use crate::chunkset::ChunkSet;
+use crate::connection::{ConnWriter, Connection, Hello};
+use crate::driver::{self, Flow, Reading, Writing};
+use crate::hash::Hash;
+use crate::manifest::{Manifest, check_name};
+use crate::protocol::{MAX_MANIFEST_LEN, Message, ProtocolError, Role};
+use crate::{Error, Result};
+
+/// Files one publisher connection may publish at once.
+pub const MAX_PUBLISHED: usize = 10_000;
+
+/// Serves one publisher until it leaves, fails, or `token` is cancelled.
+///
+/// # Errors
+///
+/// A bad `hello` (no port), a bad manifest, too many files, or what ended the connection.
+pub(super) async fn run(
+    mut conn: Connection,
+    files: &Files,
+    ctx: &Ctx,
+    hello: &Hello,
+    token: &CancellationToken,
+) -> Result<()> {
+    let ip = conn.remote().parse::<SocketAddr>().ok().map(|a| a.ip());
+    let (Some(ip), Some(port)) = (ip, hello.port.filter(|&p| p != 0)) else {
+        let msg = "a publisher must give the port it serves chunks on (hello.port)".to_string();
+        conn.send_error(msg.clone()).await;
+        return Err(Error::Refused(msg));
+    };
+    conn.set_max_body(MAX_MANIFEST_LEN);
+    let addr = SocketAddr::new(ip, port);
+    info!(publisher = %addr, "publisher connected");
+    let reading = Publications {
+        files,
+        ctx,
+        addr,
+        node: hello.node.clone(),
+        members: BTreeMap::new(),
+    };
+    let keepalive = ctx.directory.ttl() / 3;
+    driver::drive(conn, reading, Replies { keepalive }, 16, token).await
+}
+
+/// The reader's side: what the publisher publishes, and its memberships.
+struct Publications<'a> {
+    files: &'a Files,
+    ctx: &'a Ctx,
+    addr: SocketAddr,
+    node: Option<String>,
+    /// Its files, by directory index, each with its membership.
+    members: BTreeMap<usize, Member<'a>>,
+}
+
+impl Drop for Publications<'_> {
+    /// The publisher is gone: so are its memberships, and the files nobody else publishes.
+    fn drop(&mut self) {
+        let left: Vec<usize> = self.members.keys().copied().collect();
+        self.members.clear();
+        for index in left {
+            self.withdraw_if_orphaned(index);
+        }
+    }
+}
+
+impl Publications<'_> {
+    fn withdraw_if_orphaned(&self, index: usize) {
+        if self.ctx.directory.publishers(index) == 0 {
+            self.files.orphaned(index);
+        }
+    }
+
+    /// Adds the file of `manifest` (JSON) to the directory with this publisher as a source.
+    fn publish(&mut self, manifest: &[u8]) -> Result<Message> {
+        let m = Manifest::from_json(manifest)?;
+        check_name(&m.name)?;
+        if self.members.len() >= MAX_PUBLISHED {
+            return Err(Error::Refused(format!(
+                "at most {MAX_PUBLISHED} files per publisher connection"
+            )));
+        }
+        let hash = m.hash;
+        let count = m.chunk_count();
+        let directory = &self.ctx.directory;
+        let index = self.files.publish(directory, m);
+        if !self.members.contains_key(&index) {
+            let full = ChunkSet::full(count);
+            let Some(id) =
+                directory.register(index, self.addr, Role::Publisher, full, self.node.clone())
+            else {
+                return Err(Error::Refused(format!(
+                    "{} already publishes this file through another connection",
+                    self.addr
+                )));
+            };
+            let member = Member {
+                directory,
+                id,
+                addr: self.addr,
+            };
+            self.members.insert(index, member);
+        }
+        info!(publisher = %self.addr, id = index + 1, "file published");
+        let heartbeat = directory.ttl() / 3;
+        Ok(Message::Published {
+            id: u32::try_from(index + 1).unwrap_or(u32::MAX),
+            hash: hash.to_string(),
+            heartbeat_ms: u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Withdraws the file with `hash` from this publisher.
+    fn unpublish(&mut self, hash: &str) -> Result<()> {
+        let hash: Hash = hash
+            .parse()
+            .map_err(|_| ProtocolError::MalformedHeader(format!("unpublish: bad hash {hash:?}")))?;
+        let index = self.members.keys().copied().find(|&i| {
+            self.ctx
+                .directory
+                .manifest(i)
+                .is_some_and(|m| m.hash == hash)
+        });
+        if let Some(index) = index {
+            self.members.remove(&index);
+            self.withdraw_if_orphaned(index);
+        }
+        Ok(())
+    }
+}
+
+impl Reading for Publications<'_> {
+    type Out = Message;
+
+    fn limit(&self) -> (&'static str, Duration) {
+        (
+            "waiting for a heartbeat (past --peer-ttl)",
+            self.ctx.directory.ttl(),
+        )
+    }
+
+    async fn on_message(&mut self, msg: Message, tx: &mpsc::Sender<Message>) -> Result<()> {
+        for m in self.members.values() {
+            self.ctx.directory.heartbeat(m.id);
+        }
+        match msg {
+            Message::Publish { manifest, .. } => {
+                let reply = self.publish(&manifest)?;
+                // The writer is gone only when the session ends anyway.
+                let _ = tx.send(reply).await;
+            }
+            Message::Unpublish { hash } => self.unpublish(&hash)?,
+            Message::Have { chunks } if chunks.is_empty() => {} // keep-alive
+            other => {
+                return Err(ProtocolError::unexpected(Some(&other), "taking publications").into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The writer's side: the replies.
+struct Replies {
+    keepalive: Duration,
+}
+
+impl Writing for Replies {
+    type Out = Message;
+    type Wake = ();
+
+    fn keepalive(&self) -> Duration {
+        self.keepalive
+    }
+
+    async fn on_out(&mut self, msg: Message, writer: &mut ConnWriter) -> Result<Flow> {
+        writer.send(msg).await?;
+        Ok(Flow::Sent)
+    }
+}

@@ -1,0 +1,212 @@
+//! `peer share` and `file-owner --tracker`: every peer a publisher, a directory with no files
+//! of its own, with the real binaries.
+
+use std::path::Path;
+
+use crate::args;
+use crate::util::{OWNER, PEER, Proc, WAIT, random_file, wait_until};
+
+/// Starts `file-owner 0 --tracker` on loopback in `root/tracker`; returns it and its port.
+fn start_tracker(root: &Path) -> (Proc, u16) {
+    let args = args!["0", "--tracker", "--bind", "127.0.0.1", "--peer-ttl", 3];
+    let mut p = Proc::spawn("tracker", OWNER, &args, &root.join("tracker"), root);
+    let port = p.listening_port();
+    (p, port)
+}
+
+/// Starts `peer share TRACKER PATHS…` in `root/NAME`, and waits until every file is
+/// published; returns it and its tickets.
+fn start_share(root: &Path, name: &str, tracker: u16, paths: &[&Path]) -> (Proc, Vec<String>) {
+    let mut args = args!["share", tracker, "--bind", "127.0.0.1"];
+    args.extend(paths.iter().map(|p| p.display().to_string()));
+    let mut p = Proc::spawn(name, PEER, &args, &root.join(name), root);
+    let mut tickets = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            tickets = p
+                .stdout_text()
+                .lines()
+                .filter_map(|l| l.strip_prefix("ticket: ").map(str::to_string))
+                .collect();
+            tickets.len() == paths.iter().map(|p| files_in(p)).sum::<usize>()
+                || p.try_status().is_some()
+        }),
+        "{}",
+        p.describe()
+    );
+    (p, tickets)
+}
+
+fn files_in(p: &Path) -> usize {
+    if p.is_dir() {
+        std::fs::read_dir(p).unwrap().count()
+    } else {
+        1
+    }
+}
+
+/// `peer list TRACKER --json`: the files, as (id, name, hash, complete sources).
+fn list(root: &Path, tracker: u16) -> Vec<(u64, String, String, u64)> {
+    let mut p = Proc::spawn("list", PEER, &args!["list", tracker, "--json"], root, root);
+    assert!(p.wait_exit(WAIT).success(), "{}", p.describe());
+    let v: serde_json::Value = serde_json::from_str(&p.stdout_text()).unwrap();
+    v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_u64().unwrap(),
+                f["name"].as_str().unwrap().to_string(),
+                f["hash"].as_str().unwrap().to_string(),
+                f["complete_sources"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Runs `peer get ARGS…` in `root/NAME` until it completes, then stops it.
+fn get(root: &Path, name: &str, what: &[String]) -> Proc {
+    let dir = root.join(name);
+    let mut args = args!["get"];
+    args.extend_from_slice(what);
+    args.extend(args!["--bind", "127.0.0.1", "--dir", dir.display()]);
+    let mut p = Proc::spawn(name, PEER, &args, &dir, root);
+    p.wait_line("complete: ");
+    p.interrupt();
+    assert_eq!(p.wait_exit(WAIT).code(), Some(130), "{}", p.describe());
+    p
+}
+
+/// A tracker holds no files; a peer shares a folder of two; both are listed with the
+/// publisher as their one complete source; getters fetch them by name and by ticket,
+/// byte-identical. A second publisher of the same content adds a source to the same file; a
+/// different content under the same name is another file. When the publishers stop, their
+/// files leave the listing, and a getter is told why.
+#[test]
+fn a_tracker_lists_what_peers_share_and_getters_fetch_it_from_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let share = root.join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let (a, b) = (share.join("a.bin"), share.join("b.bin"));
+    random_file(&a, 2 << 20, 61);
+    random_file(&b, 300_000, 62);
+    let (_tracker, port) = start_tracker(root);
+    assert!(
+        list(root, port).is_empty(),
+        "a tracker has no files of its own"
+    );
+
+    let (mut publisher, tickets) = start_share(root, "pub", port, &[&share]);
+    let files = list(root, port);
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files.iter().all(|f| f.3 == 1),
+        "the publisher is each file's one complete source: {files:?}"
+    );
+
+    let g1 = get(root, "g1", &args![port, "a.bin"]);
+    assert_eq!(
+        std::fs::read(root.join("g1/a.bin")).unwrap(),
+        std::fs::read(&a).unwrap(),
+        "{}",
+        g1.describe()
+    );
+    let ticket_b = tickets.iter().find(|t| t.contains("name=b.bin")).unwrap();
+    let g2 = get(root, "g2", std::slice::from_ref(ticket_b));
+    assert_eq!(
+        std::fs::read(root.join("g2/b.bin")).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "{}",
+        g2.describe()
+    );
+
+    // The same content from a second publisher: one file, two complete sources.
+    let copy = root.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::copy(&a, copy.join("a.bin")).unwrap();
+    let (mut second, _) = start_share(root, "pub2", port, &[&copy.join("a.bin")]);
+    let files = list(root, port);
+    let a_entries: Vec<_> = files.iter().filter(|f| f.1 == "a.bin").collect();
+    assert_eq!(a_entries.len(), 1, "{files:?}");
+    assert_eq!(
+        a_entries[0].3, 2,
+        "two publishers of one content: {files:?}"
+    );
+
+    // Another content under the same name: another file, with its own id.
+    let other = root.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    random_file(&other.join("a.bin"), 1000, 63);
+    let (mut third, _) = start_share(root, "pub3", port, &[&other.join("a.bin")]);
+    let files = list(root, port);
+    let ids: Vec<u64> = files
+        .iter()
+        .filter(|f| f.1 == "a.bin")
+        .map(|f| f.0)
+        .collect();
+    assert_eq!(ids.len(), 2, "two contents named a.bin: {files:?}");
+    assert_ne!(ids[0], ids[1]);
+
+    // Every publisher stops (Ctrl+C): their files leave the listing.
+    for p in [&mut publisher, &mut second, &mut third] {
+        p.interrupt();
+        assert_eq!(p.wait_exit(WAIT).code(), Some(130), "{}", p.describe());
+    }
+    assert!(
+        wait_until(WAIT, || list(root, port).is_empty()),
+        "{:?}",
+        list(root, port)
+    );
+    let dir = root.join("late");
+    let late = args![
+        "get",
+        port,
+        "b.bin",
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display(),
+        "--timeout",
+        5
+    ];
+    let mut p = Proc::spawn("late", PEER, &late, &dir, root);
+    assert_eq!(p.wait_exit(WAIT).code(), Some(1), "{}", p.describe());
+    assert!(
+        p.stderr_text()
+            .contains("every publisher of \"b.bin\" has left"),
+        "{}",
+        p.describe()
+    );
+}
+
+/// The publisher's mistakes get clear answers: a missing file, a tracker given a PATH.
+#[test]
+fn share_and_tracker_mistakes_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let missing = root.join("nothing-here.bin");
+    let mut p = Proc::spawn(
+        "share",
+        PEER,
+        &args!["share", 1, missing.display(), "--bind", "127.0.0.1"],
+        root,
+        root,
+    );
+    assert_eq!(p.wait_exit(WAIT).code(), Some(1), "{}", p.describe());
+    assert!(
+        p.stderr_text().contains("cannot share") && p.stderr_text().contains("nothing-here.bin"),
+        "{}",
+        p.describe()
+    );
+    let mut p = Proc::spawn(
+        "tracker",
+        OWNER,
+        &args![0, "--tracker", "x.bin"],
+        root,
+        root,
+    );
+    assert_eq!(p.wait_exit(WAIT).code(), Some(2), "{}", p.describe());
+    assert!(p.stderr_text().contains("--tracker"), "{}", p.describe());
+}
