@@ -383,9 +383,25 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
         names.join(", ")
     ))?;
     let directory = owner.to_string();
+    let on_report = move |r: &ringswarm::share::Report| {
+        let line = match r {
+            ringswarm::share::Report::Published { id, manifest } => format!(
+                "published {} as file {id} of {directory}\nticket: {}\n",
+                ringswarm::manifest::display_name(&manifest.name),
+                Ticket::new(directory.clone(), manifest)
+            ),
+            ringswarm::share::Report::Withdrawn { manifest } => format!(
+                "withdrew {} (removed or changed)\n",
+                ringswarm::manifest::display_name(&manifest.name)
+            ),
+        };
+        let _ = cli::print_out(&line);
+    };
     let config = ringswarm::share::Config {
         directory: owner,
+        paths,
         files,
+        chunk_size,
         serve: ringswarm::owner::Config {
             upload_limit: upload_limit
                 .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, chunk_size))),
@@ -394,15 +410,7 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
         },
         secret,
         node: ringswarm::peer::node_id(None, addr.port()),
-        on_published: Some(Box::new(move |published| {
-            for (id, m) in published {
-                let ticket = Ticket::new(directory.clone(), m);
-                let _ = cli::print_out(&format!(
-                    "published {} as file {id} of {directory}\nticket: {ticket}\n",
-                    ringswarm::manifest::display_name(&m.name)
-                ));
-            }
-        })),
+        on_report: Arc::new(on_report),
     };
     ringswarm::share::run(listener.into(), config, token.clone()).await?;
     Ok(!token.is_cancelled())

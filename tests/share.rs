@@ -80,7 +80,8 @@ fn get(root: &Path, name: &str, what: &[String]) -> Proc {
 
 /// A tracker holds no files; a peer shares a folder of two; both are listed with the
 /// publisher as their one complete source; getters fetch them by name and by ticket,
-/// byte-identical. A second publisher of the same content adds a source to the same file; a
+/// byte-identical. A file added to the folder is published, a removed one withdrawn. A
+/// second publisher of the same content adds a source to the same file; a
 /// different content under the same name is another file. When the publishers stop, their
 /// files leave the listing, and a getter is told why.
 #[test]
@@ -120,6 +121,28 @@ fn a_tracker_lists_what_peers_share_and_getters_fetch_it_from_them() {
         std::fs::read(&b).unwrap(),
         "{}",
         g2.describe()
+    );
+
+    // The shared folder changes while it runs: a new file is published, a removed one is
+    // withdrawn, within a few rescans.
+    let c = share.join("c.bin");
+    random_file(&c, 50_000, 64);
+    std::fs::remove_file(&b).unwrap();
+    let names = |files: &[(u64, String, String, u64)]| {
+        files.iter().map(|f| f.1.clone()).collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(WAIT, || names(&list(root, port)) == ["a.bin", "c.bin"]),
+        "{:?}",
+        list(root, port)
+    );
+    publisher.wait_line("withdrew b.bin (removed or changed)");
+    let g3 = get(root, "g3", &args![port, "c.bin"]);
+    assert_eq!(
+        std::fs::read(root.join("g3/c.bin")).unwrap(),
+        std::fs::read(&c).unwrap(),
+        "{}",
+        g3.describe()
     );
 
     // The same content from a second publisher: one file, two complete sources.

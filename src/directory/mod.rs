@@ -351,6 +351,45 @@ mod tests {
         );
     }
 
+    /// A published file gets the next id; the same name and content is the same file, another
+    /// content another; it is listed, with no owner among its sources, only while a
+    /// publisher is a member.
+    #[tokio::test(start_paused = true)]
+    async fn published_files_are_listed_while_published() {
+        let d = dir(DEFAULT_PEER_TTL);
+        let m = Arc::new(Manifest {
+            name: "gamma.bin".into(),
+            ..Manifest::for_tests(4)
+        });
+        assert_eq!(d.publish(m.clone()), 2);
+        assert_eq!(d.publish(m.clone()), 2, "the same file");
+        let mut other = (*m).clone();
+        other.hash = crate::hash::Hash::of(b"other");
+        assert_eq!(d.publish(Arc::new(other)), 3, "another content, another id");
+        assert!(!d.is_own(2) && d.is_own(1));
+        assert_eq!(
+            d.list().files.len(),
+            2,
+            "not listed before a publisher registers"
+        );
+        let addr: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+        let id = d
+            .register(2, addr, Role::Publisher, ChunkSet::full(4), None)
+            .unwrap();
+        assert_eq!(d.publishers(2), 1);
+        let listed = d.list();
+        let gamma = listed.files.iter().find(|f| f.id == 3).expect("listed");
+        assert_eq!((gamma.complete_sources, gamma.partial_sources), (1, 0));
+        let sources = d.locate("3").sources;
+        assert!(
+            sources.len() == 1 && sources[0].role == "publisher" && !sources[0].owner,
+            "{sources:?}"
+        );
+        d.deregister(id);
+        assert_eq!(d.publishers(2), 0);
+        assert_eq!(d.list().files.len(), 2, "gone with its publisher");
+    }
+
     #[test]
     fn members_come_and_go() {
         let d = dir(Duration::from_millis(50));

@@ -129,9 +129,44 @@ pub async fn run(
     config: Config,
     token: CancellationToken,
 ) -> crate::Result<()> {
+    let tracker = TaskTracker::new();
+    for f in &files {
+        tracker.spawn(publish_orphans(f.clone(), token.child_token()));
+    }
+    let files = Arc::new(Files::new(files));
+    serve(listener.into(), files, directory, config, token, tracker).await
+}
+
+/// As [`run`], with a list of files the caller may add to while it runs (a publisher's
+/// folder).
+pub(crate) async fn run_with(
+    listener: Listener,
+    files: Arc<Files>,
+    directory: Arc<Directory>,
+    config: Config,
+    token: CancellationToken,
+) -> crate::Result<()> {
+    serve(
+        listener,
+        files,
+        directory,
+        config,
+        token,
+        TaskTracker::new(),
+    )
+    .await
+}
+
+async fn serve(
+    listener: Listener,
+    files: Arc<Files>,
+    directory: Arc<Directory>,
+    config: Config,
+    token: CancellationToken,
+    tracker: TaskTracker,
+) -> crate::Result<()> {
     let choker = Choker::new(config.upload_slots);
     let rechoker = spawn_rechoker(&choker);
-    let listener = listener.into();
     let max_connections = config.max_connections;
     let ctx = Arc::new(handler::Ctx {
         config: Arc::new(config),
@@ -140,11 +175,6 @@ pub async fn run(
         spare: spare::SpareGate::default(),
         net: listener.mem_net(),
     });
-    let tracker = TaskTracker::new();
-    for f in &files {
-        tracker.spawn(publish_orphans(f.clone(), token.child_token()));
-    }
-    let files = Arc::new(Files::new(files));
     let admission = Admission {
         max_connections,
         what: "accept",

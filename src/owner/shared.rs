@@ -157,6 +157,24 @@ impl SharedFile {
         )
     }
 
+    /// Whether the file at its path is still the one hashed (same size and modification
+    /// time; a file replaced by another under the same name is not). Always true for a file
+    /// that is not on disk.
+    pub(crate) fn matches_path(&self) -> bool {
+        let Source::Disk { stamp, .. } = &self.source else {
+            return true;
+        };
+        std::fs::metadata(&self.path).is_ok_and(|m| {
+            m.is_file() && m.len() == stamp.len && m.modified().ok() == stamp.modified
+        })
+    }
+
+    /// Stops offering the file (its publisher found it removed or changed).
+    pub(crate) fn withdraw(&self) {
+        self.withdrawn
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Whether the file was withdrawn (see [`SharedFile::check_unchanged`]).
     pub(crate) fn is_withdrawn(&self) -> bool {
         self.withdrawn.load(std::sync::atomic::Ordering::Relaxed)
@@ -256,7 +274,7 @@ impl Stamp {
 pub(crate) struct Files(std::sync::RwLock<Vec<Arc<SharedFile>>>);
 
 impl Files {
-    pub(super) fn new(files: Vec<Arc<SharedFile>>) -> Self {
+    pub(crate) fn new(files: Vec<Arc<SharedFile>>) -> Self {
         Self(std::sync::RwLock::new(files))
     }
 
@@ -276,6 +294,19 @@ impl Files {
         } else if let Some(f) = files.get(index) {
             f.withdrawn
                 .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        index
+    }
+
+    /// Adds a file this node holds (a publisher's, found in its folder after it started) to
+    /// `directory` and here; the same name and content replaces the old entry. Its index.
+    pub(crate) fn add(&self, directory: &Directory, shared: Arc<SharedFile>) -> usize {
+        let mut files = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let index = directory.publish(shared.manifest.clone());
+        if index == files.len() {
+            files.push(shared);
+        } else if let Some(slot) = files.get_mut(index) {
+            *slot = shared;
         }
         index
     }

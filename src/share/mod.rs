@@ -1,0 +1,383 @@
+//! `peer share`: a peer that publishes files of its own. It serves their chunks on its port
+//! with the owner's serving code (choking, upload slots, rate limit: a getter meets it as a
+//! source), and registers them with a directory (a tracker or a file owner) over one
+//! connection: `hello` (role `publisher`, its port), then one `publish` per file, each
+//! answered `published` with the file's id, then keep-alives. The directory lists each file
+//! with this peer as a complete source for as long as that connection lives; a lost
+//! connection is made again with backoff, and every file published again. Stopping (the
+//! token) withdraws everything.
+//!
+//! The paths shared are looked at again every [`RESCAN`]: a file added to a shared folder is
+//! hashed and published, a file removed (or changed: it is hashed again) is withdrawn.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::auth::{self, Secret};
+use crate::connection::{
+    ConnWriter, Connection, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
+};
+use crate::driver::{self, Flow, Reading, Writing};
+use crate::hash::Hash;
+use crate::manifest::Manifest;
+use crate::net::{Backoff, Endpoint, Listener};
+use crate::owner::{self, Files, SharedFile};
+use crate::protocol::{MAX_MANIFEST_LEN, Message, PROTOCOL_VERSION, ProtocolError, Role};
+use crate::{Error, Result, watch};
+
+mod scan;
+use scan::Scan;
+
+/// How often the shared paths are looked at again.
+pub const RESCAN: Duration = Duration::from_secs(2);
+
+/// A connection to the directory that lasted this long counts as progress: the backoff
+/// starts again.
+const STABLE: Duration = Duration::from_secs(30);
+
+/// What happened to a shared file, as the publisher reports it.
+#[derive(Debug, Clone)]
+pub enum Report {
+    /// The directory lists it under this id.
+    Published { id: u32, manifest: Arc<Manifest> },
+    /// It was removed from its folder, or changed (its new content is published anew).
+    Withdrawn { manifest: Arc<Manifest> },
+}
+
+/// Told of every [`Report`].
+pub type OnReport = Arc<dyn Fn(&Report) + Send + Sync>;
+
+/// What a publisher shares, where, and how.
+pub struct Config {
+    /// The directory to publish to.
+    pub directory: Endpoint,
+    /// The paths given (files, or folders whose regular files are shared), looked at again
+    /// every [`RESCAN`].
+    pub paths: Vec<PathBuf>,
+    /// The files of `paths` at start, hashed and open.
+    pub files: Vec<Arc<SharedFile>>,
+    /// The chunk size for files found later.
+    pub chunk_size: u64,
+    /// How its chunks are served (the owner's settings: events, cap, slots).
+    pub serve: owner::Config,
+    /// The swarm's shared secret, proved to the directory and required of getters.
+    pub secret: Option<Arc<Secret>>,
+    /// This node's id, sent in `hello`.
+    pub node: String,
+    /// Told of each file published (the first time) and withdrawn.
+    pub on_report: OnReport,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("directory", &self.directory)
+            .field("files", &self.files.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The files shared now, and a signal for each change.
+struct Current {
+    files: Mutex<Vec<Arc<SharedFile>>>,
+    changed: watch::Sender<()>,
+}
+
+impl Current {
+    fn snapshot(&self) -> Vec<Arc<SharedFile>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Shares the files on `listener` and publishes them until `token` is cancelled.
+///
+/// # Errors
+///
+/// The directory refused a file (a bad name, another publisher on this address): retrying
+/// would not help.
+pub async fn run(listener: Listener, config: Config, token: CancellationToken) -> Result<()> {
+    let addr = listener.local_addr().map_err(ProtocolError::Io)?;
+    let Config {
+        directory,
+        paths,
+        files,
+        chunk_size,
+        serve,
+        secret,
+        node,
+        on_report,
+    } = config;
+    // Its own directory holds the getters it serves (their `locate` goes to `directory`).
+    let local = owner::directory(&files, addr, crate::directory::DEFAULT_PEER_TTL);
+    let served = Arc::new(Files::new(files.clone()));
+    let serve = owner::Config {
+        secret: secret.clone(),
+        ..serve
+    };
+    let server = tokio::spawn(owner::run_with(
+        listener,
+        served.clone(),
+        local.clone(),
+        serve,
+        token.child_token(),
+    ));
+    let current = Arc::new(Current {
+        files: Mutex::new(files),
+        changed: watch::Sender::new(()),
+    });
+    let scan = Scan {
+        paths,
+        chunk_size,
+        current: current.clone(),
+        served,
+        local,
+        on_report: on_report.clone(),
+    };
+    let scanner = tokio::spawn(scan.run(token.child_token()));
+    let publisher = Publisher {
+        directory,
+        secret,
+        node,
+        current,
+        on_report,
+        reported: Mutex::new(BTreeSet::new()),
+    };
+    let res = publish_loop(&publisher, addr.port(), &token).await;
+    token.cancel();
+    let _ = scanner.await;
+    let _ = server.await;
+    res
+}
+
+/// What publishing needs.
+struct Publisher {
+    directory: Endpoint,
+    secret: Option<Arc<Secret>>,
+    node: String,
+    current: Arc<Current>,
+    on_report: OnReport,
+    /// The hashes reported published, so a reconnect does not report them again.
+    reported: Mutex<BTreeSet<Hash>>,
+}
+
+impl Publisher {
+    /// Reports `manifest` published as `id`, the first time.
+    fn published(&self, id: u32, hash: &str) {
+        let Ok(hash) = hash.parse::<Hash>() else {
+            return;
+        };
+        let files = self.current.snapshot();
+        let Some(f) = files.iter().find(|f| f.manifest.hash == hash) else {
+            return;
+        };
+        if self
+            .reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash)
+        {
+            (self.on_report)(&Report::Published {
+                id,
+                manifest: f.manifest.clone(),
+            });
+        }
+    }
+}
+
+/// Keeps the files published until `token` is cancelled.
+async fn publish_loop(publisher: &Publisher, port: u16, token: &CancellationToken) -> Result<()> {
+    let mut backoff = Backoff::default();
+    while !token.is_cancelled() {
+        let since = Instant::now();
+        let res = tokio::select! {
+            biased;
+            () = token.cancelled() => return Ok(()),
+            r = session(publisher, port, token) => r,
+        };
+        match res {
+            Ok(()) => return Ok(()),
+            Err(e @ (Error::Refused(_) | Error::Manifest(_))) => return Err(e),
+            Err(e) => warn!("directory {}: {e}; publishing again", publisher.directory),
+        }
+        if since.elapsed() >= STABLE {
+            backoff.reset();
+        }
+        tokio::select! {
+            biased;
+            () = token.cancelled() => return Ok(()),
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+    Ok(())
+}
+
+/// One connection to the directory: the handshake, a `publish` per file, then changes and
+/// keep-alives.
+async fn session(publisher: &Publisher, port: u16, token: &CancellationToken) -> Result<()> {
+    let (stream, remote) = publisher
+        .directory
+        .connect_stream()
+        .await
+        .map_err(ProtocolError::Io)?;
+    let mut conn = Connection::over(stream, remote, MAX_MANIFEST_LEN);
+    let secret = publisher.secret.as_deref();
+    let (nonce, nonce_hex) = auth::hello_nonce(secret);
+    conn.send(Message::Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Publisher,
+        file: None,
+        have: crate::chunkset::Ranges::default(),
+        port: Some(port),
+        nonce: nonce_hex,
+        node: Some(publisher.node.clone()),
+    })
+    .await?;
+    let mut changed = publisher.current.changed.subscribe();
+    let files = publisher.current.snapshot();
+    let mut heartbeat = KEEPALIVE_INTERVAL;
+    let mut told = BTreeMap::new();
+    for (i, f) in files.iter().enumerate() {
+        let msg = Message::publish(f.manifest_json());
+        let what = "waiting for published";
+        let answer = match (i, secret, nonce) {
+            (0, Some(s), Some(n)) => auth::client_then(&mut conn, s, n, msg, what).await?,
+            _ => {
+                conn.send(msg).await?;
+                conn.recv(what, HANDSHAKE_TIMEOUT).await.map_err(refusal)?
+            }
+        };
+        let Some(Message::Published {
+            id,
+            hash,
+            heartbeat_ms,
+        }) = answer
+        else {
+            return Err(ProtocolError::unexpected(answer.as_ref(), what).into());
+        };
+        heartbeat = Duration::from_millis(heartbeat_ms)
+            .clamp(Duration::from_millis(100), KEEPALIVE_INTERVAL);
+        publisher.published(id, &hash);
+        told.insert(f.manifest.hash, f.manifest.clone());
+    }
+    info!(
+        "published {} file(s) at {}",
+        told.len(),
+        publisher.directory
+    );
+    // Changes while connecting are looked at once the driver runs.
+    changed.mark_changed();
+    let writing = Changes {
+        publisher,
+        told,
+        changed,
+        heartbeat,
+    };
+    driver::drive(conn, Listen { publisher }, writing, 1, token).await?;
+    Err(Error::Protocol(ProtocolError::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "the directory closed the connection",
+    ))))
+}
+
+/// An `error` from the directory is its refusal.
+fn refusal(e: ProtocolError) -> Error {
+    match e {
+        ProtocolError::Remote(m) => Error::Refused(m),
+        e => e.into(),
+    }
+}
+
+/// The reader's side after the first publications: `published` answers, keep-alives.
+struct Listen<'a> {
+    publisher: &'a Publisher,
+}
+
+impl Reading for Listen<'_> {
+    type Out = ();
+
+    fn limit(&self) -> (&'static str, Duration) {
+        ("waiting for the directory's keep-alive", IDLE_TIMEOUT)
+    }
+
+    async fn on_message(&mut self, msg: Message, _tx: &mpsc::Sender<()>) -> Result<()> {
+        match msg {
+            Message::Have { chunks } if chunks.is_empty() => Ok(()),
+            Message::Published { id, hash, .. } => {
+                self.publisher.published(id, &hash);
+                Ok(())
+            }
+            other => Err(ProtocolError::unexpected(Some(&other), "publishing").into()),
+        }
+    }
+}
+
+/// The writer's side after the first publications: what the folder gained or lost, and a
+/// keep-alive within the directory's TTL.
+struct Changes<'a> {
+    publisher: &'a Publisher,
+    /// What the directory was told this connection shares, by hash.
+    told: BTreeMap<Hash, Arc<Manifest>>,
+    changed: watch::Receiver<()>,
+    heartbeat: Duration,
+}
+
+impl Writing for Changes<'_> {
+    type Out = ();
+    type Wake = bool;
+
+    fn keepalive(&self) -> Duration {
+        self.heartbeat
+    }
+
+    async fn wake(&mut self) -> bool {
+        self.changed.changed().await.is_ok()
+    }
+
+    async fn on_wake(&mut self, open: bool, writer: &mut ConnWriter) -> Result<Flow> {
+        if !open {
+            return Ok(Flow::Done);
+        }
+        let now: BTreeMap<Hash, Arc<SharedFile>> = self
+            .publisher
+            .current
+            .snapshot()
+            .into_iter()
+            .map(|f| (f.manifest.hash, f))
+            .collect();
+        let mut sent = false;
+        let gone: Vec<Hash> = self
+            .told
+            .keys()
+            .filter(|h| !now.contains_key(h))
+            .copied()
+            .collect();
+        for hash in gone {
+            self.told.remove(&hash);
+            writer
+                .send(Message::Unpublish {
+                    hash: hash.to_string(),
+                })
+                .await?;
+            sent = true;
+        }
+        for (hash, f) in now {
+            if let std::collections::btree_map::Entry::Vacant(e) = self.told.entry(hash) {
+                writer.send(Message::publish(f.manifest_json())).await?;
+                e.insert(f.manifest.clone());
+                sent = true;
+            }
+        }
+        Ok(sent.into())
+    }
+
+    async fn on_out(&mut self, (): (), _writer: &mut ConnWriter) -> Result<Flow> {
+        Ok(Flow::Idle)
+    }
+}
