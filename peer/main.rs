@@ -130,6 +130,23 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Join FILE's ring: the directory places this peer and names its download neighbour,
+    /// and names another when that one leaves or dies
+    Join {
+        /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT; or a ticket
+        #[arg(value_name = "OWNER|TICKET", value_parser = parse_target)]
+        owner: Target,
+        /// The file: its id (from `list`) or its name (not with a ticket)
+        file: Option<String>,
+        /// Port of this peer's upload server [default: any free port]
+        #[arg(long, default_value_t = 0, hide_default_value = true)]
+        port: u16,
+        /// Folder for the file, its chunks and its summary [default: peer-PORT]
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 /// Options of both a ring peer and a getter.
@@ -225,8 +242,31 @@ struct Job {
     file: Option<String>,
     /// A ticket's file, pinned by its hash.
     pin: Option<Ticket>,
+    /// A ring peer placed by the directory (`peer join`).
+    join: bool,
     max_sources: usize,
     common: Common,
+}
+
+/// The owner, the file and the pinned ticket `peer get` or `peer join` names.
+fn resolve_target(
+    target: Target,
+    file: Option<String>,
+    cmd: &str,
+) -> (Endpoint, String, Option<Ticket>) {
+    match (target, file) {
+        (Target::Owner(owner), Some(file)) => (owner, file, None),
+        (Target::Ticket(t), None) => match t.directory.parse::<Endpoint>() {
+            Ok(owner) => (owner, t.hash.to_string(), Some(t)),
+            Err(e) => usage_error(format!("the ticket's directory: {e}")),
+        },
+        (Target::Owner(_), None) => usage_error(format!(
+            "FILE is missing: peer {cmd} OWNER FILE, or peer {cmd} TICKET"
+        )),
+        (Target::Ticket(_), Some(_)) => usage_error(format!(
+            "a ticket names its file: peer {cmd} TICKET, without FILE"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -290,19 +330,7 @@ fn main() -> ExitCode {
                 }),
             ..
         } => {
-            let (owner, file, pin) = match (owner, file) {
-                (Target::Owner(owner), Some(file)) => (owner, file, None),
-                (Target::Ticket(t), None) => match t.directory.parse::<Endpoint>() {
-                    Ok(owner) => (owner, t.hash.to_string(), Some(t)),
-                    Err(e) => usage_error(format!("the ticket's directory: {e}")),
-                },
-                (Target::Owner(_), None) => {
-                    usage_error("FILE is missing: peer get OWNER FILE, or peer get TICKET".into())
-                }
-                (Target::Ticket(_), Some(_)) => {
-                    usage_error("a ticket names its file: peer get TICKET, without FILE".into())
-                }
-            };
+            let (owner, file, pin) = resolve_target(owner, file, "get");
             Job {
                 owner,
                 port,
@@ -310,7 +338,32 @@ fn main() -> ExitCode {
                 dir: Some(dir),
                 file: Some(file),
                 pin,
+                join: false,
                 max_sources,
+                common,
+            }
+        }
+        Cli {
+            command:
+                Some(Command::Join {
+                    owner,
+                    file,
+                    port,
+                    dir,
+                    common,
+                }),
+            ..
+        } => {
+            let (owner, file, pin) = resolve_target(owner, file, "join");
+            Job {
+                owner,
+                port,
+                neighbour: None,
+                dir,
+                file: Some(file),
+                pin,
+                join: true,
+                max_sources: peer::DEFAULT_MAX_SOURCES,
                 common,
             }
         }
@@ -329,6 +382,7 @@ fn main() -> ExitCode {
             dir,
             file,
             pin: None,
+            join: false,
             max_sources: peer::DEFAULT_MAX_SOURCES,
             common,
         },
@@ -437,6 +491,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         dir,
         file,
         pin,
+        join,
         max_sources,
         common: args,
     } = job;
@@ -455,7 +510,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
     let events = cli::event_sink(label.clone(), args.serving.events.as_deref())?;
     ringswarm::cli::print_out(&format!("listening on {addr}\n"))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let getter = neighbour.is_none();
+    let getter = neighbour.is_none() && !join;
     let config = peer::Config {
         neighbour: neighbour.unwrap_or_else(|| owner.clone()),
         owner,
@@ -465,6 +520,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         sync: !args.no_sync,
         dir,
         file,
+        join,
         pin,
         layout: if args.chunk_files {
             Layout::ChunkFiles

@@ -45,6 +45,9 @@ pub enum EventKind {
     /// A verified chunk (or `count` of them, `chunk` the first) was registered with the
     /// directory `neighbour`: this node is a source for it from now on.
     ChunkRegistered,
+    /// A joined ring peer's download neighbour is now `neighbour` (empty: none), as the
+    /// directory re-stitched its ring.
+    NeighbourChanged,
 }
 
 impl EventKind {
@@ -332,6 +335,7 @@ impl EventSink {
                 EventKind::Interested => "interested in",
                 EventKind::NotInterested => "not interested in",
                 EventKind::SourceLost => "lost source",
+                EventKind::NeighbourChanged => "download neighbour is now",
                 _ => "event with",
             };
             if detail.is_empty() {

@@ -39,3 +39,5 @@ mod sim;
 mod engine;
 // peer share and file-owner --tracker: publishers, a directory with no files of its own.
 mod share;
+// peer join: a ring the directory assembles and re-stitches.
+mod join;

@@ -307,7 +307,7 @@ impl Directory {
 
 fn role_name(role: Role) -> &'static str {
     match role {
-        Role::Peer | Role::Neighbour => "peer",
+        Role::Peer | Role::Neighbour | Role::Joiner => "peer",
         Role::Getter => "getter",
         Role::Query => "query",
         Role::Publisher => "publisher",

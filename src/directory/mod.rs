@@ -56,6 +56,9 @@ struct Inner {
     own: usize,
     next: MemberId,
     members: BTreeMap<MemberId, Member>,
+    /// The self-assembled rings (`peer join`), by file: members in join order, each
+    /// downloading from the next, the last from the first.
+    rings: BTreeMap<usize, Vec<MemberId>>,
     /// When each address was last probed after a `source_lost` report.
     probed: BTreeMap<SocketAddr, Instant>,
     /// Probes under way.
@@ -74,6 +77,9 @@ pub struct Directory {
     inner: Mutex<Inner>,
     /// Registration timestamps: the wall clock, or a simulation's virtual one.
     clock: Clock,
+    /// Bumped whenever a ring gains or loses a member (sessions then look up their
+    /// member's download neighbour again).
+    ring_changed: crate::watch::Sender<()>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -99,6 +105,7 @@ impl Directory {
                 ..Inner::default()
             }),
             clock: Arc::new(wall_clock),
+            ring_changed: crate::watch::Sender::new(()),
         }
     }
 
@@ -243,7 +250,58 @@ impl Directory {
 
     /// Drops a member. Returns whether it was registered.
     pub fn deregister(&self, id: MemberId) -> bool {
-        self.inner().members.remove(&id).is_some()
+        let mut inner = self.inner();
+        let was = inner.members.remove(&id).is_some();
+        self.left_rings(&mut inner, &[id]);
+        was
+    }
+
+    /// Takes `gone` out of every ring (the member downloading from one of them gets the next
+    /// one as its neighbour), and says so if any ring changed.
+    fn left_rings(&self, inner: &mut Inner, gone: &[MemberId]) {
+        let mut changed = false;
+        for ring in inner.rings.values_mut() {
+            let before = ring.len();
+            ring.retain(|id| !gone.contains(id));
+            changed |= ring.len() != before;
+        }
+        inner.rings.retain(|_, r| !r.is_empty());
+        if changed {
+            self.ring_changed.send_replace(());
+        }
+    }
+
+    /// Member `id` (registered for `file`) joins that file's ring, at its end. Returns its
+    /// download neighbour: the ring's first member, `None` when it is alone.
+    pub fn join_ring(&self, file: usize, id: MemberId) -> Option<SocketAddr> {
+        let mut inner = self.inner();
+        if !inner.members.contains_key(&id) {
+            return None;
+        }
+        let ring = inner.rings.entry(file).or_default();
+        if !ring.contains(&id) {
+            ring.push(id);
+        }
+        drop(inner);
+        self.ring_changed.send_replace(());
+        self.neighbour_of(id)
+    }
+
+    /// The download neighbour of ring member `id` now: the next member in its ring (the
+    /// first after the last); `None` when it is alone or in no ring.
+    pub fn neighbour_of(&self, id: MemberId) -> Option<SocketAddr> {
+        let inner = self.inner();
+        let ring = inner.rings.values().find(|r| r.contains(&id))?;
+        let at = ring.iter().position(|&m| m == id)?;
+        let next = ring[(at + 1) % ring.len()];
+        (next != id)
+            .then(|| inner.members.get(&next).map(|m| m.addr))
+            .flatten()
+    }
+
+    /// Changes whenever a ring gains or loses a member.
+    pub(crate) fn ring_changes(&self) -> crate::watch::Receiver<()> {
+        self.ring_changed.subscribe()
     }
 
     /// Whether the owner may probe `addr`, reported lost by a getter: only a current
@@ -275,22 +333,32 @@ impl Directory {
     /// Drops every member serving on `addr`; returns how many.
     pub fn drop_addr(&self, addr: SocketAddr) -> usize {
         let mut inner = self.inner();
-        let before = inner.members.len();
-        inner.members.retain(|_, m| m.addr != addr);
-        before - inner.members.len()
+        let gone: Vec<MemberId> = inner
+            .members
+            .iter()
+            .filter(|(_, m)| m.addr == addr)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in &gone {
+            inner.members.remove(id);
+        }
+        self.left_rings(&mut inner, &gone);
+        gone.len()
     }
 
     /// Drops members silent for longer than the TTL; returns their addresses.
     pub fn expire(&self) -> Vec<SocketAddr> {
         let mut inner = self.inner();
-        let mut gone = Vec::new();
-        inner.members.retain(|_, m| {
+        let (mut gone, mut ids) = (Vec::new(), Vec::new());
+        inner.members.retain(|&id, m| {
             let keep = m.last_seen.elapsed() <= self.ttl;
             if !keep {
                 gone.push(m.addr);
+                ids.push(id);
             }
             keep
         });
+        self.left_rings(&mut inner, &ids);
         gone
     }
 

@@ -76,17 +76,18 @@ async fn serve(
         registered = member.is_some(),
         "peer joined"
     );
-    hello::welcome(&mut conn, &shared, ctx, label, &assigned).await?;
-    session::run(
-        conn,
-        &shared,
-        ctx,
+    let neighbour = match hello.role {
+        Role::Joiner => hello::join_ring(&mut conn, ctx, &shared, member.as_ref()).await?,
+        _ => None,
+    };
+    hello::welcome(&mut conn, &shared, ctx, (label, neighbour), &assigned).await?;
+    let client = session::Client {
         label,
-        member.as_ref(),
-        hello.role,
-        token,
-    )
-    .await
+        member: member.as_ref(),
+        role: hello.role,
+        neighbour,
+    };
+    session::run(conn, &shared, ctx, &client, token).await
 }
 
 /// What the owner knows of its connections: the directory, the choker, and its settings.

@@ -85,7 +85,7 @@ pub(super) async fn check_join(
         let msg = "this is a file owner, not a ring peer: connect as a peer or a getter";
         return Err(refuse(conn, msg.to_string()).await);
     }
-    if hello.role == Role::Peer && shared.is_published() {
+    if hello.role.is_ring() && shared.is_published() {
         let msg = format!(
             "{:?} is published by peers, not held here: fetch it with peer get (a ring of a published file is not supported yet)",
             shared.manifest.name
@@ -139,7 +139,7 @@ pub(super) fn assign(
     role: Role,
     held: &ChunkSet,
 ) -> Vec<ChunkId> {
-    if role != Role::Peer {
+    if !role.is_ring() {
         return Vec::new();
     }
     let m = &shared.manifest;
@@ -201,6 +201,28 @@ pub(super) fn register<'a>(
     })
 }
 
+/// Places a joiner (`peer join`) at the end of its file's ring; its download neighbour.
+///
+/// # Errors
+///
+/// A joiner that could not be registered (no port, or its address taken): answered.
+pub(super) async fn join_ring(
+    conn: &mut Connection,
+    ctx: &Ctx,
+    shared: &SharedFile,
+    member: Option<&Member<'_>>,
+) -> Result<Option<SocketAddr>> {
+    let Some(member) = member else {
+        let msg =
+            "peer join needs its own port, free on this address: a ring member must be reachable"
+                .to_string();
+        return Err(refuse(conn, msg).await);
+    };
+    let directory = &ctx.directory;
+    let file = directory.index_of(&shared.manifest.name);
+    Ok(file.and_then(|f| directory.join_ring(f, member.id)))
+}
+
 /// Sends `welcome`: the manifest and the `assigned` chunks.
 ///
 /// # Errors
@@ -210,7 +232,7 @@ pub(super) async fn welcome(
     conn: &mut Connection,
     shared: &SharedFile,
     ctx: &Ctx,
-    label: &str,
+    (label, neighbour): (&str, Option<SocketAddr>),
     assigned: &[ChunkId],
 ) -> Result<()> {
     // Assignments are contiguous runs (see `assign`), so this cut never bites in practice.
@@ -225,6 +247,7 @@ pub(super) async fn welcome(
         assigned: ranges,
         len: shared.manifest_json.len() as u64,
         heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
+        neighbour: neighbour.map(|a| a.to_string()),
         empty: shared.is_published(),
         manifest: shared.manifest_json.clone(),
     })

@@ -4,12 +4,14 @@
 //! list whenever it changes, and keeps the connection alive.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use super::SharedFile;
 use super::answer::answer;
@@ -37,11 +39,15 @@ pub(super) async fn run(
     conn: Connection,
     shared: &Arc<SharedFile>,
     ctx: &Ctx,
-    label: &str,
-    member: Option<&Member<'_>>,
-    role: Role,
+    client: &Client<'_, '_>,
     token: &CancellationToken,
 ) -> Result<()> {
+    let Client {
+        label,
+        member,
+        role,
+        neighbour,
+    } = *client;
     // Getters are served under choking; ring peers always (the ring needs its hand-out).
     let choker = (role == Role::Getter).then_some(&ctx.choker);
     let limiter = ctx.config.upload_limit.as_deref();
@@ -67,8 +73,36 @@ pub(super) async fn run(
         conn_id: ctx.spare.connection(),
         spares: VecDeque::new(),
         ticket: None,
+        ring: (role == Role::Joiner).then_some(member).flatten().map(|m| {
+            let mut changes = ctx.directory.ring_changes();
+            // A change between `welcome` and now is looked at once.
+            changes.mark_changed();
+            RingPlace {
+                member: m.id,
+                changes,
+                told: neighbour,
+            }
+        }),
     };
     driver::drive(conn, &session, writing, MAX_QUEUED_REQUESTS, token).await
+}
+
+/// Who the client is.
+#[derive(Clone, Copy)]
+pub(super) struct Client<'a, 'm> {
+    pub label: &'a str,
+    pub member: Option<&'a Member<'m>>,
+    pub role: Role,
+    /// A joiner's download neighbour, as `welcome` said.
+    pub neighbour: Option<SocketAddr>,
+}
+
+/// A joiner's place in its ring: its member id, the directory's ring changes, and the
+/// neighbour it was last told.
+struct RingPlace {
+    member: crate::directory::MemberId,
+    changes: watch::Receiver<()>,
+    told: Option<SocketAddr>,
 }
 
 /// What the reader hands the writer.
@@ -259,6 +293,8 @@ struct Writer<'a, 's> {
     /// Spare requests not yet served, and this connection's place in the queue for them.
     spares: VecDeque<ChunkId>,
     ticket: Option<SpareTicket<'a>>,
+    /// A joiner's place in its ring, whose changes it is told.
+    ring: Option<RingPlace>,
 }
 
 /// What woke the writer besides a request.
@@ -269,6 +305,8 @@ enum Woken {
     Choke(bool),
     /// The orphan list changed (false: the file is no longer shared).
     Orphans(bool),
+    /// A ring changed: the joiner's neighbour may have.
+    Ring,
 }
 
 impl Writing for Writer<'_, '_> {
@@ -299,6 +337,7 @@ impl Writing for Writer<'_, '_> {
             () = async { self.ticket.as_ref().expect("guarded").turn().await }, if self.ticket.is_some() => Woken::SpareTurn,
             open = self.gate.changed(), if self.gate.is_choking() => Woken::Choke(open),
             changed = self.orphans.changed() => Woken::Orphans(changed.is_ok()),
+            _ = async { self.ring.as_mut().expect("guarded").changes.changed().await }, if self.ring.is_some() => Woken::Ring,
         }
     }
 
@@ -318,6 +357,20 @@ impl Writing for Writer<'_, '_> {
             Woken::Choke(true) => {
                 let events = &session.ctx.config.events;
                 self.gate.update(writer, events, session.label).await?;
+                Ok(Flow::Sent)
+            }
+            Woken::Ring => {
+                let Some(place) = self.ring.as_mut() else {
+                    return Ok(Flow::Idle);
+                };
+                let now = session.ctx.directory.neighbour_of(place.member);
+                if now == place.told {
+                    return Ok(Flow::Idle);
+                }
+                place.told = now;
+                info!(peer = %session.label, neighbour = ?now, "told a new download neighbour");
+                let addr = now.map(|a| a.to_string());
+                writer.send(Message::Neighbour { addr }).await?;
                 Ok(Flow::Sent)
             }
             Woken::Orphans(true) => {

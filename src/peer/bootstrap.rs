@@ -31,6 +31,8 @@ pub(super) struct Handshake {
     pub heartbeat: Duration,
     /// The server holds none of the file's chunks (a directory of a published file).
     pub empty: bool,
+    /// To a joiner: its download neighbour, as the owner placed it.
+    pub neighbour: Option<String>,
 }
 
 /// What bootstrapping yields: the manifest, and the owner connection if one was made.
@@ -82,6 +84,7 @@ pub(super) async fn handshake(
             manifest,
             heartbeat_ms,
             empty,
+            neighbour,
             ..
         })) => {
             let manifest = Manifest::from_json(&manifest)?;
@@ -99,6 +102,7 @@ pub(super) async fn handshake(
                     assigned,
                     heartbeat,
                     empty,
+                    neighbour,
                 },
                 manifest,
             ))
@@ -164,6 +168,7 @@ pub(super) async fn bootstrap(config: &Config, mode: &Mode, port: u16, node: &st
     let mut last_log = None::<Instant>;
     let role = match mode {
         Mode::Getter(_) => Role::Getter,
+        Mode::Ring { neighbour: None } => Role::Joiner,
         Mode::Ring { .. } => Role::Peer,
     };
     loop {

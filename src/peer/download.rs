@@ -210,6 +210,9 @@ impl Reader<'_> {
                 swarm.events.id_list(EventKind::IdListReceived, n, label);
                 swarm.notify();
             }
+            Message::Neighbour { addr } if self.kind == SourceKind::Owner => {
+                swarm.set_neighbour(addr.as_deref());
+            }
             Message::Orphans { chunks } if self.kind == SourceKind::Owner => {
                 let set = ChunkSet::try_from_ranges(m, &chunks)?;
                 swarm

@@ -13,7 +13,6 @@ use super::Swarm;
 use super::getter::{Getter, new_getter};
 use super::multi::drive_sources;
 use crate::directory::Locations;
-use crate::net::Endpoint;
 use crate::protocol::Message;
 use crate::watch;
 
@@ -28,9 +27,14 @@ pub const FALLBACK_SOURCES: usize = 2;
 /// directory lists (those holding most of what it lacks first), until the neighbour is back
 /// or the file is complete; the owner stays its last resort, as always. Runs until `token`
 /// is cancelled.
-pub(super) async fn fallback(swarm: Arc<Swarm>, neighbour: Endpoint, token: CancellationToken) {
+pub(super) async fn fallback(swarm: Arc<Swarm>, token: CancellationToken) {
     let mut changed = swarm.changed.subscribe();
     while wait_neighbour_down(&swarm, &mut changed, &token).await {
+        let neighbour = swarm
+            .neighbour
+            .borrow()
+            .as_ref()
+            .map_or_else(|| "(none yet)".to_string(), ToString::to_string);
         info!(
             "download neighbour {} unreachable for {}s; fetching from other sources the directory lists",
             neighbour,
@@ -40,7 +44,7 @@ pub(super) async fn fallback(swarm: Arc<Swarm>, neighbour: Endpoint, token: Canc
         let (lost_tx, _) = mpsc::unbounded_channel();
         let getter = new_getter(&swarm, lost_tx);
         let watcher = watch_neighbour_back(swarm.clone(), sub.clone());
-        let dead = neighbour.to_string();
+        let dead = neighbour.clone();
         locate_once(&getter, &dead).await;
         // Ask again every LOCATE_EVERY, one question at a time, without holding up the
         // connections.

@@ -127,9 +127,12 @@ fn check_progress(swarm: &Swarm) -> Result<()> {
     );
     let detail = match &swarm.mode {
         Mode::Getter(_) => owner,
-        Mode::Ring { neighbour } => format!(
+        Mode::Ring { .. } => format!(
             "neighbour {}: {}; {owner}",
-            neighbour,
+            swarm.neighbour.borrow().as_ref().map_or_else(
+                || "(none: alone in the ring)".to_string(),
+                ToString::to_string
+            ),
             st.ring.error().unwrap_or("connected"),
         ),
     };

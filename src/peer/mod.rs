@@ -107,6 +107,9 @@ pub struct Config {
     pub dir: PathBuf,
     /// The file wanted, when the owner shares several.
     pub file: Option<String>,
+    /// A ring peer that asks the directory for its place in the ring (`peer join`):
+    /// `neighbour` is unused, the owner says it and its changes.
+    pub join: bool,
     /// The ticket the file must match (`peer get TICKET`): the file is asked for by its hash,
     /// and a manifest of another hash or size is refused.
     pub pin: Option<crate::ticket::Ticket>,
@@ -148,6 +151,7 @@ impl Config {
             sync: true,
             dir,
             file: None,
+            join: false,
             pin: None,
             layout: Layout::PartFile,
             in_memory: None,
@@ -215,8 +219,9 @@ pub enum Outcome {
 #[derive(Clone, Debug)]
 pub(crate) enum Mode {
     /// A ring member: downloads from its download `neighbour` and the owner, and serves its
-    /// upload neighbour until that one is complete.
-    Ring { neighbour: Endpoint },
+    /// upload neighbour until that one is complete. `None`: the neighbour is the directory's
+    /// to say (`peer join`), and may change.
+    Ring { neighbour: Option<Endpoint> },
     /// A multi-source getter: downloads from sources the owner's directory lists, and serves
     /// until cancelled or `linger` ends.
     Getter(GetConfig),
@@ -228,7 +233,7 @@ impl Config {
         match &self.get {
             Some(get) => Mode::Getter(get.clone()),
             None => Mode::Ring {
-                neighbour: self.neighbour.clone(),
+                neighbour: (!self.join).then(|| self.neighbour.clone()),
             },
         }
     }
@@ -303,7 +308,7 @@ fn spawn_tasks(
                 child.clone(),
             ));
         }
-        Mode::Ring { neighbour } => spawn_ring(swarm, tasks, neighbour, owner_conn, child),
+        Mode::Ring { .. } => spawn_ring(swarm, tasks, owner_conn, child),
     }
     rechoker
 }
@@ -312,7 +317,6 @@ fn spawn_tasks(
 fn spawn_ring(
     swarm: &Arc<Swarm>,
     tasks: &TaskTracker,
-    neighbour: &Endpoint,
     owner_conn: Option<Handshake>,
     child: &CancellationToken,
 ) {
@@ -328,20 +332,8 @@ fn spawn_ring(
         )
         .instrument(owner_span),
     );
-    let nb_span = info_span!("neighbour", addr = %neighbour);
-    tasks.spawn(
-        ring::run_source(
-            swarm.clone(),
-            SourceKind::Neighbour,
-            neighbour.clone(),
-            None,
-            child.clone(),
-        )
-        .instrument(nb_span.clone()),
-    );
-    tasks.spawn(
-        fallback::fallback(swarm.clone(), neighbour.clone(), child.clone()).instrument(nb_span),
-    );
+    tasks.spawn(ring::follow_neighbour(swarm.clone(), child.clone()));
+    tasks.spawn(fallback::fallback(swarm.clone(), child.clone()));
 }
 
 /// Aborts a task when dropped.

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::bootstrap::{Handshake, RETRY_LOG_EVERY, handshake};
 use super::{SourceKind, Swarm, download};
 use crate::chunkset::ChunkSet;
+use crate::events::EventKind;
 use crate::manifest::display_name;
 use crate::net::{Backoff, Endpoint};
 use crate::protocol::Role;
@@ -22,6 +23,53 @@ pub const BAD_SOURCE_AVOID: Duration = Duration::from_secs(30);
 
 /// A session at least this long counts as progress for the reconnect backoff.
 pub(super) const STABLE_SESSION: Duration = Duration::from_secs(10);
+
+/// Keeps the download neighbour connected (see [`run_source`]), following it when the
+/// directory names another (a joined ring peer's), until this peer is done or `token` is
+/// cancelled. Each change is reported (`neighbour_changed`).
+pub(super) async fn follow_neighbour(swarm: Arc<Swarm>, token: CancellationToken) {
+    let mut changes = swarm.neighbour.subscribe();
+    // Once complete (and the neighbour told so), changes are still reported, not followed.
+    let mut finished = false;
+    loop {
+        let current = changes.borrow_and_update().clone();
+        let run = async {
+            match current.clone() {
+                Some(endpoint) if !finished => {
+                    let span = tracing::info_span!("neighbour", addr = %endpoint);
+                    let sub = token.child_token();
+                    let _stop = sub.clone().drop_guard();
+                    run_source(swarm.clone(), SourceKind::Neighbour, endpoint, None, sub)
+                        .instrument(span)
+                        .await;
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = token.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = run => {
+                finished = true;
+                continue;
+            }
+        }
+        let now = swarm.neighbour.borrow().clone();
+        let addr = now.as_ref().map_or_else(String::new, ToString::to_string);
+        info!(
+            "download neighbour is now {}",
+            if addr.is_empty() { "none" } else { &addr }
+        );
+        swarm.events.swarm(EventKind::NeighbourChanged, &addr, "");
+        // The old neighbour's announcements no longer hold.
+        swarm.set_link_error(SourceKind::Neighbour, Some("neighbour changed".into()));
+    }
+}
 
 /// Keeps a connection to one source, at `endpoint`, until this peer is complete or `token`
 /// is cancelled, reconnecting with capped backoff.
@@ -152,6 +200,10 @@ impl Source {
         token: &CancellationToken,
     ) -> Option<bool> {
         let (swarm, kind, endpoint) = (&self.swarm, self.kind, &self.endpoint);
+        if kind == SourceKind::Owner {
+            // A joiner's place in the ring, as the owner gave it (again, after a reconnect).
+            swarm.set_neighbour(hs.neighbour.as_deref());
+        }
         self.last_log = None;
         swarm.set_link_error(kind, None);
         info!("connected to {endpoint}");

@@ -33,6 +33,7 @@ use super::{Config, MAX_BAD_CHUNKS, Mode, SourceKind};
 use crate::chunkset::ChunkSet;
 use crate::events::{EventKind, EventSink};
 use crate::manifest::{ChunkId, Manifest};
+use crate::net::Endpoint;
 use crate::storage::{MemStore, Storage};
 use crate::store::{ChunkStore, StoreError};
 use crate::watch;
@@ -65,6 +66,9 @@ pub(crate) struct Swarm {
     downstream: Mutex<Downstream>,
     /// Bumped on every change pickers and announcers care about.
     pub(super) changed: watch::Sender<()>,
+    /// A ring peer's download neighbour now (`None`: none, a joiner alone in its ring, or
+    /// a getter).
+    pub(super) neighbour: watch::Sender<Option<Endpoint>>,
     /// Signalled when `have` grew, for the summary writer.
     pub(super) summary_dirty: Notify,
     /// The newest verified chunks (see `remember`).
@@ -123,11 +127,43 @@ impl Swarm {
             }),
             downstream: Mutex::new(Downstream::new(now)),
             changed: watch::Sender::new(()),
+            neighbour: watch::Sender::new(match &mode {
+                Mode::Ring { neighbour } => neighbour.clone(),
+                Mode::Getter(_) => None,
+            }),
             summary_dirty: Notify::new(),
             recent: Mutex::new(RecentChunks::default()),
             mode,
             config,
         })
+    }
+
+    /// A joined ring peer's new download neighbour, as the owner said it (`None`: alone in
+    /// the ring). An address that is not `IP:PORT` is ignored; a peer with a neighbour of
+    /// its own (`peer OWNER PORT NEIGHBOUR`) keeps it.
+    pub(super) fn set_neighbour(&self, addr: Option<&str>) {
+        if !matches!(self.mode, Mode::Ring { neighbour: None }) {
+            return;
+        }
+        let next = match addr {
+            None => None,
+            Some(a) if a.parse::<std::net::SocketAddr>().is_err() => {
+                warn!("the owner named a neighbour that is not IP:PORT: {a:?}; ignored");
+                return;
+            }
+            Some(a) => match self.config.owner.sibling(a) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    warn!("the owner named neighbour {a:?}: {e}; ignored");
+                    return;
+                }
+            },
+        };
+        let same = self.neighbour.borrow().as_ref().map(ToString::to_string)
+            == next.as_ref().map(ToString::to_string);
+        if !same {
+            self.neighbour.send_replace(next);
+        }
     }
 
     /// The picker and the two links.

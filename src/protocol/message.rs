@@ -19,6 +19,9 @@ pub enum Role {
     /// A directory query client that must prove the shared secret first (`list`, `search`,
     /// `locate` follow the handshake instead of `welcome`).
     Query,
+    /// A ring peer that asks the directory for its place in the file's ring (`peer join`):
+    /// served as a `peer`, and told its download neighbour in `welcome` and `neighbour`.
+    Joiner,
     /// A peer that shares files of its own (`peer share`): to a tracker or file owner it
     /// publishes them (`publish` follows the handshake instead of `welcome`), and it serves
     /// their chunks on its own port.
@@ -75,6 +78,10 @@ pub enum Message {
         /// least) to stay registered in the directory, in milliseconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         heartbeat_ms: Option<u64>,
+        /// To a `joiner`: its download neighbour in the file's ring (`IP:PORT`), absent while
+        /// it is the ring's only member.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        neighbour: Option<String>,
         /// True when the server holds none of the file's chunks (a directory listing a file
         /// that peers publish): ask the sources `locate` names.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -160,6 +167,13 @@ pub enum Message {
         /// The chunk id.
         chunk: u32,
     },
+    /// Owner → joiner: its download neighbour changed (a member joined after it, or the one
+    /// it downloaded from left); `addr` absent: it is alone in the ring.
+    Neighbour {
+        /// `IP:PORT`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        addr: Option<String>,
+    },
     /// Publisher → directory: this file is shared, its chunks served at the publisher's
     /// port. Body: the manifest as JSON.
     Publish {
@@ -192,6 +206,13 @@ pub enum Message {
     },
 }
 
+impl Role {
+    /// A ring member (named by hand, or joined through the directory).
+    pub fn is_ring(self) -> bool {
+        matches!(self, Self::Peer | Self::Joiner)
+    }
+}
+
 impl Message {
     /// A plain `request` for `chunk`.
     pub fn request(chunk: u32) -> Self {
@@ -216,6 +237,7 @@ impl Message {
             assigned,
             len: manifest.len() as u64,
             heartbeat_ms: None,
+            neighbour: None,
             empty: false,
             manifest,
         }
@@ -272,6 +294,7 @@ impl Message {
             Self::Interested => "interested",
             Self::NotInterested => "not_interested",
             Self::Cancel { .. } => "cancel",
+            Self::Neighbour { .. } => "neighbour",
             Self::Publish { .. } => "publish",
             Self::Published { .. } => "published",
             Self::Unpublish { .. } => "unpublish",
