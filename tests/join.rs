@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use ringswarm::events::EventKind;
 
 use crate::args;
-use crate::util::{PEER, Proc, WAIT, random_file, read_events_so_far, start_owner, wait_until};
+use crate::util::{
+    PEER, Proc, WAIT, chunk_count, random_file, read_events_so_far, start_owner, wait_until,
+};
 
 /// Starts `peer join OWNER FILE` in `root/NAME`, its events in `root/NAME.jsonl`.
 fn join(root: &Path, name: &str, owner: u16, extra: &[String]) -> (Proc, PathBuf) {
@@ -55,13 +57,7 @@ fn peers_join_a_ring_that_restitches_itself() {
         peers.push((name, p, ev));
     }
     for (name, p, _) in &mut peers {
-        p.wait_line("complete: ");
-        assert_eq!(
-            std::fs::read(root.join(name.as_str()).join("data.bin")).unwrap(),
-            std::fs::read(&original).unwrap(),
-            "{}",
-            p.describe()
-        );
+        assert_complete(root, name, p, &original);
     }
     let changed: Vec<usize> = peers
         .iter()
@@ -116,16 +112,123 @@ fn peers_join_a_ring_that_restitches_itself() {
     );
     for i in [0, 2, 3] {
         let (name, p, _) = &mut ring[i];
-        p.wait_line("complete: ");
-        assert_eq!(
-            std::fs::read(root.join(name.as_str()).join("data.bin")).unwrap(),
-            std::fs::read(&original).unwrap(),
-            "{}",
-            p.describe()
-        );
+        assert_complete(root, name, p, &original);
     }
+}
+
+/// Waits for `p` (in `root/NAME`) to complete, and checks its copy.
+fn assert_complete(root: &Path, name: &str, p: &mut Proc, original: &Path) {
+    p.wait_line("complete: ");
+    assert_eq!(
+        std::fs::read(root.join(name).join("data.bin")).unwrap(),
+        std::fs::read(original).unwrap(),
+        "{}",
+        p.describe()
+    );
 }
 
 fn ring_events(ring: &[(String, Proc, PathBuf)], i: usize) -> PathBuf {
     ring[i].2.clone()
+}
+
+/// The test: 40 peers join in a seeded random order; 3 of them, chosen at random,
+/// are SIGKILLed once each holds a random number of chunks, mid-transfer. The 37 others
+/// complete, byte-identical, and the member that downloaded from each dead one was told its
+/// new neighbour after the death (`neighbour_changed`). Prints the wall time and each
+/// re-stitch's latency (the neighbour_changed event after the kill).
+#[test]
+fn forty_joiners_complete_with_three_killed() {
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("share").join("data.bin");
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    random_file(&original, 4 << 20, 81);
+    let started = std::time::Instant::now();
+    let owner_args = args!["--peers", 40, "--upload-limit", "4MiB"];
+    let (_owner, port) = start_owner(root, &original, &owner_args);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(40);
+    let mut order: Vec<usize> = (0..40).collect();
+    order.shuffle(&mut rng);
+    let mut peers: Vec<Option<(String, Proc, PathBuf, u16)>> = (0..40).map(|_| None).collect();
+    for &i in &order {
+        let name = format!("r{i:02}");
+        let (mut p, ev) = join(root, &name, port, &args!["--upload-limit", "2MiB"]);
+        let listen = p.listening_port();
+        peers[i] = Some((name, p, ev, listen));
+    }
+    let mut victims = order.clone();
+    victims.shuffle(&mut rng);
+    victims.truncate(3);
+    let mut restitch = Vec::new();
+    for &v in &victims {
+        let at = rng.random_range(3..20usize);
+        let (_, p, ev, listen) = peers[v].as_mut().unwrap();
+        assert!(
+            wait_until(WAIT, || count(ev, EventKind::ChunkReceived) >= at),
+            "{}",
+            p.describe()
+        );
+        // Who downloads from it now: the last to ask it for a chunk.
+        let events = read_events_so_far(ev);
+        let downstream = events
+            .iter()
+            .rev()
+            .find(|e| e.event == EventKind::RequestReceived)
+            .map(|e| e.neighbour.clone());
+        let killed_at = ringswarm::events::wall_clock();
+        p.kill();
+        let (held, all) = (
+            count(ev, EventKind::ChunkReceived),
+            chunk_count(4 << 20) as usize,
+        );
+        assert!(
+            held < all,
+            "killed mid-transfer, not after: {held} of {all} chunks"
+        );
+        let victim_label = format!("127.0.0.1:{listen}");
+        restitch.push((victim_label, downstream, killed_at));
+    }
+    for (i, slot) in peers.iter_mut().enumerate() {
+        if victims.contains(&i) {
+            continue;
+        }
+        let (name, p, _, _) = slot.as_mut().unwrap();
+        assert_complete(root, name, p, &original);
+    }
+    let wall = started.elapsed();
+    let by_label = |label: &str| {
+        peers
+            .iter()
+            .flatten()
+            .find(|(_, _, _, port)| label.ends_with(&format!(":{port}")))
+            .map(|(_, _, ev, _)| ev.clone())
+    };
+    let mut latencies = Vec::new();
+    for (victim, downstream, killed_at) in &restitch {
+        let Some(down) = downstream else { continue };
+        if restitch.iter().any(|(v, _, _)| v == down) {
+            continue; // itself killed
+        }
+        let ev = by_label(down).expect("the downstream is one of the peers");
+        let after: Vec<f64> = read_events_so_far(&ev)
+            .iter()
+            .filter(|e| e.event == EventKind::NeighbourChanged && e.ts >= *killed_at)
+            .map(|e| e.ts - killed_at)
+            .collect();
+        assert!(
+            !after.is_empty(),
+            "{down}, which downloaded from {victim}, was not re-stitched after it died"
+        );
+        latencies.push(after[0]);
+    }
+    eprintln!(
+        "40 joiners, 3 killed: the other 37 complete in {wall:?}; re-stitch latencies after each kill: {latencies:?} s"
+    );
+    for (i, slot) in peers.iter_mut().enumerate() {
+        if let Some((_, p, _, _)) = slot.as_mut().filter(|_| !victims.contains(&i)) {
+            p.interrupt();
+        }
+    }
 }
