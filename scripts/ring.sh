@@ -15,6 +15,9 @@
 #   --owner-port P     the file owner's port (default 5000)
 #   --base-port P      first peer port; peers use P..P+N-1 (default 5001)
 #   --chunk-files      store each chunk as its own file (passed to every peer)
+#   --join             peers join the ring through the directory (`peer join OWNER FILE`)
+#                      instead of naming their neighbours: the owner places each and
+#                      re-stitches the ring when one dies
 #   --rate RATE        cap every node's upload (owner and peers), e.g. 10MiB/s, and compare
 #                      the run with the fluid lower bound for that cap (see README)
 #   --timeout SECS     overall wait for the owner to start and the ring to finish (default 120)
@@ -62,6 +65,7 @@ peers=5
 owner_port=5000
 base_port=5001
 chunk_files=0
+join=0
 rate=""
 timeout=120
 keep=0
@@ -91,6 +95,7 @@ while [[ $# -gt 0 ]]; do
     --timeout=*) timeout=${1#*=} && shift ;;
     --rate=*) rate=${1#*=} && shift ;;
     --chunk-files) chunk_files=1 && shift ;;
+    --join) join=1 && shift ;;
     --keep) keep=1 && shift ;;
     --release) profile=release && shift ;;
     --debug) profile=debug && shift ;;
@@ -303,7 +308,12 @@ ring_start=$NOW_MS
 for ((i = 0; i < peers; i++)); do
     port=${ports[i]}
     next=${ports[(i + 1) % peers]}
-    "$peer_bin" "$owner_port" "$port" "$next" --bind 127.0.0.1 \
+    if ((join)); then
+        where=(join "$owner_port" "$(basename "$file")" --port "$port")
+    else
+        where=("$owner_port" "$port" "$next")
+    fi
+    "$peer_bin" "${where[@]}" --bind 127.0.0.1 \
         --dir "$work/peer-$port" --events "$work/events-$port.jsonl" "${extra[@]}" \
         >"$work/peer-$port.out" 2>"$work/peer-$port.err" </dev/null &
     peer_pid[$port]=$!
