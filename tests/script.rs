@@ -207,6 +207,31 @@ fn ring_script_verifies_five_peers() {
     assert_cleaned_up(&run, owner_port..base + 5);
 }
 
+/// With `--join` the peers join through the directory, on the same ports, and every copy
+/// is verified.
+#[test]
+fn ring_script_with_join_verifies_five_peers() {
+    let (run, owner_port, base) = run_script_on_free_ports(5, |owner_port, base| {
+        args![
+            "--join",
+            "--owner-port",
+            owner_port,
+            "--base-port",
+            base,
+            "--timeout",
+            60
+        ]
+    });
+    assert!(run.status.success(), "script failed\n{}", run.describe());
+    assert!(
+        run.stdout
+            .contains("summary: 5/5 peers OK; file 3.0 MiB (3145728 bytes)"),
+        "no summary line\n{}",
+        run.describe()
+    );
+    assert_cleaned_up(&run, owner_port..base + 5);
+}
+
 /// At `--rate 512KiB/s` (every node's upload capped) a peer takes in at most 1 MiB/s, from its
 /// neighbour and the owner, so the 3 MiB file takes 3 s or more whatever the machine's
 /// speed: `--timeout 1` must expire: exit 1, a clear message, nothing left.
