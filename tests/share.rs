@@ -171,6 +171,21 @@ fn a_tracker_lists_what_peers_share_and_getters_fetch_it_from_them() {
         .collect();
     assert_eq!(ids.len(), 2, "two contents named a.bin: {files:?}");
     assert_ne!(ids[0], ids[1]);
+    // Asked for by that name, the directory says how to choose.
+    let dir = root.join("which");
+    let which = args![
+        "get",
+        port,
+        "a.bin",
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display()
+    ];
+    let mut p = Proc::spawn("which", PEER, &which, &dir, root);
+    assert_eq!(p.wait_exit(WAIT).code(), Some(1), "{}", p.describe());
+    let why = format!("2 files are named \"a.bin\" (ids {}, {})", ids[0], ids[1]);
+    assert!(p.stderr_text().contains(&why), "{why}: {}", p.describe());
 
     // Every publisher stops (Ctrl+C): their files leave the listing.
     for p in [&mut publisher, &mut second, &mut third] {

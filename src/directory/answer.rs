@@ -133,7 +133,7 @@ pub struct PeerInfo {
 
 impl Inner {
     /// Whether file `f` is offered: the owner's own, or published by someone now.
-    fn offered(&self, f: usize) -> bool {
+    pub(super) fn offered(&self, f: usize) -> bool {
         f < self.own
             || self
                 .members
@@ -202,6 +202,14 @@ impl Directory {
 
     /// Where each chunk of the file `key` (an id or a name) is.
     pub fn locate(&self, key: &str) -> Locations {
+        if let Some(message) = self.ambiguous(key) {
+            return Locations {
+                file: None,
+                message: Some(message),
+                sources: Vec::new(),
+                more_sources: 0,
+            };
+        }
         let Some(file) = self.find(key) else {
             return Locations {
                 file: None,

@@ -149,6 +149,23 @@ impl Directory {
         }
     }
 
+    /// When several offered files are named `key` (two publishers' different contents): a
+    /// message saying how to choose one.
+    pub fn ambiguous(&self, key: &str) -> Option<String> {
+        let inner = self.inner();
+        let ids: Vec<String> = (0..inner.files.len())
+            .filter(|&f| inner.files[f].name == key && inner.offered(f))
+            .map(|f| (f + 1).to_string())
+            .collect();
+        (ids.len() > 1).then(|| {
+            format!(
+                "{} files are named {key:?} (ids {}): give its id, or its ticket",
+                ids.len(),
+                ids.join(", ")
+            )
+        })
+    }
+
     /// The index of the file with this manifest name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.inner().files.iter().position(|m| m.name == name)

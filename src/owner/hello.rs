@@ -67,6 +67,9 @@ pub(super) async fn check_join(
     hello: &Hello,
 ) -> Result<(Arc<SharedFile>, ChunkSet)> {
     let wanted = hello.file.as_deref();
+    if let Some(msg) = wanted.and_then(|k| ctx.directory.ambiguous(k)) {
+        return Err(refuse(conn, msg).await);
+    }
     let by_id = wanted.and_then(|k| ctx.directory.find(k));
     let shared = match by_id.map_or_else(|| choose_file(files, wanted), |i| Ok(&files[i])) {
         Ok(f) if f.is_withdrawn() => return Err(refuse(conn, f.changed_message()).await),
