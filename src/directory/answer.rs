@@ -131,6 +131,16 @@ pub struct PeerInfo {
     pub last_seen_ms: u64,
 }
 
+/// Per file: its complete and partial sources among the members, and whether a publisher
+/// shares it. One pass over the members, so a listing costs files + members, not their
+/// product.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    complete: u32,
+    partial: u32,
+    published: bool,
+}
+
 impl Inner {
     /// Whether file `f` is offered: the owner's own, or published by someone now.
     pub(super) fn offered(&self, f: usize) -> bool {
@@ -140,61 +150,64 @@ impl Inner {
                 .values()
                 .any(|m| m.file == f && m.role == Role::Publisher)
     }
+
+    /// [`Counts`] of every file.
+    fn counts(&self) -> Vec<Counts> {
+        let mut counts = vec![Counts::default(); self.files.len()];
+        for m in self.members.values() {
+            let Some(c) = counts.get_mut(m.file) else {
+                continue;
+            };
+            if m.have.is_full() {
+                c.complete += 1;
+            } else if m.have.count() > 0 {
+                c.partial += 1;
+            }
+            c.published |= m.role == Role::Publisher;
+        }
+        for c in counts.iter_mut().take(self.own) {
+            // The owner holds every chunk of its own files, and offers them.
+            c.complete += 1;
+            c.published = true;
+        }
+        counts
+    }
 }
 
 impl Directory {
     fn info(&self, inner: &Inner, file: usize) -> FileInfo {
-        let m = &inner.files[file];
-        // The owner holds every chunk of its own files.
-        let (mut complete, mut partial) = (u32::from(file < inner.own), 0);
-        for member in inner.members.values().filter(|x| x.file == file) {
-            if member.have.is_full() {
-                complete += 1;
-            } else if member.have.count() > 0 {
-                partial += 1;
-            }
-        }
-        FileInfo {
-            id: u32::try_from(file + 1).unwrap_or(u32::MAX),
-            name: m.name.clone(),
-            size: m.size,
-            chunk_size: m.chunk_size,
-            chunks: m.chunk_count(),
-            hash: m.hash.to_string(),
-            complete_sources: complete,
-            partial_sources: partial,
-        }
+        let c = inner.counts().get(file).copied().unwrap_or_default();
+        file_info(inner, file, c)
     }
 
     /// Every shared file, by id (a published file only while a publisher shares it).
     pub fn list(&self) -> Listing {
-        let inner = self.inner();
-        let (files, more) = within_budget(
-            (0..inner.files.len())
-                .filter(|&f| inner.offered(f))
-                .map(|f| self.info(&inner, f)),
-            MAX_ANSWER_LEN - ANSWER_SLACK,
-        );
-        Listing {
-            query: None,
-            files,
-            more,
-        }
+        self.listing(None)
     }
 
     /// The files whose name contains `text`, ignoring case.
     pub fn search(&self, text: &str) -> Listing {
-        let needle = text.to_lowercase();
+        self.listing(Some(text))
+    }
+
+    /// The offered files, those whose name contains `text` if given.
+    fn listing(&self, text: Option<&str>) -> Listing {
+        let needle = text.map(str::to_lowercase);
         let inner = self.inner();
+        let counts = inner.counts();
         let (files, more) = within_budget(
             (0..inner.files.len())
-                .filter(|&f| inner.offered(f))
-                .filter(|&f| inner.files[f].name.to_lowercase().contains(&needle))
-                .map(|f| self.info(&inner, f)),
+                .filter(|&f| counts[f].published)
+                .filter(|&f| {
+                    needle
+                        .as_ref()
+                        .is_none_or(|n| inner.files[f].name.to_lowercase().contains(n))
+                })
+                .map(|f| file_info(&inner, f, counts[f])),
             MAX_ANSWER_LEN - ANSWER_SLACK,
         );
         Listing {
-            query: Some(text.to_string()),
+            query: text.map(str::to_string),
             files,
             more,
         }
@@ -310,6 +323,20 @@ impl Directory {
             .collect();
         out.sort_by(|a, b| (a.file_id, &a.addr).cmp(&(b.file_id, &b.addr)));
         out
+    }
+}
+
+fn file_info(inner: &Inner, file: usize, c: Counts) -> FileInfo {
+    let m = &inner.files[file];
+    FileInfo {
+        id: u32::try_from(file + 1).unwrap_or(u32::MAX),
+        name: m.name.clone(),
+        size: m.size,
+        chunk_size: m.chunk_size,
+        chunks: m.chunk_count(),
+        hash: m.hash.to_string(),
+        complete_sources: c.complete,
+        partial_sources: c.partial,
     }
 }
 

@@ -287,9 +287,10 @@ impl Files {
     /// name and content); it is offered again if its publishers had left. Its index.
     pub(crate) fn publish(&self, directory: &Directory, manifest: Manifest) -> usize {
         let mut files = self.0.write().unwrap_or_else(|p| p.into_inner());
-        let index = directory.publish(Arc::new(manifest.clone()));
+        let shared = SharedFile::published(manifest).expect("a decoded manifest encodes");
+        // One copy of the manifest, shared by the directory and the file.
+        let index = directory.publish(shared.manifest.clone());
         if index == files.len() {
-            let shared = SharedFile::published(manifest).expect("a decoded manifest encodes");
             files.push(Arc::new(shared));
         } else if let Some(f) = files.get(index) {
             f.withdrawn
