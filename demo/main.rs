@@ -62,6 +62,10 @@ struct Args {
     /// Peers store one file per chunk
     #[arg(long, conflicts_with = "sim")]
     chunk_files: bool,
+    /// Peers join the ring through the directory (as `peer join`): the owner places each
+    /// and re-stitches the ring when one crashes or leaves
+    #[arg(long)]
+    join: bool,
     /// Requests in flight per connection
     #[arg(long, value_name = "K", default_value_t = ringswarm::peer::DEFAULT_IN_FLIGHT)]
     in_flight: usize,

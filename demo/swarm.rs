@@ -273,6 +273,8 @@ struct Plan {
     t0: Instant,
     rate: Option<u64>,
     in_flight: usize,
+    /// Peers join through the directory (`peer join`) instead of naming their neighbours.
+    join: bool,
     layout: Layout,
     seed: Option<u64>,
     restart_after: Duration,
@@ -302,6 +304,7 @@ impl Plan {
             t0,
             rate: args.rate,
             in_flight: args.in_flight.max(1),
+            join: args.join,
             layout: if args.chunk_files {
                 Layout::ChunkFiles
             } else {
@@ -347,6 +350,7 @@ impl Plan {
             layout: self.layout,
             in_memory: self.content.clone().map(InMemory::Known),
             in_flight: self.in_flight,
+            join: self.join,
             events: Arc::new(events),
             upload_limit: self.rate,
             seed: self.seed.map(|s| s.wrapping_add(i as u64 + 1)),

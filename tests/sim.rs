@@ -164,6 +164,36 @@ fn with_more_peers_than_chunks_the_owner_sends_each_chunk_about_once() {
     assert_eq!(rows, 10, "{out}");
 }
 
+/// A simulated ring of joiners (`--join`) with crashes and a leave: the directory
+/// re-stitches it (`neighbour_changed` in the events), and every peer but the one that left
+/// completes.
+#[test]
+fn a_simulated_ring_of_joiners_restitches_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = sim(
+        tmp.path(),
+        "join",
+        &args!["--join", "--crash", 2, "--leave", 1],
+    );
+    let summary = summary(tmp.path(), "join");
+    let done = summary["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["complete_s"].is_f64())
+        .count();
+    assert_eq!(done, 9, "all but the peer that left: {out}");
+    let events = ringswarm::events::read_log(&tmp.path().join("join/events.jsonl")).unwrap();
+    let restitched = events
+        .iter()
+        .filter(|e| e.event == ringswarm::events::EventKind::NeighbourChanged)
+        .count();
+    assert!(
+        restitched >= 9,
+        "joins and deaths re-stitch the ring: {restitched} changes"
+    );
+}
+
 /// The simulated network's options need `--sim`, and wrong values are named.
 #[test]
 fn simulation_options_are_checked() {
