@@ -22,14 +22,15 @@ use ringswarm::ticket::{Ticket, TicketError};
 /// Join a ring swarm: get a subset of chunks from the file owner, serve chunks to the upload
 /// neighbour on PORT, download the rest from NEIGHBOUR, then reassemble and verify the file.
 ///
-/// Or ask the owner's directory (`list`, `search`, `locate`), or fetch a file from many
-/// sources at once (`get`).
+/// Or ask the owner's directory (`list`, `search`, `locate`), fetch a file from many sources
+/// at once (`get`), join a file's ring through the directory (`join`), or publish files of
+/// your own (`share`).
 #[derive(Debug, Parser)]
 #[command(
     version,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    override_usage = "peer [OPTIONS] OWNER PORT NEIGHBOUR\n       peer list OWNER [--json]\n       peer search OWNER TEXT [--json]\n       peer locate OWNER FILE [--json]\n       peer get OWNER FILE [--port P] [--dir DIR] [OPTIONS]"
+    override_usage = "peer [OPTIONS] OWNER PORT NEIGHBOUR\n       peer list OWNER [--json]\n       peer search OWNER TEXT [--json]\n       peer locate OWNER FILE [--json]\n       peer get (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer join (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer share OWNER PATH... [--port P] [OPTIONS]"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -62,8 +62,14 @@ pub(super) async fn follow_neighbour(swarm: Arc<Swarm>, token: CancellationToken
         let now = swarm.neighbour.borrow().clone();
         let addr = now.as_ref().map_or_else(String::new, ToString::to_string);
         // The event's console line says it ("download neighbour is now …").
-        let detail = if addr.is_empty() { "alone in the ring" } else { "" };
-        swarm.events.swarm(EventKind::NeighbourChanged, &addr, detail);
+        let detail = if addr.is_empty() {
+            "alone in the ring"
+        } else {
+            ""
+        };
+        swarm
+            .events
+            .swarm(EventKind::NeighbourChanged, &addr, detail);
         // The old neighbour's announcements no longer hold.
         swarm.set_link_error(SourceKind::Neighbour, Some("neighbour changed".into()));
     }
