@@ -186,17 +186,19 @@ async fn write_loop<W: Writing>(
             Flow::Sent => beat.sent(),
             Flow::Idle => {}
         }
+        // Wake-ups before the queue: they are rare (a choke decision, a ring change, new
+        // chunks to announce), and a reader that keeps the queue full must not starve them.
         let flow = tokio::select! {
             biased;
             () = beat.due() => {
                 writer.send(Message::Have { chunks: Ranges::default() }).await?;
                 Flow::Sent
             }
+            wake = writing.wake() => writing.on_wake(wake, writer).await?,
             out = rx.recv() => match out {
                 Some(out) => writing.on_out(out, writer).await?,
                 None => return Ok(()),
             },
-            wake = writing.wake() => writing.on_wake(wake, writer).await?,
         };
         match flow {
             Flow::Done => return Ok(()),
