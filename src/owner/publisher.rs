@@ -26,6 +26,10 @@ use crate::{Error, Result};
 /// Files one publisher connection may publish at once.
 pub const MAX_PUBLISHED: usize = 10_000;
 
+/// Manifest bytes one publisher connection may publish in all (each at most
+/// `MAX_MANIFEST_LEN`): what a publisher can make the directory hold is bounded.
+pub const MAX_PUBLISHED_BYTES: usize = 256 << 20;
+
 /// Serves one publisher until it leaves, fails, or `token` is cancelled.
 ///
 /// # Errors
@@ -53,6 +57,7 @@ pub(super) async fn run(
         addr,
         node: hello.node.clone(),
         members: BTreeMap::new(),
+        bytes: 0,
     };
     let keepalive = ctx.directory.ttl() / 3;
     driver::drive(conn, reading, Replies { keepalive }, 16, token).await
@@ -66,6 +71,8 @@ struct Publications<'a> {
     node: Option<String>,
     /// Its files, by directory index, each with its membership.
     members: BTreeMap<usize, Member<'a>>,
+    /// Manifest bytes published on this connection.
+    bytes: usize,
 }
 
 impl Drop for Publications<'_> {
@@ -88,6 +95,13 @@ impl Publications<'_> {
 
     /// Adds the file of `manifest` (JSON) to the directory with this publisher as a source.
     fn publish(&mut self, manifest: &[u8]) -> Result<Message> {
+        self.bytes = self.bytes.saturating_add(manifest.len());
+        if self.bytes > MAX_PUBLISHED_BYTES {
+            return Err(Error::Refused(format!(
+                "at most {} MiB of manifests per publisher connection",
+                MAX_PUBLISHED_BYTES >> 20
+            )));
+        }
         let m = Manifest::from_json(manifest)?;
         check_name(&m.name)?;
         if self.members.len() >= MAX_PUBLISHED {
