@@ -15,8 +15,8 @@ use tokio_util::codec::Encoder;
 
 use crate::args;
 use crate::util::{
-    PEER, Proc, WAIT, chunk_count, get_args, random_file, read_events_so_far, start_owner,
-    wait_until,
+    PEER, Proc, WAIT, assert_get_refused, chunk_count, get_args, random_file, read_events_so_far,
+    start_owner, wait_until,
 };
 
 /// Starts `peer get OWNER FILE` in `root/NAME`, logging events to `root/NAME.jsonl`.
@@ -289,27 +289,8 @@ fn a_ticket_fetches_the_file_it_pins() {
     // The same ticket with another hash: nothing to fetch, and the answer says why.
     let hash = ticket.split('/').nth(3).unwrap().split('?').next().unwrap();
     let unknown = ticket.replace(hash, &"0".repeat(64));
-    let dir = root.join("u");
-    let args = args![
-        "get",
-        unknown,
-        "--port",
-        0,
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        dir.display()
-    ];
-    let mut u = Proc::spawn("u", PEER, &args, &dir, root);
-    assert_eq!(u.wait_exit(WAIT).code(), Some(1), "{}", u.describe());
-    assert!(
-        u.stderr_text().contains(&format!(
-            "owner shares no file with blake3 {}",
-            "0".repeat(64)
-        )),
-        "{}",
-        u.describe()
-    );
+    let why = format!("owner shares no file with blake3 {}", "0".repeat(64));
+    assert_get_refused(root, "u", &[unknown], &why);
 
     for (bad, why) in [
         (

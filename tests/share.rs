@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::args;
-use crate::util::{OWNER, PEER, Proc, WAIT, random_file, wait_until};
+use crate::util::{OWNER, PEER, Proc, WAIT, assert_get_refused, random_file, wait_until};
 
 /// Starts `file-owner 0 --tracker` on loopback in `root/tracker`; returns it and its port.
 fn start_tracker(root: &Path) -> (Proc, u16) {
@@ -172,20 +172,8 @@ fn a_tracker_lists_what_peers_share_and_getters_fetch_it_from_them() {
     assert_eq!(ids.len(), 2, "two contents named a.bin: {files:?}");
     assert_ne!(ids[0], ids[1]);
     // Asked for by that name, the directory says how to choose.
-    let dir = root.join("which");
-    let which = args![
-        "get",
-        port,
-        "a.bin",
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        dir.display()
-    ];
-    let mut p = Proc::spawn("which", PEER, &which, &dir, root);
-    assert_eq!(p.wait_exit(WAIT).code(), Some(1), "{}", p.describe());
     let why = format!("2 files are named \"a.bin\" (ids {}, {})", ids[0], ids[1]);
-    assert!(p.stderr_text().contains(&why), "{why}: {}", p.describe());
+    assert_get_refused(root, "which", &args![port, "a.bin"], &why);
 
     // Every publisher stops (Ctrl+C): their files leave the listing.
     for p in [&mut publisher, &mut second, &mut third] {
@@ -197,26 +185,8 @@ fn a_tracker_lists_what_peers_share_and_getters_fetch_it_from_them() {
         "{:?}",
         list(root, port)
     );
-    let dir = root.join("late");
-    let late = args![
-        "get",
-        port,
-        "b.bin",
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        dir.display(),
-        "--timeout",
-        5
-    ];
-    let mut p = Proc::spawn("late", PEER, &late, &dir, root);
-    assert_eq!(p.wait_exit(WAIT).code(), Some(1), "{}", p.describe());
-    assert!(
-        p.stderr_text()
-            .contains("every publisher of \"b.bin\" has left"),
-        "{}",
-        p.describe()
-    );
+    let why = "every publisher of \"b.bin\" has left";
+    assert_get_refused(root, "late", &args![port, "b.bin", "--timeout", 5], why);
 }
 
 /// The publisher's mistakes get clear answers: a missing file, a tracker given a PATH.

@@ -624,6 +624,18 @@ pub fn get_args(owner: u16, file: &str, dir: &Path, extra: &[String]) -> Vec<Str
     args
 }
 
+/// Runs `peer get WHAT… --bind 127.0.0.1 --dir ROOT/NAME` and checks that it is refused:
+/// exit 1, with `why` on stderr.
+pub fn assert_get_refused(root: &Path, name: &str, what: &[String], why: &str) {
+    let dir = root.join(name);
+    let mut args = crate::args!["get"];
+    args.extend_from_slice(what);
+    args.extend(crate::args!["--bind", "127.0.0.1", "--dir", dir.display()]);
+    let mut p = Proc::spawn(name, PEER, &args, &dir, root);
+    assert_eq!(p.wait_exit(WAIT).code(), Some(1), "{}", p.describe());
+    assert!(p.stderr_text().contains(why), "{why}: {}", p.describe());
+}
+
 /// The environment variable naming the file where skipped tests are listed (`.ci/run` sets
 /// it, so its closing line counts them as skipped rather than passed).
 pub const SKIPPED_ENV: &str = "RINGSWARM_SKIPPED";
