@@ -104,6 +104,10 @@ enum Command {
         /// Nominal chunk size (files under 5 chunks of it get size/5)
         #[arg(long, default_value = "100KiB", value_parser = cli::parse_chunk_size)]
         chunk_size: u64,
+        /// Expected ring size of each file: a member of its ring (peer join) is handed
+        /// ⌈chunks / PEERS⌉ chunks from here
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        peers: u32,
         #[command(flatten)]
         serving: Serving,
         #[command(flatten)]
@@ -399,6 +403,7 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
         paths,
         port,
         chunk_size,
+        peers,
         serving:
             Serving {
                 bind,
@@ -422,7 +427,7 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
     }
     let listener = cli::bind(bind, port).await?;
     let addr = listener.local_addr()?;
-    let files = cli::open_shared(files_of, chunk_size, 1).await?;
+    let files = cli::open_shared(files_of, chunk_size, peers).await?;
     let label = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
     } else {
@@ -457,6 +462,7 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
         paths,
         files,
         chunk_size,
+        peers,
         serve: ringswarm::owner::Config {
             upload_limit: upload_limit
                 .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, chunk_size))),

@@ -1,10 +1,15 @@
 //! `peer share` and `file-owner --tracker`: every peer a publisher, a directory with no files
 //! of its own, with the real binaries.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use ringswarm::events::EventKind;
 
 use crate::args;
-use crate::util::{OWNER, PEER, Proc, WAIT, assert_get_refused, random_file, wait_until};
+use crate::util::{
+    OWNER, PEER, Proc, WAIT, assert_get_refused, chunk_count, random_file, read_events_so_far,
+    wait_until,
+};
 
 /// Starts `file-owner 0 --tracker` on loopback in `root/tracker`; returns it and its port.
 fn start_tracker(root: &Path) -> (Proc, u16) {
@@ -17,8 +22,20 @@ fn start_tracker(root: &Path) -> (Proc, u16) {
 /// Starts `peer share TRACKER PATHS…` in `root/NAME`, and waits until every file is
 /// published; returns it and its tickets.
 fn start_share(root: &Path, name: &str, tracker: u16, paths: &[&Path]) -> (Proc, Vec<String>) {
+    start_share_with(root, name, tracker, paths, &[])
+}
+
+/// [`start_share`] with more options.
+fn start_share_with(
+    root: &Path,
+    name: &str,
+    tracker: u16,
+    paths: &[&Path],
+    extra: &[String],
+) -> (Proc, Vec<String>) {
     let mut args = args!["share", tracker, "--bind", "127.0.0.1"];
     args.extend(paths.iter().map(|p| p.display().to_string()));
+    args.extend_from_slice(extra);
     let mut p = Proc::spawn(name, PEER, &args, &root.join(name), root);
     let mut tickets = Vec::new();
     assert!(
@@ -190,6 +207,92 @@ fn a_tracker_lists_what_peers_share_and_getters_fetch_it_from_them() {
 }
 
 /// The publisher's mistakes get clear answers: a missing file, a tracker given a PATH.
+/// Starts `peer join TRACKER data.bin` in `root/NAME`, its events in `root/NAME.jsonl`.
+fn join(root: &Path, name: &str, tracker: u16) -> (Proc, PathBuf) {
+    let dir = root.join(name);
+    let events = root.join(format!("{name}.jsonl"));
+    let args = args![
+        "join",
+        tracker,
+        "data.bin",
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display(),
+        "--events",
+        events.display()
+    ];
+    (Proc::spawn(name, PEER, &args, &dir, root), events)
+}
+
+/// A ring of a published file assembles itself at the tracker, which holds none of it: each
+/// member is told the publisher, is handed its subset there (⌈chunks / 4⌉ with `--peers 4`)
+/// and fetches it from the publisher, and the ring passes the rest; all four complete,
+/// byte-identical. Once the publisher has left, a new member is told why it cannot join.
+#[test]
+fn a_ring_of_a_published_file_is_handed_out_by_its_publisher() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let share = root.join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let original = share.join("data.bin");
+    random_file(&original, 2 << 20, 63);
+    let (_tracker, port) = start_tracker(root);
+    let extra = args!["--peers", 4, "--upload-limit", "1MiB"];
+    let (mut publisher, _) = start_share_with(root, "pub", port, &[&original], &extra);
+    let publisher_port = publisher.listening_port();
+    let publisher_addr = format!("127.0.0.1:{publisher_port}");
+    let mut ring = Vec::new();
+    for i in 0..4 {
+        let name = format!("m{i}");
+        let (mut p, ev) = join(root, &name, port);
+        p.wait_line("listening on ");
+        ring.push((name, p, ev));
+    }
+    let share_of = chunk_count(2 << 20).div_ceil(4);
+    for (name, p, ev) in &mut ring {
+        p.wait_line("complete: ");
+        assert_eq!(
+            std::fs::read(root.join(&*name).join("data.bin")).unwrap(),
+            std::fs::read(&original).unwrap(),
+            "{}",
+            p.describe()
+        );
+        let events = read_events_so_far(ev);
+        let hand_out = events.iter().find(|e| {
+            e.event == EventKind::IdListReceived
+                && e.neighbour == publisher_addr
+                && e.count == Some(share_of)
+        });
+        assert!(
+            hand_out.is_some(),
+            "{name} was handed {share_of} chunks by the publisher {publisher_addr}: {}",
+            p.describe()
+        );
+        assert!(
+            p.stderr_text()
+                .contains(&format!("names publisher {publisher_addr}")),
+            "{}",
+            p.describe()
+        );
+    }
+    for (_, p, _) in &mut ring {
+        p.interrupt();
+        p.wait_exit(WAIT);
+    }
+    publisher.interrupt();
+    assert_eq!(publisher.wait_exit(WAIT).code(), Some(130));
+    assert!(wait_until(WAIT, || list(root, port).is_empty()));
+    let (mut late, _) = join(root, "late", port);
+    assert_eq!(late.wait_exit(WAIT).code(), Some(1), "{}", late.describe());
+    assert!(
+        late.stderr_text()
+            .contains("every publisher of \"data.bin\" has left"),
+        "{}",
+        late.describe()
+    );
+}
+
 #[test]
 fn share_and_tracker_mistakes_are_named() {
     let tmp = tempfile::tempdir().unwrap();

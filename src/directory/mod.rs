@@ -190,6 +190,15 @@ impl Directory {
             .count()
     }
 
+    /// The earliest registered publisher of the file at `index` still listed.
+    pub fn publisher(&self, index: usize) -> Option<SocketAddr> {
+        self.inner()
+            .members
+            .values()
+            .find(|m| m.file == index && m.role == Role::Publisher)
+            .map(|m| m.addr)
+    }
+
     /// Adds a published file, or finds it: the same name and content is one file, whoever
     /// publishes it. Returns its index (its id − 1).
     pub fn publish(&self, manifest: Arc<Manifest>) -> usize {

@@ -80,7 +80,15 @@ async fn serve(
         Role::Joiner => hello::join_ring(&mut conn, ctx, &shared, member.as_ref()).await?,
         _ => None,
     };
-    hello::welcome(&mut conn, &shared, ctx, (label, neighbour), &assigned).await?;
+    let owner = hello::chunk_owner(ctx, &shared, hello.role);
+    hello::welcome(
+        &mut conn,
+        &shared,
+        ctx,
+        (label, neighbour, owner),
+        &assigned,
+    )
+    .await?;
     let client = session::Client {
         label,
         member: member.as_ref(),

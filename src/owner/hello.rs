@@ -88,13 +88,6 @@ pub(super) async fn check_join(
         let msg = "this is a file owner, not a ring peer: connect as a peer or a getter";
         return Err(refuse(conn, msg.to_string()).await);
     }
-    if hello.role.is_ring() && shared.is_published() {
-        let msg = format!(
-            "{:?} is published by peers, not held here: fetch it with peer get (a ring of a published file is not supported yet)",
-            shared.manifest.name
-        );
-        return Err(refuse(conn, msg).await);
-    }
     Ok((shared, held))
 }
 
@@ -142,7 +135,8 @@ pub(super) fn assign(
     role: Role,
     held: &ChunkSet,
 ) -> Vec<ChunkId> {
-    if !role.is_ring() {
+    // A published file's ring is handed out by the publisher it is sent to (see `welcome`).
+    if !role.is_ring() || shared.is_published() {
         return Vec::new();
     }
     let m = &shared.manifest;
@@ -226,7 +220,18 @@ pub(super) async fn join_ring(
     Ok(file.and_then(|f| directory.join_ring(f, member.id)))
 }
 
-/// Sends `welcome`: the manifest and the `assigned` chunks.
+/// The publisher a ring peer of the published file `shared` takes its hand-out and chunks
+/// from: the file's earliest publisher still registered, so one ring has one hand-out.
+pub(super) fn chunk_owner(ctx: &Ctx, shared: &SharedFile, role: Role) -> Option<SocketAddr> {
+    if !role.is_ring() || !shared.is_published() {
+        return None;
+    }
+    let file = ctx.directory.index_of(&shared.manifest.name)?;
+    ctx.directory.publisher(file)
+}
+
+/// Sends `welcome`: the manifest, the `assigned` chunks, and for a ring peer its download
+/// neighbour (a joiner's) and the publisher that serves its chunks (a published file's).
 ///
 /// # Errors
 ///
@@ -235,7 +240,7 @@ pub(super) async fn welcome(
     conn: &mut Connection,
     shared: &SharedFile,
     ctx: &Ctx,
-    (label, neighbour): (&str, Option<SocketAddr>),
+    (label, neighbour, owner): (&str, Option<SocketAddr>, Option<SocketAddr>),
     assigned: &[ChunkId],
 ) -> Result<()> {
     // Assignments are contiguous runs (see `assign`), so this cut never bites in practice.
@@ -252,6 +257,7 @@ pub(super) async fn welcome(
         heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
         neighbour: neighbour.map(|a| a.to_string()),
         empty: shared.is_published(),
+        owner: owner.map(|a| a.to_string()),
         manifest: shared.manifest_json.clone(),
     })
     .await?;

@@ -33,6 +33,8 @@ pub(super) struct Handshake {
     pub empty: bool,
     /// To a joiner: its download neighbour, as the owner placed it.
     pub neighbour: Option<String>,
+    /// To a ring peer of a published file: the publisher that serves its chunks.
+    pub publisher: Option<String>,
 }
 
 /// What bootstrapping yields: the manifest, and the owner connection if one was made.
@@ -85,6 +87,7 @@ pub(super) async fn handshake(
             heartbeat_ms,
             empty,
             neighbour,
+            owner,
             ..
         })) => {
             let manifest = Manifest::from_json(&manifest)?;
@@ -103,6 +106,7 @@ pub(super) async fn handshake(
                     heartbeat,
                     empty,
                     neighbour,
+                    publisher: owner,
                 },
                 manifest,
             ))

@@ -49,7 +49,7 @@ pub(super) async fn drive(
 ) -> Result<()> {
     let label = hs.conn.remote().to_string();
     let m = &swarm.manifest;
-    if kind == SourceKind::Owner {
+    if kind.serves_as_owner() {
         let assigned = ChunkSet::try_from_ranges(m, &hs.assigned)?;
         swarm
             .events
@@ -72,7 +72,7 @@ pub(super) async fn drive(
         clock: AnswerClock::new(swarm.manifest.chunk_size),
         changed: swarm.changed.subscribe(),
     };
-    if kind == SourceKind::Owner {
+    if kind.serves_as_owner() {
         // The owner holds every chunk.
         swarm.lock().owner.mark_connected();
     }
@@ -128,7 +128,7 @@ impl Reading for Reader<'_> {
         tokio::select! {
             biased;
             () = self.clock.expired() => Err(self.held_hostage()),
-            () = tokio::time::sleep(STALL_AFTER), if self.kind == SourceKind::Owner => Ok(()),
+            () = tokio::time::sleep(STALL_AFTER), if self.kind.serves_as_owner() => Ok(()),
             _ = self.changed.changed() => Ok(()),
         }
     }
@@ -143,7 +143,7 @@ impl Reader<'_> {
     /// then requests up to `in_flight` chunks. False once the writer is gone.
     async fn fill(&mut self, tx: &mpsc::Sender<Message>) -> bool {
         let swarm = self.swarm;
-        if self.kind == SourceKind::Owner {
+        if self.kind.serves_as_owner() {
             let cancel = swarm.lock().picker.take_owner_cancel();
             for c in cancel {
                 let Ok(id) = swarm.manifest.chunk_id(c) else {
@@ -210,10 +210,10 @@ impl Reader<'_> {
                 swarm.events.id_list(EventKind::IdListReceived, n, label);
                 swarm.notify();
             }
-            Message::Neighbour { addr } if self.kind == SourceKind::Owner => {
+            Message::Neighbour { addr } if self.kind.places_in_ring() => {
                 swarm.set_neighbour(addr.as_deref());
             }
-            Message::Orphans { chunks } if self.kind == SourceKind::Owner => {
+            Message::Orphans { chunks } if self.kind.serves_as_owner() => {
                 let set = ChunkSet::try_from_ranges(m, &chunks)?;
                 swarm
                     .events
@@ -323,6 +323,15 @@ impl Writing for Announcer<'_> {
         reader: &mut ConnReader,
     ) {
         let swarm = self.swarm;
+        let moved = || {
+            swarm.neighbour.borrow().as_ref().map(ToString::to_string)
+                != Some(self.label.to_string())
+        };
+        if cancelled && self.kind == SourceKind::Neighbour && !swarm.is_complete() && moved() {
+            // The directory named another download neighbour: this one is left for good.
+            let bye = writer.send(Message::NotInterested);
+            let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
+        }
         if cancelled && swarm.is_complete() {
             // Shutting down complete: make sure the server heard so (its `have` may not have
             // gone out yet), or it would wait for us in vain. Duplicates are harmless.

@@ -242,8 +242,40 @@ impl Config {
 /// Which kind of source a download connection talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SourceKind {
+    /// The file owner: the hand-out, orphan and fall-back chunks, and the directory (this
+    /// peer's registration, a joiner's place in the ring).
     Owner,
+    /// The download neighbour: the ring.
     Neighbour,
+    /// A directory that holds none of the file (a tracker of a published file): only the
+    /// registration and the ring place; an owner connection whose `welcome` said `empty`.
+    Directory,
+    /// The publisher a directory named for a published file: the owner's chunk duties (the
+    /// hand-out, orphans, the fall-back), without the directory's.
+    Publisher,
+}
+
+impl SourceKind {
+    /// Whether chunks are asked of it as of an owner: its hand-out, orphans, suspect chunks,
+    /// anything once stalled.
+    pub(crate) fn serves_as_owner(self) -> bool {
+        matches!(self, Self::Owner | Self::Publisher)
+    }
+
+    /// Whether it places this peer in the ring (a joiner's download neighbour).
+    pub(crate) fn places_in_ring(self) -> bool {
+        matches!(self, Self::Owner | Self::Directory)
+    }
+
+    /// The word for it in log lines.
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Neighbour => "neighbour",
+            Self::Directory => "directory",
+            Self::Publisher => "publisher",
+        }
+    }
 }
 
 /// How long a finished peer waits to tell its download neighbour that it is complete.
@@ -333,6 +365,7 @@ fn spawn_ring(
         .instrument(owner_span),
     );
     tasks.spawn(ring::follow_neighbour(swarm.clone(), child.clone()));
+    tasks.spawn(ring::follow_publisher(swarm.clone(), child.clone()));
     tasks.spawn(fallback::fallback(swarm.clone(), child.clone()));
 }
 

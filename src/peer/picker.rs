@@ -111,7 +111,8 @@ impl Picker {
             SourceKind::Neighbour => self
                 .pick_for_neighbour(ring, owner_connected, rng)
                 .map(|c| (c, false)),
-            SourceKind::Owner => self.pick_for_owner(ring.has(), rng),
+            SourceKind::Owner | SourceKind::Publisher => self.pick_for_owner(ring.has(), rng),
+            SourceKind::Directory => None,
         }
     }
 
@@ -187,7 +188,7 @@ impl Picker {
     /// `spare`).
     pub(super) fn requested(&mut self, id: ChunkId, kind: SourceKind, spare: bool) {
         self.pending.insert(id);
-        if kind == SourceKind::Owner {
+        if kind.serves_as_owner() {
             self.at_owner.insert(id);
         }
         if spare {

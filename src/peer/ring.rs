@@ -21,6 +21,9 @@ use crate::{Error, Result};
 /// How long a source that sent [`super::MAX_BAD_CHUNKS`] bad chunks is avoided.
 pub const BAD_SOURCE_AVOID: Duration = Duration::from_secs(30);
 
+/// How long a session with a download neighbour the directory replaced may take to end.
+const FAREWELL_WAIT: Duration = Duration::from_secs(1);
+
 /// A session at least this long counts as progress for the reconnect backoff.
 pub(super) const STABLE_SESSION: Duration = Duration::from_secs(10);
 
@@ -33,19 +36,26 @@ pub(super) async fn follow_neighbour(swarm: Arc<Swarm>, token: CancellationToken
     let mut finished = false;
     loop {
         let current = changes.borrow_and_update().clone();
+        let sub = token.child_token();
+        let follow = !finished;
         let run = async {
             match current.clone() {
-                Some(endpoint) if !finished => {
+                Some(endpoint) if follow => {
                     let span = tracing::info_span!("neighbour", addr = %endpoint);
-                    let sub = token.child_token();
-                    let _stop = sub.clone().drop_guard();
-                    run_source(swarm.clone(), SourceKind::Neighbour, endpoint, None, sub)
-                        .instrument(span)
-                        .await;
+                    run_source(
+                        swarm.clone(),
+                        SourceKind::Neighbour,
+                        endpoint,
+                        None,
+                        sub.clone(),
+                    )
+                    .instrument(span)
+                    .await;
                 }
                 _ => std::future::pending().await,
             }
         };
+        tokio::pin!(run);
         tokio::select! {
             biased;
             () = token.cancelled() => return,
@@ -54,11 +64,15 @@ pub(super) async fn follow_neighbour(swarm: Arc<Swarm>, token: CancellationToken
                     return;
                 }
             }
-            () = run => {
+            () = &mut run => {
                 finished = true;
                 continue;
             }
         }
+        // The old neighbour's session ends cleanly: it tells the old neighbour this peer
+        // moved on, so that one need not wait for it to come back.
+        sub.cancel();
+        let _ = tokio::time::timeout(FAREWELL_WAIT, run).await;
         let now = swarm.neighbour.borrow().clone();
         let addr = now.as_ref().map_or_else(String::new, ToString::to_string);
         // The event's console line says it ("download neighbour is now …").
@@ -72,6 +86,38 @@ pub(super) async fn follow_neighbour(swarm: Arc<Swarm>, token: CancellationToken
             .swarm(EventKind::NeighbourChanged, &addr, detail);
         // The old neighbour's announcements no longer hold.
         swarm.set_link_error(SourceKind::Neighbour, Some("neighbour changed".into()));
+    }
+}
+
+/// Keeps the publisher a directory named for this peer's published file connected (see
+/// [`run_source`]), following it when another is named, until `token` is cancelled.
+pub(super) async fn follow_publisher(swarm: Arc<Swarm>, token: CancellationToken) {
+    let mut changes = swarm.publisher.subscribe();
+    loop {
+        let current = changes.borrow_and_update().clone();
+        let run = async {
+            if let Some(endpoint) = current {
+                info!("the directory names publisher {endpoint} as this file's owner");
+                let span = tracing::info_span!("publisher", addr = %endpoint);
+                let sub = token.child_token();
+                let _stop = sub.clone().drop_guard();
+                run_source(swarm.clone(), SourceKind::Publisher, endpoint, None, sub)
+                    .instrument(span)
+                    .await;
+            }
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            biased;
+            () = token.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = run => {}
+        }
+        swarm.set_link_error(SourceKind::Publisher, Some("publisher changed".into()));
     }
 }
 
@@ -154,8 +200,9 @@ impl Source {
             return Some(Ok((hs, ChunkSet::new(swarm.manifest.chunk_count()))));
         }
         let role = match self.kind {
-            SourceKind::Owner => Role::Peer,
             SourceKind::Neighbour => Role::Neighbour,
+            // A publisher is met as an owner; a directory, too, until its welcome.
+            _ => Role::Peer,
         };
         let file = Some(swarm.manifest.name.clone());
         let secret = swarm.config.secret.as_deref();
@@ -186,11 +233,10 @@ impl Source {
             // Only the directory registration is missing; no need to shout.
             debug!("waiting for owner {endpoint} ({e}); retrying");
         } else if self.last_log.is_none_or(|t| t.elapsed() >= RETRY_LOG_EVERY) {
-            let who = match self.kind {
-                SourceKind::Owner => "owner",
-                SourceKind::Neighbour => "neighbour",
-            };
-            info!("waiting for {who} {endpoint} ({e}); retrying");
+            info!(
+                "waiting for {} {endpoint} ({e}); retrying",
+                self.kind.noun()
+            );
             self.last_log = Some(Instant::now());
         }
     }
@@ -203,10 +249,18 @@ impl Source {
         have: ChunkSet,
         token: &CancellationToken,
     ) -> Option<bool> {
-        let (swarm, kind, endpoint) = (&self.swarm, self.kind, &self.endpoint);
-        if kind == SourceKind::Owner {
-            // A joiner's place in the ring, as the owner gave it (again, after a reconnect).
+        let (swarm, endpoint) = (&self.swarm, &self.endpoint);
+        // An owner that holds none of the file is only its directory; a tracker names the
+        // publisher that serves the chunks instead.
+        let kind = match self.kind {
+            SourceKind::Owner if hs.empty => SourceKind::Directory,
+            k => k,
+        };
+        if kind.places_in_ring() {
+            // A joiner's place in the ring, as the owner gave it (again, after a reconnect),
+            // and who serves its chunks.
             swarm.set_neighbour(hs.neighbour.as_deref());
+            swarm.set_publisher(hs.publisher.as_deref());
         }
         self.last_log = None;
         swarm.set_link_error(kind, None);

@@ -69,6 +69,9 @@ pub(crate) struct Swarm {
     /// A ring peer's download neighbour now (`None`: none, a joiner alone in its ring, or
     /// a getter).
     pub(super) neighbour: watch::Sender<Option<Endpoint>>,
+    /// The publisher a directory named for a published file's ring: serves this peer's
+    /// chunks as an owner would (`None`: the owner does, or no one).
+    pub(super) publisher: watch::Sender<Option<Endpoint>>,
     /// Signalled when `have` grew, for the summary writer.
     pub(super) summary_dirty: Notify,
     /// The newest verified chunks (see `remember`).
@@ -131,6 +134,7 @@ impl Swarm {
                 Mode::Ring { neighbour } => neighbour.clone(),
                 Mode::Getter(_) => None,
             }),
+            publisher: watch::Sender::new(None),
             summary_dirty: Notify::new(),
             recent: Mutex::new(RecentChunks::default()),
             mode,
@@ -142,27 +146,40 @@ impl Swarm {
     /// the ring). An address that is not `IP:PORT` is ignored; a peer with a neighbour of
     /// its own (`peer OWNER PORT NEIGHBOUR`) keeps it.
     pub(super) fn set_neighbour(&self, addr: Option<&str>) {
-        if !matches!(self.mode, Mode::Ring { neighbour: None }) {
-            return;
+        if matches!(self.mode, Mode::Ring { neighbour: None }) {
+            self.set_endpoint(&self.neighbour, "neighbour", addr);
         }
+    }
+
+    /// A ring peer's publisher for a published file, as the directory said it (`None`: the
+    /// directory serves the chunks itself); checked as [`Swarm::set_neighbour`] checks.
+    pub(super) fn set_publisher(&self, addr: Option<&str>) {
+        if matches!(self.mode, Mode::Ring { .. }) {
+            self.set_endpoint(&self.publisher, "publisher", addr);
+        }
+    }
+
+    /// Sets `slot` to the address `addr` the owner named as `what`, if it is `IP:PORT` and
+    /// reachable the way the owner is; changed only when different.
+    fn set_endpoint(&self, slot: &watch::Sender<Option<Endpoint>>, what: &str, addr: Option<&str>) {
         let next = match addr {
             None => None,
             Some(a) if a.parse::<std::net::SocketAddr>().is_err() => {
-                warn!("the owner named a neighbour that is not IP:PORT: {a:?}; ignored");
+                warn!("the owner named a {what} that is not IP:PORT: {a:?}; ignored");
                 return;
             }
             Some(a) => match self.config.owner.sibling(a) {
                 Ok(e) => Some(e),
                 Err(e) => {
-                    warn!("the owner named neighbour {a:?}: {e}; ignored");
+                    warn!("the owner named {what} {a:?}: {e}; ignored");
                     return;
                 }
             },
         };
-        let same = self.neighbour.borrow().as_ref().map(ToString::to_string)
+        let same = slot.borrow().as_ref().map(ToString::to_string)
             == next.as_ref().map(ToString::to_string);
         if !same {
-            self.neighbour.send_replace(next);
+            slot.send_replace(next);
         }
     }
 
@@ -242,8 +259,10 @@ impl Swarm {
     pub(super) fn set_link_error(&self, kind: SourceKind, e: Option<String>) {
         let mut st = self.lock();
         match kind {
-            SourceKind::Owner => st.owner.set_error(e),
+            SourceKind::Owner | SourceKind::Publisher => st.owner.set_error(e),
             SourceKind::Neighbour => st.ring.set_error(e, self.manifest.chunk_count()),
+            // It serves no chunks: nothing waits on it.
+            SourceKind::Directory => return,
         }
         drop(st);
         self.notify();

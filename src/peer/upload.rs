@@ -97,6 +97,21 @@ impl<'a> Downstream<'a> {
         drop(st);
         self.swarm.notify();
     }
+
+    /// This neighbour said `not_interested`: the directory gave it another download
+    /// neighbour, so it will not be back; its leaving holds no one's service. It may still
+    /// ask for chunks until it closes.
+    fn mark_moved(&self, label: &str) {
+        if self
+            .complete
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        info!(neighbour = %label, "upload neighbour moved to another download neighbour");
+        self.swarm.state().downstream_incomplete -= 1;
+        self.swarm.notify();
+    }
 }
 
 impl Drop for Downstream<'_> {
@@ -227,6 +242,7 @@ impl Reading for Requests<'_> {
                 let _ = tx.send(id).await;
             }
             Message::Have { chunks } if chunks.is_empty() => {} // keep-alive
+            Message::NotInterested if let Some(d) = self.downstream => d.mark_moved(label),
             Message::Have { chunks } => {
                 let added = self.theirs.extend_from_ranges(m, &chunks)?;
                 let n = u32::try_from(added.len()).unwrap_or(u32::MAX);

@@ -86,6 +86,10 @@ pub enum Message {
         /// that peers publish): ask the sources `locate` names.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         empty: bool,
+        /// To a ring peer of a published file: the publisher (`IP:PORT`) that hands out its
+        /// subset and serves the chunks an owner would; the directory stays its ring's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
         /// The manifest JSON.
         #[serde(skip)]
         manifest: Bytes,
@@ -239,6 +243,7 @@ impl Message {
             heartbeat_ms: None,
             neighbour: None,
             empty: false,
+            owner: None,
             manifest,
         }
     }

@@ -65,6 +65,9 @@ pub struct Config {
     pub files: Vec<Arc<SharedFile>>,
     /// The chunk size for files found later.
     pub chunk_size: u64,
+    /// The expected ring size of each file: a ring member of it is handed ⌈chunks / peers⌉
+    /// chunks (a tracker sends the members of a published file's ring here for their chunks).
+    pub peers: u32,
     /// How its chunks are served (the owner's settings: events, cap, slots).
     pub serve: owner::Config,
     /// The swarm's shared secret, proved to the directory and required of getters.
@@ -109,6 +112,7 @@ pub async fn run(listener: Listener, config: Config, token: CancellationToken) -
         paths,
         files,
         chunk_size,
+        peers,
         serve,
         secret,
         node,
@@ -135,6 +139,7 @@ pub async fn run(listener: Listener, config: Config, token: CancellationToken) -
     let scan = Scan {
         paths,
         chunk_size,
+        peers,
         current: current.clone(),
         served,
         local,

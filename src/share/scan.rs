@@ -16,6 +16,7 @@ use crate::owner::{self, Files, SharedFile};
 pub(super) struct Scan {
     pub(super) paths: Vec<PathBuf>,
     pub(super) chunk_size: u64,
+    pub(super) peers: u32,
     pub(super) current: Arc<Current>,
     pub(super) served: Arc<Files>,
     pub(super) local: Arc<Directory>,
@@ -61,9 +62,9 @@ impl Scan {
         }
         let known: BTreeSet<PathBuf> = kept.iter().map(|f| f.path().to_path_buf()).collect();
         for path in found.into_iter().filter(|p| !known.contains(p)) {
-            let chunk_size = self.chunk_size;
+            let (chunk_size, peers) = (self.chunk_size, self.peers);
             let opened = tokio::task::spawn_blocking(move || {
-                SharedFile::open(&path, chunk_size, 1).map_err(|e| (path, e))
+                SharedFile::open(&path, chunk_size, peers).map_err(|e| (path, e))
             })
             .await;
             match opened {
