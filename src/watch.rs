@@ -133,6 +133,12 @@ impl<T> Receiver<T> {
         self.shared.lock()
     }
 
+    /// Whether there is a value not yet seen (and marks it seen).
+    pub fn take_changed(&mut self) -> bool {
+        let version = self.shared.version.load(Ordering::Acquire);
+        std::mem::replace(&mut self.seen, version) != version
+    }
+
     /// Marks the current value not seen: the next [`Receiver::changed`] returns at once.
     pub fn mark_changed(&mut self) {
         self.seen = self.shared.version.load(Ordering::Acquire).wrapping_sub(1);

@@ -293,6 +293,64 @@ fn a_ring_of_a_published_file_is_handed_out_by_its_publisher() {
     );
 }
 
+/// Two publishers of one file: its ring is sent to the first, and when that one is SIGKILLed
+/// mid-transfer every member is told the second (`publisher`) and completes from it and the
+/// ring, byte-identical.
+#[test]
+fn a_published_ring_moves_to_the_next_publisher_when_its_publisher_dies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("a").join("data.bin");
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    random_file(&original, 2 << 20, 64);
+    let copy = root.join("b").join("data.bin");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(&original, &copy).unwrap();
+    let (_tracker, port) = start_tracker(root);
+    // The first is slow: the ring cannot be done before it dies.
+    let slow = args!["--peers", 3, "--upload-limit", "128KiB"];
+    let (mut first, _) = start_share_with(root, "pub1", port, &[&original], &slow);
+    let (mut second, _) = start_share_with(root, "pub2", port, &[&copy], &args!["--peers", 3]);
+    let second_addr = format!("127.0.0.1:{}", second.listening_port());
+    let mut ring = Vec::new();
+    for i in 0..3 {
+        let name = format!("m{i}");
+        let (mut p, ev) = join(root, &name, port);
+        p.wait_line("listening on ");
+        ring.push((name, p, ev));
+    }
+    let (_, m0, ev0) = &ring[0];
+    assert!(
+        wait_until(WAIT, || read_events_so_far(ev0)
+            .iter()
+            .any(|e| e.event == EventKind::ChunkReceived)),
+        "{}",
+        m0.describe()
+    );
+    first.kill();
+    for (name, p, _) in &mut ring {
+        p.wait_line("complete: ");
+        assert_eq!(
+            std::fs::read(root.join(&*name).join("data.bin")).unwrap(),
+            std::fs::read(&original).unwrap(),
+            "{}",
+            p.describe()
+        );
+        assert!(
+            p.stderr_text()
+                .contains(&format!("names publisher {second_addr}")),
+            "{name} was sent to the second publisher: {}",
+            p.describe()
+        );
+    }
+    for (_, p, _) in &mut ring {
+        p.interrupt();
+        p.wait_exit(WAIT);
+    }
+    second.interrupt();
+    second.wait_exit(WAIT);
+}
+
 #[test]
 fn share_and_tracker_mistakes_are_named() {
     let tmp = tempfile::tempdir().unwrap();

@@ -77,8 +77,8 @@ pub struct Directory {
     inner: Mutex<Inner>,
     /// Registration timestamps: the wall clock, or a simulation's virtual one.
     clock: Clock,
-    /// Bumped whenever a ring gains or loses a member (sessions then look up their
-    /// member's download neighbour again).
+    /// Bumped whenever a ring gains or loses a member, or a publisher comes or goes
+    /// (sessions then look up their member's download neighbour, and publisher, again).
     ring_changed: crate::watch::Sender<()>,
 }
 
@@ -247,6 +247,10 @@ impl Directory {
                 last_seen: Instant::now(),
             },
         );
+        drop(inner);
+        if role == Role::Publisher {
+            self.ring_changed.send_replace(());
+        }
         Some(id)
     }
 
@@ -277,14 +281,15 @@ impl Directory {
     /// Drops a member. Returns whether it was registered.
     pub fn deregister(&self, id: MemberId) -> bool {
         let mut inner = self.inner();
-        let was = inner.members.remove(&id).is_some();
-        self.left_rings(&mut inner, &[id]);
-        was
+        let gone = inner.members.remove(&id);
+        let publisher = gone.as_ref().is_some_and(|m| m.role == Role::Publisher);
+        self.left_rings(&mut inner, &[id], publisher);
+        gone.is_some()
     }
 
     /// Takes `gone` out of every ring (the member downloading from one of them gets the next
-    /// one as its neighbour), and says so if any ring changed.
-    fn left_rings(&self, inner: &mut Inner, gone: &[MemberId]) {
+    /// one as its neighbour), and says so if any ring changed or a publisher left.
+    fn left_rings(&self, inner: &mut Inner, gone: &[MemberId], publisher_left: bool) {
         let mut changed = false;
         for ring in inner.rings.values_mut() {
             let before = ring.len();
@@ -292,7 +297,7 @@ impl Directory {
             changed |= ring.len() != before;
         }
         inner.rings.retain(|_, r| !r.is_empty());
-        if changed {
+        if changed || publisher_left {
             self.ring_changed.send_replace(());
         }
     }
@@ -365,26 +370,31 @@ impl Directory {
             .filter(|(_, m)| m.addr == addr)
             .map(|(&id, _)| id)
             .collect();
+        let mut publisher = false;
         for id in &gone {
-            inner.members.remove(id);
+            publisher |= inner
+                .members
+                .remove(id)
+                .is_some_and(|m| m.role == Role::Publisher);
         }
-        self.left_rings(&mut inner, &gone);
+        self.left_rings(&mut inner, &gone, publisher);
         gone.len()
     }
 
     /// Drops members silent for longer than the TTL; returns their addresses.
     pub fn expire(&self) -> Vec<SocketAddr> {
         let mut inner = self.inner();
-        let (mut gone, mut ids) = (Vec::new(), Vec::new());
+        let (mut gone, mut ids, mut publisher) = (Vec::new(), Vec::new(), false);
         inner.members.retain(|&id, m| {
             let keep = m.last_seen.elapsed() <= self.ttl;
             if !keep {
                 gone.push(m.addr);
                 ids.push(id);
+                publisher |= m.role == Role::Publisher;
             }
             keep
         });
-        self.left_rings(&mut inner, &ids);
+        self.left_rings(&mut inner, &ids, publisher);
         gone
     }
 
@@ -482,6 +492,44 @@ mod tests {
         d.deregister(id);
         assert_eq!(d.publishers(2), 0);
         assert_eq!(d.list().files.len(), 2, "gone with its publisher");
+    }
+
+    /// A published file's ring is sent to its earliest publisher still registered; a
+    /// publisher coming or going is a ring change (its ring members are told again).
+    #[tokio::test(start_paused = true)]
+    async fn a_published_ring_follows_its_earliest_publisher() {
+        let d = dir(DEFAULT_PEER_TTL);
+        let m = Arc::new(Manifest {
+            name: "gamma.bin".into(),
+            ..Manifest::for_tests(4)
+        });
+        let f = d.publish(m);
+        assert_eq!(d.publisher(f), None);
+        let mut changes = d.ring_changes();
+        assert!(!changes.take_changed());
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:9201".parse().unwrap(),
+            "127.0.0.1:9202".parse().unwrap(),
+        );
+        let ida = d
+            .register(f, a, Role::Publisher, ChunkSet::full(4), None)
+            .unwrap();
+        assert!(changes.take_changed(), "a publisher came");
+        d.register(f, b, Role::Publisher, ChunkSet::full(4), None)
+            .unwrap();
+        d.register(
+            f,
+            "127.0.0.1:9203".parse().unwrap(),
+            Role::Getter,
+            ChunkSet::full(4),
+            None,
+        );
+        assert_eq!(d.publisher(f), Some(a), "the earliest");
+        assert!(changes.take_changed(), "another came");
+        d.deregister(ida);
+        assert!(changes.take_changed(), "a publisher left");
+        assert_eq!(d.publisher(f), Some(b));
+        assert_eq!(d.publisher(0), None, "the owner's own file has none");
     }
 
     #[test]

@@ -94,6 +94,7 @@ async fn serve(
         member: member.as_ref(),
         role: hello.role,
         neighbour,
+        publisher: owner,
     };
     session::run(conn, &shared, ctx, &client, token).await
 }

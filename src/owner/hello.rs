@@ -257,7 +257,7 @@ pub(super) async fn welcome(
         heartbeat_ms: Some(u64::try_from(heartbeat.as_millis()).unwrap_or(u64::MAX)),
         neighbour: neighbour.map(|a| a.to_string()),
         empty: shared.is_published(),
-        owner: owner.map(|a| a.to_string()),
+        publisher: owner.map(|a| a.to_string()),
         manifest: shared.manifest_json.clone(),
     })
     .await?;

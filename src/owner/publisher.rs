@@ -90,6 +90,12 @@ impl Publications<'_> {
     fn withdraw_if_orphaned(&self, index: usize) {
         if self.ctx.directory.publishers(index) == 0 {
             self.files.orphaned(index);
+            if let Some(m) = self.ctx.directory.manifest(index) {
+                info!(
+                    "every publisher of {} has left: no one serves it now (its ring, if any, goes on with the chunks its members hold)",
+                    crate::manifest::display_name(&m.name)
+                );
+            }
         }
     }
 

@@ -46,7 +46,7 @@ pub(super) async fn run(
         label,
         member,
         role,
-        neighbour,
+        ..
     } = *client;
     // Getters are served under choking; ring peers always (the ring needs its hand-out).
     let choker = (role == Role::Getter).then_some(&ctx.choker);
@@ -73,16 +73,7 @@ pub(super) async fn run(
         conn_id: ctx.spare.connection(),
         spares: VecDeque::new(),
         ticket: None,
-        ring: (role == Role::Joiner).then_some(member).flatten().map(|m| {
-            let mut changes = ctx.directory.ring_changes();
-            // A change between `welcome` and now is looked at once.
-            changes.mark_changed();
-            RingPlace {
-                member: m.id,
-                changes,
-                told: neighbour,
-            }
-        }),
+        ring: RingPlace::of(ctx, shared, client),
     };
     driver::drive(conn, &session, writing, MAX_QUEUED_REQUESTS, token).await
 }
@@ -95,14 +86,69 @@ pub(super) struct Client<'a, 'm> {
     pub role: Role,
     /// A joiner's download neighbour, as `welcome` said.
     pub neighbour: Option<SocketAddr>,
+    /// A published file's ring member: the publisher `welcome` named.
+    pub publisher: Option<SocketAddr>,
 }
 
-/// A joiner's place in its ring: its member id, the directory's ring changes, and the
-/// neighbour it was last told.
+/// A ring peer's place, told again when the directory's rings change: a joiner's download
+/// neighbour, a published file's publisher.
 struct RingPlace {
-    member: crate::directory::MemberId,
     changes: watch::Receiver<()>,
-    told: Option<SocketAddr>,
+    /// A joiner's member id, and the neighbour it was last told.
+    joiner: Option<(crate::directory::MemberId, Option<SocketAddr>)>,
+    /// A published file's ring member: its index, and the publisher it was last told.
+    publisher: Option<(usize, Option<SocketAddr>)>,
+}
+
+impl RingPlace {
+    /// The place of `client`, if it has one to be told.
+    fn of(ctx: &Ctx, shared: &SharedFile, client: &Client<'_, '_>) -> Option<Self> {
+        let joiner = (client.role == Role::Joiner)
+            .then_some(client.member)
+            .flatten()
+            .map(|m| (m.id, client.neighbour));
+        let publisher = (client.role.is_ring() && shared.is_published())
+            .then(|| ctx.directory.index_of(&shared.manifest.name))
+            .flatten()
+            .map(|f| (f, client.publisher));
+        if joiner.is_none() && publisher.is_none() {
+            return None;
+        }
+        let mut changes = ctx.directory.ring_changes();
+        // A change between `welcome` and now is looked at once.
+        changes.mark_changed();
+        Some(Self {
+            changes,
+            joiner,
+            publisher,
+        })
+    }
+
+    /// What changed since the client was last told, as messages to send.
+    fn news(&mut self, directory: &crate::directory::Directory, label: &str) -> Vec<Message> {
+        let mut news = Vec::new();
+        if let Some((member, told)) = &mut self.joiner {
+            let now = directory.neighbour_of(*member);
+            if now != *told {
+                *told = now;
+                info!(peer = %label, neighbour = ?now, "told a new download neighbour");
+                news.push(Message::Neighbour {
+                    addr: now.map(|a| a.to_string()),
+                });
+            }
+        }
+        if let Some((file, told)) = &mut self.publisher {
+            let now = directory.publisher(*file);
+            if now != *told {
+                *told = now;
+                info!(peer = %label, publisher = ?now, "told the publisher that serves its chunks now");
+                news.push(Message::Publisher {
+                    addr: now.map(|a| a.to_string()),
+                });
+            }
+        }
+        news
+    }
 }
 
 /// What the reader hands the writer.
@@ -363,15 +409,16 @@ impl Writing for Writer<'_, '_> {
                 let Some(place) = self.ring.as_mut() else {
                     return Ok(Flow::Idle);
                 };
-                let now = session.ctx.directory.neighbour_of(place.member);
-                if now == place.told {
-                    return Ok(Flow::Idle);
+                let news = place.news(&session.ctx.directory, session.label);
+                let flow = if news.is_empty() {
+                    Flow::Idle
+                } else {
+                    Flow::Sent
+                };
+                for msg in news {
+                    writer.send(msg).await?;
                 }
-                place.told = now;
-                info!(peer = %session.label, neighbour = ?now, "told a new download neighbour");
-                let addr = now.map(|a| a.to_string());
-                writer.send(Message::Neighbour { addr }).await?;
-                Ok(Flow::Sent)
+                Ok(flow)
             }
             Woken::Orphans(true) => {
                 let set = self.orphans.borrow_and_update().clone();

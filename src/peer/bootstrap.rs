@@ -87,7 +87,7 @@ pub(super) async fn handshake(
             heartbeat_ms,
             empty,
             neighbour,
-            owner,
+            publisher,
             ..
         })) => {
             let manifest = Manifest::from_json(&manifest)?;
@@ -106,7 +106,7 @@ pub(super) async fn handshake(
                     heartbeat,
                     empty,
                     neighbour,
-                    publisher: owner,
+                    publisher,
                 },
                 manifest,
             ))

@@ -213,6 +213,9 @@ impl Reader<'_> {
             Message::Neighbour { addr } if self.kind.places_in_ring() => {
                 swarm.set_neighbour(addr.as_deref());
             }
+            Message::Publisher { addr } if self.kind == SourceKind::Directory => {
+                swarm.set_publisher(addr.as_deref());
+            }
             Message::Orphans { chunks } if self.kind.serves_as_owner() => {
                 let set = ChunkSet::try_from_ranges(m, &chunks)?;
                 swarm

@@ -93,8 +93,13 @@ pub(super) async fn follow_neighbour(swarm: Arc<Swarm>, token: CancellationToken
 /// [`run_source`]), following it when another is named, until `token` is cancelled.
 pub(super) async fn follow_publisher(swarm: Arc<Swarm>, token: CancellationToken) {
     let mut changes = swarm.publisher.subscribe();
+    let mut first = true;
     loop {
         let current = changes.borrow_and_update().clone();
+        if current.is_none() && !std::mem::take(&mut first) {
+            info!("no publisher of this file is left: going on with what the ring holds");
+        }
+        first = false;
         let run = async {
             if let Some(endpoint) = current {
                 info!("the directory names publisher {endpoint} as this file's owner");

@@ -89,7 +89,7 @@ pub enum Message {
         /// To a ring peer of a published file: the publisher (`IP:PORT`) that hands out its
         /// subset and serves the chunks an owner would; the directory stays its ring's.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        owner: Option<String>,
+        publisher: Option<String>,
         /// The manifest JSON.
         #[serde(skip)]
         manifest: Bytes,
@@ -178,6 +178,13 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         addr: Option<String>,
     },
+    /// Directory → ring peer of a published file: the publisher that serves its chunks now
+    /// (the one named before left); `addr` absent: no publisher is left.
+    Publisher {
+        /// `IP:PORT`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        addr: Option<String>,
+    },
     /// Publisher → directory: this file is shared, its chunks served at the publisher's
     /// port. Body: the manifest as JSON.
     Publish {
@@ -243,7 +250,7 @@ impl Message {
             heartbeat_ms: None,
             neighbour: None,
             empty: false,
-            owner: None,
+            publisher: None,
             manifest,
         }
     }
@@ -300,6 +307,7 @@ impl Message {
             Self::NotInterested => "not_interested",
             Self::Cancel { .. } => "cancel",
             Self::Neighbour { .. } => "neighbour",
+            Self::Publisher { .. } => "publisher",
             Self::Publish { .. } => "publish",
             Self::Published { .. } => "published",
             Self::Unpublish { .. } => "unpublish",
