@@ -338,10 +338,10 @@ impl EventSink {
                 EventKind::NeighbourChanged => "download neighbour is now",
                 _ => "event with",
             };
-            if detail.is_empty() {
-                tracing::info!(target: "event", "{what} {neighbour}");
-            } else {
-                tracing::info!(target: "event", "{what} {neighbour} ({detail})");
+            match (neighbour.is_empty(), detail.is_empty()) {
+                (_, true) => tracing::info!(target: "event", "{what} {neighbour}"),
+                (true, false) => tracing::info!(target: "event", "{what} ({detail})"),
+                (false, false) => tracing::info!(target: "event", "{what} {neighbour} ({detail})"),
             }
         }
         self.write(kind, None, neighbour, None, None);
