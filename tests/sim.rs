@@ -194,6 +194,21 @@ fn a_simulated_ring_of_joiners_restitches_itself() {
     );
 }
 
+/// Without faults, a ring of joiners finishes as fast as the hand-wired one, in virtual time:
+/// each joiner is placed at once, and never idles on its hand-out alone.
+#[test]
+fn a_simulated_ring_of_joiners_is_as_fast_as_a_wired_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    sim(tmp.path(), "wired", &[]);
+    sim(tmp.path(), "joined", &args!["--join"]);
+    let last = |run: &str| summary(tmp.path(), run)["wall_s"].as_f64().unwrap();
+    let (wired, joined) = (last("wired"), last("joined"));
+    assert!(
+        joined <= wired * 1.05,
+        "a joined ring {joined:.3}s, a wired one {wired:.3}s (virtual)"
+    );
+}
+
 /// The simulated network's options need `--sim`, and wrong values are named.
 #[test]
 fn simulation_options_are_checked() {

@@ -72,7 +72,9 @@ pub(super) async fn follow_neighbour(swarm: Arc<Swarm>, token: CancellationToken
         // The old neighbour's session ends cleanly: it tells the old neighbour this peer
         // moved on, so that one need not wait for it to come back.
         sub.cancel();
-        let _ = tokio::time::timeout(FAREWELL_WAIT, run).await;
+        if follow && current.is_some() {
+            let _ = tokio::time::timeout(FAREWELL_WAIT, run).await;
+        }
         let now = swarm.neighbour.borrow().clone();
         let addr = now.as_ref().map_or_else(String::new, ToString::to_string);
         // The event's console line says it ("download neighbour is now …").
