@@ -63,9 +63,14 @@ struct Args {
     #[arg(long, conflicts_with = "sim")]
     chunk_files: bool,
     /// Peers join the ring through the directory (as `peer join`): the owner places each
-    /// and re-stitches the ring when one crashes or leaves
-    #[arg(long)]
+    /// and re-stitches the ring when one crashes or leaves. The default; see --wired
+    #[arg(long, conflicts_with = "wired")]
     join: bool,
+    /// Peers name their download neighbours instead (as `peer OWNER PORT NEIGHBOUR`): peer
+    /// i downloads from peer i+1, the last from the first, and a dead one is worked around
+    /// by the fall-back rather than re-stitched
+    #[arg(long)]
+    wired: bool,
     /// Requests in flight per connection
     #[arg(long, value_name = "K", default_value_t = ringswarm::peer::DEFAULT_IN_FLIGHT)]
     in_flight: usize,

@@ -304,7 +304,7 @@ impl Plan {
             t0,
             rate: args.rate,
             in_flight: args.in_flight.max(1),
-            join: args.join,
+            join: !args.wired,
             layout: if args.chunk_files {
                 Layout::ChunkFiles
             } else {

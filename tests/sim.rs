@@ -199,7 +199,8 @@ fn a_simulated_ring_of_joiners_restitches_itself() {
 #[test]
 fn a_simulated_ring_of_joiners_is_as_fast_as_a_wired_one() {
     let tmp = tempfile::tempdir().unwrap();
-    sim(tmp.path(), "wired", &[]);
+    sim(tmp.path(), "wired", &args!["--wired"]);
+    // Joins are the default; `--join` says so explicitly.
     sim(tmp.path(), "joined", &args!["--join"]);
     let last = |run: &str| summary(tmp.path(), run)["wall_s"].as_f64().unwrap();
     let (wired, joined) = (last("wired"), last("joined"));

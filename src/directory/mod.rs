@@ -59,6 +59,8 @@ struct Inner {
     /// The self-assembled rings (`peer join`), by file: members in join order, each
     /// downloading from the next, the last from the first.
     rings: BTreeMap<usize, Vec<MemberId>>,
+    /// Where each ring member is: its file's ring, and its place in it.
+    ring_pos: BTreeMap<MemberId, (usize, usize)>,
     /// When each address was last probed after a `source_lost` report.
     probed: BTreeMap<SocketAddr, Instant>,
     /// Probes under way.
@@ -290,13 +292,26 @@ impl Directory {
     /// Takes `gone` out of every ring (the member downloading from one of them gets the next
     /// one as its neighbour), and says so if any ring changed or a publisher left.
     fn left_rings(&self, inner: &mut Inner, gone: &[MemberId], publisher_left: bool) {
-        let mut changed = false;
-        for ring in inner.rings.values_mut() {
-            let before = ring.len();
-            ring.retain(|id| !gone.contains(id));
-            changed |= ring.len() != before;
+        let Inner {
+            rings, ring_pos, ..
+        } = inner;
+        let mut touched: Vec<usize> = gone
+            .iter()
+            .filter_map(|id| ring_pos.remove(id).map(|(file, _)| file))
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let changed = !touched.is_empty();
+        for file in touched {
+            let Some(ring) = rings.get_mut(&file) else {
+                continue;
+            };
+            ring.retain(|id| ring_pos.contains_key(id));
+            for (at, id) in ring.iter().enumerate() {
+                ring_pos.insert(*id, (file, at));
+            }
         }
-        inner.rings.retain(|_, r| !r.is_empty());
+        rings.retain(|_, r| !r.is_empty());
         if changed || publisher_left {
             self.ring_changed.send_replace(());
         }
@@ -309,9 +324,11 @@ impl Directory {
         if !inner.members.contains_key(&id) {
             return None;
         }
-        let ring = inner.rings.entry(file).or_default();
-        if !ring.contains(&id) {
+        if !inner.ring_pos.contains_key(&id) {
+            let ring = inner.rings.entry(file).or_default();
             ring.push(id);
+            let at = ring.len() - 1;
+            inner.ring_pos.insert(id, (file, at));
         }
         drop(inner);
         self.ring_changed.send_replace(());
@@ -322,8 +339,8 @@ impl Directory {
     /// first after the last); `None` when it is alone or in no ring.
     pub fn neighbour_of(&self, id: MemberId) -> Option<SocketAddr> {
         let inner = self.inner();
-        let ring = inner.rings.values().find(|r| r.contains(&id))?;
-        let at = ring.iter().position(|&m| m == id)?;
+        let &(file, at) = inner.ring_pos.get(&id)?;
+        let ring = inner.rings.get(&file)?;
         let next = ring[(at + 1) % ring.len()];
         (next != id)
             .then(|| inner.members.get(&next).map(|m| m.addr))
@@ -492,6 +509,59 @@ mod tests {
         d.deregister(id);
         assert_eq!(d.publishers(2), 0);
         assert_eq!(d.list().files.len(), 2, "gone with its publisher");
+    }
+
+    /// Joiners form a ring in join order, each downloading from the next and the last from
+    /// the first; a member leaving (or expiring) re-stitches it around the gap.
+    #[test]
+    fn a_ring_forms_in_join_order_and_restitches_around_a_gap() {
+        let d = dir(Duration::from_millis(50));
+        let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9300 + i));
+        let ids: Vec<MemberId> = (0..4)
+            .map(|i| {
+                d.register(0, addr(i), Role::Joiner, set(10, []), None)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(d.join_ring(0, ids[0]), None, "alone");
+        for i in 1..4 {
+            assert_eq!(
+                d.join_ring(0, ids[i]),
+                Some(addr(0)),
+                "the last gets the first"
+            );
+        }
+        assert_eq!(
+            d.join_ring(0, ids[3]),
+            Some(addr(0)),
+            "joining twice changes nothing"
+        );
+        let ring = |d: &Directory| -> Vec<Option<SocketAddr>> {
+            ids.iter().map(|&id| d.neighbour_of(id)).collect()
+        };
+        assert_eq!(
+            ring(&d),
+            vec![Some(addr(1)), Some(addr(2)), Some(addr(3)), Some(addr(0))]
+        );
+        let mut changes = d.ring_changes();
+        assert!(!changes.take_changed());
+        d.deregister(ids[2]);
+        assert!(changes.take_changed());
+        assert_eq!(
+            ring(&d),
+            vec![Some(addr(1)), Some(addr(3)), None, Some(addr(0))]
+        );
+        d.deregister(ids[0]);
+        assert_eq!(ring(&d), vec![None, Some(addr(3)), None, Some(addr(1))]);
+        // A member of another file's ring is in its own ring.
+        let other = d
+            .register(1, addr(9), Role::Joiner, set(5, []), None)
+            .unwrap();
+        assert_eq!(d.join_ring(1, other), None);
+        std::thread::sleep(Duration::from_millis(80));
+        d.expire();
+        assert_eq!(ring(&d), vec![None; 4], "all expired");
+        assert_eq!(d.neighbour_of(other), None);
     }
 
     /// A published file's ring is sent to its earliest publisher still registered; a
