@@ -524,12 +524,8 @@ mod tests {
             })
             .collect();
         assert_eq!(d.join_ring(0, ids[0]), None, "alone");
-        for i in 1..4 {
-            assert_eq!(
-                d.join_ring(0, ids[i]),
-                Some(addr(0)),
-                "the last gets the first"
-            );
+        for &id in &ids[1..] {
+            assert_eq!(d.join_ring(0, id), Some(addr(0)), "the last gets the first");
         }
         assert_eq!(
             d.join_ring(0, ids[3]),
