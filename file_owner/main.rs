@@ -124,13 +124,21 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     let directory = owner::directory(&files, addr, ttl);
     if let Some(listener) = http {
+        let guarded = if config.secret.is_some() {
+            " (under the shared secret: Authorization: Bearer TOKEN from peer http-token, or sign in at /)"
+        } else {
+            ""
+        };
         ringswarm::cli::print_out(&format!(
-            "directory API on http://{}/files\n",
+            "directory API on http://{}/files{guarded}\n",
             listener.local_addr()?
         ))?;
         let (directory, token) = (directory.clone(), token.clone());
+        let secret = config.secret.clone();
         tokio::spawn(async move {
-            if let Err(e) = ringswarm::http::serve(listener, directory, token).await {
+            if let Err(e) =
+                ringswarm::http::serve_with_secret(listener, directory, secret, token).await
+            {
                 tracing::error!("directory API stopped: {e}");
             }
         });

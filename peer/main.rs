@@ -56,6 +56,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print the HTTP token derived from the shared secret: what the owner's HTTP API and
+    /// dashboard ask of a client under --secret (Authorization: Bearer TOKEN)
+    HttpToken {
+        #[command(flatten)]
+        secret: SecretArg,
+    },
     /// List every file the owner shares: id, name, size, chunks, complete and partial sources
     List {
         /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
@@ -276,6 +282,21 @@ fn resolve_target(
 
 fn main() -> ExitCode {
     let job = match Cli::parse() {
+        Cli {
+            command: Some(Command::HttpToken { secret }),
+            ..
+        } => {
+            return cli::run_main(cli::Threads::One, async move {
+                let Some(secret) = secret.get()? else {
+                    anyhow::bail!(
+                        "no shared secret: give --secret or set {}",
+                        ringswarm::auth::SECRET_ENV
+                    );
+                };
+                cli::print_out(&format!("{}\n", secret.http_token()))?;
+                Ok(true)
+            });
+        }
         Cli {
             command:
                 Some(Command::List {

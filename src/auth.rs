@@ -56,6 +56,25 @@ impl Secret {
         })
     }
 
+    /// The HTTP side's bearer token: a keyed hash of a fixed label, 64 hex digits. It opens
+    /// the owner's HTTP API and dashboard (`Authorization: Bearer …`, or the cookie the login
+    /// form sets) and nothing else; the secret cannot be recovered from it.
+    pub fn http_token(&self) -> String {
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(b"ringswarm http bearer token v1");
+        h.finalize().to_hex().to_string()
+    }
+
+    /// Whether `token` is [`Secret::http_token`], compared in constant time.
+    pub fn accepts_http_token(&self, token: &str) -> bool {
+        let Ok(given) = blake3::Hash::from_hex(token.trim()) else {
+            return false;
+        };
+        let expected = blake3::Hash::from_hex(self.http_token()).expect("hex of a hash");
+        // `blake3::Hash`'s equality is constant-time.
+        given == expected
+    }
+
     fn mac(&self, side: &str, first: &[u8; 32], second: &[u8; 32]) -> blake3::Hash {
         let mut h = blake3::Hasher::new_keyed(&self.key);
         h.update(side.as_bytes());

@@ -8,9 +8,19 @@
 //! | `GET /lookup?name=TEXT` | a listing of the files whose name contains TEXT, any case |
 //! | `GET /peers` | every directory member ([`crate::directory::PeerInfo`]) |
 //!
+//! | `GET /` | an index of these endpoints (HTML) |
+//! | `POST /login` | with a shared secret: the form field `secret`; sets the session cookie |
+//!
 //! Anything else is a 404 (or 405 for another method) with a JSON `{"error": ...}`; a request
 //! axum cannot take apart (a file id that is not UTF-8, a query string that does not parse) is
 //! a 400 with the same JSON shape.
+//!
+//! **Under a shared secret** (`--secret`) every endpoint but `POST /login` needs the HTTP
+//! token derived from it ([`Secret::http_token`]): `Authorization: Bearer TOKEN`, or the cookie
+//! `ringswarm_auth` that a successful `POST /login` sets (`HttpOnly`, `SameSite=Strict`). Without
+//! it the answer is 401 with `WWW-Authenticate: Bearer`: a login form to a browser (`Accept:
+//! text/html`), a JSON error to anything else; never a redirect. The secret travels only in
+//! the login form's body, and neither it nor the token is logged, put in a URL or answered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +28,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,6 +42,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::accept::{Accepted, Admission, accept_loop};
+use crate::auth::Secret;
 use crate::directory::Directory;
 use crate::net::{BoxStream, Listener};
 
@@ -56,7 +67,28 @@ pub async fn serve(
     directory: Arc<Directory>,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(directory);
+    serve_app(listener, router(directory), token).await
+}
+
+/// [`serve`] with `secret` required of every client (see the module's notes), if given.
+///
+/// # Errors
+///
+/// None today: accept errors are logged and retried.
+pub async fn serve_with_secret(
+    listener: impl Into<Listener>,
+    directory: Arc<Directory>,
+    secret: Option<Arc<Secret>>,
+    token: CancellationToken,
+) -> std::io::Result<()> {
+    serve_app(listener, router_with_secret(directory, secret), token).await
+}
+
+async fn serve_app(
+    listener: impl Into<Listener>,
+    app: Router,
+    token: CancellationToken,
+) -> std::io::Result<()> {
     let admission = Admission {
         max_connections: MAX_HTTP_CONNECTIONS,
         what: "HTTP accept",
@@ -125,7 +157,18 @@ async fn refuse_busy(mut stream: BoxStream) {
 
 /// The API's routes, for serving or testing.
 pub fn router(directory: Arc<Directory>) -> Router {
+    router_with_secret(directory, None)
+}
+
+/// The API's routes, behind `secret` if given.
+pub fn router_with_secret(directory: Arc<Directory>, secret: Option<Arc<Secret>>) -> Router {
+    let login_secret = secret.clone();
     Router::new()
+        .route("/", get(index))
+        .route(
+            "/login",
+            axum::routing::post(move |form| login(login_secret.clone(), form)),
+        )
         .route("/health", get(health))
         .route("/files", get(files))
         .route("/files/{id}", get(file))
@@ -134,6 +177,150 @@ pub fn router(directory: Arc<Directory>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(directory)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            require_secret(secret.clone(), req, next)
+        }))
+}
+
+/// The name of the session cookie `POST /login` sets.
+pub const AUTH_COOKIE: &str = "ringswarm_auth";
+
+/// Lets a request through if there is no secret, it is the login, or it carries the token.
+async fn require_secret(
+    secret: Option<Arc<Secret>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(secret) = secret else {
+        return next.run(req).await;
+    };
+    let login = req.uri().path() == "/login" && req.method() == axum::http::Method::POST;
+    if login || presents_token(&secret, req.headers()) {
+        return next.run(req).await;
+    }
+    unauthorized(req.headers(), None)
+}
+
+/// Whether `headers` carry the HTTP token: as a bearer token, or in the session cookie.
+fn presents_token(secret: &Secret, headers: &axum::http::HeaderMap) -> bool {
+    use axum::http::header::{AUTHORIZATION, COOKIE};
+    let bearer = headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.strip_prefix("Bearer "))
+        .any(|t| secret.accepts_http_token(t));
+    let cookie = || {
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().strip_prefix(AUTH_COOKIE)?.strip_prefix('='))
+            .any(|t| secret.accepts_http_token(t))
+    };
+    bearer || cookie()
+}
+
+/// The 401 answer: a login form for a browser, a JSON error for anything else; `note` says
+/// why a login failed.
+fn unauthorized(headers: &axum::http::HeaderMap, note: Option<&str>) -> Response {
+    use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+    let html = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let common = [
+        (WWW_AUTHENTICATE, "Bearer realm=\"ringswarm\""),
+        (CACHE_CONTROL, "no-store"),
+    ];
+    if html {
+        let note = note.map_or(String::new(), |n| format!("<p class=\"note\">{n}</p>"));
+        let page = LOGIN_PAGE.replace("{note}", &note);
+        return (
+            StatusCode::UNAUTHORIZED,
+            common,
+            [(CONTENT_TYPE, "text/html; charset=utf-8")],
+            page,
+        )
+            .into_response();
+    }
+    let error = note.unwrap_or(
+        "this swarm's HTTP side needs its shared secret: send Authorization: Bearer TOKEN (peer http-token prints it), or sign in with the form at /",
+    );
+    (
+        StatusCode::UNAUTHORIZED,
+        common,
+        Json(json!({ "error": error })),
+    )
+        .into_response()
+}
+
+/// The login form, shown with a 401 to a browser without the token.
+const LOGIN_PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ringswarm: sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:16px system-ui,sans-serif;max-width:28em;margin:4em auto;padding:0 1em}
+input{font:inherit;padding:.4em;width:100%;box-sizing:border-box;margin:.5em 0}
+.note{color:#b00020}</style></head>
+<body><h1>ringswarm</h1><p>This swarm needs its shared secret.</p>{note}
+<form method="post" action="/login"><label for="secret">Shared secret</label>
+<input id="secret" name="secret" type="password" autocomplete="current-password" required autofocus>
+<input type="submit" value="Sign in"></form></body></html>
+"#;
+
+#[derive(Deserialize)]
+struct LoginForm {
+    secret: String,
+}
+
+/// `POST /login`: the right secret sets the session cookie and goes to `/`; a wrong one is a
+/// 401 with the form again.
+async fn login(secret: Option<Arc<Secret>>, req: axum::extract::Request) -> Response {
+    use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
+    let Some(secret) = secret else {
+        return (StatusCode::SEE_OTHER, [(LOCATION, "/")]).into_response();
+    };
+    let headers = req.headers().clone();
+    let form = axum::Form::<LoginForm>::from_request(req, &()).await;
+    let given = form.ok().and_then(|f| Secret::new(&f.0.secret).ok());
+    match given {
+        Some(g) if secret.accepts_http_token(&g.http_token()) => {
+            let cookie = format!(
+                "{AUTH_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+                secret.http_token()
+            );
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    (LOCATION, "/".to_string()),
+                    (SET_COOKIE, cookie),
+                    (CACHE_CONTROL, "no-store".into()),
+                ],
+            )
+                .into_response()
+        }
+        _ => unauthorized(&headers, Some("That is not this swarm's secret.")),
+    }
+}
+
+/// `GET /`: what this server answers.
+async fn index() -> Response {
+    let page = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ringswarm directory</title></head>
+<body><h1>ringswarm directory</h1><ul>
+<li><a href="/files">/files</a>: every file</li>
+<li>/files/{id}: a file's sources</li>
+<li>/lookup?name=TEXT: files whose name holds TEXT</li>
+<li><a href="/peers">/peers</a>: every member</li>
+<li><a href="/health">/health</a></li>
+</ul></body></html>
+"#;
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
 }
 
 async fn health(State(d): State<Arc<Directory>>) -> Response {

@@ -167,3 +167,176 @@ fn the_secret_never_crosses_the_wire() {
         "a wrong proof got a welcome: {text}"
     );
 }
+
+/// One request to the API's router in process; status, headers and body text.
+async fn ask(
+    app: &axum::Router,
+    req: axum::http::Request<axum::body::Body>,
+) -> (u16, axum::http::HeaderMap, String) {
+    use tower::ServiceExt;
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+fn get(path: &str, headers: &[(&str, &str)]) -> axum::http::Request<axum::body::Body> {
+    let mut b = axum::http::Request::get(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(axum::body::Body::empty()).unwrap()
+}
+
+fn login(secret: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::post("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "text/html")
+        .body(axum::body::Body::from(format!("secret={secret}")))
+        .unwrap()
+}
+
+/// Under a secret, every endpoint answers 401 without the HTTP token (a login form to a
+/// browser, JSON to anything else; never a redirect), and serves with it, as a bearer token
+/// or as the cookie a right login sets. A wrong login is refused. No answer holds the secret.
+#[tokio::test]
+async fn the_http_side_needs_the_secret() {
+    use std::sync::Arc;
+    let secret_text = "correct horse battery staple";
+    let secret = Arc::new(ringswarm::auth::Secret::new(secret_text).unwrap());
+    let token = secret.http_token();
+    let directory = Arc::new(ringswarm::directory::Directory::new(
+        Vec::new(),
+        "127.0.0.1:1".parse().unwrap(),
+        ringswarm::directory::DEFAULT_PEER_TTL,
+    ));
+    let app = ringswarm::http::router_with_secret(directory, Some(secret));
+    let mut seen = String::new();
+    let mut record = |(status, headers, body): (u16, axum::http::HeaderMap, String)| {
+        seen.push_str(&format!("{headers:?}{body}"));
+        (status, headers, body)
+    };
+
+    for path in [
+        "/",
+        "/files",
+        "/files/1",
+        "/peers",
+        "/health",
+        "/lookup?name=a",
+    ] {
+        let (status, headers, body) = record(ask(&app, get(path, &[])).await);
+        assert_eq!(status, 401, "{path}: {body}");
+        assert_eq!(headers["www-authenticate"], "Bearer realm=\"ringswarm\"");
+        assert!(headers.get("location").is_none(), "not a redirect");
+        assert!(body.contains("peer http-token"), "{path}: {body}");
+    }
+    let (status, headers, body) = record(ask(&app, get("/", &[("accept", "text/html")])).await);
+    assert_eq!(status, 401);
+    assert!(headers.get("location").is_none(), "not a redirect");
+    assert!(
+        body.contains("<form method=\"post\" action=\"/login\"")
+            && body.contains("type=\"password\""),
+        "{body}"
+    );
+    let wrong = format!("Bearer {}", "0".repeat(64));
+    let (status, _, _) = record(ask(&app, get("/files", &[("authorization", &wrong)])).await);
+    assert_eq!(status, 401, "a wrong token");
+    let (status, _, _) = record(
+        ask(
+            &app,
+            get(
+                "/files",
+                &[("authorization", &format!("Bearer {secret_text}"))],
+            ),
+        )
+        .await,
+    );
+    assert_eq!(status, 401, "the secret itself is not the token");
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) = record(ask(&app, get("/files", &[("authorization", &bearer)])).await);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"files\""), "{body}");
+
+    let (status, headers, body) = record(ask(&app, login("guess")).await);
+    assert_eq!(status, 401);
+    assert!(headers.get("set-cookie").is_none());
+    assert!(body.contains("not this swarm's secret"), "{body}");
+    let (status, headers, _) = ask(&app, login(&secret_text.replace(' ', "+"))).await;
+    assert_eq!(status, 303, "signed in: on to the page");
+    let cookie = headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with(&format!("ringswarm_auth={token};"))
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = format!("theme=dark; ringswarm_auth={token}");
+    let (status, _, body) = record(ask(&app, get("/peers", &[("cookie", &session)])).await);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !seen.contains(secret_text) && !seen.contains("correct+horse"),
+        "the secret was answered"
+    );
+}
+
+/// With the real binaries: `file-owner --http --secret` says its API is guarded, `peer
+/// http-token` prints the token that opens it, and neither the secret nor the token shows in
+/// the owner's output.
+#[test]
+fn the_owners_http_api_opens_with_the_printed_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let share = root.join("data.bin");
+    random_file(&share, 50_000, 5);
+    let secret = "an http secret";
+    let extra = args!["--http", 0, "--secret", secret];
+    let (mut owner, _) = start_owner(root, &share, &extra);
+    let line = owner.wait_line("directory API on http://");
+    assert!(line.contains("under the shared secret"), "{line}");
+    let base = line["directory API on ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches("/files")
+        .to_string();
+    let mut p = Proc::spawn(
+        "token",
+        PEER,
+        &args!["http-token", "--secret", secret],
+        root,
+        root,
+    );
+    assert!(p.wait_exit(WAIT).success(), "{}", p.describe());
+    let token = p.stdout_text().trim().to_string();
+    assert_eq!(token.len(), 64, "{token}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    let url = format!("{base}/health");
+    let denied = agent.get(&url).call().unwrap();
+    assert_eq!(denied.status().as_u16(), 401);
+    let ok = agent
+        .get(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let mut none = Proc::spawn("token2", PEER, &args!["http-token"], root, root);
+    assert_eq!(none.wait_exit(WAIT).code(), Some(1), "{}", none.describe());
+    assert!(
+        none.stderr_text().contains("no shared secret"),
+        "{}",
+        none.describe()
+    );
+    owner.interrupt();
+    owner.wait_exit(WAIT);
+    let out = format!("{}{}", owner.stdout_text(), owner.stderr_text());
+    assert!(!out.contains(secret) && !out.contains(&token), "{out}");
+}
