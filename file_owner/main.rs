@@ -134,11 +134,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             listener.local_addr()?
         ))?;
         let (directory, token) = (directory.clone(), token.clone());
-        let secret = config.secret.clone();
+        let options = ringswarm::http::Options {
+            secret: config.secret.clone(),
+            metrics: Some(config.metrics.clone()),
+        };
         tokio::spawn(async move {
-            if let Err(e) =
-                ringswarm::http::serve_with_secret(listener, directory, secret, token).await
-            {
+            if let Err(e) = ringswarm::http::serve_with(listener, directory, options, token).await {
                 tracing::error!("directory API stopped: {e}");
             }
         });

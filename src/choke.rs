@@ -96,6 +96,18 @@ impl Choker {
         )
     }
 
+    /// Connections in all, unchoked, and interested, now.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let inner = self.inner();
+        let unchoked = inner
+            .conns
+            .values()
+            .filter(|c| *c.unchoked.borrow())
+            .count();
+        let interested = inner.conns.values().filter(|c| c.interested).count();
+        (inner.conns.len(), unchoked, interested)
+    }
+
     /// How many connections are unchoked now.
     pub fn unchoked(&self) -> usize {
         self.inner()

@@ -8,6 +8,7 @@
 //! | `GET /lookup?name=TEXT` | a listing of the files whose name contains TEXT, any case |
 //! | `GET /peers` | every directory member ([`crate::directory::PeerInfo`]) |
 //!
+//! | `GET /metrics` | the owner's [`crate::metrics`], in the Prometheus (OpenMetrics) text format |
 //! | `GET /` | an index of these endpoints (HTML) |
 //! | `POST /login` | with a shared secret: the form field `secret`; sets the session cookie |
 //!
@@ -70,18 +71,27 @@ pub async fn serve(
     serve_app(listener, router(directory), token).await
 }
 
-/// [`serve`] with `secret` required of every client (see the module's notes), if given.
+/// What the HTTP side serves besides the directory.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Required of every client (see the module's notes), if given.
+    pub secret: Option<Arc<Secret>>,
+    /// Served at `GET /metrics`, if given.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// [`serve`] with `options`.
 ///
 /// # Errors
 ///
 /// None today: accept errors are logged and retried.
-pub async fn serve_with_secret(
+pub async fn serve_with(
     listener: impl Into<Listener>,
     directory: Arc<Directory>,
-    secret: Option<Arc<Secret>>,
+    options: Options,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_app(listener, router_with_secret(directory, secret), token).await
+    serve_app(listener, router_with(directory, options), token).await
 }
 
 async fn serve_app(
@@ -157,14 +167,31 @@ async fn refuse_busy(mut stream: BoxStream) {
 
 /// The API's routes, for serving or testing.
 pub fn router(directory: Arc<Directory>) -> Router {
-    router_with_secret(directory, None)
+    router_with(directory, Options::default())
 }
 
-/// The API's routes, behind `secret` if given.
-pub fn router_with_secret(directory: Arc<Directory>, secret: Option<Arc<Secret>>) -> Router {
+/// The API's routes with `options`: behind the secret, with `/metrics`.
+pub fn router_with(directory: Arc<Directory>, options: Options) -> Router {
+    let Options { secret, metrics } = options;
     let login_secret = secret.clone();
     Router::new()
         .route("/", get(index))
+        .route(
+            "/metrics",
+            get(move |State(d): State<Arc<Directory>>| async move {
+                match metrics {
+                    Some(m) => (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.render(&d),
+                    )
+                        .into_response(),
+                    None => not_found(axum::http::Uri::from_static("/metrics")).await,
+                }
+            }),
+        )
         .route(
             "/login",
             axum::routing::post(move |form| login(login_secret.clone(), form)),
@@ -314,6 +341,7 @@ async fn index() -> Response {
 <li>/lookup?name=TEXT: files whose name holds TEXT</li>
 <li><a href="/peers">/peers</a>: every member</li>
 <li><a href="/health">/health</a></li>
+<li><a href="/metrics">/metrics</a>: counters and gauges, Prometheus text format</li>
 </ul></body></html>
 "#;
     (
@@ -375,7 +403,7 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(json!({
-            "error": format!("no such endpoint {}; try /files, /files/{{id}}, /lookup?name=TEXT, /peers, /health", uri.path())
+            "error": format!("no such endpoint {}; try /files, /files/{{id}}, /lookup?name=TEXT, /peers, /health, /metrics", uri.path())
         })),
     )
         .into_response()

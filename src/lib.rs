@@ -39,6 +39,7 @@ pub mod hash;
 pub mod http;
 pub mod manifest;
 pub mod meter;
+pub mod metrics;
 pub mod net;
 pub mod owner;
 pub mod peer;

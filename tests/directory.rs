@@ -976,3 +976,70 @@ async fn http_api_survives_garbage_silence_and_a_flood() {
     }
     assert!(served, "the API did not serve again after the flood");
 }
+
+/// `GET /metrics` of a running owner, in the Prometheus text format: after a getter fetched
+/// the whole file from the owner alone, the owner counts the file's bytes and chunks sent to
+/// a getter, and the getter, still serving, as a member holding every chunk and an open
+/// connection.
+#[test]
+fn http_metrics_count_what_the_owner_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let share = root.join("share").join("m.bin");
+    fs::create_dir_all(share.parent().unwrap()).unwrap();
+    let size = 600_000;
+    random_file(&share, size, 9);
+    let (_owner, port, api) = start_owner_with_api(root, &share, &[]);
+    let dir = root.join("g");
+    let mut g = Proc::spawn(
+        "g",
+        PEER,
+        &args![
+            "get",
+            port,
+            "m.bin",
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir.display()
+        ],
+        &dir,
+        root,
+    );
+    g.wait_line("complete: ");
+    let chunks = chunk_count(size);
+    let metrics = || {
+        let resp = http().get(&format!("http://{api}/metrics")).call().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+        resp.into_body().read_to_string().unwrap()
+    };
+    let want = [
+        format!("ringswarm_sent_bytes_total{{role=\"getter\"}} {size}"),
+        format!("ringswarm_sent_chunks_total{{role=\"getter\"}} {chunks}"),
+        "ringswarm_connections{role=\"getter\"} 1".to_string(),
+        "ringswarm_members{role=\"getter\"} 1".to_string(),
+        format!("ringswarm_member_chunks{{role=\"getter\"}} {chunks}"),
+        "ringswarm_files 1".to_string(),
+    ];
+    // The last `have` may reach the directory a moment after the getter printed its line.
+    let mut text = String::new();
+    let all_there = wait_until(WAIT, || {
+        text = metrics();
+        want.iter().all(|w| text.lines().any(|l| l == w))
+    });
+    assert!(all_there, "want {want:#?} in:\n{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    // The one getter connection is choked or unchoked (the rechoker may have choked it,
+    // complete and not interested, by now).
+    let state = |s: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("ringswarm_choke_connections{{state=\"{s}\"}} ")))
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("no {s} count in:\n{text}"))
+    };
+    assert_eq!(state("choked") + state("unchoked"), 1, "{text}");
+    g.interrupt();
+    g.wait_exit(WAIT);
+}

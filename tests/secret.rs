@@ -214,7 +214,11 @@ async fn the_http_side_needs_the_secret() {
         "127.0.0.1:1".parse().unwrap(),
         ringswarm::directory::DEFAULT_PEER_TTL,
     ));
-    let app = ringswarm::http::router_with_secret(directory, Some(secret));
+    let options = ringswarm::http::Options {
+        secret: Some(secret),
+        metrics: None,
+    };
+    let app = ringswarm::http::router_with(directory, options);
     let mut seen = String::new();
     let mut record = |(status, headers, body): (u16, axum::http::HeaderMap, String)| {
         seen.push_str(&format!("{headers:?}{body}"));

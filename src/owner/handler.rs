@@ -59,13 +59,31 @@ async fn serve(
             return answer::answer_queries(conn, first, &ctx.directory).await;
         }
     };
-    if hello.role == Role::Publisher {
-        return publisher::run(conn, files, ctx, &hello, token).await;
+    let metrics = &ctx.config.metrics;
+    let _open = metrics.connection(hello.role);
+    let res = if hello.role == Role::Publisher {
+        publisher::run(conn, files, ctx, &hello, token).await
+    } else {
+        serve_client(conn, files, ctx, &hello, token).await
+    };
+    if matches!(res, Err(crate::Error::Refused(_))) {
+        metrics.refused(hello.role);
     }
-    let (shared, held) = hello::check_join(&mut conn, &files.snapshot(), ctx, &hello).await?;
+    res
+}
+
+/// A ring peer's or a getter's connection, after `hello`.
+async fn serve_client(
+    mut conn: Connection,
+    files: &Files,
+    ctx: &Ctx,
+    hello: &crate::connection::Hello,
+    token: &CancellationToken,
+) -> Result<()> {
+    let (shared, held) = hello::check_join(&mut conn, &files.snapshot(), ctx, hello).await?;
     let assigned = hello::assign(&shared, &ctx.config, hello.role, &held);
     // A client with an upload server joins the directory for as long as this connection lives.
-    let member = hello::register(conn.remote(), &ctx.directory, &shared, &hello, &held);
+    let member = hello::register(conn.remote(), &ctx.directory, &shared, hello, &held);
     let label = &hello.label;
     info!(
         peer = %label,

@@ -60,6 +60,8 @@ pub struct Config {
     /// Connections served at once; more are refused with an `error` ([`MAX_CONNECTIONS`]
     /// unless raised: every ring peer keeps one, so a simulation of more peers needs more).
     pub max_connections: usize,
+    /// What `GET /metrics` reports (see [`crate::metrics`]).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Config {
@@ -73,6 +75,7 @@ impl Config {
             upload_slots: DEFAULT_UPLOAD_SLOTS,
             secret: None,
             max_connections: MAX_CONNECTIONS,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 }
@@ -166,6 +169,7 @@ async fn serve(
     tracker: TaskTracker,
 ) -> crate::Result<()> {
     let choker = Choker::new(config.upload_slots);
+    config.metrics.set_choker(choker.clone());
     let rechoker = spawn_rechoker(&choker);
     let max_connections = config.max_connections;
     let ctx = Arc::new(handler::Ctx {

@@ -102,6 +102,10 @@ impl Publications<'_> {
     /// Adds the file of `manifest` (JSON) to the directory with this publisher as a source.
     fn publish(&mut self, manifest: &[u8]) -> Result<Message> {
         self.bytes = self.bytes.saturating_add(manifest.len());
+        self.ctx
+            .config
+            .metrics
+            .received(Role::Publisher, manifest.len() as u64);
         if self.bytes > MAX_PUBLISHED_BYTES {
             return Err(Error::Refused(format!(
                 "at most {} MiB of manifests per publisher connection",

@@ -57,6 +57,7 @@ pub(super) async fn run(
         ctx,
         label,
         member,
+        role,
         server,
         normal: AtomicUsize::new(0),
     };
@@ -167,6 +168,8 @@ struct Session<'a> {
     ctx: &'a Ctx,
     label: &'a str,
     member: Option<&'a Member<'a>>,
+    /// The client's role, for the metrics.
+    role: Role,
     /// Cancels, choking, rate limit and events of the chunks served.
     server: ChunkServer<'a>,
     /// This connection's ordinary requests counted in the spare gate and not yet served.
@@ -277,6 +280,9 @@ impl Session<'_> {
         let shared = self.shared;
         let read = || crate::storage::read(shared, id);
         let sent = self.server.send(writer, id, unchoked, read).await?;
+        if let Some(bytes) = sent {
+            self.ctx.config.metrics.chunk_sent(self.role, bytes);
+        }
         if sent.is_some() && shared.dist().note_served_if_orphan(id) {
             shared.dirty.notify_one();
         }

@@ -1,0 +1,269 @@
+//! The owner's metrics, in the Prometheus text format (`GET /metrics` on `--http`), with the
+//! `prometheus-client` crate.
+//!
+//! Counted as they happen (counters, by the role of the client: `peer`, `joiner`, `getter`,
+//! `publisher`): bytes and chunks the owner sent, bytes of chunk and manifest bodies it
+//! received (a publisher's manifests; an owner receives no chunks), requests it refused,
+//! connections it accepted. Read at each scrape (gauges): connections open by role, directory
+//! members by role and the chunks they hold (verified, as they report them), files listed,
+//! and the choker's state (getter connections choked, unchoked, interested).
+
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::choke::Choker;
+use crate::directory::Directory;
+use crate::protocol::Role;
+
+/// A `role` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: String,
+}
+
+/// A choke `state` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+/// The owner's counters and the gauges read at each scrape.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    bytes_sent: Family<RoleLabel, Counter>,
+    bytes_received: Family<RoleLabel, Counter>,
+    chunks_sent: Family<RoleLabel, Counter>,
+    requests_refused: Family<RoleLabel, Counter>,
+    connections_total: Family<RoleLabel, Counter>,
+    connections: Family<RoleLabel, Gauge<i64, AtomicI64>>,
+    members: Family<RoleLabel, Gauge<i64, AtomicI64>>,
+    member_chunks: Family<RoleLabel, Gauge<i64, AtomicI64>>,
+    files: Gauge<i64, AtomicI64>,
+    choke: Family<StateLabel, Gauge<i64, AtomicI64>>,
+    choker: OnceLock<Arc<Choker>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The label value of `role`.
+fn role(role: Role) -> RoleLabel {
+    let name = match role {
+        Role::Peer => "peer",
+        Role::Neighbour => "neighbour",
+        Role::Getter => "getter",
+        Role::Query => "query",
+        Role::Joiner => "joiner",
+        Role::Publisher => "publisher",
+    };
+    RoleLabel { role: name.into() }
+}
+
+impl Metrics {
+    /// Every metric at zero.
+    pub fn new() -> Self {
+        let m = Self {
+            registry: Mutex::new(Registry::with_prefix("ringswarm")),
+            bytes_sent: Family::default(),
+            bytes_received: Family::default(),
+            chunks_sent: Family::default(),
+            requests_refused: Family::default(),
+            connections_total: Family::default(),
+            connections: Family::default(),
+            members: Family::default(),
+            member_chunks: Family::default(),
+            files: Gauge::default(),
+            choke: Family::default(),
+            choker: OnceLock::new(),
+        };
+        {
+            let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
+            r.register(
+                "sent_bytes",
+                "Chunk bytes the owner sent, by the client's role",
+                m.bytes_sent.clone(),
+            );
+            r.register(
+                "received_bytes",
+                "Body bytes the owner received (publishers' manifests), by the client's role",
+                m.bytes_received.clone(),
+            );
+            r.register(
+                "sent_chunks",
+                "Chunks the owner sent, by the client's role",
+                m.chunks_sent.clone(),
+            );
+            r.register(
+                "refused_requests",
+                "Connections ended by a refusal (a bad request, a file not shared), by role",
+                m.requests_refused.clone(),
+            );
+            r.register(
+                "accepted_connections",
+                "Client connections that said hello, by role",
+                m.connections_total.clone(),
+            );
+            r.register(
+                "connections",
+                "Client connections open now, by role",
+                m.connections.clone(),
+            );
+            r.register(
+                "members",
+                "Directory members now, by role",
+                m.members.clone(),
+            );
+            r.register(
+                "member_chunks",
+                "Verified chunks the directory's members hold, as they report them, by role",
+                m.member_chunks.clone(),
+            );
+            r.register("files", "Files in the directory", m.files.clone());
+            r.register(
+                "choke_connections",
+                "Getter connections by choke state (choked, unchoked) and interested ones",
+                m.choke.clone(),
+            );
+        }
+        m
+    }
+
+    /// The owner's choker, read at each scrape (set once, when the owner starts).
+    pub fn set_choker(&self, choker: Arc<Choker>) {
+        let _ = self.choker.set(choker);
+    }
+
+    /// A chunk of `bytes` was sent to a client of `r`.
+    pub fn chunk_sent(&self, r: Role, bytes: u64) {
+        self.bytes_sent.get_or_create(&role(r)).inc_by(bytes);
+        self.chunks_sent.get_or_create(&role(r)).inc();
+    }
+
+    /// A body of `bytes` came from a client of `r`.
+    pub fn received(&self, r: Role, bytes: u64) {
+        self.bytes_received.get_or_create(&role(r)).inc_by(bytes);
+    }
+
+    /// A connection of `r` was ended by a refusal.
+    pub fn refused(&self, r: Role) {
+        self.requests_refused.get_or_create(&role(r)).inc();
+    }
+
+    /// A connection of `r` said hello; open until the guard drops.
+    pub fn connection(self: &Arc<Self>, r: Role) -> ConnectionGuard {
+        self.connections_total.get_or_create(&role(r)).inc();
+        self.connections.get_or_create(&role(r)).inc();
+        ConnectionGuard {
+            metrics: self.clone(),
+            role: r,
+        }
+    }
+
+    /// The text exposition, with the gauges read from `directory` and the choker now.
+    pub fn render(&self, directory: &Directory) -> String {
+        self.members.clear();
+        self.member_chunks.clear();
+        for p in directory.peers() {
+            let label = RoleLabel { role: p.role };
+            self.members.get_or_create(&label).inc();
+            self.member_chunks
+                .get_or_create(&label)
+                .inc_by(i64::from(p.count));
+        }
+        self.files
+            .set(i64::try_from(directory.file_count()).unwrap_or(i64::MAX));
+        if let Some(choker) = self.choker.get() {
+            let (conns, unchoked, interested) = choker.counts();
+            let set = |state: &str, n: usize| {
+                self.choke
+                    .get_or_create(&StateLabel {
+                        state: state.into(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            };
+            set("choked", conns - unchoked);
+            set("unchoked", unchoked);
+            set("interested", interested);
+        }
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// An open connection, counted in `ringswarm_connections` until dropped.
+pub struct ConnectionGuard {
+    metrics: Arc<Metrics>,
+    role: Role,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics
+            .connections
+            .get_or_create(&role(self.role))
+            .dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_gauges_render_in_the_text_format() {
+        let m = Arc::new(Metrics::new());
+        m.chunk_sent(Role::Getter, 1000);
+        m.chunk_sent(Role::Getter, 24);
+        m.chunk_sent(Role::Peer, 5);
+        m.refused(Role::Peer);
+        let open = m.connection(Role::Joiner);
+        let d = Directory::new(
+            vec![Arc::new(crate::manifest::Manifest::for_tests(10))],
+            "127.0.0.1:1".parse().unwrap(),
+            crate::directory::DEFAULT_PEER_TTL,
+        );
+        let m10 = crate::manifest::Manifest::for_tests(10);
+        let mut held = crate::chunkset::ChunkSet::new(10);
+        held.insert(m10.chunk_id(3).unwrap());
+        d.register(0, "127.0.0.1:9".parse().unwrap(), Role::Getter, held, None);
+        let text = m.render(&d);
+        for line in [
+            "# TYPE ringswarm_sent_bytes counter",
+            "ringswarm_sent_bytes_total{role=\"getter\"} 1024",
+            "ringswarm_sent_chunks_total{role=\"getter\"} 2",
+            "ringswarm_sent_bytes_total{role=\"peer\"} 5",
+            "ringswarm_refused_requests_total{role=\"peer\"} 1",
+            "ringswarm_connections{role=\"joiner\"} 1",
+            "ringswarm_members{role=\"getter\"} 1",
+            "ringswarm_member_chunks{role=\"getter\"} 1",
+            "ringswarm_files 1",
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+        drop(open);
+        let text = m.render(&d);
+        assert!(
+            text.contains("ringswarm_connections{role=\"joiner\"} 0"),
+            "{text}"
+        );
+    }
+}
