@@ -19,6 +19,8 @@ use ringswarm::query;
 use ringswarm::store::Layout;
 use ringswarm::ticket::{Ticket, TicketError};
 
+mod progress;
+
 /// Join a ring swarm: get a subset of chunks from the file owner, serve chunks to the upload
 /// neighbour on PORT, download the rest from NEIGHBOUR, then reassemble and verify the file.
 ///
@@ -204,6 +206,9 @@ struct Serving {
     /// Also append every event as a JSON line to FILE
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// Print only errors and the result (the final line, a ticket): no events, no progress
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// The swarm's shared secret.
@@ -342,6 +347,11 @@ fn main() -> ExitCode {
             command: Some(share @ Command::Share { .. }),
             ..
         } => {
+            if let Command::Share { serving, .. } = &share
+                && serving.quiet
+            {
+                cli::set_quiet();
+            }
             return cli::run_main(cli::Threads::One, publish(share));
         }
         Cli {
@@ -414,6 +424,9 @@ fn main() -> ExitCode {
         },
         Cli { .. } => unreachable!("clap requires OWNER PORT NEIGHBOUR without a subcommand"),
     };
+    if job.common.serving.quiet {
+        cli::set_quiet();
+    }
     cli::run_main(cli::Threads::One, run(job))
 }
 
@@ -431,6 +444,7 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
                 upload_limit,
                 upload_slots,
                 events,
+                quiet,
             },
         secret,
     } = share
@@ -459,11 +473,19 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
         .iter()
         .map(|f| cli::describe_file(&f.manifest))
         .collect();
-    cli::print_out(&format!(
-        "listening on {addr}, sharing {}\n",
-        names.join(", ")
-    ))?;
+    if !quiet {
+        cli::print_out(&format!(
+            "listening on {addr}, sharing {}\n",
+            names.join(", ")
+        ))?;
+    }
     let directory = owner.to_string();
+    let metrics = Arc::new(ringswarm::metrics::Metrics::new());
+    let line = Arc::new(progress::Line::start(
+        quiet,
+        progress::share_line(metrics.clone()),
+    ));
+    let l = line.clone();
     let on_report = move |r: &ringswarm::share::Report| {
         let line = match r {
             ringswarm::share::Report::Published { id, manifest } => format!(
@@ -476,7 +498,17 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
                 ringswarm::manifest::display_name(&manifest.name)
             ),
         };
-        let _ = cli::print_out(&line);
+        if quiet {
+            // The result only: the tickets.
+            let tickets: String = line
+                .lines()
+                .filter(|l| l.starts_with("ticket: "))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            l.print_out(&tickets);
+        } else {
+            l.print_out(&line);
+        }
     };
     let config = ringswarm::share::Config {
         directory: owner,
@@ -488,13 +520,16 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
             upload_limit: upload_limit
                 .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, chunk_size))),
             upload_slots,
+            metrics,
             ..ringswarm::owner::Config::new(Arc::new(sink))
         },
         secret,
         node: ringswarm::peer::node_id(None, addr.port()),
         on_report: Arc::new(on_report),
     };
-    ringswarm::share::run(listener.into(), config, token.clone()).await?;
+    let res = ringswarm::share::run(listener.into(), config, token.clone()).await;
+    line.finish();
+    res?;
     Ok(!token.is_cancelled())
 }
 
@@ -536,7 +571,15 @@ async fn run(job: Job) -> anyhow::Result<bool> {
     };
     let dir = dir.unwrap_or_else(|| PathBuf::from(format!("peer-{}", addr.port())));
     let events = cli::event_sink(label.clone(), args.serving.events.as_deref())?;
-    ringswarm::cli::print_out(&format!("listening on {addr}\n"))?;
+    let quiet = args.serving.quiet;
+    if !quiet {
+        ringswarm::cli::print_out(&format!("listening on {addr}\n"))?;
+    }
+    let status = Arc::new(peer::Status::new());
+    let line = Arc::new(progress::Line::start(
+        quiet,
+        progress::peer_line(status.clone()),
+    ));
     let (tx, rx) = tokio::sync::oneshot::channel();
     let getter = neighbour.is_none() && !join;
     let config = peer::Config {
@@ -564,13 +607,17 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         upload_limit: args.serving.upload_limit,
         seed: None,
         on_complete: Some(tx),
+        status: Some(status),
     };
+    let l = line.clone();
     tokio::spawn(async move {
         if let Ok(c) = rx.await {
-            let _ = ringswarm::cli::print_out(&format!("{c}\n"));
+            l.print_out(&format!("{c}\n"));
         }
     });
-    match peer::run(listener, config, token).await? {
+    let outcome = peer::run(listener, config, token).await;
+    line.finish();
+    match outcome? {
         Outcome::Complete(_) => Ok(true),
         Outcome::Interrupted => Ok(false),
     }

@@ -3,7 +3,7 @@
 //! use it, so its process-wide state (the tracing subscriber's buffered stderr, the default
 //! log filter) never reaches a library path or a simulation.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::{Mutex, OnceLock};
@@ -22,10 +22,33 @@ const LOG_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis
 
 /// Log lines waiting for the next flush. A peer logs one line per event (six per chunk), so
 /// writing each line with its own syscall cost a quarter of a 1 GiB ring's time.
-static LOG_BUFFER: OnceLock<Mutex<BufWriter<std::io::Stderr>>> = OnceLock::new();
+static LOG_BUFFER: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+/// Log bytes written at once at most; more are written out before the buffer grows.
+const LOG_BUFFER_BYTES: usize = 64 * 1024;
 
-fn log_buffer() -> &'static Mutex<BufWriter<std::io::Stderr>> {
-    LOG_BUFFER.get_or_init(|| Mutex::new(BufWriter::with_capacity(64 * 1024, std::io::stderr())))
+/// Where flushed log lines go instead of stderr (a progress bar that moves out of their way).
+type LogOutput = Box<dyn Fn(&[u8]) + Send + Sync>;
+static LOG_OUTPUT: OnceLock<LogOutput> = OnceLock::new();
+
+fn log_buffer() -> &'static Mutex<Vec<u8>> {
+    LOG_BUFFER.get_or_init(|| Mutex::new(Vec::with_capacity(LOG_BUFFER_BYTES)))
+}
+
+/// Writes `bytes` of log lines out: to the output set by [`set_log_output`], else stderr.
+fn write_logs(bytes: &[u8]) {
+    match LOG_OUTPUT.get() {
+        Some(out) => out(bytes),
+        None => {
+            let _ = std::io::stderr().write_all(bytes);
+        }
+    }
+}
+
+/// Sends flushed log lines to `out` instead of stderr, from now on (once per process): a live
+/// progress line hides itself while `out` writes them, so lines scroll above it.
+pub fn set_log_output(out: impl Fn(&[u8]) + Send + Sync + 'static) {
+    flush_logs();
+    let _ = LOG_OUTPUT.set(Box::new(out));
 }
 
 /// A writer into [`LOG_BUFFER`], for the tracing subscriber.
@@ -33,10 +56,14 @@ struct BufferedStderr;
 
 impl Write for BufferedStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        log_buffer()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write(buf)
+        let mut pending = log_buffer().lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() + buf.len() > LOG_BUFFER_BYTES && !pending.is_empty() {
+            // Written under the lock, so lines keep their order.
+            write_logs(&pending);
+            pending.clear();
+        }
+        pending.extend_from_slice(buf);
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -51,10 +78,21 @@ pub fn set_default_log_filter(filter: &'static str) {
     let _ = DEFAULT_LOG_FILTER.set(filter);
 }
 
+static QUIET: OnceLock<()> = OnceLock::new();
+
+/// Logs errors only, whatever `RUST_LOG` says (`--quiet`; call before [`run_main`]).
+pub fn set_quiet() {
+    let _ = QUIET.set(());
+}
+
 /// Writes out buffered log lines; call before the process exits.
 pub fn flush_logs() {
     if let Some(buf) = LOG_BUFFER.get() {
-        let _ = buf.lock().unwrap_or_else(|p| p.into_inner()).flush();
+        let mut pending = buf.lock().unwrap_or_else(|p| p.into_inner());
+        if !pending.is_empty() {
+            write_logs(&pending);
+            pending.clear();
+        }
     }
 }
 
@@ -62,8 +100,12 @@ pub fn flush_logs() {
 /// buffered and flushed every 100 ms and by [`flush_logs`].
 pub fn init_tracing() {
     let default = DEFAULT_LOG_FILTER.get().copied().unwrap_or("info");
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = if QUIET.get().is_some() {
+        tracing_subscriber::EnvFilter::new("error")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    };
     std::thread::spawn(|| {
         loop {
             std::thread::sleep(LOG_FLUSH_INTERVAL);

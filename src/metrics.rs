@@ -8,7 +8,7 @@
 //! members by role and the chunks they hold (verified, as they report them), files listed,
 //! and the choker's state (getter connections choked, unchoked, interested).
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -47,6 +47,10 @@ pub struct Metrics {
     files: Gauge<i64, AtomicI64>,
     choke: Family<StateLabel, Gauge<i64, AtomicI64>>,
     choker: OnceLock<Arc<Choker>>,
+    /// Chunk bytes sent, every role together (for a progress line).
+    sent_total: AtomicU64,
+    /// Connections open, every role together.
+    open_total: AtomicI64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -90,6 +94,8 @@ impl Metrics {
             files: Gauge::default(),
             choke: Family::default(),
             choker: OnceLock::new(),
+            sent_total: AtomicU64::new(0),
+            open_total: AtomicI64::new(0),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,6 +157,7 @@ impl Metrics {
     /// A chunk of `bytes` was sent to a client of `r`.
     pub fn chunk_sent(&self, r: Role, bytes: u64) {
         self.bytes_sent.get_or_create(&role(r)).inc_by(bytes);
+        self.sent_total.fetch_add(bytes, Ordering::Relaxed);
         self.chunks_sent.get_or_create(&role(r)).inc();
     }
 
@@ -168,10 +175,19 @@ impl Metrics {
     pub fn connection(self: &Arc<Self>, r: Role) -> ConnectionGuard {
         self.connections_total.get_or_create(&role(r)).inc();
         self.connections.get_or_create(&role(r)).inc();
+        self.open_total.fetch_add(1, Ordering::Relaxed);
         ConnectionGuard {
             metrics: self.clone(),
             role: r,
         }
+    }
+
+    /// Chunk bytes sent so far, and connections open now, every role together.
+    pub fn totals(&self) -> (u64, i64) {
+        (
+            self.sent_total.load(Ordering::Relaxed),
+            self.open_total.load(Ordering::Relaxed),
+        )
     }
 
     /// The text exposition, with the gauges read from `directory` and the choker now.
@@ -220,6 +236,7 @@ impl Drop for ConnectionGuard {
             .connections
             .get_or_create(&role(self.role))
             .dec();
+        self.metrics.open_total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -553,3 +553,58 @@ fn clients_that_never_read_cost_no_manifest_copy() {
     );
     drop((first, stuck));
 }
+
+/// Not on a terminal, `peer get` logs its events and a plain progress line every 5 s (the
+/// owner's 1 MiB/s cap makes the 8 MB download take longer than that); with `--quiet` it
+/// prints the final line alone, and nothing on stderr.
+#[test]
+fn progress_lines_off_a_terminal_and_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("share").join("p.bin");
+    fs::create_dir_all(original.parent().unwrap()).unwrap();
+    random_file(&original, 8_000_000, 21);
+    let (_slow, slow_port) = start_owner(root, &original, &args!["--upload-limit", "1MiB"]);
+    let (_fast, fast_port) = start_owner(&root.join("fast"), &original, &[]);
+    let get = |name: &str, port: u16, extra: &[String]| {
+        let dir = root.join(name);
+        let mut a = args![
+            "get",
+            port,
+            "p.bin",
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir.display(),
+            "--linger",
+            0
+        ];
+        a.extend_from_slice(extra);
+        Proc::spawn(name, PEER, &a, &dir, root)
+    };
+    let done = |p: &mut Proc, name: &str| {
+        assert!(p.wait_exit(WAIT).success(), "{}", p.describe());
+        assert_eq!(
+            fs::read(root.join(name).join("p.bin")).unwrap(),
+            fs::read(&original).unwrap()
+        );
+    };
+    let mut plain = get("plain", slow_port, &[]);
+    let mut quiet = get("quiet", fast_port, &args!["--quiet"]);
+    done(&mut quiet, "quiet");
+    let out = quiet.stdout_text();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("complete: "), "{out}");
+    assert_eq!(quiet.stderr_text(), "", "{}", quiet.describe());
+    done(&mut plain, "plain");
+    let err = plain.stderr_text();
+    let line = err
+        .lines()
+        .find_map(|l| l.split_once("progress: ").map(|(_, p)| p.to_string()))
+        .unwrap_or_else(|| panic!("no progress line: {}", plain.describe()));
+    assert!(
+        line.contains("/79 chunks (") && line.contains("/s · ETA ") && line.contains(" source"),
+        "{line}"
+    );
+    assert!(err.contains("received chunk"), "the events scroll too");
+}

@@ -34,6 +34,8 @@ mod recent;
 mod ring;
 mod ring_link;
 mod session;
+mod status;
+pub use status::{Snapshot, Status};
 mod swarm;
 mod upload;
 
@@ -134,6 +136,8 @@ pub struct Config {
     pub seed: Option<u64>,
     /// Told once the file is reassembled and verified.
     pub on_complete: Option<oneshot::Sender<Completion>>,
+    /// Kept up to date for a progress line, if given.
+    pub status: Option<Arc<Status>>,
 }
 
 impl Config {
@@ -163,6 +167,7 @@ impl Config {
             corrupt_sends: 0,
             seed: None,
             on_complete: None,
+            status: None,
         }
     }
 

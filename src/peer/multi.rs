@@ -76,6 +76,11 @@ pub(super) async fn drive_sources(
     let mut rng = swarm.rng(0);
     let mut changed = swarm.changed.subscribe();
     while !token.is_cancelled() && !swarm.is_complete() {
+        // The owner's connection is a source too (a ring peer's fall-back aside).
+        let n = conns.len() + 1;
+        swarm
+            .status
+            .set_via(format!("{n} source{}", if n == 1 { "" } else { "s" }));
         let want = max.saturating_sub(conns.len());
         for addr in choose_sources(getter, want, &mut rng) {
             let (g, t) = (getter.clone(), token.clone());

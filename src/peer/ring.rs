@@ -36,6 +36,10 @@ pub(super) async fn follow_neighbour(swarm: Arc<Swarm>, token: CancellationToken
     let mut finished = false;
     loop {
         let current = changes.borrow_and_update().clone();
+        swarm.status.set_via(match &current {
+            Some(e) => format!("from {e}"),
+            None => "alone in the ring".into(),
+        });
         let sub = token.child_token();
         let follow = !finished;
         let run = async {
@@ -77,6 +81,7 @@ pub(super) async fn follow_neighbour(swarm: Arc<Swarm>, token: CancellationToken
         }
         let now = swarm.neighbour.borrow().clone();
         let addr = now.as_ref().map_or_else(String::new, ToString::to_string);
+
         // The event's console line says it ("download neighbour is now …").
         let detail = if addr.is_empty() {
             "alone in the ring"

@@ -82,6 +82,8 @@ pub(crate) struct Swarm {
     pub(super) choker: Arc<crate::choke::Choker>,
     /// Faults left to inject.
     corrupt_left: AtomicU32,
+    /// What a progress line shows.
+    pub(super) status: Arc<super::Status>,
 }
 
 impl Swarm {
@@ -108,7 +110,13 @@ impl Swarm {
             );
         }
         let now = Instant::now();
+        let status = config.status.clone().unwrap_or_default();
+        status.start(have.count(), manifest.chunk_count());
+        if let Mode::Ring { neighbour: Some(n) } = &mode {
+            status.set_via(format!("from {n}"));
+        }
         Ok(Self {
+            status,
             manifest_json: Bytes::from(
                 serde_json::to_vec(&*manifest).map_err(|e| Error::Bug(e.to_string()))?,
             ),
@@ -328,9 +336,11 @@ impl Swarm {
     ) -> Result<()> {
         let (chunk, bytes) = (id.get(), data.len() as u64);
         match self.accept_chunk(id, data).await {
-            Ok(true) => self
-                .events
-                .chunk(EventKind::ChunkReceived, chunk, label, Some(bytes)),
+            Ok(true) => {
+                self.status.stored(bytes);
+                self.events
+                    .chunk(EventKind::ChunkReceived, chunk, label, Some(bytes));
+            }
             Ok(false) => {}
             Err(Error::Store(e)) if is_bad_chunk(&e) => {
                 *bad += 1;

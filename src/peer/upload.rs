@@ -321,6 +321,9 @@ impl Writing for Answers<'_> {
             .server
             .send(writer, id, unchoked, || swarm.chunk_to_send(id))
             .await?;
+        if let Some(bytes) = sent {
+            swarm.status.sent(bytes);
+        }
         Ok(sent.is_some().into())
     }
 }
