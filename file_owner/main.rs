@@ -129,14 +129,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         } else {
             ""
         };
+        let at = listener.local_addr()?;
         ringswarm::cli::print_out(&format!(
-            "directory API on http://{}/files{guarded}\n",
-            listener.local_addr()?
+            "directory API on http://{at}/files{guarded}\ndashboard on http://{at}/\n"
         ))?;
         let (directory, token) = (directory.clone(), token.clone());
         let options = ringswarm::http::Options {
             secret: config.secret.clone(),
             metrics: Some(config.metrics.clone()),
+            ticket_host: Some(format!("{host}:{}", addr.port())),
         };
         tokio::spawn(async move {
             if let Err(e) = ringswarm::http::serve_with(listener, directory, options, token).await {

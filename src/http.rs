@@ -8,8 +8,11 @@
 //! | `GET /lookup?name=TEXT` | a listing of the files whose name contains TEXT, any case |
 //! | `GET /peers` | every directory member ([`crate::directory::PeerInfo`]) |
 //!
+//! | `GET /` | the live dashboard ([`crate::dashboard`]): an HTML page, its data below |
+//! | `GET /api/swarm` | the swarm now (JSON): members in ring order, progress, piece map, rates |
+//! | `GET /api/events` | the same, pushed every second (Server-Sent Events, event `swarm`) |
 //! | `GET /metrics` | the owner's [`crate::metrics`], in the Prometheus (OpenMetrics) text format |
-//! | `GET /` | an index of these endpoints (HTML) |
+//! | `GET /api` | an index of these endpoints (HTML) |
 //! | `POST /login` | with a shared secret: the form field `secret`; sets the session cookie |
 //!
 //! Anything else is a 404 (or 405 for another method) with a JSON `{"error": ...}`; a request
@@ -44,6 +47,7 @@ use tower::ServiceExt;
 
 use crate::accept::{Accepted, Admission, accept_loop};
 use crate::auth::Secret;
+use crate::dashboard::Dashboard;
 use crate::directory::Directory;
 use crate::net::{BoxStream, Listener};
 
@@ -68,7 +72,7 @@ pub async fn serve(
     directory: Arc<Directory>,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_app(listener, router(directory), token).await
+    serve_with(listener, directory, Options::default(), token).await
 }
 
 /// What the HTTP side serves besides the directory.
@@ -78,6 +82,9 @@ pub struct Options {
     pub secret: Option<Arc<Secret>>,
     /// Served at `GET /metrics`, if given.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The directory as tickets name it (`HOST:PORT`): the dashboard shows each file's
+    /// ticket, if given.
+    pub ticket_host: Option<String>,
 }
 
 /// [`serve`] with `options`.
@@ -91,7 +98,9 @@ pub async fn serve_with(
     options: Options,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_app(listener, router_with(directory, options), token).await
+    let (app, dashboard) = app(directory, options);
+    tokio::spawn(dashboard.run(token.child_token()));
+    serve_app(listener, app, token).await
 }
 
 async fn serve_app(
@@ -172,10 +181,32 @@ pub fn router(directory: Arc<Directory>) -> Router {
 
 /// The API's routes with `options`: behind the secret, with `/metrics`.
 pub fn router_with(directory: Arc<Directory>, options: Options) -> Router {
-    let Options { secret, metrics } = options;
+    app(directory, options).0
+}
+
+/// The routes, and the dashboard whose feed [`Dashboard::run`] must drive.
+fn app(directory: Arc<Directory>, options: Options) -> (Router, Arc<Dashboard>) {
+    let Options {
+        secret,
+        metrics,
+        ticket_host,
+    } = options;
     let login_secret = secret.clone();
-    Router::new()
-        .route("/", get(index))
+    let dashboard = Dashboard::new(directory.clone(), ticket_host);
+    let (d0, d1, d2) = (dashboard.clone(), dashboard.clone(), dashboard.clone());
+    let router = Router::new()
+        .route("/", get(move || async move { page(&d0) }))
+        .route("/api", get(index))
+        .route(
+            "/api/swarm",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    d1.snapshot(),
+                )
+            }),
+        )
+        .route("/api/events", get(move || async move { d2.events() }))
         .route(
             "/metrics",
             get(move |State(d): State<Arc<Directory>>| async move {
@@ -206,7 +237,20 @@ pub fn router_with(directory: Arc<Directory>, options: Options) -> Router {
         .with_state(directory)
         .layer(axum::middleware::from_fn(move |req, next| {
             require_secret(secret.clone(), req, next)
-        }))
+        }));
+    (router, dashboard)
+}
+
+/// `GET /`: the dashboard.
+fn page(dashboard: &Dashboard) -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        dashboard.page(),
+    )
+        .into_response()
 }
 
 /// The name of the session cookie `POST /login` sets.
@@ -331,7 +375,7 @@ async fn login(secret: Option<Arc<Secret>>, req: axum::extract::Request) -> Resp
     }
 }
 
-/// `GET /`: what this server answers.
+/// `GET /api`: what this server answers.
 async fn index() -> Response {
     let page = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ringswarm directory</title></head>

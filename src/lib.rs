@@ -31,6 +31,7 @@ pub mod choke;
 pub mod chunkset;
 pub mod cli;
 pub mod connection;
+pub mod dashboard;
 pub mod directory;
 mod driver;
 mod error;

@@ -41,3 +41,5 @@ mod engine;
 mod share;
 // peer join: a ring the directory assembles and re-stitches.
 mod join;
+
+mod dashboard;

@@ -75,11 +75,13 @@ fn peers_join_a_ring_that_restitches_itself() {
         p.wait_exit(WAIT);
     }
 
-    // A second ring, slow enough to kill a member mid-transfer.
+    // A second ring, slow enough to kill a member mid-transfer: at 256 KiB/s the owner needs
+    // 12 s for one copy, so no member completes (and, with --linger 0, leaves) before the
+    // four have joined, even on a loaded machine.
     let (_owner2, port2) = start_owner(
         &root.join("second"),
         &original,
-        &args!["--peers", 4, "--upload-limit", "2MiB"],
+        &args!["--peers", 4, "--upload-limit", "256KiB"],
     );
     let slow = args!["--upload-limit", "1MiB", "--linger", 0];
     let mut ring = Vec::new();

@@ -3,15 +3,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use ringswarm::events::{Event, EventKind};
 use ringswarm::report::{
     self, Bound, CriticalPath, EVENTS_FILE, FileInfo, PeerResult, ReportError, Summary,
 };
 
-use crate::util::wait_until;
+use crate::util::{chromium, run_chromium};
 
 const OWNER: &str = "127.0.0.1:40001";
 /// One peer name holds HTML's special characters: the page must escape it.
@@ -222,72 +220,6 @@ fn report_without_summary_is_an_io_error() {
     ));
 }
 
-/// Debian's `chromium`, if installed.
-fn chromium() -> Option<PathBuf> {
-    let fixed = PathBuf::from("/usr/bin/chromium");
-    if fixed.exists() {
-        return Some(fixed);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("chromium"))
-        .find(|p| p.exists())
-}
-
-/// How long Chromium may take to render a page before the test calls it hung.
-const CHROMIUM_LIMIT: Duration = Duration::from_secs(60);
-
-/// Runs headless Chromium on `page` with `extra` arguments for at most [`CHROMIUM_LIMIT`];
-/// returns its stdout, or why it could not run.
-fn run_chromium(bin: &Path, page: &Path, extra: &[&str]) -> Result<String, String> {
-    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let out = scratch.path().join("stdout");
-    let err = scratch.path().join("stderr");
-    let profile = scratch.path().join("profile");
-    let mut child = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out).map_err(|e| e.to_string())?)
-        .stderr(fs::File::create(&err).map_err(|e| e.to_string())?)
-        .spawn()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-    let mut status = None;
-    let exited = wait_until(CHROMIUM_LIMIT, || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    if !exited {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let stdout = fs::read_to_string(&out).unwrap_or_default();
-    let stderr = fs::read_to_string(&err).unwrap_or_default();
-    if stdout.trim().is_empty() || !status.is_some_and(|s| s.success()) {
-        let how = match status {
-            Some(s) => format!("exited with {s}"),
-            None => format!("no exit within {CHROMIUM_LIMIT:?}"),
-        };
-        return Err(format!(
-            "{how}; stdout {} bytes; stderr: {}",
-            stdout.len(),
-            crate::util::tail(&stderr, 10)
-        ));
-    }
-    Ok(stdout)
-}
-
 /// A script appended to a copy of the report: it measures what Chromium laid out and writes
 /// the result, as JSON, into a `<pre id="rendered">` that only this script creates. Sizes and
 /// shape counts come from the layout engine, the text from `innerText` (rendered text, with
@@ -346,7 +278,11 @@ fn report_renders_in_headless_chromium() {
         format!("{}{PROBE}{}", &html[..body_end], &html[body_end..]),
     )
     .unwrap();
-    let dom = match run_chromium(&bin, &probe_page, &["--dump-dom"]) {
+    let dom = match run_chromium(
+        &bin,
+        &format!("file://{}", probe_page.display()),
+        &["--dump-dom"],
+    ) {
         Ok(dom) => dom,
         Err(why) if crate::util::in_ci() => {
             panic!("chromium {} failed on the report: {why}", bin.display())

@@ -216,7 +216,7 @@ async fn the_http_side_needs_the_secret() {
     ));
     let options = ringswarm::http::Options {
         secret: Some(secret),
-        metrics: None,
+        ..Default::default()
     };
     let app = ringswarm::http::router_with(directory, options);
     let mut seen = String::new();

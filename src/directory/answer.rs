@@ -135,10 +135,10 @@ pub struct PeerInfo {
 /// shares it. One pass over the members, so a listing costs files + members, not their
 /// product.
 #[derive(Clone, Copy, Default)]
-struct Counts {
+pub(super) struct Counts {
     complete: u32,
     partial: u32,
-    published: bool,
+    pub(super) published: bool,
 }
 
 impl Inner {
@@ -152,7 +152,7 @@ impl Inner {
     }
 
     /// [`Counts`] of every file.
-    fn counts(&self) -> Vec<Counts> {
+    pub(super) fn counts(&self) -> Vec<Counts> {
         let mut counts = vec![Counts::default(); self.files.len()];
         for m in self.members.values() {
             let Some(c) = counts.get_mut(m.file) else {
@@ -326,7 +326,7 @@ impl Directory {
     }
 }
 
-fn file_info(inner: &Inner, file: usize, c: Counts) -> FileInfo {
+pub(super) fn file_info(inner: &Inner, file: usize, c: Counts) -> FileInfo {
     let m = &inner.files[file];
     FileInfo {
         id: u32::try_from(file + 1).unwrap_or(u32::MAX),
@@ -340,7 +340,7 @@ fn file_info(inner: &Inner, file: usize, c: Counts) -> FileInfo {
     }
 }
 
-fn role_name(role: Role) -> &'static str {
+pub(super) fn role_name(role: Role) -> &'static str {
     match role {
         Role::Peer | Role::Neighbour | Role::Joiner => "peer",
         Role::Getter => "getter",

@@ -27,6 +27,7 @@ use crate::manifest::Manifest;
 use crate::protocol::Role;
 
 mod answer;
+pub mod view;
 
 pub use answer::{FileInfo, Listing, Locations, MAX_SOURCE_RANGES, PeerInfo, SourceInfo};
 
@@ -45,7 +46,21 @@ struct Member {
     have: ChunkSet,
     /// When it registered: seconds since the Unix epoch, on the directory's clock.
     joined: f64,
+    /// When it first held every chunk, on the same clock.
+    completed: Option<f64>,
     last_seen: Instant,
+}
+
+impl Inner {
+    /// [`Directory::neighbour_of`], under the lock.
+    fn ring_neighbour(&self, id: MemberId) -> Option<SocketAddr> {
+        let &(file, at) = self.ring_pos.get(&id)?;
+        let ring = self.rings.get(&file)?;
+        let next = ring[(at + 1) % ring.len()];
+        (next != id)
+            .then(|| self.members.get(&next).map(|m| m.addr))
+            .flatten()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -65,7 +80,17 @@ struct Inner {
     probed: BTreeMap<SocketAddr, Instant>,
     /// Probes under way.
     probing: usize,
+    /// Members that left (downloaders only, not publishers), newest last, at most
+    /// [`MAX_DEPARTED`]: a view of the swarm keeps them, with their completion times.
+    departed: std::collections::VecDeque<view::Departed>,
+    /// The swarm's latest comings and goings, newest last, at most [`MAX_SWARM_EVENTS`].
+    swarm_events: std::collections::VecDeque<view::SwarmEvent>,
 }
+
+/// Departed members kept for a view of the swarm.
+pub const MAX_DEPARTED: usize = 10_000;
+/// Swarm events (joined, completed, left) kept for a view of the swarm.
+pub const MAX_SWARM_EVENTS: usize = 100;
 
 /// Probes of reported sources under way at once, at most.
 pub const MAX_PROBES: usize = 4;
@@ -237,6 +262,8 @@ impl Directory {
         }
         inner.next += 1;
         let id = inner.next;
+        let now = (self.clock)();
+        let completed = have.is_full().then_some(now);
         inner.members.insert(
             id,
             Member {
@@ -245,10 +272,12 @@ impl Directory {
                 file,
                 role,
                 have,
-                joined: (self.clock)(),
+                joined: now,
+                completed,
                 last_seen: Instant::now(),
             },
         );
+        inner.note(now, file, addr, role, "joined");
         drop(inner);
         if role == Role::Publisher {
             self.ring_changed.send_replace(());
@@ -265,6 +294,12 @@ impl Directory {
         };
         m.have.union_with(chunks);
         m.last_seen = Instant::now();
+        if m.completed.is_none() && m.have.is_full() {
+            let now = (self.clock)();
+            m.completed = Some(now);
+            let (file, addr, role) = (m.file, m.addr, m.role);
+            inner.note(now, file, addr, role, "completed");
+        }
         true
     }
 
@@ -285,6 +320,9 @@ impl Directory {
         let mut inner = self.inner();
         let gone = inner.members.remove(&id);
         let publisher = gone.as_ref().is_some_and(|m| m.role == Role::Publisher);
+        if let Some(m) = &gone {
+            inner.departed(m, (self.clock)());
+        }
         self.left_rings(&mut inner, &[id], publisher);
         gone.is_some()
     }
@@ -338,13 +376,7 @@ impl Directory {
     /// The download neighbour of ring member `id` now: the next member in its ring (the
     /// first after the last); `None` when it is alone or in no ring.
     pub fn neighbour_of(&self, id: MemberId) -> Option<SocketAddr> {
-        let inner = self.inner();
-        let &(file, at) = inner.ring_pos.get(&id)?;
-        let ring = inner.rings.get(&file)?;
-        let next = ring[(at + 1) % ring.len()];
-        (next != id)
-            .then(|| inner.members.get(&next).map(|m| m.addr))
-            .flatten()
+        self.inner().ring_neighbour(id)
     }
 
     /// Changes whenever a ring gains or loses a member.
@@ -388,11 +420,12 @@ impl Directory {
             .map(|(&id, _)| id)
             .collect();
         let mut publisher = false;
+        let now = (self.clock)();
         for id in &gone {
-            publisher |= inner
-                .members
-                .remove(id)
-                .is_some_and(|m| m.role == Role::Publisher);
+            if let Some(m) = inner.members.remove(id) {
+                publisher |= m.role == Role::Publisher;
+                inner.departed(&m, now);
+            }
         }
         self.left_rings(&mut inner, &gone, publisher);
         gone.len()
@@ -402,15 +435,21 @@ impl Directory {
     pub fn expire(&self) -> Vec<SocketAddr> {
         let mut inner = self.inner();
         let (mut gone, mut ids, mut publisher) = (Vec::new(), Vec::new(), false);
+        let mut expired = Vec::new();
         inner.members.retain(|&id, m| {
             let keep = m.last_seen.elapsed() <= self.ttl;
             if !keep {
                 gone.push(m.addr);
                 ids.push(id);
                 publisher |= m.role == Role::Publisher;
+                expired.push((m.file, m.addr, m.role, m.joined, m.completed));
             }
             keep
         });
+        let now = (self.clock)();
+        for (file, addr, role, joined, completed) in expired {
+            inner.departed_parts(file, addr, role, (joined, completed), now);
+        }
         self.left_rings(&mut inner, &ids, publisher);
         gone
     }

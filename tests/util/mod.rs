@@ -715,3 +715,69 @@ pub fn ring_peer(owner: u16, neighbour: u16, dir: std::path::PathBuf) -> ringswa
         ..ringswarm::peer::Config::ring(Endpoint::local(owner), Endpoint::local(neighbour), dir)
     }
 }
+
+/// Debian's `chromium`, if installed.
+pub fn chromium() -> Option<PathBuf> {
+    let fixed = PathBuf::from("/usr/bin/chromium");
+    if fixed.exists() {
+        return Some(fixed);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("chromium"))
+        .find(|p| p.exists())
+}
+
+/// How long Chromium may take to render a page before the test calls it hung.
+pub const CHROMIUM_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs headless Chromium on `url` with `extra` arguments for at most [`CHROMIUM_LIMIT`];
+/// returns its stdout, or why it could not run.
+pub fn run_chromium(bin: &Path, url: &str, extra: &[&str]) -> Result<String, String> {
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let out = scratch.path().join("stdout");
+    let err = scratch.path().join("stderr");
+    let profile = scratch.path().join("profile");
+    let mut child = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).map_err(|e| e.to_string())?)
+        .stderr(fs::File::create(&err).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let mut status = None;
+    let exited = wait_until(CHROMIUM_LIMIT, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let stdout = fs::read_to_string(&out).unwrap_or_default();
+    let stderr = fs::read_to_string(&err).unwrap_or_default();
+    if stdout.trim().is_empty() || !status.is_some_and(|s| s.success()) {
+        let how = match status {
+            Some(s) => format!("exited with {s}"),
+            None => format!("no exit within {CHROMIUM_LIMIT:?}"),
+        };
+        return Err(format!(
+            "{how}; stdout {} bytes; stderr: {}",
+            stdout.len(),
+            tail(&stderr, 10)
+        ));
+    }
+    Ok(stdout)
+}

@@ -1,0 +1,224 @@
+//! The live dashboard (`file-owner --http`): its snapshot and feed in process, and the page
+//! in a real headless Chromium over a running, throttled ring.
+
+use std::path::Path;
+
+use crate::args;
+use crate::util::*;
+
+/// Members and their progress as the page drew them in the ring: `(addr, percent)` from each
+/// `<g class="member" data-addr=… data-pct=…>` in a DOM dump.
+fn ring_members(dom: &str) -> Vec<(String, f64)> {
+    dom.split("<g class=\"member\" ")
+        .skip(1)
+        .filter_map(|g| {
+            let attr = |name: &str| {
+                let start = g.find(&format!("{name}=\""))? + name.len() + 2;
+                Some(g[start..start + g[start..].find('"')?].to_string())
+            };
+            Some((attr("data-addr")?, attr("data-pct")?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The addresses the piece map has rows for (its canvas's `data-rows`).
+fn piece_rows(dom: &str) -> Vec<String> {
+    let Some(start) = dom.find("data-rows=\"").map(|i| i + "data-rows=\"".len()) else {
+        return Vec::new();
+    };
+    let end = start + dom[start..].find('"').unwrap_or(0);
+    dom[start..end]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Loads `url` in headless Chromium until `ok` holds for its DOM (each load waits 1.5 s for
+/// the feed's first snapshot); the DOM that satisfied it.
+fn dom_until(bin: &Path, url: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    let found = wait_until(WAIT, || {
+        match run_chromium(bin, url, &["--dump-dom", "--timeout=1500"]) {
+            Ok(dom) => last = dom,
+            Err(why) => last = why,
+        }
+        ok(&last)
+    });
+    assert!(found, "{what}; the last DOM: {}", tail(&last, 40));
+    last
+}
+
+/// Saves a screenshot of `url` as `name`.png beside the test's build output; its path.
+fn screenshot(bin: &Path, url: &str, name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.png"));
+    let arg = format!("--screenshot={}", path.display());
+    let _ = run_chromium(
+        bin,
+        url,
+        &[&arg, "--window-size=1400,1000", "--timeout=1500"],
+    );
+    path
+}
+
+/// The issue's browser test: a ring of four joiners, throttled by the owner (256 KiB/s: 12 s
+/// for one copy), shown by the owner's dashboard in headless Chromium. The ring is drawn with
+/// the four members and the piece map has a row for each; the progress numbers change between
+/// two loads; once every member completed (and left), each is listed at 100.0 % with its
+/// completion time. Screenshots mid-transfer and complete are saved under the test's target
+/// folder (`target/tmp/dashboard/`).
+#[test]
+fn the_dashboard_shows_a_live_ring_in_chromium() {
+    let Some(bin) = chromium() else {
+        if in_ci() {
+            panic!("CI must install chromium for the dashboard test");
+        }
+        skip("chromium not installed (not at /usr/bin/chromium or on PATH)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("share").join("data.bin");
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    random_file(&original, 3 << 20, 81);
+    let extra = args!["--http", 0, "--peers", 4, "--upload-limit", "256KiB"];
+    let (mut owner, port) = start_owner(root, &original, &extra);
+    let line = owner.wait_line("dashboard on http://");
+    let url = line["dashboard on ".len()..].trim().to_string();
+    let mut ring = Vec::new();
+    for i in 0..4 {
+        let name = format!("d{i}");
+        let dir = root.join(&name);
+        let a = args![
+            "join",
+            port,
+            "data.bin",
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            dir.display()
+        ];
+        let mut p = Proc::spawn(&name, PEER, &a, &dir, root);
+        let listen = p.listening_port();
+        ring.push((name, p, format!("127.0.0.1:{listen}")));
+    }
+    let addrs: Vec<String> = ring.iter().map(|r| r.2.clone()).collect();
+    let all_drawn = |dom: &str| {
+        let drawn = ring_members(dom);
+        addrs.iter().all(|a| drawn.iter().any(|(d, _)| d == a))
+            && addrs.iter().all(|a| piece_rows(dom).contains(a))
+    };
+    let first = dom_until(
+        &bin,
+        &url,
+        "the ring and piece map show the four members",
+        all_drawn,
+    );
+    assert!(first.contains("data.bin"), "the files table");
+    let before = ring_members(&first);
+    assert!(
+        before.iter().all(|(_, p)| *p < 100.0),
+        "mid-transfer (the owner needs 12 s for one copy): {before:?}"
+    );
+    let mid = screenshot(&bin, &url, "mid-transfer");
+    let moved = |dom: &str| {
+        let now = ring_members(dom);
+        now.iter()
+            .any(|(a, p)| before.iter().any(|(b, q)| a == b && p > q))
+    };
+    dom_until(&bin, &url, "the progress numbers change", moved);
+    for (name, p, _) in &mut ring {
+        p.wait_line("complete: ");
+        assert_eq!(
+            std::fs::read(root.join(&*name).join("data.bin")).unwrap(),
+            std::fs::read(&original).unwrap()
+        );
+    }
+    let done = |dom: &str| {
+        addrs.iter().all(|a| {
+            dom.split(&format!("<tr data-addr=\"{a}\""))
+                .skip(1)
+                .any(|row| {
+                    row.split("</tr>")
+                        .next()
+                        .is_some_and(|r| r.contains("100.0 %") && r.contains(" s</td>"))
+                })
+        })
+    };
+    dom_until(
+        &bin,
+        &url,
+        "every member at 100 % with its completion time",
+        done,
+    );
+    let complete = screenshot(&bin, &url, "complete");
+    eprintln!(
+        "dashboard screenshots: {} and {}",
+        mid.display(),
+        complete.display()
+    );
+    for (_, p, _) in &mut ring {
+        p.interrupt();
+        p.wait_exit(WAIT);
+    }
+}
+
+/// The snapshot in process: a file with no one downloading has no members, its ticket names
+/// the host given, and the feed's first event is the same snapshot.
+#[tokio::test]
+async fn the_snapshot_and_its_feed() {
+    use std::sync::Arc;
+    use tower::ServiceExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("a.bin");
+    random_file(&path, 50_000, 3);
+    let m = ringswarm::manifest::Manifest::from_file(&path, 10_000).unwrap();
+    let directory = Arc::new(ringswarm::directory::Directory::new(
+        vec![Arc::new(m)],
+        "127.0.0.1:1".parse().unwrap(),
+        ringswarm::directory::DEFAULT_PEER_TTL,
+    ));
+    let options = ringswarm::http::Options {
+        ticket_host: Some("example.test:5000".into()),
+        ..Default::default()
+    };
+    let app = ringswarm::http::router_with(directory, options);
+    let get = |path: &str| {
+        axum::http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let resp = app.clone().oneshot(get("/api/swarm")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["files"][0]["file"]["name"], "a.bin");
+    assert_eq!(v["files"][0]["members"].as_array().unwrap().len(), 0);
+    assert!(
+        v["tickets"]["1"]
+            .as_str()
+            .unwrap()
+            .starts_with("ringswarm://example.test:5000/"),
+        "{v}"
+    );
+    let resp = app.clone().oneshot(get("/api/events")).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body().into_data_stream();
+    let first = futures::StreamExt::next(&mut body).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&first);
+    assert!(text.starts_with("event: swarm\n"), "{text}");
+    assert!(text.contains("\"name\":\"a.bin\""), "{text}");
+    let resp = app.oneshot(get("/")).await.unwrap();
+    let page = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.contains("new EventSource(\"/api/events\")"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no CDN: everything is embedded"
+    );
+}
