@@ -222,3 +222,71 @@ async fn the_snapshot_and_its_feed() {
         "no CDN: everything is embedded"
     );
 }
+
+/// The page holds 1,000 members: a ring of 1,000 on a 4,000-chunk file, each holding a
+/// different half, drawn by Chromium from the inlined snapshot: every member in the ring and a
+/// piece-map row each. Prints the snapshot's size and how long the page took to draw it.
+#[test]
+fn the_dashboard_draws_a_thousand_members() {
+    use ringswarm::chunkset::ChunkSet;
+    use ringswarm::protocol::Role;
+    use std::sync::Arc;
+    let Some(bin) = chromium() else {
+        if in_ci() {
+            panic!("CI must install chromium for the dashboard test");
+        }
+        skip("chromium not installed (not at /usr/bin/chromium or on PATH)");
+        return;
+    };
+    let m = ringswarm::manifest::Manifest::from_bytes("big.bin", &vec![7u8; 4000 * 1024], 1024)
+        .unwrap();
+    let directory = Arc::new(ringswarm::directory::Directory::new(
+        vec![Arc::new(m.clone())],
+        "127.0.0.1:1".parse().unwrap(),
+        ringswarm::directory::DEFAULT_PEER_TTL,
+    ));
+    for i in 0..1000u16 {
+        let mut have = ChunkSet::new(4000);
+        for c in 0..2000u32 {
+            have.insert(m.chunk_id((c + u32::from(i) * 7) % 4000).unwrap());
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 20_000 + i));
+        let id = directory
+            .register(0, addr, Role::Joiner, have, None)
+            .unwrap();
+        directory.join_ring(0, id);
+    }
+    let dashboard = ringswarm::dashboard::Dashboard::new(directory, None);
+    let page = dashboard.page();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("dashboard.html");
+    std::fs::write(&path, &page).unwrap();
+    let url = format!("file://{}", path.display());
+    let dom = run_chromium(&bin, &url, &["--dump-dom"]).unwrap_or_else(|e| {
+        if in_ci() {
+            panic!("chromium failed: {e}");
+        }
+        String::new()
+    });
+    if dom.is_empty() {
+        skip("chromium is installed but failed; with CI set this fails the test");
+        return;
+    }
+    let drawn = ring_members(&dom);
+    assert_eq!(drawn.len(), 1000, "ring members drawn");
+    assert!(
+        drawn.iter().all(|(_, p)| (*p - 50.0).abs() < 0.01),
+        "each holds half"
+    );
+    assert_eq!(piece_rows(&dom).len(), 1000, "piece-map rows");
+    let ms = dom
+        .split("data-render-ms=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("the page timed its drawing");
+    eprintln!(
+        "dashboard of 1000 members: a {} KiB page, drawn in {ms} ms",
+        page.len() / 1024
+    );
+}
