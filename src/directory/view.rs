@@ -169,10 +169,25 @@ fn pieces(manifest: &crate::manifest::Manifest, m: &Member, per: u32) -> String 
 }
 
 impl Directory {
-    /// The swarm now. Costs one pass over the members and their chunks.
+    /// The swarm now: one pass over the files, the members (and their chunks) and the
+    /// departed, whatever their numbers.
     pub fn view(&self) -> SwarmView {
         let inner = self.inner();
         let counts = inner.counts();
+        // One pass over the departed, not one per file.
+        let mut departed_of: std::collections::HashMap<u32, Vec<Departed>> =
+            std::collections::HashMap::new();
+        for d in inner.departed.iter().rev() {
+            departed_of.entry(d.file_id).or_default().push(d.clone());
+        }
+        // The members outside any ring, by file, in one pass too.
+        let mut others_of: std::collections::HashMap<usize, Vec<super::MemberId>> =
+            std::collections::HashMap::new();
+        for (id, m) in &inner.members {
+            if !inner.ring_pos.contains_key(id) {
+                others_of.entry(m.file).or_default().push(*id);
+            }
+        }
         let mut files = Vec::with_capacity(inner.files.len());
         for (index, manifest) in inner.files.iter().enumerate() {
             if !counts[index].published {
@@ -198,21 +213,15 @@ impl Directory {
                 .filter_map(|id| inner.members.get(id).map(|m| view_of(id, m)))
                 .collect();
             let ring_len = members.len();
-            let mut others: Vec<MemberView> = inner
-                .members
+            let mut others: Vec<MemberView> = others_of
+                .remove(&index)
+                .unwrap_or_default()
                 .iter()
-                .filter(|(id, m)| m.file == index && !inner.ring_pos.contains_key(id))
-                .map(|(id, m)| view_of(id, m))
+                .filter_map(|id| inner.members.get(id).map(|m| view_of(id, m)))
                 .collect();
             others.sort_by(|a, b| a.addr.cmp(&b.addr));
             members.extend(others);
-            let departed = inner
-                .departed
-                .iter()
-                .rev()
-                .filter(|d| d.file_id == file_id(index))
-                .cloned()
-                .collect();
+            let departed = departed_of.remove(&file_id(index)).unwrap_or_default();
             files.push(FileView {
                 file: super::answer::file_info(&inner, index, counts[index]),
                 members,
