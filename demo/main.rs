@@ -191,6 +191,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         })
         .await??;
         println!("report: {}", page.display());
+        println!(
+            "dashboard replay: {}",
+            dir.join(ringswarm::report::DASHBOARD_FILE).display()
+        );
     }
     Ok(true)
 }

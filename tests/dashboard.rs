@@ -290,3 +290,73 @@ fn the_dashboard_draws_a_thousand_members() {
         page.len() / 1024
     );
 }
+
+/// `demo --report` writes `dashboard.html` beside its charts: the same page, replaying the
+/// recorded run. Its snapshots run from the start (no one complete) to the end (everyone
+/// complete, with completion times), and Chromium draws the ring of all ten peers from it.
+#[test]
+fn a_recorded_demo_replays_in_the_same_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report");
+    let a = args![
+        "--sim",
+        "--peers",
+        10,
+        "--size",
+        "4MiB",
+        "--rate",
+        "4MiB/s",
+        "--seed",
+        5,
+        "--report",
+        report.display()
+    ];
+    let mut demo = Proc::spawn(
+        "demo",
+        env!("CARGO_BIN_EXE_demo"),
+        &a,
+        tmp.path(),
+        tmp.path(),
+    );
+    assert!(demo.wait_exit(WAIT).success(), "{}", demo.describe());
+    assert!(
+        demo.stdout_text().contains("dashboard replay: "),
+        "{}",
+        demo.describe()
+    );
+    let page = std::fs::read_to_string(report.join("dashboard.html")).unwrap();
+    let start = page
+        .find(r#"<script id="replay" type="application/json">"#)
+        .unwrap()
+        + r#"<script id="replay" type="application/json">"#.len();
+    let end = start + page[start..].find("</script>").unwrap();
+    let rec: serde_json::Value = serde_json::from_str(&page[start..end]).unwrap();
+    let frames = rec["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 40);
+    let members = |f: &serde_json::Value| f["files"][0]["members"].as_array().unwrap().clone();
+    let chunks = frames[0]["files"][0]["file"]["chunks"].as_u64().unwrap();
+    assert_eq!(members(&frames[0]).len(), 10);
+    assert!(
+        members(&frames[0])
+            .iter()
+            .all(|m| m["count"].as_u64().unwrap() < chunks),
+        "no one complete at the start"
+    );
+    let last = members(frames.last().unwrap());
+    assert!(
+        last.iter()
+            .all(|m| m["count"].as_u64() == Some(chunks) && m["completed_unix_ms"].is_u64()),
+        "everyone complete at the end: {last:?}"
+    );
+    let Some(bin) = chromium() else {
+        if in_ci() {
+            panic!("CI must install chromium for the dashboard test");
+        }
+        skip("chromium not installed (not at /usr/bin/chromium or on PATH)");
+        return;
+    };
+    let url = format!("file://{}", report.join("dashboard.html").display());
+    let dom = run_chromium(&bin, &url, &["--dump-dom"]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ring_members(&dom).len(), 10, "{}", tail(&dom, 20));
+    assert!(dom.contains("replay of a recorded run"));
+}

@@ -11,6 +11,7 @@
 
 mod charts;
 mod html;
+mod replay;
 mod scan;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ pub const EVENTS_FILE: &str = "events.jsonl";
 pub const SUMMARY_FILE: &str = "summary.json";
 /// The page's file name inside a report directory.
 pub const INDEX_FILE: &str = "index.html";
+/// The dashboard replay's file name inside a report directory.
+pub const DASHBOARD_FILE: &str = "dashboard.html";
 
 /// What a run measured, as `summary.json`. Times are seconds; `*_s` fields relative to
 /// `started_ts` unless said otherwise.
@@ -189,14 +192,32 @@ pub fn read_summary(dir: &Path) -> Result<Summary, ReportError> {
 /// [`ReportError::BadEvents`] when the summary or an event line does not parse,
 /// [`ReportError::Chart`] when a chart cannot be drawn.
 pub fn write_html(dir: &Path) -> Result<PathBuf, ReportError> {
+    write_dashboard(dir)?;
     let summary = read_summary(dir)?;
     let events = dir.join(EVENTS_FILE);
     let scan = Scan::read(&events, &summary)?;
     let bins = Bins::read(&events, &summary, &scan)?;
     let html = html::render_page(&summary, &scan, &bins)?;
-    let path = dir.join(INDEX_FILE);
-    let tmp = dir.join(format!("{INDEX_FILE}.tmp"));
-    std::fs::write(&tmp, html).map_err(|source| ReportError::Io {
+    write_atomically(dir, INDEX_FILE, &html)
+}
+
+/// Writes `DIR/dashboard.html`: the live dashboard's page replaying the run from
+/// `events.jsonl` (see `replay`). Returns its path.
+///
+/// # Errors
+///
+/// As [`write_html`].
+pub fn write_dashboard(dir: &Path) -> Result<PathBuf, ReportError> {
+    let summary = read_summary(dir)?;
+    let recording = replay::recording(&dir.join(EVENTS_FILE), &summary)?;
+    write_atomically(dir, DASHBOARD_FILE, &replay::page(&recording))
+}
+
+/// Writes `text` to `DIR/NAME` through a temporary file and a rename.
+fn write_atomically(dir: &Path, name: &str, text: &str) -> Result<PathBuf, ReportError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, text).map_err(|source| ReportError::Io {
         path: tmp.clone(),
         source,
     })?;

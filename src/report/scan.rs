@@ -17,7 +17,10 @@ pub(super) const LINK_BINS: usize = 40;
 
 /// Calls `f` with every `chunk_received` event of the log at `path`, a line at a time, and
 /// returns the number of lines read.
-fn for_each_received(path: &Path, mut f: impl FnMut(&Event)) -> Result<u64, ReportError> {
+pub(super) fn for_each_received(
+    path: &Path,
+    mut f: impl FnMut(&Event),
+) -> Result<u64, ReportError> {
     let io = |source| ReportError::Io {
         path: path.to_path_buf(),
         source,
