@@ -32,7 +32,7 @@ mod progress;
     version,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    override_usage = "peer [OPTIONS] OWNER PORT NEIGHBOUR\n       peer list OWNER [--json]\n       peer search OWNER TEXT [--json]\n       peer locate OWNER FILE [--json]\n       peer get (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer join (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer share OWNER PATH... [--port P] [OPTIONS]"
+    override_usage = "peer [OPTIONS] OWNER PORT NEIGHBOUR\n       peer list OWNER [--json]\n       peer search OWNER TEXT [--json]\n       peer locate OWNER FILE [--json]\n       peer get (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer join (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer share OWNER PATH... [--port P] [OPTIONS]\n       peer http-token [--secret SECRET]"
 )]
 struct Cli {
     #[command(subcommand)]
