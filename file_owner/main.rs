@@ -53,7 +53,8 @@ struct Args {
     /// Multi-source getters served at once (choking); ring peers are always served
     #[arg(long, value_name = "N", default_value_t = DEFAULT_UPLOAD_SLOTS, value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
     upload_slots: usize,
-    /// Also serve the directory as read-only JSON over HTTP on PORT (same --bind address)
+    /// Also serve HTTP on PORT (same --bind address): the live dashboard at /, the directory
+    /// as read-only JSON, and /metrics; under --secret, only to clients with its token
     #[arg(long, value_name = "PORT")]
     http: Option<u16>,
     /// Shared secret of the swarm: every peer must prove it knows it (never sent on the wire).

@@ -11,7 +11,7 @@ use crate::util::{
 };
 
 /// Starts `peer join OWNER FILE` in `root/NAME`, its events in `root/NAME.jsonl`.
-fn join(root: &Path, name: &str, owner: u16, extra: &[String]) -> (Proc, PathBuf) {
+pub fn join(root: &Path, name: &str, owner: u16, extra: &[String]) -> (Proc, PathBuf) {
     let dir = root.join(name);
     let events = root.join(format!("{name}.jsonl"));
     let mut args = args![
@@ -120,7 +120,7 @@ fn peers_join_a_ring_that_restitches_itself() {
 }
 
 /// Waits for `p` (in `root/NAME`) to complete, and checks its copy.
-fn assert_complete(root: &Path, name: &str, p: &mut Proc, original: &Path) {
+pub fn assert_complete(root: &Path, name: &str, p: &mut Proc, original: &Path) {
     p.wait_line("complete: ");
     assert_eq!(
         std::fs::read(root.join(name).join("data.bin")).unwrap(),

@@ -209,20 +209,7 @@ fn a_tracker_lists_what_peers_share_and_getters_fetch_it_from_them() {
 /// The publisher's mistakes get clear answers: a missing file, a tracker given a PATH.
 /// Starts `peer join TRACKER data.bin` in `root/NAME`, its events in `root/NAME.jsonl`.
 fn join(root: &Path, name: &str, tracker: u16) -> (Proc, PathBuf) {
-    let dir = root.join(name);
-    let events = root.join(format!("{name}.jsonl"));
-    let args = args![
-        "join",
-        tracker,
-        "data.bin",
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        dir.display(),
-        "--events",
-        events.display()
-    ];
-    (Proc::spawn(name, PEER, &args, &dir, root), events)
+    crate::join::join(root, name, tracker, &[])
 }
 
 /// A ring of a published file assembles itself at the tracker, which holds none of it: each
@@ -251,13 +238,7 @@ fn a_ring_of_a_published_file_is_handed_out_by_its_publisher() {
     }
     let share_of = chunk_count(2 << 20).div_ceil(4);
     for (name, p, ev) in &mut ring {
-        p.wait_line("complete: ");
-        assert_eq!(
-            std::fs::read(root.join(&*name).join("data.bin")).unwrap(),
-            std::fs::read(&original).unwrap(),
-            "{}",
-            p.describe()
-        );
+        crate::join::assert_complete(root, name, p, &original);
         let events = read_events_so_far(ev);
         let hand_out = events.iter().find(|e| {
             e.event == EventKind::IdListReceived
@@ -329,13 +310,7 @@ fn a_published_ring_moves_to_the_next_publisher_when_its_publisher_dies() {
     );
     first.kill();
     for (name, p, _) in &mut ring {
-        p.wait_line("complete: ");
-        assert_eq!(
-            std::fs::read(root.join(&*name).join("data.bin")).unwrap(),
-            std::fs::read(&original).unwrap(),
-            "{}",
-            p.describe()
-        );
+        crate::join::assert_complete(root, name, p, &original);
         assert!(
             p.stderr_text()
                 .contains(&format!("names publisher {second_addr}")),
