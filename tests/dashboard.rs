@@ -6,6 +6,16 @@ use std::path::Path;
 use crate::args;
 use crate::util::*;
 
+/// Chromium, or `None` after marking the test skipped; under CI its absence fails the test.
+fn chromium_or_skip() -> Option<std::path::PathBuf> {
+    let bin = chromium();
+    if bin.is_none() {
+        assert!(!in_ci(), "CI must install chromium for the dashboard tests");
+        skip("chromium not installed (not at /usr/bin/chromium or on PATH)");
+    }
+    bin
+}
+
 /// Members and their progress as the page drew them in the ring: `(addr, percent)` from each
 /// `<g class="member" data-addr=… data-pct=…>` in a DOM dump.
 fn ring_members(dom: &str) -> Vec<(String, f64)> {
@@ -70,11 +80,7 @@ fn screenshot(bin: &Path, url: &str, name: &str) -> std::path::PathBuf {
 /// folder (`target/tmp/dashboard/`).
 #[test]
 fn the_dashboard_shows_a_live_ring_in_chromium() {
-    let Some(bin) = chromium() else {
-        if in_ci() {
-            panic!("CI must install chromium for the dashboard test");
-        }
-        skip("chromium not installed (not at /usr/bin/chromium or on PATH)");
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -231,11 +237,7 @@ fn the_dashboard_draws_a_thousand_members() {
     use ringswarm::chunkset::ChunkSet;
     use ringswarm::protocol::Role;
     use std::sync::Arc;
-    let Some(bin) = chromium() else {
-        if in_ci() {
-            panic!("CI must install chromium for the dashboard test");
-        }
-        skip("chromium not installed (not at /usr/bin/chromium or on PATH)");
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
     let m = ringswarm::manifest::Manifest::from_bytes("big.bin", &vec![7u8; 4000 * 1024], 1024)
@@ -348,11 +350,7 @@ fn a_recorded_demo_replays_in_the_same_page() {
             .all(|m| m["count"].as_u64() == Some(chunks) && m["completed_unix_ms"].is_u64()),
         "everyone complete at the end: {last:?}"
     );
-    let Some(bin) = chromium() else {
-        if in_ci() {
-            panic!("CI must install chromium for the dashboard test");
-        }
-        skip("chromium not installed (not at /usr/bin/chromium or on PATH)");
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
     let url = format!("file://{}", report.join("dashboard.html").display());

@@ -152,14 +152,20 @@ impl Inner {
 
 /// One piece-map row: per column of `per` chunks, how much of it `m` holds, as a hex digit.
 fn pieces(manifest: &crate::manifest::Manifest, m: &Member, per: u32) -> String {
-    let count = manifest.chunk_count();
+    piece_row(manifest.chunk_count(), per, |c| {
+        manifest.chunk_id(c).is_ok_and(|id| m.have.contains(id))
+    })
+}
+
+/// A piece-map row of `count` chunks in columns of `per`: per column, how much of it `holds`
+/// (0 none … f all), one hex digit. The dashboard's and its replay's (`report::replay`).
+pub(crate) fn piece_row(count: u32, per: u32, holds: impl Fn(u32) -> bool) -> String {
+    let per = per.max(1);
     let mut row = String::new();
     let mut start = 0;
     while start < count {
-        let end = (start + per).min(count);
-        let held = (start..end)
-            .filter(|&c| manifest.chunk_id(c).is_ok_and(|id| m.have.contains(id)))
-            .count();
+        let end = start.saturating_add(per).min(count);
+        let held = (start..end).filter(|&c| holds(c)).count();
         let n = (end - start) as usize;
         let level = (held * 15).div_ceil(n.max(1)).min(15);
         row.push(char::from_digit(u32::try_from(level).unwrap_or(15), 16).unwrap_or('f'));

@@ -106,7 +106,6 @@ pub(super) async fn follow_publisher(swarm: Arc<Swarm>, token: CancellationToken
         if current.is_none() && !std::mem::take(&mut first) {
             info!("no publisher of this file is left: going on with what the ring holds");
         }
-        first = false;
         let run = async {
             if let Some(endpoint) = current {
                 info!("the directory names publisher {endpoint} as this file's owner");

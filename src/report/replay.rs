@@ -91,21 +91,17 @@ pub(super) fn recording(events: &Path, summary: &Summary) -> Result<Value, Repor
         .map(|k| wall * k as f64 / (frames - 1) as f64)
         .collect();
     let mut out = Vec::with_capacity(frames);
-    let mut next = 0;
     let mut last_t = 0.0;
-    super::scan::for_each_received(events, |ev| {
-        let t = ev.ts - summary.started_ts;
-        while next < frames && times[next] < t {
-            out.push(frame(
-                summary,
-                &mut peers,
-                per,
-                times[next],
-                times[next] - last_t,
-            ));
-            last_t = times[next];
-            next += 1;
+    // The snapshots due before `t` (all that are left, at the end).
+    let mut take_until = |t: f64, peers: &mut [PeerState], out: &mut Vec<Value>| {
+        while out.len() < frames && times[out.len()] < t {
+            let at = times[out.len()];
+            out.push(frame(summary, peers, per, at, at - last_t));
+            last_t = at;
         }
+    };
+    super::scan::for_each_received(events, |ev| {
+        take_until(ev.ts - summary.started_ts, &mut peers, &mut out);
         let (Some(&r), Some(c)) = (row.get(&ev.peer), ev.chunk) else {
             return;
         };
@@ -120,17 +116,7 @@ pub(super) fn recording(events: &Path, summary: &Summary) -> Result<Value, Repor
             }
         }
     })?;
-    while next < frames {
-        out.push(frame(
-            summary,
-            &mut peers,
-            per,
-            times[next],
-            times[next] - last_t,
-        ));
-        last_t = times[next];
-        next += 1;
-    }
+    take_until(f64::INFINITY, &mut peers, &mut out);
     Ok(json!({ "frames": out, "times": times, "wall_s": summary.wall_s }))
 }
 
@@ -154,17 +140,7 @@ fn frame(summary: &Summary, peers: &mut [PeerState], per: u32, t: f64, dt: f64) 
             if let Some(done) = p.completed {
                 events.push((done, p.addr.clone()));
             }
-            let mut pieces = String::new();
-            let mut start = 0;
-            while start < chunks {
-                let end = (start + per).min(chunks);
-                let held = (start..end).filter(|&c| p.holds(c)).count();
-                let n = (end - start) as usize;
-                let level = (held * 15).div_ceil(n.max(1)).min(15);
-                pieces
-                    .push(char::from_digit(u32::try_from(level).unwrap_or(15), 16).unwrap_or('f'));
-                start = end;
-            }
+            let pieces = crate::directory::view::piece_row(chunks, per, |c| p.holds(c));
             let joined = p.joined.unwrap_or(summary.started_ts);
             json!({
                 "addr": p.addr,
