@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::args;
+use crate::util::browser::Browser;
 use crate::util::*;
 
 /// Chromium, or `None` after marking the test skipped; under CI its absence fails the test.
@@ -43,45 +44,94 @@ fn piece_rows(dom: &str) -> Vec<String> {
         .collect()
 }
 
-/// Loads `url` in headless Chromium until `ok` holds for its DOM (each load waits 1.5 s for
-/// the feed's first snapshot); the DOM that satisfied it.
-fn dom_until(bin: &Path, url: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    let mut last = String::new();
-    let found = wait_until(WAIT, || {
-        match run_chromium(bin, url, &["--dump-dom", "--timeout=1500"]) {
-            Ok(dom) => last = dom,
-            Err(why) => last = why,
-        }
-        ok(&last)
-    });
-    assert!(found, "{what}; the last DOM: {}", tail(&last, 40));
-    last
+/// What the open dashboard shows now, read in the page itself.
+#[derive(Debug, Default)]
+struct Shown {
+    /// `(addr, percent)` of each member drawn in the ring.
+    ring: Vec<(String, f64)>,
+    /// The addresses the piece map has rows for.
+    piece_rows: Vec<String>,
+    /// The member table: `(addr, progress, downloads from, rate, completed in)` per row.
+    table: Vec<[String; 5]>,
+    /// How many snapshots the page has drawn since it loaded (`data-updates`).
+    updates: u64,
+    /// The feed's state as the header shows it (`live`, `reconnecting…`).
+    state: String,
 }
 
-/// Saves a screenshot of `url` as `name`.png beside the test's build output; its path.
-fn screenshot(bin: &Path, url: &str, name: &str) -> std::path::PathBuf {
+/// Reads [`Shown`] from the page.
+fn shown(page: &mut Browser) -> Result<Shown, String> {
+    const READ: &str = r##"(() => ({
+        ring: [...document.querySelectorAll("g.member")].map(g => [g.dataset.addr, Number(g.dataset.pct)]),
+        rows: (document.querySelector("canvas.pieces")?.dataset.rows || "").split(" ").filter(Boolean),
+        table: [...document.querySelectorAll("table.members tbody tr")].map(r => {
+            const c = [...r.cells].map(td => td.textContent.trim());
+            return [r.dataset.addr, c[2], c[5], c[6], c[7]];
+        }),
+        updates: Number(document.body.dataset.updates || 0),
+        state: document.querySelector("#state").textContent,
+    }))()"##;
+    let v = page.eval(READ)?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    Ok(Shown {
+        ring: v["ring"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| (text(&m[0]), m[1].as_f64().unwrap_or(-1.0)))
+            .collect(),
+        piece_rows: v["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect(),
+        table: v["table"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| std::array::from_fn(|i| text(&r[i])))
+            .collect(),
+        updates: v["updates"].as_u64().unwrap_or(0),
+        state: text(&v["state"]),
+    })
+}
+
+/// Waits until what the page shows satisfies `ok`; that view.
+fn shown_until(page: &mut Browser, what: &str, ok: impl Fn(&Shown) -> bool) -> Shown {
+    let mut last = Err(String::from("not read yet"));
+    let found = wait_until(WAIT, || {
+        last = shown(page);
+        last.as_ref().is_ok_and(&ok)
+    });
+    assert!(found, "{what}; the page showed {last:?}");
+    last.unwrap()
+}
+
+/// Where the dashboard screenshot `name` goes: `target/tmp/dashboard/NAME.png`.
+fn screenshot_path(name: &str) -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.png"));
-    let arg = format!("--screenshot={}", path.display());
-    let _ = run_chromium(
-        bin,
-        url,
-        &[&arg, "--window-size=1400,1000", "--timeout=1500"],
-    );
-    path
+    dir.join(format!("{name}.png"))
 }
 
 /// The issue's browser test: a ring of four joiners, throttled by the owner (256 KiB/s: 12 s
-/// for one copy), shown by the owner's dashboard in headless Chromium. The ring is drawn with
-/// the four members and the piece map has a row for each; the progress numbers change between
-/// two loads; once every member completed (and left), each is listed at 100.0 % with its
-/// completion time. Screenshots mid-transfer and complete are saved under the test's target
-/// folder (`target/tmp/dashboard/`).
+/// for one copy), shown by the owner's dashboard in one headless Chromium page that stays open
+/// (driven over the DevTools protocol), so every change the test sees came down the live feed.
+/// The ring is drawn with the four members and the piece map has a row for each; a member
+/// shows the link it downloads from and its throughput; the progress numbers change while the
+/// page stays loaded; once every member completed (and left), each is listed at 100.0 % with
+/// its completion time. Screenshots mid-transfer and complete are saved under the test's
+/// target folder (`target/tmp/dashboard/`).
 #[test]
 fn the_dashboard_shows_a_live_ring_in_chromium() {
     let Some(bin) = chromium_or_skip() else {
         return;
+    };
+    let mut page = match Browser::launch(&bin, 1400, 1000) {
+        Ok(page) => page,
+        Err(why) if !in_ci() => return skip(&format!("chromium does not start: {why}")),
+        Err(why) => panic!("chromium does not start: {why}"),
     };
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
@@ -92,6 +142,9 @@ fn the_dashboard_shows_a_live_ring_in_chromium() {
     let (mut owner, port) = start_owner(root, &original, &extra);
     let line = owner.wait_line("dashboard on http://");
     let url = line["dashboard on ".len()..].trim().to_string();
+    page.goto(&url).unwrap();
+    let loaded = shown(&mut page).unwrap();
+    assert!(loaded.table.is_empty(), "no one yet: {loaded:?}");
     let mut ring = Vec::new();
     for i in 0..4 {
         let name = format!("d{i}");
@@ -110,30 +163,30 @@ fn the_dashboard_shows_a_live_ring_in_chromium() {
         ring.push((name, p, format!("127.0.0.1:{listen}")));
     }
     let addrs: Vec<String> = ring.iter().map(|r| r.2.clone()).collect();
-    let all_drawn = |dom: &str| {
-        let drawn = ring_members(dom);
-        addrs.iter().all(|a| drawn.iter().any(|(d, _)| d == a))
-            && addrs.iter().all(|a| piece_rows(dom).contains(a))
-    };
-    let first = dom_until(
-        &bin,
-        &url,
-        "the ring and piece map show the four members",
-        all_drawn,
+    let first = shown_until(
+        &mut page,
+        "the ring and piece map show the four members, one downloading over a link at KiB/s",
+        |s| {
+            addrs.iter().all(|a| s.ring.iter().any(|(d, _)| d == a))
+                && addrs.iter().all(|a| s.piece_rows.contains(a))
+                && s.table
+                    .iter()
+                    .any(|r| r[2].starts_with("← 127.0.0.1:") && r[3].ends_with("iB/s"))
+        },
     );
-    assert!(first.contains("data.bin"), "the files table");
-    let before = ring_members(&first);
+    assert_eq!(first.state, "live", "{first:?}");
     assert!(
-        before.iter().all(|(_, p)| *p < 100.0),
-        "mid-transfer (the owner needs 12 s for one copy): {before:?}"
+        first.ring.iter().all(|(_, p)| *p < 100.0),
+        "mid-transfer (the owner needs 12 s for one copy): {first:?}"
     );
-    let mid = screenshot(&bin, &url, "mid-transfer");
-    let moved = |dom: &str| {
-        let now = ring_members(dom);
-        now.iter()
-            .any(|(a, p)| before.iter().any(|(b, q)| a == b && p > q))
-    };
-    dom_until(&bin, &url, "the progress numbers change", moved);
+    let mid = screenshot_path("mid-transfer");
+    page.screenshot(&mid).unwrap();
+    let moved = shown_until(&mut page, "the progress numbers change", |now| {
+        now.ring
+            .iter()
+            .any(|(a, p)| first.ring.iter().any(|(b, q)| a == b && p > q))
+    });
+    assert!(moved.updates > first.updates, "redrawn from the feed");
     for (name, p, _) in &mut ring {
         p.wait_line("complete: ");
         assert_eq!(
@@ -141,24 +194,23 @@ fn the_dashboard_shows_a_live_ring_in_chromium() {
             std::fs::read(&original).unwrap()
         );
     }
-    let done = |dom: &str| {
-        addrs.iter().all(|a| {
-            dom.split(&format!("<tr data-addr=\"{a}\""))
-                .skip(1)
-                .any(|row| {
-                    row.split("</tr>")
-                        .next()
-                        .is_some_and(|r| r.contains("100.0 %") && r.contains(" s</td>"))
-                })
-        })
-    };
-    dom_until(
-        &bin,
-        &url,
+    shown_until(
+        &mut page,
         "every member at 100 % with its completion time",
-        done,
+        |s| {
+            addrs.iter().all(|a| {
+                s.table
+                    .iter()
+                    .any(|r| &r[0] == a && r[1] == "100.0 %" && r[4].ends_with(" s"))
+            })
+        },
     );
-    let complete = screenshot(&bin, &url, "complete");
+    let complete = screenshot_path("complete");
+    page.screenshot(&complete).unwrap();
+    let loads = page
+        .eval("performance.getEntriesByType('navigation').length")
+        .unwrap();
+    assert_eq!(loads, 1, "the page was loaded once and updated in place");
     eprintln!(
         "dashboard screenshots: {} and {}",
         mid.display(),

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use rand::{RngCore, SeedableRng};
 
+pub mod browser;
+
 /// The `file-owner` binary.
 pub const OWNER: &str = env!("CARGO_BIN_EXE_file-owner");
 /// The `peer` binary.
