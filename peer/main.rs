@@ -206,6 +206,11 @@ struct Serving {
     /// Also append every event as a JSON line to FILE
     #[arg(long, value_name = "FILE")]
     events: Option<PathBuf>,
+    /// Serve this node's progress (/api/status) and Prometheus metrics (/metrics) over HTTP
+    /// on PORT (0 picks a free port), on the --bind address; under --secret they need the
+    /// HTTP token (peer http-token)
+    #[arg(long, value_name = "PORT")]
+    http: Option<u16>,
     /// Print only errors and the result (the final line, a ticket): no events, no progress
     #[arg(long, short)]
     quiet: bool,
@@ -444,6 +449,7 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
                 upload_limit,
                 upload_slots,
                 events,
+                http,
                 quiet,
             },
         secret,
@@ -481,12 +487,19 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
     }
     let directory = owner.to_string();
     let metrics = Arc::new(ringswarm::metrics::Metrics::new());
+    let node = ringswarm::http::Node::Publisher(metrics.clone());
+    serve_http(bind, http, node, secret.clone(), quiet, &token).await?;
     let line = Arc::new(progress::Line::start(
         quiet,
         progress::share_line(metrics.clone()),
     ));
     let l = line.clone();
+    let m = metrics.clone();
     let on_report = move |r: &ringswarm::share::Report| {
+        m.files_changed(match r {
+            ringswarm::share::Report::Published { .. } => 1,
+            ringswarm::share::Report::Withdrawn { .. } => -1,
+        });
         let line = match r {
             ringswarm::share::Report::Published { id, manifest } => format!(
                 "published {} as file {id} of {directory}\nticket: {}\n",
@@ -533,6 +546,40 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
     Ok(!token.is_cancelled())
 }
 
+/// With `--http PORT`, serves `node`'s status and metrics on `bind`:`PORT` until `token` is
+/// cancelled, and says where (unless `quiet`).
+async fn serve_http(
+    bind: IpAddr,
+    port: Option<u16>,
+    node: ringswarm::http::Node,
+    secret: Option<Arc<Secret>>,
+    quiet: bool,
+    token: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(port) = port else {
+        return Ok(());
+    };
+    let listener = cli::bind(bind, port).await?;
+    let at = listener.local_addr()?;
+    if !quiet {
+        let guarded = if secret.is_some() {
+            " (under the shared secret: Authorization: Bearer TOKEN from peer http-token)"
+        } else {
+            ""
+        };
+        ringswarm::cli::print_out(&format!(
+            "status on http://{at}/api/status, metrics on http://{at}/metrics{guarded}\n"
+        ))?;
+    }
+    let token = token.clone();
+    tokio::spawn(async move {
+        if let Err(e) = ringswarm::http::serve_node(listener, node, secret, token).await {
+            tracing::error!("HTTP side stopped: {e}");
+        }
+    });
+    Ok(())
+}
+
 /// Exits as clap does for a wrong argument (status 2, with the usage).
 fn usage_error(msg: String) -> ! {
     use clap::CommandFactory;
@@ -576,6 +623,17 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         ringswarm::cli::print_out(&format!("listening on {addr}\n"))?;
     }
     let status = Arc::new(peer::Status::new());
+    let secret = args.secret.get()?;
+    let node = ringswarm::http::Node::Peer(status.clone());
+    serve_http(
+        args.serving.bind,
+        args.serving.http,
+        node,
+        secret.clone(),
+        quiet,
+        &token,
+    )
+    .await?;
     let line = Arc::new(progress::Line::start(
         quiet,
         progress::peer_line(status.clone()),
@@ -587,7 +645,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         owner,
         get: getter.then_some(peer::GetConfig { max_sources }),
         upload_slots: args.serving.upload_slots,
-        secret: args.secret.get()?,
+        secret,
         sync: !args.no_sync,
         dir,
         file,

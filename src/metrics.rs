@@ -7,6 +7,11 @@
 //! connections it accepted. Read at each scrape (gauges): connections open by role, directory
 //! members by role and the chunks they hold (verified, as they report them), files listed,
 //! and the choker's state (getter connections choked, unchoked, interested).
+//!
+//! A peer's metrics (`peer --http`) are read from its [`Status`] at each scrape
+//! ([`render_peer`]): chunks held, verified and refused, bytes received, bytes and chunks sent
+//! by the role of the one served (`neighbour`, `getter`), upload connections open by role and
+//! its own choker's state, under the same names as the owner's where they mean the same.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,6 +24,7 @@ use prometheus_client::registry::Registry;
 
 use crate::choke::Choker;
 use crate::directory::Directory;
+use crate::peer::{Snapshot, Status};
 use crate::protocol::Role;
 
 /// A `role` label.
@@ -154,6 +160,12 @@ impl Metrics {
         let _ = self.choker.set(choker);
     }
 
+    /// A publisher (which keeps no directory) published (`delta` 1) or withdrew (-1) a file:
+    /// counted in `ringswarm_files`.
+    pub fn files_changed(&self, delta: i64) {
+        self.files.inc_by(delta);
+    }
+
     /// A chunk of `bytes` was sent to a client of `r`.
     pub fn chunk_sent(&self, r: Role, bytes: u64) {
         self.bytes_sent.get_or_create(&role(r)).inc_by(bytes);
@@ -190,19 +202,22 @@ impl Metrics {
         )
     }
 
-    /// The text exposition, with the gauges read from `directory` and the choker now.
-    pub fn render(&self, directory: &Directory) -> String {
+    /// The text exposition, with the gauges read from `directory` (an owner's; `None` for a
+    /// publisher, which keeps none) and the choker now.
+    pub fn render(&self, directory: Option<&Directory>) -> String {
         self.members.clear();
         self.member_chunks.clear();
-        for p in directory.peers() {
-            let label = RoleLabel { role: p.role };
-            self.members.get_or_create(&label).inc();
-            self.member_chunks
-                .get_or_create(&label)
-                .inc_by(i64::from(p.count));
+        if let Some(directory) = directory {
+            for p in directory.peers() {
+                let label = RoleLabel { role: p.role };
+                self.members.get_or_create(&label).inc();
+                self.member_chunks
+                    .get_or_create(&label)
+                    .inc_by(i64::from(p.count));
+            }
+            self.files
+                .set(i64::try_from(directory.file_count()).unwrap_or(i64::MAX));
         }
-        self.files
-            .set(i64::try_from(directory.file_count()).unwrap_or(i64::MAX));
         if let Some(choker) = self.choker.get() {
             let (conns, unchoked, interested) = choker.counts();
             let set = |state: &str, n: usize| {
@@ -222,6 +237,93 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// A peer's text exposition, read from `status` now.
+pub fn render_peer(status: &Status) -> String {
+    let s: Snapshot = status.snapshot();
+    let mut r = Registry::with_prefix("ringswarm");
+    let gauge = |v: u64| {
+        let g: Gauge<i64, AtomicI64> = Gauge::default();
+        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        g
+    };
+    let counter = |v: u64| {
+        let c: Counter = Counter::default();
+        c.inc_by(v);
+        c
+    };
+    let by_role = |neighbour: u64, getter: u64| {
+        let f: Family<RoleLabel, Counter> = Family::default();
+        f.get_or_create(&role(Role::Neighbour)).inc_by(neighbour);
+        f.get_or_create(&role(Role::Getter)).inc_by(getter);
+        f
+    };
+    r.register(
+        "held_chunks",
+        "Verified chunks this peer holds",
+        gauge(u64::from(s.held)),
+    );
+    r.register(
+        "file_chunks",
+        "Chunks in the file (0 until the manifest is known)",
+        gauge(u64::from(s.total)),
+    );
+    r.register(
+        "verified_chunks",
+        "Chunks received, verified against the manifest and stored in this run",
+        counter(s.verified),
+    );
+    r.register(
+        "refused_chunks",
+        "Chunks received that failed verification (refused and fetched again)",
+        counter(s.refused),
+    );
+    r.register(
+        "received_bytes",
+        "Bytes of verified chunks received in this run",
+        counter(s.fetched_bytes),
+    );
+    r.register(
+        "sent_bytes",
+        "Chunk bytes this peer sent, by the role of the one served",
+        by_role(s.sent_neighbour_bytes, s.sent_getter_bytes),
+    );
+    r.register(
+        "sent_chunks",
+        "Chunks this peer sent, by the role of the one served",
+        by_role(s.sent_neighbour_chunks, s.sent_getter_chunks),
+    );
+    let open: Family<RoleLabel, Gauge<i64, AtomicI64>> = Family::default();
+    for (r, n) in [
+        (Role::Neighbour, s.neighbour_connections),
+        (Role::Getter, s.getter_connections),
+    ] {
+        open.get_or_create(&role(r))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    r.register("connections", "Upload connections open now, by role", open);
+    let choke: Family<StateLabel, Gauge<i64, AtomicI64>> = Family::default();
+    for (state, n) in [
+        ("choked", s.choked),
+        ("unchoked", s.unchoked),
+        ("interested", s.interested),
+    ] {
+        choke
+            .get_or_create(&StateLabel {
+                state: state.into(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    r.register(
+        "choke_connections",
+        "Getter connections by choke state (choked, unchoked) and interested ones",
+        choke,
+    );
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &r)
+        .expect("writing to a String cannot fail");
+    out
 }
 
 /// An open connection, counted in `ringswarm_connections` until dropped.
@@ -261,7 +363,7 @@ mod tests {
         let mut held = crate::chunkset::ChunkSet::new(10);
         held.insert(m10.chunk_id(3).unwrap());
         d.register(0, "127.0.0.1:9".parse().unwrap(), Role::Getter, held, None);
-        let text = m.render(&d);
+        let text = m.render(Some(&d));
         for line in [
             "# TYPE ringswarm_sent_bytes counter",
             "ringswarm_sent_bytes_total{role=\"getter\"} 1024",
@@ -277,7 +379,7 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
         }
         drop(open);
-        let text = m.render(&d);
+        let text = m.render(Some(&d));
         assert!(
             text.contains("ringswarm_connections{role=\"joiner\"} 0"),
             "{text}"

@@ -1043,3 +1043,72 @@ fn http_metrics_count_what_the_owner_served() {
     g.interrupt();
     g.wait_exit(WAIT);
 }
+
+/// `peer get --http 0`: the getter says where its status and metrics are; once complete (and
+/// still serving) `/api/status` shows every chunk held at 100 % and `/metrics` counts every
+/// chunk verified, none refused, and the file's bytes received.
+#[test]
+fn a_peers_http_side_shows_its_progress_and_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let share = root.join("share").join("m.bin");
+    fs::create_dir_all(share.parent().unwrap()).unwrap();
+    let size = 600_000;
+    random_file(&share, size, 19);
+    let (_owner, port) = start_owner(root, &share, &[]);
+    let dir = root.join("g");
+    let a = args![
+        "get",
+        port,
+        "m.bin",
+        "--bind",
+        "127.0.0.1",
+        "--http",
+        0,
+        "--dir",
+        dir.display()
+    ];
+    let mut g = Proc::spawn("g", PEER, &a, &dir, root);
+    let line = g.wait_line("status on http://");
+    let base = line["status on http://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        line.ends_with(&format!("metrics on http://{base}/metrics")),
+        "{line}"
+    );
+    g.wait_line("complete: ");
+    let chunks = chunk_count(size);
+    let (status, body) = get(&base, "/api/status");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["held"], chunks, "{body}");
+    assert_eq!(body["total"], chunks, "{body}");
+    assert_eq!(body["percent"], 100.0, "{body}");
+    assert_eq!(body["refused"], 0, "{body}");
+    let resp = http()
+        .get(&format!("http://{base}/metrics"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.into_body().read_to_string().unwrap();
+    for want in [
+        format!("ringswarm_verified_chunks_total {chunks}"),
+        format!("ringswarm_held_chunks {chunks}"),
+        format!("ringswarm_received_bytes_total {size}"),
+        "ringswarm_refused_chunks_total 0".to_string(),
+        "ringswarm_sent_chunks_total{role=\"getter\"} 0".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} not in:\n{text}");
+    }
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    let (status, body) = get(&base, "/nope");
+    assert_eq!(status, 404);
+    assert!(
+        body["error"].as_str().unwrap().contains("/api/status"),
+        "{body}"
+    );
+    g.interrupt();
+    g.wait_exit(WAIT);
+}

@@ -304,14 +304,19 @@ async fn a_stopped_peer_restarts_and_fetches_only_what_it_lacks() {
 }
 
 /// Twin of `recovery::corrupted_upload_is_refused_and_fetched_again`: the two chunks peer 1
-/// corrupts are refused by peer 0 (sent, never received) and fetched again.
+/// corrupts are refused by peer 0 (sent, never received) and fetched again. Their metrics
+/// (`peer --http`'s `/metrics`, read from each one's status) agree with the event log: peer 0
+/// refused 2 chunks and verified every one it received; peer 1 sent its upload neighbour
+/// every chunk the log says it sent.
 #[tokio::test(start_paused = true)]
 async fn corrupted_uploads_are_refused_and_fetched_again() {
     let world = World::new(2 << 20, 2, 3, Some(1 << 20), 4);
+    let status: Vec<_> = (0..3).map(|_| Arc::new(peer::Status::new())).collect();
     let peers = world.ring(3, |i, c| {
         if i == 1 {
             c.corrupt_sends = 2;
         }
+        c.status = Some(status[usize::from(i)].clone());
     });
     for p in peers {
         world.completes(p).await;
@@ -326,6 +331,40 @@ async fn corrupted_uploads_are_refused_and_fetched_again() {
         received.len() + 2,
         "peer 1 sent {sent:?}, peer 0 kept {received:?}"
     );
+    let zero_metrics = ringswarm::metrics::render_peer(&status[0]);
+    let one_metrics = ringswarm::metrics::render_peer(&status[1]);
+    let from_all = world
+        .log
+        .chunks(&zero, EventKind::ChunkReceived, None)
+        .len();
+    for (text, line) in [
+        (
+            &zero_metrics,
+            "ringswarm_refused_chunks_total 2".to_string(),
+        ),
+        (
+            &zero_metrics,
+            format!("ringswarm_verified_chunks_total {from_all}"),
+        ),
+        (
+            &zero_metrics,
+            format!("ringswarm_held_chunks {}", world.chunks),
+        ),
+        (
+            &zero_metrics,
+            format!("ringswarm_file_chunks {}", world.chunks),
+        ),
+        (&one_metrics, "ringswarm_refused_chunks_total 0".to_string()),
+        (
+            &one_metrics,
+            format!(
+                "ringswarm_sent_chunks_total{{role=\"neighbour\"}} {}",
+                world.log.chunks(&one, EventKind::ChunkSent, None).len()
+            ),
+        ),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
 }
 
 /// Twin of `recovery::a_peer_whose_neighbour_stays_down_fetches_from_other_sources`: peer 0's

@@ -344,3 +344,23 @@ fn the_owners_http_api_opens_with_the_printed_token() {
     let out = format!("{}{}", owner.stdout_text(), owner.stderr_text());
     assert!(!out.contains(secret) && !out.contains(&token), "{out}");
 }
+
+/// A peer's own HTTP side (`peer --http`) under a secret: its status and metrics answer 401
+/// without the HTTP token and serve with it.
+#[tokio::test]
+async fn a_peers_http_side_needs_the_secret_too() {
+    use std::sync::Arc;
+    let secret = Arc::new(ringswarm::auth::Secret::new("a peer secret").unwrap());
+    let bearer = format!("Bearer {}", secret.http_token());
+    let node = ringswarm::http::Node::Peer(Arc::new(ringswarm::peer::Status::new()));
+    let app = ringswarm::http::node_router(node, Some(secret));
+    for path in ["/", "/metrics", "/api/status", "/health"] {
+        let (status, headers, body) = ask(&app, get(path, &[])).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(headers.get("location").is_none(), "not a redirect");
+        let (status, _, body) = ask(&app, get(path, &[("authorization", &bearer)])).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (_, _, body) = ask(&app, get("/metrics", &[("authorization", &bearer)])).await;
+    assert!(body.contains("ringswarm_verified_chunks_total 0"), "{body}");
+}

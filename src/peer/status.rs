@@ -1,31 +1,84 @@
-//! What a running peer reports for a progress line ([`Status`]): chunks held of how many,
-//! bytes fetched, and where from. Updated by the engine as chunks arrive and links change;
-//! read by whoever draws the line (the `peer` binary), never by the engine itself.
+//! What a running peer reports for a progress line and its metrics ([`Status`]): chunks
+//! held of how many, chunks verified and refused, bytes fetched and uploaded (by the role of
+//! the one served), upload connections open, and where chunks come from. Updated by the
+//! engine as chunks arrive and links change; read by whoever draws the line or answers a
+//! scrape (the `peer` binary), never by the engine itself.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::Serialize;
+
+use crate::choke::Choker;
 
 /// A peer's progress, shared with whoever displays it.
 #[derive(Debug, Default)]
 pub struct Status {
     held: AtomicU32,
     total: AtomicU32,
+    verified: AtomicU64,
+    refused: AtomicU64,
     fetched_bytes: AtomicU64,
-    sent_bytes: AtomicU64,
+    /// Bytes and chunks uploaded, to the ring's upload neighbour (0) and to getters (1).
+    sent_bytes: [AtomicU64; 2],
+    sent_chunks: [AtomicU64; 2],
+    /// Upload connections open: the upload neighbour's (0) and getters' (1).
+    uploads: [AtomicI64; 2],
     via: Mutex<String>,
+    choker: OnceLock<Arc<Choker>>,
+}
+
+/// Whom an upload serves: the ring's upload neighbour, or a multi-source getter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// The ring's upload neighbour.
+    Neighbour,
+    /// A getter (served under choking).
+    Getter,
+}
+
+impl Served {
+    fn index(self) -> usize {
+        match self {
+            Served::Neighbour => 0,
+            Served::Getter => 1,
+        }
+    }
 }
 
 /// A copy of a [`Status`] at one moment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
     /// Verified chunks held.
     pub held: u32,
     /// Chunks in the file (0 until the manifest is known).
     pub total: u32,
+    /// Chunks received, verified against the manifest and stored in this run.
+    pub verified: u64,
+    /// Chunks received in this run that failed verification (refused and fetched again).
+    pub refused: u64,
     /// Chunk bytes received and stored in this run.
     pub fetched_bytes: u64,
-    /// Chunk bytes uploaded in this run.
+    /// Chunk bytes uploaded in this run, to anyone.
     pub sent_bytes: u64,
+    /// Chunk bytes uploaded to the upload neighbour.
+    pub sent_neighbour_bytes: u64,
+    /// Chunk bytes uploaded to getters.
+    pub sent_getter_bytes: u64,
+    /// Chunks uploaded to the upload neighbour.
+    pub sent_neighbour_chunks: u64,
+    /// Chunks uploaded to getters.
+    pub sent_getter_chunks: u64,
+    /// Upload neighbour connections open (0 or 1, 2 while one replaces another).
+    pub neighbour_connections: u64,
+    /// Getter connections open.
+    pub getter_connections: u64,
+    /// Getter connections choked now.
+    pub choked: u64,
+    /// Getter connections unchoked now.
+    pub unchoked: u64,
+    /// Getter connections interested in this peer's chunks.
+    pub interested: u64,
     /// Where chunks come from: the download neighbour, or the number of sources.
     pub via: String,
 }
@@ -38,31 +91,73 @@ impl Status {
 
     /// The values now.
     pub fn snapshot(&self) -> Snapshot {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let open = |a: &AtomicI64| u64::try_from(a.load(Ordering::Relaxed)).unwrap_or(0);
+        let (conns, unchoked, interested) = self.choker.get().map_or((0, 0, 0), |c| c.counts());
         Snapshot {
             held: self.held.load(Ordering::Relaxed),
             total: self.total.load(Ordering::Relaxed),
-            fetched_bytes: self.fetched_bytes.load(Ordering::Relaxed),
-            sent_bytes: self.sent_bytes.load(Ordering::Relaxed),
+            verified: load(&self.verified),
+            refused: load(&self.refused),
+            fetched_bytes: load(&self.fetched_bytes),
+            sent_bytes: load(&self.sent_bytes[0]) + load(&self.sent_bytes[1]),
+            sent_neighbour_bytes: load(&self.sent_bytes[0]),
+            sent_getter_bytes: load(&self.sent_bytes[1]),
+            sent_neighbour_chunks: load(&self.sent_chunks[0]),
+            sent_getter_chunks: load(&self.sent_chunks[1]),
+            neighbour_connections: open(&self.uploads[0]),
+            getter_connections: open(&self.uploads[1]),
+            choked: (conns - unchoked) as u64,
+            unchoked: unchoked as u64,
+            interested: interested as u64,
             via: self.via.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 
-    pub(super) fn start(&self, held: u32, total: u32) {
+    pub(super) fn start(&self, held: u32, total: u32, choker: &Arc<Choker>) {
         self.held.store(held, Ordering::Relaxed);
         self.total.store(total, Ordering::Relaxed);
+        let _ = self.choker.set(choker.clone());
     }
 
     pub(super) fn stored(&self, bytes: u64) {
         self.held.fetch_add(1, Ordering::Relaxed);
+        self.verified.fetch_add(1, Ordering::Relaxed);
         self.fetched_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    pub(super) fn sent(&self, bytes: u64) {
-        self.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+    pub(super) fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn sent(&self, to: Served, bytes: u64) {
+        self.sent_bytes[to.index()].fetch_add(bytes, Ordering::Relaxed);
+        self.sent_chunks[to.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An upload connection to `to` is open until the guard drops.
+    pub(super) fn upload(self: &Arc<Self>, to: Served) -> UploadGuard {
+        self.uploads[to.index()].fetch_add(1, Ordering::Relaxed);
+        UploadGuard {
+            status: self.clone(),
+            to,
+        }
     }
 
     pub(super) fn set_via(&self, via: String) {
         *self.via.lock().unwrap_or_else(|p| p.into_inner()) = via;
+    }
+}
+
+/// An open upload connection, counted in [`Snapshot`]'s connections until dropped.
+pub(super) struct UploadGuard {
+    status: Arc<Status>,
+    to: Served,
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        self.status.uploads[self.to.index()].fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -124,9 +219,8 @@ mod tests {
         let s = Snapshot {
             held: 412,
             total: 1024,
-            fetched_bytes: 0,
-            sent_bytes: 0,
             via: "from 127.0.0.1:5002".into(),
+            ..Snapshot::default()
         };
         assert_eq!(
             s.line(10.0 * 1024.0 * 1024.0, 100.0),

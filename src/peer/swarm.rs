@@ -111,7 +111,8 @@ impl Swarm {
         }
         let now = Instant::now();
         let status = config.status.clone().unwrap_or_default();
-        status.start(have.count(), manifest.chunk_count());
+        let choker = crate::choke::Choker::new(config.upload_slots);
+        status.start(have.count(), manifest.chunk_count(), &choker);
         if let Mode::Ring { neighbour: Some(n) } = &mode {
             status.set_via(format!("from {n}"));
         }
@@ -129,7 +130,7 @@ impl Swarm {
                 .map(|r| crate::rate::RateLimiter::new(r, manifest.chunk_size)),
             port,
             node,
-            choker: crate::choke::Choker::new(config.upload_slots),
+            choker,
             state: Mutex::new(State {
                 picker: Picker::new(have, now),
                 ring: RingLink::new(now),
@@ -344,6 +345,7 @@ impl Swarm {
             Ok(false) => {}
             Err(Error::Store(e)) if is_bad_chunk(&e) => {
                 *bad += 1;
+                self.status.refused();
                 warn!(from = %label, "refused chunk {chunk}: {e}; fetching it again");
                 if *bad >= MAX_BAD_CHUNKS {
                     return Err(Error::BadChunks(format!(

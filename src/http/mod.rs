@@ -1,4 +1,5 @@
-//! The owner's read-only HTTP JSON API over the [`Directory`] (`file-owner --http PORT`).
+//! The owner's read-only HTTP JSON API over the [`Directory`] (`file-owner --http PORT`); a
+//! peer's own, smaller HTTP side is [`serve_node`] (`peer --http PORT`).
 //!
 //! | endpoint | answer |
 //! |---|---|
@@ -50,6 +51,9 @@ use crate::auth::Secret;
 use crate::dashboard::Dashboard;
 use crate::directory::Directory;
 use crate::net::{BoxStream, Listener};
+
+mod node;
+pub use node::{Node, node_router, serve_node};
 
 /// The most HTTP connections served at once; more are answered 503 and closed.
 pub const MAX_HTTP_CONNECTIONS: usize = 256;
@@ -216,7 +220,7 @@ fn app(directory: Arc<Directory>, options: Options) -> (Router, Arc<Dashboard>) 
                             axum::http::header::CONTENT_TYPE,
                             "application/openmetrics-text; version=1.0.0; charset=utf-8",
                         )],
-                        m.render(&d),
+                        m.render(Some(&d)),
                     )
                         .into_response(),
                     None => not_found(axum::http::Uri::from_static("/metrics")).await,

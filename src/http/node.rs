@@ -1,0 +1,135 @@
+//! A node's own HTTP side (`peer … --http PORT`): its progress and metrics, for a scraper or a
+//! look from a browser, on every peer form (`peer`, `peer join`, `peer get`, `peer share`).
+//!
+//! | endpoint | answer |
+//! |---|---|
+//! | `GET /metrics` | the node's [`crate::metrics`], in the Prometheus (OpenMetrics) text format |
+//! | `GET /api/status` | its progress now (JSON): a peer's [`crate::peer::Snapshot`] with `percent`; a publisher's bytes sent and connections open |
+//! | `GET /health` | `{"status":"ok"}` |
+//! | `GET /` | an index of these endpoints (HTML) |
+//! | `POST /login` | with a shared secret: the form field `secret`; sets the session cookie |
+//!
+//! Served like the owner's API (the same connection cap, timeouts and 404/405 answers), and
+//! under a shared secret guarded the same way: the HTTP token as a bearer token or the session
+//! cookie, else a 401.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{login, method_not_allowed, require_secret, serve_app};
+use crate::auth::Secret;
+use crate::metrics::Metrics;
+use crate::net::Listener;
+use crate::peer::Status;
+
+/// Whose HTTP side it is.
+#[derive(Clone, Debug)]
+pub enum Node {
+    /// A ring peer, joiner or getter: its progress and transfer counters.
+    Peer(Arc<Status>),
+    /// A publisher (`peer share`): the counters of its serving side.
+    Publisher(Arc<Metrics>),
+}
+
+/// Serves `node`'s HTTP side on `listener` until `token` is cancelled; with `secret`, every
+/// endpoint but `POST /login` needs the HTTP token.
+///
+/// # Errors
+///
+/// None today: accept errors are logged and retried.
+pub async fn serve_node(
+    listener: impl Into<Listener>,
+    node: Node,
+    secret: Option<Arc<Secret>>,
+    token: CancellationToken,
+) -> std::io::Result<()> {
+    serve_app(listener, node_router(node, secret), token).await
+}
+
+/// The routes of `node`'s HTTP side, for serving or testing.
+pub fn node_router(node: Node, secret: Option<Arc<Secret>>) -> Router {
+    let login_secret = secret.clone();
+    let (n0, n1) = (node.clone(), node);
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(move || async move { metrics(&n0) }))
+        .route("/api/status", get(move || async move { status(&n1) }))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/login",
+            axum::routing::post(move |form| login(login_secret.clone(), form)),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            require_secret(secret.clone(), req, next)
+        }))
+}
+
+fn metrics(node: &Node) -> Response {
+    let text = match node {
+        Node::Peer(status) => crate::metrics::render_peer(status),
+        Node::Publisher(m) => m.render(None),
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn status(node: &Node) -> Response {
+    match node {
+        Node::Peer(status) => {
+            let s = status.snapshot();
+            let percent = if s.total == 0 {
+                0.0
+            } else {
+                f64::from(s.held) * 100.0 / f64::from(s.total)
+            };
+            let mut v = serde_json::to_value(&s).unwrap_or_default();
+            v["percent"] = json!(percent);
+            Json(v).into_response()
+        }
+        Node::Publisher(m) => {
+            let (sent_bytes, connections) = m.totals();
+            Json(json!({"sent_bytes": sent_bytes, "connections": connections})).into_response()
+        }
+    }
+}
+
+async fn index() -> Response {
+    let page = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ringswarm node</title></head>
+<body><h1>ringswarm node</h1><ul>
+<li><a href="/api/status">/api/status</a>: progress now (JSON)</li>
+<li><a href="/metrics">/metrics</a>: counters and gauges, Prometheus text format</li>
+<li><a href="/health">/health</a></li>
+</ul></body></html>
+"#;
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({
+            "error": format!("no such endpoint {}; try /api/status, /metrics, /health", uri.path())
+        })),
+    )
+        .into_response()
+}
