@@ -608,3 +608,72 @@ fn progress_lines_off_a_terminal_and_quiet() {
     );
     assert!(err.contains("received chunk"), "the events scroll too");
 }
+
+/// On a terminal, `peer get` draws a live status line in place — chunks, percent, rate, ETA
+/// and sources, redrawn over itself (carriage return, erase line) — with the event lines
+/// scrolling above it, and prints its final line; with `--quiet`, the final line alone. The
+/// terminal is a pty from util-linux's `script`, which copies all that was drawn on it to a
+/// file. The first owner's 512 KiB/s cap makes the 2 MB download last about 4 s: long enough
+/// for several redraws (every 200 ms).
+#[test]
+fn a_live_status_line_on_a_terminal() {
+    let Some(script) = on_path("script") else {
+        assert!(!in_ci(), "CI machines have util-linux's script");
+        return skip("no `script` (util-linux) to make a pty with");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("share").join("t.bin");
+    fs::create_dir_all(original.parent().unwrap()).unwrap();
+    random_file(&original, 2_000_000, 23);
+    let (_slow, slow_port) = start_owner(root, &original, &args!["--upload-limit", "512KiB"]);
+    let (_fast, fast_port) = start_owner(&root.join("fast"), &original, &[]);
+    let on_a_tty = |name: &str, port: u16, extra: &str| {
+        let dir = root.join(name);
+        let typescript = root.join(format!("{name}.typescript"));
+        let command = format!(
+            "'{PEER}' get {port} t.bin --bind 127.0.0.1 --linger 0 --dir '{}' {extra}",
+            dir.display()
+        );
+        let a = args!["-qfec", command, typescript.display()];
+        let mut p = Proc::spawn(name, script.to_str().unwrap(), &a, root, root);
+        assert!(p.wait_exit(WAIT).success(), "{}", p.describe());
+        assert_eq!(
+            fs::read(dir.join("t.bin")).unwrap(),
+            fs::read(&original).unwrap()
+        );
+        fs::read_to_string(&typescript).unwrap()
+    };
+    let shown = on_a_tty("tty", slow_port, "");
+    // Each redraw: back to the line's start, erase it, draw it again.
+    let redraws: Vec<&str> = shown
+        .split("\r\x1b[2K")
+        .skip(1)
+        .filter_map(|d| d.split(['\r', '\n']).next())
+        .map(str::trim_end)
+        .filter(|d| d.contains(" chunks ("))
+        .collect();
+    let mut counts: Vec<&str> = redraws.iter().filter_map(|d| d.split('/').next()).collect();
+    counts.dedup();
+    assert!(
+        counts.len() >= 2,
+        "the line was redrawn as chunks came: {redraws:#?}\n{shown}"
+    );
+    for d in &redraws {
+        assert!(
+            d.contains("/20 chunks (") && d.contains("/s · ETA ") && d.ends_with(" · 1 source"),
+            "{d}"
+        );
+    }
+    assert!(shown.contains("received chunk"), "the events scroll above");
+    assert!(shown.contains("complete: "), "{shown}");
+
+    let quiet = on_a_tty("quiet", fast_port, "--quiet");
+    let body: Vec<&str> = quiet
+        .lines()
+        .filter(|l| !l.starts_with("Script ") && !l.trim().is_empty())
+        .collect();
+    assert_eq!(body.len(), 1, "{quiet}");
+    assert!(body[0].starts_with("complete: "), "{quiet}");
+    assert!(!quiet.contains("\x1b[2K"), "no status line: {quiet}");
+}

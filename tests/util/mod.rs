@@ -724,9 +724,14 @@ pub fn chromium() -> Option<PathBuf> {
     if fixed.exists() {
         return Some(fixed);
     }
+    on_path("chromium")
+}
+
+/// The program `name` on `PATH`, if there is one.
+pub fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|d| d.join("chromium"))
+        .map(|d| d.join(name))
         .find(|p| p.exists())
 }
 
