@@ -20,6 +20,9 @@ use ringswarm::chunkset::Ranges;
 use ringswarm::hash::Hash;
 use ringswarm::manifest::{ChunkId, DEFAULT_CHUNK_SIZE, Manifest};
 use ringswarm::protocol::{Message, MessageCodec};
+
+#[path = "../tests/util/fixtures.rs"]
+mod fixtures;
 use ringswarm::store::{ChunkStore, Layout};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -164,25 +167,7 @@ fn bench_store(c: &mut Criterion) {
 /// The dashboard's snapshot of a 1,000-member ring of a 4,000-chunk file, each member holding
 /// a different half: what the owner builds once a second while a page is open.
 fn bench_dashboard(c: &mut Criterion) {
-    use ringswarm::chunkset::ChunkSet;
-    use ringswarm::protocol::Role;
-    let m = Manifest::from_bytes("big.bin", &vec![7u8; 4000 * 1024], 1024).unwrap();
-    let directory = std::sync::Arc::new(ringswarm::directory::Directory::new(
-        vec![std::sync::Arc::new(m.clone())],
-        "127.0.0.1:1".parse().unwrap(),
-        ringswarm::directory::DEFAULT_PEER_TTL,
-    ));
-    for i in 0..1000u16 {
-        let mut have = ChunkSet::new(4000);
-        for c in 0..2000u32 {
-            have.insert(m.chunk_id((c + u32::from(i) * 7) % 4000).unwrap());
-        }
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 20_000 + i));
-        let id = directory
-            .register(0, addr, Role::Joiner, have, None)
-            .unwrap();
-        directory.join_ring(0, id);
-    }
+    let directory = fixtures::big_ring(1000);
     let dashboard = ringswarm::dashboard::Dashboard::new(directory, Some("h:1".into()));
     let bytes = dashboard.snapshot().len() as u64;
     let mut group = c.benchmark_group("dashboard");

@@ -286,30 +286,10 @@ async fn the_snapshot_and_its_feed() {
 /// piece-map row each. Prints the snapshot's size and how long the page took to draw it.
 #[test]
 fn the_dashboard_draws_a_thousand_members() {
-    use ringswarm::chunkset::ChunkSet;
-    use ringswarm::protocol::Role;
-    use std::sync::Arc;
     let Some(bin) = chromium_or_skip() else {
         return;
     };
-    let m = ringswarm::manifest::Manifest::from_bytes("big.bin", &vec![7u8; 4000 * 1024], 1024)
-        .unwrap();
-    let directory = Arc::new(ringswarm::directory::Directory::new(
-        vec![Arc::new(m.clone())],
-        "127.0.0.1:1".parse().unwrap(),
-        ringswarm::directory::DEFAULT_PEER_TTL,
-    ));
-    for i in 0..1000u16 {
-        let mut have = ChunkSet::new(4000);
-        for c in 0..2000u32 {
-            have.insert(m.chunk_id((c + u32::from(i) * 7) % 4000).unwrap());
-        }
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 20_000 + i));
-        let id = directory
-            .register(0, addr, Role::Joiner, have, None)
-            .unwrap();
-        directory.join_ring(0, id);
-    }
+    let directory = crate::util::fixtures::big_ring(1000);
     let dashboard = ringswarm::dashboard::Dashboard::new(directory, None);
     let page = dashboard.page();
     let tmp = tempfile::tempdir().unwrap();

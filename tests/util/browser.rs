@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use super::{CHROMIUM_LIMIT, tail, wait_until};
+use super::{CHROMIUM_FLAGS, CHROMIUM_LIMIT, tail, wait_until};
 
 /// How long one DevTools command may take to be answered.
 pub const CALL_LIMIT: Duration = Duration::from_secs(30);
@@ -36,15 +36,8 @@ impl Browser {
         let err_file =
             std::fs::File::create(scratch.path().join("stderr")).map_err(|e| e.to_string())?;
         let mut child = Command::new(bin)
+            .args(CHROMIUM_FLAGS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
             ])

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rand::{RngCore, SeedableRng};
 
 pub mod browser;
+pub mod fixtures;
 
 /// The `file-owner` binary.
 pub const OWNER: &str = env!("CARGO_BIN_EXE_file-owner");
@@ -738,6 +739,19 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
 /// How long Chromium may take to render a page before the test calls it hung.
 pub const CHROMIUM_LIMIT: Duration = Duration::from_secs(60);
 
+/// How every test runs Chromium: headless, in a container (no sandbox, no GPU), and quiet on
+/// the network (no QUIC, no first-run, background, update or sync requests).
+pub const CHROMIUM_FLAGS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// Runs headless Chromium on `url` with `extra` arguments for at most [`CHROMIUM_LIMIT`];
 /// returns its stdout, or why it could not run.
 pub fn run_chromium(bin: &Path, url: &str, extra: &[&str]) -> Result<String, String> {
@@ -746,16 +760,7 @@ pub fn run_chromium(bin: &Path, url: &str, extra: &[&str]) -> Result<String, Str
     let err = scratch.path().join("stderr");
     let profile = scratch.path().join("profile");
     let mut child = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
+        .args(CHROMIUM_FLAGS)
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
