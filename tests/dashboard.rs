@@ -17,33 +17,6 @@ fn chromium_or_skip() -> Option<std::path::PathBuf> {
     bin
 }
 
-/// Members and their progress as the page drew them in the ring: `(addr, percent)` from each
-/// `<g class="member" data-addr=… data-pct=…>` in a DOM dump.
-fn ring_members(dom: &str) -> Vec<(String, f64)> {
-    dom.split("<g class=\"member\" ")
-        .skip(1)
-        .filter_map(|g| {
-            let attr = |name: &str| {
-                let start = g.find(&format!("{name}=\""))? + name.len() + 2;
-                Some(g[start..start + g[start..].find('"')?].to_string())
-            };
-            Some((attr("data-addr")?, attr("data-pct")?.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The addresses the piece map has rows for (its canvas's `data-rows`).
-fn piece_rows(dom: &str) -> Vec<String> {
-    let Some(start) = dom.find("data-rows=\"").map(|i| i + "data-rows=\"".len()) else {
-        return Vec::new();
-    };
-    let end = start + dom[start..].find('"').unwrap_or(0);
-    dom[start..end]
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
-}
-
 /// What the open dashboard shows now, read in the page itself.
 #[derive(Debug, Default)]
 struct Shown {
@@ -281,48 +254,110 @@ async fn the_snapshot_and_its_feed() {
     );
 }
 
-/// The page holds 1,000 members: a ring of 1,000 on a 4,000-chunk file, each holding a
-/// different half, drawn by Chromium from the inlined snapshot: every member in the ring and a
-/// piece-map row each. Prints the snapshot's size and how long the page took to draw it.
+/// CPU time (user and system) thread `tid` of this process has used so far, from
+/// `/proc/self/task/TID/stat` (in clock ticks of 10 ms).
+fn thread_cpu(tid: &str) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    // After the command's `(name)`: the state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    std::time::Duration::from_millis(ticks * 10)
+}
+
+/// How many snapshots the open page has drawn.
+fn updates(page: &mut Browser) -> u64 {
+    page.eval("Number(document.body.dataset.updates || 0)")
+        .ok()
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+}
+
+/// The dashboard holds 1,000 members: a ring of 1,000 on a 4,000-chunk file, each holding a
+/// different half, served by the owner's HTTP side on a thread of its own and shown live in
+/// Chromium: every member in the ring and a piece-map row each, redrawn from the feed at each
+/// update. Prints the snapshot's size, how long the page takes to draw it, and the share of a
+/// core the owner's HTTP thread used while the page was open.
 #[test]
-fn the_dashboard_draws_a_thousand_members() {
+fn the_dashboard_holds_a_thousand_members_live() {
     let Some(bin) = chromium_or_skip() else {
         return;
     };
+    let mut page = match Browser::launch(&bin, 1400, 1000) {
+        Ok(page) => page,
+        Err(why) if !in_ci() => return skip(&format!("chromium does not start: {why}")),
+        Err(why) => panic!("chromium does not start: {why}"),
+    };
     let directory = crate::util::fixtures::big_ring(1000);
-    let dashboard = ringswarm::dashboard::Dashboard::new(directory, None);
-    let page = dashboard.page();
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("dashboard.html");
-    std::fs::write(&path, &page).unwrap();
-    let url = format!("file://{}", path.display());
-    let dom = run_chromium(&bin, &url, &["--dump-dom"]).unwrap_or_else(|e| {
-        if in_ci() {
-            panic!("chromium failed: {e}");
-        }
-        String::new()
+    let size = ringswarm::dashboard::Dashboard::new(directory.clone(), None)
+        .snapshot()
+        .len();
+    let token = tokio_util::sync::CancellationToken::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop = token.clone();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let me = std::fs::read_link("/proc/thread-self").unwrap();
+            let tid = me.file_name().unwrap().to_string_lossy().into_owned();
+            tx.send((listener.local_addr().unwrap(), tid)).unwrap();
+            let options = ringswarm::http::Options::default();
+            ringswarm::http::serve_with(listener, directory, options, stop)
+                .await
+                .unwrap();
+        });
     });
-    if dom.is_empty() {
-        skip("chromium is installed but failed; with CI set this fails the test");
-        return;
-    }
-    let drawn = ring_members(&dom);
-    assert_eq!(drawn.len(), 1000, "ring members drawn");
+    let (addr, tid) = rx.recv().unwrap();
+    page.goto(&format!("http://{addr}/")).unwrap();
+    let mut at = 0;
     assert!(
-        drawn.iter().all(|(_, p)| (*p - 50.0).abs() < 0.01),
+        wait_until(WAIT, || {
+            at = updates(&mut page);
+            at >= 2
+        }),
+        "no update came down the feed"
+    );
+    let (cpu0, t0) = (thread_cpu(&tid), std::time::Instant::now());
+    let mut now = at;
+    assert!(
+        wait_until(WAIT, || {
+            now = updates(&mut page);
+            now >= at + 5
+        }),
+        "the feed stalled at {now} updates"
+    );
+    let (cpu, wall) = (thread_cpu(&tid) - cpu0, t0.elapsed());
+    let shown = shown(&mut page).unwrap();
+    assert_eq!(shown.ring.len(), 1000, "ring members drawn");
+    assert!(
+        shown.ring.iter().all(|(_, p)| (*p - 50.0).abs() < 0.01),
         "each holds half"
     );
-    assert_eq!(piece_rows(&dom).len(), 1000, "piece-map rows");
-    let ms = dom
-        .split("data-render-ms=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .and_then(|v| v.parse::<f64>().ok())
+    assert_eq!(shown.piece_rows.len(), 1000, "piece-map rows");
+    assert_eq!(shown.table.len(), 1000, "member rows");
+    assert_eq!(shown.state, "live");
+    let ms = page
+        .eval("Number(document.body.dataset.renderMs)")
+        .unwrap()
+        .as_f64()
         .expect("the page timed its drawing");
     eprintln!(
-        "dashboard of 1000 members: a {} KiB page, drawn in {ms} ms",
-        page.len() / 1024
+        "dashboard of 1000 members: {} KiB snapshots, {} drawn in {:.1} s ({:.2} s apart), each \
+         in {ms} ms; the owner's HTTP thread used {:.1} % of a core",
+        size / 1024,
+        now - at,
+        wall.as_secs_f64(),
+        wall.as_secs_f64() / (now - at) as f64,
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64()
     );
+    drop(page);
+    token.cancel();
+    server.join().unwrap();
 }
 
 /// `demo --report` writes `dashboard.html` beside its charts: the same page, replaying the
@@ -385,8 +420,32 @@ fn a_recorded_demo_replays_in_the_same_page() {
     let Some(bin) = chromium_or_skip() else {
         return;
     };
+    let mut page = Browser::launch(&bin, 1400, 1000).unwrap_or_else(|e| panic!("{e}"));
     let url = format!("file://{}", report.join("dashboard.html").display());
-    let dom = run_chromium(&bin, &url, &["--dump-dom"]).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(ring_members(&dom).len(), 10, "{}", tail(&dom, 20));
-    assert!(dom.contains("replay of a recorded run"));
+    page.goto(&url).unwrap();
+    let first = shown(&mut page).unwrap();
+    assert_eq!(first.ring.len(), 10, "{first:?}");
+    assert_eq!(first.state, "replay of a recorded run");
+    assert!(
+        first.table.iter().all(|r| r[1] != "100.0 %"),
+        "no one complete at the start: {first:?}"
+    );
+    shown_until(&mut page, "the replay plays by itself", |s| {
+        s.updates >= first.updates + 2
+    });
+    // The slider goes to any moment: the last one has everyone complete.
+    page.eval(
+        "(() => { const f = document.querySelector('#frame'); f.value = f.max; \
+         f.dispatchEvent(new Event('input')); })()",
+    )
+    .unwrap();
+    let end = shown(&mut page).unwrap();
+    assert!(
+        end.table.len() == 10
+            && end
+                .table
+                .iter()
+                .all(|r| r[1] == "100.0 %" && r[4].ends_with(" s")),
+        "everyone complete, with a completion time, at the end: {end:?}"
+    );
 }
