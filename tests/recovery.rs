@@ -189,7 +189,7 @@ fn peer_started_before_owner_waits_then_completes() {
     let (reserved, owner_port) = dead_port();
     let mut peers = start_peers(tmp.path(), owner_port, &Ring::new(2));
     for p in &mut peers {
-        let waiting = wait_until(WAIT, || p.proc.stderr_text().contains("waiting for owner"));
+        let waiting = p.proc.wait_log("waiting for owner");
         assert!(
             waiting,
             "peer did not wait for the owner\n{}",
@@ -231,7 +231,7 @@ fn ctrl_c_stops_a_peer_with_130() {
     ];
     let mut peer = Proc::spawn("peer", PEER, &args, tmp.path(), tmp.path());
     // Logged once the runtime (and its signal handler) runs and the owner was tried.
-    let waiting = wait_until(WAIT, || peer.stderr_text().contains("waiting for owner"));
+    let waiting = peer.wait_log("waiting for owner");
     assert!(waiting, "peer did not start waiting\n{}", peer.describe());
     peer.interrupt();
     let status = peer.wait_exit(WAIT);

@@ -251,8 +251,7 @@ fn a_ring_of_a_published_file_is_handed_out_by_its_publisher() {
             p.describe()
         );
         assert!(
-            p.stderr_text()
-                .contains(&format!("names publisher {publisher_addr}")),
+            p.wait_log(&format!("names publisher {publisher_addr}")),
             "{}",
             p.describe()
         );
@@ -312,8 +311,7 @@ fn a_published_ring_moves_to_the_next_publisher_when_its_publisher_dies() {
     for (name, p, _) in &mut ring {
         crate::join::assert_complete(root, name, p, &original);
         assert!(
-            p.stderr_text()
-                .contains(&format!("names publisher {second_addr}")),
+            p.wait_log(&format!("names publisher {second_addr}")),
             "{name} was sent to the second publisher: {}",
             p.describe()
         );

@@ -159,6 +159,16 @@ impl Proc {
         }
     }
 
+    /// Waits until stderr holds `needle` (or the process exits); whether it does. Log lines
+    /// reach stderr in batches (every 100 ms, later on a loaded machine), so a line logged
+    /// before a stdout line may still be on its way when that stdout line is seen.
+    pub fn wait_log(&mut self, needle: &str) -> bool {
+        wait_until(WAIT, || {
+            self.stderr_text().contains(needle) || self.try_status().is_some()
+        });
+        self.stderr_text().contains(needle)
+    }
+
     /// The port from a `listening on ADDR` line.
     pub fn listening_port(&mut self) -> u16 {
         match self.try_listening_port() {
