@@ -55,8 +55,9 @@ fn peers_join_a_ring_that_restitches_itself() {
     for i in 0..6 {
         let name = format!("p{i}");
         let (mut p, ev) = join(root, &name, port, &[]);
-        p.wait_line("listening on ");
-        // The one before was re-stitched to it: it is in the ring before the next joins.
+        // In the ring before the next one starts: the order they join is the order spawned.
+        wait_joined(&mut p, &ev);
+        // The one before was re-stitched to it.
         if let Some((_, before, before_ev)) = peers.last() {
             assert!(
                 wait_until(WAIT, || count(before_ev, EventKind::NeighbourChanged) >= 1),
@@ -88,8 +89,8 @@ fn peers_join_a_ring_that_restitches_itself() {
     for i in 0..4 {
         let name = format!("q{i}");
         let (mut p, ev) = join(root, &name, port2, &slow);
-        p.wait_line("listening on ");
-        // In the ring (and told so) before the next joins.
+        wait_joined(&mut p, &ev);
+        // The one before was told it downloads from this one now.
         assert!(
             wait_until(WAIT, || i == 0
                 || count(&ring_events(&ring, i - 1), EventKind::NeighbourChanged)
@@ -117,6 +118,19 @@ fn peers_join_a_ring_that_restitches_itself() {
         let (name, p, _) = &mut ring[i];
         assert_complete(root, name, p, &original);
     }
+}
+
+/// Waits until joiner `p` (its events in `events`) is in the ring: it has the owner's
+/// welcome, whose hand-out is its first chunk-ID list. (Its `listening on` line comes before
+/// it even asks, so a joiner started next could otherwise join first.)
+fn wait_joined(p: &mut Proc, events: &Path) {
+    assert!(
+        wait_until(WAIT, || count(events, EventKind::IdListReceived) >= 1
+            || p.try_status().is_some()),
+        "{}",
+        p.describe()
+    );
+    assert!(p.try_status().is_none(), "{}", p.describe());
 }
 
 /// Waits for `p` (in `root/NAME`) to complete, and checks its copy.
