@@ -55,6 +55,9 @@ use crate::net::{BoxStream, Listener};
 mod node;
 pub use node::{Node, node_router, serve_node};
 
+/// The content type of a `/metrics` answer.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// The most HTTP connections served at once; more are answered 503 and closed.
 pub const MAX_HTTP_CONNECTIONS: usize = 256;
 /// How long a client may take to send a request's head (a silent or trickling client is
@@ -216,10 +219,7 @@ fn app(directory: Arc<Directory>, options: Options) -> (Router, Arc<Dashboard>) 
             get(move |State(d): State<Arc<Directory>>| async move {
                 match metrics {
                     Some(m) => (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
+                        [(axum::http::header::CONTENT_TYPE, OPENMETRICS)],
                         m.render(Some(&d)),
                     )
                         .into_response(),

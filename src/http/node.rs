@@ -79,10 +79,7 @@ fn metrics(node: &Node) -> Response {
         Node::Publisher(m) => m.render(None),
     };
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(axum::http::header::CONTENT_TYPE, super::OPENMETRICS)],
         text,
     )
         .into_response()

@@ -35,7 +35,7 @@ mod ring;
 mod ring_link;
 mod session;
 mod status;
-pub use status::{Served, Snapshot, Status};
+pub use status::{Snapshot, Status};
 mod swarm;
 mod upload;
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::Serialize;
 
 use crate::choke::Choker;
+use crate::protocol::Role;
 
 /// A peer's progress, shared with whoever displays it.
 #[derive(Debug, Default)]
@@ -28,22 +29,10 @@ pub struct Status {
     choker: OnceLock<Arc<Choker>>,
 }
 
-/// Whom an upload serves: the ring's upload neighbour, or a multi-source getter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Served {
-    /// The ring's upload neighbour.
-    Neighbour,
-    /// A getter (served under choking).
-    Getter,
-}
-
-impl Served {
-    fn index(self) -> usize {
-        match self {
-            Served::Neighbour => 0,
-            Served::Getter => 1,
-        }
-    }
+/// The slot of the counters for uploads to a client of `role`: the ring's upload neighbour
+/// (0) or a getter (1).
+fn slot(role: Role) -> usize {
+    usize::from(role == Role::Getter)
 }
 
 /// A copy of a [`Status`] at one moment.
@@ -130,17 +119,18 @@ impl Status {
         self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn sent(&self, to: Served, bytes: u64) {
-        self.sent_bytes[to.index()].fetch_add(bytes, Ordering::Relaxed);
-        self.sent_chunks[to.index()].fetch_add(1, Ordering::Relaxed);
+    /// A chunk of `bytes` was uploaded to a client of `role` (a getter, or the neighbour).
+    pub(super) fn sent(&self, role: Role, bytes: u64) {
+        self.sent_bytes[slot(role)].fetch_add(bytes, Ordering::Relaxed);
+        self.sent_chunks[slot(role)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// An upload connection to `to` is open until the guard drops.
-    pub(super) fn upload(self: &Arc<Self>, to: Served) -> UploadGuard {
-        self.uploads[to.index()].fetch_add(1, Ordering::Relaxed);
+    /// An upload connection to a client of `role` is open until the guard drops.
+    pub(super) fn upload(self: &Arc<Self>, role: Role) -> UploadGuard {
+        self.uploads[slot(role)].fetch_add(1, Ordering::Relaxed);
         UploadGuard {
             status: self.clone(),
-            to,
+            slot: slot(role),
         }
     }
 
@@ -152,12 +142,12 @@ impl Status {
 /// An open upload connection, counted in [`Snapshot`]'s connections until dropped.
 pub(super) struct UploadGuard {
     status: Arc<Status>,
-    to: Served,
+    slot: usize,
 }
 
 impl Drop for UploadGuard {
     fn drop(&mut self) {
-        self.status.uploads[self.to.index()].fetch_sub(1, Ordering::Relaxed);
+        self.status.uploads[self.slot].fetch_sub(1, Ordering::Relaxed);
     }
 }
 

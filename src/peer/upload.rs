@@ -13,7 +13,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::download::announce;
-use super::status::Served;
 use super::{MAX_UPLOAD_CONNECTIONS, Swarm};
 use crate::accept::{Accepted, Admission, accept_loop};
 use crate::auth;
@@ -174,12 +173,7 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     // An upload neighbour counts as connected (and incomplete) before its `welcome` leaves:
     // a client that claims to be complete after it, on another connection, must find it.
     let downstream = (!getter).then(|| Downstream::open(swarm));
-    let served = if getter {
-        Served::Getter
-    } else {
-        Served::Neighbour
-    };
-    let _open = swarm.status.upload(served);
+    let _open = swarm.status.upload(role);
     conn.send(Message::welcome(
         Ranges::default(),
         swarm.manifest_json.clone(),
@@ -203,7 +197,7 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     let writing = Answers {
         swarm,
         label: &label,
-        served,
+        role,
         server: &server,
         gate,
         changed: swarm.changed.subscribe(),
@@ -271,7 +265,7 @@ impl Reading for Requests<'_> {
 struct Answers<'a> {
     swarm: &'a Swarm,
     label: &'a str,
-    served: Served,
+    role: Role,
     server: &'a ChunkServer<'a>,
     gate: ChokeGate,
     changed: watch::Receiver<()>,
@@ -331,7 +325,7 @@ impl Writing for Answers<'_> {
             .send(writer, id, unchoked, || swarm.chunk_to_send(id))
             .await?;
         if let Some(bytes) = sent {
-            swarm.status.sent(self.served, bytes);
+            swarm.status.sent(self.role, bytes);
         }
         Ok(sent.is_some().into())
     }
