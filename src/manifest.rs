@@ -303,7 +303,15 @@ impl Manifest {
             return Err(ManifestError::BadChunkSize(self.chunk_size));
         }
         let expected = self.size.div_ceil(self.chunk_size);
-        if expected != self.chunks.len() as u64 || expected > u64::from(MAX_CHUNKS) {
+        if expected > u64::from(MAX_CHUNKS) {
+            return Err(ManifestError::Inconsistent(format!(
+                "{} bytes in chunks of {} need {expected} chunks, over the limit of {MAX_CHUNKS} chunks per file; {} chunk hashes were sent",
+                self.size,
+                self.chunk_size,
+                self.chunks.len()
+            )));
+        }
+        if expected != self.chunks.len() as u64 {
             return Err(ManifestError::Inconsistent(format!(
                 "{} bytes in chunks of {} need {expected} chunk hashes, found {}",
                 self.size,
@@ -510,5 +518,22 @@ mod tests {
             Manifest::from_json(&json),
             Err(ManifestError::Inconsistent(_))
         ));
+    }
+
+    /// One chunk over the limit says what the limit is and what was sent, never "need N,
+    /// found N".
+    #[test]
+    fn a_manifest_over_the_chunk_limit_names_the_limit() {
+        let count = MAX_CHUNKS as usize + 1;
+        let mut m = fake(10, DEFAULT_CHUNK_SIZE);
+        (m.size, m.chunk_size) = (count as u64, 1);
+        m.chunks = vec![m.chunks[0]; count];
+        let err = m.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "inconsistent manifest: {count} bytes in chunks of 1 need {count} chunks, over the limit of {MAX_CHUNKS} chunks per file; {count} chunk hashes were sent"
+            )
+        );
     }
 }
