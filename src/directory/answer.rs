@@ -144,40 +144,61 @@ pub(super) struct Counts {
 impl Inner {
     /// Whether file `f` is offered: the owner's own, or published by someone now.
     pub(super) fn offered(&self, f: usize) -> bool {
-        f < self.own
-            || self
-                .members
-                .values()
-                .any(|m| m.file == f && m.role == Role::Publisher)
+        self.files.get(&f).is_some_and(|e| e.held) || self.publishers_of(f).next().is_some()
     }
 
-    /// [`Counts`] of every file.
-    pub(super) fn counts(&self) -> Vec<Counts> {
-        let mut counts = vec![Counts::default(); self.files.len()];
-        for m in self.members.values() {
-            let Some(c) = counts.get_mut(m.file) else {
-                continue;
-            };
-            if m.have.is_full() {
-                c.complete += 1;
-            } else if m.have.count() > 0 {
-                c.partial += 1;
-            }
-            c.published |= m.role == Role::Publisher;
+    /// [`Counts`] of file `f`: a pass over its members only.
+    pub(super) fn counts_of(&self, f: usize) -> Counts {
+        let mut c = Counts::default();
+        for m in self.members_of(f) {
+            c.add(m);
         }
-        for c in counts.iter_mut().take(self.own) {
-            // The owner holds every chunk of its own files, and offers them.
-            c.complete += 1;
-            c.published = true;
+        if self.files.get(&f).is_some_and(|e| e.held) {
+            c.held();
+        }
+        c
+    }
+
+    /// [`Counts`] of every file, by index.
+    pub(super) fn counts(&self) -> std::collections::BTreeMap<usize, Counts> {
+        let mut counts: std::collections::BTreeMap<usize, Counts> =
+            self.files.keys().map(|&f| (f, Counts::default())).collect();
+        for m in self.members.values() {
+            if let Some(c) = counts.get_mut(&m.file) {
+                c.add(m);
+            }
+        }
+        for (f, e) in &self.files {
+            if e.held
+                && let Some(c) = counts.get_mut(f)
+            {
+                c.held();
+            }
         }
         counts
     }
 }
 
+impl Counts {
+    fn add(&mut self, m: &Member) {
+        if m.have.is_full() {
+            self.complete += 1;
+        } else if m.have.count() > 0 {
+            self.partial += 1;
+        }
+        self.published |= m.role == Role::Publisher;
+    }
+
+    /// The node holds every chunk of its own files, and offers them.
+    fn held(&mut self) {
+        self.complete += 1;
+        self.published = true;
+    }
+}
+
 impl Directory {
     fn info(&self, inner: &Inner, file: usize) -> FileInfo {
-        let c = inner.counts().get(file).copied().unwrap_or_default();
-        file_info(inner, file, c)
+        file_info(inner, file, inner.counts_of(file))
     }
 
     /// Every shared file, by id (a published file only while a publisher shares it).
@@ -196,14 +217,18 @@ impl Directory {
         let inner = self.inner();
         let counts = inner.counts();
         let (files, more) = within_budget(
-            (0..inner.files.len())
-                .filter(|&f| counts[f].published)
-                .filter(|&f| {
-                    needle
-                        .as_ref()
-                        .is_none_or(|n| inner.files[f].name.to_lowercase().contains(n))
+            counts
+                .iter()
+                .filter(|(_, c)| c.published)
+                .filter(|(f, _)| {
+                    needle.as_ref().is_none_or(|n| {
+                        inner
+                            .files
+                            .get(f)
+                            .is_some_and(|e| e.manifest.name.to_lowercase().contains(n))
+                    })
                 })
-                .map(|f| file_info(&inner, f, counts[f])),
+                .map(|(&f, &c)| file_info(&inner, f, c)),
             MAX_ANSWER_LEN - ANSWER_SLACK,
         );
         Listing {
@@ -232,9 +257,17 @@ impl Directory {
             };
         };
         let inner = self.inner();
-        let m = &inner.files[file];
+        let Some(entry) = inner.files.get(&file) else {
+            return Locations {
+                file: None,
+                message: Some(format!("no file with id {}", file + 1)),
+                sources: Vec::new(),
+                more_sources: 0,
+            };
+        };
+        let m = &entry.manifest;
         let mut sources = Vec::new();
-        if file < inner.own {
+        if entry.held {
             sources.push(SourceInfo {
                 addr: self.owner_addr.to_string(),
                 owner: true,
@@ -248,7 +281,7 @@ impl Directory {
                 node: None,
             });
         }
-        let mut members: Vec<&Member> = inner.members.values().filter(|x| x.file == file).collect();
+        let mut members: Vec<&Member> = inner.members_of(file).collect();
         // Most useful first, so those are the ones that fit; a source is built only if it
         // may fit, so the cost is bounded by the answer, not by the members.
         members.sort_by_key(|x| (std::cmp::Reverse(x.have.count()), x.addr));
@@ -285,21 +318,55 @@ impl Directory {
         }
     }
 
-    /// A clear answer for a file that is not shared.
+    /// A clear answer for a file that is not shared: the first [`MAX_NAMED_FILES`] offered
+    /// files are named, and how many more there are.
     pub fn no_such_file(&self, key: &str) -> String {
-        let shared = self
-            .inner()
-            .files
-            .iter()
-            .enumerate()
-            .map(|(i, m)| format!("{} {}", i + 1, m.name))
-            .collect::<Vec<_>>()
-            .join(", ");
+        if let Some(name) = self.gone(key) {
+            return format!(
+                "every publisher of {name:?} has left: no one serves it now (it is no longer listed)"
+            );
+        }
+        let shared = self.offered_names(true);
         if key.trim().parse::<u64>().is_ok() {
             format!("no file with id {key}; the owner shares: {shared}")
         } else {
             format!("no file named {key:?}; the owner shares: {shared}")
         }
+    }
+
+    /// The offered files' names (with their ids if `ids`), the first [`MAX_NAMED_FILES`]
+    /// of them and how many more: `1 a.bin, 2 b.bin`, or `nothing now`.
+    pub fn offered_names(&self, ids: bool) -> String {
+        let inner = self.inner();
+        let offered: Vec<usize> = inner
+            .files
+            .keys()
+            .copied()
+            .filter(|&f| inner.offered(f))
+            .collect();
+        if offered.is_empty() {
+            return "nothing now".into();
+        }
+        let mut names = offered
+            .iter()
+            .take(MAX_NAMED_FILES)
+            .filter_map(|f| {
+                let name = crate::manifest::display_name(&inner.files.get(f)?.manifest.name);
+                Some(if ids {
+                    format!("{} {name}", f + 1)
+                } else {
+                    name.to_string()
+                })
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if offered.len() > MAX_NAMED_FILES {
+            names.push_str(&format!(
+                " and {} more (peer list)",
+                offered.len() - MAX_NAMED_FILES
+            ));
+        }
+        names
     }
 
     /// Every member, by address.
@@ -312,7 +379,11 @@ impl Directory {
                 addr: x.addr.to_string(),
                 role: role_name(x.role).into(),
                 file_id: u32::try_from(x.file + 1).unwrap_or(u32::MAX),
-                file: inner.files[x.file].name.clone(),
+                file: inner
+                    .files
+                    .get(&x.file)
+                    .map(|e| e.manifest.name.clone())
+                    .unwrap_or_default(),
                 count: x.have.count(),
                 complete: x.have.is_full(),
                 // Float to integer casts saturate (and NaN is 0).
@@ -326,8 +397,12 @@ impl Directory {
     }
 }
 
+/// Files a "no such file" answer names at most.
+pub const MAX_NAMED_FILES: usize = 20;
+
+/// A file's listing entry. `file` must be held.
 pub(super) fn file_info(inner: &Inner, file: usize, c: Counts) -> FileInfo {
-    let m = &inner.files[file];
+    let m = &inner.files[&file].manifest;
     FileInfo {
         id: u32::try_from(file + 1).unwrap_or(u32::MAX),
         name: m.name.clone(),

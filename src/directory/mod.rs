@@ -14,7 +14,7 @@
 //!
 //! The answers built from it (listing, locations, members), each bounded, are in `answer`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::chunkset::ChunkSet;
 use crate::events::{Clock, wall_clock};
+use crate::hash::Hash;
 use crate::manifest::Manifest;
 use crate::protocol::Role;
 
@@ -51,7 +52,93 @@ struct Member {
     last_seen: Instant,
 }
 
+/// What dropping members did.
+#[derive(Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Left {
+    /// Whether any was registered.
+    pub was_member: bool,
+    /// The indices of the published files freed: their last member left. The caller drops
+    /// what it keeps for them.
+    pub freed: Vec<usize>,
+}
+
 impl Inner {
+    /// Adds `manifest` as a new file, or finds the file of the same name and content.
+    fn insert_file(&mut self, manifest: Arc<Manifest>, held: bool) -> usize {
+        let key = (manifest.name.clone(), manifest.hash);
+        if let Some(&index) = self.by_content.get(&key) {
+            return index;
+        }
+        let index = self.next_file;
+        self.next_file += 1;
+        self.by_name
+            .entry(manifest.name.clone())
+            .or_default()
+            .insert(index);
+        self.by_content.insert(key, index);
+        self.files.insert(index, Entry { manifest, held });
+        index
+    }
+
+    /// Frees the file at `index` if only publishers held it and no member is left in its
+    /// swarm: its manifest, its name and its content key. Its index, when freed.
+    fn free_if_unused(&mut self, index: usize) -> Option<usize> {
+        let entry = self.files.get(&index)?;
+        if entry.held || self.by_file.contains_key(&index) {
+            return None;
+        }
+        let entry = self.files.remove(&index)?;
+        let name = entry.manifest.name.clone();
+        self.by_content.remove(&(name.clone(), entry.manifest.hash));
+        if let Some(ids) = self.by_name.get_mut(&name) {
+            ids.remove(&index);
+            if ids.is_empty() {
+                self.by_name.remove(&name);
+            }
+        }
+        if self.gone.len() >= MAX_GONE {
+            self.gone.pop_front();
+        }
+        self.gone.push_back((name, entry.manifest.hash));
+        Some(index)
+    }
+
+    /// Takes member `id` out of the members and their indices.
+    fn remove_member(&mut self, id: MemberId) -> Option<Member> {
+        let m = self.members.remove(&id)?;
+        self.by_addr.remove(&(m.addr, m.file));
+        if let Some(ids) = self.by_file.get_mut(&m.file) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_file.remove(&m.file);
+            }
+        }
+        Some(m)
+    }
+
+    /// The members serving on `addr`, whatever their file.
+    fn members_at(&self, addr: SocketAddr) -> Vec<MemberId> {
+        self.by_addr
+            .range((addr, 0)..=(addr, usize::MAX))
+            .map(|(_, &id)| id)
+            .collect()
+    }
+
+    /// The members of file `index`, in registration order.
+    fn members_of(&self, index: usize) -> impl Iterator<Item = &Member> {
+        self.by_file
+            .get(&index)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.members.get(id))
+    }
+
+    /// The publishers of file `index`, in registration order.
+    fn publishers_of(&self, index: usize) -> impl Iterator<Item = &Member> {
+        self.members_of(index).filter(|m| m.role == Role::Publisher)
+    }
+
     /// [`Directory::neighbour_of`], under the lock.
     fn ring_neighbour(&self, id: MemberId) -> Option<SocketAddr> {
         let &(file, at) = self.ring_pos.get(&id)?;
@@ -63,14 +150,35 @@ impl Inner {
     }
 }
 
+/// A file the directory lists.
+#[derive(Debug)]
+struct Entry {
+    manifest: Arc<Manifest>,
+    /// Whether the node holds it itself (never freed), rather than only its publishers.
+    held: bool,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// The files, by index (id − 1): the owner's own, then published ones as they come.
-    files: Vec<Arc<Manifest>>,
-    /// How many of `files` (the first) the owner holds itself.
-    own: usize,
+    /// The files, by index (id − 1): the owner's own, then published ones as they come. A
+    /// published file is freed when its last member (publisher or downloader) leaves; its
+    /// index is never given to another file.
+    files: BTreeMap<usize, Entry>,
+    /// The index the next new file gets.
+    next_file: usize,
+    /// Each file's index by its name and content.
+    by_content: HashMap<(String, Hash), usize>,
+    /// The files of each name, in index order.
+    by_name: HashMap<String, BTreeSet<usize>>,
+    /// Recently freed files (name and content), newest last, at most [`MAX_GONE`]: so a
+    /// client asking for one is told its publishers left, not that it never existed.
+    gone: VecDeque<(String, Hash)>,
     next: MemberId,
     members: BTreeMap<MemberId, Member>,
+    /// The members of each file, in registration order.
+    by_file: BTreeMap<usize, BTreeSet<MemberId>>,
+    /// Each member by the address it serves on and its file.
+    by_addr: BTreeMap<(SocketAddr, usize), MemberId>,
     /// The self-assembled rings (`peer join`), by file: members in join order, each
     /// downloading from the next, the last from the first.
     rings: BTreeMap<usize, Vec<MemberId>>,
@@ -89,6 +197,8 @@ struct Inner {
 
 /// Departed members kept for a view of the swarm.
 pub const MAX_DEPARTED: usize = 10_000;
+/// Freed files remembered by name and content, for a clear refusal.
+pub const MAX_GONE: usize = 1024;
 /// Swarm events (joined, completed, left) kept for a view of the swarm.
 pub const MAX_SWARM_EVENTS: usize = 100;
 
@@ -123,14 +233,14 @@ impl Directory {
     /// A directory of `files` (in id order: id 1 first), served by an owner listening on
     /// `owner_addr`, dropping members silent for `ttl`.
     pub fn new(files: Vec<Arc<Manifest>>, owner_addr: SocketAddr, ttl: Duration) -> Self {
+        let mut inner = Inner::default();
+        for manifest in files {
+            inner.insert_file(manifest, true);
+        }
         Self {
             owner_addr,
             ttl,
-            inner: Mutex::new(Inner {
-                own: files.len(),
-                files,
-                ..Inner::default()
-            }),
+            inner: Mutex::new(inner),
             clock: Arc::new(wall_clock),
             ring_changed: crate::watch::Sender::new(()),
         }
@@ -153,7 +263,8 @@ impl Directory {
         self.ttl
     }
 
-    /// The number of shared files.
+    /// The number of files the directory holds (listed or not: a published file whose
+    /// publishers left is held until its last member leaves too).
     pub fn file_count(&self) -> usize {
         self.inner().files.len()
     }
@@ -161,27 +272,43 @@ impl Directory {
     /// The file named `key`, or else the file whose BLAKE3 hash is `key` (64 hex digits, as
     /// a ticket gives it), or else the file with numeric id `key`: its index.
     pub fn find(&self, key: &str) -> Option<usize> {
-        let files = &self.inner().files;
-        if let Some(i) = files.iter().position(|m| m.name == key) {
+        let inner = self.inner();
+        if let Some(&i) = inner.by_name.get(key).and_then(|ids| ids.first()) {
             return Some(i);
         }
-        if let Ok(hash) = key.parse::<crate::hash::Hash>()
-            && let Some(i) = files.iter().position(|m| m.hash == hash)
+        if let Ok(hash) = key.parse::<Hash>()
+            && let Some((&i, _)) = inner.files.iter().find(|(_, e)| e.manifest.hash == hash)
         {
             return Some(i);
         }
         match key.trim().parse::<usize>() {
-            Ok(id) if (1..=files.len()).contains(&id) => Some(id - 1),
+            Ok(id) if id >= 1 && inner.files.contains_key(&(id - 1)) => Some(id - 1),
             _ => None,
         }
+    }
+
+    /// When `key` names or hashes a published file the directory freed after its last
+    /// publisher and member left: its name.
+    pub fn gone(&self, key: &str) -> Option<String> {
+        let hash = key.parse::<Hash>().ok();
+        self.inner()
+            .gone
+            .iter()
+            .rev()
+            .find(|(name, h)| name == key || Some(*h) == hash)
+            .map(|(name, _)| name.clone())
     }
 
     /// When several offered files are named `key` (two publishers' different contents): a
     /// message saying how to choose one.
     pub fn ambiguous(&self, key: &str) -> Option<String> {
         let inner = self.inner();
-        let ids: Vec<String> = (0..inner.files.len())
-            .filter(|&f| inner.files[f].name == key && inner.offered(f))
+        let ids: Vec<String> = inner
+            .by_name
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter(|&&f| inner.offered(f))
             .map(|f| (f + 1).to_string())
             .collect();
         (ids.len() > 1).then(|| {
@@ -193,51 +320,67 @@ impl Directory {
         })
     }
 
-    /// The index of the file with this manifest name.
-    pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.inner().files.iter().position(|m| m.name == name)
+    /// The index of the file with this manifest's name and content.
+    pub fn index_of(&self, manifest: &Manifest) -> Option<usize> {
+        self.inner()
+            .by_content
+            .get(&(manifest.name.clone(), manifest.hash))
+            .copied()
     }
 
     /// The manifest of the file at `index`.
     pub fn manifest(&self, index: usize) -> Option<Arc<Manifest>> {
-        self.inner().files.get(index).cloned()
+        self.inner().files.get(&index).map(|e| e.manifest.clone())
     }
 
     /// Whether the owner holds the file at `index` itself (else only its publishers do).
     pub fn is_own(&self, index: usize) -> bool {
-        index < self.inner().own
+        self.inner().files.get(&index).is_some_and(|e| e.held)
     }
 
     /// How many members publish the file at `index`.
     pub fn publishers(&self, index: usize) -> usize {
-        self.inner()
-            .members
-            .values()
-            .filter(|m| m.file == index && m.role == Role::Publisher)
-            .count()
+        let inner = self.inner();
+        inner.publishers_of(index).count()
     }
 
     /// The earliest registered publisher of the file at `index` still listed.
     pub fn publisher(&self, index: usize) -> Option<SocketAddr> {
-        self.inner()
-            .members
-            .values()
-            .find(|m| m.file == index && m.role == Role::Publisher)
-            .map(|m| m.addr)
+        let inner = self.inner();
+        inner.publishers_of(index).next().map(|m| m.addr)
     }
 
-    /// Adds a published file, or finds it: the same name and content is one file, whoever
-    /// publishes it. Returns its index (its id − 1).
-    pub fn publish(&self, manifest: Arc<Manifest>) -> usize {
+    /// Adds a file this node holds itself (found after it started), or finds it: the same
+    /// name and content is one file. Returns its index (its id − 1). It is never freed.
+    pub fn add_held(&self, manifest: Arc<Manifest>) -> usize {
         let mut inner = self.inner();
-        let found = inner
+        let index = inner.insert_file(manifest, false);
+        if let Some(e) = inner.files.get_mut(&index) {
+            e.held = true;
+        }
+        index
+    }
+
+    /// Adds a published file, or finds it (the same name and content is one file, whoever
+    /// publishes it), and registers `addr` as its publisher, in one step: a file is never
+    /// freed between being found and being published. Returns its index (its id − 1) and
+    /// the membership, `None` when a live connection already publishes it from `addr`.
+    pub fn publish(
+        &self,
+        manifest: Arc<Manifest>,
+        addr: SocketAddr,
+        node: Option<String>,
+    ) -> (usize, Option<MemberId>) {
+        let mut inner = self.inner();
+        let index = inner.insert_file(manifest, false);
+        let full = inner
             .files
-            .iter()
-            .position(|m| m.name == manifest.name && m.hash == manifest.hash);
-        found.unwrap_or_else(|| {
-            inner.files.push(manifest);
-            inner.files.len() - 1
-        })
+            .get(&index)
+            .map(|e| ChunkSet::full(e.manifest.chunk_count()));
+        let id = full.and_then(|have| {
+            self.register_in(&mut inner, index, addr, Role::Publisher, have, node)
+        });
+        (index, id)
     }
 
     /// Registers a member serving on `addr` in the swarm of file `file`, holding `have`.
@@ -253,11 +396,21 @@ impl Directory {
         node: Option<String>,
     ) -> Option<MemberId> {
         let mut inner = self.inner();
-        if inner
-            .members
-            .values()
-            .any(|m| m.addr == addr && m.file == file)
-        {
+        self.register_in(&mut inner, file, addr, role, have, node)
+    }
+
+    /// [`Directory::register`], under the lock; `None` too for a file the directory does
+    /// not hold (freed meanwhile).
+    fn register_in(
+        &self,
+        inner: &mut Inner,
+        file: usize,
+        addr: SocketAddr,
+        role: Role,
+        have: ChunkSet,
+        node: Option<String>,
+    ) -> Option<MemberId> {
+        if inner.by_addr.contains_key(&(addr, file)) || !inner.files.contains_key(&file) {
             return None;
         }
         inner.next += 1;
@@ -277,8 +430,9 @@ impl Directory {
                 last_seen: Instant::now(),
             },
         );
+        inner.by_file.entry(file).or_default().insert(id);
+        inner.by_addr.insert((addr, file), id);
         inner.note(now, file, addr, role, "joined");
-        drop(inner);
         if role == Role::Publisher {
             self.ring_changed.send_replace(());
         }
@@ -315,16 +469,22 @@ impl Directory {
         }
     }
 
-    /// Drops a member. Returns whether it was registered.
-    pub fn deregister(&self, id: MemberId) -> bool {
+    /// Drops a member. Returns whether it was registered, and the index of the file it
+    /// freed, if any (a published file whose last member it was).
+    pub fn deregister(&self, id: MemberId) -> Left {
         let mut inner = self.inner();
-        let gone = inner.members.remove(&id);
+        let gone = inner.remove_member(id);
         let publisher = gone.as_ref().is_some_and(|m| m.role == Role::Publisher);
+        let mut freed = Vec::new();
         if let Some(m) = &gone {
             inner.departed(m, (self.clock)());
+            freed.extend(inner.free_if_unused(m.file));
         }
         self.left_rings(&mut inner, &[id], publisher);
-        gone.is_some()
+        Left {
+            was_member: gone.is_some(),
+            freed,
+        }
     }
 
     /// Takes `gone` out of every ring (the member downloading from one of them gets the next
@@ -390,7 +550,7 @@ impl Directory {
     /// true, call [`Directory::end_probe`] when the probe is over.
     pub fn start_probe(&self, addr: SocketAddr) -> bool {
         let mut inner = self.inner();
-        let member = inner.members.values().any(|m| m.addr == addr);
+        let member = !inner.members_at(addr).is_empty();
         let recent = inner
             .probed
             .get(&addr)
@@ -410,48 +570,46 @@ impl Directory {
         inner.probing = inner.probing.saturating_sub(1);
     }
 
-    /// Drops every member serving on `addr`; returns how many.
-    pub fn drop_addr(&self, addr: SocketAddr) -> usize {
+    /// Drops every member serving on `addr`: how many, and the files freed.
+    pub fn drop_addr(&self, addr: SocketAddr) -> (usize, Left) {
         let mut inner = self.inner();
-        let gone: Vec<MemberId> = inner
-            .members
-            .iter()
-            .filter(|(_, m)| m.addr == addr)
-            .map(|(&id, _)| id)
-            .collect();
-        let mut publisher = false;
-        let now = (self.clock)();
-        for id in &gone {
-            if let Some(m) = inner.members.remove(id) {
-                publisher |= m.role == Role::Publisher;
-                inner.departed(&m, now);
-            }
-        }
-        self.left_rings(&mut inner, &gone, publisher);
-        gone.len()
+        let gone = inner.members_at(addr);
+        let left = self.drop_members(&mut inner, &gone);
+        (gone.len(), left)
     }
 
-    /// Drops members silent for longer than the TTL; returns their addresses.
-    pub fn expire(&self) -> Vec<SocketAddr> {
-        let mut inner = self.inner();
-        let (mut gone, mut ids, mut publisher) = (Vec::new(), Vec::new(), false);
-        let mut expired = Vec::new();
-        inner.members.retain(|&id, m| {
-            let keep = m.last_seen.elapsed() <= self.ttl;
-            if !keep {
-                gone.push(m.addr);
-                ids.push(id);
-                publisher |= m.role == Role::Publisher;
-                expired.push((m.file, m.addr, m.role, m.joined, m.completed));
-            }
-            keep
-        });
+    /// Drops `ids`, recording them as departed and freeing the published files they leave
+    /// without members.
+    fn drop_members(&self, inner: &mut Inner, ids: &[MemberId]) -> Left {
+        let (mut publisher, mut freed) = (false, Vec::new());
         let now = (self.clock)();
-        for (file, addr, role, joined, completed) in expired {
-            inner.departed_parts(file, addr, role, (joined, completed), now);
+        for id in ids {
+            if let Some(m) = inner.remove_member(*id) {
+                publisher |= m.role == Role::Publisher;
+                inner.departed(&m, now);
+                freed.extend(inner.free_if_unused(m.file));
+            }
         }
-        self.left_rings(&mut inner, &ids, publisher);
-        gone
+        self.left_rings(inner, ids, publisher);
+        Left {
+            was_member: !ids.is_empty(),
+            freed,
+        }
+    }
+
+    /// Drops members silent for longer than the TTL; returns their addresses and the files
+    /// freed.
+    pub fn expire(&self) -> (Vec<SocketAddr>, Left) {
+        let mut inner = self.inner();
+        let silent: Vec<(MemberId, SocketAddr)> = inner
+            .members
+            .iter()
+            .filter(|(_, m)| m.last_seen.elapsed() > self.ttl)
+            .map(|(&id, m)| (id, m.addr))
+            .collect();
+        let ids: Vec<MemberId> = silent.iter().map(|&(id, _)| id).collect();
+        let left = self.drop_members(&mut inner, &ids);
+        (silent.into_iter().map(|(_, a)| a).collect(), left)
     }
 
     /// How many chunks member `id` holds, if it is registered.
@@ -521,33 +679,124 @@ mod tests {
             name: "gamma.bin".into(),
             ..Manifest::for_tests(4)
         });
-        assert_eq!(d.publish(m.clone()), 2);
-        assert_eq!(d.publish(m.clone()), 2, "the same file");
+        let addr: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+        let (f, id) = d.publish(m.clone(), addr, None);
+        assert_eq!(f, 2);
+        let id = id.unwrap();
+        let other_addr: SocketAddr = "127.0.0.1:9101".parse().unwrap();
+        let (again, second) = d.publish(m.clone(), other_addr, None);
+        assert_eq!(again, 2, "the same file");
+        assert_eq!(
+            d.publish(m.clone(), addr, None),
+            (2, None),
+            "one membership per address"
+        );
         let mut other = (*m).clone();
         other.hash = crate::hash::Hash::of(b"other");
-        assert_eq!(d.publish(Arc::new(other)), 3, "another content, another id");
+        let (third, third_id) = d.publish(Arc::new(other), addr, None);
+        assert_eq!(third, 3, "another content, another id");
         assert!(!d.is_own(2) && d.is_own(1));
-        assert_eq!(
-            d.list().files.len(),
-            2,
-            "not listed before a publisher registers"
-        );
-        let addr: SocketAddr = "127.0.0.1:9100".parse().unwrap();
-        let id = d
-            .register(2, addr, Role::Publisher, ChunkSet::full(4), None)
-            .unwrap();
-        assert_eq!(d.publishers(2), 1);
+        assert_eq!(d.publishers(2), 2);
         let listed = d.list();
+        assert_eq!(listed.files.len(), 4);
         let gamma = listed.files.iter().find(|f| f.id == 3).expect("listed");
-        assert_eq!((gamma.complete_sources, gamma.partial_sources), (1, 0));
+        assert_eq!((gamma.complete_sources, gamma.partial_sources), (2, 0));
         let sources = d.locate("3").sources;
         assert!(
-            sources.len() == 1 && sources[0].role == "publisher" && !sources[0].owner,
+            sources.len() == 2 && sources[0].role == "publisher" && !sources[0].owner,
             "{sources:?}"
         );
-        d.deregister(id);
+        assert!(
+            d.deregister(id).freed.is_empty(),
+            "another publisher is left"
+        );
+        assert!(
+            d.deregister(second.unwrap()).freed == vec![2],
+            "freed with its last"
+        );
+        assert!(d.deregister(third_id.unwrap()).freed == vec![3]);
         assert_eq!(d.publishers(2), 0);
-        assert_eq!(d.list().files.len(), 2, "gone with its publisher");
+        assert_eq!(d.list().files.len(), 2, "gone with its publishers");
+        assert_eq!(d.file_count(), 2, "and freed");
+        assert_eq!(d.manifest(2), None);
+        assert_eq!(d.find("3"), None, "its id is not found");
+        assert_eq!(d.gone("gamma.bin").as_deref(), Some("gamma.bin"));
+        assert!(
+            d.no_such_file("gamma.bin")
+                .contains("every publisher of \"gamma.bin\" has left")
+        );
+        // Published again, it is a new file with a new id: an old id never names another.
+        let (f, _) = d.publish(m, addr, None);
+        assert_eq!(f, 4);
+    }
+
+    /// A published file is held while any member of its swarm is left, even after its last
+    /// publisher: its ring goes on. The owner's own files are never freed.
+    #[tokio::test(start_paused = true)]
+    async fn a_published_file_is_freed_with_its_last_member() {
+        let d = dir(DEFAULT_PEER_TTL);
+        let m = Arc::new(Manifest {
+            name: "gamma.bin".into(),
+            ..Manifest::for_tests(4)
+        });
+        let publisher: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+        let getter: SocketAddr = "127.0.0.1:9101".parse().unwrap();
+        let (f, p) = d.publish(m, publisher, None);
+        let g = d
+            .register(f, getter, Role::Getter, ChunkSet::new(4), None)
+            .unwrap();
+        assert!(d.deregister(p.unwrap()).freed.is_empty());
+        assert!(d.manifest(f).is_some(), "its getter is still in its swarm");
+        assert!(
+            d.list().files.iter().all(|x| x.id != 3),
+            "but it is not offered"
+        );
+        let (dropped, left) = d.drop_addr(getter);
+        assert_eq!((dropped, left.freed), (1, vec![f]));
+        assert!(!d.deregister(g).was_member);
+        assert_eq!(d.file_count(), 2);
+        let own = d
+            .register(0, getter, Role::Getter, ChunkSet::new(10), None)
+            .unwrap();
+        assert!(
+            d.deregister(own).freed.is_empty(),
+            "the owner's own file stays"
+        );
+        assert!(d.manifest(0).is_some());
+    }
+
+    /// The cost of publishing does not grow with the directory's history: 3 bursts of 2,000
+    /// files, each withdrawn, leave nothing behind, and members are found by address without
+    /// a scan.
+    #[tokio::test(start_paused = true)]
+    async fn bursts_of_publications_leave_nothing_behind() {
+        let d = dir(DEFAULT_PEER_TTL);
+        let addr: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+        for burst in 0..3u32 {
+            let mut ids = Vec::new();
+            for i in 0..2000u32 {
+                let mut m = Manifest {
+                    name: format!("f{i}.bin"),
+                    ..Manifest::for_tests(4)
+                };
+                m.hash = crate::hash::Hash::of(format!("{burst}/{i}").as_bytes());
+                let (_, id) = d.publish(Arc::new(m), addr, None);
+                ids.push(id.unwrap());
+            }
+            assert_eq!(d.file_count(), 2002);
+            assert_eq!(
+                d.list().more + u32::try_from(d.list().files.len()).unwrap(),
+                2002
+            );
+            for id in ids {
+                assert_eq!(d.deregister(id).freed.len(), 1);
+            }
+            assert_eq!(d.file_count(), 2, "burst {burst} left nothing");
+            let inner = d.inner();
+            assert!(inner.by_name.len() == 2 && inner.by_content.len() == 2);
+            assert!(inner.by_file.is_empty() && inner.by_addr.is_empty());
+            assert_eq!(inner.gone.len(), MAX_GONE.min(2000 * (burst as usize + 1)));
+        }
     }
 
     /// Joiners form a ring in join order, each downloading from the next and the last from
@@ -580,13 +829,13 @@ mod tests {
         );
         let mut changes = d.ring_changes();
         assert!(!changes.take_changed());
-        d.deregister(ids[2]);
+        let _ = d.deregister(ids[2]);
         assert!(changes.take_changed());
         assert_eq!(
             ring(&d),
             vec![Some(addr(1)), Some(addr(3)), None, Some(addr(0))]
         );
-        d.deregister(ids[0]);
+        let _ = d.deregister(ids[0]);
         assert_eq!(ring(&d), vec![None, Some(addr(3)), None, Some(addr(1))]);
         // A member of another file's ring is in its own ring.
         let other = d
@@ -594,7 +843,7 @@ mod tests {
             .unwrap();
         assert_eq!(d.join_ring(1, other), None);
         std::thread::sleep(Duration::from_millis(80));
-        d.expire();
+        let _ = d.expire();
         assert_eq!(ring(&d), vec![None; 4], "all expired");
         assert_eq!(d.neighbour_of(other), None);
     }
@@ -608,17 +857,14 @@ mod tests {
             name: "gamma.bin".into(),
             ..Manifest::for_tests(4)
         });
-        let f = d.publish(m);
-        assert_eq!(d.publisher(f), None);
         let mut changes = d.ring_changes();
         assert!(!changes.take_changed());
         let (a, b): (SocketAddr, SocketAddr) = (
             "127.0.0.1:9201".parse().unwrap(),
             "127.0.0.1:9202".parse().unwrap(),
         );
-        let ida = d
-            .register(f, a, Role::Publisher, ChunkSet::full(4), None)
-            .unwrap();
+        let (f, ida) = d.publish(m, a, None);
+        let ida = ida.unwrap();
         assert!(changes.take_changed(), "a publisher came");
         d.register(f, b, Role::Publisher, ChunkSet::full(4), None)
             .unwrap();
@@ -631,7 +877,7 @@ mod tests {
         );
         assert_eq!(d.publisher(f), Some(a), "the earliest");
         assert!(changes.take_changed(), "another came");
-        d.deregister(ida);
+        let _ = d.deregister(ida);
         assert!(changes.take_changed(), "a publisher left");
         assert_eq!(d.publisher(f), Some(b));
         assert_eq!(d.publisher(0), None, "the owner's own file has none");
@@ -658,7 +904,7 @@ mod tests {
         assert!(d.is_registered(id));
         assert_eq!(d.peers()[0].count, 10);
         std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(d.expire(), vec![addr]);
+        assert_eq!(d.expire().0, vec![addr]);
         assert!(!d.heartbeat(id));
         assert!(d.peers().is_empty());
     }

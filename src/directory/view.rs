@@ -195,10 +195,12 @@ impl Directory {
             }
         }
         let mut files = Vec::with_capacity(inner.files.len());
-        for (index, manifest) in inner.files.iter().enumerate() {
-            if !counts[index].published {
+        for (&index, entry) in &inner.files {
+            let c = counts.get(&index).copied().unwrap_or_default();
+            if !c.published {
                 continue;
             }
+            let manifest = &entry.manifest;
             let count = manifest.chunk_count();
             let columns = u32::try_from(MAX_PIECE_COLUMNS).unwrap_or(u32::MAX);
             let per = count.div_ceil(columns).max(1);
@@ -229,7 +231,7 @@ impl Directory {
             members.extend(others);
             let departed = departed_of.remove(&file_id(index)).unwrap_or_default();
             files.push(FileView {
-                file: super::answer::file_info(&inner, index, counts[index]),
+                file: super::answer::file_info(&inner, index, c),
                 members,
                 ring_len,
                 chunks_per_column: per,

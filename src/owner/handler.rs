@@ -26,7 +26,6 @@ use crate::protocol::Role;
 pub(super) async fn handle(
     mut conn: Connection,
     permit: Option<OwnedSemaphorePermit>,
-    files: Arc<Files>,
     ctx: Arc<Ctx>,
     token: CancellationToken,
 ) {
@@ -39,7 +38,7 @@ pub(super) async fn handle(
         .await;
         return;
     }
-    match serve(conn, &files, &ctx, &token).await {
+    match serve(conn, &ctx.files, &ctx, &token).await {
         Ok(()) => debug!("connection closed"),
         Err(e) => warn!("connection closed: {e}"),
     }
@@ -80,10 +79,16 @@ async fn serve_client(
     hello: &crate::connection::Hello,
     token: &CancellationToken,
 ) -> Result<()> {
-    let (shared, held) = hello::check_join(&mut conn, &files.snapshot(), ctx, hello).await?;
+    let (shared, held) = hello::check_join(&mut conn, files, ctx, hello).await?;
     let assigned = hello::assign(&shared, &ctx.config, hello.role, &held);
     // A client with an upload server joins the directory for as long as this connection lives.
-    let member = hello::register(conn.remote(), &ctx.directory, &shared, hello, &held);
+    let member = hello::register(
+        conn.remote(),
+        (&ctx.directory, files),
+        &shared,
+        hello,
+        &held,
+    );
     let label = &hello.label;
     info!(
         peer = %label,
@@ -117,10 +122,12 @@ async fn serve_client(
     session::run(conn, &shared, ctx, &client, token).await
 }
 
-/// What the owner knows of its connections: the directory, the choker, and its settings.
+/// What the owner knows of its connections: its files, the directory, the choker, and its
+/// settings.
 #[derive(Debug)]
 pub(super) struct Ctx {
     pub config: Arc<Config>,
+    pub files: Arc<Files>,
     pub directory: Arc<Directory>,
     pub choker: Arc<Choker>,
     pub spare: SpareGate,
@@ -152,6 +159,7 @@ mod tests {
         let events = Arc::new(crate::events::EventSink::console("owner"));
         let ctx = Arc::new(Ctx {
             config: Arc::new(super::super::Config::new(events)),
+            files: Arc::new(Files::new(files)),
             directory: directory.clone(),
             choker: Choker::new(4),
             spare: SpareGate::default(),
@@ -163,13 +171,7 @@ mod tests {
             .ok();
         let conn = Connection::over(server, "127.0.0.1:40000".into(), 0);
         let token = CancellationToken::new();
-        tokio::spawn(handle(
-            conn,
-            permit,
-            Arc::new(Files::new(files)),
-            ctx,
-            token.clone(),
-        ));
+        tokio::spawn(handle(conn, permit, ctx, token.clone()));
 
         let mut client = Connection::over(client, "owner".into(), MAX_MANIFEST_LEN);
         client

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use super::handler::Ctx;
-use super::{Config, SharedFile};
+use super::{Config, Files, SharedFile};
 use crate::auth;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{Connection, Hello, Opening};
@@ -62,7 +62,7 @@ pub(super) async fn open(conn: &mut Connection, ctx: &Ctx) -> Result<Opened> {
 /// No such file, a withdrawn one, a bad have list, or a ring neighbour at the owner.
 pub(super) async fn check_join(
     conn: &mut Connection,
-    files: &[Arc<SharedFile>],
+    files: &Files,
     ctx: &Ctx,
     hello: &Hello,
 ) -> Result<(Arc<SharedFile>, ChunkSet)> {
@@ -70,10 +70,12 @@ pub(super) async fn check_join(
     if let Some(msg) = wanted.and_then(|k| ctx.directory.ambiguous(k)) {
         return Err(refuse(conn, msg).await);
     }
-    let by_id = wanted.and_then(|k| ctx.directory.find(k));
-    let shared = match by_id.map_or_else(|| choose_file(files, wanted), |i| Ok(&files[i])) {
+    let found = wanted
+        .and_then(|k| ctx.directory.find(k))
+        .and_then(|i| files.get(i));
+    let shared = match found.map_or_else(|| choose_file(files, ctx, wanted), Ok) {
         Ok(f) if f.is_withdrawn() => return Err(refuse(conn, f.changed_message()).await),
-        Ok(f) => f.clone(),
+        Ok(f) => f,
         Err(msg) => return Err(refuse(conn, msg).await),
     };
     let held = match ChunkSet::try_from_ranges(&shared.manifest, &hello.have) {
@@ -97,33 +99,32 @@ async fn refuse(conn: &mut Connection, msg: String) -> Error {
     Error::Refused(msg)
 }
 
-/// The file a `hello` asks for, or an error to send back.
-fn choose_file<'a>(
-    files: &'a [Arc<SharedFile>],
-    wanted: Option<&str>,
-) -> Result<&'a Arc<SharedFile>, String> {
-    let names = || {
-        files
-            .iter()
-            .map(|f| f.manifest.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+/// The file a `hello` asks for when the directory found none by that key (or none was
+/// given), or an error to send back.
+fn choose_file(files: &Files, ctx: &Ctx, wanted: Option<&str>) -> Result<Arc<SharedFile>, String> {
+    let directory = &ctx.directory;
+    if let Some(name) = wanted.and_then(|k| directory.gone(k)) {
+        return Err(format!(
+            "every publisher of {name:?} has left: no one serves it now (it is no longer listed)"
+        ));
+    }
+    let names = || directory.offered_names(false);
     match wanted {
         Some(key) if key.parse::<crate::hash::Hash>().is_ok() => Err(format!(
             "owner shares no file with blake3 {key} (a ticket's file, withdrawn or never shared here); it shares: {}",
             names()
         )),
-        Some(name) => files
-            .iter()
-            .find(|f| f.manifest.name == name)
-            .ok_or_else(|| format!("owner does not share {name:?}; it shares: {}", names())),
-        None if files.len() == 1 => Ok(&files[0]),
-        None => Err(format!(
-            "owner shares {} files; choose one with --file NAME: {}",
-            files.len(),
+        Some(name) => Err(format!(
+            "owner does not share {name:?}; it shares: {}",
             names()
         )),
+        None => match files.only() {
+            (_, Some(only)) => Ok(only),
+            (n, None) => Err(format!(
+                "owner shares {n} files; choose one with --file NAME: {}",
+                names()
+            )),
+        },
     }
 }
 
@@ -157,16 +158,20 @@ pub(super) fn assign(
     assigned
 }
 
-/// A client's directory registration; dropped (deregistered) with its connection.
+/// A client's directory registration; dropped (deregistered) with its connection, freeing
+/// what the directory freed with it.
 pub(super) struct Member<'a> {
     pub directory: &'a Directory,
+    pub files: &'a Files,
     pub id: MemberId,
     pub addr: SocketAddr,
 }
 
 impl Drop for Member<'_> {
     fn drop(&mut self) {
-        if self.directory.deregister(self.id) {
+        let left = self.directory.deregister(self.id);
+        self.files.forget(&left.freed);
+        if left.was_member {
             info!(source = %self.addr, "left the directory");
         }
     }
@@ -177,14 +182,14 @@ impl Drop for Member<'_> {
 /// or whose address is already a member through another connection.
 pub(super) fn register<'a>(
     remote: &str,
-    directory: &'a Directory,
+    (directory, files): (&'a Directory, &'a Files),
     shared: &SharedFile,
     hello: &Hello,
     held: &ChunkSet,
 ) -> Option<Member<'a>> {
     let port = hello.port?;
     let ip = remote.parse::<SocketAddr>().ok()?.ip();
-    let file = directory.index_of(&shared.manifest.name)?;
+    let file = directory.index_of(&shared.manifest)?;
     let addr = SocketAddr::new(ip, port);
     let Some(id) = directory.register(file, addr, hello.role, held.clone(), hello.node.clone())
     else {
@@ -193,6 +198,7 @@ pub(super) fn register<'a>(
     };
     Some(Member {
         directory,
+        files,
         id,
         addr,
     })
@@ -216,7 +222,7 @@ pub(super) async fn join_ring(
         return Err(refuse(conn, msg).await);
     };
     let directory = &ctx.directory;
-    let file = directory.index_of(&shared.manifest.name);
+    let file = directory.index_of(&shared.manifest);
     Ok(file.and_then(|f| directory.join_ring(f, member.id)))
 }
 
@@ -226,7 +232,7 @@ pub(super) fn chunk_owner(ctx: &Ctx, shared: &SharedFile, role: Role) -> Option<
     if !role.is_ring() || !shared.is_published() {
         return None;
     }
-    let file = ctx.directory.index_of(&shared.manifest.name)?;
+    let file = ctx.directory.index_of(&shared.manifest)?;
     ctx.directory.publisher(file)
 }
 

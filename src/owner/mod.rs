@@ -174,6 +174,7 @@ async fn serve(
     let max_connections = config.max_connections;
     let ctx = Arc::new(handler::Ctx {
         config: Arc::new(config),
+        files,
         directory,
         choker,
         spare: spare::SpareGate::default(),
@@ -184,11 +185,11 @@ async fn serve(
         what: "accept",
     };
     accept_loop(listener, &token, &tracker, admission, |a: Accepted| {
-        let (files, ctx) = (files.clone(), ctx.clone());
+        let ctx = ctx.clone();
         let span = info_span!("conn", peer = %a.addr);
         async move {
             let conn = crate::connection::Connection::over(a.stream, a.addr.to_string(), 0);
-            handler::handle(conn, a.permit, files, ctx, a.token).await;
+            handler::handle(conn, a.permit, ctx, a.token).await;
         }
         .instrument(span)
     })

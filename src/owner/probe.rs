@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
+use super::Files;
 use crate::directory::Directory;
 
 /// How long the owner's probe may take to connect.
@@ -16,7 +17,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// (within [`PROBE_TIMEOUT`]), it is dropped from the directory at once. Probes are limited
 /// (see [`Directory::start_probe`]); they run on the owner's own network, `net` (`None`: TCP).
 pub(super) fn check_lost_source(
-    directory: &Arc<Directory>,
+    (directory, files): (&Arc<Directory>, &Arc<Files>),
     net: Option<&Arc<crate::net::MemNet>>,
     addr: &str,
     reporter: &str,
@@ -29,7 +30,7 @@ pub(super) fn check_lost_source(
         debug!(from = %reporter, "source_lost names {sa}: not a member, or probed lately; ignored");
         return;
     }
-    let directory = directory.clone();
+    let (directory, files) = (directory.clone(), files.clone());
     let reporter = reporter.to_string();
     let target = crate::net::Endpoint::on(net, sa);
     tokio::spawn(async move {
@@ -37,8 +38,12 @@ pub(super) fn check_lost_source(
         directory.end_probe();
         if matches!(probe, Ok(Ok(_))) {
             info!(from = %reporter, "{sa} reported lost but answers; kept");
-        } else if directory.drop_addr(sa) > 0 {
-            info!(from = %reporter, "{sa} reported lost and unreachable; dropped from the directory");
+        } else {
+            let (dropped, left) = directory.drop_addr(sa);
+            files.forget(&left.freed);
+            if dropped > 0 {
+                info!(from = %reporter, "{sa} reported lost and unreachable; dropped from the directory");
+            }
         }
     });
 }

@@ -15,13 +15,15 @@ use tracing::info;
 use super::Files;
 use super::handler::Ctx;
 use super::hello::Member;
-use crate::chunkset::ChunkSet;
 use crate::connection::{ConnWriter, Connection, Hello};
 use crate::driver::{self, Flow, Reading, Writing};
 use crate::hash::Hash;
 use crate::manifest::{Manifest, check_name};
 use crate::protocol::{MAX_MANIFEST_LEN, Message, ProtocolError, Role};
 use crate::{Error, Result};
+
+/// How often a publisher's memberships are marked heard from, at most.
+const HEARD_EVERY: Duration = Duration::from_secs(1);
 
 /// Files one publisher connection may publish at once.
 pub const MAX_PUBLISHED: usize = 10_000;
@@ -57,7 +59,9 @@ pub(super) async fn run(
         addr,
         node: hello.node.clone(),
         members: BTreeMap::new(),
+        by_hash: BTreeMap::new(),
         bytes: 0,
+        heard: None,
     };
     let keepalive = ctx.directory.ttl() / 3;
     driver::drive(conn, reading, Replies { keepalive }, 16, token).await
@@ -71,26 +75,33 @@ struct Publications<'a> {
     node: Option<String>,
     /// Its files, by directory index, each with its membership.
     members: BTreeMap<usize, Member<'a>>,
+    /// The same files' indices by content hash, for `unpublish`.
+    by_hash: BTreeMap<Hash, usize>,
     /// Manifest bytes published on this connection.
     bytes: usize,
+    /// When its memberships were last marked heard from.
+    heard: Option<tokio::time::Instant>,
 }
 
 impl Drop for Publications<'_> {
     /// The publisher is gone: so are its memberships, and the files nobody else publishes.
     fn drop(&mut self) {
         let left: Vec<usize> = self.members.keys().copied().collect();
-        self.members.clear();
         for index in left {
-            self.withdraw_if_orphaned(index);
+            self.withdraw(index);
         }
     }
 }
 
 impl Publications<'_> {
-    fn withdraw_if_orphaned(&self, index: usize) {
+    /// Ends this publisher's membership for file `index`; when it was the last publisher,
+    /// the file is no longer offered (and freed, once no member is left in its swarm).
+    fn withdraw(&mut self, index: usize) {
+        let manifest = self.ctx.directory.manifest(index);
+        self.members.remove(&index);
         if self.ctx.directory.publishers(index) == 0 {
             self.files.orphaned(index);
-            if let Some(m) = self.ctx.directory.manifest(index) {
+            if let Some(m) = manifest {
                 info!(
                     "every publisher of {} has left: no one serves it now (its ring, if any, goes on with the chunks its members hold)",
                     crate::manifest::display_name(&m.name)
@@ -120,26 +131,31 @@ impl Publications<'_> {
             )));
         }
         let hash = m.hash;
-        let count = m.chunk_count();
         let directory = &self.ctx.directory;
-        let index = self.files.publish(directory, m);
-        if !self.members.contains_key(&index) {
-            let full = ChunkSet::full(count);
-            let Some(id) =
-                directory.register(index, self.addr, Role::Publisher, full, self.node.clone())
-            else {
-                return Err(Error::Refused(format!(
-                    "{} already publishes this file through another connection",
-                    self.addr
-                )));
-            };
-            let member = Member {
-                directory,
-                id,
-                addr: self.addr,
-            };
-            self.members.insert(index, member);
-        }
+        let known = self.by_hash.get(&hash).copied();
+        let index = match known.filter(|i| self.members.contains_key(i)) {
+            Some(index) => index,
+            None => {
+                let (index, id) = self
+                    .files
+                    .publish(directory, m, self.addr, self.node.clone());
+                let Some(id) = id else {
+                    return Err(Error::Refused(format!(
+                        "{} already publishes this file through another connection",
+                        self.addr
+                    )));
+                };
+                let member = Member {
+                    directory,
+                    files: self.files,
+                    id,
+                    addr: self.addr,
+                };
+                self.members.insert(index, member);
+                self.by_hash.insert(hash, index);
+                index
+            }
+        };
         info!(publisher = %self.addr, id = index + 1, "file published");
         let heartbeat = directory.ttl() / 3;
         Ok(Message::Published {
@@ -154,15 +170,8 @@ impl Publications<'_> {
         let hash: Hash = hash
             .parse()
             .map_err(|_| ProtocolError::MalformedHeader(format!("unpublish: bad hash {hash:?}")))?;
-        let index = self.members.keys().copied().find(|&i| {
-            self.ctx
-                .directory
-                .manifest(i)
-                .is_some_and(|m| m.hash == hash)
-        });
-        if let Some(index) = index {
-            self.members.remove(&index);
-            self.withdraw_if_orphaned(index);
+        if let Some(index) = self.by_hash.remove(&hash) {
+            self.withdraw(index);
         }
         Ok(())
     }
@@ -179,8 +188,15 @@ impl Reading for Publications<'_> {
     }
 
     async fn on_message(&mut self, msg: Message, tx: &mpsc::Sender<Message>) -> Result<()> {
-        for m in self.members.values() {
-            self.ctx.directory.heartbeat(m.id);
+        // Any message is a heartbeat for every file it publishes: marked at most once a
+        // second, so a burst of publications costs its size, not its square.
+        let now = tokio::time::Instant::now();
+        let every = HEARD_EVERY.min(self.ctx.directory.ttl() / 10);
+        if self.heard.is_none_or(|t| now - t >= every) {
+            self.heard = Some(now);
+            for m in self.members.values() {
+                self.ctx.directory.heartbeat(m.id);
+            }
         }
         match msg {
             Message::Publish { manifest, .. } => {

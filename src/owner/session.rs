@@ -109,7 +109,7 @@ impl RingPlace {
             .flatten()
             .map(|m| (m.id, client.neighbour));
         let publisher = (client.role.is_ring() && shared.is_published())
-            .then(|| ctx.directory.index_of(&shared.manifest.name))
+            .then(|| ctx.directory.index_of(&shared.manifest))
             .flatten()
             .map(|f| (f, client.publisher));
         if joiner.is_none() && publisher.is_none() {
@@ -252,7 +252,8 @@ impl Session<'_> {
             }
             q @ Message::Locate { .. } => Out::Reply(answer(&q, directory)?),
             Message::SourceLost { addr } => {
-                check_lost_source(directory, self.ctx.net.as_ref(), &addr, self.label);
+                let known = (directory, &self.ctx.files);
+                check_lost_source(known, self.ctx.net.as_ref(), &addr, self.label);
                 return Ok(None);
             }
             other => {

@@ -2,6 +2,7 @@
 //! unchanged before each read, bytes in memory, or none: a published file), and who was handed
 //! what; and the owner's list of them ([`Files`]), its own and the published ones.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::assign::Distribution;
 use crate::chunkset::ChunkSet;
-use crate::directory::Directory;
+use crate::directory::{Directory, MemberId};
 use crate::manifest::{Manifest, ManifestError};
 use crate::watch;
 
@@ -269,55 +270,92 @@ impl Stamp {
 }
 
 /// The files an owner answers `hello` for, at the directory's indices: its own first, then
-/// those publishers registered (see [`SharedFile::published`]).
+/// those publishers registered (see [`SharedFile::published`]). A published file leaves when
+/// the directory frees it ([`Files::forget`]).
 #[derive(Debug, Default)]
-pub(crate) struct Files(std::sync::RwLock<Vec<Arc<SharedFile>>>);
+pub(crate) struct Files(std::sync::RwLock<BTreeMap<usize, Arc<SharedFile>>>);
 
 impl Files {
+    /// The files of `directory` (made from the same list, in the same order).
     pub(crate) fn new(files: Vec<Arc<SharedFile>>) -> Self {
-        Self(std::sync::RwLock::new(files))
+        Self(std::sync::RwLock::new(
+            files.into_iter().enumerate().collect(),
+        ))
     }
 
-    /// The files now.
-    pub(crate) fn snapshot(&self) -> Vec<Arc<SharedFile>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<usize, Arc<SharedFile>>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<usize, Arc<SharedFile>>> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The file at directory index `index`.
+    pub(crate) fn get(&self, index: usize) -> Option<Arc<SharedFile>> {
+        self.read().get(&index).cloned()
+    }
+
+    /// How many files there are, and the only one if there is one.
+    pub(crate) fn only(&self) -> (usize, Option<Arc<SharedFile>>) {
+        let files = self.read();
+        let only = (files.len() == 1)
+            .then(|| files.values().next().cloned())
+            .flatten();
+        (files.len(), only)
     }
 
     /// Adds the published file `manifest` to `directory` and here, or finds it (the same
-    /// name and content); it is offered again if its publishers had left. Its index.
-    pub(crate) fn publish(&self, directory: &Directory, manifest: Manifest) -> usize {
-        let mut files = self.0.write().unwrap_or_else(|p| p.into_inner());
+    /// name and content), and registers `addr` as its publisher; it is offered again if its
+    /// publishers had left. Its index, and the membership (`None`: `addr` already publishes
+    /// it through another connection).
+    pub(crate) fn publish(
+        &self,
+        directory: &Directory,
+        manifest: Manifest,
+        addr: std::net::SocketAddr,
+        node: Option<String>,
+    ) -> (usize, Option<MemberId>) {
         let shared = SharedFile::published(manifest).expect("a decoded manifest encodes");
         // One copy of the manifest, shared by the directory and the file.
-        let index = directory.publish(shared.manifest.clone());
-        if index == files.len() {
-            files.push(Arc::new(shared));
-        } else if let Some(f) = files.get(index) {
-            f.withdrawn
-                .store(false, std::sync::atomic::Ordering::Relaxed);
+        let (index, id) = directory.publish(shared.manifest.clone(), addr, node);
+        let mut files = self.write();
+        match files.get(&index) {
+            Some(f) => f
+                .withdrawn
+                .store(false, std::sync::atomic::Ordering::Relaxed),
+            None => {
+                files.insert(index, Arc::new(shared));
+            }
         }
-        index
+        (index, id)
     }
 
     /// Adds a file this node holds (a publisher's, found in its folder after it started) to
     /// `directory` and here; the same name and content replaces the old entry. Its index.
     pub(crate) fn add(&self, directory: &Directory, shared: Arc<SharedFile>) -> usize {
-        let mut files = self.0.write().unwrap_or_else(|p| p.into_inner());
-        let index = directory.publish(shared.manifest.clone());
-        if index == files.len() {
-            files.push(shared);
-        } else if let Some(slot) = files.get_mut(index) {
-            *slot = shared;
-        }
+        let mut files = self.write();
+        let index = directory.add_held(shared.manifest.clone());
+        files.insert(index, shared);
         index
     }
 
     /// The published file at `index` lost its last publisher: it is no longer offered.
     pub(crate) fn orphaned(&self, index: usize) {
-        let files = self.0.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = files.get(index).filter(|f| f.is_published()) {
+        if let Some(f) = self.read().get(&index).filter(|f| f.is_published()) {
             f.withdrawn
                 .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Drops the files the directory freed (see [`crate::directory::Left`]).
+    pub(crate) fn forget(&self, freed: &[usize]) {
+        if freed.is_empty() {
+            return;
+        }
+        let mut files = self.write();
+        for index in freed {
+            files.remove(index);
         }
     }
 }
