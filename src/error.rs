@@ -45,10 +45,20 @@ pub enum Error {
 /// `peer is busy: …`): a reason to retry later, not a refusal.
 pub const BUSY: &str = " is busy: at most ";
 
+/// What the directory says to a joiner whose address another node registered first: a
+/// reason to retry (that node may leave, or its entry expire), not a refusal.
+pub const ADDRESS_HELD: &str = " in the directory: it registered first";
+
 impl Error {
-    /// True for a server's "busy" answer ([`BUSY`]), which is worth retrying.
+    /// True for a server's "busy" answer ([`BUSY`]) or an address another node holds
+    /// ([`ADDRESS_HELD`]): worth retrying.
     pub fn is_busy(&self) -> bool {
-        matches!(self, Self::Refused(m) | Self::Protocol(ProtocolError::Remote(m)) if m.contains(BUSY))
+        matches!(self, Self::Refused(m) | Self::Protocol(ProtocolError::Remote(m)) if m.contains(BUSY) || m.contains(ADDRESS_HELD))
+    }
+
+    /// True for [`ADDRESS_HELD`].
+    pub fn is_address_held(&self) -> bool {
+        matches!(self, Self::Refused(m) | Self::Protocol(ProtocolError::Remote(m)) if m.contains(ADDRESS_HELD))
     }
 
     /// Whether the other side should be told this error in an `error` message before the

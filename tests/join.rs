@@ -249,3 +249,45 @@ fn forty_joiners_complete_with_three_killed() {
         }
     }
 }
+
+/// A port squatter: another connection registered this joiner's `HOST:PORT` first. The
+/// joiner says so (not that its port is not free), keeps trying instead of exiting, and joins
+/// and completes once the squatter's connection is gone.
+#[test]
+fn a_joiner_whose_address_is_held_says_so_and_waits_for_it() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("share").join("data.bin");
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    random_file(&original, 1 << 20, 72);
+    let (_owner, port) = start_owner(root, &original, &[]);
+    let mut reserved = crate::util::Reserved::new();
+    let squatted = reserved.port;
+    let mut squatter = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    squatter
+        .write_all(&crate::util::json_frame(serde_json::json!({
+            "type": "hello", "version": 1, "role": "joiner", "file": "data.bin",
+            "have": [], "port": squatted
+        })))
+        .unwrap();
+    // The owner registers a joiner before it answers: once a byte of `welcome` is here, the
+    // address is held.
+    let mut first = [0u8; 4];
+    squatter.read_exact(&mut first).unwrap();
+    let (mut p, _) = join(root, "real", port, &args!["--port", reserved.release()]);
+    let held = format!("another node holds 127.0.0.1:{squatted} in the directory");
+    assert!(p.wait_log(&held), "{}", p.describe());
+    assert!(
+        p.try_status().is_none(),
+        "it keeps trying: {}",
+        p.describe()
+    );
+    assert!(
+        !p.stderr_text().contains("needs its own port"),
+        "{}",
+        p.describe()
+    );
+    drop(squatter);
+    assert_complete(root, "real", &mut p, &original);
+}

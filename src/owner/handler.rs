@@ -100,7 +100,9 @@ async fn serve_client(
         "peer joined"
     );
     let neighbour = match hello.role {
-        Role::Joiner => hello::join_ring(&mut conn, ctx, &shared, member.as_ref()).await?,
+        Role::Joiner => {
+            hello::join_ring(&mut conn, ctx, (&shared, hello.port), member.as_ref()).await?
+        }
         _ => None,
     };
     let owner = hello::chunk_owner(ctx, &shared, hello.role);

@@ -204,6 +204,12 @@ pub(super) fn register<'a>(
     })
 }
 
+/// The address a client with `port` serves on, seen from `remote`; `None` without a port.
+fn held_address(remote: &str, port: Option<u16>) -> Option<SocketAddr> {
+    let ip = remote.parse::<SocketAddr>().ok()?.ip();
+    Some(SocketAddr::new(ip, port.filter(|&p| p != 0)?))
+}
+
 /// Places a joiner (`peer join`) at the end of its file's ring; its download neighbour.
 ///
 /// # Errors
@@ -212,13 +218,19 @@ pub(super) fn register<'a>(
 pub(super) async fn join_ring(
     conn: &mut Connection,
     ctx: &Ctx,
-    shared: &SharedFile,
+    (shared, hello_port): (&SharedFile, Option<u16>),
     member: Option<&Member<'_>>,
 ) -> Result<Option<SocketAddr>> {
     let Some(member) = member else {
-        let msg =
-            "peer join needs its own port, free on this address: a ring member must be reachable"
-                .to_string();
+        let msg = match held_address(conn.remote(), hello_port) {
+            Some(addr) => format!(
+                "another node holds {addr}{} through another connection (the same address and port); \
+                 retrying until it leaves or its entry expires (--peer-ttl)",
+                crate::error::ADDRESS_HELD
+            ),
+            None => "peer join needs its own port (hello.port): a ring member must be reachable"
+                .to_string(),
+        };
         return Err(refuse(conn, msg).await);
     };
     let directory = &ctx.directory;

@@ -203,7 +203,8 @@ pub(super) async fn bootstrap(config: &Config, mode: &Mode, port: u16, node: &st
             }
             Err(e @ (Error::Refused(_) | Error::Manifest(_))) if !e.is_busy() => return Err(e),
             Err(e) => {
-                if let Some(m) = saved {
+                let held = e.is_address_held();
+                if !held && let Some(m) = saved {
                     info!(
                         "owner {} unreachable ({e}); resuming from the saved manifest of {}",
                         config.owner,
@@ -213,6 +214,12 @@ pub(super) async fn bootstrap(config: &Config, mode: &Mode, port: u16, node: &st
                         manifest: m,
                         owner_conn: None,
                     });
+                }
+                if started.elapsed() >= config.timeout && held {
+                    return Err(Error::Refused(format!(
+                        "gave up after {}s (--timeout): {e}",
+                        config.timeout.as_secs()
+                    )));
                 }
                 if started.elapsed() >= config.timeout {
                     return Err(Error::OwnerUnreachable {
