@@ -292,7 +292,7 @@ impl Directory {
             .files
             .iter()
             .enumerate()
-            .map(|(i, m)| format!("{} {}", i + 1, m.name))
+            .map(|(i, m)| format!("{} {}", i + 1, crate::manifest::display_name(&m.name)))
             .collect::<Vec<_>>()
             .join(", ");
         if key.trim().parse::<u64>().is_ok() {

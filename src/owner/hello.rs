@@ -105,7 +105,7 @@ fn choose_file<'a>(
     let names = || {
         files
             .iter()
-            .map(|f| f.manifest.name.as_str())
+            .map(|f| crate::manifest::display_name(&f.manifest.name).to_string())
             .collect::<Vec<_>>()
             .join(", ")
     };
