@@ -188,6 +188,17 @@ pub fn display_cut(text: &str, max: usize) -> String {
     shown
 }
 
+/// The most bytes of a pasted value (a ticket, an address, or a part of one) that an error
+/// message repeats.
+pub const MAX_ECHO: usize = 100;
+
+/// `text` quoted for an error message that repeats what was given: escaped and cut after
+/// [`MAX_ECHO`] bytes (see [`display_cut`]), so a 100 kB ticket gives a short line and its
+/// escape sequences never reach the terminal.
+pub fn echo(text: &str) -> String {
+    format!("\"{}\"", display_cut(text, MAX_ECHO))
+}
+
 /// The name a peer stores the file `name` under in its folder (the finished file, and the
 /// stem of its part file, summary and saved manifest): `name` itself, except that every
 /// character [`display_name`] escapes (control characters and bidirectional controls) is
