@@ -465,10 +465,12 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
     let secret = secret.get()?;
     let mut files_of = Vec::new();
     for p in &paths {
-        files_of.extend(
-            ringswarm::owner::files_to_share(p)
-                .with_context(|| format!("cannot share {}", p.display()))?,
-        );
+        files_of.extend(ringswarm::owner::files_to_share(p).with_context(|| {
+            format!(
+                "cannot share {}",
+                ringswarm::manifest::display_name(&p.to_string_lossy())
+            )
+        })?);
     }
     let listener = cli::bind(bind, port).await?;
     let addr = listener.local_addr()?;

@@ -323,7 +323,12 @@ pub async fn open_shared(
             .map(|p| {
                 crate::owner::SharedFile::open(p, chunk_size, peers)
                     .map(std::sync::Arc::new)
-                    .with_context(|| format!("cannot share {}", p.display()))
+                    .with_context(|| {
+                        format!(
+                            "cannot share {}",
+                            crate::manifest::display_name(&p.to_string_lossy())
+                        )
+                    })
             })
             .collect()
     })

@@ -63,13 +63,13 @@ pub enum ManifestError {
         "file too large: {size} bytes would need more than {MAX_CHUNKS} chunks; use a larger --chunk-size"
     )]
     TooManyChunks { size: u64 },
-    #[error("reading {path}: {source}")]
+    #[error("reading {}: {source}", display_name(path))]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} changed while it was being hashed")]
+    #[error("{} changed while it was being hashed", display_name(path))]
     Changed { path: String },
     #[error("malformed manifest: {0}")]
     Malformed(#[from] serde_json::Error),
