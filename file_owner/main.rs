@@ -78,7 +78,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             Some(p) => p.clone(),
             None => std::env::current_dir().context("finding the current folder")?,
         };
-        owner::files_to_share(&path).with_context(|| format!("cannot share {}", path.display()))?
+        owner::files_to_share(&path).with_context(|| {
+            format!(
+                "cannot share {}",
+                ringswarm::manifest::display_name(&path.to_string_lossy())
+            )
+        })?
     };
     let ttl = std::time::Duration::try_from_secs_f64(args.peer_ttl)
         .ok()

@@ -38,13 +38,13 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
-    #[arg(required = true)]
+    #[arg(required = true, value_parser = cli::EchoSafe(str::parse::<Endpoint>))]
     owner: Option<Endpoint>,
     /// Port this peer's upload server listens on, for its upload neighbour
     #[arg(required = true)]
     port: Option<u16>,
     /// The download neighbour: a port (meaning 127.0.0.1) or HOST:PORT
-    #[arg(required = true)]
+    #[arg(required = true, value_parser = cli::EchoSafe(str::parse::<Endpoint>))]
     neighbour: Option<Endpoint>,
     /// Folder for chunks, the summary and the finished file [default: peer-PORT]
     #[arg(long)]
@@ -67,6 +67,7 @@ enum Command {
     /// List every file the owner shares: id, name, size, chunks, complete and partial sources
     List {
         /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
+        #[arg(value_parser = cli::EchoSafe(str::parse::<Endpoint>))]
         owner: Endpoint,
         /// Print JSON instead of a table
         #[arg(long)]
@@ -77,6 +78,7 @@ enum Command {
     /// The files whose name contains TEXT (any case)
     Search {
         /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
+        #[arg(value_parser = cli::EchoSafe(str::parse::<Endpoint>))]
         owner: Endpoint,
         /// Text to look for in file names
         text: String,
@@ -89,6 +91,7 @@ enum Command {
     /// Which source holds which chunks of FILE (an id or a name)
     Locate {
         /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT
+        #[arg(value_parser = cli::EchoSafe(str::parse::<Endpoint>))]
         owner: Endpoint,
         /// The file: its id (from `list`) or its name
         file: String,
@@ -102,6 +105,7 @@ enum Command {
     /// owner) and serve their chunks on --port until Ctrl+C, which withdraws them
     Share {
         /// The directory: a port (meaning 127.0.0.1) or HOST:PORT
+        #[arg(value_parser = cli::EchoSafe(str::parse::<Endpoint>))]
         owner: Endpoint,
         /// Files to share, or folders whose regular files are each shared
         #[arg(required = true)]
@@ -127,7 +131,7 @@ enum Command {
         /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT; or a ticket
         /// (ringswarm://HOST:PORT/HASH?name=…&size=…, as the owner prints it), which names
         /// both the owner and the file and pins the file's content
-        #[arg(value_name = "OWNER|TICKET", value_parser = parse_target)]
+        #[arg(value_name = "OWNER|TICKET", value_parser = cli::EchoSafe(parse_target))]
         owner: Target,
         /// The file: its id (from `list`) or its name (not with a ticket)
         file: Option<String>,
@@ -147,7 +151,7 @@ enum Command {
     /// and names another when that one leaves or dies
     Join {
         /// The file owner: a port (meaning 127.0.0.1) or HOST:PORT; or a ticket
-        #[arg(value_name = "OWNER|TICKET", value_parser = parse_target)]
+        #[arg(value_name = "OWNER|TICKET", value_parser = cli::EchoSafe(parse_target))]
         owner: Target,
         /// The file: its id (from `list`) or its name (not with a ticket)
         file: Option<String>,
@@ -461,10 +465,12 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
     let secret = secret.get()?;
     let mut files_of = Vec::new();
     for p in &paths {
-        files_of.extend(
-            ringswarm::owner::files_to_share(p)
-                .with_context(|| format!("cannot share {}", p.display()))?,
-        );
+        files_of.extend(ringswarm::owner::files_to_share(p).with_context(|| {
+            format!(
+                "cannot share {}",
+                ringswarm::manifest::display_name(&p.to_string_lossy())
+            )
+        })?);
     }
     let listener = cli::bind(bind, port).await?;
     let addr = listener.local_addr()?;

@@ -233,6 +233,47 @@ pub fn report(e: &anyhow::Error) -> ExitCode {
     ExitCode::from(EXIT_ERROR)
 }
 
+/// A clap value parser from `parse` whose error repeats the value escaped and cut after
+/// [`crate::manifest::MAX_ECHO`] bytes (see [`crate::manifest::echo`]), where clap's own repeats
+/// it whole and raw: a pasted ticket or address may be 100 kB long and carry escape
+/// sequences. The exit code stays clap's (2).
+#[derive(Clone, Copy, Debug)]
+pub struct EchoSafe<F>(pub F);
+
+impl<T, E, F> clap::builder::TypedValueParser for EchoSafe<F>
+where
+    F: Fn(&str) -> Result<T, E> + Clone + Send + Sync + 'static,
+    T: Clone + Send + Sync + 'static,
+    E: std::fmt::Display,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let arg = arg.map_or_else(|| "...".to_string(), ToString::to_string);
+        let text = value.to_string_lossy();
+        let why = match value.to_str() {
+            Some(s) => match (self.0)(s) {
+                Ok(v) => return Ok(v),
+                Err(e) => e.to_string(),
+            },
+            None => "it is not UTF-8".to_string(),
+        };
+        let message = format!(
+            "invalid value {} for '{arg}': {why}",
+            crate::manifest::echo(&text)
+        );
+        Err(
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message)
+                .format(&mut cmd.clone()),
+        )
+    }
+}
+
 /// Parses a chunk size for clap (`100KiB`, `1MiB`, `4096`), between 1 byte and the maximum.
 ///
 /// # Errors
@@ -282,7 +323,12 @@ pub async fn open_shared(
             .map(|p| {
                 crate::owner::SharedFile::open(p, chunk_size, peers)
                     .map(std::sync::Arc::new)
-                    .with_context(|| format!("cannot share {}", p.display()))
+                    .with_context(|| {
+                        format!(
+                            "cannot share {}",
+                            crate::manifest::display_name(&p.to_string_lossy())
+                        )
+                    })
             })
             .collect()
     })

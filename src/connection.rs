@@ -312,18 +312,10 @@ type RecvResult = Result<Option<Message>, ProtocolError>;
 pub const MAX_REMOTE_TEXT: usize = 1024;
 
 /// Another node's `error` text as it may be shown: control characters and bidirectional
-/// overrides escaped (see [`crate::manifest::display_name`]), and cut after
-/// [`MAX_REMOTE_TEXT`] bytes.
+/// overrides escaped and cut after [`MAX_REMOTE_TEXT`] bytes (see
+/// [`crate::manifest::display_cut`]).
 fn remote_text(message: &str) -> String {
-    let mut end = message.len().min(MAX_REMOTE_TEXT);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut text = crate::manifest::display_name(&message[..end]).to_string();
-    if end < message.len() {
-        text.push_str(&format!(" … ({} more bytes)", message.len() - end));
-    }
-    text
+    crate::manifest::display_cut(message, MAX_REMOTE_TEXT)
 }
 
 /// The receiving half of a [`Connection`].

@@ -8,7 +8,12 @@
 //! Ids from the wire become [`ChunkId`]s only through [`Manifest::chunk_id`], so code past
 //! that point never rechecks a range. File names are checked here, once, when a manifest is
 //! built or read: no `..`, no separators, no empty or absolute names.
+//!
+//! A name is another node's choice, so it never reaches a terminal or a folder raw: logs and
+//! messages show it through [`display_name`] (control and bidirectional characters as
+//! `\u{..}`), and a peer stores it under [`disk_name`] (the same characters as `%XX`).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
@@ -33,10 +38,15 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Errors of building, reading or checking a manifest.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("unsafe file name {0:?}: names must be plain, without '/', '\\', '..' or NUL")]
+    #[error(
+        "unsafe file name \"{}\": names must be plain, without '/', '\\', '..' or NUL, and at most {MAX_NAME_LEN} bytes once control characters are written as %XX",
+        display_name(.0)
+    )]
     UnsafeName(String),
     #[error(
-        "the owner answered with a manifest for {offered:?}, not for the {asked:?} asked for: refusing it"
+        "the owner answered with a manifest for \"{}\", not for the \"{}\" asked for: refusing it",
+        display_name(offered),
+        display_name(asked)
     )]
     NameMismatch { asked: String, offered: String },
     #[error("chunk {chunk} is out of range: the file has {count} chunks")]
@@ -53,13 +63,13 @@ pub enum ManifestError {
         "file too large: {size} bytes would need more than {MAX_CHUNKS} chunks; use a larger --chunk-size"
     )]
     TooManyChunks { size: u64 },
-    #[error("reading {path}: {source}")]
+    #[error("reading {}: {source}", display_name(path))]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} changed while it was being hashed")]
+    #[error("{} changed while it was being hashed", display_name(path))]
     Changed { path: String },
     #[error("malformed manifest: {0}")]
     Malformed(#[from] serde_json::Error),
@@ -117,13 +127,13 @@ pub fn chunk_layout(size: u64, base: u64) -> Result<(u64, u32), ManifestError> {
 /// # Errors
 ///
 /// [`ManifestError::UnsafeName`] for an empty name, `.`, `..`, a name with `/`, `\` or NUL,
-/// or a name longer than [`MAX_NAME_LEN`] bytes.
+/// or a name whose stored form ([`disk_name`]) is longer than [`MAX_NAME_LEN`] bytes.
 pub fn check_name(name: &str) -> Result<(), ManifestError> {
     let bad = name.is_empty()
         || name == "."
         || name == ".."
-        || name.len() > MAX_NAME_LEN
-        || name.contains(['/', '\\', '\0']);
+        || name.contains(['/', '\\', '\0'])
+        || disk_name(name).len() > MAX_NAME_LEN;
     if bad {
         return Err(ManifestError::UnsafeName(name.chars().take(80).collect()));
     }
@@ -162,7 +172,60 @@ pub fn display_name(name: &str) -> DisplayName<'_> {
     DisplayName(name)
 }
 
-/// Whether `c` must be escaped by [`display_name`].
+/// `text` as [`display_name`] shows it, cut after `max` bytes of `text` (at a character
+/// boundary) with ` … (N more bytes)`: for text from another node or a pasted ticket, which
+/// may be long.
+pub fn display_cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut shown = display_name(&text[..end]).to_string();
+    if end < text.len() {
+        use fmt::Write;
+        let _ = write!(shown, " … ({} more bytes)", text.len() - end);
+    }
+    shown
+}
+
+/// The most bytes of a pasted value (a ticket, an address, or a part of one) that an error
+/// message repeats.
+pub const MAX_ECHO: usize = 100;
+
+/// `text` quoted for an error message that repeats what was given: escaped and cut after
+/// [`MAX_ECHO`] bytes (see [`display_cut`]), so a 100 kB ticket gives a short line and its
+/// escape sequences never reach the terminal.
+pub fn echo(text: &str) -> String {
+    format!("\"{}\"", display_cut(text, MAX_ECHO))
+}
+
+/// The name a peer stores the file `name` under in its folder (the finished file, and the
+/// stem of its part file, summary and saved manifest): `name` itself, except that every
+/// character [`display_name`] escapes (control characters and bidirectional controls) is
+/// written as `%XX`, the percent-encoding of its UTF-8 bytes (`a\x1bb` → `a%1Bb`, U+202E →
+/// `%E2%80%AE`). So no file name on disk can drive a terminal that lists it or disguise its
+/// extension. `%` itself is kept as is: a name that already reads `a%1Bb` is stored under the
+/// same name (the peer then refuses to replace a different file there).
+pub fn disk_name(name: &str) -> Cow<'_, str> {
+    if !name.chars().any(needs_escape) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if needs_escape(c) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                use fmt::Write;
+                let _ = write!(out, "%{b:02X}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether `c` must be escaped by [`display_name`] (and [`disk_name`]).
 fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
@@ -440,9 +503,45 @@ mod tests {
         for bad in ["", ".", "..", "../x", "/etc/passwd", "a/b", "a\\b", "a\0b"] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
-        for good in ["file.bin", "..hidden", "a..b", "ünïcode.txt"] {
+        for good in [
+            "file.bin",
+            "..hidden",
+            "a..b",
+            "ünïcode.txt",
+            "a\x1bb\u{202e}",
+        ] {
             check_name(good).unwrap();
         }
+        // The length counts the stored form: 85 × U+202E is 255 bytes, 765 once stored.
+        check_name(&"a".repeat(MAX_NAME_LEN)).unwrap();
+        assert!(check_name(&"a".repeat(MAX_NAME_LEN + 1)).is_err());
+        check_name(&"\x07".repeat(MAX_NAME_LEN / 3)).unwrap();
+        assert!(check_name(&"\x07".repeat(MAX_NAME_LEN / 3 + 1)).is_err());
+        assert!(check_name(&"\u{202e}".repeat(85)).is_err());
+        let err = check_name("x/\x1b]0;t\x07").unwrap_err().to_string();
+        assert!(err.contains("x/\\u{1b}]0;t\\u{7}"), "{err}");
+    }
+
+    #[test]
+    fn names_are_stored_without_control_or_bidi_characters() {
+        assert!(matches!(disk_name("movie.mkv"), Cow::Borrowed("movie.mkv")));
+        assert_eq!(disk_name("100% ünï.txt"), "100% ünï.txt");
+        assert_eq!(
+            disk_name("ev\x1b]0;t\x07il\r\nfake\u{202e}gpj.exe"),
+            "ev%1B]0;t%07il%0D%0Afake%E2%80%AEgpj.exe"
+        );
+        assert_eq!(
+            disk_name("\u{61c}\u{200e}\u{200f}\u{202a}\u{2066}\u{2069}\u{7f}\u{9b}"),
+            "%D8%9C%E2%80%8E%E2%80%8F%E2%80%AA%E2%81%A6%E2%81%A9%7F%C2%9B"
+        );
+    }
+
+    #[test]
+    fn long_text_is_cut_and_escaped() {
+        assert_eq!(display_cut("short\x1b", 100), "short\\u{1b}");
+        let long = format!("\x1b]0;t\x07{}", "é".repeat(100));
+        let shown = display_cut(&long, 10);
+        assert_eq!(shown, "\\u{1b}]0;t\\u{7}éé … (196 more bytes)");
     }
 
     #[test]

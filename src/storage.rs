@@ -165,8 +165,8 @@ pub struct MemStore {
 }
 
 impl MemStore {
-    /// An empty store of `manifest`; the finished file is named `dir/NAME` (nothing is
-    /// written there).
+    /// An empty store of `manifest`; the finished file is named `dir/NAME` (`NAME` stored as
+    /// [`disk_name`](crate::manifest::disk_name) says; nothing is written there).
     ///
     /// # Errors
     ///
@@ -180,7 +180,7 @@ impl MemStore {
             ));
         }
         Ok(Self {
-            path: dir.join(&manifest.name),
+            path: dir.join(&*crate::manifest::disk_name(&manifest.name)),
             manifest: manifest.clone(),
             kind,
             chunks: Mutex::new(vec![None; manifest.chunk_count() as usize]),

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::hash::Hash;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, display_name, echo};
 
 /// The scheme every ticket starts with.
 pub const SCHEME: &str = "ringswarm://";
@@ -67,14 +67,20 @@ impl Ticket {
     pub fn check(&self, manifest: &Manifest) -> Result<(), String> {
         if manifest.hash != self.hash {
             return Err(format!(
-                "the directory at {} names a different file: {:?} has blake3 {}, but the ticket pins {}",
-                self.directory, manifest.name, manifest.hash, self.hash
+                "the directory at {} names a different file: \"{}\" has blake3 {}, but the ticket pins {}",
+                self.directory,
+                display_name(&manifest.name),
+                manifest.hash,
+                self.hash
             ));
         }
         if manifest.size != self.size {
             return Err(format!(
-                "the directory at {} says {:?} has {} bytes, but the ticket says {}",
-                self.directory, manifest.name, manifest.size, self.size
+                "the directory at {} says \"{}\" has {} bytes, but the ticket says {}",
+                self.directory,
+                display_name(&manifest.name),
+                manifest.size,
+                self.size
             ));
         }
         Ok(())
@@ -108,7 +114,10 @@ impl FromStr for Ticket {
 
     fn from_str(text: &str) -> Result<Self, TicketError> {
         if text.len() > MAX_TICKET_LEN {
-            return Err(bad(format!("longer than {MAX_TICKET_LEN} bytes")));
+            return Err(bad(format!(
+                "{} bytes, longer than the {MAX_TICKET_LEN} a ticket may have",
+                text.len()
+            )));
         }
         let rest = text
             .strip_prefix(SCHEME)
@@ -120,9 +129,12 @@ impl FromStr for Ticket {
             .split_once('/')
             .ok_or_else(|| bad("no /HASH after HOST:PORT"))?;
         check_directory(directory)?;
-        let hash: Hash = hash
-            .parse()
-            .map_err(|_| bad(format!("{hash:?} is not a BLAKE3 hash of 64 hex digits")))?;
+        let hash: Hash = hash.parse().map_err(|_| {
+            bad(format!(
+                "{} is not a BLAKE3 hash of 64 hex digits",
+                echo(hash)
+            ))
+        })?;
         let (mut name, mut size) = (None, None);
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -134,10 +146,9 @@ impl FromStr for Ticket {
                     name = Some(decoded.into_owned());
                 }
                 "size" => {
-                    size =
-                        Some(value.parse::<u64>().map_err(|_| {
-                            bad(format!("size {value:?} is not a number of bytes"))
-                        })?);
+                    size = Some(value.parse::<u64>().map_err(|_| {
+                        bad(format!("size {} is not a number of bytes", echo(value)))
+                    })?);
                 }
                 _ => {} // room for more
             }
@@ -160,10 +171,10 @@ impl FromStr for Ticket {
 fn check_directory(directory: &str) -> Result<(), TicketError> {
     let (host, port) = directory
         .rsplit_once(':')
-        .ok_or_else(|| bad(format!("{directory:?} is not HOST:PORT")))?;
+        .ok_or_else(|| bad(format!("{} is not HOST:PORT", echo(directory))))?;
     match port.parse::<u16>() {
         Ok(p) if p > 0 => {}
-        _ => return Err(bad(format!("port {port:?} is not 1 to 65535"))),
+        _ => return Err(bad(format!("port {} is not 1 to 65535", echo(port)))),
     }
     let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
     let v6 = host
@@ -171,7 +182,10 @@ fn check_directory(directory: &str) -> Result<(), TicketError> {
         .and_then(|h| h.strip_suffix(']'))
         .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
     if host.is_empty() || !(v6 || host.chars().all(plain)) {
-        return Err(bad(format!("host {host:?} is not a name or an address")));
+        return Err(bad(format!(
+            "host {} is not a name or an address",
+            echo(host)
+        )));
     }
     Ok(())
 }
@@ -246,6 +260,35 @@ mod tests {
                 "{text}: {e}"
             );
         }
+    }
+
+    /// What a bad ticket's error repeats of it is escaped and cut: a ticket's own escape
+    /// sequences never reach the terminal, and a long one gives a short line.
+    #[test]
+    fn a_bad_ticket_is_echoed_short_and_escaped() {
+        let esc = "\x1b]0;pwned\x07\x1b[2J\u{202e}";
+        let pad = "a".repeat(3000);
+        let good = Ticket::new("h:1", &manifest("x")).to_string();
+        let hash = good.split('/').nth(3).unwrap().split('?').next().unwrap();
+        for text in [
+            format!("ringswarm://h:1/{esc}{pad}?name=a&size=1"),
+            format!("ringswarm://h{esc}:1/{hash}?name=a&size=1"),
+            format!("ringswarm://h:{esc}{pad}/{hash}?name=a&size=1"),
+            format!("ringswarm://h:1/{hash}?name=a&size={esc}{pad}"),
+            format!("ringswarm://{esc}{pad}/{hash}?name=a&size=1"),
+            format!("ringswarm://{esc}{}", "a".repeat(130_000)),
+        ] {
+            let e = text.parse::<Ticket>().unwrap_err().to_string();
+            assert!(e.len() < 400, "{} bytes: {e}", e.len());
+            assert!(
+                !e.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{e:?}"
+            );
+        }
+        let mut m = manifest("evil\x1b[2J\u{202e}txt.exe");
+        m.hash = Hash::of(b"other");
+        let e = Ticket::new("h:1", &manifest("x")).check(&m).unwrap_err();
+        assert!(e.contains("\"evil\\u{1b}[2J\\u{202e}txt.exe\""), "{e}");
     }
 
     #[test]

@@ -41,5 +41,7 @@ mod engine;
 mod share;
 // peer join: a ring the directory assembles and re-stitches.
 mod join;
+// Hostile names in every log line and on disk; long, hostile tickets echoed short.
+mod escape;
 
 mod dashboard;

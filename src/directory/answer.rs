@@ -328,7 +328,8 @@ impl Directory {
         }
         let shared = self.offered_names(true);
         if key.trim().parse::<u64>().is_ok() {
-            format!("no file with id {key}; the owner shares: {shared}")
+            // Trimmed, the key is digits only: whitespace around them is not repeated raw.
+            format!("no file with id {}; the owner shares: {shared}", key.trim())
         } else {
             format!("no file named {key:?}; the owner shares: {shared}")
         }

@@ -220,7 +220,10 @@ impl fmt::Display for Endpoint {
 
 /// The error for a string that is neither a port nor `HOST:PORT`.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid endpoint {0:?}: expected a port (5001) or HOST:PORT (10.0.0.2:5001, [::1]:5001)")]
+#[error(
+    "invalid endpoint {}: expected a port (5001) or HOST:PORT (10.0.0.2:5001, [::1]:5001)",
+    crate::manifest::echo(.0)
+)]
 pub struct ParseEndpointError(String);
 
 impl FromStr for Endpoint {
@@ -237,7 +240,10 @@ impl FromStr for Endpoint {
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        if host.is_empty() || host.contains(['/', ' ']) {
+        // A host name or address is printable ASCII: no '/', no spaces, and none of the
+        // control or bidirectional characters that an address from another node could carry
+        // into a log line.
+        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
             return Err(err());
         }
         Ok(Self {
@@ -295,9 +301,24 @@ mod tests {
             "[::1]:7".parse::<Endpoint>().unwrap().to_string(),
             "[::1]:7"
         );
-        for bad in ["", "x", "70000", "host:", ":5", "a b:5"] {
+        for bad in [
+            "",
+            "x",
+            "70000",
+            "host:",
+            ":5",
+            "a b:5",
+            "a\x1b]0;t\x07b:5",
+            "a\nb:5",
+            "evil\u{202e}:5",
+        ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad:?}");
         }
+        // The error repeats what was given escaped, and at most 100 bytes of it.
+        let long = format!("\x1b[2J{}", "h".repeat(100_000));
+        let e = long.parse::<Endpoint>().unwrap_err().to_string();
+        assert!(e.starts_with("invalid endpoint \"\\u{1b}[2Jhhh"), "{e}");
+        assert!(e.len() < 300 && !e.contains('\x1b'), "{e}");
     }
 
     #[test]

@@ -92,7 +92,7 @@ async fn serve_client(
     let label = &hello.label;
     info!(
         peer = %label,
-        file = %shared.manifest.name,
+        file = %crate::manifest::display_name(&shared.manifest.name),
         role = ?hello.role,
         assigned = assigned.len(),
         holds = held.count(),

@@ -209,7 +209,7 @@ impl SharedFile {
                 };
                 tracing::error!(
                     "{} changed after it was hashed ({what}); no longer offering it: restart file-owner to share the new version",
-                    self.path.display()
+                    crate::manifest::display_name(&self.path.to_string_lossy())
                 );
             }
         }

@@ -97,7 +97,7 @@ fn completion(swarm: &Swarm, path: std::path::PathBuf, started: Instant) -> Comp
     let elapsed = started.elapsed();
     info!(
         "complete: {} verified ({} bytes, blake3 {}), {fetched} chunks fetched in {:.2}s",
-        path.display(),
+        crate::manifest::display_name(&path.to_string_lossy()),
         swarm.manifest.size,
         swarm.manifest.hash.short(),
         elapsed.as_secs_f64()

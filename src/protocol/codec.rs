@@ -196,7 +196,8 @@ fn parse_header(header: &[u8]) -> Result<Message, ProtocolError> {
             Some(rest) => {
                 ProtocolError::UnknownMessage(rest.split('`').next().unwrap_or("").to_string())
             }
-            None => ProtocolError::MalformedHeader(text),
+            // serde quotes some of the header's own strings raw ("unknown field `x`").
+            None => ProtocolError::MalformedHeader(crate::manifest::display_cut(&text, 256)),
         }
     })
 }

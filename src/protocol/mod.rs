@@ -71,7 +71,7 @@ pub enum ProtocolError {
     FrameTooShort { len: usize },
     #[error("header length {header} exceeds the frame's {frame} bytes")]
     HeaderPastFrame { header: usize, frame: usize },
-    #[error("unknown message type {0:?}")]
+    #[error("unknown message type \"{}\"", crate::manifest::display_cut(.0, 64))]
     UnknownMessage(String),
     #[error("malformed header: {0}")]
     MalformedHeader(String),

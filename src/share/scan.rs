@@ -75,7 +75,10 @@ impl Scan {
                     changed = true;
                 }
                 // Being written, unreadable: tried again next time.
-                Ok(Err((path, e))) => warn!("not sharing {} yet: {e}", path.display()),
+                Ok(Err((path, e))) => warn!(
+                    "not sharing {} yet: {e}",
+                    crate::manifest::display_name(&path.to_string_lossy())
+                ),
                 Err(e) => warn!("hashing failed: {e}"),
             }
         }

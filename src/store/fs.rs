@@ -9,18 +9,19 @@ use std::path::{Path, PathBuf};
 
 use super::{StoreError, io_err};
 use crate::hash::Hash;
-use crate::manifest::MAX_NAME_LEN;
+use crate::manifest::{MAX_NAME_LEN, disk_name};
 
 /// The longest suffix added to a stem: `NAME.manifest.json.tmp`. (Chunk files add at most
 /// `.<7 digits>.tmp`, 12 bytes.)
 const LONGEST_AUX_SUFFIX: &str = ".manifest.json.tmp";
 
 /// The stem of the auxiliary file names of `name` (part file, summary, saved manifest, chunk
-/// files, temporary files): `name` itself when every `name` + suffix fits in
+/// files, temporary files): its stored form ([`disk_name`]) when every stem + suffix fits in
 /// [`MAX_NAME_LEN`] bytes, else `.rs-` and 16 hex digits of `blake3(name)`.
 pub fn aux_stem(name: &str) -> String {
-    if name.len() + LONGEST_AUX_SUFFIX.len() <= MAX_NAME_LEN {
-        name.to_string()
+    let stored = disk_name(name);
+    if stored.len() + LONGEST_AUX_SUFFIX.len() <= MAX_NAME_LEN {
+        stored.into_owned()
     } else {
         format!(".rs-{}", &blake3::hash(name.as_bytes()).to_hex()[..16])
     }

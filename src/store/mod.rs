@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::hash::Hash;
-use crate::manifest::{ChunkId, Manifest, display_name};
+use crate::manifest::{ChunkId, Manifest, disk_name, display_name};
 use crate::units::human_size;
 
 use fs::open_read;
@@ -162,9 +162,10 @@ impl ChunkStore {
         &self.manifest
     }
 
-    /// `DIR/NAME`: where the finished file appears.
+    /// `DIR/NAME`: where the finished file appears, under the name's stored form
+    /// ([`disk_name`]: control and bidirectional characters as `%XX`).
     pub fn output_path(&self) -> PathBuf {
-        self.dir.join(&self.manifest.name)
+        self.dir.join(&*disk_name(&self.manifest.name))
     }
 
     /// `DIR/STEM` + `suffix` (see [`aux_stem`]).
@@ -497,7 +498,7 @@ mod tests {
         }
         store.write_summary(&have).unwrap();
         let out = store.assemble().unwrap();
-        assert_eq!(out, dir.join(&m.name));
+        assert_eq!(out, dir.join(&*disk_name(&m.name)));
         assert_eq!(fs::read(&out).unwrap(), data, "{layout:?}");
         drop(store);
         let (_, have) = ChunkStore::open(dir, m, layout).unwrap();
@@ -519,6 +520,54 @@ mod tests {
             assert!(peer.join(format!("{stem}.summary")).exists());
         }
         assert_eq!(aux_stem("f.bin"), "f.bin", "ordinary names keep their stem");
+    }
+
+    /// A name with control and bidirectional characters (another node's choice) is stored
+    /// under its `%XX` form: the part file, summary, chunk files and finished file, from the
+    /// first chunk through a restart to the end; nothing on disk carries the raw name.
+    #[test]
+    fn a_hostile_name_is_stored_under_its_safe_form() {
+        let name = "ev\x1b]0;t\x07il\r\nfake\u{202e}gpj.exe";
+        let safe = "ev%1B]0;t%07il%0D%0Afake%E2%80%AEgpj.exe";
+        for layout in [Layout::PartFile, Layout::ChunkFiles] {
+            let (dir, m, data) = setup_named(name, 1234);
+            let peer = dir.path().join("peer");
+            let (store, mut have) = ChunkStore::open(&peer, &m, layout).unwrap();
+            fill(&store, &m, &data, 0..2);
+            for id in m.chunk_ids().take(2) {
+                have.insert(id);
+            }
+            store.write_summary(&have).unwrap();
+            drop(store);
+            let (_, again) = ChunkStore::open(&peer, &m, layout).unwrap();
+            assert_eq!(again.count(), 2, "{layout:?}: resumed under the same names");
+            round_trip(&peer, &m, &data, layout);
+            assert!(ChunkStore::manifest_path_for(&peer, name).exists());
+            assert_eq!(fs::read(peer.join(safe)).unwrap(), data);
+            let mut names = Vec::new();
+            for e in walkdir(&peer) {
+                let n = e.file_name().unwrap().to_str().unwrap().to_string();
+                assert!(
+                    !n.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                    "{layout:?}: {n:?}"
+                );
+                names.push(n);
+            }
+            assert!(names.iter().any(|n| n == safe), "{layout:?}: {names:?}");
+        }
+    }
+
+    /// Every path under `dir`, folders included.
+    fn walkdir(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walkdir(&p));
+            }
+            out.push(p);
+        }
+        out
     }
 
     /// `--chunk-files` for a file named `chunks`: its chunk folder moves aside, and the
