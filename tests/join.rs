@@ -291,3 +291,71 @@ fn a_joiner_whose_address_is_held_says_so_and_waits_for_it() {
     drop(squatter);
     assert_complete(root, "real", &mut p, &original);
 }
+
+/// A member that joins and never serves: it registered a port and its kernel accepts
+/// connections there, but nothing answers. The joiner downloading from it reports it to the
+/// directory (`source_lost`), which probes it, finds no answer, and re-stitches the ring
+/// around it: that joiner is told the next member and both complete, byte-identical.
+#[test]
+fn a_member_that_never_serves_is_stitched_out_of_the_ring() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("share").join("data.bin");
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    random_file(&original, 2 << 20, 73);
+    // At 256 KiB/s the owner needs 8 s for one copy: the ring must work for it.
+    let (owner, port) = start_owner(
+        root,
+        &original,
+        &args!["--peers", 3, "--upload-limit", "256KiB"],
+    );
+    // The silent member: a listening socket nobody accepts from (the kernel completes the
+    // connection; no byte ever comes back).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let mut squatter = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    squatter
+        .write_all(&crate::util::json_frame(serde_json::json!({
+            "type": "hello", "version": 1, "role": "joiner", "file": "data.bin",
+            "have": [], "port": silent_port
+        })))
+        .unwrap();
+    let mut first = [0u8; 4];
+    squatter.read_exact(&mut first).unwrap();
+    // a joins: a downloads from the silent member (the ring's first); then b: a downloads
+    // from b, and b from the silent member.
+    let (mut a, a_ev) = join(root, "a", port, &[]);
+    wait_joined(&mut a, &a_ev);
+    let (mut b, b_ev) = join(root, "b", port, &[]);
+    wait_joined(&mut b, &b_ev);
+    let joined = std::time::Instant::now();
+    let a_addr = format!("127.0.0.1:{}", a.listening_port());
+    let reported = format!("download neighbour 127.0.0.1:{silent_port} has not served");
+    assert!(b.wait_log(&reported), "{}", b.describe());
+    let restitched = || {
+        read_events_so_far(&b_ev)
+            .iter()
+            .any(|e| e.event == EventKind::NeighbourChanged && e.neighbour == a_addr)
+    };
+    assert!(
+        wait_until(WAIT, restitched),
+        "b was not given a ({a_addr}) as its neighbour: {}",
+        b.describe()
+    );
+    eprintln!(
+        "re-stitched around the silent member {:?} after b joined",
+        joined.elapsed()
+    );
+    let mut owner = owner;
+    assert!(
+        owner.wait_log(&format!(
+            "127.0.0.1:{silent_port} reported lost and unreachable"
+        )),
+        "{}",
+        owner.describe()
+    );
+    assert_complete(root, "a", &mut a, &original);
+    assert_complete(root, "b", &mut b, &original);
+    drop((squatter, silent));
+}

@@ -1,5 +1,8 @@
-//! Checking a source a getter reported lost (`source_lost`): the owner tries it itself and
-//! drops it from the directory only when it cannot reach it either.
+//! Checking a source a getter or a ring member reported lost (`source_lost`): the owner tries
+//! it itself and drops it from the directory only when it does not answer either. A source
+//! answers when its upload server replies to a `hello` (with `welcome`, a challenge or an
+//! error): a member that registered a port and accepts connections there but never serves is
+//! dropped as surely as one that is gone.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,9 +11,12 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::Files;
+use crate::chunkset::Ranges;
+use crate::connection::Connection;
 use crate::directory::Directory;
+use crate::protocol::{Message, PROTOCOL_VERSION, Role};
 
-/// How long the owner's probe may take to connect.
+/// How long the owner's probe may take to connect, and then to be answered.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A getter could not reach `addr`: if it is a member and the owner cannot reach it either
@@ -34,9 +40,9 @@ pub(super) fn check_lost_source(
     let reporter = reporter.to_string();
     let target = crate::net::Endpoint::on(net, sa);
     tokio::spawn(async move {
-        let probe = tokio::time::timeout(PROBE_TIMEOUT, target.connect_stream()).await;
+        let answers = answers(&target).await;
         directory.end_probe();
-        if matches!(probe, Ok(Ok(_))) {
+        if answers {
             info!(from = %reporter, "{sa} reported lost but answers; kept");
         } else {
             let (dropped, left) = directory.drop_addr(sa);
@@ -46,4 +52,37 @@ pub(super) fn check_lost_source(
             }
         }
     });
+}
+
+/// Whether `target` accepts a connection within [`PROBE_TIMEOUT`] and answers a getter's
+/// `hello` within as long again: any message counts (a `welcome`, a secret's challenge, an
+/// error). The probe then closes.
+async fn answers(target: &crate::net::Endpoint) -> bool {
+    let Ok(Ok((stream, _))) = tokio::time::timeout(PROBE_TIMEOUT, target.connect_stream()).await
+    else {
+        return false;
+    };
+    let mut conn = Connection::over(stream, target.to_string(), 0);
+    let hello = Message::Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Getter,
+        file: None,
+        have: Ranges::default(),
+        port: None,
+        nonce: None,
+        node: None,
+    };
+    if tokio::time::timeout(PROBE_TIMEOUT, conn.send(hello))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    // A frame larger than a header (a `welcome` carries the manifest) is cut off by the
+    // body limit, and still proves an answer.
+    !matches!(
+        conn.recv("a probe's answer", PROBE_TIMEOUT).await,
+        Err(crate::protocol::ProtocolError::Timeout(_) | crate::protocol::ProtocolError::Io(_))
+            | Ok(None)
+    )
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::bootstrap::Handshake;
@@ -25,6 +26,7 @@ use crate::manifest::ChunkId;
 use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, ProtocolError};
 use crate::watch;
 use crate::{Error, Result};
+use tracing::info;
 
 /// The chunks this connection requested and has not received; released when it ends.
 struct InFlight<'a> {
@@ -83,6 +85,7 @@ pub(super) async fn drive(
         announced,
         heartbeat: hs.heartbeat,
         changed: swarm.changed.subscribe(),
+        lost: None,
     };
     let queue = swarm.config.in_flight + 4;
     driver::drive(hs.conn, reading, writing, queue, token).await
@@ -278,8 +281,14 @@ pub(super) async fn announce(
     Ok(true)
 }
 
+/// How long a ring peer's download neighbour may not serve (unreachable, or silent after
+/// connecting) before the peer reports it to the directory (`source_lost`), which probes it
+/// and drops it from the ring if it does not answer.
+pub const REPORT_LOST_AFTER: Duration = Duration::from_secs(2);
+
 /// The writer's side: sends queued requests and announces newly held chunks; ends a
-/// neighbour connection once everything is held and announced.
+/// neighbour connection once everything is held and announced. On the directory's
+/// connection it also reports a download neighbour that does not serve.
 struct Announcer<'a> {
     swarm: &'a Swarm,
     kind: SourceKind,
@@ -288,6 +297,40 @@ struct Announcer<'a> {
     announced: ChunkSet,
     heartbeat: Duration,
     changed: watch::Receiver<()>,
+    /// The download neighbour seen down: its address, since when (as seen here), and when
+    /// it was last reported.
+    lost: Option<(String, Instant, Option<Instant>)>,
+}
+
+impl Announcer<'_> {
+    /// On the directory's connection, while the download neighbour does not serve: its
+    /// address and when to report it (after [`REPORT_LOST_AFTER`], then at most every
+    /// [`crate::directory::PROBE_EVERY`], when the directory may probe it again).
+    fn lost_neighbour(&mut self) -> Option<(String, Instant)> {
+        let directory = matches!(self.kind, SourceKind::Owner | SourceKind::Directory);
+        let down = self.swarm.lock().ring.down_since();
+        let addr = self
+            .swarm
+            .neighbour
+            .borrow()
+            .as_ref()
+            .map(ToString::to_string);
+        let (Some(addr), Some(down), true, false) =
+            (addr, down, directory, self.swarm.is_complete())
+        else {
+            self.lost = None;
+            return None;
+        };
+        if self.lost.as_ref().is_none_or(|(a, _, _)| *a != addr) {
+            self.lost = Some((addr, down.max(Instant::now()), None));
+        }
+        let (addr, since, told) = self.lost.as_ref()?;
+        let due = match told {
+            Some(t) => *t + crate::directory::PROBE_EVERY,
+            None => *since + REPORT_LOST_AFTER,
+        };
+        Some((addr.clone(), due))
+    }
 }
 
 impl Writing for Announcer<'_> {
@@ -299,6 +342,18 @@ impl Writing for Announcer<'_> {
     }
 
     async fn flush(&mut self, writer: &mut ConnWriter) -> Result<Flow> {
+        if let Some((addr, due)) = self.lost_neighbour()
+            && due <= Instant::now()
+        {
+            info!(
+                "download neighbour {addr} has not served for {}s; reported to the directory",
+                REPORT_LOST_AFTER.as_secs()
+            );
+            writer.send(Message::SourceLost { addr }).await?;
+            if let Some((_, _, told)) = &mut self.lost {
+                *told = Some(Instant::now());
+            }
+        }
         let sent = announce(self.swarm, writer, self.label, &mut self.announced).await?;
         // A complete peer ends its neighbour connection; the owner connection stays, as
         // the directory registration, with heartbeats.
@@ -309,8 +364,12 @@ impl Writing for Announcer<'_> {
     }
 
     async fn wake(&mut self) {
-        // Closed only with the swarm, which outlives the session.
-        let _ = self.changed.changed().await;
+        let report = self.lost_neighbour().map(|(_, due)| due);
+        tokio::select! {
+            // Closed only with the swarm, which outlives the session.
+            _ = self.changed.changed() => {}
+            () = tokio::time::sleep_until(report.unwrap_or_else(Instant::now)), if report.is_some() => {}
+        }
     }
 
     async fn on_out(&mut self, msg: Message, writer: &mut ConnWriter) -> Result<Flow> {
