@@ -163,9 +163,11 @@ impl Dashboard {
     }
 
     /// The live feed for one client: the swarm now, then every new snapshot; it ends when
-    /// the client falls more than [`CLIENT_QUEUE`] snapshots behind.
+    /// the client falls more than [`CLIENT_QUEUE`] snapshots behind. `place` (the client
+    /// address's event-stream place, if any) is held until the feed ends.
     pub fn events(
         self: &Arc<Self>,
+        place: Option<crate::http::limits::Place>,
     ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>> + use<>> {
         use futures::StreamExt;
         let rx = self.feed.subscribe();
@@ -176,7 +178,8 @@ impl Dashboard {
             let s = rx.recv().await.ok()?;
             Some((s.to_string(), rx))
         });
-        let stream = head.chain(tail).map(|data| {
+        let stream = head.chain(tail).map(move |data| {
+            let _held = &place;
             Ok(Event::default()
                 .event("swarm")
                 .retry(Duration::from_secs(1))

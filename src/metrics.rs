@@ -12,6 +12,9 @@
 //! ([`render_peer`]): chunks held, verified and refused, bytes received, bytes and chunks sent
 //! by the role of the one served (`neighbour`, `getter`), upload connections open by role and
 //! its own choker's state, under the same names as the owner's where they mean the same.
+//!
+//! Both also count what their HTTP side refused ([`HttpRefusals`]: over the connection cap,
+//! over one address's connection or event-stream cap).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -39,6 +42,83 @@ struct StateLabel {
     state: String,
 }
 
+/// A refusal `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+/// Why the HTTP side refused a connection or an event stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpRefusal {
+    /// The server already had its most connections open (503).
+    Busy,
+    /// The client's address already had its most connections open (429).
+    AddressConnections,
+    /// The client's address already had its most event streams open (429).
+    AddressEventStreams,
+}
+
+impl HttpRefusal {
+    /// Every reason.
+    pub const ALL: [HttpRefusal; 3] = [
+        HttpRefusal::Busy,
+        HttpRefusal::AddressConnections,
+        HttpRefusal::AddressEventStreams,
+    ];
+
+    /// The `reason` label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            HttpRefusal::Busy => "busy",
+            HttpRefusal::AddressConnections => "address_connections",
+            HttpRefusal::AddressEventStreams => "address_event_streams",
+        }
+    }
+}
+
+/// What an HTTP side refused, by reason (`ringswarm_http_refused_total{reason}`): shared by
+/// the server that counts and the metrics that show it (clones count together).
+#[derive(Clone, Debug)]
+pub struct HttpRefusals(Family<ReasonLabel, Counter>);
+
+impl Default for HttpRefusals {
+    fn default() -> Self {
+        let family: Family<ReasonLabel, Counter> = Family::default();
+        for r in HttpRefusal::ALL {
+            let _ = family.get_or_create(&reason(r));
+        }
+        Self(family)
+    }
+}
+
+fn reason(r: HttpRefusal) -> ReasonLabel {
+    ReasonLabel {
+        reason: r.name().into(),
+    }
+}
+
+impl HttpRefusals {
+    /// Counts one refusal for `r`.
+    pub fn count(&self, r: HttpRefusal) {
+        self.0.get_or_create(&reason(r)).inc();
+    }
+
+    /// How many refusals for `r` so far.
+    pub fn get(&self, r: HttpRefusal) -> u64 {
+        self.0.get_or_create(&reason(r)).get()
+    }
+
+    /// Registers the family in `registry`.
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "http_refused",
+            "HTTP connections and event streams refused: over the connection cap (busy), over one client address's connection or event-stream cap",
+            self.0.clone(),
+        );
+    }
+}
+
 /// The owner's counters and the gauges read at each scrape.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -52,6 +132,7 @@ pub struct Metrics {
     member_chunks: Family<RoleLabel, Gauge<i64, AtomicI64>>,
     files: Gauge<i64, AtomicI64>,
     choke: Family<StateLabel, Gauge<i64, AtomicI64>>,
+    http_refused: HttpRefusals,
     choker: OnceLock<Arc<Choker>>,
     /// Chunk bytes sent, every role together (for a progress line).
     sent_total: AtomicU64,
@@ -99,6 +180,7 @@ impl Metrics {
             member_chunks: Family::default(),
             files: Gauge::default(),
             choke: Family::default(),
+            http_refused: HttpRefusals::default(),
             choker: OnceLock::new(),
             sent_total: AtomicU64::new(0),
             open_total: AtomicI64::new(0),
@@ -151,8 +233,14 @@ impl Metrics {
                 "Getter connections by choke state (choked, unchoked) and interested ones",
                 m.choke.clone(),
             );
+            m.http_refused.register(&mut r);
         }
         m
+    }
+
+    /// What this node's HTTP side refused, counted in these metrics.
+    pub fn http_refusals(&self) -> HttpRefusals {
+        self.http_refused.clone()
     }
 
     /// The owner's choker, read at each scrape (set once, when the owner starts).
@@ -239,8 +327,13 @@ impl Metrics {
     }
 }
 
-/// A peer's text exposition, read from `status` now.
+/// A peer's text exposition (OpenMetrics), read from `status` now.
 pub fn render_peer(status: &Status) -> String {
+    render_peer_with(status, None)
+}
+
+/// [`render_peer`], with what its HTTP side refused if given.
+pub fn render_peer_with(status: &Status, http: Option<&HttpRefusals>) -> String {
     let s: Snapshot = status.snapshot();
     let mut r = Registry::with_prefix("ringswarm");
     let gauge = |v: u64| {
@@ -320,11 +413,18 @@ pub fn render_peer(status: &Status) -> String {
         "Getter connections by choke state (choked, unchoked) and interested ones",
         choke,
     );
+    if let Some(http) = http {
+        http.register(&mut r);
+    }
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &r)
         .expect("writing to a String cannot fail");
     out
 }
+
+/// The content type of OpenMetrics text.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// An open connection, counted in `ringswarm_connections` until dropped.
 pub struct ConnectionGuard {
