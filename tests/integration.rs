@@ -43,3 +43,5 @@ mod share;
 mod join;
 
 mod dashboard;
+// GET /metrics of the owner and a peer: format negotiation, promtool, every family from the start.
+mod metrics;

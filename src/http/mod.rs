@@ -12,7 +12,7 @@
 //! | `GET /` | the live dashboard ([`crate::dashboard`]): an HTML page, its data below |
 //! | `GET /api/swarm` | the swarm now (JSON): members in ring order, progress, piece map, rates |
 //! | `GET /api/events` | the same, pushed every second (Server-Sent Events, event `swarm`) |
-//! | `GET /metrics` | the owner's [`crate::metrics`], in the Prometheus (OpenMetrics) text format |
+//! | `GET /metrics` | the owner's [`crate::metrics`]: the Prometheus text format 0.0.4, or OpenMetrics if the `Accept` header asks for it ([`crate::metrics::Format`]) |
 //! | `GET /api` | an index of these endpoints (HTML) |
 //! | `POST /login` | with a shared secret: the form field `secret`; sets the session cookie |
 //!
@@ -308,14 +308,18 @@ fn events(dashboard: &Arc<Dashboard>, limits: &Limits, client: Option<SocketAddr
     dashboard.events(place).into_response()
 }
 
-/// A `/metrics` answer of `openmetrics` text.
-pub(crate) fn metrics_answer(_headers: &axum::http::HeaderMap, openmetrics: String) -> Response {
+/// A `/metrics` answer of `openmetrics` text, in the format the request's `Accept` asks for.
+pub(crate) fn metrics_answer(headers: &axum::http::HeaderMap, openmetrics: String) -> Response {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::negotiate(accept);
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            crate::metrics::OPENMETRICS_CONTENT_TYPE,
-        )],
-        openmetrics,
+        [
+            (axum::http::header::CONTENT_TYPE, format.content_type()),
+            (axum::http::header::VARY, "accept"),
+        ],
+        format.encode(openmetrics),
     )
         .into_response()
 }
@@ -464,7 +468,7 @@ async fn index() -> Response {
 <li>/lookup?name=TEXT: files whose name holds TEXT</li>
 <li><a href="/peers">/peers</a>: every member</li>
 <li><a href="/health">/health</a></li>
-<li><a href="/metrics">/metrics</a>: counters and gauges, Prometheus text format</li>
+<li><a href="/metrics">/metrics</a>: counters and gauges, Prometheus text format (OpenMetrics if asked for)</li>
 </ul></body></html>
 "#;
     (

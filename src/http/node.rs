@@ -3,7 +3,7 @@
 //!
 //! | endpoint | answer |
 //! |---|---|
-//! | `GET /metrics` | the node's [`crate::metrics`], in the Prometheus (OpenMetrics) text format |
+//! | `GET /metrics` | the node's [`crate::metrics`]: the Prometheus text format 0.0.4, or OpenMetrics if the `Accept` header asks for it |
 //! | `GET /api/status` | its progress now (JSON): a peer's [`crate::peer::Snapshot`] with `percent`; a publisher's bytes sent and connections open |
 //! | `GET /health` | `{"status":"ok"}` |
 //! | `GET /` | an index of these endpoints (HTML) |
@@ -124,7 +124,7 @@ async fn index() -> Response {
 <html lang="en"><head><meta charset="utf-8"><title>ringswarm node</title></head>
 <body><h1>ringswarm node</h1><ul>
 <li><a href="/api/status">/api/status</a>: progress now (JSON)</li>
-<li><a href="/metrics">/metrics</a>: counters and gauges, Prometheus text format</li>
+<li><a href="/metrics">/metrics</a>: counters and gauges, Prometheus text format (OpenMetrics if asked for)</li>
 <li><a href="/health">/health</a></li>
 </ul></body></html>
 "#;
