@@ -254,6 +254,109 @@ async fn the_snapshot_and_its_feed() {
     );
 }
 
+/// Issue 19: the first visitor's page, loaded mid-transfer, draws each downloading member's
+/// real rate at once. Three members gain two 1 KiB chunks every 50 ms (about 40 KiB/s) while
+/// no one watches; the page loaded then shows a non-zero KiB/s rate for each in its first
+/// paint (the snapshot inlined in the page), where it used to show "0 B/s" until the feed's
+/// next update.
+#[test]
+fn a_page_loaded_mid_transfer_draws_rates_at_once() {
+    use ringswarm::chunkset::ChunkSet;
+    use ringswarm::manifest::Manifest;
+    use std::sync::Arc;
+    let Some(bin) = chromium_or_skip() else {
+        return;
+    };
+    let mut page = match Browser::launch(&bin, 1400, 1000) {
+        Ok(page) => page,
+        Err(why) if !in_ci() => return skip(&format!("chromium does not start: {why}")),
+        Err(why) => panic!("chromium does not start: {why}"),
+    };
+    let m = Manifest::from_bytes("steady.bin", &vec![3u8; 4000 * 1024], 1024).unwrap();
+    let directory = Arc::new(ringswarm::directory::Directory::new(
+        vec![Arc::new(m.clone())],
+        "127.0.0.1:1".parse().unwrap(),
+        ringswarm::directory::DEFAULT_PEER_TTL,
+    ));
+    let ids: Vec<u64> = (0..3u16)
+        .map(|i| {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 21_000 + i));
+            let id = directory
+                .register(
+                    0,
+                    addr,
+                    ringswarm::protocol::Role::Joiner,
+                    ChunkSet::new(4000),
+                    None,
+                )
+                .unwrap();
+            directory.join_ring(0, id);
+            id
+        })
+        .collect();
+    let token = tokio_util::sync::CancellationToken::new();
+    // The members gain chunks steadily until the test ends.
+    let (feeder_dir, feeder_stop) = (directory.clone(), token.clone());
+    let feeder = std::thread::spawn(move || {
+        let mut next = 0u32;
+        while !feeder_stop.is_cancelled() && next + 2 <= 4000 {
+            for &id in &ids {
+                let mut gained = ChunkSet::new(4000);
+                for c in next..next + 2 {
+                    gained.insert(m.chunk_id(c).unwrap());
+                }
+                feeder_dir.add_chunks(id, &gained);
+            }
+            next += 2;
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop = token.clone();
+    let server_dir = directory.clone();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let options = ringswarm::http::Options::default();
+            ringswarm::http::serve_with(listener, server_dir, options, stop)
+                .await
+                .unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    // Mid-transfer, with no one watching for a while: long enough for two samples.
+    std::thread::sleep(2 * ringswarm::dashboard::UPDATE_EVERY + ringswarm::dashboard::RATE_SAMPLE);
+    page.goto(&format!("http://{addr}/")).unwrap();
+    let first = shown(&mut page).unwrap();
+    let initial = page
+        .eval("JSON.parse(document.getElementById('initial').textContent).rates")
+        .unwrap();
+    token.cancel();
+    assert_eq!(first.table.len(), 3, "{first:?}");
+    for row in &first.table {
+        assert!(
+            row[3].ends_with("KiB/s") && !row[3].starts_with("0 "),
+            "each member's rate in the first paint: {first:?}"
+        );
+    }
+    let rates = initial.as_object().expect("rates in the inlined snapshot");
+    assert_eq!(rates.len(), 3, "{initial}");
+    assert!(
+        rates
+            .values()
+            .all(|r| r.as_f64().is_some_and(|r| r > 1000.0)),
+        "the inlined snapshot's rates are measured: {initial}"
+    );
+    drop(page);
+    feeder.join().unwrap();
+    server.join().unwrap();
+}
+
 /// CPU time (user and system) thread `tid` of this process has used so far, from
 /// `/proc/self/task/TID/stat` (in clock ticks of 10 ms).
 fn thread_cpu(tid: &str) -> std::time::Duration {

@@ -914,6 +914,146 @@ async fn read_to_close(mut s: tokio::net::TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A connection to `to` from the loopback address `from` (any of 127.0.0.0/8).
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Sends `GET path` on `s` (kept open) and reads its answer's head: the status code and the
+/// head's text.
+async fn ask_head(s: &mut tokio::net::TcpStream, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
+            .await
+            .expect("an answer within 20 s")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+/// Issue 19's dashboard lockout: event-stream clients from one address (more than the
+/// server's whole connection cap) get at most their address's share of event streams (the
+/// rest a 429 saying why) and connections (idle ones past the cap a 429 at once), while a
+/// visitor from another address is served the page, the API and a feed of its own; every
+/// refusal is counted in `/metrics`. Before the per-address caps, 256 of them held every
+/// connection and the visitor got a 503 for up to a minute.
+#[tokio::test]
+async fn http_one_address_cannot_lock_others_out() {
+    use ringswarm::http::{
+        MAX_CONNECTIONS_PER_ADDRESS, MAX_EVENT_STREAMS_PER_ADDRESS, MAX_HTTP_CONNECTIONS,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("a.bin");
+    random_file(&path, 1000, 1);
+    let manifest = ringswarm::manifest::Manifest::from_file(&path, DEFAULT_CHUNK_SIZE).unwrap();
+    let directory = Arc::new(ringswarm::directory::Directory::new(
+        vec![Arc::new(manifest)],
+        "127.0.0.1:1".parse().unwrap(),
+        ringswarm::directory::DEFAULT_PEER_TTL,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    let token = tokio_util::sync::CancellationToken::new();
+    let _stop = token.clone().drop_guard();
+    let options = ringswarm::http::Options {
+        metrics: Some(Arc::new(ringswarm::metrics::Metrics::new())),
+        ..Default::default()
+    };
+    tokio::spawn(ringswarm::http::serve_with(
+        listener, directory, options, token,
+    ));
+
+    // More event streams from 127.0.0.1 than the server has connections.
+    let mut streams = Vec::new();
+    let mut refused = 0;
+    for _ in 0..MAX_HTTP_CONNECTIONS + 10 {
+        let mut s = connect_from("127.0.0.1", api).await;
+        let (code, head) = ask_head(&mut s, "/api/events").await;
+        match code {
+            200 => streams.push(s),
+            429 => {
+                refused += 1;
+                assert!(
+                    head.contains("too many event streams from 127.0.0.1")
+                        || head.contains("too many connections from 127.0.0.1"),
+                    "{head}"
+                );
+            }
+            _ => panic!("stream {}: {head}", streams.len() + refused),
+        }
+    }
+    assert_eq!(streams.len(), MAX_EVENT_STREAMS_PER_ADDRESS);
+    // Idle connections from one address: past its cap, a 429 at once.
+    let mut idle = Vec::new();
+    for _ in 0..MAX_CONNECTIONS_PER_ADDRESS - MAX_EVENT_STREAMS_PER_ADDRESS {
+        idle.push(connect_from("127.0.0.1", api).await);
+    }
+    let text = read_to_close(connect_from("127.0.0.1", api).await).await;
+    assert!(text.starts_with("HTTP/1.1 429"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "too many connections from 127.0.0.1: at most {MAX_CONNECTIONS_PER_ADDRESS} at once per address"
+        )),
+        "{text}"
+    );
+    // Another address is served at once: the page, the API and a feed of its own.
+    for path in ["/", "/health", "/api/events"] {
+        let started = std::time::Instant::now();
+        let mut s = connect_from("127.0.0.2", api).await;
+        let (code, head) = ask_head(&mut s, path).await;
+        assert_eq!(code, 200, "{path} from 127.0.0.2: {head}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    // Every refusal was counted.
+    let mut s = connect_from("127.0.0.3", api).await;
+    use tokio::io::AsyncWriteExt;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let text = read_to_close(s).await;
+    let count = |reason: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "ringswarm_http_refused_total{{reason=\"{reason}\"}} "
+                ))
+            })
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no {reason} count in:\n{text}"))
+    };
+    assert_eq!(
+        count("address_event_streams") + count("address_connections"),
+        refused + 1,
+        "{text}"
+    );
+    assert!(count("address_connections") >= 1, "{text}");
+    assert_eq!(count("busy"), 0, "{text}");
+    drop((streams, idle));
+}
+
 /// The HTTP API in-process under tokio's paused clock, so the header timeout is checked
 /// exactly, however busy the machine.
 #[tokio::test(start_paused = true)]
@@ -953,12 +1093,14 @@ async fn http_api_survives_garbage_silence_and_a_flood() {
         waited >= HEADER_TIMEOUT && waited <= HEADER_TIMEOUT + Duration::from_secs(1),
         "closed after {waited:?}, not at the {HEADER_TIMEOUT:?} header timeout: {text}"
     );
-    // More connections than the cap: the excess get a 503, and the API serves on after.
+    // More connections than the cap (from as many addresses as it takes: each may hold only
+    // its share): the excess get a 503, and the API serves on after.
     let mut held = Vec::new();
-    for _ in 0..MAX_HTTP_CONNECTIONS {
-        held.push(TcpStream::connect(api).await.unwrap());
+    for i in 0..MAX_HTTP_CONNECTIONS {
+        let from = 1 + i / ringswarm::http::MAX_CONNECTIONS_PER_ADDRESS;
+        held.push(connect_from(&format!("127.0.0.{from}"), api).await);
     }
-    let text = read_to_close(TcpStream::connect(api).await.unwrap()).await;
+    let text = read_to_close(connect_from("127.0.0.200", api).await).await;
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     assert!(text.contains("busy"), "{text}");
     drop(held);
@@ -977,7 +1119,7 @@ async fn http_api_survives_garbage_silence_and_a_flood() {
     assert!(served, "the API did not serve again after the flood");
 }
 
-/// `GET /metrics` of a running owner, in the Prometheus text format: after a getter fetched
+/// `GET /metrics` of a running owner, in the OpenMetrics text format: after a getter fetched
 /// the whole file from the owner alone, the owner counts the file's bytes and chunks sent to
 /// a getter, and the getter, still serving, as a member holding every chunk and an open
 /// connection.
@@ -1009,7 +1151,12 @@ fn http_metrics_count_what_the_owner_served() {
     g.wait_line("complete: ");
     let chunks = chunk_count(size);
     let metrics = || {
-        let resp = http().get(&format!("http://{api}/metrics")).call().unwrap();
+        // As Prometheus asks for it (tests/metrics.rs checks the classic format too).
+        let resp = http()
+            .get(&format!("http://{api}/metrics"))
+            .header("accept", "application/openmetrics-text; version=1.0.0")
+            .call()
+            .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
         assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
@@ -1099,10 +1246,11 @@ fn a_peers_http_side_shows_its_progress_and_metrics() {
         format!("ringswarm_received_bytes_total {size}"),
         "ringswarm_refused_chunks_total 0".to_string(),
         "ringswarm_sent_chunks_total{role=\"getter\"} 0".to_string(),
+        // The classic text format (no Accept asked for OpenMetrics).
+        "# TYPE ringswarm_verified_chunks_total counter".to_string(),
     ] {
         assert!(text.lines().any(|l| l == want), "{want} not in:\n{text}");
     }
-    assert!(text.trim_end().ends_with("# EOF"), "{text}");
     let (status, body) = get(&base, "/nope");
     assert_eq!(status, 404);
     assert!(

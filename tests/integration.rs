@@ -45,3 +45,5 @@ mod join;
 mod escape;
 
 mod dashboard;
+// GET /metrics of the owner and a peer: format negotiation, promtool, every family from the start.
+mod metrics;

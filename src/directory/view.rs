@@ -175,6 +175,25 @@ pub(crate) fn piece_row(count: u32, per: u32, holds: impl Fn(u32) -> bool) -> St
 }
 
 impl Directory {
+    /// Every member's chunks held now, as `(file id, address, chunks, chunk size)`: what the
+    /// dashboard samples between snapshots for its rates, without building a whole view.
+    pub fn member_counts(&self) -> Vec<(u32, String, u32, u64)> {
+        let inner = self.inner();
+        inner
+            .members
+            .values()
+            .map(|m| {
+                let chunk_size = inner.files.get(m.file).map_or(0, |f| f.chunk_size);
+                (
+                    file_id(m.file),
+                    m.addr.to_string(),
+                    m.have.count(),
+                    chunk_size,
+                )
+            })
+            .collect()
+    }
+
     /// The swarm now: one pass over the files, the members (and their chunks) and the
     /// departed, whatever their numbers.
     pub fn view(&self) -> SwarmView {

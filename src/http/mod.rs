@@ -12,13 +12,18 @@
 //! | `GET /` | the live dashboard ([`crate::dashboard`]): an HTML page, its data below |
 //! | `GET /api/swarm` | the swarm now (JSON): members in ring order, progress, piece map, rates |
 //! | `GET /api/events` | the same, pushed every second (Server-Sent Events, event `swarm`) |
-//! | `GET /metrics` | the owner's [`crate::metrics`], in the Prometheus (OpenMetrics) text format |
+//! | `GET /metrics` | the owner's [`crate::metrics`]: the Prometheus text format 0.0.4, or OpenMetrics if the `Accept` header asks for it ([`crate::metrics::Format`]) |
 //! | `GET /api` | an index of these endpoints (HTML) |
 //! | `POST /login` | with a shared secret: the form field `secret`; sets the session cookie |
 //!
 //! Anything else is a 404 (or 405 for another method) with a JSON `{"error": ...}`; a request
 //! axum cannot take apart (a file id that is not UTF-8, a query string that does not parse) is
 //! a 400 with the same JSON shape.
+//!
+//! **Connections** are capped at [`MAX_HTTP_CONNECTIONS`] (more are answered 503 and closed),
+//! and per client address at [`MAX_CONNECTIONS_PER_ADDRESS`], of which at most
+//! [`MAX_EVENT_STREAMS_PER_ADDRESS`] event streams (more are answered 429): one client cannot
+//! lock the others out ([`limits`]).
 //!
 //! **Under a shared secret** (`--secret`) every endpoint but `POST /login` needs the HTTP
 //! token derived from it ([`Secret::http_token`]): `Authorization: Bearer TOKEN`, or the cookie
@@ -27,6 +32,7 @@
 //! text/html`), a JSON error to anything else; never a redirect. The secret travels only in
 //! the login form's body, and neither it nor the token is logged, put in a URL or answered.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,11 +58,15 @@ use crate::dashboard::Dashboard;
 use crate::directory::Directory;
 use crate::net::{BoxStream, Listener};
 
+pub mod limits;
 mod node;
+pub use limits::{Limits, MAX_CONNECTIONS_PER_ADDRESS, MAX_EVENT_STREAMS_PER_ADDRESS};
 pub use node::{Node, node_router, serve_node};
 
-/// The content type of a `/metrics` answer.
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The client's address, put in each request's extensions by the server (absent when a
+/// router is driven without one, as in tests).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::SocketAddr);
 
 /// The most HTTP connections served at once; more are answered 503 and closed.
 pub const MAX_HTTP_CONNECTIONS: usize = 256;
@@ -105,14 +115,15 @@ pub async fn serve_with(
     options: Options,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    let (app, dashboard) = app(directory, options);
+    let (app, dashboard, limits) = app(directory, options);
     tokio::spawn(dashboard.run(token.child_token()));
-    serve_app(listener, app, token).await
+    serve_app(listener, app, limits, token).await
 }
 
 async fn serve_app(
     listener: impl Into<Listener>,
     app: Router,
+    limits: Arc<Limits>,
     token: CancellationToken,
 ) -> std::io::Result<()> {
     let admission = Admission {
@@ -121,25 +132,39 @@ async fn serve_app(
     };
     let tracker = TaskTracker::new();
     accept_loop(listener, &token, &tracker, admission, |a: Accepted| {
-        serve_connection(app.clone(), a)
+        serve_connection(app.clone(), limits.clone(), a)
     })
     .await;
     Ok(())
 }
 
-/// Serves one HTTP connection: a 503 when over the cap, else requests until the client
-/// closes, the token is cancelled (graceful shutdown) or the lifetime is up.
-async fn serve_connection(app: Router, a: Accepted) {
+/// Serves one HTTP connection: a 429 when its address is over its cap, a 503 when the server
+/// is, else requests until the client closes, the token is cancelled (graceful shutdown) or
+/// the lifetime is up.
+async fn serve_connection(app: Router, limits: Arc<Limits>, a: Accepted) {
     let Accepted {
         stream,
         addr,
         permit,
         token,
     } = a;
+    let Some(place) = limits.connection(addr.ip()) else {
+        drop(permit);
+        tracing::debug!(client = %addr, "HTTP connection refused: its address is at its cap");
+        let message = format!(
+            "too many connections from {}: at most {MAX_CONNECTIONS_PER_ADDRESS} at once per address; close some and try again",
+            addr.ip()
+        );
+        return refuse(stream, "429 Too Many Requests", &message).await;
+    };
     if permit.is_none() {
-        return refuse_busy(stream).await;
+        limits.refused(crate::metrics::HttpRefusal::Busy);
+        let message =
+            format!("busy: at most {MAX_HTTP_CONNECTIONS} connections at once; try again later");
+        return refuse(stream, "503 Service Unavailable", &message).await;
     }
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ClientAddr(addr));
         app.clone().oneshot(req.map(axum::body::Body::new))
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -161,17 +186,16 @@ async fn serve_connection(app: Router, a: Accepted) {
     if let Err(e) = res {
         tracing::debug!(client = %addr, "HTTP connection ended: {e}");
     }
-    drop(permit);
+    drop((permit, place));
 }
 
-/// Answers a connection over the cap with 503 and closes it.
-async fn refuse_busy(mut stream: BoxStream) {
+/// Answers a connection that is refused with `status` and a JSON `{"error": message}`, and
+/// closes it.
+async fn refuse(mut stream: BoxStream, status: &str, message: &str) {
     use tokio::io::AsyncWriteExt;
-    let body = format!(
-        "{{\"error\":\"busy: at most {MAX_HTTP_CONNECTIONS} connections at once; try again later\"}}"
-    );
+    let body = json!({ "error": message }).to_string();
     let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = tokio::time::timeout(
@@ -191,14 +215,22 @@ pub fn router_with(directory: Arc<Directory>, options: Options) -> Router {
     app(directory, options).0
 }
 
-/// The routes, and the dashboard whose feed [`Dashboard::run`] must drive.
-fn app(directory: Arc<Directory>, options: Options) -> (Router, Arc<Dashboard>) {
+/// The routes, the dashboard whose feed [`Dashboard::run`] must drive, and the per-address
+/// limits the routes and the server share.
+fn app(directory: Arc<Directory>, options: Options) -> (Router, Arc<Dashboard>, Arc<Limits>) {
     let Options {
         secret,
         metrics,
         ticket_host,
     } = options;
+    let limits = Limits::new(
+        metrics
+            .as_ref()
+            .map(|m| m.http_refusals())
+            .unwrap_or_default(),
+    );
     let login_secret = secret.clone();
+    let stream_limits = limits.clone();
     let dashboard = Dashboard::new(directory.clone(), ticket_host);
     let (d0, d1, d2) = (dashboard.clone(), dashboard.clone(), dashboard.clone());
     let router = Router::new()
@@ -213,19 +245,24 @@ fn app(directory: Arc<Directory>, options: Options) -> (Router, Arc<Dashboard>) 
                 )
             }),
         )
-        .route("/api/events", get(move || async move { d2.events() }))
+        .route(
+            "/api/events",
+            get(
+                move |client: Option<axum::Extension<ClientAddr>>| async move {
+                    events(&d2, &stream_limits, client.map(|c| c.0.0))
+                },
+            ),
+        )
         .route(
             "/metrics",
-            get(move |State(d): State<Arc<Directory>>| async move {
-                match metrics {
-                    Some(m) => (
-                        [(axum::http::header::CONTENT_TYPE, OPENMETRICS)],
-                        m.render(Some(&d)),
-                    )
-                        .into_response(),
-                    None => not_found(axum::http::Uri::from_static("/metrics")).await,
-                }
-            }),
+            get(
+                move |State(d): State<Arc<Directory>>, headers: axum::http::HeaderMap| async move {
+                    match metrics {
+                        Some(m) => metrics_answer(&headers, m.render(Some(&d))),
+                        None => not_found(axum::http::Uri::from_static("/metrics")).await,
+                    }
+                },
+            ),
         )
         .route(
             "/login",
@@ -242,7 +279,49 @@ fn app(directory: Arc<Directory>, options: Options) -> (Router, Arc<Dashboard>) 
         .layer(axum::middleware::from_fn(move |req, next| {
             require_secret(secret.clone(), req, next)
         }));
-    (router, dashboard)
+    (router, dashboard, limits)
+}
+
+/// `GET /api/events`: the dashboard's feed, holding one of the client address's event-stream
+/// places while it lasts; a 429 when its address holds all of them.
+fn events(dashboard: &Arc<Dashboard>, limits: &Limits, client: Option<SocketAddr>) -> Response {
+    let place = match client.map(|c| limits.event_stream(c.ip())) {
+        Some(None) => {
+            let ip = client.map(|c| c.ip().to_string()).unwrap_or_default();
+            tracing::debug!(client = %ip, "event stream refused: its address is at its cap");
+            let error = format!(
+                "too many event streams from {ip}: at most {MAX_EVENT_STREAMS_PER_ADDRESS} at once per address; close another dashboard and try again"
+            );
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    (axum::http::header::CONNECTION, "close"),
+                    (axum::http::header::RETRY_AFTER, "5"),
+                ],
+                Json(json!({ "error": error })),
+            )
+                .into_response();
+        }
+        Some(place) => place,
+        None => None,
+    };
+    dashboard.events(place).into_response()
+}
+
+/// A `/metrics` answer of `openmetrics` text, in the format the request's `Accept` asks for.
+pub(crate) fn metrics_answer(headers: &axum::http::HeaderMap, openmetrics: String) -> Response {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::negotiate(accept);
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, format.content_type()),
+            (axum::http::header::VARY, "accept"),
+        ],
+        format.encode(openmetrics),
+    )
+        .into_response()
 }
 
 /// `GET /`: the dashboard.
@@ -389,7 +468,7 @@ async fn index() -> Response {
 <li>/lookup?name=TEXT: files whose name holds TEXT</li>
 <li><a href="/peers">/peers</a>: every member</li>
 <li><a href="/health">/health</a></li>
-<li><a href="/metrics">/metrics</a>: counters and gauges, Prometheus text format</li>
+<li><a href="/metrics">/metrics</a>: counters and gauges, Prometheus text format (OpenMetrics if asked for)</li>
 </ul></body></html>
 "#;
     (

@@ -3,13 +3,14 @@
 //!
 //! | endpoint | answer |
 //! |---|---|
-//! | `GET /metrics` | the node's [`crate::metrics`], in the Prometheus (OpenMetrics) text format |
+//! | `GET /metrics` | the node's [`crate::metrics`]: the Prometheus text format 0.0.4, or OpenMetrics if the `Accept` header asks for it |
 //! | `GET /api/status` | its progress now (JSON): a peer's [`crate::peer::Snapshot`] with `percent`; a publisher's bytes sent and connections open |
 //! | `GET /health` | `{"status":"ok"}` |
 //! | `GET /` | an index of these endpoints (HTML) |
 //! | `POST /login` | with a shared secret: the form field `secret`; sets the session cookie |
 //!
-//! Served like the owner's API (the same connection cap, timeouts and 404/405 answers), and
+//! Served like the owner's API (the same connection caps, per address too, timeouts and
+//! 404/405 answers; its refusals are counted in its `/metrics`), and
 //! under a shared secret guarded the same way: the HTTP token as a bearer token or the session
 //! cookie, else a 401.
 
@@ -23,9 +24,9 @@ use axum::routing::get;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{login, method_not_allowed, require_secret, serve_app};
+use super::{Limits, login, method_not_allowed, metrics_answer, require_secret, serve_app};
 use crate::auth::Secret;
-use crate::metrics::Metrics;
+use crate::metrics::{HttpRefusals, Metrics};
 use crate::net::Listener;
 use crate::peer::Status;
 
@@ -50,16 +51,32 @@ pub async fn serve_node(
     secret: Option<Arc<Secret>>,
     token: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_app(listener, node_router(node, secret), token).await
+    let (router, limits) = node_app(node, secret);
+    serve_app(listener, router, limits, token).await
 }
 
 /// The routes of `node`'s HTTP side, for serving or testing.
 pub fn node_router(node: Node, secret: Option<Arc<Secret>>) -> Router {
+    node_app(node, secret).0
+}
+
+/// The routes, and the per-address limits whose refusals its `/metrics` shows.
+fn node_app(node: Node, secret: Option<Arc<Secret>>) -> (Router, Arc<Limits>) {
+    let refused = match &node {
+        Node::Peer(_) => HttpRefusals::default(),
+        Node::Publisher(m) => m.http_refusals(),
+    };
+    let limits = Limits::new(refused.clone());
     let login_secret = secret.clone();
     let (n0, n1) = (node.clone(), node);
-    Router::new()
+    let router = Router::new()
         .route("/", get(index))
-        .route("/metrics", get(move || async move { metrics(&n0) }))
+        .route(
+            "/metrics",
+            get(move |headers: axum::http::HeaderMap| async move {
+                metrics_answer(&headers, metrics(&n0, &refused))
+            }),
+        )
         .route("/api/status", get(move || async move { status(&n1) }))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route(
@@ -70,19 +87,16 @@ pub fn node_router(node: Node, secret: Option<Arc<Secret>>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(move |req, next| {
             require_secret(secret.clone(), req, next)
-        }))
+        }));
+    (router, limits)
 }
 
-fn metrics(node: &Node) -> Response {
-    let text = match node {
-        Node::Peer(status) => crate::metrics::render_peer(status),
+/// The node's metrics now (OpenMetrics), with what its HTTP side refused.
+fn metrics(node: &Node, refused: &HttpRefusals) -> String {
+    match node {
+        Node::Peer(status) => crate::metrics::render_peer_with(status, Some(refused)),
         Node::Publisher(m) => m.render(None),
-    };
-    (
-        [(axum::http::header::CONTENT_TYPE, super::OPENMETRICS)],
-        text,
-    )
-        .into_response()
+    }
 }
 
 fn status(node: &Node) -> Response {
@@ -110,7 +124,7 @@ async fn index() -> Response {
 <html lang="en"><head><meta charset="utf-8"><title>ringswarm node</title></head>
 <body><h1>ringswarm node</h1><ul>
 <li><a href="/api/status">/api/status</a>: progress now (JSON)</li>
-<li><a href="/metrics">/metrics</a>: counters and gauges, Prometheus text format</li>
+<li><a href="/metrics">/metrics</a>: counters and gauges, Prometheus text format (OpenMetrics if asked for)</li>
 <li><a href="/health">/health</a></li>
 </ul></body></html>
 "#;

@@ -130,13 +130,11 @@ fn frame(summary: &Summary, peers: &mut [PeerState], per: u32, t: f64, dt: f64) 
         .map(|p| {
             let gained = f64::from(p.count - p.counted);
             p.counted = p.count;
-            #[allow(clippy::cast_precision_loss)]
-            let rate = if dt > 0.0 {
-                gained * summary.file.chunk_size as f64 / dt
-            } else {
-                0.0
-            };
-            rates.insert(format!("1 {}", p.addr), json!(rate));
+            // The first moment has no interval: no rate (the page shows "—"), as live.
+            if dt > 0.0 {
+                let rate = gained * summary.file.chunk_size as f64 / dt;
+                rates.insert(format!("1 {}", p.addr), json!(rate));
+            }
             if let Some(done) = p.completed {
                 events.push((done, p.addr.clone()));
             }

@@ -738,6 +738,46 @@ pub fn chromium() -> Option<PathBuf> {
     on_path("chromium")
 }
 
+/// Prometheus's `promtool` (Debian's `prometheus` package), or `None` after marking the test
+/// skipped; under CI its absence fails the test.
+pub fn promtool_or_skip() -> Option<PathBuf> {
+    let bin = on_path("promtool");
+    if bin.is_none() {
+        assert!(
+            !in_ci(),
+            "CI must install promtool (apt package prometheus) for the metrics tests"
+        );
+        skip("promtool not installed (apt package prometheus)");
+    }
+    bin
+}
+
+/// `promtool check metrics` of `text`: whether it passed (exit 0), and what it said.
+pub fn promtool_check(bin: &Path, text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "exit {:?}: {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
 /// The program `name` on `PATH`, if there is one.
 pub fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
