@@ -183,7 +183,10 @@ impl Directory {
             .members
             .values()
             .map(|m| {
-                let chunk_size = inner.files.get(m.file).map_or(0, |f| f.chunk_size);
+                let chunk_size = inner
+                    .files
+                    .get(&m.file)
+                    .map_or(0, |f| f.manifest.chunk_size);
                 (
                     file_id(m.file),
                     m.addr.to_string(),
