@@ -154,7 +154,8 @@ async fn a_peer_without_an_owner_gives_up_after_its_timeout_in_virtual_time() {
 
 /// The owner probes a reported source on its own network: on a `MemNet`, the probe reaches
 /// the member's in-memory listener (over TCP it would find nothing there), and the member,
-/// answering, is kept.
+/// answering its `hello`, is kept. Reported again later, it accepts the probe but never
+/// answers: it is dropped.
 #[tokio::test(start_paused = true)]
 async fn the_owners_probe_goes_over_its_own_network() {
     use ringswarm::connection::Connection;
@@ -189,16 +190,35 @@ async fn the_owners_probe_goes_over_its_own_network() {
         matches!(welcome, Some(Message::Welcome { .. })),
         "{welcome:?}"
     );
-    conn.send(Message::SourceLost {
+    let lost = Message::SourceLost {
         addr: "127.0.0.1:6000".into(),
-    })
-    .await
-    .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), member_listener.accept())
+        bad_chunks: false,
+    };
+    conn.send(lost.clone()).await.unwrap();
+    let (probe, _) = tokio::time::timeout(Duration::from_secs(5), member_listener.accept())
         .await
         .expect("the probe never reached the member's in-memory listener")
         .unwrap();
-    // It answered: still a member once the probe is judged (1 s at most).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut probe = Connection::over(probe, "probe".into(), 0);
+    let hello = probe
+        .recv("the probe's hello", Duration::from_secs(5))
+        .await;
+    assert!(
+        matches!(hello, Ok(Some(Message::Hello { .. }))),
+        "{hello:?}"
+    );
+    probe.send_error("busy elsewhere".into()).await;
+    // It answered: still a member once the probe is judged (2 s at most).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(directory.peers().len(), 1, "{:?}", directory.peers());
+
+    // Past the probe interval, reported again: it accepts the probe and says nothing.
+    tokio::time::sleep(ringswarm::directory::PROBE_EVERY).await;
+    conn.send(lost).await.unwrap();
+    let (_silent, _) = tokio::time::timeout(Duration::from_secs(5), member_listener.accept())
+        .await
+        .expect("the second probe never came")
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(directory.peers().is_empty(), "{:?}", directory.peers());
 }

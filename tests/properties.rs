@@ -88,7 +88,8 @@ fn message() -> impl Strategy<Value = Message> {
         text().prop_map(|file| Message::Locate { file }),
         body().prop_map(Message::files),
         body().prop_map(Message::locations),
-        text().prop_map(|addr| Message::SourceLost { addr }),
+        (text(), any::<bool>())
+            .prop_map(|(addr, bad_chunks)| Message::SourceLost { addr, bad_chunks }),
         Just(Message::Choke),
         Just(Message::Unchoke),
         Just(Message::Interested),

@@ -273,6 +273,75 @@ fn a_ring_of_a_published_file_is_handed_out_by_its_publisher() {
     );
 }
 
+/// Two publishers of one file, and the first lies: its copy was overwritten after it was
+/// hashed (same size, same modification time, so it is still served), and every chunk it
+/// sends fails its hash. The ring is sent to it first; its members leave it after three bad
+/// chunks each and report it, the tracker demotes it once two of them did, and every member
+/// is told the honest publisher and completes from it, byte-identical.
+#[test]
+fn a_ring_moves_off_a_publisher_that_serves_bad_chunks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let original = root.join("a").join("data.bin");
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    random_file(&original, 2 << 20, 65);
+    let lie = root.join("liar").join("data.bin");
+    std::fs::create_dir_all(lie.parent().unwrap()).unwrap();
+    std::fs::copy(&original, &lie).unwrap();
+    let (mut tracker, port) = start_tracker(root);
+    let three = args!["--peers", 3];
+    let (mut liar, _) = start_share_with(root, "liar", port, &[&lie], &three);
+    let liar_addr = format!("127.0.0.1:{}", liar.listening_port());
+    // Overwrite the liar's copy in place, then put its modification time back.
+    let stamp = std::fs::metadata(&lie).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&lie).unwrap();
+    for b in &mut bytes {
+        *b = !*b;
+    }
+    std::fs::write(&lie, &bytes).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&lie).unwrap();
+    file.set_modified(stamp).unwrap();
+    drop(file);
+    let (mut honest, _) = start_share_with(root, "honest", port, &[&original], &three);
+    let honest_addr = format!("127.0.0.1:{}", honest.listening_port());
+    let mut ring = Vec::new();
+    for i in 0..3 {
+        let name = format!("m{i}");
+        let (mut p, ev) = join(root, &name, port);
+        p.wait_line("listening on ");
+        ring.push((name, p, ev));
+    }
+    for (name, p, _) in &mut ring {
+        crate::join::assert_complete(root, name, p, &original);
+        assert!(
+            p.wait_log(&format!("names publisher {honest_addr}")),
+            "{name} was sent to the honest publisher: {}",
+            p.describe()
+        );
+    }
+    assert!(
+        tracker.wait_log(&format!(
+            "publisher {liar_addr} of data.bin sent bad chunks to"
+        )),
+        "{}",
+        tracker.describe()
+    );
+    assert!(
+        ring.iter_mut().any(
+            |(_, p, _)| p.wait_log(&format!("publisher {liar_addr} sent bad chunks; reported"))
+        ),
+        "no member reported the liar"
+    );
+    for (_, p, _) in &mut ring {
+        p.interrupt();
+        p.wait_exit(WAIT);
+    }
+    for p in [&mut liar, &mut honest] {
+        p.interrupt();
+        p.wait_exit(WAIT);
+    }
+}
+
 /// Two publishers of one file: its ring is sent to the first, and when that one is SIGKILLed
 /// mid-transfer every member is told the second (`publisher`) and completes from it and the
 /// ring, byte-identical.

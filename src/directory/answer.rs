@@ -144,7 +144,7 @@ pub(super) struct Counts {
 impl Inner {
     /// Whether file `f` is offered: the owner's own, or published by someone now.
     pub(super) fn offered(&self, f: usize) -> bool {
-        self.files.get(&f).is_some_and(|e| e.held) || self.publishers_of(f).next().is_some()
+        self.files.get(&f).is_some_and(|e| e.held) || self.publishers_of(f).any(|m| !m.demoted)
     }
 
     /// [`Counts`] of file `f`: a pass over its members only.
@@ -181,6 +181,9 @@ impl Inner {
 
 impl Counts {
     fn add(&mut self, m: &Member) {
+        if m.demoted {
+            return;
+        }
         if m.have.is_full() {
             self.complete += 1;
         } else if m.have.count() > 0 {
@@ -281,7 +284,7 @@ impl Directory {
                 node: None,
             });
         }
-        let mut members: Vec<&Member> = inner.members_of(file).collect();
+        let mut members: Vec<&Member> = inner.members_of(file).filter(|m| !m.demoted).collect();
         // Most useful first, so those are the ones that fit; a source is built only if it
         // may fit, so the cost is bounded by the answer, not by the members.
         members.sort_by_key(|x| (std::cmp::Reverse(x.have.count()), x.addr));

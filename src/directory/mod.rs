@@ -50,6 +50,29 @@ struct Member {
     /// When it first held every chunk, on the same clock.
     completed: Option<f64>,
     last_seen: Instant,
+    /// The members of its swarm that left it for sending bad chunks.
+    bad_reports: BTreeSet<MemberId>,
+    /// A publisher enough of them reported: no longer named to rings nor listed as a source.
+    demoted: bool,
+}
+
+/// Members of a file's swarm that must report its publisher's bad chunks, at most, before
+/// the publisher is demoted (fewer when the swarm has fewer members): one lying member
+/// cannot move a ring off an honest publisher.
+pub const BAD_REPORTS_TO_DEMOTE: usize = 2;
+
+/// What a report of bad chunks did (see [`Directory::report_bad`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadReport {
+    /// The file's name.
+    pub file: String,
+    /// Distinct members that reported the source, and how many demote it.
+    pub reports: usize,
+    pub needed: usize,
+    /// The source is demoted (now or before).
+    pub demoted: bool,
+    /// Publishers of the file still trusted.
+    pub publishers_left: usize,
 }
 
 /// What dropping members did.
@@ -344,10 +367,52 @@ impl Directory {
         inner.publishers_of(index).count()
     }
 
-    /// The earliest registered publisher of the file at `index` still listed.
+    /// The earliest registered publisher of the file at `index` still listed and not
+    /// demoted for bad chunks.
     pub fn publisher(&self, index: usize) -> Option<SocketAddr> {
         let inner = self.inner();
-        inner.publishers_of(index).next().map(|m| m.addr)
+        inner
+            .publishers_of(index)
+            .find(|m| !m.demoted)
+            .map(|m| m.addr)
+    }
+
+    /// Member `reporter` left the publisher serving on `addr` (of the reporter's file) for
+    /// sending chunks that failed their hash. Once [`BAD_REPORTS_TO_DEMOTE`] distinct members
+    /// of the file's swarm said so (or all of them, when fewer), the publisher is demoted:
+    /// rings are sent to the next publisher of the same content (a ring change), and it is
+    /// no longer listed as a source. `None` when the reporter is no member, or `addr` is no
+    /// publisher of its file.
+    pub fn report_bad(&self, reporter: MemberId, addr: SocketAddr) -> Option<BadReport> {
+        let mut inner = self.inner();
+        let file = inner.members.get(&reporter)?.file;
+        let source = *inner.by_addr.get(&(addr, file))?;
+        let swarm = inner
+            .members_of(file)
+            .filter(|m| m.role != Role::Publisher)
+            .count();
+        let needed = BAD_REPORTS_TO_DEMOTE.min(swarm).max(1);
+        let m = inner.members.get_mut(&source)?;
+        if m.role != Role::Publisher || source == reporter {
+            return None;
+        }
+        m.bad_reports.insert(reporter);
+        let reports = m.bad_reports.len();
+        let newly = !m.demoted && reports >= needed;
+        m.demoted |= newly;
+        let demoted = m.demoted;
+        let publishers_left = inner.publishers_of(file).filter(|m| !m.demoted).count();
+        let name = inner.files.get(&file).map(|e| e.manifest.name.clone());
+        if newly {
+            self.ring_changed.send_replace(());
+        }
+        Some(BadReport {
+            file: name.unwrap_or_default(),
+            reports,
+            needed,
+            demoted,
+            publishers_left,
+        })
     }
 
     /// Adds a file this node holds itself (found after it started), or finds it: the same
@@ -428,6 +493,8 @@ impl Directory {
                 joined: now,
                 completed,
                 last_seen: Instant::now(),
+                bad_reports: BTreeSet::new(),
+                demoted: false,
             },
         );
         inner.by_file.entry(file).or_default().insert(id);
@@ -881,6 +948,64 @@ mod tests {
         assert!(changes.take_changed(), "a publisher left");
         assert_eq!(d.publisher(f), Some(b));
         assert_eq!(d.publisher(0), None, "the owner's own file has none");
+    }
+
+    /// A publisher its ring's members report for bad chunks is demoted once two distinct
+    /// members said so (one lying member cannot do it): the ring is sent to the next
+    /// publisher, and it is no longer listed as a source. With every publisher demoted, none
+    /// is named.
+    #[tokio::test(start_paused = true)]
+    async fn a_publisher_reported_for_bad_chunks_is_demoted_by_two_members() {
+        let d = dir(DEFAULT_PEER_TTL);
+        let m = Arc::new(Manifest {
+            name: "gamma.bin".into(),
+            ..Manifest::for_tests(4)
+        });
+        let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9400 + i));
+        let (f, liar) = d.publish(m.clone(), addr(0), None);
+        let (_, honest) = d.publish(m, addr(1), None);
+        let (liar, honest) = (liar.unwrap(), honest.unwrap());
+        let joiners: Vec<MemberId> = (2..5)
+            .map(|i| {
+                d.register(f, addr(i), Role::Joiner, ChunkSet::new(4), None)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(d.publisher(f), Some(addr(0)));
+        let mut changes = d.ring_changes();
+        assert!(!changes.take_changed());
+        let first = d.report_bad(joiners[0], addr(0)).unwrap();
+        assert_eq!((first.reports, first.needed, first.demoted), (1, 2, false));
+        let again = d.report_bad(joiners[0], addr(0)).unwrap();
+        assert_eq!(
+            (again.reports, again.demoted),
+            (1, false),
+            "one member counts once"
+        );
+        assert_eq!(d.publisher(f), Some(addr(0)));
+        assert!(!changes.take_changed());
+        assert_eq!(d.report_bad(joiners[0], addr(2)), None, "not a publisher");
+        assert_eq!(d.report_bad(liar, addr(0)), None, "not by itself");
+        let second = d.report_bad(joiners[1], addr(0)).unwrap();
+        assert_eq!((second.demoted, second.publishers_left), (true, 1));
+        assert!(
+            changes.take_changed(),
+            "its rings are told the next publisher"
+        );
+        assert_eq!(d.publisher(f), Some(addr(1)));
+        let sources = d.locate("3").sources;
+        assert!(
+            sources.iter().all(|s| s.addr != addr(0).to_string()),
+            "{sources:?}"
+        );
+        assert_eq!(d.list().files.len(), 3, "still offered by the honest one");
+        d.report_bad(joiners[0], addr(1));
+        let last = d.report_bad(joiners[2], addr(1)).unwrap();
+        assert_eq!((last.demoted, last.publishers_left), (true, 0));
+        assert_eq!(d.publisher(f), None, "none left");
+        assert_eq!(d.list().files.len(), 2, "no longer offered");
+        assert_eq!(d.publishers(f), 2, "both still members");
+        let _ = d.deregister(honest);
     }
 
     #[test]

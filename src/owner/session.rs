@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use super::SharedFile;
 use super::answer::answer;
@@ -186,6 +186,37 @@ impl Drop for Session<'_> {
 }
 
 impl Session<'_> {
+    /// The client (a member) left the publisher at `addr` for sending bad chunks: counted
+    /// towards demoting it (see [`crate::directory::Directory::report_bad`]).
+    fn bad_source(&self, addr: &str) {
+        let (Some(member), Ok(sa)) = (self.member, addr.parse::<SocketAddr>()) else {
+            return;
+        };
+        let Some(r) = self.ctx.directory.report_bad(member.id, sa) else {
+            debug!(from = %self.label, "bad chunks reported from {sa}, no publisher of its file; ignored");
+            return;
+        };
+        let file = crate::manifest::display_name(&r.file);
+        if !r.demoted {
+            info!(
+                from = %self.label,
+                "publisher {sa} of {file} sent bad chunks ({} of {} reports needed to demote it)",
+                r.reports,
+                r.needed
+            );
+        } else if r.publishers_left > 0 {
+            warn!(
+                "publisher {sa} of {file} sent bad chunks to {} members: demoted; its rings move to another publisher ({} left)",
+                r.reports, r.publishers_left
+            );
+        } else {
+            warn!(
+                "publisher {sa} of {file} sent bad chunks to {} members: demoted; no trusted publisher of it is left",
+                r.reports
+            );
+        }
+    }
+
     fn normal_queued(&self) {
         self.normal.fetch_add(1, Ordering::SeqCst);
         self.ctx.spare.normal_queued();
@@ -251,7 +282,14 @@ impl Session<'_> {
                 return Ok(None);
             }
             q @ Message::Locate { .. } => Out::Reply(answer(&q, directory)?),
-            Message::SourceLost { addr } => {
+            Message::SourceLost {
+                addr,
+                bad_chunks: true,
+            } => {
+                self.bad_source(&addr);
+                return Ok(None);
+            }
+            Message::SourceLost { addr, .. } => {
                 let known = (directory, &self.ctx.files);
                 check_lost_source(known, self.ctx.net.as_ref(), &addr, self.label);
                 return Ok(None);

@@ -349,9 +349,21 @@ impl Writing for Announcer<'_> {
                 "download neighbour {addr} has not served for {}s; reported to the directory",
                 REPORT_LOST_AFTER.as_secs()
             );
-            writer.send(Message::SourceLost { addr }).await?;
+            let bad_chunks = false;
+            writer
+                .send(Message::SourceLost { addr, bad_chunks })
+                .await?;
             if let Some((_, _, told)) = &mut self.lost {
                 *told = Some(Instant::now());
+            }
+        }
+        if matches!(self.kind, SourceKind::Owner | SourceKind::Directory) {
+            for addr in self.swarm.take_bad_sources() {
+                info!("publisher {addr} sent bad chunks; reported to the directory");
+                let bad_chunks = true;
+                writer
+                    .send(Message::SourceLost { addr, bad_chunks })
+                    .await?;
             }
         }
         let sent = announce(self.swarm, writer, self.label, &mut self.announced).await?;

@@ -301,11 +301,16 @@ impl Source {
             }
             Err(Error::BadChunks(e)) => {
                 // A source that keeps sending bad chunks is avoided for a while; the owner and,
-                // for a neighbour, other sources (the fall-back) fill in meanwhile.
+                // for a neighbour, other sources (the fall-back) fill in meanwhile. A
+                // publisher is reported to the directory, which moves the ring to another
+                // publisher of the same content once its members agree.
                 warn!(
                     "connection to {endpoint} ended: {e}; avoiding it for {}s",
                     BAD_SOURCE_AVOID.as_secs()
                 );
+                if kind == SourceKind::Publisher {
+                    swarm.report_bad_source(endpoint.to_string());
+                }
                 if !sleep_unless_cancelled(token, BAD_SOURCE_AVOID).await {
                     return None;
                 }

@@ -210,7 +210,12 @@ impl Writing for SourceWriter<'_, '_> {
 
     async fn on_wake(&mut self, wake: Woken, writer: &mut ConnWriter) -> Result<Flow> {
         match wake {
-            Woken::Lost(Some(addr)) => writer.send(Message::SourceLost { addr }).await?,
+            Woken::Lost(Some(addr)) => {
+                let bad_chunks = false;
+                writer
+                    .send(Message::SourceLost { addr, bad_chunks })
+                    .await?;
+            }
             Woken::Lost(None) => {
                 if let Some(o) = &mut self.owner {
                     o.lost_rx = None;

@@ -47,7 +47,13 @@ pub(super) struct State {
     pub(super) owner: OwnerLink,
     /// Why this peer must stop: an error no retry can mend (a full disk, say).
     pub(super) fatal: Option<String>,
+    /// Sources left for sending bad chunks, to be reported to the directory (at most
+    /// [`MAX_BAD_REPORTS`] waiting).
+    pub(super) bad_sources: Vec<String>,
 }
+
+/// Bad-source reports waiting for the directory connection, at most.
+const MAX_BAD_REPORTS: usize = 16;
 
 /// What a peer's tasks share.
 #[derive(Debug)]
@@ -136,6 +142,7 @@ impl Swarm {
                 ring: RingLink::new(now),
                 owner: OwnerLink::default(),
                 fatal: None,
+                bad_sources: Vec::new(),
             }),
             downstream: Mutex::new(Downstream::new(now)),
             changed: watch::Sender::new(()),
@@ -209,6 +216,22 @@ impl Swarm {
 
     pub(super) fn notify(&self) {
         self.changed.send_replace(());
+    }
+
+    /// The source at `addr` was left for sending bad chunks: the directory connection
+    /// reports it (see [`Swarm::take_bad_sources`]).
+    pub(super) fn report_bad_source(&self, addr: String) {
+        let mut st = self.lock();
+        if st.bad_sources.len() < MAX_BAD_REPORTS && !st.bad_sources.contains(&addr) {
+            st.bad_sources.push(addr);
+        }
+        drop(st);
+        self.notify();
+    }
+
+    /// The bad sources not yet reported.
+    pub(super) fn take_bad_sources(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().bad_sources)
     }
 
     pub(super) fn have_snapshot(&self) -> ChunkSet {

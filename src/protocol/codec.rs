@@ -298,6 +298,11 @@ mod tests {
             Message::locations(Bytes::from_static(b"{\"file\":null}")),
             Message::SourceLost {
                 addr: "127.0.0.1:9".into(),
+                bad_chunks: false,
+            },
+            Message::SourceLost {
+                addr: "127.0.0.1:9".into(),
+                bad_chunks: true,
             },
             Message::Choke,
             Message::Unchoke,

@@ -153,10 +153,15 @@ pub enum Message {
         #[serde(skip)]
         body: Bytes,
     },
-    /// Getter → owner: a source this getter could not reach or that broke off.
+    /// Getter or ring member → owner: a source this node could not reach or that broke off;
+    /// with `bad_chunks`, one it left after repeated chunks that failed their hash (a ring
+    /// member's publisher).
     SourceLost {
         /// The source's `IP:PORT`.
         addr: String,
+        /// The source sent chunks that failed their hash.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        bad_chunks: bool,
     },
     /// Server → getter: requests will not be served (queued ones are dropped).
     Choke,
