@@ -250,31 +250,44 @@ fn forty_joiners_complete_with_three_killed() {
     }
 }
 
-/// A port squatter: another connection registered this joiner's `HOST:PORT` first. The
-/// joiner says so (not that its port is not free), keeps trying instead of exiting, and joins
-/// and completes once the squatter's connection is gone.
-#[test]
-fn a_joiner_whose_address_is_held_says_so_and_waits_for_it() {
-    use std::io::{Read, Write};
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
+/// A fixture: `root/share/data.bin` of `size` random bytes (from `seed`), shared by a
+/// `file-owner` started with `extra`; the file and the owner's port.
+fn owner_of_data(root: &Path, size: usize, seed: u64, extra: &[String]) -> (PathBuf, Proc, u16) {
     let original = root.join("share").join("data.bin");
     std::fs::create_dir_all(original.parent().unwrap()).unwrap();
-    random_file(&original, 1 << 20, 72);
-    let (_owner, port) = start_owner(root, &original, &[]);
-    let mut reserved = crate::util::Reserved::new();
-    let squatted = reserved.port;
-    let mut squatter = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    random_file(&original, size, seed);
+    let (owner, port) = start_owner(root, &original, extra);
+    (original, owner, port)
+}
+
+/// A squatter: a raw connection to the owner that says `hello` as a joiner of `data.bin`
+/// serving on `squatted`, and waits for the first bytes of `welcome` (the owner registers a
+/// joiner before it answers, so the address is held from then on).
+fn squat(owner: u16, squatted: u16) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut squatter = std::net::TcpStream::connect(("127.0.0.1", owner)).unwrap();
     squatter
         .write_all(&crate::util::json_frame(serde_json::json!({
             "type": "hello", "version": 1, "role": "joiner", "file": "data.bin",
             "have": [], "port": squatted
         })))
         .unwrap();
-    // The owner registers a joiner before it answers: once a byte of `welcome` is here, the
-    // address is held.
     let mut first = [0u8; 4];
     squatter.read_exact(&mut first).unwrap();
+    squatter
+}
+
+/// A port squatter: another connection registered this joiner's `HOST:PORT` first. The
+/// joiner says so (not that its port is not free), keeps trying instead of exiting, and joins
+/// and completes once the squatter's connection is gone.
+#[test]
+fn a_joiner_whose_address_is_held_says_so_and_waits_for_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (original, _owner, port) = owner_of_data(root, 1 << 20, 72, &[]);
+    let mut reserved = crate::util::Reserved::new();
+    let squatted = reserved.port;
+    let squatter = squat(port, squatted);
     let (mut p, _) = join(root, "real", port, &args!["--port", reserved.release()]);
     let held = format!("another node holds 127.0.0.1:{squatted} in the directory");
     assert!(p.wait_log(&held), "{}", p.describe());
@@ -298,31 +311,16 @@ fn a_joiner_whose_address_is_held_says_so_and_waits_for_it() {
 /// around it: that joiner is told the next member and both complete, byte-identical.
 #[test]
 fn a_member_that_never_serves_is_stitched_out_of_the_ring() {
-    use std::io::{Read, Write};
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let original = root.join("share").join("data.bin");
-    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
-    random_file(&original, 2 << 20, 73);
     // At 256 KiB/s the owner needs 8 s for one copy: the ring must work for it.
-    let (owner, port) = start_owner(
-        root,
-        &original,
-        &args!["--peers", 3, "--upload-limit", "256KiB"],
-    );
+    let slow = args!["--peers", 3, "--upload-limit", "256KiB"];
+    let (original, mut owner, port) = owner_of_data(root, 2 << 20, 73, &slow);
     // The silent member: a listening socket nobody accepts from (the kernel completes the
     // connection; no byte ever comes back).
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    let mut squatter = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    squatter
-        .write_all(&crate::util::json_frame(serde_json::json!({
-            "type": "hello", "version": 1, "role": "joiner", "file": "data.bin",
-            "have": [], "port": silent_port
-        })))
-        .unwrap();
-    let mut first = [0u8; 4];
-    squatter.read_exact(&mut first).unwrap();
+    let squatter = squat(port, silent_port);
     // a joins: a downloads from the silent member (the ring's first); then b: a downloads
     // from b, and b from the silent member.
     let (mut a, a_ev) = join(root, "a", port, &[]);
@@ -347,7 +345,6 @@ fn a_member_that_never_serves_is_stitched_out_of_the_ring() {
         "re-stitched around the silent member {:?} after b joined",
         joined.elapsed()
     );
-    let mut owner = owner;
     assert!(
         owner.wait_log(&format!(
             "127.0.0.1:{silent_port} reported lost and unreachable"

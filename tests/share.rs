@@ -273,6 +273,18 @@ fn a_ring_of_a_published_file_is_handed_out_by_its_publisher() {
     );
 }
 
+/// `root/a/data.bin`, 2 MiB of random bytes from `seed`, and a copy of it in
+/// `root/b/data.bin`: one content for two publishers.
+fn two_copies(root: &Path, seed: u64) -> (PathBuf, PathBuf) {
+    let original = root.join("a").join("data.bin");
+    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
+    random_file(&original, 2 << 20, seed);
+    let copy = root.join("b").join("data.bin");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(&original, &copy).unwrap();
+    (original, copy)
+}
+
 /// Two publishers of one file, and the first lies: its copy was overwritten after it was
 /// hashed (same size, same modification time, so it is still served), and every chunk it
 /// sends fails its hash. The ring is sent to it first; its members leave it after three bad
@@ -282,12 +294,7 @@ fn a_ring_of_a_published_file_is_handed_out_by_its_publisher() {
 fn a_ring_moves_off_a_publisher_that_serves_bad_chunks() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let original = root.join("a").join("data.bin");
-    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
-    random_file(&original, 2 << 20, 65);
-    let lie = root.join("liar").join("data.bin");
-    std::fs::create_dir_all(lie.parent().unwrap()).unwrap();
-    std::fs::copy(&original, &lie).unwrap();
+    let (original, lie) = two_copies(root, 65);
     let (mut tracker, port) = start_tracker(root);
     let three = args!["--peers", 3];
     let (mut liar, _) = start_share_with(root, "liar", port, &[&lie], &three);
@@ -349,12 +356,7 @@ fn a_ring_moves_off_a_publisher_that_serves_bad_chunks() {
 fn a_published_ring_moves_to_the_next_publisher_when_its_publisher_dies() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let original = root.join("a").join("data.bin");
-    std::fs::create_dir_all(original.parent().unwrap()).unwrap();
-    random_file(&original, 2 << 20, 64);
-    let copy = root.join("b").join("data.bin");
-    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
-    std::fs::copy(&original, &copy).unwrap();
+    let (original, copy) = two_copies(root, 64);
     let (_tracker, port) = start_tracker(root);
     // The first is slow: the ring cannot be done before it dies.
     let slow = args!["--peers", 3, "--upload-limit", "128KiB"];
