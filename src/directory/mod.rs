@@ -28,6 +28,7 @@ use crate::manifest::Manifest;
 use crate::protocol::Role;
 
 mod answer;
+pub mod client;
 pub mod view;
 
 pub use answer::{FileInfo, Listing, Locations, MAX_SOURCE_RANGES, PeerInfo, SourceInfo};

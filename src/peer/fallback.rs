@@ -113,7 +113,7 @@ async fn locate_once(getter: &Getter, dead: &str) {
         file: swarm.manifest.name.clone(),
     };
     let secret = swarm.config.secret.as_deref();
-    match crate::query::ask(&swarm.config.owner, query, secret).await {
+    match crate::directory::client::ask(&swarm.config.owner, query, secret).await {
         Ok(body) => match serde_json::from_slice::<Locations>(&body) {
             Ok(mut loc) => {
                 loc.sources.retain(|s| s.addr != dead);

@@ -1,12 +1,11 @@
 //! `peer list|search|locate OWNER ...`: ask the owner's directory and print the answer as a
 //! table (or JSON with `--json`).
 //!
-//! - `client`: the query on the wire and its parsed answer ([`ask`], [`find_files`],
-//!   [`locate_file`]); nothing there prints;
+//! - the query on the wire and its parsed answer are the directory's client
+//!   ([`crate::directory::client`]: `ask`, `find_files`, `locate_file`);
 //! - `table`: the answers as text ([`files_table`], [`locations_table`]);
 //! - this file: the three commands, which fetch, format and print.
 
-mod client;
 mod table;
 
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use crate::cli::print_out;
 use crate::directory::Listing;
 use crate::net::Endpoint;
 
-pub use client::{ask, find_files, locate_file};
+use crate::directory::client::{find_files, locate_file};
 pub use table::{files_table, locations_table};
 
 /// `peer list OWNER`.
