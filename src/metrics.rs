@@ -8,8 +8,8 @@
 //! members by role and the chunks they hold (verified, as they report them), files listed,
 //! and the choker's state (getter connections choked, unchoked, interested).
 //!
-//! A peer's metrics (`peer --http`) are read from its [`Status`] at each scrape
-//! ([`render_peer`]): chunks held, verified and refused, bytes received, bytes and chunks sent
+//! A peer's metrics (`peer --http`) are read from its status at each scrape
+//! (`peer::Status::render_metrics`, beside its data): chunks held, verified and refused, bytes received, bytes and chunks sent
 //! by the role of the one served (`neighbour`, `getter`), upload connections open by role and
 //! its own choker's state, under the same names as the owner's where they mean the same.
 //!
@@ -36,19 +36,18 @@ use prometheus_client::registry::Registry;
 
 use crate::choke::Choker;
 use crate::directory::Directory;
-use crate::peer::{Snapshot, Status};
 use crate::protocol::Role;
 
 /// A `role` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RoleLabel {
+pub(crate) struct RoleLabel {
     role: String,
 }
 
 /// A choke `state` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabel {
-    state: String,
+pub(crate) struct StateLabel {
+    pub(crate) state: String,
 }
 
 /// A refusal `reason` label.
@@ -135,7 +134,7 @@ impl HttpRefusals {
     }
 
     /// Registers the family in `registry`.
-    fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "http_refused",
             "HTTP connections and event streams refused: over the connection cap (busy), over one client address's connection or event-stream cap",
@@ -178,7 +177,7 @@ impl Default for Metrics {
 }
 
 /// The label value of `role`.
-fn role(role: Role) -> RoleLabel {
+pub(crate) fn role(role: Role) -> RoleLabel {
     let name = match role {
         Role::Peer => "peer",
         Role::Neighbour => "neighbour",
@@ -382,101 +381,6 @@ impl Metrics {
     }
 }
 
-/// A peer's text exposition (OpenMetrics), read from `status` now.
-pub fn render_peer(status: &Status) -> String {
-    render_peer_with(status, None)
-}
-
-/// [`render_peer`], with what its HTTP side refused if given.
-pub fn render_peer_with(status: &Status, http: Option<&HttpRefusals>) -> String {
-    let s: Snapshot = status.snapshot();
-    let mut r = Registry::with_prefix("ringswarm");
-    let gauge = |v: u64| {
-        let g: Gauge<i64, AtomicI64> = Gauge::default();
-        g.set(i64::try_from(v).unwrap_or(i64::MAX));
-        g
-    };
-    let counter = |v: u64| {
-        let c: Counter = Counter::default();
-        c.inc_by(v);
-        c
-    };
-    let by_role = |neighbour: u64, getter: u64| {
-        let f: Family<RoleLabel, Counter> = Family::default();
-        f.get_or_create(&role(Role::Neighbour)).inc_by(neighbour);
-        f.get_or_create(&role(Role::Getter)).inc_by(getter);
-        f
-    };
-    r.register(
-        "held_chunks",
-        "Verified chunks this peer holds",
-        gauge(u64::from(s.held)),
-    );
-    r.register(
-        "file_chunks",
-        "Chunks in the file (0 until the manifest is known)",
-        gauge(u64::from(s.total)),
-    );
-    r.register(
-        "verified_chunks",
-        "Chunks received, verified against the manifest and stored in this run",
-        counter(s.verified),
-    );
-    r.register(
-        "refused_chunks",
-        "Chunks received that failed verification (refused and fetched again)",
-        counter(s.refused),
-    );
-    r.register(
-        "received_bytes",
-        "Bytes of verified chunks received in this run",
-        counter(s.fetched_bytes),
-    );
-    r.register(
-        "sent_bytes",
-        "Chunk bytes this peer sent, by the role of the one served",
-        by_role(s.sent_neighbour_bytes, s.sent_getter_bytes),
-    );
-    r.register(
-        "sent_chunks",
-        "Chunks this peer sent, by the role of the one served",
-        by_role(s.sent_neighbour_chunks, s.sent_getter_chunks),
-    );
-    let open: Family<RoleLabel, Gauge<i64, AtomicI64>> = Family::default();
-    for (r, n) in [
-        (Role::Neighbour, s.neighbour_connections),
-        (Role::Getter, s.getter_connections),
-    ] {
-        open.get_or_create(&role(r))
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-    r.register("connections", "Upload connections open now, by role", open);
-    let choke: Family<StateLabel, Gauge<i64, AtomicI64>> = Family::default();
-    for (state, n) in [
-        ("choked", s.choked),
-        ("unchoked", s.unchoked),
-        ("interested", s.interested),
-    ] {
-        choke
-            .get_or_create(&StateLabel {
-                state: state.into(),
-            })
-            .set(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-    r.register(
-        "choke_connections",
-        "Getter connections by choke state (choked, unchoked) and interested ones",
-        choke,
-    );
-    if let Some(http) = http {
-        http.register(&mut r);
-    }
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, &r)
-        .expect("writing to a String cannot fail");
-    out
-}
-
 /// The content type of the classic Prometheus text format.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The content type of OpenMetrics text.
@@ -544,7 +448,7 @@ impl Format {
         }
     }
 
-    /// `openmetrics` (as [`Metrics::render`] and [`render_peer`] write it) in this format.
+    /// `openmetrics` (as [`Metrics::render`] and a peer's status write it) in this format.
     ///
     /// The classic form differs from what `prometheus-client` writes only in names and
     /// markers: a counter family's `# HELP` and `# TYPE` name its samples (`foo_total`, not

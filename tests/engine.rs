@@ -331,8 +331,8 @@ async fn corrupted_uploads_are_refused_and_fetched_again() {
         received.len() + 2,
         "peer 1 sent {sent:?}, peer 0 kept {received:?}"
     );
-    let zero_metrics = ringswarm::metrics::render_peer(&status[0]);
-    let one_metrics = ringswarm::metrics::render_peer(&status[1]);
+    let zero_metrics = status[0].render_metrics(None);
+    let one_metrics = status[1].render_metrics(None);
     let from_all = world
         .log
         .chunks(&zero, EventKind::ChunkReceived, None)

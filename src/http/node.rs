@@ -94,7 +94,7 @@ fn node_app(node: Node, secret: Option<Arc<Secret>>) -> (Router, Arc<Limits>) {
 /// The node's metrics now (OpenMetrics), with what its HTTP side refused.
 fn metrics(node: &Node, refused: &HttpRefusals) -> String {
     match node {
-        Node::Peer(status) => crate::metrics::render_peer_with(status, Some(refused)),
+        Node::Peer(status) => status.render_metrics(Some(refused)),
         Node::Publisher(m) => m.render(None),
     }
 }

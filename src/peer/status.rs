@@ -10,6 +10,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::Serialize;
 
 use crate::choke::Choker;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::metrics::{HttpRefusals, RoleLabel, StateLabel, role};
 use crate::protocol::Role;
 
 /// A peer's progress, shared with whoever displays it.
@@ -198,6 +204,104 @@ fn eta(secs: f64) -> String {
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
+}
+
+impl Status {
+    /// This peer's text exposition (OpenMetrics), read now, with what its HTTP side refused
+    /// if given (see [`crate::metrics`] for the families and the formats).
+    pub fn render_metrics(&self, http: Option<&HttpRefusals>) -> String {
+        let s: Snapshot = self.snapshot();
+        let mut r = Registry::with_prefix("ringswarm");
+        let gauge = |v: u64| {
+            let g: Gauge<i64, AtomicI64> = Gauge::default();
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+            g
+        };
+        let counter = |v: u64| {
+            let c: Counter = Counter::default();
+            c.inc_by(v);
+            c
+        };
+        let by_role = |neighbour: u64, getter: u64| {
+            let f: Family<RoleLabel, Counter> = Family::default();
+            f.get_or_create(&role(Role::Neighbour)).inc_by(neighbour);
+            f.get_or_create(&role(Role::Getter)).inc_by(getter);
+            f
+        };
+        r.register(
+            "held_chunks",
+            "Verified chunks this peer holds",
+            gauge(u64::from(s.held)),
+        );
+        r.register(
+            "file_chunks",
+            "Chunks in the file (0 until the manifest is known)",
+            gauge(u64::from(s.total)),
+        );
+        r.register(
+            "verified_chunks",
+            "Chunks received, verified against the manifest and stored in this run",
+            counter(s.verified),
+        );
+        r.register(
+            "refused_chunks",
+            "Chunks received that failed verification (refused and fetched again)",
+            counter(s.refused),
+        );
+        r.register(
+            "received_bytes",
+            "Bytes of verified chunks received in this run",
+            counter(s.fetched_bytes),
+        );
+        r.register(
+            "sent_bytes",
+            "Chunk bytes this peer sent, by the role of the one served",
+            by_role(s.sent_neighbour_bytes, s.sent_getter_bytes),
+        );
+        r.register(
+            "sent_chunks",
+            "Chunks this peer sent, by the role of the one served",
+            by_role(s.sent_neighbour_chunks, s.sent_getter_chunks),
+        );
+        register_connections(&mut r, &s);
+        if let Some(http) = http {
+            http.register(&mut r);
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &r)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The upload connections open by role, and the getters' choke states, of snapshot `s`.
+fn register_connections(r: &mut Registry, s: &Snapshot) {
+    let open: Family<RoleLabel, Gauge<i64, AtomicI64>> = Family::default();
+    for (who, n) in [
+        (Role::Neighbour, s.neighbour_connections),
+        (Role::Getter, s.getter_connections),
+    ] {
+        open.get_or_create(&role(who))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    r.register("connections", "Upload connections open now, by role", open);
+    let choke: Family<StateLabel, Gauge<i64, AtomicI64>> = Family::default();
+    for (state, n) in [
+        ("choked", s.choked),
+        ("unchoked", s.unchoked),
+        ("interested", s.interested),
+    ] {
+        choke
+            .get_or_create(&StateLabel {
+                state: state.into(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    r.register(
+        "choke_connections",
+        "Getter connections by choke state (choked, unchoked) and interested ones",
+        choke,
+    );
 }
 
 #[cfg(test)]
