@@ -26,11 +26,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 /// How long one message may take to write.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
-/// The largest message, other than a chunk, whose buffer room a connection keeps. A buffer
-/// that grew for a larger one (a 256 KiB header, a manifest, an answer) is given back once
-/// the message is through, so an idle connection costs at most a chunk's room, not the
-/// largest message it ever carried.
-pub const KEEP_BUFFER: usize = 64 * 1024;
+pub use crate::protocol::KEEP_BUFFER;
 
 /// Gives back the room of `buf`, keeping its contents: after a large message went through
 /// it (see [`MessageCodec::take_big_frame`]).

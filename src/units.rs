@@ -1,5 +1,10 @@
 //! Sizes for people: `3.0 MiB` (the engine's messages and the binaries' output alike).
 
+/// A duration in seconds for people, to the millisecond: `1.234 s`.
+pub fn human_secs(s: f64) -> String {
+    format!("{s:.3} s")
+}
+
 /// A size for people: `3.0 MiB`.
 pub fn human_size(n: u64) -> String {
     human_size_f64(n as f64)

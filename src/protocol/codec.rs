@@ -19,7 +19,7 @@ pub struct MessageCodec {
     max_body: usize,
     /// The body limit of directory answers (`files`, `locations`): 0 unless this side asks.
     max_answer: usize,
-    /// A frame other than a chunk, larger than [`crate::connection::KEEP_BUFFER`], went
+    /// A frame other than a chunk, larger than [`super::KEEP_BUFFER`], went
     /// through since [`MessageCodec::take_big_frame`] was last called.
     big_frame: bool,
     /// Bytes of the frame in progress already taken from the buffer (its length prefix).
@@ -68,7 +68,7 @@ impl MessageCodec {
         HEADER_LEN_FIELD + MAX_HEADER_LEN + self.max_body.max(self.max_answer)
     }
 
-    /// Whether a frame other than a chunk, larger than [`crate::connection::KEEP_BUFFER`],
+    /// Whether a frame other than a chunk, larger than [`super::KEEP_BUFFER`],
     /// was decoded or encoded since the last call: the buffer it went through grew for it,
     /// and should be given back (chunks come again and again, so theirs is kept).
     pub fn take_big_frame(&mut self) -> bool {
@@ -76,7 +76,7 @@ impl MessageCodec {
     }
 
     fn note_frame(&mut self, len: usize, msg: &Message) {
-        if len > crate::connection::KEEP_BUFFER && !matches!(msg, Message::Chunk { .. }) {
+        if len > super::KEEP_BUFFER && !matches!(msg, Message::Chunk { .. }) {
             self.big_frame = true;
         }
     }

@@ -44,6 +44,13 @@ pub use message::{Message, Role};
 /// The protocol version sent in `hello`; a server refuses any other.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The largest message, other than a chunk, whose buffer room a connection keeps. A buffer
+/// that grew for a larger one (a 256 KiB header, a manifest, an answer) is given back once
+/// the message is through, so an idle connection costs at most a chunk's room, not the
+/// largest message it ever carried. The codec flags such a frame (it owns the threshold);
+/// the connection trims its buffers after it.
+pub const KEEP_BUFFER: usize = 64 * 1024;
+
 /// The longest JSON header accepted, in bytes. Chunk-id lists longer than this are split
 /// across several `have` messages.
 pub const MAX_HEADER_LEN: usize = 256 * 1024;

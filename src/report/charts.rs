@@ -11,9 +11,9 @@ use plotters::coord::ranged1d::{AsRangedCoord, Ranged, SegmentValue, ValueFormat
 use plotters::coord::types::{RangedCoordf64, RangedCoordu32};
 use plotters::prelude::*;
 
-use super::html::fmt_secs;
 use super::scan::{ARRIVAL_BINS, Bins, LINK_BINS, Scan, bin_start};
 use super::{Bound, ReportError, Summary};
+use crate::units::human_secs;
 
 /// Past this many series a chart colours lines by kind and names none of them.
 const LEGEND_MAX: usize = 12;
@@ -335,7 +335,7 @@ fn draw_bounds(
         let style = colour.stroke_width(2);
         chart
             .draw_series(DashedLineSeries::new([(t, 0), (t, top_y)], 6, 4, style))?
-            .label(format!("{name} {}", fmt_secs(t)))
+            .label(format!("{name} {}", human_secs(t)))
             .legend(legend_line(style));
     }
     Ok(())

@@ -9,6 +9,7 @@ use plotters::style::RGBColor;
 use super::charts::{Charts, NEIGHBOUR_RGB, OWNER_RGB};
 use super::scan::{ARRIVAL_BINS, Bins, LINK_BINS, Scan};
 use super::{EVENTS_FILE, ReportError, SUMMARY_FILE, Summary};
+use crate::units::human_secs;
 
 /// The whole page for `summary`, with charts drawn from what the passes over the log found.
 ///
@@ -99,7 +100,7 @@ fn run_rows(summary: &Summary) -> Vec<(&'static str, String)> {
         ),
         (
             "wall time (start → last peer complete)",
-            fmt_secs(summary.wall_s),
+            human_secs(summary.wall_s),
         ),
         (
             "aggregate throughput",
@@ -107,8 +108,8 @@ fn run_rows(summary: &Summary) -> Vec<(&'static str, String)> {
         ),
     ];
     if let Some(b) = &summary.bound {
-        rows.push(("fluid lower bound", fmt_secs(b.fluid_s)));
-        rows.push(("chunked-ring time", fmt_secs(b.chunked_ring_s)));
+        rows.push(("fluid lower bound", human_secs(b.fluid_s)));
+        rows.push(("chunked-ring time", human_secs(b.chunked_ring_s)));
         rows.push(("measured / fluid bound", format!("{:.3}", b.ratio)));
     }
     if let Some(c) = &summary.critical_path {
@@ -175,7 +176,7 @@ fn write_peer_table(h: &mut String, summary: &Summary) {
             h,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             escape(&p.peer),
-            p.complete_s.map_or("did not complete".into(), fmt_secs),
+            p.complete_s.map_or("did not complete".into(), human_secs),
             p.from_owner,
             p.from_neighbours
         );
@@ -231,8 +232,4 @@ fn fmt_bytes(n: f64) -> String {
 
 fn fmt_rate(bytes_per_s: f64) -> String {
     format!("{}/s", fmt_bytes(bytes_per_s))
-}
-
-pub(super) fn fmt_secs(s: f64) -> String {
-    format!("{s:.3} s")
 }
