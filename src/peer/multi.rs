@@ -22,7 +22,6 @@
 //! ring peer whose neighbour is down uses the same machinery ([`super::fallback`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -33,15 +32,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::bootstrap::{Handshake, handshake};
 use super::getter::{Getter, choose_sources, new_getter, source_ended};
 use super::ring::STABLE_SESSION;
-use super::session::{OwnerDuties, session};
+use super::session::{LOCATE_EVERY, OwnerDuties, session};
 use super::{GetConfig, SourceKind, Swarm};
 use crate::chunkset::ChunkSet;
 use crate::net::Backoff;
 use crate::protocol::Role;
 use crate::{Error, Result};
-
-/// How often a getter asks the directory where chunks are, while it lacks some.
-pub const LOCATE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the getter's download side until `token` is cancelled: the owner connection for as
 /// long as the peer runs, source connections until the file is complete.

@@ -13,7 +13,6 @@ use super::bootstrap::Handshake;
 use super::clock::AnswerClock;
 use super::download::announce;
 use super::getter::Getter;
-use super::multi::LOCATE_EVERY;
 use crate::chunkset::ChunkSet;
 use std::time::Duration;
 
@@ -59,6 +58,10 @@ impl Drop for Link<'_> {
         }
     }
 }
+
+/// How often a getter asks the directory where chunks are, while it lacks some (the owner
+/// connection's writer asks).
+pub const LOCATE_EVERY: Duration = Duration::from_secs(1);
 
 /// What only the owner connection does: report lost sources, register chunks.
 pub(super) struct OwnerDuties<'a> {
