@@ -13,12 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::hello::{self, Opened};
-use super::spare::SpareGate;
-use super::{Config, Files, answer, publisher, session};
+use super::shared::Files;
+use super::state::Ctx;
+use super::{answer, publisher, session};
 use crate::Result;
-use crate::choke::Choker;
 use crate::connection::Connection;
-use crate::directory::Directory;
 use crate::protocol::Role;
 
 /// Serves one client on `conn` (over TCP, or any stream in tests); `permit` is its place
@@ -124,25 +123,15 @@ async fn serve_client(
     session::run(conn, &shared, ctx, &client, token).await
 }
 
-/// What the owner knows of its connections: its files, the directory, the choker, and its
-/// settings.
-#[derive(Debug)]
-pub(super) struct Ctx {
-    pub config: Arc<Config>,
-    pub files: Arc<Files>,
-    pub directory: Arc<Directory>,
-    pub choker: Arc<Choker>,
-    pub spare: SpareGate,
-    /// The owner's own network when it is in memory (`None`: TCP), for its probes.
-    pub net: Option<Arc<crate::net::MemNet>>,
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::choke::Choker;
     use crate::chunkset::Ranges;
+    use crate::owner::Config;
+    use crate::owner::spare::SpareGate;
     use crate::connection::HANDSHAKE_TIMEOUT;
     use crate::owner::SharedFile;
     use crate::protocol::{MAX_MANIFEST_LEN, Message, PROTOCOL_VERSION, ProtocolError};
@@ -160,7 +149,7 @@ mod tests {
         let directory = super::super::directory(&files, "127.0.0.1:5000".parse().unwrap(), ttl);
         let events = Arc::new(crate::events::EventSink::console("owner"));
         let ctx = Arc::new(Ctx {
-            config: Arc::new(super::super::Config::new(events)),
+            config: Arc::new(Config::new(events)),
             files: Arc::new(Files::new(files)),
             directory: directory.clone(),
             choker: Choker::new(4),

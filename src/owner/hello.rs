@@ -5,14 +5,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::handler::Ctx;
-use super::{Config, Files, SharedFile};
+use super::config::Config;
+use super::member::Member;
+use super::shared::{Files, SharedFile};
+use super::state::Ctx;
 use crate::auth;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{Connection, Hello, Opening};
-use crate::directory::{Directory, MemberId};
+use crate::directory::Directory;
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
 use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, Role};
@@ -156,25 +158,6 @@ pub(super) fn assign(
     *shared.last_join.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
     shared.dirty.notify_one();
     assigned
-}
-
-/// A client's directory registration; dropped (deregistered) with its connection, freeing
-/// what the directory freed with it.
-pub(super) struct Member<'a> {
-    pub directory: &'a Directory,
-    pub files: &'a Files,
-    pub id: MemberId,
-    pub addr: SocketAddr,
-}
-
-impl Drop for Member<'_> {
-    fn drop(&mut self) {
-        let left = self.directory.deregister(self.id);
-        self.files.forget(&left.freed);
-        if left.was_member {
-            info!(source = %self.addr, "left the directory");
-        }
-    }
 }
 
 /// Registers a client with an upload server (`hello` with a port) in the directory of

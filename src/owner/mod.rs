@@ -8,13 +8,16 @@
 
 mod answer;
 pub mod assign;
+mod config;
 mod handler;
 mod hello;
+mod member;
 mod probe;
 mod publisher;
 mod session;
 mod shared;
 mod spare;
+mod state;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,59 +29,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::accept::{Accepted, Admission, accept_loop};
-use crate::choke::{Choker, DEFAULT_UPLOAD_SLOTS, spawn_rechoker};
+use crate::choke::{Choker, spawn_rechoker};
 use crate::directory::Directory;
-use crate::events::EventSink;
 use crate::net::Listener;
+pub use config::{Config, MAX_CONNECTIONS, ORPHAN_BATCH, ORPHAN_QUIET};
 pub(crate) use shared::Files;
 pub use shared::SharedFile;
-
-/// The most connections served at once; more are refused with an `error` message.
-pub const MAX_CONNECTIONS: usize = 1024;
-/// How long the owner waits after the last peer joined before it tells peers which chunks
-/// nobody was handed (so that a ring still forming does not fetch them all from the owner).
-pub const ORPHAN_QUIET: Duration = Duration::from_millis(1000);
-
-/// How long served-orphan updates are batched before the new orphan set is published.
-pub const ORPHAN_BATCH: Duration = Duration::from_millis(50);
-
-/// How the owner runs.
-#[derive(Debug)]
-pub struct Config {
-    /// Expected number of peers: each is handed ⌈chunks / peers⌉ chunks.
-    pub peers: u32,
-    /// Where events go.
-    pub events: Arc<EventSink>,
-    /// Seed for the hand-out's random starting points; `None`: from the OS.
-    pub seed: Option<u64>,
-    /// Cap on the owner's total upload rate (bytes per second), shared by all connections.
-    pub upload_limit: Option<Arc<crate::rate::RateLimiter>>,
-    /// Getters served at once (choking); ring peers are always served.
-    pub upload_slots: usize,
-    /// The swarm's shared secret: every client must prove it (and gets the owner's proof).
-    pub secret: Option<Arc<crate::auth::Secret>>,
-    /// Connections served at once; more are refused with an `error` ([`MAX_CONNECTIONS`]
-    /// unless raised: every ring peer keeps one, so a simulation of more peers needs more).
-    pub max_connections: usize,
-    /// What `GET /metrics` reports (see [`crate::metrics`]).
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-impl Config {
-    /// Defaults: 5 expected peers, no seed, no cap, [`DEFAULT_UPLOAD_SLOTS`] slots.
-    pub fn new(events: Arc<EventSink>) -> Self {
-        Self {
-            peers: 5,
-            events,
-            seed: None,
-            upload_limit: None,
-            upload_slots: DEFAULT_UPLOAD_SLOTS,
-            secret: None,
-            max_connections: MAX_CONNECTIONS,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-        }
-    }
-}
 
 /// The directory of `files` for an owner listening on `addr`: ids in the files' order.
 pub fn directory(files: &[Arc<SharedFile>], addr: SocketAddr, ttl: Duration) -> Arc<Directory> {
@@ -172,7 +128,7 @@ async fn serve(
     config.metrics.set_choker(choker.clone());
     let rechoker = spawn_rechoker(&choker);
     let max_connections = config.max_connections;
-    let ctx = Arc::new(handler::Ctx {
+    let ctx = Arc::new(state::Ctx {
         config: Arc::new(config),
         files,
         directory,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::Files;
+use super::shared::Files;
 use crate::chunkset::Ranges;
 use crate::connection::Connection;
 use crate::directory::Directory;

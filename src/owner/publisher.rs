@@ -12,9 +12,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::Files;
-use super::handler::Ctx;
-use super::hello::Member;
+use super::member::Member;
+use super::shared::Files;
+use super::state::Ctx;
 use crate::connection::{ConnWriter, Connection, Hello};
 use crate::driver::{self, Flow, Reading, Writing};
 use crate::hash::Hash;

@@ -13,12 +13,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::SharedFile;
 use super::answer::answer;
-use super::handler::Ctx;
-use super::hello::Member;
+use super::member::Member;
 use super::probe::check_lost_source;
+use super::shared::SharedFile;
 use super::spare::SpareTicket;
+use super::state::Ctx;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{ConnWriter, Connection, IDLE_TIMEOUT, KEEPALIVE_INTERVAL};
 use crate::driver::{self, Flow, Reading, Writing};
