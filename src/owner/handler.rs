@@ -130,10 +130,10 @@ mod tests {
     use super::*;
     use crate::choke::Choker;
     use crate::chunkset::Ranges;
-    use crate::owner::Config;
-    use crate::owner::spare::SpareGate;
     use crate::connection::HANDSHAKE_TIMEOUT;
+    use crate::owner::Config;
     use crate::owner::SharedFile;
+    use crate::owner::spare::SpareGate;
     use crate::protocol::{MAX_MANIFEST_LEN, Message, PROTOCOL_VERSION, ProtocolError};
 
     /// An owner session over an in-memory stream, under tokio's paused clock: a directory
