@@ -329,8 +329,25 @@ fn a_page_loaded_mid_transfer_draws_rates_at_once() {
         });
     });
     let addr = rx.recv().unwrap();
-    // Mid-transfer, with no one watching for a while: long enough for two samples.
-    std::thread::sleep(2 * ringswarm::dashboard::UPDATE_EVERY + ringswarm::dashboard::RATE_SAMPLE);
+    // Mid-transfer, with no page open: wait until the owner has sampled every member twice
+    // (each has a rate in the snapshot), then load the page.
+    let every_rate = || {
+        ureq::get(&format!("http://{addr}/api/swarm"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| {
+                v["rates"]
+                    .as_object()
+                    .map(|r| r.len() == 3 && r.values().all(|x| x.as_f64() > Some(0.0)))
+            })
+            .unwrap_or(false)
+    };
+    assert!(
+        wait_until(WAIT, every_rate),
+        "the owner never sampled the three members twice"
+    );
     page.goto(&format!("http://{addr}/")).unwrap();
     let first = shown(&mut page).unwrap();
     let initial = page

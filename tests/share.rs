@@ -273,6 +273,19 @@ fn a_ring_of_a_published_file_is_handed_out_by_its_publisher() {
     );
 }
 
+/// Three `peer join`s of `data.bin` at the tracker, `m0`…`m2`, each listening before the next
+/// starts (so they join in that order).
+fn join_three(root: &Path, tracker: u16) -> Vec<(String, Proc, PathBuf)> {
+    (0..3)
+        .map(|i| {
+            let name = format!("m{i}");
+            let (mut p, ev) = join(root, &name, tracker);
+            p.wait_line("listening on ");
+            (name, p, ev)
+        })
+        .collect()
+}
+
 /// `root/a/data.bin`, 2 MiB of random bytes from `seed`, and a copy of it in
 /// `root/b/data.bin`: one content for two publishers.
 fn two_copies(root: &Path, seed: u64) -> (PathBuf, PathBuf) {
@@ -311,13 +324,7 @@ fn a_ring_moves_off_a_publisher_that_serves_bad_chunks() {
     drop(file);
     let (mut honest, _) = start_share_with(root, "honest", port, &[&original], &three);
     let honest_addr = format!("127.0.0.1:{}", honest.listening_port());
-    let mut ring = Vec::new();
-    for i in 0..3 {
-        let name = format!("m{i}");
-        let (mut p, ev) = join(root, &name, port);
-        p.wait_line("listening on ");
-        ring.push((name, p, ev));
-    }
+    let mut ring = join_three(root, port);
     for (name, p, _) in &mut ring {
         crate::join::assert_complete(root, name, p, &original);
         assert!(
@@ -363,13 +370,7 @@ fn a_published_ring_moves_to_the_next_publisher_when_its_publisher_dies() {
     let (mut first, _) = start_share_with(root, "pub1", port, &[&original], &slow);
     let (mut second, _) = start_share_with(root, "pub2", port, &[&copy], &args!["--peers", 3]);
     let second_addr = format!("127.0.0.1:{}", second.listening_port());
-    let mut ring = Vec::new();
-    for i in 0..3 {
-        let name = format!("m{i}");
-        let (mut p, ev) = join(root, &name, port);
-        p.wait_line("listening on ");
-        ring.push((name, p, ev));
-    }
+    let mut ring = join_three(root, port);
     let (_, m0, ev0) = &ring[0];
     assert!(
         wait_until(WAIT, || read_events_so_far(ev0)

@@ -708,6 +708,14 @@ mod tests {
         Directory::new(vec![a, b], "127.0.0.1:7000".parse().unwrap(), ttl)
     }
 
+    /// A published file's manifest: "gamma.bin", 4 chunks.
+    fn gamma() -> Arc<Manifest> {
+        Arc::new(Manifest {
+            name: "gamma.bin".into(),
+            ..Manifest::for_tests(4)
+        })
+    }
+
     fn set(count: u32, ids: impl IntoIterator<Item = u32>) -> ChunkSet {
         let m = Manifest::for_tests(count as usize);
         let mut s = ChunkSet::new(count);
@@ -743,10 +751,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn published_files_are_listed_while_published() {
         let d = dir(DEFAULT_PEER_TTL);
-        let m = Arc::new(Manifest {
-            name: "gamma.bin".into(),
-            ..Manifest::for_tests(4)
-        });
+        let m = gamma();
         let addr: SocketAddr = "127.0.0.1:9100".parse().unwrap();
         let (f, id) = d.publish(m.clone(), addr, None);
         assert_eq!(f, 2);
@@ -803,10 +808,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_published_file_is_freed_with_its_last_member() {
         let d = dir(DEFAULT_PEER_TTL);
-        let m = Arc::new(Manifest {
-            name: "gamma.bin".into(),
-            ..Manifest::for_tests(4)
-        });
+        let m = gamma();
         let publisher: SocketAddr = "127.0.0.1:9100".parse().unwrap();
         let getter: SocketAddr = "127.0.0.1:9101".parse().unwrap();
         let (f, p) = d.publish(m, publisher, None);
@@ -921,10 +923,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_published_ring_follows_its_earliest_publisher() {
         let d = dir(DEFAULT_PEER_TTL);
-        let m = Arc::new(Manifest {
-            name: "gamma.bin".into(),
-            ..Manifest::for_tests(4)
-        });
+        let m = gamma();
         let mut changes = d.ring_changes();
         assert!(!changes.take_changed());
         let (a, b): (SocketAddr, SocketAddr) = (
@@ -958,10 +957,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_publisher_reported_for_bad_chunks_is_demoted_by_two_members() {
         let d = dir(DEFAULT_PEER_TTL);
-        let m = Arc::new(Manifest {
-            name: "gamma.bin".into(),
-            ..Manifest::for_tests(4)
-        });
+        let m = gamma();
         let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9400 + i));
         let (f, liar) = d.publish(m.clone(), addr(0), None);
         let (_, honest) = d.publish(m, addr(1), None);
