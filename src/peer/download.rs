@@ -307,7 +307,11 @@ impl Announcer<'_> {
     /// address and when to report it (after [`REPORT_LOST_AFTER`], then at most every
     /// [`crate::directory::PROBE_EVERY`], when the directory may probe it again).
     fn lost_neighbour(&mut self) -> Option<(String, Instant)> {
-        let directory = matches!(self.kind, SourceKind::Owner | SourceKind::Directory);
+        // Only the directory's connection reports; the others' writers (the data path) skip
+        // this before taking any lock.
+        if !matches!(self.kind, SourceKind::Owner | SourceKind::Directory) {
+            return None;
+        }
         let down = self.swarm.lock().ring.down_since();
         let addr = self
             .swarm
@@ -315,9 +319,7 @@ impl Announcer<'_> {
             .borrow()
             .as_ref()
             .map(ToString::to_string);
-        let (Some(addr), Some(down), true, false) =
-            (addr, down, directory, self.swarm.is_complete())
-        else {
+        let (Some(addr), Some(down), false) = (addr, down, self.swarm.is_complete()) else {
             self.lost = None;
             return None;
         };
