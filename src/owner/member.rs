@@ -1,25 +1,52 @@
 //! A client's directory registration, held for as long as its connection lives.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use tracing::info;
+use tracing::{info, warn};
 
-use super::shared::Files;
-use crate::directory::{Directory, MemberId};
+use super::shared::SharedFile;
+use super::state::Owner;
+use crate::chunkset::ChunkSet;
+use crate::connection::Hello;
+use crate::directory::MemberId;
 
 /// A client's directory registration; dropped (deregistered) with its connection, freeing
 /// what the directory freed with it.
 pub(super) struct Member<'a> {
-    pub directory: &'a Directory,
-    pub files: &'a Files,
+    pub owner: &'a Owner,
     pub id: MemberId,
     pub addr: SocketAddr,
 }
 
+impl<'a> Member<'a> {
+    /// Registers a client at `ip` with an upload server (`hello` with a port) in the
+    /// directory of `shared`, holding `held`; `None` for a client without one, or whose
+    /// address is already a member through another connection.
+    pub(super) fn register(
+        owner: &'a Owner,
+        ip: Option<IpAddr>,
+        shared: &SharedFile,
+        hello: &Hello,
+        held: &ChunkSet,
+    ) -> Option<Self> {
+        let port = hello.port?;
+        let ip = ip?;
+        let directory = &owner.directory;
+        let file = directory.index_of(&shared.manifest)?;
+        let addr = SocketAddr::new(ip, port);
+        let Some(id) = directory.register(file, addr, hello.role, held.clone(), hello.node.clone())
+        else {
+            warn!(peer = %hello.label, "{addr} is already a member through another connection; serving this one unregistered");
+            return None;
+        };
+        Some(Self { owner, id, addr })
+    }
+}
+
 impl Drop for Member<'_> {
     fn drop(&mut self) {
-        let left = self.directory.deregister(self.id);
-        self.files.forget(&left.freed);
+        let left = self.owner.directory.deregister(self.id);
+        self.owner.files.forget(&left.freed);
         if left.was_member {
             info!(source = %self.addr, "left the directory");
         }

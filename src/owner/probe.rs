@@ -2,7 +2,8 @@
 //! it itself and drops it from the directory only when it does not answer either. A source
 //! answers when its upload server replies to a `hello` (with `welcome`, a challenge or an
 //! error): a member that registered a port and accepts connections there but never serves is
-//! dropped as surely as one that is gone.
+//! dropped as surely as one that is gone. A publisher reported for bad chunks is counted
+//! towards its demotion instead.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,10 +11,10 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::shared::Files;
+use super::files::Files;
 use crate::chunkset::Ranges;
 use crate::connection::Connection;
-use crate::directory::Directory;
+use crate::directory::{Directory, MemberId};
 use crate::protocol::{Message, PROTOCOL_VERSION, Role};
 
 /// How long the owner's probe may take to connect, and then to be answered.
@@ -52,6 +53,42 @@ pub(super) fn check_lost_source(
             }
         }
     });
+}
+
+/// The member `reporter` left the publisher at `addr` for sending bad chunks: counted towards
+/// demoting it (see [`Directory::report_bad`]).
+pub(super) fn report_bad_source(
+    directory: &Directory,
+    reporter: MemberId,
+    addr: &str,
+    label: &str,
+) {
+    let Ok(sa) = addr.parse::<SocketAddr>() else {
+        return;
+    };
+    let Some(r) = directory.report_bad(reporter, sa) else {
+        debug!(from = %label, "bad chunks reported from {sa}, no publisher of its file; ignored");
+        return;
+    };
+    let file = crate::manifest::display_name(&r.file);
+    if !r.demoted {
+        info!(
+            from = %label,
+            "publisher {sa} of {file} sent bad chunks ({} of {} reports needed to demote it)",
+            r.reports,
+            r.needed
+        );
+    } else if r.publishers_left > 0 {
+        warn!(
+            "publisher {sa} of {file} sent bad chunks to {} members: demoted; its rings move to another publisher ({} left)",
+            r.reports, r.publishers_left
+        );
+    } else {
+        warn!(
+            "publisher {sa} of {file} sent bad chunks to {} members: demoted; no trusted publisher of it is left",
+            r.reports
+        );
+    }
 }
 
 /// Whether `target` accepts a connection within [`PROBE_TIMEOUT`] and answers a getter's

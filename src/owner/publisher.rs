@@ -13,8 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::member::Member;
-use super::shared::Files;
-use super::state::Ctx;
+use super::state::Owner;
 use crate::connection::{ConnWriter, Connection, Hello};
 use crate::driver::{self, Flow, Reading, Writing};
 use crate::hash::Hash;
@@ -39,8 +38,7 @@ pub const MAX_PUBLISHED_BYTES: usize = 256 << 20;
 /// A bad `hello` (no port), a bad manifest, too many files, or what ended the connection.
 pub(super) async fn run(
     mut conn: Connection,
-    files: &Files,
-    ctx: &Ctx,
+    owner: &Owner,
     hello: &Hello,
     token: &CancellationToken,
 ) -> Result<()> {
@@ -54,8 +52,7 @@ pub(super) async fn run(
     let addr = SocketAddr::new(ip, port);
     info!(publisher = %addr, "publisher connected");
     let reading = Publications {
-        files,
-        ctx,
+        owner,
         addr,
         node: hello.node.clone(),
         members: BTreeMap::new(),
@@ -63,14 +60,13 @@ pub(super) async fn run(
         bytes: 0,
         heard: None,
     };
-    let keepalive = ctx.directory.ttl() / 3;
+    let keepalive = owner.directory.ttl() / 3;
     driver::drive(conn, reading, Replies { keepalive }, 16, token).await
 }
 
 /// The reader's side: what the publisher publishes, and its memberships.
 struct Publications<'a> {
-    files: &'a Files,
-    ctx: &'a Ctx,
+    owner: &'a Owner,
     addr: SocketAddr,
     node: Option<String>,
     /// Its files, by directory index, each with its membership.
@@ -97,10 +93,10 @@ impl Publications<'_> {
     /// Ends this publisher's membership for file `index`; when it was the last publisher,
     /// the file is no longer offered (and freed, once no member is left in its swarm).
     fn withdraw(&mut self, index: usize) {
-        let manifest = self.ctx.directory.manifest(index);
+        let manifest = self.owner.directory.manifest(index);
         self.members.remove(&index);
-        if self.ctx.directory.publishers(index) == 0 {
-            self.files.orphaned(index);
+        if self.owner.directory.publishers(index) == 0 {
+            self.owner.files.orphaned(index);
             if let Some(m) = manifest {
                 info!(
                     "every publisher of {} has left: no one serves it now (its ring, if any, goes on with the chunks its members hold)",
@@ -113,7 +109,7 @@ impl Publications<'_> {
     /// Adds the file of `manifest` (JSON) to the directory with this publisher as a source.
     fn publish(&mut self, manifest: &[u8]) -> Result<Message> {
         self.bytes = self.bytes.saturating_add(manifest.len());
-        self.ctx
+        self.owner
             .config
             .metrics
             .received(Role::Publisher, manifest.len() as u64);
@@ -131,14 +127,15 @@ impl Publications<'_> {
             )));
         }
         let hash = m.hash;
-        let directory = &self.ctx.directory;
+        let directory = &self.owner.directory;
         let known = self.by_hash.get(&hash).copied();
         let index = match known.filter(|i| self.members.contains_key(i)) {
             Some(index) => index,
             None => {
-                let (index, id) = self
-                    .files
-                    .publish(directory, m, self.addr, self.node.clone());
+                let (index, id) =
+                    self.owner
+                        .files
+                        .publish(directory, m, self.addr, self.node.clone());
                 let Some(id) = id else {
                     return Err(Error::Refused(format!(
                         "{} already publishes this file through another connection",
@@ -146,8 +143,7 @@ impl Publications<'_> {
                     )));
                 };
                 let member = Member {
-                    directory,
-                    files: self.files,
+                    owner: self.owner,
                     id,
                     addr: self.addr,
                 };
@@ -183,7 +179,7 @@ impl Reading for Publications<'_> {
     fn limit(&self) -> (&'static str, Duration) {
         (
             "waiting for a heartbeat (past --peer-ttl)",
-            self.ctx.directory.ttl(),
+            self.owner.directory.ttl(),
         )
     }
 
@@ -191,11 +187,11 @@ impl Reading for Publications<'_> {
         // Any message is a heartbeat for every file it publishes: marked at most once a
         // second, so a burst of publications costs its size, not its square.
         let now = tokio::time::Instant::now();
-        let every = HEARD_EVERY.min(self.ctx.directory.ttl() / 10);
+        let every = HEARD_EVERY.min(self.owner.directory.ttl() / 10);
         if self.heard.is_none_or(|t| now - t >= every) {
             self.heard = Some(now);
             for m in self.members.values() {
-                self.ctx.directory.heartbeat(m.id);
+                self.owner.directory.heartbeat(m.id);
             }
         }
         match msg {

@@ -4,21 +4,20 @@
 //! list whenever it changes, and keeps the connection alive.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
 
 use super::answer::answer;
 use super::member::Member;
-use super::probe::check_lost_source;
+use super::place::RingPlace;
+use super::probe::{check_lost_source, report_bad_source};
 use super::shared::SharedFile;
 use super::spare::SpareTicket;
-use super::state::Ctx;
+use super::state::Owner;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{ConnWriter, Connection, IDLE_TIMEOUT, KEEPALIVE_INTERVAL};
 use crate::driver::{self, Flow, Reading, Writing};
@@ -37,31 +36,32 @@ use crate::{Error, Result};
 /// What ended the connection, if it was not a clean close.
 pub(super) async fn run(
     conn: Connection,
-    shared: &Arc<SharedFile>,
-    ctx: &Ctx,
-    client: &Client<'_, '_>,
+    owner: &Owner,
+    client: Client<'_>,
     token: &CancellationToken,
 ) -> Result<()> {
     let Client {
+        shared,
         label,
-        member,
         role,
-        ..
-    } = *client;
+        member,
+        place,
+    } = client;
+    let (shared, label, member) = (&shared, label.as_str(), member.as_ref());
     // Getters are served under choking; ring peers always (the ring needs its hand-out).
-    let choker = (role == Role::Getter).then_some(&ctx.choker);
-    let limiter = ctx.config.upload_limit.as_deref();
-    let (server, gate) = ChunkServer::new(label, &ctx.config.events, limiter, choker);
+    let choker = (role == Role::Getter).then_some(&owner.choker);
+    let limiter = owner.config.upload_limit.as_deref();
+    let (server, gate) = ChunkServer::new(label, &owner.config.events, limiter, choker);
     let session = Session {
         shared,
-        ctx,
+        owner,
         label,
         member,
         role,
         server,
         normal: AtomicUsize::new(0),
     };
-    let mut orphans = shared.orphans.subscribe();
+    let mut orphans = shared.orphan_list();
     orphans.mark_changed();
     let writing = Writer {
         // A getter is told the owner holds everything, as any source says what it holds (a
@@ -71,85 +71,25 @@ pub(super) async fn run(
         gate,
         orphans,
         sent_any_orphans: false,
-        conn_id: ctx.spare.connection(),
+        conn_id: owner.spare.connection(),
         spares: VecDeque::new(),
         ticket: None,
-        ring: RingPlace::of(ctx, shared, client),
+        ring: place,
     };
     driver::drive(conn, &session, writing, MAX_QUEUED_REQUESTS, token).await
 }
 
-/// Who the client is.
-#[derive(Clone, Copy)]
-pub(super) struct Client<'a, 'm> {
-    pub label: &'a str,
-    pub member: Option<&'a Member<'m>>,
+/// Who a session serves, as `welcome` told it.
+pub(super) struct Client<'o> {
+    /// The file it joined.
+    pub shared: Arc<SharedFile>,
+    /// `IP:PORT`, for logs and events.
+    pub label: String,
     pub role: Role,
-    /// A joiner's download neighbour, as `welcome` said.
-    pub neighbour: Option<SocketAddr>,
-    /// A published file's ring member: the publisher `welcome` named.
-    pub publisher: Option<SocketAddr>,
-}
-
-/// A ring peer's place, told again when the directory's rings change: a joiner's download
-/// neighbour, a published file's publisher.
-struct RingPlace {
-    changes: watch::Receiver<()>,
-    /// A joiner's member id, and the neighbour it was last told.
-    joiner: Option<(crate::directory::MemberId, Option<SocketAddr>)>,
-    /// A published file's ring member: its index, and the publisher it was last told.
-    publisher: Option<(usize, Option<SocketAddr>)>,
-}
-
-impl RingPlace {
-    /// The place of `client`, if it has one to be told.
-    fn of(ctx: &Ctx, shared: &SharedFile, client: &Client<'_, '_>) -> Option<Self> {
-        let joiner = (client.role == Role::Joiner)
-            .then_some(client.member)
-            .flatten()
-            .map(|m| (m.id, client.neighbour));
-        let publisher = (client.role.is_ring() && shared.is_published())
-            .then(|| ctx.directory.index_of(&shared.manifest))
-            .flatten()
-            .map(|f| (f, client.publisher));
-        if joiner.is_none() && publisher.is_none() {
-            return None;
-        }
-        let mut changes = ctx.directory.ring_changes();
-        // A change between `welcome` and now is looked at once.
-        changes.mark_changed();
-        Some(Self {
-            changes,
-            joiner,
-            publisher,
-        })
-    }
-
-    /// What changed since the client was last told, as messages to send.
-    fn news(&mut self, directory: &crate::directory::Directory, label: &str) -> Vec<Message> {
-        let mut news = Vec::new();
-        if let Some((member, told)) = &mut self.joiner {
-            let now = directory.neighbour_of(*member);
-            if now != *told {
-                *told = now;
-                info!(peer = %label, neighbour = ?now, "told a new download neighbour");
-                news.push(Message::Neighbour {
-                    addr: now.map(|a| a.to_string()),
-                });
-            }
-        }
-        if let Some((file, told)) = &mut self.publisher {
-            let now = directory.publisher(*file);
-            if now != *told {
-                *told = now;
-                info!(peer = %label, publisher = ?now, "told the publisher that serves its chunks now");
-                news.push(Message::Publisher {
-                    addr: now.map(|a| a.to_string()),
-                });
-            }
-        }
-        news
-    }
+    /// Its directory registration, while the session lives.
+    pub member: Option<Member<'o>>,
+    /// A ring peer's place, told again when it changes.
+    pub place: Option<RingPlace>,
 }
 
 /// What the reader hands the writer.
@@ -165,7 +105,7 @@ enum Out {
 /// One client connection after `welcome`.
 struct Session<'a> {
     shared: &'a Arc<SharedFile>,
-    ctx: &'a Ctx,
+    owner: &'a Owner,
     label: &'a str,
     member: Option<&'a Member<'a>>,
     /// The client's role, for the metrics.
@@ -180,51 +120,20 @@ impl Drop for Session<'_> {
     /// Requests still queued when the connection ends no longer hold back spare chunks.
     fn drop(&mut self) {
         for _ in 0..*self.normal.get_mut() {
-            self.ctx.spare.normal_done();
+            self.owner.spare.normal_done();
         }
     }
 }
 
 impl Session<'_> {
-    /// The client (a member) left the publisher at `addr` for sending bad chunks: counted
-    /// towards demoting it (see [`crate::directory::Directory::report_bad`]).
-    fn bad_source(&self, addr: &str) {
-        let (Some(member), Ok(sa)) = (self.member, addr.parse::<SocketAddr>()) else {
-            return;
-        };
-        let Some(r) = self.ctx.directory.report_bad(member.id, sa) else {
-            debug!(from = %self.label, "bad chunks reported from {sa}, no publisher of its file; ignored");
-            return;
-        };
-        let file = crate::manifest::display_name(&r.file);
-        if !r.demoted {
-            info!(
-                from = %self.label,
-                "publisher {sa} of {file} sent bad chunks ({} of {} reports needed to demote it)",
-                r.reports,
-                r.needed
-            );
-        } else if r.publishers_left > 0 {
-            warn!(
-                "publisher {sa} of {file} sent bad chunks to {} members: demoted; its rings move to another publisher ({} left)",
-                r.reports, r.publishers_left
-            );
-        } else {
-            warn!(
-                "publisher {sa} of {file} sent bad chunks to {} members: demoted; no trusted publisher of it is left",
-                r.reports
-            );
-        }
-    }
-
     fn normal_queued(&self) {
         self.normal.fetch_add(1, Ordering::SeqCst);
-        self.ctx.spare.normal_queued();
+        self.owner.spare.normal_queued();
     }
 
     fn normal_done(&self) {
         self.normal.fetch_sub(1, Ordering::SeqCst);
-        self.ctx.spare.normal_done();
+        self.owner.spare.normal_done();
     }
 
     /// A directory member must be heard from within the TTL; it sends keep-alives.
@@ -232,7 +141,7 @@ impl Session<'_> {
         match self.member {
             Some(_) => (
                 "waiting for a heartbeat (past --peer-ttl)",
-                self.ctx.directory.ttl(),
+                self.owner.directory.ttl(),
             ),
             None => ("waiting for requests", IDLE_TIMEOUT),
         }
@@ -240,7 +149,7 @@ impl Session<'_> {
 
     async fn on_message(&self, msg: Message, tx: &mpsc::Sender<Out>) -> Result<()> {
         if let Some(member) = self.member
-            && !self.ctx.directory.heartbeat(member.id)
+            && !self.owner.directory.heartbeat(member.id)
         {
             return Err(Error::Refused(
                 "dropped from the directory; reconnect to register again".into(),
@@ -259,8 +168,8 @@ impl Session<'_> {
     /// What the writer must do for `msg`, if anything.
     fn take(&self, msg: Message) -> Result<Option<Out>> {
         let m = &self.shared.manifest;
-        let events = &self.ctx.config.events;
-        let directory = &self.ctx.directory;
+        let events = &self.owner.config.events;
+        let directory = &self.owner.directory;
         Ok(Some(match msg {
             Message::Request { chunk, spare } => {
                 let id = m.chunk_id(chunk)?;
@@ -286,12 +195,14 @@ impl Session<'_> {
                 addr,
                 bad_chunks: true,
             } => {
-                self.bad_source(&addr);
+                if let Some(member) = self.member {
+                    report_bad_source(directory, member.id, &addr, self.label);
+                }
                 return Ok(None);
             }
             Message::SourceLost { addr, .. } => {
-                let known = (directory, &self.ctx.files);
-                check_lost_source(known, self.ctx.net.as_ref(), &addr, self.label);
+                let known = (directory, &self.owner.files);
+                check_lost_source(known, self.owner.net.as_ref(), &addr, self.label);
                 return Ok(None);
             }
             other => {
@@ -304,7 +215,7 @@ impl Session<'_> {
     /// counts as holding everything: it waits behind every member for spare chunks).
     fn held(&self) -> u32 {
         self.member
-            .and_then(|m| self.ctx.directory.held(m.id))
+            .and_then(|m| self.owner.directory.held(m.id))
             .unwrap_or(u32::MAX)
     }
 
@@ -320,10 +231,10 @@ impl Session<'_> {
         let read = || crate::storage::read(shared, id);
         let sent = self.server.send(writer, id, unchoked, read).await?;
         if let Some(bytes) = sent {
-            self.ctx.config.metrics.chunk_sent(self.role, bytes);
+            self.owner.config.metrics.chunk_sent(self.role, bytes);
         }
-        if sent.is_some() && shared.dist().note_served_if_orphan(id) {
-            shared.dirty.notify_one();
+        if sent.is_some() {
+            shared.served(id);
         }
         Ok(sent.is_some().into())
     }
@@ -340,7 +251,7 @@ impl Session<'_> {
             return Ok(false);
         }
         *sent_any = true;
-        self.ctx
+        self.owner
             .config
             .events
             .id_list(EventKind::IdListSent, set.count(), self.label);
@@ -354,7 +265,7 @@ impl Session<'_> {
 
     /// How often to send a keep-alive: often enough for the client's own idle limit.
     fn keepalive(&self) -> Duration {
-        KEEPALIVE_INTERVAL.min(self.ctx.directory.ttl() / 3)
+        KEEPALIVE_INTERVAL.min(self.owner.directory.ttl() / 3)
     }
 }
 
@@ -416,7 +327,7 @@ impl Writing for Writer<'_, '_> {
             return Ok(Flow::Sent);
         }
         if self.ticket.is_none() && !self.spares.is_empty() {
-            let spare = &self.session.ctx.spare;
+            let spare = &self.session.owner.spare;
             self.ticket = Some(spare.ticket(self.conn_id, self.session.held()));
         }
         Ok(Flow::Idle)
@@ -428,7 +339,7 @@ impl Writing for Writer<'_, '_> {
             () = async { self.ticket.as_ref().expect("guarded").turn().await }, if self.ticket.is_some() => Woken::SpareTurn,
             open = self.gate.changed(), if self.gate.is_choking() => Woken::Choke(open),
             changed = self.orphans.changed() => Woken::Orphans(changed.is_ok()),
-            _ = async { self.ring.as_mut().expect("guarded").changes.changed().await }, if self.ring.is_some() => Woken::Ring,
+            () = async { self.ring.as_mut().expect("guarded").changed().await }, if self.ring.is_some() => Woken::Ring,
         }
     }
 
@@ -446,7 +357,7 @@ impl Writing for Writer<'_, '_> {
             }
             Woken::Choke(false) | Woken::Orphans(false) => Ok(Flow::Done),
             Woken::Choke(true) => {
-                let events = &session.ctx.config.events;
+                let events = &session.owner.config.events;
                 self.gate.update(writer, events, session.label).await?;
                 Ok(Flow::Sent)
             }
@@ -454,7 +365,7 @@ impl Writing for Writer<'_, '_> {
                 let Some(place) = self.ring.as_mut() else {
                     return Ok(Flow::Idle);
                 };
-                let news = place.news(&session.ctx.directory, session.label);
+                let news = place.news(&session.owner.directory, session.label);
                 let flow = if news.is_empty() {
                     Flow::Idle
                 } else {

@@ -1,18 +1,20 @@
 //! One shared file ([`SharedFile`]): its manifest, where its bytes are (an open file checked
 //! unchanged before each read, bytes in memory, or none: a published file), and who was handed
-//! what; and the owner's list of them ([`Files`]), its own and the published ones.
+//! what. The hand-out bookkeeping (the chunks each join got, the orphans served, the quiet
+//! period after the last join, the orphan list) is changed only through its methods.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::assign::Distribution;
+use super::config::{ORPHAN_BATCH, ORPHAN_QUIET};
 use crate::chunkset::ChunkSet;
-use crate::directory::{Directory, MemberId};
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::{ChunkId, Manifest, ManifestError};
 use crate::watch;
 
 /// One shared file: its manifest, the open file, and who was handed what.
@@ -23,23 +25,24 @@ pub struct SharedFile {
     pub(super) manifest_json: Bytes,
     pub(super) path: PathBuf,
     /// Where the bytes are read from.
-    source: Source,
+    source: ByteSource,
     /// Set once the file was found changed after hashing; it is no longer offered.
-    pub(super) withdrawn: std::sync::atomic::AtomicBool,
-    pub(super) dist: Mutex<Distribution>,
+    withdrawn: AtomicBool,
+    /// How often each chunk was handed out.
+    dist: Mutex<Distribution>,
     /// The latest orphan set, published after [`ORPHAN_QUIET`].
-    pub(super) orphans: watch::Sender<Arc<ChunkSet>>,
+    orphans: watch::Sender<Arc<ChunkSet>>,
     /// Signalled when the hand-out changed (a join, or an orphan served).
-    pub(super) dirty: Notify,
+    dirty: Notify,
     /// When the last peer joined.
-    pub(super) last_join: Mutex<tokio::time::Instant>,
+    last_join: Mutex<tokio::time::Instant>,
     /// Peers joined so far (seeds the hand-out when the owner has a seed).
-    pub(super) joins: std::sync::atomic::AtomicU64,
+    joins: AtomicU64,
 }
 
 /// Where a shared file's bytes come from.
 #[derive(Debug)]
-enum Source {
+enum ByteSource {
     /// An open file, and its size and modification time when hashed: a file that no longer
     /// matches is withdrawn.
     Disk { file: std::fs::File, stamp: Stamp },
@@ -71,7 +74,7 @@ impl SharedFile {
         Self::new(
             manifest,
             path.to_path_buf(),
-            Source::Disk { file, stamp },
+            ByteSource::Disk { file, stamp },
             peers,
         )
     }
@@ -88,13 +91,18 @@ impl SharedFile {
         peers: u32,
     ) -> Result<Self, ManifestError> {
         let manifest = Manifest::from_bytes(name, &data, chunk_size)?;
-        Self::new(manifest, PathBuf::from(name), Source::Memory(data), peers)
+        Self::new(
+            manifest,
+            PathBuf::from(name),
+            ByteSource::Memory(data),
+            peers,
+        )
     }
 
     fn new(
         manifest: Manifest,
         path: PathBuf,
-        source: Source,
+        source: ByteSource,
         peers: u32,
     ) -> Result<Self, ManifestError> {
         let json = serde_json::to_vec(&manifest)?;
@@ -106,10 +114,10 @@ impl SharedFile {
             manifest_json: Bytes::from(json),
             path,
             source,
-            withdrawn: std::sync::atomic::AtomicBool::new(false),
+            withdrawn: AtomicBool::new(false),
             dirty: Notify::new(),
             last_join: Mutex::new(tokio::time::Instant::now()),
-            joins: std::sync::atomic::AtomicU64::new(0),
+            joins: AtomicU64::new(0),
         })
     }
 
@@ -121,7 +129,7 @@ impl SharedFile {
     /// The manifest cannot be encoded (it always can).
     pub fn published(manifest: Manifest) -> Result<Self, ManifestError> {
         let path = PathBuf::from(&manifest.name);
-        Self::new(manifest, path, Source::Published, 1)
+        Self::new(manifest, path, ByteSource::Published, 1)
     }
 
     /// The manifest as JSON, as `welcome` and `publish` carry it.
@@ -131,16 +139,12 @@ impl SharedFile {
 
     /// Whether only publishers hold this file's bytes.
     pub fn is_published(&self) -> bool {
-        matches!(self.source, Source::Published)
+        matches!(self.source, ByteSource::Published)
     }
 
     /// The path being shared.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub(super) fn dist(&self) -> std::sync::MutexGuard<'_, Distribution> {
-        self.dist.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What a client is told about a file withdrawn because it changed (or, published,
@@ -162,7 +166,7 @@ impl SharedFile {
     /// time; a file replaced by another under the same name is not). Always true for a file
     /// that is not on disk.
     pub(crate) fn matches_path(&self) -> bool {
-        let Source::Disk { stamp, .. } = &self.source else {
+        let ByteSource::Disk { stamp, .. } = &self.source else {
             return true;
         };
         std::fs::metadata(&self.path).is_ok_and(|m| {
@@ -170,15 +174,20 @@ impl SharedFile {
         })
     }
 
-    /// Stops offering the file (its publisher found it removed or changed).
+    /// Stops offering the file (its publisher found it removed or changed, or a published
+    /// file lost its last publisher).
     pub(crate) fn withdraw(&self) {
-        self.withdrawn
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.withdrawn.store(true, Ordering::Relaxed);
+    }
+
+    /// Offers the file again (a published file whose publishers had left is published anew).
+    pub(super) fn offer_again(&self) {
+        self.withdrawn.store(false, Ordering::Relaxed);
     }
 
     /// Whether the file was withdrawn (see [`SharedFile::check_unchanged`]).
     pub(crate) fn is_withdrawn(&self) -> bool {
-        self.withdrawn.load(std::sync::atomic::Ordering::Relaxed)
+        self.withdrawn.load(Ordering::Relaxed)
     }
 
     /// Checks, before a read, that the file still has the size and modification time it had
@@ -190,8 +199,7 @@ impl SharedFile {
     ///
     /// [`crate::Error::Refused`] with that message.
     pub(crate) fn check_unchanged(&self) -> crate::Result<()> {
-        use std::sync::atomic::Ordering;
-        let Source::Disk { file, stamp } = &self.source else {
+        let ByteSource::Disk { file, stamp } = &self.source else {
             return Ok(());
         };
         if !self.is_withdrawn() {
@@ -217,24 +225,104 @@ impl SharedFile {
     }
 }
 
+/// The hand-out: who was handed what, and the orphan list.
+impl SharedFile {
+    fn dist(&self) -> std::sync::MutexGuard<'_, Distribution> {
+        self.dist.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn last_join(&self) -> tokio::time::Instant {
+        *self.last_join.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands a joining ring peer that holds `held` its chunks, the ones handed out least so
+    /// far (see [`Distribution::assign`]), and moves the orphan list's quiet period. With a
+    /// `seed`, the n-th join gets the same start every run.
+    pub(super) fn hand_out(&self, held: &ChunkSet, seed: Option<u64>) -> Vec<ChunkId> {
+        let m = &self.manifest;
+        let assigned = match seed {
+            Some(seed) => {
+                let joins = self.joins.fetch_add(1, Ordering::Relaxed);
+                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
+                    seed.wrapping_add(joins),
+                );
+                self.dist().assign(m, held, &mut rng)
+            }
+            None => self.dist().assign(m, held, &mut rand::rng()),
+        };
+        *self.last_join.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        self.dirty.notify_one();
+        assigned
+    }
+
+    /// Chunk `id` was sent to a client: an orphan (handed to nobody) is in the ring now, and
+    /// the orphan list will say so.
+    pub(super) fn served(&self, id: ChunkId) {
+        if self.dist().note_served_if_orphan(id) {
+            self.dirty.notify_one();
+        }
+    }
+
+    /// The orphan list (chunks handed to nobody), as [`SharedFile::publish_orphans`] changes
+    /// it.
+    pub(super) fn orphan_list(&self) -> watch::Receiver<Arc<ChunkSet>> {
+        self.orphans.subscribe()
+    }
+
+    /// Publishes the orphan list whenever the hand-out changed and no peer joined for
+    /// [`ORPHAN_QUIET`], until `token` is cancelled.
+    pub(super) async fn publish_orphans(self: Arc<Self>, token: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                () = token.cancelled() => return,
+                () = self.dirty.notified() => {}
+            }
+            // Wait until no peer joined for ORPHAN_QUIET (a join moves the deadline), and
+            // batch served-orphan updates for a moment.
+            loop {
+                let quiet_until = self.last_join() + ORPHAN_QUIET;
+                let until = quiet_until.max(tokio::time::Instant::now() + ORPHAN_BATCH);
+                tokio::select! {
+                    biased;
+                    () = token.cancelled() => return,
+                    () = tokio::time::sleep_until(until) => {}
+                }
+                if tokio::time::Instant::now() >= self.last_join() + ORPHAN_QUIET {
+                    break;
+                }
+            }
+            let orphans = self.dist().orphans(&self.manifest);
+            self.orphans.send_if_modified(|cur| {
+                if **cur == orphans {
+                    false
+                } else {
+                    *cur = Arc::new(orphans);
+                    true
+                }
+            });
+        }
+    }
+}
+
 impl SharedFile {
     /// Chunk `id`'s bytes, after [`SharedFile::check_unchanged`].
     ///
     /// # Errors
     ///
     /// The file changed, or the read failed.
-    fn read_chunk_at(&self, id: crate::manifest::ChunkId) -> crate::Result<Bytes> {
+    fn read_chunk_at(&self, id: ChunkId) -> crate::Result<Bytes> {
         use std::os::unix::fs::FileExt;
         self.check_unchanged()?;
         let m = &self.manifest;
         let offset = m.chunk_offset(id);
         let file = match &self.source {
-            Source::Memory(data) => {
+            ByteSource::Memory(data) => {
                 let at = usize::try_from(offset).expect("an in-memory offset fits usize");
                 return Ok(data.slice(at..at + m.chunk_len(id)));
             }
-            Source::Disk { file, .. } => file,
-            Source::Published => {
+            ByteSource::Disk { file, .. } => file,
+            ByteSource::Published => {
                 return Err(crate::Error::Refused(format!(
                     "{:?} is served by its publishers, not by this directory: ask them (peer locate)",
                     m.name
@@ -269,109 +357,74 @@ impl Stamp {
     }
 }
 
-/// The files an owner answers `hello` for, at the directory's indices: its own first, then
-/// those publishers registered (see [`SharedFile::published`]). A published file leaves when
-/// the directory frees it ([`Files::forget`]).
-#[derive(Debug, Default)]
-pub(crate) struct Files(std::sync::RwLock<BTreeMap<usize, Arc<SharedFile>>>);
-
-impl Files {
-    /// The files of `directory` (made from the same list, in the same order).
-    pub(crate) fn new(files: Vec<Arc<SharedFile>>) -> Self {
-        Self(std::sync::RwLock::new(
-            files.into_iter().enumerate().collect(),
-        ))
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<usize, Arc<SharedFile>>> {
-        self.0.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<usize, Arc<SharedFile>>> {
-        self.0.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The file at directory index `index`.
-    pub(crate) fn get(&self, index: usize) -> Option<Arc<SharedFile>> {
-        self.read().get(&index).cloned()
-    }
-
-    /// How many files there are, and the only one if there is one.
-    pub(crate) fn only(&self) -> (usize, Option<Arc<SharedFile>>) {
-        let files = self.read();
-        let only = (files.len() == 1)
-            .then(|| files.values().next().cloned())
-            .flatten();
-        (files.len(), only)
-    }
-
-    /// Adds the published file `manifest` to `directory` and here, or finds it (the same
-    /// name and content), and registers `addr` as its publisher; it is offered again if its
-    /// publishers had left. Its index, and the membership (`None`: `addr` already publishes
-    /// it through another connection).
-    pub(crate) fn publish(
-        &self,
-        directory: &Directory,
-        manifest: Manifest,
-        addr: std::net::SocketAddr,
-        node: Option<String>,
-    ) -> (usize, Option<MemberId>) {
-        let shared = SharedFile::published(manifest).expect("a decoded manifest encodes");
-        // One copy of the manifest, shared by the directory and the file.
-        let (index, id) = directory.publish(shared.manifest.clone(), addr, node);
-        let mut files = self.write();
-        match files.get(&index) {
-            Some(f) => f
-                .withdrawn
-                .store(false, std::sync::atomic::Ordering::Relaxed),
-            None => {
-                files.insert(index, Arc::new(shared));
-            }
-        }
-        (index, id)
-    }
-
-    /// Adds a file this node holds (a publisher's, found in its folder after it started) to
-    /// `directory` and here; the same name and content replaces the old entry. Its index.
-    pub(crate) fn add(&self, directory: &Directory, shared: Arc<SharedFile>) -> usize {
-        let mut files = self.write();
-        let index = directory.add_held(shared.manifest.clone());
-        files.insert(index, shared);
-        index
-    }
-
-    /// The published file at `index` lost its last publisher: it is no longer offered.
-    pub(crate) fn orphaned(&self, index: usize) {
-        if let Some(f) = self.read().get(&index).filter(|f| f.is_published()) {
-            f.withdrawn
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// Drops the files the directory freed (see [`crate::directory::Left`]).
-    pub(crate) fn forget(&self, freed: &[usize]) {
-        if freed.is_empty() {
-            return;
-        }
-        let mut files = self.write();
-        for index in freed {
-            files.remove(index);
-        }
-    }
-}
-
 /// The owner's file is a read-only chunk source.
 impl crate::storage::ChunkSource for SharedFile {
     fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
-    fn read_chunk(&self, id: crate::manifest::ChunkId) -> crate::Result<Bytes> {
+    fn read_chunk(&self, id: ChunkId) -> crate::Result<Bytes> {
         self.read_chunk_at(id)
     }
 
     /// A file in memory is read in place rather than on the blocking pool.
     fn is_in_memory(&self) -> bool {
-        matches!(self.source, Source::Memory(_))
+        matches!(self.source, ByteSource::Memory(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 10-chunk file in memory, for 5 expected peers (2 chunks each).
+    fn file() -> Arc<SharedFile> {
+        let data = Bytes::from(vec![7u8; 10_000]);
+        Arc::new(SharedFile::from_memory("data.bin", data, 1000, 5).unwrap())
+    }
+
+    #[test]
+    fn with_a_seed_the_nth_join_is_handed_the_same_chunks_every_run() {
+        let (a, b) = (file(), file());
+        let none = ChunkSet::new(10);
+        for _ in 0..5 {
+            assert_eq!(a.hand_out(&none, Some(7)), b.hand_out(&none, Some(7)));
+        }
+    }
+
+    /// The orphan list's next value, while `publishing` runs.
+    async fn next(
+        list: &mut watch::Receiver<Arc<ChunkSet>>,
+        publishing: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Arc<ChunkSet> {
+        tokio::select! {
+            () = publishing => panic!("stopped publishing"),
+            changed = list.changed() => changed.unwrap(),
+        }
+        list.borrow_and_update().clone()
+    }
+
+    /// Under the paused clock: the orphan list is published once no peer joined for
+    /// [`ORPHAN_QUIET`], and an orphan served leaves it after [`ORPHAN_BATCH`]. The test waits
+    /// for the list to change.
+    #[tokio::test(start_paused = true)]
+    async fn orphans_are_published_after_the_quiet_period_and_served_ones_leave() {
+        let shared = file();
+        let token = CancellationToken::new();
+        let mut list = shared.orphan_list();
+        let publishing = shared.clone().publish_orphans(token.clone());
+        tokio::pin!(publishing);
+        let joined = tokio::time::Instant::now();
+        assert_eq!(shared.hand_out(&ChunkSet::new(10), None).len(), 2);
+        let orphans = next(&mut list, publishing.as_mut()).await;
+        assert_eq!(orphans.count(), 8);
+        assert_eq!(joined.elapsed(), ORPHAN_QUIET);
+        let orphan = shared.manifest.chunk_id(orphans.indices().next().unwrap());
+        let served = tokio::time::Instant::now();
+        shared.served(orphan.unwrap());
+        assert_eq!(next(&mut list, publishing.as_mut()).await.count(), 7);
+        assert_eq!(served.elapsed(), ORPHAN_BATCH);
+        token.cancel();
+        publishing.await;
     }
 }

@@ -1,18 +1,18 @@
-//! What the owner's connections share ([`Ctx`]): its files, the directory, the choker, the
+//! What the owner's connections share ([`Owner`]): its files, the directory, the choker, the
 //! spare-upload gate and its settings. Every step of a connection takes it; none defines it.
 
 use std::sync::Arc;
 
 use super::config::Config;
-use super::shared::Files;
+use super::files::Files;
 use super::spare::SpareGate;
 use crate::choke::Choker;
 use crate::directory::Directory;
 
-/// What the owner knows of its connections: its files, the directory, the choker, and its
-/// settings.
+/// The file owner as its connections see it: its files, the directory, the choker, the
+/// spare-upload gate and its settings.
 #[derive(Debug)]
-pub(super) struct Ctx {
+pub(super) struct Owner {
     pub config: Arc<Config>,
     pub files: Arc<Files>,
     pub directory: Arc<Directory>,
@@ -20,4 +20,26 @@ pub(super) struct Ctx {
     pub spare: SpareGate,
     /// The owner's own network when it is in memory (`None`: TCP), for its probes.
     pub net: Option<Arc<crate::net::MemNet>>,
+}
+
+#[cfg(test)]
+impl Owner {
+    /// An owner of `files` with the default settings, its directory at 127.0.0.1:5000
+    /// dropping members silent for `ttl`: for tests.
+    pub(super) fn for_tests(
+        files: Vec<Arc<super::shared::SharedFile>>,
+        ttl: std::time::Duration,
+    ) -> Self {
+        let manifests = files.iter().map(|f| f.manifest.clone()).collect();
+        let addr = "127.0.0.1:5000".parse().expect("an address");
+        let events = Arc::new(crate::events::EventSink::console("owner"));
+        Self {
+            config: Arc::new(Config::new(events)),
+            files: Arc::new(Files::new(files)),
+            directory: Arc::new(Directory::new(manifests, addr, ttl)),
+            choker: Choker::new(4),
+            spare: SpareGate::default(),
+            net: None,
+        }
+    }
 }
