@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use super::member::Member;
+use super::member::Membership;
 use super::place::{self, RingPlace};
 use super::session::Client;
 use super::shared::SharedFile;
@@ -148,7 +148,7 @@ impl Joining {
         } else {
             Vec::new()
         };
-        let member = Member::register(owner, ip, &shared, &hello, &held);
+        let member = Membership::register(owner, ip, &shared, &hello, &held);
         info!(
             peer = %hello.label,
             file = %crate::manifest::display_name(&shared.manifest.name),
@@ -198,7 +198,7 @@ pub(super) struct Placed<'o> {
     shared: Arc<SharedFile>,
     /// The chunks it was handed (a ring peer of a file the owner holds).
     assigned: Vec<ChunkId>,
-    member: Option<Member<'o>>,
+    member: Option<Membership<'o>>,
     /// A joiner's download neighbour.
     neighbour: Option<SocketAddr>,
     /// The publisher that serves a published file's ring member its chunks.

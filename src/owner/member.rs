@@ -1,4 +1,5 @@
-//! A client's directory registration, held for as long as its connection lives.
+//! A client's directory registration ([`Membership`]), held for as long as its connection
+//! lives.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -12,13 +13,13 @@ use crate::directory::MemberId;
 
 /// A client's directory registration; dropped (deregistered) with its connection, freeing
 /// what the directory freed with it.
-pub(super) struct Member<'a> {
+pub(super) struct Membership<'a> {
     pub owner: &'a Owner,
     pub id: MemberId,
     pub addr: SocketAddr,
 }
 
-impl<'a> Member<'a> {
+impl<'a> Membership<'a> {
     /// Registers a client at `ip` with an upload server (`hello` with a port) in the
     /// directory of `shared`, holding `held`; `None` for a client without one, or whose
     /// address is already a member through another connection.
@@ -43,7 +44,7 @@ impl<'a> Member<'a> {
     }
 }
 
-impl Drop for Member<'_> {
+impl Drop for Membership<'_> {
     fn drop(&mut self) {
         let left = self.owner.directory.deregister(self.id);
         self.owner.files.forget(&left.freed);

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::member::Member;
+use super::member::Membership;
 use super::state::Owner;
 use crate::connection::{ConnWriter, Connection, Hello};
 use crate::driver::{self, Flow, Reading, Writing};
@@ -70,7 +70,7 @@ struct Publications<'a> {
     addr: SocketAddr,
     node: Option<String>,
     /// Its files, by directory index, each with its membership.
-    members: BTreeMap<usize, Member<'a>>,
+    members: BTreeMap<usize, Membership<'a>>,
     /// The same files' indices by content hash, for `unpublish`.
     by_hash: BTreeMap<Hash, usize>,
     /// Manifest bytes published on this connection.
@@ -142,7 +142,7 @@ impl Publications<'_> {
                         self.addr
                     )));
                 };
-                let member = Member {
+                let member = Membership {
                     owner: self.owner,
                     id,
                     addr: self.addr,

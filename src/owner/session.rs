@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::answer;
-use super::member::Member;
+use super::member::Membership;
 use super::place::RingPlace;
 use super::probe::{check_lost_source, report_bad_source};
 use super::shared::SharedFile;
@@ -87,13 +87,13 @@ pub(super) struct Client<'o> {
     pub label: String,
     pub role: Role,
     /// Its directory registration, while the session lives.
-    pub member: Option<Member<'o>>,
+    pub member: Option<Membership<'o>>,
     /// A ring peer's place, told again when it changes.
     pub place: Option<RingPlace>,
 }
 
 /// What the reader hands the writer.
-enum Out {
+enum ToSend {
     /// Send this chunk (unless cancelled, or the client is choked by then).
     Chunk(ChunkId),
     /// Send this chunk when the owner has nothing better to do (see `spare`).
@@ -107,7 +107,7 @@ struct Session<'a> {
     shared: &'a Arc<SharedFile>,
     owner: &'a Owner,
     label: &'a str,
-    member: Option<&'a Member<'a>>,
+    member: Option<&'a Membership<'a>>,
     /// The client's role, for the metrics.
     role: Role,
     /// Cancels, choking, rate limit and events of the chunks served.
@@ -147,7 +147,7 @@ impl Session<'_> {
         }
     }
 
-    async fn on_message(&self, msg: Message, tx: &mpsc::Sender<Out>) -> Result<()> {
+    async fn on_message(&self, msg: Message, tx: &mpsc::Sender<ToSend>) -> Result<()> {
         if let Some(member) = self.member
             && !self.owner.directory.heartbeat(member.id)
         {
@@ -166,7 +166,7 @@ impl Session<'_> {
     }
 
     /// What the writer must do for `msg`, if anything.
-    fn take(&self, msg: Message) -> Result<Option<Out>> {
+    fn take(&self, msg: Message) -> Result<Option<ToSend>> {
         let m = &self.shared.manifest;
         let events = &self.owner.config.events;
         let directory = &self.owner.directory;
@@ -175,10 +175,10 @@ impl Session<'_> {
                 let id = m.chunk_id(chunk)?;
                 events.chunk(EventKind::RequestReceived, chunk, self.label, None);
                 if spare {
-                    Out::Spare(id)
+                    ToSend::Spare(id)
                 } else {
                     self.normal_queued();
-                    Out::Chunk(id)
+                    ToSend::Chunk(id)
                 }
             }
             Message::Have { chunks } if chunks.is_empty() => return Ok(None), // keep-alive
@@ -190,7 +190,7 @@ impl Session<'_> {
                 }
                 return Ok(None);
             }
-            q @ Message::Locate { .. } => Out::Reply(answer(&q, directory)?),
+            q @ Message::Locate { .. } => ToSend::Reply(answer(&q, directory)?),
             Message::SourceLost {
                 addr,
                 bad_chunks: true,
@@ -271,13 +271,13 @@ impl Session<'_> {
 
 /// The reader's side: requests, have lists, cancels, interest and `locate`.
 impl Reading for &Session<'_> {
-    type Out = Out;
+    type Out = ToSend;
 
     fn limit(&self) -> (&'static str, Duration) {
         self.read_limit()
     }
 
-    async fn on_message(&mut self, msg: Message, tx: &mpsc::Sender<Out>) -> Result<()> {
+    async fn on_message(&mut self, msg: Message, tx: &mpsc::Sender<ToSend>) -> Result<()> {
         Session::on_message(self, msg, tx).await
     }
 }
@@ -300,7 +300,7 @@ struct Writer<'a, 's> {
 }
 
 /// What woke the writer besides a request.
-enum Woken {
+enum WriterWake {
     /// This connection may send a spare chunk.
     SpareTurn,
     /// The choker's decision changed (false: the choker is gone).
@@ -312,8 +312,8 @@ enum Woken {
 }
 
 impl Writing for Writer<'_, '_> {
-    type Out = Out;
-    type Wake = Woken;
+    type Out = ToSend;
+    type Wake = WriterWake;
 
     fn keepalive(&self) -> Duration {
         self.session.keepalive()
@@ -333,20 +333,20 @@ impl Writing for Writer<'_, '_> {
         Ok(Flow::Idle)
     }
 
-    async fn wake(&mut self) -> Woken {
+    async fn wake(&mut self) -> WriterWake {
         tokio::select! {
             biased;
-            () = async { self.ticket.as_ref().expect("guarded").turn().await }, if self.ticket.is_some() => Woken::SpareTurn,
-            open = self.gate.changed(), if self.gate.is_choking() => Woken::Choke(open),
-            changed = self.orphans.changed() => Woken::Orphans(changed.is_ok()),
-            () = async { self.ring.as_mut().expect("guarded").changed().await }, if self.ring.is_some() => Woken::Ring,
+            () = async { self.ticket.as_ref().expect("guarded").turn().await }, if self.ticket.is_some() => WriterWake::SpareTurn,
+            open = self.gate.changed(), if self.gate.is_choking() => WriterWake::Choke(open),
+            changed = self.orphans.changed() => WriterWake::Orphans(changed.is_ok()),
+            () = async { self.ring.as_mut().expect("guarded").changed().await }, if self.ring.is_some() => WriterWake::Ring,
         }
     }
 
-    async fn on_wake(&mut self, wake: Woken, writer: &mut ConnWriter) -> Result<Flow> {
+    async fn on_wake(&mut self, wake: WriterWake, writer: &mut ConnWriter) -> Result<Flow> {
         let session = self.session;
         match wake {
-            Woken::SpareTurn => {
+            WriterWake::SpareTurn => {
                 let mut flow = Flow::Idle;
                 if let Some(id) = self.spares.pop_front() {
                     flow = session.send_chunk(writer, id, self.gate.unchoked()).await?;
@@ -355,13 +355,13 @@ impl Writing for Writer<'_, '_> {
                 self.ticket = None;
                 Ok(flow)
             }
-            Woken::Choke(false) | Woken::Orphans(false) => Ok(Flow::Done),
-            Woken::Choke(true) => {
+            WriterWake::Choke(false) | WriterWake::Orphans(false) => Ok(Flow::Done),
+            WriterWake::Choke(true) => {
                 let events = &session.owner.config.events;
                 self.gate.update(writer, events, session.label).await?;
                 Ok(Flow::Sent)
             }
-            Woken::Ring => {
+            WriterWake::Ring => {
                 let Some(place) = self.ring.as_mut() else {
                     return Ok(Flow::Idle);
                 };
@@ -376,7 +376,7 @@ impl Writing for Writer<'_, '_> {
                 }
                 Ok(flow)
             }
-            Woken::Orphans(true) => {
+            WriterWake::Orphans(true) => {
                 let set = self.orphans.borrow_and_update().clone();
                 let sent = session
                     .send_orphans(writer, &set, &mut self.sent_any_orphans)
@@ -386,18 +386,18 @@ impl Writing for Writer<'_, '_> {
         }
     }
 
-    async fn on_out(&mut self, out: Out, writer: &mut ConnWriter) -> Result<Flow> {
+    async fn on_out(&mut self, out: ToSend, writer: &mut ConnWriter) -> Result<Flow> {
         let session = self.session;
         match out {
-            Out::Reply(msg) => {
+            ToSend::Reply(msg) => {
                 writer.send(msg).await?;
                 Ok(Flow::Sent)
             }
-            Out::Spare(id) => {
+            ToSend::Spare(id) => {
                 self.spares.push_back(id);
                 Ok(Flow::Idle)
             }
-            Out::Chunk(id) => {
+            ToSend::Chunk(id) => {
                 let res = session.send_chunk(writer, id, self.gate.unchoked()).await;
                 session.normal_done();
                 res
