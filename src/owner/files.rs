@@ -1,12 +1,43 @@
 //! The owner's list of the files it answers `hello` for ([`Files`]), and which one a `hello`
-//! asks for.
+//! asks for; the files to share for a path given on the command line ([`files_to_share`]).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::shared::SharedFile;
 use crate::directory::{Directory, MemberId};
 use crate::manifest::Manifest;
+
+/// The regular files to share for `path`: the file itself, or every regular file directly in
+/// the folder (sorted by name; hidden files and subfolders are skipped).
+///
+/// # Errors
+///
+/// `path` is missing or unreadable, or a folder holds no regular file.
+pub fn files_to_share(path: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let hidden = name.to_str().is_none_or(|n| n.starts_with('.'));
+        if !hidden && entry.file_type()?.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the folder holds no regular file to share",
+        ));
+    }
+    Ok(files)
+}
 
 /// The files an owner answers `hello` for, at the directory's indices: its own first, then
 /// those publishers registered (see [`SharedFile::published`]). A published file leaves when

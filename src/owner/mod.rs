@@ -23,7 +23,6 @@ mod spare;
 mod state;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +40,7 @@ use crate::net::Listener;
 use crate::protocol::Role;
 pub use config::{Config, MAX_CONNECTIONS, ORPHAN_BATCH, ORPHAN_QUIET};
 pub(crate) use files::Files;
+pub use files::files_to_share;
 use join::{Joining, Opened};
 pub use shared::SharedFile;
 use state::Owner;
@@ -52,36 +52,6 @@ pub fn directory(files: &[Arc<SharedFile>], addr: SocketAddr, ttl: Duration) -> 
         addr,
         ttl,
     ))
-}
-
-/// The regular files to share for `path`: the file itself, or every regular file directly in
-/// the folder (sorted by name; hidden files and subfolders are skipped).
-///
-/// # Errors
-///
-/// `path` is missing or unreadable, or a folder holds no regular file.
-pub fn files_to_share(path: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
-    let meta = std::fs::metadata(path)?;
-    if meta.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let hidden = name.to_str().is_none_or(|n| n.starts_with('.'));
-        if !hidden && entry.file_type()?.is_file() {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    if files.is_empty() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "the folder holds no regular file to share",
-        ));
-    }
-    Ok(files)
 }
 
 /// Serves `files` on `listener` until `token` is cancelled, keeping `directory` (made by
@@ -256,25 +226,12 @@ mod tests {
         std::fs::write(&path, vec![7u8; 10_000]).unwrap();
         let files = vec![Arc::new(SharedFile::open(&path, 1000, 5).unwrap())];
         let ttl = Duration::from_secs(45);
-        let directory = super::directory(&files, "127.0.0.1:5000".parse().unwrap(), ttl);
-        let events = Arc::new(crate::events::EventSink::console("owner"));
-        let owner = Arc::new(Owner {
-            config: Arc::new(Config::new(events)),
-            files: Arc::new(Files::new(files)),
-            directory: directory.clone(),
-            choker: Choker::new(4),
-            spare: spare::SpareGate::default(),
-            net: None,
-        });
-        let (client, server) = tokio::io::duplex(1 << 20);
-        let permit = Arc::new(tokio::sync::Semaphore::new(1))
-            .try_acquire_owned()
-            .ok();
-        let conn = Connection::over(server, "127.0.0.1:40000".into(), 0);
+        let owner = Arc::new(Owner::for_tests(files, ttl));
+        let directory = owner.directory.clone();
+        let (conn, mut client) = connected();
         let token = CancellationToken::new();
-        tokio::spawn(dispatch(conn, permit, owner, token.clone()));
+        tokio::spawn(dispatch(conn, permit(), owner, token.clone()));
 
-        let mut client = Connection::over(client, "owner".into(), MAX_MANIFEST_LEN);
         client
             .send(Message::Hello {
                 version: PROTOCOL_VERSION,
@@ -320,14 +277,14 @@ mod tests {
         token.cancel();
     }
 
-    /// A getter's `hello` for `file`, with an upload server on `port`.
-    fn getter(file: Option<&str>, port: Option<u16>) -> Message {
+    /// A `hello` in `role` for `file`, from a client without an upload server.
+    fn hello(role: Role, file: Option<&str>) -> Message {
         Message::Hello {
             version: PROTOCOL_VERSION,
-            role: Role::Getter,
+            role,
             file: file.map(Into::into),
             have: Ranges::default(),
-            port,
+            port: None,
             nonce: None,
             node: None,
         }
@@ -341,6 +298,13 @@ mod tests {
             vec![Arc::new(file)],
             Duration::from_secs(45),
         ))
+    }
+
+    /// A place under `max_connections`.
+    fn permit() -> Option<OwnedSemaphorePermit> {
+        Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .ok()
     }
 
     /// The owner's end of an in-memory stream, and the client's.
@@ -376,15 +340,15 @@ mod tests {
     async fn a_refused_join_is_told_why_and_counted() {
         let owner = owner_of_one_file();
         let (ours, mut theirs) = connected();
-        let permit = Arc::new(tokio::sync::Semaphore::new(1))
-            .try_acquire_owned()
-            .ok();
         let client = async {
-            theirs.send(getter(Some("nope.bin"), None)).await.unwrap();
+            theirs
+                .send(hello(Role::Getter, Some("nope.bin")))
+                .await
+                .unwrap();
             theirs.recv("welcome", HANDSHAKE_TIMEOUT).await
         };
         let ((), got) = tokio::join!(
-            dispatch(ours, permit, owner.clone(), CancellationToken::new()),
+            dispatch(ours, permit(), owner.clone(), CancellationToken::new()),
             client
         );
         let told = "owner does not share \"nope.bin\"; it shares: ";
@@ -404,9 +368,6 @@ mod tests {
     async fn a_query_is_answered_until_the_client_closes() {
         let owner = owner_of_one_file();
         let (ours, mut theirs) = connected();
-        let permit = Arc::new(tokio::sync::Semaphore::new(1))
-            .try_acquire_owned()
-            .ok();
         let client = async move {
             theirs.accept_answers();
             let mut answers = Vec::new();
@@ -422,7 +383,7 @@ mod tests {
             answers
         };
         let ((), answers) = tokio::join!(
-            dispatch(ours, permit, owner, CancellationToken::new()),
+            dispatch(ours, permit(), owner, CancellationToken::new()),
             client
         );
         for a in answers {
@@ -432,5 +393,35 @@ mod tests {
             let text = String::from_utf8_lossy(&body);
             assert!(text.contains("data.bin"), "{text}");
         }
+    }
+
+    /// A ring peer is welcomed with its share, then served any chunk it asks for, and the
+    /// session ends when it closes.
+    #[tokio::test(start_paused = true)]
+    async fn a_ring_peer_is_served_the_chunk_it_asks_for() {
+        let owner = owner_of_one_file();
+        let (ours, mut theirs) = connected();
+        let client = async move {
+            theirs.send(hello(Role::Peer, None)).await.unwrap();
+            let welcome = theirs.recv("welcome", HANDSHAKE_TIMEOUT).await.unwrap();
+            theirs.set_max_body(1000);
+            theirs.send(Message::request(3)).await.unwrap();
+            (
+                welcome,
+                theirs.recv("chunk", HANDSHAKE_TIMEOUT).await.unwrap(),
+            )
+        };
+        let ((), (welcome, chunk)) = tokio::join!(
+            dispatch(ours, permit(), owner, CancellationToken::new()),
+            client
+        );
+        assert!(
+            matches!(&welcome, Some(Message::Welcome { assigned, .. }) if !assigned.is_empty()),
+            "{welcome:?}"
+        );
+        let Some(Message::Chunk { chunk: 3, data, .. }) = chunk else {
+            panic!("{chunk:?}");
+        };
+        assert_eq!(data, vec![7u8; 1000]);
     }
 }

@@ -28,7 +28,7 @@ use crate::serve::{ChokeGate, ChunkServer, MAX_QUEUED_REQUESTS};
 use crate::watch;
 use crate::{Error, Result};
 
-/// Serves `label` on `conn` until it closes, fails or `token` is cancelled; a failure that
+/// Serves `client` on `conn` until it closes, fails or `token` is cancelled; a failure that
 /// deserves it is answered with an `error`.
 ///
 /// # Errors
