@@ -92,13 +92,21 @@ async fn wait_complete(
                 None => continue, // bad chunks were dropped; fetch them again
             }
         }
-        check_progress(swarm)?;
+        let stall_at = check_progress(swarm)?;
         tokio::select! {
             biased;
             () = token.cancelled() => return Ok(None),
             _ = changed.changed() => {}
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = sleep_until(stall_at) => {}
         }
+    }
+}
+
+/// Sleeps until `at`; forever without it.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -121,15 +129,16 @@ fn completion(swarm: &Swarm, path: std::path::PathBuf, started: Instant) -> Comp
     }
 }
 
-/// Fails if this peer must stop: a fatal error, or no new chunk for `config.timeout`.
-fn check_progress(swarm: &Swarm) -> Result<()> {
+/// Fails if this peer must stop: a fatal error, or no new chunk for `config.timeout`; else
+/// says when it stalls if no chunk arrives before (`None`: never).
+fn check_progress(swarm: &Swarm) -> Result<Option<Instant>> {
     let timeout = swarm.config.timeout;
     let health = swarm.health();
     if let Some(why) = health.fatal {
         return Err(Error::Fatal(why));
     }
     if health.last_progress.elapsed() < timeout {
-        return Ok(());
+        return Ok(health.last_progress.checked_add(timeout));
     }
     let owner = format!(
         "owner {}: {}",

@@ -139,6 +139,7 @@ pub(super) async fn fallback(swarm: Arc<Swarm>, token: CancellationToken) {
             locate_once(&getter, &neighbour).await;
             // Ask again every LOCATE_EVERY, one question at a time, beside the connections.
             tokio::select! {
+                biased;
                 () = pool(getter.clone(), FALLBACK_SOURCES, sub.clone()) => {}
                 () = locate_every(&getter, &neighbour) => {}
             }
