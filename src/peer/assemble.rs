@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use super::Swarm;
+use super::swarm::Swarm;
 use crate::storage;
 use crate::store::StoreError;
 use crate::{Error, Result};

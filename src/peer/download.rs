@@ -1,5 +1,5 @@
 //! One download session of a ring peer, with the owner or the download neighbour (the
-//! reconnecting is in [`super::ring`]). It keeps several requests in flight, picked by the
+//! reconnecting is in [`super::links`]). It keeps several requests in flight, picked by the
 //! [`super::picker`], and announces this peer's new chunks.
 //!
 //! Each connection runs a reader and a writer `select!`ed together: the reader takes chunks
@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::bootstrap::Handshake;
 use super::clock::AnswerClock;
-use super::{STALL_AFTER, SourceKind, Swarm};
+use super::config::{STALL_AFTER, SourceKind};
+use super::swarm::Swarm;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{ConnReader, ConnWriter, IDLE_TIMEOUT};
 use crate::driver::{self, Flow, Reading, Writing};

@@ -6,7 +6,7 @@
 
 use tokio::time::Instant;
 
-use super::{DOWNSTREAM_GRACE, NO_DOWNSTREAM_WAIT};
+use super::config::{DOWNSTREAM_GRACE, NO_DOWNSTREAM_WAIT};
 
 #[derive(Debug)]
 pub(super) struct Downstream {

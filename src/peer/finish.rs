@@ -11,10 +11,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::assemble;
+use super::config::{Completion, Mode, NO_DOWNSTREAM_WAIT, TELL_NEIGHBOUR_WAIT};
 use super::downstream::Served;
-use super::{Completion, Mode, NO_DOWNSTREAM_WAIT, Outcome, Swarm, TELL_NEIGHBOUR_WAIT, assemble};
+use super::swarm::Swarm;
 use crate::storage;
 use crate::{Error, Result};
+
+/// How [`super::run`] ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The file is complete and verified, and the upload neighbour was served.
+    Complete(Completion),
+    /// The token was cancelled first.
+    Interrupted,
+}
 
 /// Waits for the file, tells `on_complete`, serves as long as the mode asks, then stops the
 /// tasks.
@@ -81,13 +92,21 @@ async fn wait_complete(
                 None => continue, // bad chunks were dropped; fetch them again
             }
         }
-        check_progress(swarm)?;
+        let stall_at = check_progress(swarm)?;
         tokio::select! {
             biased;
             () = token.cancelled() => return Ok(None),
             _ = changed.changed() => {}
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = sleep_until(stall_at) => {}
         }
+    }
+}
+
+/// Sleeps until `at`; forever without it.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -110,20 +129,21 @@ fn completion(swarm: &Swarm, path: std::path::PathBuf, started: Instant) -> Comp
     }
 }
 
-/// Fails if this peer must stop: a fatal error, or no new chunk for `config.timeout`.
-fn check_progress(swarm: &Swarm) -> Result<()> {
+/// Fails if this peer must stop: a fatal error, or no new chunk for `config.timeout`; else
+/// says when it stalls if no chunk arrives before (`None`: never).
+fn check_progress(swarm: &Swarm) -> Result<Option<Instant>> {
     let timeout = swarm.config.timeout;
-    let st = swarm.lock();
-    if let Some(why) = &st.fatal {
-        return Err(Error::Fatal(why.clone()));
+    let health = swarm.health();
+    if let Some(why) = health.fatal {
+        return Err(Error::Fatal(why));
     }
-    if st.picker.last_progress().elapsed() < timeout {
-        return Ok(());
+    if health.last_progress.elapsed() < timeout {
+        return Ok(health.last_progress.checked_add(timeout));
     }
     let owner = format!(
         "owner {}: {}",
         swarm.config.owner,
-        st.owner.error().unwrap_or("connected"),
+        health.owner_error.as_deref().unwrap_or("connected"),
     );
     let detail = match &swarm.mode {
         Mode::Getter(_) => owner,
@@ -133,14 +153,14 @@ fn check_progress(swarm: &Swarm) -> Result<()> {
                 || "(none: alone in the ring)".to_string(),
                 ToString::to_string
             ),
-            st.ring.error().unwrap_or("connected"),
+            health.ring_error.as_deref().unwrap_or("connected"),
         ),
     };
-    let have = st.picker.have();
+    let (have, total) = health.held;
     Err(Error::Stalled {
         secs: timeout.as_secs(),
-        have: have.count(),
-        total: have.capacity(),
+        have,
+        total,
         detail,
     })
 }
@@ -208,7 +228,7 @@ async fn wait_linger(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool {
 async fn wait_told_neighbour(swarm: &Arc<Swarm>) {
     let mut changed = swarm.changed.subscribe();
     let deadline = Instant::now() + TELL_NEIGHBOUR_WAIT;
-    while !swarm.lock().ring.told_complete() {
+    while !swarm.told_complete() {
         tokio::select! {
             biased;
             _ = changed.changed() => {}

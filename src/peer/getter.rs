@@ -1,6 +1,6 @@
 //! A getter's shared state ([`Getter`]): the sources the directory lists and the chunks
 //! each holds, how many sources hold each chunk, and which chunks are requested where; the
-//! rarest-first pick with its end-game, and the choice of sources (see [`super::multi`]).
+//! rarest-first pick with its end-game, and the choice of sources (see [`super::sources`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,30 +11,34 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::Swarm;
+use super::retry::Retry;
+use super::swarm::Swarm;
 use crate::Result;
 use crate::chunkset::{ChunkSet, set_bits};
 use crate::directory::Locations;
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
 
-/// How long a failed source is avoided at first (doubling on each failure).
+/// How long a failed source is avoided at first (doubling on each failure without progress;
+/// see [`Retry`]).
 pub const SOURCE_RETRY: Duration = Duration::from_secs(5);
 /// The longest a failed source is avoided.
 pub const SOURCE_RETRY_MAX: Duration = Duration::from_secs(60);
 
+/// One source the directory listed: what it holds, whether a connection uses it, and when
+/// it may be tried again after a failure.
 #[derive(Debug)]
-struct Source {
+struct SourceEntry {
     chunks: ChunkSet,
     active: bool,
-    failures: u32,
+    retry: Retry,
     retry_at: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct Shared {
     /// Peer sources by `IP:PORT` (the owner is not here: its connection is always kept).
-    sources: BTreeMap<String, Source>,
+    sources: BTreeMap<String, SourceEntry>,
     /// Per chunk: how many sources hold it, the owner included.
     avail: Vec<u16>,
     /// Per chunk: on how many connections it is requested and not yet received.
@@ -96,10 +100,10 @@ impl Getter {
             sh.sources
                 .entry(s.addr)
                 .and_modify(|x| x.chunks = set.clone())
-                .or_insert(Source {
+                .or_insert(SourceEntry {
                     chunks: set,
                     active: false,
-                    failures: 0,
+                    retry: Retry::new(SOURCE_RETRY, SOURCE_RETRY_MAX),
                     retry_at: None,
                 });
         }
@@ -237,8 +241,20 @@ pub(super) fn choose_sources(getter: &Getter, want: usize, rng: &mut impl Rng) -
     picked
 }
 
-/// Books the end of a source connection: a failure is reported and the source avoided.
-pub(super) fn source_ended(getter: &Getter, addr: &str, res: Result<()>) {
+/// When the next source avoided after a failure may be tried again (`None`: none waits).
+pub(super) fn next_retry(getter: &Getter) -> Option<Instant> {
+    let now = Instant::now();
+    let sh = getter.shared();
+    let waiting = sh.sources.values().filter(|s| !s.active);
+    waiting
+        .filter_map(|s| s.retry_at)
+        .filter(|&t| t > now)
+        .min()
+}
+
+/// Books the end of a source connection, which `lasted` (see [`Retry`]): a failure is
+/// reported and the source avoided.
+pub(super) fn source_ended(getter: &Getter, addr: &str, res: Result<()>, lasted: bool) {
     let incomplete = !getter.swarm.is_complete();
     let mut sh = getter.shared();
     let Some(s) = sh.sources.get_mut(addr) else {
@@ -252,10 +268,8 @@ pub(super) fn source_ended(getter: &Getter, addr: &str, res: Result<()>) {
                 Err(e) => e.to_string(),
                 Ok(()) => "closed the connection".into(),
             };
-            s.failures += 1;
-            let wait = SOURCE_RETRY
-                .saturating_mul(1 << (s.failures - 1).min(4))
-                .min(SOURCE_RETRY_MAX);
+            s.retry.after(lasted);
+            let wait = s.retry.next_delay();
             s.retry_at = Some(Instant::now() + wait);
             drop(sh);
             warn!(

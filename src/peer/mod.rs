@@ -4,287 +4,66 @@
 //!
 //! A node runs in one of two modes ([`Mode`]): a ring member downloads from its download
 //! neighbour and the owner; a getter (`peer get`) from many sources the owner's directory
-//! lists ([`multi`]).
+//! lists ([`sources`]).
+//!
+//! This file only starts the parts ([`run`]); nothing in `peer/` imports it.
 //!
 //! # Layout
 //!
+//! - [`config`] — how a peer runs, the kinds of source, the shared limits.
 //! - [`bootstrap`] — handshake, bootstrap from the owner or a saved manifest, node id.
 //! - [`swarm`] — what the tasks share: [`Swarm`], its state split by concern ([`picker`],
 //!   [`ring_link`], [`owner_link`], [`downstream`]) and the steps every connection takes on a
 //!   chunk; [`recent`] keeps the newest chunks for forwarding.
-//! - [`ring`] — a ring peer's owner and neighbour clients, reconnecting; [`download`] runs one
-//!   session on either; [`clock`] is the request deadline.
-//! - [`multi`], [`getter`], [`session`] — the getter; [`fallback`] lets a ring peer whose
-//!   neighbour is down fetch like one.
+//! - [`links`] — the owner, neighbour and publisher links, each kept connected by one
+//!   reconnect loop under one backoff rule ([`retry`]); [`download`] runs one ring session;
+//!   [`clock`] is the request deadline.
+//! - [`sources`] — the source pool of a getter and of a ring peer whose neighbour is down;
+//!   [`getter`] is its state, [`session`] one connection.
 //! - [`upload`] — the upload server; [`finish`] — completion and serving until done.
 
 mod assemble;
 mod bootstrap;
 pub use bootstrap::node_id;
 mod clock;
+mod config;
+pub use config::{
+    Completion, Config, DEFAULT_IN_FLIGHT, DEFAULT_MAX_SOURCES, DOWNSTREAM_GRACE, GetConfig,
+    MAX_BAD_CHUNKS, MAX_UPLOAD_CONNECTIONS, NO_DOWNSTREAM_WAIT, RECENT_BYTES, RECENT_CHUNKS,
+    SPARE_IN_FLIGHT, STALL_AFTER, TELL_NEIGHBOUR_WAIT,
+};
 mod download;
 mod downstream;
-mod fallback;
 mod finish;
+pub use finish::Outcome;
 mod getter;
-mod multi;
+mod links;
 mod owner_link;
 mod picker;
 mod recent;
-mod ring;
+mod retry;
 mod ring_link;
 mod session;
+mod sources;
 mod status;
 pub use status::{Snapshot, Status};
 mod swarm;
 mod upload;
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info_span};
 
-use crate::events::EventSink;
-use crate::manifest::Manifest;
-use crate::net::{Endpoint, Listener};
-use crate::store::Layout;
+use crate::net::Listener;
 use crate::{Error, Result};
 use bootstrap::Handshake;
+use config::{Mode, SourceKind};
+use links::SourceLink;
 use swarm::Swarm;
-
-/// Without a new chunk for this long, a peer asks the owner for anything it lacks.
-pub const STALL_AFTER: Duration = Duration::from_secs(3);
-/// An incomplete upload neighbour that disconnected holds a complete peer's service this
-/// long, time to reconnect, even if another connection said it was complete.
-pub const DOWNSTREAM_GRACE: Duration = Duration::from_secs(5);
-/// A complete peer with no upload neighbour connected for this long stops serving.
-pub const NO_DOWNSTREAM_WAIT: Duration = Duration::from_secs(30);
-/// Default number of requests in flight per connection.
-pub const DEFAULT_IN_FLIGHT: usize = 8;
-/// The most upload connections served at once.
-pub const MAX_UPLOAD_CONNECTIONS: usize = 64;
-/// Verified chunks kept in memory for forwarding, at most (see [`RECENT_BYTES`]).
-pub const RECENT_CHUNKS: usize = 32;
-/// Bytes of verified chunks kept in memory for forwarding, at most, but always at least one
-/// chunk: the cache holds `min(RECENT_CHUNKS, max(1, RECENT_BYTES / chunk size))` chunks
-/// (32 at 100 KiB, 8 at 1 MiB, 1 at 16 MiB).
-pub const RECENT_BYTES: usize = 8 * 1024 * 1024;
-/// Hash failures from one connection after which it is dropped.
-pub const MAX_BAD_CHUNKS: u32 = 3;
-/// Spare requests (see `owner::spare`) a ring peer keeps at the owner at most.
-pub const SPARE_IN_FLIGHT: u32 = 4;
-/// Sources a getter downloads from at once when not told otherwise.
-pub const DEFAULT_MAX_SOURCES: usize = 5;
-
-/// How a multi-source getter (`peer get`) runs.
-#[derive(Clone, Debug)]
-pub struct GetConfig {
-    /// Sources downloaded from at once, the owner included.
-    pub max_sources: usize,
-}
-
-/// How a peer runs.
-#[derive(Debug)]
-pub struct Config {
-    /// The file owner.
-    pub owner: Endpoint,
-    /// The download neighbour (unused by a getter).
-    pub neighbour: Endpoint,
-    /// `Some`: download from many sources found in the owner's directory instead of a ring
-    /// neighbour, and serve until cancelled or `linger` ends.
-    pub get: Option<GetConfig>,
-    /// Getters served at once by this peer's upload server (choking).
-    pub upload_slots: usize,
-    /// The swarm's shared secret: proven to every server, required of every client.
-    pub secret: Option<Arc<crate::auth::Secret>>,
-    /// Sync chunks, summaries and the finished file to disk before relying on them (see
-    /// [`ChunkStore::set_sync`](crate::store::ChunkStore::set_sync)); off for simulations and benchmarks.
-    pub sync: bool,
-    /// Where chunks, the summary and the finished file go.
-    pub dir: PathBuf,
-    /// The file wanted, when the owner shares several.
-    pub file: Option<String>,
-    /// A ring peer that asks the directory for its place in the ring (`peer join`):
-    /// `neighbour` is unused, the owner says it and its changes.
-    pub join: bool,
-    /// The ticket the file must match (`peer get TICKET`): the file is asked for by its hash,
-    /// and a manifest of another hash or size is refused.
-    pub pin: Option<crate::ticket::Ticket>,
-    /// How chunks are stored.
-    pub layout: Layout,
-    /// `Some`: keep chunks in memory instead (nothing under `dir` is read or written).
-    pub in_memory: Option<crate::storage::InMemory>,
-    /// After completing, stop serving after this long even if the upload neighbour is not
-    /// complete. `None`: serve until it is (or none is connected for [`NO_DOWNSTREAM_WAIT`]).
-    pub linger: Option<Duration>,
-    /// Give up when the owner is unreachable at start, or nothing arrives, for this long.
-    pub timeout: Duration,
-    /// Requests in flight per connection.
-    pub in_flight: usize,
-    /// Where events go.
-    pub events: Arc<EventSink>,
-    /// Cap on this peer's total upload rate, in bytes per second.
-    pub upload_limit: Option<u64>,
-    /// Fault injection for tests: corrupt the first N chunks this peer uploads.
-    pub corrupt_sends: u32,
-    /// Seed for this peer's random choices (which chunk to request next); `None`: from the OS.
-    pub seed: Option<u64>,
-    /// Told once the file is reassembled and verified.
-    pub on_complete: Option<oneshot::Sender<Completion>>,
-    /// Kept up to date for a progress line, if given.
-    pub status: Option<Arc<Status>>,
-}
-
-impl Config {
-    /// A ring peer downloading from `neighbour`, its files in `dir`, with the defaults of the
-    /// `peer` command (no caps, no secret, a part file, [`DEFAULT_IN_FLIGHT`] requests in
-    /// flight, a 120 s `--timeout`, syncing) and console events; set the rest with
-    /// `..Config::ring(…)`.
-    pub fn ring(owner: Endpoint, neighbour: Endpoint, dir: PathBuf) -> Self {
-        Self {
-            owner,
-            neighbour,
-            get: None,
-            upload_slots: crate::choke::DEFAULT_UPLOAD_SLOTS,
-            secret: None,
-            sync: true,
-            dir,
-            file: None,
-            join: false,
-            pin: None,
-            layout: Layout::PartFile,
-            in_memory: None,
-            linger: None,
-            timeout: Duration::from_secs(120),
-            in_flight: DEFAULT_IN_FLIGHT,
-            events: Arc::new(EventSink::console("peer")),
-            upload_limit: None,
-            corrupt_sends: 0,
-            seed: None,
-            on_complete: None,
-            status: None,
-        }
-    }
-
-    /// A getter (`peer get`) of many sources, at most `max_sources` at once, with the same
-    /// defaults as [`Config::ring`].
-    pub fn getter(owner: Endpoint, dir: PathBuf, max_sources: usize) -> Self {
-        Self {
-            get: Some(GetConfig { max_sources }),
-            ..Self::ring(owner.clone(), owner, dir)
-        }
-    }
-}
-
-/// What a completed peer reports.
-#[derive(Clone, Debug)]
-pub struct Completion {
-    /// The finished file.
-    pub path: PathBuf,
-    /// Its manifest.
-    pub manifest: Arc<Manifest>,
-    /// Chunks fetched in this run (the rest were on disk already).
-    pub fetched: u32,
-    /// From start to verified file.
-    pub elapsed: Duration,
-}
-
-impl std::fmt::Display for Completion {
-    /// The line the `peer` binary prints: `complete: DIR/NAME (4.2 GiB, blake3 1a2b3c4d)
-    /// verified in 41.2s, 43008 chunks fetched`, the path shown by
-    /// [`display_name`](crate::manifest::display_name) (the name is the owner's choice).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "complete: {} ({}, blake3 {}) verified in {:.3}s, {} chunks fetched",
-            crate::manifest::display_name(&self.path.to_string_lossy()),
-            crate::units::human_size(self.manifest.size),
-            self.manifest.hash.short(),
-            self.elapsed.as_secs_f64(),
-            self.fetched
-        )
-    }
-}
-
-/// How [`run`] ended.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The file is complete and verified, and the upload neighbour was served.
-    Complete(Completion),
-    /// The token was cancelled first.
-    Interrupted,
-}
-
-/// What kind of node a peer is, from [`Config::mode`].
-#[derive(Clone, Debug)]
-pub(crate) enum Mode {
-    /// A ring member: downloads from its download `neighbour` and the owner, and serves its
-    /// upload neighbour until that one is complete. `None`: the neighbour is the directory's
-    /// to say (`peer join`), and may change.
-    Ring { neighbour: Option<Endpoint> },
-    /// A multi-source getter: downloads from sources the owner's directory lists, and serves
-    /// until cancelled or `linger` ends.
-    Getter(GetConfig),
-}
-
-impl Config {
-    /// The mode `get` and `neighbour` say.
-    pub(crate) fn mode(&self) -> Mode {
-        match &self.get {
-            Some(get) => Mode::Getter(get.clone()),
-            None => Mode::Ring {
-                neighbour: (!self.join).then(|| self.neighbour.clone()),
-            },
-        }
-    }
-}
-
-/// Which kind of source a download connection talks to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SourceKind {
-    /// The file owner: the hand-out, orphan and fall-back chunks, and the directory (this
-    /// peer's registration, a joiner's place in the ring).
-    Owner,
-    /// The download neighbour: the ring.
-    Neighbour,
-    /// A directory that holds none of the file (a tracker of a published file): only the
-    /// registration and the ring place; an owner connection whose `welcome` said `empty`.
-    Directory,
-    /// The publisher a directory named for a published file: the owner's chunk duties (the
-    /// hand-out, orphans, the fall-back), without the directory's.
-    Publisher,
-}
-
-impl SourceKind {
-    /// Whether chunks are asked of it as of an owner: its hand-out, orphans, suspect chunks,
-    /// anything once stalled.
-    pub(crate) fn serves_as_owner(self) -> bool {
-        matches!(self, Self::Owner | Self::Publisher)
-    }
-
-    /// Whether it places this peer in the ring (a joiner's download neighbour).
-    pub(crate) fn places_in_ring(self) -> bool {
-        matches!(self, Self::Owner | Self::Directory)
-    }
-
-    /// The word for it in log lines.
-    pub(crate) fn noun(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Neighbour => "neighbour",
-            Self::Directory => "directory",
-            Self::Publisher => "publisher",
-        }
-    }
-}
-
-/// How long a finished peer waits to tell its download neighbour that it is complete.
-pub const TELL_NEIGHBOUR_WAIT: Duration = Duration::from_secs(2);
 
 /// Runs a peer on `listener` until its file is complete and its upload neighbour served, or
 /// `token` is cancelled.
@@ -337,20 +116,14 @@ fn spawn_tasks(
     }
     let rechoker = AbortOnDrop(crate::choke::spawn_rechoker(&swarm.choker));
     match &swarm.mode {
-        Mode::Getter(get) => {
-            tasks.spawn(multi::run(
-                swarm.clone(),
-                owner_conn,
-                get.clone(),
-                child.clone(),
-            ));
-        }
+        Mode::Getter(get) => spawn_getter(swarm, tasks, owner_conn, get.max_sources, child),
         Mode::Ring { .. } => spawn_ring(swarm, tasks, owner_conn, child),
     }
     rechoker
 }
 
-/// A ring peer's download side: the owner client, the neighbour client, and the fall-back.
+/// A ring peer's download side: the owner link, the neighbour and publisher links that
+/// follow the directory, and the fall-back.
 fn spawn_ring(
     swarm: &Arc<Swarm>,
     tasks: &TaskTracker,
@@ -359,19 +132,31 @@ fn spawn_ring(
 ) {
     let owner = swarm.config.owner.clone();
     let owner_span = info_span!("owner", addr = %owner);
-    tasks.spawn(
-        ring::run_source(
-            swarm.clone(),
-            SourceKind::Owner,
-            owner,
-            owner_conn,
-            child.clone(),
-        )
-        .instrument(owner_span),
-    );
-    tasks.spawn(ring::follow_neighbour(swarm.clone(), child.clone()));
-    tasks.spawn(ring::follow_publisher(swarm.clone(), child.clone()));
-    tasks.spawn(fallback::fallback(swarm.clone(), child.clone()));
+    let link = SourceLink::ring(swarm.clone(), SourceKind::Owner, owner);
+    tasks.spawn(link.run(owner_conn, child.clone()).instrument(owner_span));
+    let follow = |kind| links::follow(swarm.clone(), kind, child.clone());
+    tasks.spawn(follow(SourceKind::Neighbour));
+    tasks.spawn(follow(SourceKind::Publisher));
+    tasks.spawn(sources::fallback(swarm.clone(), child.clone()));
+}
+
+/// A getter's download side (`peer get`): the owner link, kept for as long as the peer
+/// runs, and the source pool, until the file is complete.
+fn spawn_getter(
+    swarm: &Arc<Swarm>,
+    tasks: &TaskTracker,
+    owner_conn: Option<Handshake>,
+    max_sources: usize,
+    child: &CancellationToken,
+) {
+    let (lost_tx, lost_rx) = mpsc::unbounded_channel();
+    let getter = getter::new_getter(swarm, lost_tx);
+    let owner_span = info_span!("owner", addr = %swarm.config.owner);
+    let link = SourceLink::getter_owner(getter.clone(), lost_rx);
+    tasks.spawn(link.run(owner_conn, child.clone()).instrument(owner_span));
+    // The owner's connection counts as one source.
+    let max = max_sources.saturating_sub(1);
+    tasks.spawn(sources::pool(getter, max, child.clone()));
 }
 
 /// Aborts a task when dropped.
@@ -380,31 +165,5 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_complete_line_shows_a_hostile_name_escaped() {
-        let mut m = Manifest::for_tests(5);
-        m.name = "x\x1b[2J\u{202e}gpj.exe\nfake".into();
-        let c = Completion {
-            path: PathBuf::from("dir").join(&m.name),
-            manifest: Arc::new(m),
-            fetched: 5,
-            elapsed: Duration::from_millis(1500),
-        };
-        let line = c.to_string();
-        assert!(
-            line.starts_with("complete: dir/x\\u{1b}[2J\\u{202e}gpj.exe\\u{a}fake (5 B, blake3 "),
-            "{line}"
-        );
-        assert!(
-            line.ends_with(") verified in 1.500s, 5 chunks fetched"),
-            "{line}"
-        );
     }
 }

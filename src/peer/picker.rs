@@ -22,8 +22,8 @@
 
 use tokio::time::Instant;
 
+use super::config::{SPARE_IN_FLIGHT, STALL_AFTER, SourceKind};
 use super::ring_link::RingLink;
-use super::{SPARE_IN_FLIGHT, STALL_AFTER, SourceKind};
 use crate::chunkset::{ChunkSet, pick_random};
 use crate::manifest::ChunkId;
 

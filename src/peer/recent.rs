@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{RECENT_BYTES, RECENT_CHUNKS};
+use super::config::{RECENT_BYTES, RECENT_CHUNKS};
 use crate::manifest::ChunkId;
 
 /// The newest verified chunks, bounded by count and bytes: at most [`RECENT_CHUNKS`] chunks

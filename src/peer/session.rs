@@ -1,5 +1,5 @@
 //! One getter connection to a source (the owner's included): the four choking flags, the
-//! requests in flight, and what each message means (see [`super::multi`]).
+//! requests in flight, and what each message means (see [`super::sources`]).
 
 use std::collections::BTreeSet;
 
@@ -8,11 +8,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Swarm;
 use super::bootstrap::Handshake;
 use super::clock::AnswerClock;
 use super::download::announce;
 use super::getter::Getter;
+use super::swarm::Swarm;
 use crate::chunkset::ChunkSet;
 use std::time::Duration;
 

@@ -24,12 +24,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::config::{Config, MAX_BAD_CHUNKS, Mode, SourceKind};
 use super::downstream::Downstream;
 use super::owner_link::OwnerLink;
 use super::picker::Picker;
 use super::recent::RecentChunks;
 use super::ring_link::RingLink;
-use super::{Config, MAX_BAD_CHUNKS, Mode, SourceKind};
 use crate::chunkset::ChunkSet;
 use crate::events::{EventKind, EventSink};
 use crate::manifest::{ChunkId, Manifest};
@@ -50,6 +50,17 @@ pub(super) struct State {
     /// Sources left for sending bad chunks, to be reported to the directory (at most
     /// [`MAX_BAD_REPORTS`] waiting).
     pub(super) bad_sources: Vec<String>,
+}
+
+/// Whether a peer may go on ([`Swarm::health`]): what stops it, when a chunk last arrived,
+/// why its links are down (`None`: connected), and chunks held of how many.
+#[derive(Debug)]
+pub(super) struct Health {
+    pub(super) fatal: Option<String>,
+    pub(super) last_progress: Instant,
+    pub(super) owner_error: Option<String>,
+    pub(super) ring_error: Option<String>,
+    pub(super) held: (u32, u32),
 }
 
 /// Bad-source reports waiting for the directory connection, at most.
@@ -89,7 +100,7 @@ pub(crate) struct Swarm {
     /// Faults left to inject.
     corrupt_left: AtomicU32,
     /// What a progress line shows.
-    pub(super) status: Arc<super::Status>,
+    pub(super) status: Arc<super::status::Status>,
 }
 
 impl Swarm {
@@ -255,13 +266,41 @@ impl Swarm {
         }
     }
 
+    /// Whether the download neighbour was told this peer is complete.
+    pub(super) fn told_complete(&self) -> bool {
+        self.lock().ring.told_complete()
+    }
+
+    /// The download neighbour was told this peer is complete.
+    pub(super) fn mark_told_complete(&self) {
+        self.lock().ring.mark_told_complete();
+        self.notify();
+    }
+
+    /// Since when the download neighbour has been unreachable (`None`: connected).
+    pub(super) fn neighbour_down_since(&self) -> Option<Instant> {
+        self.lock().ring.down_since()
+    }
+
+    /// Whether this peer may go on, read at one moment (see [`Health`]).
+    pub(super) fn health(&self) -> Health {
+        let st = self.lock();
+        Health {
+            fatal: st.fatal.clone(),
+            last_progress: st.picker.last_progress(),
+            owner_error: st.owner.error().map(str::to_string),
+            ring_error: st.ring.error().map(str::to_string),
+            held: (st.picker.have().count(), st.picker.have().capacity()),
+        }
+    }
+
     /// Chunks stored in this run.
     pub(super) fn fetched(&self) -> u32 {
         self.lock().picker.fetched()
     }
 
     /// Picks a chunk to request from a source of `kind`, and marks it pending; true with it
-    /// for a spare request to the owner (see [`super::SPARE_IN_FLIGHT`]).
+    /// for a spare request to the owner (see [`super::config::SPARE_IN_FLIGHT`]).
     pub(super) fn pick(
         &self,
         kind: SourceKind,

@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::config::MAX_UPLOAD_CONNECTIONS;
 use super::download::announce;
-use super::{MAX_UPLOAD_CONNECTIONS, Swarm};
+use super::swarm::Swarm;
 use crate::accept::{Accepted, Admission, accept_loop};
 use crate::auth;
 use crate::chunkset::{ChunkSet, Ranges};
