@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Directory, Inner, Member};
+use super::state::{Directory, Inner, Member};
 use crate::chunkset::Ranges;
 use crate::protocol::{MAX_ANSWER_LEN, Role};
 

@@ -7,43 +7,13 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use super::answer::{FileInfo, role_name};
-use super::{Directory, Inner, MAX_DEPARTED, MAX_SWARM_EVENTS, Member};
+pub use super::state::{Departed, SwarmEvent};
+use super::state::{Directory, Inner, MAX_DEPARTED, MAX_SWARM_EVENTS, Member};
 use crate::protocol::Role;
 
 /// Columns of a piece map at most: a file of more chunks has each column stand for a run of
 /// them.
 pub const MAX_PIECE_COLUMNS: usize = 128;
-
-/// A member that left.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Departed {
-    /// The file's id.
-    pub file_id: u32,
-    /// Where it served chunks.
-    pub addr: String,
-    /// `peer` or `getter`.
-    pub role: String,
-    /// When it registered, when it first held every chunk (`None`: it left incomplete) and
-    /// when it left, in milliseconds since the Unix epoch.
-    pub joined_unix_ms: u64,
-    pub completed_unix_ms: Option<u64>,
-    pub left_unix_ms: u64,
-}
-
-/// A member joined, completed or left.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SwarmEvent {
-    /// Milliseconds since the Unix epoch.
-    pub unix_ms: u64,
-    /// The file's id.
-    pub file_id: u32,
-    /// The member.
-    pub addr: String,
-    /// `peer`, `getter` or `publisher`.
-    pub role: String,
-    /// `joined`, `completed` or `left`.
-    pub what: &'static str,
-}
 
 /// A member now.
 #[derive(Clone, Debug, PartialEq, Serialize)]
