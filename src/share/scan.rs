@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{Current, OnReport, RESCAN, Report};
+use super::state::{Current, OnReport, RESCAN, Report};
 use crate::directory::Directory;
 use crate::owner::{self, Files, SharedFile};
 
