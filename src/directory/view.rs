@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::answer::{FileInfo, role_name};
 pub use super::state::{Departed, SwarmEvent};
-use super::state::{Directory, Inner, MAX_DEPARTED, MAX_SWARM_EVENTS, Member};
+use super::state::{Directory, Inner, MAX_DEPARTED, MAX_SWARM_EVENTS, Member, MemberId};
 use crate::protocol::Role;
 
 /// Columns of a piece map at most: a file of more chunks has each column stand for a run of
@@ -179,7 +179,7 @@ impl Directory {
             departed_of.entry(d.file_id).or_default().push(d.clone());
         }
         // The members outside any ring, by file, in one pass too.
-        let mut others_of: std::collections::HashMap<usize, Vec<super::MemberId>> =
+        let mut others_of: std::collections::HashMap<usize, Vec<MemberId>> =
             std::collections::HashMap::new();
         for (id, m) in &inner.members {
             if !inner.ring_pos.contains_key(id) {
@@ -196,7 +196,7 @@ impl Directory {
             let count = manifest.chunk_count();
             let columns = u32::try_from(MAX_PIECE_COLUMNS).unwrap_or(u32::MAX);
             let per = count.div_ceil(columns).max(1);
-            let view_of = |id: &super::MemberId, m: &Member| MemberView {
+            let view_of = |id: &MemberId, m: &Member| MemberView {
                 addr: m.addr.to_string(),
                 role: role_name(m.role).into(),
                 count: m.have.count(),
