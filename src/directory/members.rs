@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::state::{Directory, Inner, Member, MemberId};
+use super::state::{Directory, MemberEntry, MemberId, Tables};
 use crate::chunkset::ChunkSet;
 use crate::protocol::Role;
 
@@ -68,7 +68,7 @@ impl Directory {
     /// not hold (freed meanwhile).
     pub(super) fn register_in(
         &self,
-        inner: &mut Inner,
+        inner: &mut Tables,
         file: usize,
         addr: SocketAddr,
         role: Role,
@@ -84,7 +84,7 @@ impl Directory {
         let completed = have.is_full().then_some(now);
         inner.members.insert(
             id,
-            Member {
+            MemberEntry {
                 addr,
                 node,
                 file,
@@ -179,7 +179,7 @@ impl Directory {
 
     /// Drops `ids`, recording them as departed and freeing the published files they leave
     /// without members.
-    pub(super) fn drop_members(&self, inner: &mut Inner, ids: &[MemberId]) -> Left {
+    pub(super) fn drop_members(&self, inner: &mut Tables, ids: &[MemberId]) -> Left {
         let (mut publisher, mut freed) = (false, Vec::new());
         let now = (self.clock)();
         for id in ids {

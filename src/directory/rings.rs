@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::state::{Directory, Inner, MemberId};
+use super::state::{Directory, MemberId, Tables};
 
 impl Directory {
     /// Member `id` (registered for `file`) joins that file's ring, at its end. Returns its
@@ -37,8 +37,8 @@ impl Directory {
 
     /// Takes `gone` out of every ring (the member downloading from one of them gets the next
     /// one as its neighbour), and says so if any ring changed or a publisher left.
-    pub(super) fn left_rings(&self, inner: &mut Inner, gone: &[MemberId], publisher_left: bool) {
-        let Inner {
+    pub(super) fn left_rings(&self, inner: &mut Tables, gone: &[MemberId], publisher_left: bool) {
+        let Tables {
             rings, ring_pos, ..
         } = inner;
         let mut touched: Vec<usize> = gone

@@ -1,5 +1,5 @@
 //! The directory's state: its files, members, rings and recent comings and goings
-//! ([`Inner`], behind the [`Directory`]'s lock), the limits on what it keeps, and the
+//! ([`Tables`], behind the [`Directory`]'s lock), the limits on what it keeps, and the
 //! lookups the operations share. The operations are in `files`, `members` and `rings`; the
 //! answers built from it in `answer` and `view`.
 
@@ -23,8 +23,9 @@ pub const DEFAULT_PEER_TTL: Duration = Duration::from_secs(45);
 /// What a member registration is keyed by.
 pub type MemberId = u64;
 
+/// A member: where it serves, its file and role, its chunks, and when it was last heard from.
 #[derive(Debug)]
-pub(super) struct Member {
+pub(super) struct MemberEntry {
     pub(super) addr: SocketAddr,
     pub(super) node: Option<String>,
     pub(super) file: usize,
@@ -42,18 +43,20 @@ pub(super) struct Member {
 }
 
 #[derive(Debug)]
-pub(super) struct Entry {
+pub(super) struct FileEntry {
     pub(super) manifest: Arc<Manifest>,
     /// Whether the node holds it itself (never freed), rather than only its publishers.
     pub(super) held: bool,
 }
 
+/// What the directory knows, behind its lock: files, members (indexed by file and by
+/// address), rings, probes, and the recent comings and goings.
 #[derive(Debug, Default)]
-pub(super) struct Inner {
+pub(super) struct Tables {
     /// The files, by index (id − 1): the owner's own, then published ones as they come. A
     /// published file is freed when its last member (publisher or downloader) leaves; its
     /// index is never given to another file.
-    pub(super) files: BTreeMap<usize, Entry>,
+    pub(super) files: BTreeMap<usize, FileEntry>,
     /// The index the next new file gets.
     pub(super) next_file: usize,
     /// Each file's index by its name and content.
@@ -64,7 +67,7 @@ pub(super) struct Inner {
     /// client asking for one is told its publishers left, not that it never existed.
     pub(super) gone: VecDeque<(String, Hash)>,
     pub(super) next: MemberId,
-    pub(super) members: BTreeMap<MemberId, Member>,
+    pub(super) members: BTreeMap<MemberId, MemberEntry>,
     /// The members of each file, in registration order.
     pub(super) by_file: BTreeMap<usize, BTreeSet<MemberId>>,
     /// Each member by the address it serves on and its file.
@@ -92,7 +95,7 @@ pub const MAX_GONE: usize = 1024;
 /// Swarm events (joined, completed, left) kept for a view of the swarm.
 pub const MAX_SWARM_EVENTS: usize = 100;
 
-impl Inner {
+impl Tables {
     /// Adds `manifest` as a new file, or finds the file of the same name and content.
     pub(super) fn insert_file(&mut self, manifest: Arc<Manifest>, held: bool) -> usize {
         let key = (manifest.name.clone(), manifest.hash);
@@ -106,7 +109,7 @@ impl Inner {
             .or_default()
             .insert(index);
         self.by_content.insert(key, index);
-        self.files.insert(index, Entry { manifest, held });
+        self.files.insert(index, FileEntry { manifest, held });
         index
     }
 
@@ -134,7 +137,7 @@ impl Inner {
     }
 
     /// Takes member `id` out of the members and their indices.
-    pub(super) fn remove_member(&mut self, id: MemberId) -> Option<Member> {
+    pub(super) fn remove_member(&mut self, id: MemberId) -> Option<MemberEntry> {
         let m = self.members.remove(&id)?;
         self.by_addr.remove(&(m.addr, m.file));
         if let Some(ids) = self.by_file.get_mut(&m.file) {
@@ -155,7 +158,7 @@ impl Inner {
     }
 
     /// The members of file `index`, in registration order.
-    pub(super) fn members_of(&self, index: usize) -> impl Iterator<Item = &Member> {
+    pub(super) fn members_of(&self, index: usize) -> impl Iterator<Item = &MemberEntry> {
         self.by_file
             .get(&index)
             .into_iter()
@@ -164,7 +167,7 @@ impl Inner {
     }
 
     /// The publishers of file `index`, in registration order.
-    pub(super) fn publishers_of(&self, index: usize) -> impl Iterator<Item = &Member> {
+    pub(super) fn publishers_of(&self, index: usize) -> impl Iterator<Item = &MemberEntry> {
         self.members_of(index).filter(|m| m.role == Role::Publisher)
     }
 
@@ -183,7 +186,7 @@ impl Inner {
 pub struct Directory {
     pub(super) owner_addr: SocketAddr,
     pub(super) ttl: Duration,
-    pub(super) inner: Mutex<Inner>,
+    pub(super) inner: Mutex<Tables>,
     /// Registration timestamps: the wall clock, or a simulation's virtual one.
     pub(super) clock: Clock,
     /// Bumped whenever a ring gains or loses a member, or a publisher comes or goes
@@ -205,7 +208,7 @@ impl Directory {
     /// A directory of `files` (in id order: id 1 first), served by an owner listening on
     /// `owner_addr`, dropping members silent for `ttl`.
     pub fn new(files: Vec<Arc<Manifest>>, owner_addr: SocketAddr, ttl: Duration) -> Self {
-        let mut inner = Inner::default();
+        let mut inner = Tables::default();
         for manifest in files {
             inner.insert_file(manifest, true);
         }
@@ -226,7 +229,7 @@ impl Directory {
         self
     }
 
-    pub(super) fn inner(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn inner(&self) -> MutexGuard<'_, Tables> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 

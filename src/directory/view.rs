@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::answer::{FileInfo, role_name};
 pub use super::state::{Departed, SwarmEvent};
-use super::state::{Directory, Inner, MAX_DEPARTED, MAX_SWARM_EVENTS, Member, MemberId};
+use super::state::{Directory, MAX_DEPARTED, MAX_SWARM_EVENTS, MemberEntry, MemberId, Tables};
 use crate::protocol::Role;
 
 /// Columns of a piece map at most: a file of more chunks has each column stand for a run of
@@ -66,7 +66,7 @@ fn file_id(file: usize) -> u32 {
     u32::try_from(file + 1).unwrap_or(u32::MAX)
 }
 
-impl Inner {
+impl Tables {
     /// Records a swarm event.
     pub(super) fn note(
         &mut self,
@@ -89,7 +89,7 @@ impl Inner {
     }
 
     /// Records that `m` left at `now`.
-    pub(super) fn departed(&mut self, m: &Member, now: f64) {
+    pub(super) fn departed(&mut self, m: &MemberEntry, now: f64) {
         self.departed_parts(m.file, m.addr, m.role, (m.joined, m.completed), now);
     }
 
@@ -121,7 +121,7 @@ impl Inner {
 }
 
 /// One piece-map row: per column of `per` chunks, how much of it `m` holds, as a hex digit.
-fn pieces(manifest: &crate::manifest::Manifest, m: &Member, per: u32) -> String {
+fn pieces(manifest: &crate::manifest::Manifest, m: &MemberEntry, per: u32) -> String {
     piece_row(manifest.chunk_count(), per, |c| {
         manifest.chunk_id(c).is_ok_and(|id| m.have.contains(id))
     })
@@ -196,7 +196,7 @@ impl Directory {
             let count = manifest.chunk_count();
             let columns = u32::try_from(MAX_PIECE_COLUMNS).unwrap_or(u32::MAX);
             let per = count.div_ceil(columns).max(1);
-            let view_of = |id: &MemberId, m: &Member| MemberView {
+            let view_of = |id: &MemberId, m: &MemberEntry| MemberView {
                 addr: m.addr.to_string(),
                 role: role_name(m.role).into(),
                 count: m.have.count(),

@@ -24,7 +24,7 @@ use scan::{Bins, Scan};
 
 pub use error::ReportError;
 pub use summary::{
-    Bound, CriticalPath, DASHBOARD_FILE, EVENTS_FILE, FileInfo, INDEX_FILE, PeerResult,
+    Bound, CriticalPath, DASHBOARD_FILE, EVENTS_FILE, INDEX_FILE, PeerResult, RunFile,
     SUMMARY_FILE, Summary, read_summary, write_summary,
 };
 

@@ -21,7 +21,7 @@ pub const DASHBOARD_FILE: &str = "dashboard.html";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// The file distributed.
-    pub file: FileInfo,
+    pub file: RunFile,
     /// The owner's address label as it appears in the events' `neighbour` field (e.g.
     /// `127.0.0.1:40001`): a `chunk_received` from it came from the owner, any other from a
     /// neighbour.
@@ -53,7 +53,7 @@ pub struct Summary {
 
 /// The file a run distributed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileInfo {
+pub struct RunFile {
     /// The file's name.
     pub name: String,
     /// Its size in bytes.

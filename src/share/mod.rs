@@ -34,7 +34,7 @@ use crate::{Error, Result, watch};
 
 mod scan;
 mod state;
-use scan::Scan;
+use scan::Rescan;
 use state::Current;
 pub use state::{OnReport, RESCAN, Report};
 
@@ -112,7 +112,7 @@ pub async fn run(listener: Listener, config: Config, token: CancellationToken) -
         files: Mutex::new(files),
         changed: watch::Sender::new(()),
     });
-    let scan = Scan {
+    let scan = Rescan {
         paths,
         chunk_size,
         peers,

@@ -28,7 +28,7 @@ pub enum Layout {
 
 /// The summary file's content.
 #[derive(Debug, Serialize, Deserialize)]
-struct Summary {
+struct SummaryFile {
     file: String,
     hash: Hash,
     chunks: Ranges,
@@ -111,7 +111,7 @@ impl ChunkStore {
         let Ok(bytes) = read_nofollow(&self.summary_path()) else {
             return empty;
         };
-        match serde_json::from_slice::<Summary>(&bytes) {
+        match serde_json::from_slice::<SummaryFile>(&bytes) {
             Ok(s) if s.hash == self.manifest.hash => {
                 ChunkSet::try_from_stored_ranges(&self.manifest, &s.chunks).unwrap_or(empty)
             }
@@ -149,7 +149,7 @@ impl ChunkStore {
             part.sync_data()
                 .map_err(io_err("syncing", &self.part_path()))?;
         }
-        let summary = Summary {
+        let summary = SummaryFile {
             file: self.manifest.name.clone(),
             hash: self.manifest.hash,
             chunks: have.to_ranges(),
