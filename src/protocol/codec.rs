@@ -3,7 +3,16 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
-use super::{MAX_HEADER_LEN, Message, ProtocolError};
+use super::error::ProtocolError;
+use super::limits::MAX_HEADER_LEN;
+use super::message::Message;
+
+/// The largest message, other than a chunk, whose buffer room a connection keeps. A buffer
+/// that grew for a larger one (a 256 KiB header, a manifest, an answer) is given back once
+/// the message is through, so an idle connection costs at most a chunk's room, not the
+/// largest message it ever carried. The codec flags such a frame (it owns the threshold);
+/// the connection trims its buffers after it.
+pub const KEEP_BUFFER: usize = 64 * 1024;
 
 /// Length of the header-length field inside a frame.
 const HEADER_LEN_FIELD: usize = 4;
@@ -19,7 +28,7 @@ pub struct MessageCodec {
     max_body: usize,
     /// The body limit of directory answers (`files`, `locations`): 0 unless this side asks.
     max_answer: usize,
-    /// A frame other than a chunk, larger than [`super::KEEP_BUFFER`], went
+    /// A frame other than a chunk, larger than [`KEEP_BUFFER`], went
     /// through since [`MessageCodec::take_big_frame`] was last called.
     big_frame: bool,
     /// Bytes of the frame in progress already taken from the buffer (its length prefix).
@@ -68,7 +77,7 @@ impl MessageCodec {
         HEADER_LEN_FIELD + MAX_HEADER_LEN + self.max_body.max(self.max_answer)
     }
 
-    /// Whether a frame other than a chunk, larger than [`super::KEEP_BUFFER`],
+    /// Whether a frame other than a chunk, larger than [`KEEP_BUFFER`],
     /// was decoded or encoded since the last call: the buffer it went through grew for it,
     /// and should be given back (chunks come again and again, so theirs is kept).
     pub fn take_big_frame(&mut self) -> bool {
@@ -76,7 +85,7 @@ impl MessageCodec {
     }
 
     fn note_frame(&mut self, len: usize, msg: &Message) {
-        if len > super::KEEP_BUFFER && !matches!(msg, Message::Chunk { .. }) {
+        if len > KEEP_BUFFER && !matches!(msg, Message::Chunk { .. }) {
             self.big_frame = true;
         }
     }
