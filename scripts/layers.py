@@ -4,7 +4,7 @@
 Usage: scripts/layers.py [--src DIR] [--graph]
 
 Every path a file names (`use crate::…`, `use super::…`, `use self::…`, inline `crate::a::b`
-or `super::x` paths, and paths through a child module it declares, `child::f`) is resolved to the file that defines it: the deepest module
+or `super::x` paths, and paths through a child module it declares, `child::f` or `use child::{…}`) is resolved to the file that defines it: the deepest module
 file the path reaches (`crate::peer::ring::X` → src/peer/ring.rs; `crate::peer::Swarm` →
 src/peer/mod.rs). `mod x;` declarations are not imports. Test modules (`#[cfg(test)]` to the
 end of a file, and the files a `#[cfg(test)] mod x;` names, `#[path]` or not) are left out: a
@@ -103,6 +103,8 @@ def paths_in(text):
         for m in re.finditer(r"(?<![:\w])" + child + r"((?:::\w+)+)", text):
             line = text.count("\n", 0, m.start()) + 1
             out.append((line, "self", [child] + m.group(1).strip(":").split("::")))
+        for m in re.finditer(r"\buse\s+" + child + r"::\{", text):
+            out.append((text.count("\n", 0, m.start()) + 1, "self", [child]))
     for m in PATH.finditer(text):
         line = text.count("\n", 0, m.start()) + 1
         out.append((line, m.group(1), m.group(2).strip(":").split("::")))
