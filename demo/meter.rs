@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use ringswarm::cli::{human_size, human_size_f64};
 use ringswarm::events::{Event, EventKind};
 use ringswarm::manifest::Manifest;
-use ringswarm::report::{Bound, CriticalPath, FileInfo, PeerResult, Summary};
+use ringswarm::report::{Bound, CriticalPath, PeerResult, RunFile, Summary};
 
 /// Bytes over one link, and its first and last arrival (event timestamps).
 type LinkStat = (u64, f64, f64);
@@ -113,7 +113,7 @@ pub fn meter(run: &Run<'_>, t: &Tally) -> Summary {
         })
     });
     Summary {
-        file: FileInfo {
+        file: RunFile {
             name: run.manifest.name.clone(),
             size,
             chunk_size: run.manifest.chunk_size,

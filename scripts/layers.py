@@ -4,10 +4,11 @@
 Usage: scripts/layers.py [--src DIR] [--graph]
 
 Every path a file names (`use crate::…`, `use super::…`, `use self::…`, inline `crate::a::b`
-or `super::x` paths, and paths through a child module it declares, `child::f`) is resolved to the file that defines it: the deepest module
+or `super::x` paths, and paths through a child module it declares, `child::f` or `use child::{…}`) is resolved to the file that defines it: the deepest module
 file the path reaches (`crate::peer::ring::X` → src/peer/ring.rs; `crate::peer::Swarm` →
 src/peer/mod.rs). `mod x;` declarations are not imports. Test modules (`#[cfg(test)]` to the
-end of a file) are left out: a test may use anything.
+end of a file, and the files a `#[cfg(test)] mod x;` names, `#[path]` or not) are left out: a
+test may use anything.
 
 Layers, bottom first (a file may import its own layer and those below):
 
@@ -102,6 +103,8 @@ def paths_in(text):
         for m in re.finditer(r"(?<![:\w])" + child + r"((?:::\w+)+)", text):
             line = text.count("\n", 0, m.start()) + 1
             out.append((line, "self", [child] + m.group(1).strip(":").split("::")))
+        for m in re.finditer(r"\buse\s+" + child + r"::\{", text):
+            out.append((text.count("\n", 0, m.start()) + 1, "self", [child]))
     for m in PATH.finditer(text):
         line = text.count("\n", 0, m.start()) + 1
         out.append((line, m.group(1), m.group(2).strip(":").split("::")))
@@ -138,13 +141,42 @@ def paths_in(text):
     return out
 
 
-def graph(src):
-    edges = defaultdict(dict)  # file → {target: (line, text)}
+TEST_MOD = re.compile(r"#\[cfg\(test\)\]\s*((?:#\[[^\]]*\]\s*)*)(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;")
+
+
+def test_files(src):
+    """The files that are test modules: named by a `#[cfg(test)] mod x;` (with its
+    `#[path = "…"]`, relative to the declaring file's folder, if any)."""
+    out = set()
     for dirpath, _, names in os.walk(src):
         for n in names:
             if not n.endswith(".rs"):
                 continue
             rel = os.path.relpath(os.path.join(dirpath, n), src)
+            with open(os.path.join(src, rel), encoding="utf-8") as f:
+                text = f.read()
+            here, stem = os.path.dirname(rel), n[:-3]
+            for m in TEST_MOD.finditer(text):
+                path = re.search(r'#\[path\s*=\s*"([^"]+)"\]', m.group(1) or "")
+                if path:
+                    out.add(os.path.normpath(os.path.join(here, path.group(1))))
+                    continue
+                base = here if stem in ("mod", "lib") else os.path.join(here, stem)
+                out.add(os.path.normpath(os.path.join(base, m.group(2) + ".rs")))
+                out.add(os.path.normpath(os.path.join(base, m.group(2), "mod.rs")))
+    return out
+
+
+def graph(src):
+    edges = defaultdict(dict)  # file → {target: (line, text)}
+    tests = test_files(src)
+    for dirpath, _, names in os.walk(src):
+        for n in names:
+            if not n.endswith(".rs"):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, n), src)
+            if rel in tests:
+                continue
             with open(os.path.join(src, rel), encoding="utf-8") as f:
                 text = strip_tests(f.read())
             here = module_path(rel)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ringswarm::events::{Event, EventKind};
 use ringswarm::report::{
-    self, Bound, CriticalPath, EVENTS_FILE, FileInfo, PeerResult, ReportError, Summary,
+    self, Bound, CriticalPath, EVENTS_FILE, PeerResult, ReportError, RunFile, Summary,
 };
 
 use crate::util::{chromium, run_chromium};
@@ -81,7 +81,7 @@ fn write_run(dir: &Path) -> Summary {
         .fold(0.0, f64::max);
     let size = u64::from(CHUNKS) * CHUNK;
     let summary = Summary {
-        file: FileInfo {
+        file: RunFile {
             name: "run<1>.bin".into(),
             size,
             chunk_size: CHUNK,

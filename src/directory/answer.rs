@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Directory, Inner, Member};
+use super::state::{Directory, MemberEntry, Tables};
 use crate::chunkset::Ranges;
 use crate::protocol::{MAX_ANSWER_LEN, Role};
 
@@ -141,7 +141,7 @@ pub(super) struct Counts {
     pub(super) published: bool,
 }
 
-impl Inner {
+impl Tables {
     /// Whether file `f` is offered: the owner's own, or published by someone now.
     pub(super) fn offered(&self, f: usize) -> bool {
         self.files.get(&f).is_some_and(|e| e.held) || self.publishers_of(f).any(|m| !m.demoted)
@@ -180,7 +180,7 @@ impl Inner {
 }
 
 impl Counts {
-    fn add(&mut self, m: &Member) {
+    fn add(&mut self, m: &MemberEntry) {
         if m.demoted {
             return;
         }
@@ -200,7 +200,7 @@ impl Counts {
 }
 
 impl Directory {
-    fn info(&self, inner: &Inner, file: usize) -> FileInfo {
+    fn info(&self, inner: &Tables, file: usize) -> FileInfo {
         file_info(inner, file, inner.counts_of(file))
     }
 
@@ -284,7 +284,8 @@ impl Directory {
                 node: None,
             });
         }
-        let mut members: Vec<&Member> = inner.members_of(file).filter(|m| !m.demoted).collect();
+        let mut members: Vec<&MemberEntry> =
+            inner.members_of(file).filter(|m| !m.demoted).collect();
         // Most useful first, so those are the ones that fit; a source is built only if it
         // may fit, so the cost is bounded by the answer, not by the members.
         members.sort_by_key(|x| (std::cmp::Reverse(x.have.count()), x.addr));
@@ -405,7 +406,7 @@ impl Directory {
 pub const MAX_NAMED_FILES: usize = 20;
 
 /// A file's listing entry. `file` must be held.
-pub(super) fn file_info(inner: &Inner, file: usize, c: Counts) -> FileInfo {
+pub(super) fn file_info(inner: &Tables, file: usize, c: Counts) -> FileInfo {
     let m = &inner.files[&file].manifest;
     FileInfo {
         id: u32::try_from(file + 1).unwrap_or(u32::MAX),

@@ -7,43 +7,13 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use super::answer::{FileInfo, role_name};
-use super::{Directory, Inner, MAX_DEPARTED, MAX_SWARM_EVENTS, Member};
+pub use super::state::{Departed, SwarmEvent};
+use super::state::{Directory, MAX_DEPARTED, MAX_SWARM_EVENTS, MemberEntry, MemberId, Tables};
 use crate::protocol::Role;
 
 /// Columns of a piece map at most: a file of more chunks has each column stand for a run of
 /// them.
 pub const MAX_PIECE_COLUMNS: usize = 128;
-
-/// A member that left.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Departed {
-    /// The file's id.
-    pub file_id: u32,
-    /// Where it served chunks.
-    pub addr: String,
-    /// `peer` or `getter`.
-    pub role: String,
-    /// When it registered, when it first held every chunk (`None`: it left incomplete) and
-    /// when it left, in milliseconds since the Unix epoch.
-    pub joined_unix_ms: u64,
-    pub completed_unix_ms: Option<u64>,
-    pub left_unix_ms: u64,
-}
-
-/// A member joined, completed or left.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SwarmEvent {
-    /// Milliseconds since the Unix epoch.
-    pub unix_ms: u64,
-    /// The file's id.
-    pub file_id: u32,
-    /// The member.
-    pub addr: String,
-    /// `peer`, `getter` or `publisher`.
-    pub role: String,
-    /// `joined`, `completed` or `left`.
-    pub what: &'static str,
-}
 
 /// A member now.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -96,7 +66,7 @@ fn file_id(file: usize) -> u32 {
     u32::try_from(file + 1).unwrap_or(u32::MAX)
 }
 
-impl Inner {
+impl Tables {
     /// Records a swarm event.
     pub(super) fn note(
         &mut self,
@@ -119,7 +89,7 @@ impl Inner {
     }
 
     /// Records that `m` left at `now`.
-    pub(super) fn departed(&mut self, m: &Member, now: f64) {
+    pub(super) fn departed(&mut self, m: &MemberEntry, now: f64) {
         self.departed_parts(m.file, m.addr, m.role, (m.joined, m.completed), now);
     }
 
@@ -151,7 +121,7 @@ impl Inner {
 }
 
 /// One piece-map row: per column of `per` chunks, how much of it `m` holds, as a hex digit.
-fn pieces(manifest: &crate::manifest::Manifest, m: &Member, per: u32) -> String {
+fn pieces(manifest: &crate::manifest::Manifest, m: &MemberEntry, per: u32) -> String {
     piece_row(manifest.chunk_count(), per, |c| {
         manifest.chunk_id(c).is_ok_and(|id| m.have.contains(id))
     })
@@ -209,7 +179,7 @@ impl Directory {
             departed_of.entry(d.file_id).or_default().push(d.clone());
         }
         // The members outside any ring, by file, in one pass too.
-        let mut others_of: std::collections::HashMap<usize, Vec<super::MemberId>> =
+        let mut others_of: std::collections::HashMap<usize, Vec<MemberId>> =
             std::collections::HashMap::new();
         for (id, m) in &inner.members {
             if !inner.ring_pos.contains_key(id) {
@@ -226,7 +196,7 @@ impl Directory {
             let count = manifest.chunk_count();
             let columns = u32::try_from(MAX_PIECE_COLUMNS).unwrap_or(u32::MAX);
             let per = count.div_ceil(columns).max(1);
-            let view_of = |id: &super::MemberId, m: &Member| MemberView {
+            let view_of = |id: &MemberId, m: &MemberEntry| MemberView {
                 addr: m.addr.to_string(),
                 role: role_name(m.role).into(),
                 count: m.have.count(),

@@ -24,7 +24,10 @@ use axum::routing::get;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Limits, login, method_not_allowed, metrics_answer, require_secret, serve_app};
+use super::limits::Limits;
+use super::login::{login, require_secret};
+use super::routes::{method_not_allowed, metrics_answer};
+use super::server::serve_app;
 use crate::auth::Secret;
 use crate::metrics::{HttpRefusals, Metrics};
 use crate::net::Listener;

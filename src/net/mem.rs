@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{BoxStream, CONNECT_TIMEOUT, Endpoint, Listener};
+use super::stream::{BoxStream, CONNECT_TIMEOUT};
 use crate::rate::RateLimiter;
 
 /// Bytes in flight each way on one in-memory connection without a link model (the like of
@@ -110,12 +110,12 @@ impl MemNet {
         }
     }
 
-    /// Listens on `port` (0: a free one).
+    /// Listens on `port` (0: a free one): the port's listener ([`MemNet::listen`] wraps it).
     ///
     /// # Errors
     ///
     /// `AddrInUse` when something listens there already.
-    pub fn listen(self: &Arc<Self>, port: u16) -> std::io::Result<Listener> {
+    pub(super) fn listen_port(self: &Arc<Self>, port: u16) -> std::io::Result<MemListener> {
         let port = if port == 0 { self.free_port() } else { port };
         let mut ports = self.ports();
         if ports.contains_key(&port) {
@@ -124,27 +124,11 @@ impl MemNet {
         let (tx, rx) = mpsc::unbounded_channel();
         ports.insert(port, tx);
         drop(ports);
-        Ok(Listener::Mem(MemListener {
+        Ok(MemListener {
             net: self.clone(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             rx,
-        }))
-    }
-
-    /// The endpoint of `port` on this network, for a connector the network does not know
-    /// (no download cap, on no side of a partition).
-    pub fn endpoint(self: &Arc<Self>, port: u16) -> Endpoint {
-        self.endpoint_from(0, port)
-    }
-
-    /// The endpoint of `port` for the node listening on `from`: its connections count
-    /// against `from`'s download cap and are cut by a partition between the two.
-    pub fn endpoint_from(self: &Arc<Self>, from: u16, port: u16) -> Endpoint {
-        Endpoint {
-            mem: Some(self.clone()),
-            from,
-            ..Endpoint::local(port)
-        }
+        })
     }
 
     /// Cuts the nodes listening on `side` off from every other node until

@@ -11,17 +11,10 @@ use std::time::Duration;
 pub use tokio::net::{TcpListener, TcpStream};
 
 mod mem;
+mod stream;
 
 pub use mem::{LINK_WINDOW, LinkModel, MEM_LINK_BUFFER, MIN_RTO, MemListener, MemNet};
-
-/// A byte stream a [`crate::connection::Connection`] can run over: a TCP socket, or an
-/// in-memory one (`tokio::io::duplex`) for tests and simulations.
-pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
-
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
-
-/// A stream of any kind, as connections hold it.
-pub type BoxStream = Box<dyn Stream>;
+pub use stream::{BoxStream, CONNECT_TIMEOUT, Stream};
 
 /// Connections a listener queues before they are accepted: as many as the owner serves at
 /// once, so a burst of connecting peers waits in the queue, not on the kernel's SYN retries
@@ -48,8 +41,34 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 pub const BACKOFF_START: Duration = Duration::from_millis(50);
 /// The longest wait between connection attempts.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// How long one TCP connect may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`MemNet`]'s listeners and endpoints, here beside the types they make.
+impl MemNet {
+    /// Listens on `port` (0: a free one).
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` when something listens there already.
+    pub fn listen(self: &Arc<Self>, port: u16) -> std::io::Result<Listener> {
+        self.listen_port(port).map(Listener::Mem)
+    }
+
+    /// The endpoint of `port` on this network, for a connector the network does not know
+    /// (no download cap, on no side of a partition).
+    pub fn endpoint(self: &Arc<Self>, port: u16) -> Endpoint {
+        self.endpoint_from(0, port)
+    }
+
+    /// The endpoint of `port` for the node listening on `from`: its connections count
+    /// against `from`'s download cap and are cut by a partition between the two.
+    pub fn endpoint_from(self: &Arc<Self>, from: u16, port: u16) -> Endpoint {
+        Endpoint {
+            mem: Some(self.clone()),
+            from,
+            ..Endpoint::local(port)
+        }
+    }
+}
 
 /// Where a file owner or peer listens: a host and port on TCP, or a port of an in-memory
 /// [`MemNet`] (for tests and simulations).

@@ -11,8 +11,9 @@ use plotters::coord::ranged1d::{AsRangedCoord, Ranged, SegmentValue, ValueFormat
 use plotters::coord::types::{RangedCoordf64, RangedCoordu32};
 use plotters::prelude::*;
 
+use super::error::ReportError;
 use super::scan::{ARRIVAL_BINS, Bins, LINK_BINS, Scan, bin_start};
-use super::{Bound, ReportError, Summary};
+use super::summary::{Bound, Summary};
 use crate::units::human_secs;
 
 /// Past this many series a chart colours lines by kind and names none of them.

@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 use plotters::style::RGBColor;
 
 use super::charts::{Charts, NEIGHBOUR_RGB, OWNER_RGB};
+use super::error::ReportError;
 use super::scan::{ARRIVAL_BINS, Bins, LINK_BINS, Scan};
-use super::{EVENTS_FILE, ReportError, SUMMARY_FILE, Summary};
+use super::summary::{EVENTS_FILE, SUMMARY_FILE, Summary};
 use crate::units::human_secs;
 
 /// The whole page for `summary`, with charts drawn from what the passes over the log found.

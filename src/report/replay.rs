@@ -12,7 +12,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{ReportError, Summary};
+use super::error::ReportError;
+use super::summary::Summary;
 
 /// Snapshots of a run of up to 100 peers (a larger run gets half as many).
 pub const FRAMES: usize = 40;

@@ -7,7 +7,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use super::{ReportError, Summary};
+use super::error::ReportError;
+use super::summary::Summary;
 use crate::events::{Event, EventKind};
 
 /// Time columns of the arrivals heatmap, and points of each chunks-held line.

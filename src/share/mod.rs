@@ -33,26 +33,14 @@ use crate::protocol::{MAX_MANIFEST_LEN, Message, PROTOCOL_VERSION, ProtocolError
 use crate::{Error, Result, watch};
 
 mod scan;
-use scan::Scan;
-
-/// How often the shared paths are looked at again.
-pub const RESCAN: Duration = Duration::from_secs(2);
+mod state;
+use scan::Rescan;
+use state::Current;
+pub use state::{OnReport, RESCAN, Report};
 
 /// A connection to the directory that lasted this long counts as progress: the backoff
 /// starts again.
 const STABLE: Duration = Duration::from_secs(30);
-
-/// What happened to a shared file, as the publisher reports it.
-#[derive(Debug, Clone)]
-pub enum Report {
-    /// The directory lists it under this id.
-    Published { id: u32, manifest: Arc<Manifest> },
-    /// It was removed from its folder, or changed (its new content is published anew).
-    Withdrawn { manifest: Arc<Manifest> },
-}
-
-/// Told of every [`Report`].
-pub type OnReport = Arc<dyn Fn(&Report) + Send + Sync>;
 
 /// What a publisher shares, where, and how.
 pub struct Config {
@@ -84,18 +72,6 @@ impl std::fmt::Debug for Config {
             .field("directory", &self.directory)
             .field("files", &self.files.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// The files shared now, and a signal for each change.
-struct Current {
-    files: Mutex<Vec<Arc<SharedFile>>>,
-    changed: watch::Sender<()>,
-}
-
-impl Current {
-    fn snapshot(&self) -> Vec<Arc<SharedFile>> {
-        self.files.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -136,7 +112,7 @@ pub async fn run(listener: Listener, config: Config, token: CancellationToken) -
         files: Mutex::new(files),
         changed: watch::Sender::new(()),
     });
-    let scan = Scan {
+    let scan = Rescan {
         paths,
         chunk_size,
         peers,

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{Current, OnReport, RESCAN, Report};
+use super::state::{Current, OnReport, RESCAN, Report};
 use crate::directory::Directory;
 use crate::owner::{self, Files, SharedFile};
 
 /// Looks at the shared paths again every [`RESCAN`].
-pub(super) struct Scan {
+pub(super) struct Rescan {
     pub(super) paths: Vec<PathBuf>,
     pub(super) chunk_size: u64,
     pub(super) peers: u32,
@@ -23,7 +23,7 @@ pub(super) struct Scan {
     pub(super) on_report: OnReport,
 }
 
-impl Scan {
+impl Rescan {
     pub(super) async fn run(self, token: CancellationToken) {
         loop {
             tokio::select! {

@@ -5,8 +5,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
+use super::disk::{ChunkStore, Layout};
+use super::error::{StoreError, io_err};
 use super::fs::{create_fresh, hash_file, place, sync_parent};
-use super::{ChunkStore, Layout, StoreError, io_err};
 
 impl ChunkStore {
     /// Makes `DIR/NAME` from the held chunks, checks the whole-file hash, and returns its

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{StoreError, io_err};
+use super::error::{StoreError, io_err};
 use crate::hash::Hash;
 use crate::manifest::{MAX_NAME_LEN, disk_name};
 

@@ -6,8 +6,9 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use super::fs::{hash_file, nofollow, open_read, read_nofollow, write_atomic};
-use super::{ChunkStore, Layout, StoreError, aux_stem, io_err, shown};
+use super::disk::{ChunkStore, Layout};
+use super::error::{StoreError, io_err, shown};
+use super::fs::{aux_stem, hash_file, nofollow, open_read, read_nofollow, write_atomic};
 use crate::chunkset::ChunkSet;
 use crate::manifest::Manifest;
 
