@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::net::{BoxStream, Listener};
+use crate::task::spawn_tracked;
 
 /// How long an accept loop waits after a failed accept (out of file descriptors, say).
 pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -72,11 +73,15 @@ pub(crate) async fn accept_loop<H, F>(
             }
         };
         let permit = slots.clone().try_acquire_owned().ok();
-        tracker.spawn(handle(Accepted {
-            stream,
-            addr,
-            permit,
-            token: token.child_token(),
-        }));
+        spawn_tracked(
+            tracker,
+            admission.what,
+            handle(Accepted {
+                stream,
+                addr,
+                permit,
+                token: token.child_token(),
+            }),
+        );
     }
 }

@@ -234,7 +234,7 @@ impl Drop for ChokeSlot {
 /// Runs rechoke rounds until the returned task is aborted or the choker is dropped.
 pub fn spawn_rechoker(choker: &Arc<Choker>) -> tokio::task::JoinHandle<()> {
     let weak = Arc::downgrade(choker);
-    tokio::spawn(async move {
+    crate::task::spawn_named("rechoker", async move {
         let mut tick = tokio::time::interval(RECHOKE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;

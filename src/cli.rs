@@ -151,15 +151,20 @@ pub fn signal_token() -> std::io::Result<CancellationToken> {
     let mut signals = crate::task::ShutdownSignals::install()?;
     let token = CancellationToken::new();
     let t = token.clone();
-    tokio::spawn(async move {
+    crate::task::spawn_named("signals", async move {
         signals.recv().await;
         tracing::info!("interrupted: shutting down (press Ctrl+C again to exit at once)");
         t.cancel();
         signals.recv().await;
-        flush_logs();
-        std::process::exit(i32::from(EXIT_INTERRUPTED));
+        exit_interrupted();
     });
     Ok(token)
+}
+
+/// Flushes the logs and exits at once with [`EXIT_INTERRUPTED`] (a second Ctrl+C).
+fn exit_interrupted() {
+    flush_logs();
+    std::process::exit(i32::from(EXIT_INTERRUPTED));
 }
 
 /// Which runtime a binary runs on.

@@ -125,15 +125,15 @@ impl EventLog {
     ///
     /// The file cannot be opened.
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        if tokio::runtime::Handle::try_current().is_err() {
             return Self::open(path, 0, None);
-        };
+        }
         let wake = Arc::new(Notify::new());
         let log = Self::open(path, 64 * 1024, Some(wake.clone()))?;
         // The flusher holds the file only while it writes, so the last handle's drop (and
         // with it the final write) happens where it is dropped.
         let weak: Weak<LogFile> = Arc::downgrade(&log.inner);
-        runtime.spawn(async move {
+        crate::task::spawn_named("event-log-flusher", async move {
             loop {
                 wake.notified().await;
                 let Some(log) = weak.upgrade() else { return };

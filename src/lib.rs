@@ -22,7 +22,7 @@
 //! - [`sim`] — the simulated world of `demo --sim`: virtual time, synthesised content.
 //! - [`net`] — endpoints, connecting with backoff; the one place socket types come from.
 //! - `watch` — a value and its changes, waking waiters in a fixed order (deterministic).
-//! - `task` — the shutdown signal.
+//! - `task` — named, spanned spawns and the shutdown signal.
 //! - [`cli`] — what the binaries share: logging, binding, signals, sizes.
 
 mod accept;

@@ -1,4 +1,85 @@
-//! The shutdown signal of the binaries.
+//! Named tasks, and the shutdown signal of the binaries.
+//!
+//! Every task of the crate is spawned through [`spawn_named`] (or [`spawn_tracked`] /
+//! [`spawn_in`] when a [`TaskTracker`] or [`JoinSet`] waits for it): the future runs inside a
+//! `task` span carrying its name, so its log lines say which task wrote them, and a task that
+//! ends in an error says so (`"{name} failed: {error}"`, at debug level: whoever awaits the
+//! task decides what the user sees) instead of dying silently.
+
+use std::fmt::Display;
+use std::future::Future;
+
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// What a task's result says about how it ended.
+pub trait Outcome {
+    /// The error's text when the task failed, `None` when it did its job.
+    fn failure(&self) -> Option<String>;
+}
+
+impl Outcome for () {
+    fn failure(&self) -> Option<String> {
+        None
+    }
+}
+
+impl<T, E: Display> Outcome for Result<T, E> {
+    fn failure(&self) -> Option<String> {
+        self.as_ref().err().map(|e| format!("{e:#}"))
+    }
+}
+
+impl<L, T, E: Display> Outcome for (L, Result<T, E>) {
+    fn failure(&self) -> Option<String> {
+        self.1.failure()
+    }
+}
+
+/// `fut` inside a `task` span named `name`, saying so when it ends in an error.
+fn named<F>(name: &'static str, fut: F) -> impl Future<Output = F::Output> + Send + 'static
+where
+    F: Future + Send + 'static,
+    F::Output: Outcome + Send + 'static,
+{
+    let span = tracing::debug_span!("task", name);
+    async move {
+        let out = fut.await;
+        if let Some(e) = out.failure() {
+            tracing::debug!("{name} failed: {e}");
+        }
+        out
+    }
+    .instrument(span)
+}
+
+/// Spawns `fut` on the current runtime as the task `name`.
+pub fn spawn_named<F>(name: &'static str, fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Outcome + Send + 'static,
+{
+    tokio::spawn(named(name, fut))
+}
+
+/// Spawns `fut` as the task `name`, tracked by `tracker` (which waits for it on shutdown).
+pub fn spawn_tracked<F>(tracker: &TaskTracker, name: &'static str, fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Outcome + Send + 'static,
+{
+    tracker.spawn(named(name, fut))
+}
+
+/// Spawns `fut` as the task `name` into `set`, whose owner collects its result.
+pub fn spawn_in<F>(set: &mut JoinSet<F::Output>, name: &'static str, fut: F) -> AbortHandle
+where
+    F: Future + Send + 'static,
+    F::Output: Outcome + Send + 'static,
+{
+    set.spawn(named(name, fut))
+}
 
 /// Ctrl+C and SIGTERM, listened for from the moment this is created (so a signal that
 /// arrives before anything awaits it is not lost, nor does it kill the process).
@@ -38,5 +119,25 @@ impl ShutdownSignals {
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_named_task_hands_back_its_result() {
+        let ok = spawn_named("ok", async { Ok::<u8, String>(7) })
+            .await
+            .unwrap();
+        assert_eq!(ok, Ok(7));
+        let tracker = TaskTracker::new();
+        let failed = spawn_tracked(&tracker, "fails", async { Err::<(), _>("no route") });
+        assert_eq!(failed.await.unwrap().failure().as_deref(), Some("no route"));
+        let mut set = JoinSet::new();
+        spawn_in(&mut set, "pair", async { ("a", Ok::<(), String>(())) });
+        let (label, res) = set.join_next().await.unwrap().unwrap();
+        assert_eq!((label, res.failure()), ("a", None));
     }
 }

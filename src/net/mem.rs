@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::stream::{BoxStream, CONNECT_TIMEOUT};
 use crate::rate::RateLimiter;
+use crate::task::spawn_named;
 
 /// Bytes in flight each way on one in-memory connection without a link model (the like of
 /// a socket buffer).
@@ -196,8 +197,8 @@ impl MemNet {
         let (server_far, server) = tokio::io::duplex(MEM_LINK_BUFFER);
         let (cr, cw) = tokio::io::split(client_far);
         let (sr, sw) = tokio::io::split(server_far);
-        tokio::spawn(relay(cr, sw, link.direction(self, port)));
-        tokio::spawn(relay(sr, cw, link.direction(self, from)));
+        spawn_named("sim-relay", relay(cr, sw, link.direction(self, port)));
+        spawn_named("sim-relay", relay(sr, cw, link.direction(self, from)));
         self.deliver(inbox, Box::new(server))?;
         Ok((Box::new(client), remote))
     }
@@ -276,7 +277,7 @@ async fn relay(
 ) {
     let (tx, rx) = mpsc::channel::<(Instant, Bytes)>(LINK_WINDOW / SEGMENT);
     let (net, ends, download) = (dir.net.clone(), dir.ends, dir.download.take());
-    let writer = tokio::spawn(deliver(rx, to, net, ends, download));
+    let writer = spawn_named("sim-deliver", deliver(rx, to, net, ends, download));
     let mut last_due = Instant::now();
     loop {
         let mut buf = BytesMut::with_capacity(SEGMENT);
