@@ -38,6 +38,7 @@ use crate::connection::{Connection, Hello};
 use crate::directory::Directory;
 use crate::net::Listener;
 use crate::protocol::Role;
+use crate::task::spawn_tracked;
 pub use config::{Config, MAX_CONNECTIONS, ORPHAN_BATCH, ORPHAN_QUIET};
 pub(crate) use files::Files;
 pub use files::files_to_share;
@@ -69,7 +70,11 @@ pub async fn run(
 ) -> crate::Result<()> {
     let tracker = TaskTracker::new();
     for f in &files {
-        tracker.spawn(f.clone().publish_orphans(token.child_token()));
+        spawn_tracked(
+            &tracker,
+            "orphans",
+            f.clone().publish_orphans(token.child_token()),
+        );
     }
     let files = Arc::new(Files::new(files));
     serve(listener.into(), files, directory, config, token, tracker).await

@@ -40,7 +40,7 @@ pub(super) fn check_lost_source(
     let (directory, files) = (directory.clone(), files.clone());
     let reporter = reporter.to_string();
     let target = crate::net::Endpoint::on(net, sa);
-    tokio::spawn(async move {
+    crate::task::spawn_named("probe", async move {
         let answers = answers(&target).await;
         directory.end_probe();
         if answers {
