@@ -37,6 +37,12 @@ impl<L, T, E: Display> Outcome for (L, Result<T, E>) {
     }
 }
 
+impl<L, M, T, E: Display> Outcome for (L, M, Result<T, E>) {
+    fn failure(&self) -> Option<String> {
+        self.2.failure()
+    }
+}
+
 /// `fut` inside a `task` span named `name`, saying so when it ends in an error.
 fn named<F>(name: &'static str, fut: F) -> impl Future<Output = F::Output> + Send + 'static
 where

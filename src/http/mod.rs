@@ -84,6 +84,6 @@ pub async fn serve_with(
     token: CancellationToken,
 ) -> std::io::Result<()> {
     let (app, dashboard, limits) = routes::app(directory, options);
-    tokio::spawn(dashboard.run(token.child_token()));
+    crate::task::spawn_named("dashboard-sampler", dashboard.run(token.child_token()));
     server::serve_app(listener, app, limits, token).await
 }

@@ -59,6 +59,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info_span};
 
 use crate::net::Listener;
+use crate::task::spawn_tracked;
 use crate::{Error, Result};
 use bootstrap::Handshake;
 use config::{Mode, SourceKind};
@@ -110,9 +111,17 @@ fn spawn_tasks(
     owner_conn: Option<Handshake>,
     child: &CancellationToken,
 ) -> AbortOnDrop {
-    tasks.spawn(upload::serve(listener, swarm.clone(), child.clone()));
+    spawn_tracked(
+        tasks,
+        "upload-server",
+        upload::serve(listener, swarm.clone(), child.clone()),
+    );
     if !swarm.store.is_in_memory() {
-        tasks.spawn(finish::summary_writer(swarm.clone(), child.clone()));
+        spawn_tracked(
+            tasks,
+            "summary-writer",
+            finish::summary_writer(swarm.clone(), child.clone()),
+        );
     }
     let rechoker = AbortOnDrop(crate::choke::spawn_rechoker(&swarm.choker));
     match &swarm.mode {
@@ -133,11 +142,19 @@ fn spawn_ring(
     let owner = swarm.config.owner.clone();
     let owner_span = info_span!("owner", addr = %owner);
     let link = SourceLink::ring(swarm.clone(), SourceKind::Owner, owner);
-    tasks.spawn(link.run(owner_conn, child.clone()).instrument(owner_span));
+    spawn_tracked(
+        tasks,
+        "owner-link",
+        link.run(owner_conn, child.clone()).instrument(owner_span),
+    );
     let follow = |kind| links::follow(swarm.clone(), kind, child.clone());
-    tasks.spawn(follow(SourceKind::Neighbour));
-    tasks.spawn(follow(SourceKind::Publisher));
-    tasks.spawn(sources::fallback(swarm.clone(), child.clone()));
+    spawn_tracked(tasks, "neighbour-link", follow(SourceKind::Neighbour));
+    spawn_tracked(tasks, "publisher-link", follow(SourceKind::Publisher));
+    spawn_tracked(
+        tasks,
+        "fallback",
+        sources::fallback(swarm.clone(), child.clone()),
+    );
 }
 
 /// A getter's download side (`peer get`): the owner link, kept for as long as the peer
@@ -153,10 +170,18 @@ fn spawn_getter(
     let getter = getter::new_getter(swarm, lost_tx);
     let owner_span = info_span!("owner", addr = %swarm.config.owner);
     let link = SourceLink::getter_owner(getter.clone(), lost_rx);
-    tasks.spawn(link.run(owner_conn, child.clone()).instrument(owner_span));
+    spawn_tracked(
+        tasks,
+        "owner-link",
+        link.run(owner_conn, child.clone()).instrument(owner_span),
+    );
     // The owner's connection counts as one source.
     let max = max_sources.saturating_sub(1);
-    tasks.spawn(sources::pool(getter, max, child.clone()));
+    spawn_tracked(
+        tasks,
+        "source-pool",
+        sources::pool(getter, max, child.clone()),
+    );
 }
 
 /// Aborts a task when dropped.

@@ -30,6 +30,7 @@ use super::swarm::Swarm;
 use crate::chunkset::ChunkSet;
 use crate::directory::Locations;
 use crate::protocol::{Message, Role};
+use crate::task::spawn_in;
 use crate::watch;
 use crate::{Error, Result};
 
@@ -57,7 +58,9 @@ pub(super) async fn pool(getter: Arc<Getter>, max: usize, token: CancellationTok
         for addr in choose_sources(getter, want, &mut rng) {
             let (g, t) = (getter.clone(), token.clone());
             let span = info_span!("source", addr = %addr);
-            conns.spawn(
+            spawn_in(
+                &mut conns,
+                "source",
                 async move {
                     let attempt = Attempt::start(0);
                     let r = source_conn(&g, &addr, &t).await;

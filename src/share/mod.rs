@@ -101,13 +101,16 @@ pub async fn run(listener: Listener, config: Config, token: CancellationToken) -
         secret: secret.clone(),
         ..serve
     };
-    let server = tokio::spawn(owner::run_with(
-        listener,
-        served.clone(),
-        local.clone(),
-        serve,
-        token.child_token(),
-    ));
+    let server = crate::task::spawn_named(
+        "owner",
+        owner::run_with(
+            listener,
+            served.clone(),
+            local.clone(),
+            serve,
+            token.child_token(),
+        ),
+    );
     let current = Arc::new(Current {
         files: Mutex::new(files),
         changed: watch::Sender::new(()),
@@ -121,7 +124,7 @@ pub async fn run(listener: Listener, config: Config, token: CancellationToken) -
         local,
         on_report: on_report.clone(),
     };
-    let scanner = tokio::spawn(scan.run(token.child_token()));
+    let scanner = crate::task::spawn_named("scanner", scan.run(token.child_token()));
     let publisher = Publisher {
         directory,
         secret,
