@@ -14,30 +14,30 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 /// What a task's result says about how it ended.
-pub trait Outcome {
+pub trait TaskOutcome {
     /// The error's text when the task failed, `None` when it did its job.
     fn failure(&self) -> Option<String>;
 }
 
-impl Outcome for () {
+impl TaskOutcome for () {
     fn failure(&self) -> Option<String> {
         None
     }
 }
 
-impl<T, E: Display> Outcome for Result<T, E> {
+impl<T, E: Display> TaskOutcome for Result<T, E> {
     fn failure(&self) -> Option<String> {
         self.as_ref().err().map(|e| format!("{e:#}"))
     }
 }
 
-impl<L, T, E: Display> Outcome for (L, Result<T, E>) {
+impl<L, T, E: Display> TaskOutcome for (L, Result<T, E>) {
     fn failure(&self) -> Option<String> {
         self.1.failure()
     }
 }
 
-impl<L, M, T, E: Display> Outcome for (L, M, Result<T, E>) {
+impl<L, M, T, E: Display> TaskOutcome for (L, M, Result<T, E>) {
     fn failure(&self) -> Option<String> {
         self.2.failure()
     }
@@ -47,7 +47,7 @@ impl<L, M, T, E: Display> Outcome for (L, M, Result<T, E>) {
 fn named<F>(name: &'static str, fut: F) -> impl Future<Output = F::Output> + Send + 'static
 where
     F: Future + Send + 'static,
-    F::Output: Outcome + Send + 'static,
+    F::Output: TaskOutcome + Send + 'static,
 {
     let span = tracing::debug_span!("task", name);
     async move {
@@ -64,7 +64,7 @@ where
 pub fn spawn_named<F>(name: &'static str, fut: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
-    F::Output: Outcome + Send + 'static,
+    F::Output: TaskOutcome + Send + 'static,
 {
     tokio::spawn(named(name, fut))
 }
@@ -73,7 +73,7 @@ where
 pub fn spawn_tracked<F>(tracker: &TaskTracker, name: &'static str, fut: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
-    F::Output: Outcome + Send + 'static,
+    F::Output: TaskOutcome + Send + 'static,
 {
     tracker.spawn(named(name, fut))
 }
@@ -82,7 +82,7 @@ where
 pub fn spawn_in<F>(set: &mut JoinSet<F::Output>, name: &'static str, fut: F) -> AbortHandle
 where
     F: Future + Send + 'static,
-    F::Output: Outcome + Send + 'static,
+    F::Output: TaskOutcome + Send + 'static,
 {
     set.spawn(named(name, fut))
 }
