@@ -223,7 +223,7 @@ fn start_owner(
     stop: &CancellationToken,
 ) -> anyhow::Result<JoinHandle<ringswarm::Result<()>>> {
     let addr = listener.local_addr()?;
-    let config = owner::Config {
+    let config = owner::OwnerConfig {
         peers: u32::from(args.peers),
         upload_limit: args
             .owner_rate
@@ -232,7 +232,7 @@ fn start_owner(
         seed: sim_seed(args),
         // Every peer keeps a connection to the owner, and a getter or fall-back a few more.
         max_connections: owner::MAX_CONNECTIONS.max(2 * usize::from(args.peers) + 64),
-        ..owner::Config::new(Arc::new(sink(world.clock.as_ref(), "owner".into(), log)))
+        ..owner::OwnerConfig::new(Arc::new(sink(world.clock.as_ref(), "owner".into(), log)))
     };
     let files = vec![world.shared.clone()];
     let mut directory = ringswarm::directory::Directory::new(

@@ -114,7 +114,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let ticket = Ticket::new(format!("{host}:{}", addr.port()), &f.manifest);
         ringswarm::cli::print_out(&format!("ticket: {ticket}\n"))?;
     }
-    let config = owner::Config {
+    let config = owner::OwnerConfig {
         peers: args.peers,
         upload_limit: args
             .upload_limit
@@ -126,7 +126,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             .map(ringswarm::auth::Secret::new)
             .transpose()?
             .map(Arc::new),
-        ..owner::Config::new(Arc::new(events))
+        ..owner::OwnerConfig::new(Arc::new(events))
     };
     let directory = owner::directory(&files, addr, ttl);
     if let Some(listener) = http {

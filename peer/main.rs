@@ -529,18 +529,18 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
             l.print_out(&line);
         }
     };
-    let config = ringswarm::share::Config {
+    let config = ringswarm::share::ShareConfig {
         directory: owner,
         paths,
         files,
         chunk_size,
         peers,
-        serve: ringswarm::owner::Config {
+        serve: ringswarm::owner::OwnerConfig {
             upload_limit: upload_limit
                 .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, chunk_size))),
             upload_slots,
             metrics,
-            ..ringswarm::owner::Config::new(Arc::new(sink))
+            ..ringswarm::owner::OwnerConfig::new(Arc::new(sink))
         },
         secret,
         node: ringswarm::peer::node_id(None, addr.port()),

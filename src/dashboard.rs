@@ -58,7 +58,7 @@ type Sample = (Instant, u32, Option<f64>);
 
 /// A snapshot as sent.
 #[derive(Serialize)]
-struct Snapshot<'a> {
+struct FeedSnapshot<'a> {
     #[serde(flatten)]
     view: &'a SwarmView,
     /// Per file id (as a string), its ticket.
@@ -136,7 +136,7 @@ impl Dashboard {
                     .collect()
             })
             .unwrap_or_default();
-        let snap = Snapshot {
+        let snap = FeedSnapshot {
             view: &view,
             tickets,
             rates,

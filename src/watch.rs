@@ -13,14 +13,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 #[derive(Debug)]
-struct Shared<T> {
+struct Slot<T> {
     value: Mutex<T>,
     version: AtomicU64,
     closed: AtomicBool,
     notify: Notify,
 }
 
-impl<T> Shared<T> {
+impl<T> Slot<T> {
     fn lock(&self) -> MutexGuard<'_, T> {
         self.value.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -29,13 +29,13 @@ impl<T> Shared<T> {
 /// The sending half: one per value. Dropping it ends every receiver's [`Receiver::changed`].
 #[derive(Debug)]
 pub struct Sender<T> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Slot<T>>,
 }
 
 /// A receiving half: sees the latest value, and waits for the next change.
 #[derive(Debug)]
 pub struct Receiver<T> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Slot<T>>,
     seen: u64,
 }
 
@@ -55,7 +55,7 @@ impl<T> Sender<T> {
     /// A sender holding `value`, with no receiver yet.
     pub fn new(value: T) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Slot {
                 value: Mutex::new(value),
                 version: AtomicU64::new(0),
                 closed: AtomicBool::new(false),

@@ -777,8 +777,9 @@ async fn silent_member_is_dropped_after_the_ttl() {
     let directory = ringswarm::owner::directory(&files, owner, TTL);
     let token = tokio_util::sync::CancellationToken::new();
     let _stop = token.clone().drop_guard();
-    let config =
-        ringswarm::owner::Config::new(Arc::new(ringswarm::events::EventSink::console("owner")));
+    let config = ringswarm::owner::OwnerConfig::new(Arc::new(
+        ringswarm::events::EventSink::console("owner"),
+    ));
     tokio::spawn(ringswarm::owner::run(
         listener,
         files,

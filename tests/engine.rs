@@ -138,12 +138,12 @@ impl World {
         )];
         let addr = ([127, 0, 0, 1], OWNER).into();
         let directory = owner::directory(&files, addr, ringswarm::directory::DEFAULT_PEER_TTL);
-        let config = owner::Config {
+        let config = owner::OwnerConfig {
             peers,
             upload_limit: rate.map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, 1 << 17))),
             upload_slots: slots,
             seed: Some(seed),
-            ..owner::Config::new(log.sink("owner"))
+            ..owner::OwnerConfig::new(log.sink("owner"))
         };
         let token = CancellationToken::new();
         let task = tokio::spawn(owner::run(

@@ -417,7 +417,7 @@ async fn reconnects_to_a_failing_neighbour_back_off() {
     let manifest = Bytes::from(serde_json::to_vec(&m).unwrap());
     let owner_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let owner_port = owner_listener.local_addr().unwrap().port();
-    let mut config = owner::Config::new(Arc::new(EventSink::console("owner")));
+    let mut config = owner::OwnerConfig::new(Arc::new(EventSink::console("owner")));
     config.upload_limit = Some(Arc::new(ringswarm::rate::RateLimiter::new(
         1,
         DEFAULT_CHUNK_SIZE,

@@ -17,7 +17,7 @@ use crate::util::random_file;
 fn start_owner(
     net: &Arc<MemNet>,
     path: &std::path::Path,
-    config: owner::Config,
+    config: owner::OwnerConfig,
     token: &CancellationToken,
 ) -> Arc<ringswarm::directory::Directory> {
     let files = vec![Arc::new(
@@ -66,7 +66,7 @@ async fn a_ring_completes_over_an_in_memory_network_in_virtual_time() {
     let token = CancellationToken::new();
     let _stop = token.clone().drop_guard();
 
-    let mut config = owner::Config::new(Arc::new(EventSink::console("owner")));
+    let mut config = owner::OwnerConfig::new(Arc::new(EventSink::console("owner")));
     config.upload_limit = Some(Arc::new(ringswarm::rate::RateLimiter::new(
         RATE,
         DEFAULT_CHUNK_SIZE,
@@ -167,7 +167,7 @@ async fn the_owners_probe_goes_over_its_own_network() {
     let net = MemNet::new();
     let token = CancellationToken::new();
     let _stop = token.clone().drop_guard();
-    let config = owner::Config::new(Arc::new(EventSink::console("owner")));
+    let config = owner::OwnerConfig::new(Arc::new(EventSink::console("owner")));
     let directory = start_owner(&net, &path, config, &token);
 
     // A member serving on port 6000 of the in-memory network.

@@ -210,7 +210,7 @@ impl MemNet {
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
     }
 
-    fn link(self: &Arc<Self>, model: &LinkModel, a: u16, b: u16) -> Link {
+    fn link(self: &Arc<Self>, model: &LinkModel, a: u16, b: u16) -> MemLink {
         let n = self.links.fetch_add(1, Ordering::Relaxed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(model.seed ^ n.wrapping_mul(0x9e37_79b9));
         let spread = model.jitter.clamp(0.0, 1.0);
@@ -221,7 +221,7 @@ impl MemNet {
                 0.0
             };
         let latency = model.latency.mul_f64(factor);
-        Link {
+        MemLink {
             net: self.clone(),
             ends: (a, b),
             latency,
@@ -233,7 +233,7 @@ impl MemNet {
 }
 
 /// One connection's behaviour, before it is split into its two directions.
-struct Link {
+struct MemLink {
     net: Arc<MemNet>,
     ends: (u16, u16),
     latency: Duration,
@@ -253,7 +253,7 @@ struct Direction {
     download: Option<Arc<RateLimiter>>,
 }
 
-impl Link {
+impl MemLink {
     fn direction(&self, net: &MemNet, to: u16) -> Direction {
         Direction {
             net: self.net.clone(),

@@ -1,4 +1,4 @@
-//! How the owner runs ([`Config`]) and its limits.
+//! How the owner runs ([`OwnerConfig`]) and its limits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ pub const ORPHAN_BATCH: Duration = Duration::from_millis(50);
 
 /// How the owner runs.
 #[derive(Debug)]
-pub struct Config {
+pub struct OwnerConfig {
     /// Expected number of peers: each is handed ⌈chunks / peers⌉ chunks.
     pub peers: u32,
     /// Where events go.
@@ -37,7 +37,7 @@ pub struct Config {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
-impl Config {
+impl OwnerConfig {
     /// Defaults: 5 expected peers, no seed, no cap, [`DEFAULT_UPLOAD_SLOTS`] slots.
     pub fn new(events: Arc<EventSink>) -> Self {
         Self {

@@ -39,7 +39,7 @@ use crate::directory::Directory;
 use crate::net::Listener;
 use crate::protocol::Role;
 use crate::task::spawn_tracked;
-pub use config::{Config, MAX_CONNECTIONS, ORPHAN_BATCH, ORPHAN_QUIET};
+pub use config::{MAX_CONNECTIONS, ORPHAN_BATCH, ORPHAN_QUIET, OwnerConfig};
 pub(crate) use files::Files;
 pub use files::files_to_share;
 use join::{Joining, Opened};
@@ -65,7 +65,7 @@ pub async fn run(
     listener: impl Into<Listener>,
     files: Vec<Arc<SharedFile>>,
     directory: Arc<Directory>,
-    config: Config,
+    config: OwnerConfig,
     token: CancellationToken,
 ) -> crate::Result<()> {
     let tracker = TaskTracker::new();
@@ -86,7 +86,7 @@ pub(crate) async fn run_with(
     listener: Listener,
     files: Arc<Files>,
     directory: Arc<Directory>,
-    config: Config,
+    config: OwnerConfig,
     token: CancellationToken,
 ) -> crate::Result<()> {
     serve(
@@ -104,7 +104,7 @@ async fn serve(
     listener: Listener,
     files: Arc<Files>,
     directory: Arc<Directory>,
-    config: Config,
+    config: OwnerConfig,
     token: CancellationToken,
     tracker: TaskTracker,
 ) -> crate::Result<()> {

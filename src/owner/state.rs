@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::config::Config;
+use super::config::OwnerConfig;
 use super::files::Files;
 use super::spare::SpareGate;
 use crate::choke::Choker;
@@ -13,7 +13,7 @@ use crate::directory::Directory;
 /// spare-upload gate and its settings.
 #[derive(Debug)]
 pub(super) struct Owner {
-    pub config: Arc<Config>,
+    pub config: Arc<OwnerConfig>,
     pub files: Arc<Files>,
     pub directory: Arc<Directory>,
     pub choker: Arc<Choker>,
@@ -34,7 +34,7 @@ impl Owner {
         let addr = "127.0.0.1:5000".parse().expect("an address");
         let events = Arc::new(crate::events::EventSink::console("owner"));
         Self {
-            config: Arc::new(Config::new(events)),
+            config: Arc::new(OwnerConfig::new(events)),
             files: Arc::new(Files::new(files)),
             directory: Arc::new(Directory::new(manifests, addr, ttl)),
             choker: Choker::new(4),

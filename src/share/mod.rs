@@ -43,7 +43,7 @@ pub use state::{OnReport, RESCAN, Report};
 const STABLE: Duration = Duration::from_secs(30);
 
 /// What a publisher shares, where, and how.
-pub struct Config {
+pub struct ShareConfig {
     /// The directory to publish to.
     pub directory: Endpoint,
     /// The paths given (files, or folders whose regular files are shared), looked at again
@@ -57,7 +57,7 @@ pub struct Config {
     /// chunks (a tracker sends the members of a published file's ring here for their chunks).
     pub peers: u32,
     /// How its chunks are served (the owner's settings: events, cap, slots).
-    pub serve: owner::Config,
+    pub serve: owner::OwnerConfig,
     /// The swarm's shared secret, proved to the directory and required of getters.
     pub secret: Option<Arc<Secret>>,
     /// This node's id, sent in `hello`.
@@ -66,9 +66,9 @@ pub struct Config {
     pub on_report: OnReport,
 }
 
-impl std::fmt::Debug for Config {
+impl std::fmt::Debug for ShareConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
+        f.debug_struct("ShareConfig")
             .field("directory", &self.directory)
             .field("files", &self.files.len())
             .finish_non_exhaustive()
@@ -81,9 +81,9 @@ impl std::fmt::Debug for Config {
 ///
 /// The directory refused a file (a bad name, another publisher on this address): retrying
 /// would not help.
-pub async fn run(listener: Listener, config: Config, token: CancellationToken) -> Result<()> {
+pub async fn run(listener: Listener, config: ShareConfig, token: CancellationToken) -> Result<()> {
     let addr = listener.local_addr().map_err(ProtocolError::Io)?;
-    let Config {
+    let ShareConfig {
         directory,
         paths,
         files,
@@ -97,7 +97,7 @@ pub async fn run(listener: Listener, config: Config, token: CancellationToken) -
     // Its own directory holds the getters it serves (their `locate` goes to `directory`).
     let local = owner::directory(&files, addr, crate::directory::DEFAULT_PEER_TTL);
     let served = Arc::new(Files::new(files.clone()));
-    let serve = owner::Config {
+    let serve = owner::OwnerConfig {
         secret: secret.clone(),
         ..serve
     };

@@ -689,7 +689,7 @@ pub fn spawn_owner(
     path: &Path,
     chunk_size: u64,
 ) -> tokio_util::sync::DropGuard {
-    let config = ringswarm::owner::Config::new(std::sync::Arc::new(
+    let config = ringswarm::owner::OwnerConfig::new(std::sync::Arc::new(
         ringswarm::events::EventSink::console("owner"),
     ));
     spawn_owner_with(listener, path, chunk_size, config)
@@ -700,7 +700,7 @@ pub fn spawn_owner_with(
     listener: tokio::net::TcpListener,
     path: &Path,
     chunk_size: u64,
-    config: ringswarm::owner::Config,
+    config: ringswarm::owner::OwnerConfig,
 ) -> tokio_util::sync::DropGuard {
     let shared =
         std::sync::Arc::new(ringswarm::owner::SharedFile::open(path, chunk_size, 5).unwrap());
