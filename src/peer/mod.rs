@@ -12,9 +12,10 @@
 //! - [`swarm`] — what the tasks share: [`Swarm`], its state split by concern ([`picker`],
 //!   [`ring_link`], [`owner_link`], [`downstream`]) and the steps every connection takes on a
 //!   chunk; [`recent`] keeps the newest chunks for forwarding.
-//! - [`ring`] — a ring peer's owner and neighbour clients, reconnecting; [`download`] runs one
-//!   session on either; [`clock`] is the request deadline.
-//! - [`multi`], [`getter`], [`session`] — the getter; [`fallback`] lets a ring peer whose
+//! - [`fetch`] — the one download handler, a session with any source; [`clock`] is the request
+//!   deadline.
+//! - [`ring`] — a ring peer's owner and neighbour clients, reconnecting.
+//! - [`multi`], [`getter`] — the getter; [`fallback`] lets a ring peer whose
 //!   neighbour is down fetch like one.
 //! - [`upload`] — the upload server; [`finish`] — completion and serving until done.
 
@@ -22,9 +23,9 @@ mod assemble;
 mod bootstrap;
 pub use bootstrap::node_id;
 mod clock;
-mod download;
 mod downstream;
 mod fallback;
+mod fetch;
 mod finish;
 mod getter;
 mod multi;
@@ -33,10 +34,12 @@ mod picker;
 mod recent;
 mod ring;
 mod ring_link;
-mod session;
+mod state;
 mod status;
 pub use status::{Snapshot, Status};
 mod swarm;
+#[cfg(test)]
+mod testing;
 mod upload;
 
 use std::path::PathBuf;

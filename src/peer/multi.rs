@@ -18,7 +18,7 @@
 //!   `not_interested` when not, and requests only while unchoked (see [`crate::choke`]).
 //!
 //! Here are the getter's download side and its source connections; its shared state (sources,
-//! availability, the pick) is in [`super::getter`], one connection in [`super::session`]. A
+//! availability, the pick) is in [`super::getter`], one connection in [`super::fetch`]. A
 //! ring peer whose neighbour is down uses the same machinery ([`super::fallback`]).
 
 use std::sync::Arc;
@@ -30,9 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::bootstrap::{Handshake, handshake};
+use super::fetch::{self, LOCATE_EVERY, OwnerDuties};
 use super::getter::{Getter, choose_sources, new_getter, source_ended};
 use super::ring::STABLE_SESSION;
-use super::session::{LOCATE_EVERY, OwnerDuties, session};
 use super::{GetConfig, SourceKind, Swarm};
 use crate::chunkset::ChunkSet;
 use crate::net::Backoff;
@@ -133,7 +133,7 @@ async fn source_conn(getter: &Getter, addr: &str, token: &CancellationToken) -> 
     }
     info!("connected to source {addr}");
     let theirs = ChunkSet::new(swarm.manifest.chunk_count());
-    session(getter, hs, addr, theirs, None, token).await
+    fetch::getter(getter, hs, addr, theirs, None, token).await
 }
 
 /// The owner connection, made again with backoff whenever it drops, until `token` is
@@ -181,7 +181,7 @@ async fn owner_loop(
                 };
                 // As for a ring peer: the backoff starts again only after real progress.
                 let (fetched, since) = (swarm.fetched(), Instant::now());
-                let res = session(&getter, hs, &label, all, Some(owner), &token).await;
+                let res = fetch::getter(&getter, hs, &label, all, Some(owner), &token).await;
                 if swarm.fetched() > fetched || since.elapsed() >= STABLE_SESSION {
                     backoff.reset();
                 }

@@ -1,6 +1,6 @@
 //! A ring peer's two sources, each kept connected by [`run_source`]: the owner (assigned,
 //! orphan and suspect chunks, the stall fall-back, and the directory registration) and the
-//! download neighbour (the ring). One session on either is [`download::drive`].
+//! download neighbour (the ring). One session on either is [`fetch::ring`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use super::bootstrap::{Handshake, RETRY_LOG_EVERY, handshake};
-use super::{SourceKind, Swarm, download};
+use super::{SourceKind, Swarm, fetch};
 use crate::chunkset::ChunkSet;
 use crate::events::EventKind;
 use crate::manifest::display_name;
@@ -277,7 +277,7 @@ impl Source {
         swarm.set_link_error(kind, None);
         info!("connected to {endpoint}");
         let (fetched_before, since) = (swarm.fetched(), Instant::now());
-        let res = download::drive(swarm, kind, hs, have, token).await;
+        let res = fetch::ring(swarm, kind, hs, have, token).await;
         // Backoff starts again only after real progress: a chunk stored, or a session that
         // lasted. A session that fails at once (a bad message, a full disk, an owner whose
         // file changed) is retried ever more slowly, not in a storm.
