@@ -12,7 +12,9 @@ use super::picker::Picker;
 use super::ring_link::RingLink;
 use crate::chunkset::ChunkSet;
 use crate::manifest::{ChunkId, Manifest};
+use crate::net::Endpoint;
 use crate::store::StoreError;
+use crate::{Error, Result};
 
 /// Bad-source reports waiting for the directory connection, at most.
 const MAX_BAD_REPORTS: usize = 16;
@@ -101,6 +103,43 @@ impl State {
             ));
         }
         self.picker.suspect(id);
+    }
+}
+
+impl State {
+    /// Fails if this peer must stop: a fatal error, or no new chunk for `timeout`. The error
+    /// says how the `owner` link and, on a ring (`neighbour`: its address, or why none), the
+    /// neighbour link are.
+    pub(super) fn check_progress(
+        &self,
+        timeout: std::time::Duration,
+        owner: &Endpoint,
+        neighbour: Option<&str>,
+    ) -> Result<()> {
+        if let Some(why) = &self.fatal {
+            return Err(Error::Fatal(why.clone()));
+        }
+        if self.picker.last_progress().elapsed() < timeout {
+            return Ok(());
+        }
+        let owner = format!(
+            "owner {owner}: {}",
+            self.owner.error().unwrap_or("connected")
+        );
+        let detail = match neighbour {
+            None => owner,
+            Some(n) => format!(
+                "neighbour {n}: {}; {owner}",
+                self.ring.error().unwrap_or("connected")
+            ),
+        };
+        let have = self.picker.have();
+        Err(Error::Stalled {
+            secs: timeout.as_secs(),
+            have: have.count(),
+            total: have.capacity(),
+            detail,
+        })
     }
 }
 

@@ -7,7 +7,6 @@
 //!
 //! # Who owns what
 //!
-//! - [`State`] (`state.rs`) holds the next three, and the steps that change several at once.
 //! - [`Picker`](super::picker::Picker) (`picker.rs`): the chunk sets — have, pending, assigned, orphans, suspect,
 //!   spare — and the choice of the next request.
 //! - [`RingLink`](super::ring_link::RingLink) (`ring_link.rs`): the download neighbour's announced chunks, reachability,
@@ -15,8 +14,9 @@
 //! - [`OwnerLink`](super::owner_link::OwnerLink) (`owner_link.rs`): whether the owner connection is up, and why not.
 //! - [`Downstream`] (`downstream.rs`): the upload neighbours, set by the upload server.
 //!
-//! The first three share one lock ([`Swarm::lock`]): a pick reads all of them at once. The
-//! downstream part is read and written on its own, so it has its own.
+//! The first three share one lock ([`Swarm::lock`]) as one [`State`] (`state.rs`, with the
+//! steps that change several at once): a pick reads all of them at once. The downstream
+//! part is read and written on its own, so it has its own.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -107,11 +107,10 @@ impl Swarm {
         if let Mode::Ring { neighbour: Some(n) } = &mode {
             status.set_via(format!("from {n}"));
         }
+        let json = serde_json::to_vec(&*manifest).map_err(|e| Error::Bug(e.to_string()))?;
         Ok(Self {
             status,
-            manifest_json: Bytes::from(
-                serde_json::to_vec(&*manifest).map_err(|e| Error::Bug(e.to_string()))?,
-            ),
+            manifest_json: Bytes::from(json),
             manifest: manifest.clone(),
             store,
             events: config.events.clone(),
@@ -170,9 +169,8 @@ impl Swarm {
                 }
             },
         };
-        let same = slot.borrow().as_ref().map(ToString::to_string)
-            == next.as_ref().map(ToString::to_string);
-        if !same {
+        let text = |e: Option<&Endpoint>| e.map(ToString::to_string);
+        if text(slot.borrow().as_ref()) != text(next.as_ref()) {
             slot.send_replace(next);
         }
     }
@@ -253,6 +251,19 @@ impl Swarm {
         }
     }
 
+    /// Fails if this peer must stop: a fatal error, or no new chunk for `config.timeout`.
+    #[allow(dead_code, reason = "finish.rs still checks through `lock()`")]
+    pub(super) fn check_progress(&self) -> Result<()> {
+        let neighbour = matches!(self.mode, Mode::Ring { .. }).then(|| {
+            let n = self.neighbour.borrow();
+            n.as_ref()
+                .map_or_else(|| "(none: alone in the ring)".into(), ToString::to_string)
+        });
+        let (timeout, owner) = (self.config.timeout, &self.config.owner);
+        self.lock()
+            .check_progress(timeout, owner, neighbour.as_deref())
+    }
+
     /// Chunks stored in this run.
     pub(super) fn fetched(&self) -> u32 {
         self.lock().picker.fetched()
@@ -271,9 +282,7 @@ impl Swarm {
     /// Releases chunks that were pending on a connection that ended.
     pub(super) fn release(&self, ids: impl IntoIterator<Item = ChunkId>) {
         let mut st = self.lock();
-        for id in ids {
-            st.picker.release(id);
-        }
+        ids.into_iter().for_each(|id| st.picker.release(id));
         drop(st);
         self.notify();
     }
@@ -319,9 +328,7 @@ impl Swarm {
     /// owner. (Releasing their requests notifies.)
     pub(super) fn suspect(&self, ids: &[ChunkId]) {
         let mut st = self.lock();
-        for id in ids {
-            st.picker.suspect(*id);
-        }
+        ids.iter().for_each(|id| st.picker.suspect(*id));
     }
 
     /// Since when the download neighbour has been unreachable (`None`: connected).
