@@ -110,40 +110,12 @@ impl Drop for DownstreamGuard<'_> {
     }
 }
 
+/// Serves one upload connection: its `hello` (see [`admit`]), `welcome`, then requests
+/// until it ends or `token` is cancelled.
 async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) -> Result<()> {
     let m = &swarm.manifest;
-    let Hello {
-        file,
-        have,
-        label,
-        role,
-        nonce,
-        ..
-    } = conn.recv_hello().await?;
-    auth::server(
-        &mut conn,
-        swarm.config.secret.as_deref(),
-        nonce.as_deref(),
-        &label,
-    )
-    .await?;
+    let (label, role, theirs) = admit(&mut conn, swarm).await?;
     let getter = role == Role::Getter;
-    // The file is named by its name, or by its hash (a ticket's getter).
-    if let Some(f) =
-        file.filter(|f| *f != m.name && f.parse::<crate::hash::Hash>().ok() != Some(m.hash))
-    {
-        let msg = format!("this peer shares {:?}, not {f:?}", m.name);
-        conn.send_error(msg.clone()).await;
-        return Err(Error::Refused(msg));
-    }
-    let theirs = match ChunkSet::try_from_ranges(m, &have) {
-        Ok(s) => s,
-        Err(e) => {
-            conn.send_error(format!("bad have list in hello: {e}"))
-                .await;
-            return Err(e.into());
-        }
-    };
     if getter {
         info!(getter = %label, holds = theirs.count(), "getter connected");
     } else {
@@ -186,6 +158,38 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
         announced: ChunkSet::new(m.chunk_count()),
     };
     driver::drive(conn, reading, writing, MAX_QUEUED_REQUESTS, token).await
+}
+
+/// Reads the client's `hello` and checks it: the shared secret, the file named (by name, or
+/// by hash for a ticket's getter), its have list. Its label, role and chunks; an error that
+/// the client is told.
+async fn admit(conn: &mut Connection, swarm: &Swarm) -> Result<(String, Role, ChunkSet)> {
+    let m = &swarm.manifest;
+    let Hello {
+        file,
+        have,
+        label,
+        role,
+        nonce,
+        ..
+    } = conn.recv_hello().await?;
+    let secret = swarm.config.secret.as_deref();
+    auth::server(conn, secret, nonce.as_deref(), &label).await?;
+    if let Some(f) =
+        file.filter(|f| *f != m.name && f.parse::<crate::hash::Hash>().ok() != Some(m.hash))
+    {
+        let msg = format!("this peer shares {:?}, not {f:?}", m.name);
+        conn.send_error(msg.clone()).await;
+        return Err(Error::Refused(msg));
+    }
+    match ChunkSet::try_from_ranges(m, &have) {
+        Ok(theirs) => Ok((label, role, theirs)),
+        Err(e) => {
+            conn.send_error(format!("bad have list in hello: {e}"))
+                .await;
+            Err(e.into())
+        }
+    }
 }
 
 /// The reader's side: requests, cancels, interest and the client's have lists.
@@ -319,13 +323,13 @@ mod tests {
     use crate::peer::testing::{DATA, next, swarm};
     use crate::protocol::PROTOCOL_VERSION;
 
-    /// A client's `hello` for `file`, as an upload neighbour.
-    fn hello(file: &str) -> Message {
+    /// A client's `hello` for `file`, holding `have`, as an upload neighbour.
+    fn hello(file: &str, have: Ranges) -> Message {
         Message::Hello {
             version: PROTOCOL_VERSION,
             role: Role::Neighbour,
             file: Some(file.into()),
-            have: Ranges::default(),
+            have,
             port: Some(7002),
             nonce: None,
             node: None,
@@ -354,7 +358,7 @@ mod tests {
             .await
             .unwrap();
         let (task, mut client) = session(&swarm);
-        client.send(hello("f")).await.unwrap();
+        client.send(hello("f", Ranges::default())).await.unwrap();
         let welcome = client.recv("welcome", HANDSHAKE_TIMEOUT).await.unwrap();
         assert!(
             matches!(welcome, Some(Message::Welcome { .. })),
@@ -391,12 +395,16 @@ mod tests {
         assert_eq!(task.await.unwrap().unwrap_err().to_string(), why);
     }
 
-    /// A `hello` for another file is refused with an error that names both.
+    /// A `hello` for another file is refused with an error that names both; one with chunks
+    /// the file does not have, too.
     #[tokio::test(start_paused = true)]
     async fn a_hello_for_another_file_is_refused() {
         let swarm = swarm(false).await;
         let (task, mut client) = session(&swarm);
-        client.send(hello("other")).await.unwrap();
+        client
+            .send(hello("other", Ranges::default()))
+            .await
+            .unwrap();
         let refused = client.recv("the error", HANDSHAKE_TIMEOUT).await;
         let why = r#"this peer shares "f", not "other""#;
         assert!(
@@ -405,5 +413,15 @@ mod tests {
         );
         assert_eq!(task.await.unwrap().unwrap_err().to_string(), why);
         assert_eq!(swarm.served(), None, "not counted as a neighbour");
+
+        let (task, mut client) = session(&swarm);
+        let beyond = Ranges::from_sorted(2..9);
+        client.send(hello("f", beyond)).await.unwrap();
+        let refused = client.recv("the error", HANDSHAKE_TIMEOUT).await;
+        assert!(
+            format!("{refused:?}").contains("bad have list in hello"),
+            "{refused:?}"
+        );
+        assert!(task.await.unwrap().is_err());
     }
 }

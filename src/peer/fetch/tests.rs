@@ -241,3 +241,50 @@ async fn a_getters_owner_connection_registers_and_locates() {
     token.cancel();
     session.await.unwrap().unwrap();
 }
+
+/// A ring peer's owner connection asks for the chunks handed out to it, reports the download
+/// neighbour once it has not served for 2 s (and again when the directory may probe it
+/// again), and reports a publisher that sent bad chunks.
+#[tokio::test(start_paused = true)]
+async fn a_ring_owner_connection_fetches_the_hand_out_and_reports_lost_sources() {
+    let swarm = swarm(false).await;
+    let (mut hs, mut owner) = handshake("10.0.0.1:5000");
+    hs.assigned = Ranges::from_sorted([1, 2]);
+    let s = swarm.clone();
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let session = tokio::spawn(async move {
+        let told = ChunkSet::new(4);
+        super::ring(&s, SourceKind::Owner, hs, told, &t).await
+    });
+    let started = Instant::now();
+    let mut lost = Vec::new();
+    while lost.len() < 2 {
+        match next(&mut owner).await.unwrap() {
+            Message::Request { chunk, .. } if chunk == 1 || chunk == 2 => {
+                owner
+                    .send(super::super::testing::chunk(chunk, false))
+                    .await
+                    .unwrap();
+            }
+            Message::Request { .. } | Message::Have { .. } => {}
+            Message::SourceLost { addr, bad_chunks } => {
+                lost.push((addr, bad_chunks, started.elapsed()));
+                if lost.len() == 1 {
+                    swarm.report_bad_source("10.0.0.5:7000".into());
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let neighbour = ("10.0.0.2:7000".to_string(), false, Duration::from_secs(2));
+    let publisher = ("10.0.0.5:7000".to_string(), true, Duration::from_secs(2));
+    assert_eq!(lost, [neighbour, publisher]);
+    let id = |c| swarm.manifest.chunk_id(c).unwrap();
+    assert!(
+        swarm.holds(id(1)) && swarm.holds(id(2)),
+        "the hand-out is fetched"
+    );
+    token.cancel();
+    session.await.unwrap().unwrap();
+}
