@@ -150,3 +150,56 @@ pub(super) fn is_bad_chunk(e: &StoreError) -> bool {
         StoreError::ChunkHashMismatch { .. } | StoreError::ChunkLength { .. }
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A chunk that fails its hash is fetched again from the owner; a store that fails for
+    /// any other reason stops the peer, and the stall check says why.
+    #[tokio::test(start_paused = true)]
+    async fn a_bad_chunk_is_suspect_and_a_store_failure_is_fatal() {
+        let m = Manifest::for_tests(4);
+        let id = |c| m.chunk_id(c).unwrap();
+        let mut st = State::new(ChunkSet::new(4), Instant::now());
+        let owner: Endpoint = "10.0.0.1:5000".parse().unwrap();
+        let dir = Path::new("/d");
+        let bad = StoreError::ChunkLength {
+            chunk: 1,
+            expected: 1,
+            actual: 2,
+        };
+        assert!(st.picker.claim(id(1)));
+        st.settle(id(1), &Err(bad), dir);
+        assert!(st.fatal.is_none());
+        assert!(!st.picker.have().contains(id(1)));
+        assert!(st.picker.claim(id(1)), "claimable again");
+        st.settle(id(1), &Ok(()), dir);
+        assert!(st.picker.have().contains(id(1)));
+        let timeout = Duration::from_secs(30);
+        assert!(st.check_progress(timeout, &owner, None).is_ok());
+
+        tokio::time::advance(timeout).await;
+        let stalled = st.check_progress(timeout, &owner, Some("10.0.0.2:7000"));
+        assert_eq!(
+            stalled.unwrap_err().to_string(),
+            "no progress for 30s with 1/4 chunks: neighbour 10.0.0.2:7000: connected; \
+             owner 10.0.0.1:5000: connected"
+        );
+        let full = StoreError::Bug("disk full");
+        assert!(st.picker.claim(id(2)));
+        st.settle(id(2), &Err(full), dir);
+        let fatal = st.check_progress(timeout, &owner, None).unwrap_err();
+        assert!(
+            fatal.to_string().starts_with("cannot store chunk 2: "),
+            "{fatal}"
+        );
+        assert!(
+            fatal
+                .to_string()
+                .ends_with("the 1 verified chunks so far are kept in /d")
+        );
+    }
+}
