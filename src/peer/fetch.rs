@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use tracing::warn;
 
+use self::rarest::{Heard, Rarest};
 use super::bootstrap::Handshake;
 use super::clock::AnswerClock;
 use super::getter::Getter;
@@ -34,13 +35,10 @@ use crate::{Error, Result};
 use announcer::Announcer;
 use owner_duties::Duties;
 pub(super) use owner_duties::{LOCATE_EVERY, OwnerDuties};
-use rarest::{Heard, Rarest};
 
 mod announcer;
 mod owner_duties;
 mod rarest;
-#[cfg(test)]
-mod tests;
 
 /// Runs a ring peer's session with its source of `kind` on `hs`, `told` being what its
 /// hello said this peer holds, until the connection ends or `token` is cancelled.
@@ -437,3 +435,6 @@ fn ring_message(swarm: &Swarm, kind: SourceKind, label: &str, msg: Message) -> R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

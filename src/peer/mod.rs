@@ -38,8 +38,6 @@ mod state;
 mod status;
 pub use status::{Snapshot, Status};
 mod swarm;
-#[cfg(test)]
-mod testing;
 mod upload;
 
 use std::path::PathBuf;
@@ -385,6 +383,9 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod testing;
 
 #[cfg(test)]
 mod tests {
