@@ -45,12 +45,11 @@ pub(super) async fn finish(swarm: &Arc<Swarm>) -> Result<Option<PathBuf>> {
                     swarm.config.dir.display()
                 )));
             }
-            swarm.lock().picker.drop_bad(&bad);
             warn!(
                 "{} chunks failed their hash on disk; fetching them again",
                 bad.len()
             );
-            swarm.notify();
+            swarm.drop_bad(&bad);
             Ok(None)
         }
         Err(e) => Err(e.into()),

@@ -1,8 +1,8 @@
 //! The downstream side: the upload neighbours connected to this peer's upload server, and
 //! whether a complete peer has served them enough to stop (see `finish::wait_downstream`).
 //!
-//! The upload server (`upload.rs`) sets the fields as neighbours connect, say they are
-//! complete, and leave; hence their long names.
+//! The upload server (`upload.rs`) reports, through the swarm, as neighbours connect, say
+//! they are complete, move on, and leave.
 
 use tokio::time::Instant;
 
@@ -11,15 +11,15 @@ use super::config::{DOWNSTREAM_GRACE, NO_DOWNSTREAM_WAIT};
 #[derive(Debug)]
 pub(super) struct Downstream {
     /// Upload neighbours connected.
-    pub(super) downstream_open: usize,
+    downstream_open: usize,
     /// Upload neighbours connected that have not said they are complete.
-    pub(super) downstream_incomplete: usize,
+    downstream_incomplete: usize,
     /// When an incomplete upload neighbour last disconnected (it may be reconnecting).
-    pub(super) incomplete_downstream_left: Option<Instant>,
+    incomplete_downstream_left: Option<Instant>,
     /// Some upload neighbour said it is complete.
-    pub(super) downstream_done: bool,
+    downstream_done: bool,
     /// When an upload neighbour last connected or left (or the peer started).
-    pub(super) downstream_last_seen: Instant,
+    downstream_last_seen: Instant,
 }
 
 /// Why a complete ring peer may stop serving.
@@ -40,6 +40,35 @@ impl Downstream {
             incomplete_downstream_left: None,
             downstream_done: false,
             downstream_last_seen: now,
+        }
+    }
+
+    /// An upload neighbour connected: incomplete until it says otherwise.
+    pub(super) fn opened(&mut self) {
+        self.downstream_open += 1;
+        self.downstream_incomplete += 1;
+        self.downstream_last_seen = Instant::now();
+    }
+
+    /// A connected upload neighbour said it is complete.
+    pub(super) fn completed(&mut self) {
+        self.downstream_done = true;
+        self.downstream_incomplete -= 1;
+    }
+
+    /// A connected upload neighbour moved to another download neighbour: it is not waited for.
+    pub(super) fn moved(&mut self) {
+        self.downstream_incomplete -= 1;
+    }
+
+    /// An upload neighbour left; `incomplete`: neither complete nor moved on (it may be
+    /// reconnecting).
+    pub(super) fn left(&mut self, incomplete: bool) {
+        self.downstream_open -= 1;
+        self.downstream_last_seen = Instant::now();
+        if incomplete {
+            self.downstream_incomplete -= 1;
+            self.incomplete_downstream_left = Some(Instant::now());
         }
     }
 

@@ -15,8 +15,8 @@ use super::assemble;
 use super::config::{Completion, Mode, NO_DOWNSTREAM_WAIT, TELL_NEIGHBOUR_WAIT};
 use super::downstream::Served;
 use super::swarm::Swarm;
+use crate::Result;
 use crate::storage;
-use crate::{Error, Result};
 
 /// How [`super::run`] ended.
 #[derive(Debug)]
@@ -92,7 +92,7 @@ async fn wait_complete(
                 None => continue, // bad chunks were dropped; fetch them again
             }
         }
-        let stall_at = check_progress(swarm)?;
+        let stall_at = swarm.check_progress()?;
         tokio::select! {
             biased;
             () = token.cancelled() => return Ok(None),
@@ -129,49 +129,13 @@ fn completion(swarm: &Swarm, path: std::path::PathBuf, started: Instant) -> Comp
     }
 }
 
-/// Fails if this peer must stop: a fatal error, or no new chunk for `config.timeout`; else
-/// says when it stalls if no chunk arrives before (`None`: never).
-fn check_progress(swarm: &Swarm) -> Result<Option<Instant>> {
-    let timeout = swarm.config.timeout;
-    let health = swarm.health();
-    if let Some(why) = health.fatal {
-        return Err(Error::Fatal(why));
-    }
-    if health.last_progress.elapsed() < timeout {
-        return Ok(health.last_progress.checked_add(timeout));
-    }
-    let owner = format!(
-        "owner {}: {}",
-        swarm.config.owner,
-        health.owner_error.as_deref().unwrap_or("connected"),
-    );
-    let detail = match &swarm.mode {
-        Mode::Getter(_) => owner,
-        Mode::Ring { .. } => format!(
-            "neighbour {}: {}; {owner}",
-            swarm.neighbour.borrow().as_ref().map_or_else(
-                || "(none: alone in the ring)".to_string(),
-                ToString::to_string
-            ),
-            health.ring_error.as_deref().unwrap_or("connected"),
-        ),
-    };
-    let (have, total) = health.held;
-    Err(Error::Stalled {
-        secs: timeout.as_secs(),
-        have,
-        total,
-        detail,
-    })
-}
-
 /// Serves until the upload neighbour is complete, `linger` passed, or no upload neighbour
 /// was connected for [`NO_DOWNSTREAM_WAIT`]. Returns false if cancelled.
 async fn wait_downstream(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool {
     let mut changed = swarm.changed.subscribe();
     let deadline = swarm.config.linger.map(|l| Instant::now() + l);
     loop {
-        let served = swarm.downstream().served();
+        let served = swarm.served();
         match served {
             Some(Served::NeighbourComplete) => {
                 info!("upload neighbour is complete; stopping");
@@ -228,7 +192,7 @@ async fn wait_linger(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool {
 async fn wait_told_neighbour(swarm: &Arc<Swarm>) {
     let mut changed = swarm.changed.subscribe();
     let deadline = Instant::now() + TELL_NEIGHBOUR_WAIT;
-    while !swarm.told_complete() {
+    while !swarm.neighbour_told_complete() {
         tokio::select! {
             biased;
             _ = changed.changed() => {}

@@ -120,7 +120,7 @@ impl Getter {
     pub(super) fn pick(
         &self,
         theirs: &ChunkSet,
-        mine: &BTreeSet<u32>,
+        mine: &BTreeSet<ChunkId>,
         rng: &mut impl Rng,
     ) -> Option<ChunkId> {
         let have = self.swarm.have_snapshot();
@@ -160,7 +160,12 @@ impl Getter {
                 // End-game: a chunk this source holds that is requested elsewhere, the least
                 // requested first.
                 lacking()
-                    .filter(|c| !mine.contains(c))
+                    .filter(|&c| {
+                        self.swarm
+                            .manifest
+                            .chunk_id(c)
+                            .is_ok_and(|id| !mine.contains(&id))
+                    })
                     .min_by_key(|c| sh.requested.get(c).copied().unwrap_or(0))
             }
             None => None,
@@ -172,16 +177,15 @@ impl Getter {
 
     /// Whether some missing chunk is requested nowhere (then it is not end-game yet).
     fn anything_unrequested(&self, have: &ChunkSet, sh: &Shared) -> bool {
-        let count = self.swarm.manifest.chunk_count();
-        (0..count).any(|c| {
-            let word = have.words()[(c / 64) as usize];
-            word & (1 << (c % 64)) == 0 && !sh.requested.contains_key(&c)
-        })
+        let ids = self.swarm.manifest.chunk_ids();
+        ids.into_iter()
+            .any(|id| !have.contains(id) && !sh.requested.contains_key(&id.get()))
     }
 
     /// A request on one connection ended (received, cancelled, or the connection closed).
-    pub(super) fn release(&self, c: u32) {
+    pub(super) fn release(&self, id: ChunkId) {
         let mut sh = self.shared();
+        let c = id.get();
         if let Some(n) = sh.requested.get_mut(&c) {
             *n -= 1;
             if *n == 0 {

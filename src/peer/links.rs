@@ -15,10 +15,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::bootstrap::{Handshake, RETRY_LOG_EVERY, handshake};
 use super::config::SourceKind;
-use super::download;
+use super::fetch::{self, OwnerDuties};
 use super::getter::Getter;
 use super::retry::{Attempt, Retry};
-use super::session::{OwnerDuties, session};
 use super::swarm::Swarm;
 use crate::chunkset::ChunkSet;
 use crate::events::EventKind;
@@ -152,9 +151,9 @@ fn changed_from(swarm: &Swarm, kind: SourceKind) {
 
 /// Which download handler runs a link's sessions.
 pub(super) enum LinkHandler {
-    /// A ring peer's ([`download::drive`]).
+    /// A ring peer's ([`fetch::ring`]).
     Ring,
-    /// A getter's owner session ([`session`]): a source like the others, and the getter's
+    /// A getter's owner session ([`fetch::getter`]): a source like the others, and the getter's
     /// directory registration and window, on which the sources the pool lost (`lost_rx`)
     /// are reported.
     GetterOwner {
@@ -314,7 +313,7 @@ impl SourceLink {
         token: &CancellationToken,
     ) -> Result<()> {
         match &mut self.handler {
-            LinkHandler::Ring => download::drive(&self.swarm, kind, hs, told, token).await,
+            LinkHandler::Ring => fetch::ring(&self.swarm, kind, hs, told, token).await,
             LinkHandler::GetterOwner { getter, lost_rx } => {
                 // The owner holds every chunk, unless it only lists a published file.
                 let count = self.swarm.manifest.chunk_count();
@@ -328,7 +327,7 @@ impl SourceLink {
                     registered: told,
                 };
                 let label = self.endpoint.to_string();
-                session(getter, hs, &label, all, Some(owner), token).await
+                fetch::getter(getter, hs, &label, all, Some(owner), token).await
             }
         }
     }
@@ -351,7 +350,7 @@ impl SourceLink {
             Ok(()) => {
                 self.told_complete = swarm.is_complete();
                 if self.told_complete && kind == SourceKind::Neighbour {
-                    swarm.mark_told_complete();
+                    swarm.told_neighbour_complete();
                 }
                 debug!("connection to {endpoint} ended");
             }

@@ -16,10 +16,10 @@
 //!   [`ring_link`], [`owner_link`], [`downstream`]) and the steps every connection takes on a
 //!   chunk; [`recent`] keeps the newest chunks for forwarding.
 //! - [`links`] — the owner, neighbour and publisher links, each kept connected by one
-//!   reconnect loop under one backoff rule ([`retry`]); [`download`] runs one ring session;
-//!   [`clock`] is the request deadline.
+//!   reconnect loop under one backoff rule ([`retry`]); [`fetch`] is the one download handler,
+//!   a session with any source; [`clock`] is the request deadline.
 //! - [`sources`] — the source pool of a getter and of a ring peer whose neighbour is down;
-//!   [`getter`] is its state, [`session`] one connection.
+//!   [`getter`] is its state.
 //! - [`upload`] — the upload server; [`finish`] — completion and serving until done.
 
 mod assemble;
@@ -32,8 +32,8 @@ pub use config::{
     MAX_BAD_CHUNKS, MAX_UPLOAD_CONNECTIONS, NO_DOWNSTREAM_WAIT, RECENT_BYTES, RECENT_CHUNKS,
     SPARE_IN_FLIGHT, STALL_AFTER, TELL_NEIGHBOUR_WAIT,
 };
-mod download;
 mod downstream;
+mod fetch;
 mod finish;
 pub use finish::Outcome;
 mod getter;
@@ -43,8 +43,8 @@ mod picker;
 mod recent;
 mod retry;
 mod ring_link;
-mod session;
 mod sources;
+mod state;
 mod status;
 pub use status::{Snapshot, Status};
 mod swarm;
@@ -192,3 +192,6 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod testing;

@@ -1,17 +1,67 @@
 //! The newest verified chunks, kept in memory for forwarding: the upload neighbour asks for
-//! the newest first, so most forwards are served from here instead of being read back.
+//! the newest first, so most forwards are served from here instead of being read back. And
+//! the fault injection on what is forwarded.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
+use tracing::warn;
 
 use super::config::{RECENT_BYTES, RECENT_CHUNKS};
 use crate::manifest::ChunkId;
 
+/// What the upload connections share to forward chunks: the newest verified ones, and the
+/// faults left to inject (`corrupt_sends`).
+#[derive(Debug)]
+pub(super) struct Forwarding {
+    recent: Mutex<RecentChunks>,
+    corrupt_left: AtomicU32,
+}
+
+impl Forwarding {
+    /// Nothing kept yet; the first `corrupt_sends` chunks forwarded are corrupted.
+    pub(super) fn new(corrupt_sends: u32) -> Self {
+        Self {
+            recent: Mutex::new(RecentChunks::default()),
+            corrupt_left: AtomicU32::new(corrupt_sends),
+        }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, RecentChunks> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `data`, chunk `id`, just verified.
+    pub(super) fn remember(&self, id: ChunkId, data: Bytes) {
+        self.recent().push(id, data);
+    }
+
+    /// The chunk `id`, if kept.
+    pub(super) fn get(&self, id: ChunkId) -> Option<Bytes> {
+        self.recent().get(id)
+    }
+
+    /// Fault injection: corrupts `data` while `corrupt_sends` is not used up.
+    pub(super) fn maybe_corrupt(&self, id: ChunkId, mut data: Bytes) -> Bytes {
+        if self.corrupt_left.load(Ordering::Relaxed) > 0
+            && self.corrupt_left.fetch_sub(1, Ordering::Relaxed) > 0
+            && !data.is_empty()
+        {
+            warn!(chunk = %id, "fault injection: corrupting an uploaded chunk");
+            let mut v = data.to_vec();
+            v[0] ^= 0xff;
+            data = Bytes::from(v);
+        }
+        data
+    }
+}
+
 /// The newest verified chunks, bounded by count and bytes: at most [`RECENT_CHUNKS`] chunks
 /// and [`RECENT_BYTES`] bytes, but never fewer than the newest chunk.
 #[derive(Debug, Default)]
-pub(super) struct RecentChunks {
+struct RecentChunks {
     chunks: VecDeque<(ChunkId, Bytes)>,
     /// The sum of the chunks' lengths.
     bytes: usize,
@@ -19,7 +69,7 @@ pub(super) struct RecentChunks {
 
 impl RecentChunks {
     /// Adds the newest chunk, dropping the oldest ones beyond the bounds.
-    pub(super) fn push(&mut self, id: ChunkId, data: Bytes) {
+    fn push(&mut self, id: ChunkId, data: Bytes) {
         self.bytes += data.len();
         self.chunks.push_back((id, data));
         while self.chunks.len() > 1
@@ -32,7 +82,7 @@ impl RecentChunks {
     }
 
     /// The chunk `id`, if held.
-    pub(super) fn get(&self, id: ChunkId) -> Option<Bytes> {
+    fn get(&self, id: ChunkId) -> Option<Bytes> {
         self.chunks
             .iter()
             .rev()

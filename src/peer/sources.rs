@@ -22,10 +22,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::fetch::{self, LOCATE_EVERY};
 use super::getter::{Getter, choose_sources, new_getter, next_retry, source_ended};
 use super::links::connect;
 use super::retry::Attempt;
-use super::session::{LOCATE_EVERY, session};
 use super::swarm::Swarm;
 use crate::chunkset::ChunkSet;
 use crate::directory::Locations;
@@ -114,7 +114,7 @@ async fn source_conn(getter: &Getter, addr: &str, token: &CancellationToken) -> 
     };
     info!("connected to source {addr}");
     let theirs = ChunkSet::new(swarm.manifest.chunk_count());
-    session(getter, hs, addr, theirs, None, token).await
+    fetch::getter(getter, hs, addr, theirs, None, token).await
 }
 
 /// A ring peer's fall-back: once its download neighbour has been unreachable for

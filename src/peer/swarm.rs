@@ -1,20 +1,23 @@
 //! What a peer's tasks share ([`Swarm`]): the manifest and store, the node's state split by
 //! concern, the change signal, and the steps every download connection takes on a chunk
-//! (pick, release, verify and store, serve).
+//! (pick, release, verify and store, announce, serve).
+//!
+//! Handlers change the state only through `Swarm`'s methods, which notify the change signal
+//! for them where others wait on it.
 //!
 //! # Who owns what
 //!
-//! - [`Picker`] (`picker.rs`): the chunk sets — have, pending, assigned, orphans, suspect,
+//! - [`Picker`](super::picker::Picker) (`picker.rs`): the chunk sets — have, pending, assigned, orphans, suspect,
 //!   spare — and the choice of the next request.
-//! - [`RingLink`] (`ring_link.rs`): the download neighbour's announced chunks, reachability,
+//! - [`RingLink`](super::ring_link::RingLink) (`ring_link.rs`): the download neighbour's announced chunks, reachability,
 //!   and whether it was told this peer is complete.
-//! - [`OwnerLink`] (`owner_link.rs`): whether the owner connection is up, and why not.
+//! - [`OwnerLink`](super::owner_link::OwnerLink) (`owner_link.rs`): whether the owner connection is up, and why not.
 //! - [`Downstream`] (`downstream.rs`): the upload neighbours, set by the upload server.
 //!
-//! The first three share one lock ([`Swarm::lock`]): a pick reads all of them at once. The
-//! downstream part is read and written on its own, so it has its own.
+//! The first three share one lock ([`Swarm::lock`]) as one [`State`] (`state.rs`, with the
+//! steps that change several at once): a pick reads all of them at once. The downstream
+//! part is read and written on its own, so it has its own.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -24,47 +27,20 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::config::{Config, MAX_BAD_CHUNKS, Mode, SourceKind};
-use super::downstream::Downstream;
-use super::owner_link::OwnerLink;
-use super::picker::Picker;
-use super::recent::RecentChunks;
-use super::ring_link::RingLink;
-use crate::chunkset::ChunkSet;
+use super::config::{Config, Mode, SourceKind};
+use super::downstream::{Downstream, Served};
+use super::recent::Forwarding;
+use super::state::State;
+use crate::chunkset::{ChunkSet, Ranges};
+use crate::connection::ConnWriter;
 use crate::events::{EventKind, EventSink};
 use crate::manifest::{ChunkId, Manifest};
 use crate::net::Endpoint;
+use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message};
 use crate::storage::{MemStore, Storage};
-use crate::store::{ChunkStore, StoreError};
+use crate::store::ChunkStore;
 use crate::watch;
 use crate::{Error, Result};
-
-/// The node's state behind [`Swarm::lock`].
-#[derive(Debug)]
-pub(super) struct State {
-    pub(super) picker: Picker,
-    pub(super) ring: RingLink,
-    pub(super) owner: OwnerLink,
-    /// Why this peer must stop: an error no retry can mend (a full disk, say).
-    pub(super) fatal: Option<String>,
-    /// Sources left for sending bad chunks, to be reported to the directory (at most
-    /// [`MAX_BAD_REPORTS`] waiting).
-    pub(super) bad_sources: Vec<String>,
-}
-
-/// Whether a peer may go on ([`Swarm::health`]): what stops it, when a chunk last arrived,
-/// why its links are down (`None`: connected), and chunks held of how many.
-#[derive(Debug)]
-pub(super) struct Health {
-    pub(super) fatal: Option<String>,
-    pub(super) last_progress: Instant,
-    pub(super) owner_error: Option<String>,
-    pub(super) ring_error: Option<String>,
-    pub(super) held: (u32, u32),
-}
-
-/// Bad-source reports waiting for the directory connection, at most.
-const MAX_BAD_REPORTS: usize = 16;
 
 /// What a peer's tasks share.
 #[derive(Debug)]
@@ -91,14 +67,12 @@ pub(crate) struct Swarm {
     pub(super) publisher: watch::Sender<Option<Endpoint>>,
     /// Signalled when `have` grew, for the summary writer.
     pub(super) summary_dirty: Notify,
-    /// The newest verified chunks (see `remember`).
-    recent: Mutex<RecentChunks>,
+    /// The newest verified chunks, and the faults left to inject.
+    forwarding: Forwarding,
     /// The upload cap, shared by every upload connection.
     pub(super) limiter: Option<crate::rate::RateLimiter>,
     /// Who of the getters connected to the upload server is served.
     pub(super) choker: Arc<crate::choke::Choker>,
-    /// Faults left to inject.
-    corrupt_left: AtomicU32,
     /// What a progress line shows.
     pub(super) status: Arc<super::status::Status>,
 }
@@ -133,28 +107,21 @@ impl Swarm {
         if let Mode::Ring { neighbour: Some(n) } = &mode {
             status.set_via(format!("from {n}"));
         }
+        let json = serde_json::to_vec(&*manifest).map_err(|e| Error::Bug(e.to_string()))?;
         Ok(Self {
             status,
-            manifest_json: Bytes::from(
-                serde_json::to_vec(&*manifest).map_err(|e| Error::Bug(e.to_string()))?,
-            ),
+            manifest_json: Bytes::from(json),
             manifest: manifest.clone(),
             store,
             events: config.events.clone(),
-            corrupt_left: AtomicU32::new(config.corrupt_sends),
+            forwarding: Forwarding::new(config.corrupt_sends),
             limiter: config
                 .upload_limit
                 .map(|r| crate::rate::RateLimiter::new(r, manifest.chunk_size)),
             port,
             node,
             choker,
-            state: Mutex::new(State {
-                picker: Picker::new(have, now),
-                ring: RingLink::new(now),
-                owner: OwnerLink::default(),
-                fatal: None,
-                bad_sources: Vec::new(),
-            }),
+            state: Mutex::new(State::new(have, now)),
             downstream: Mutex::new(Downstream::new(now)),
             changed: watch::Sender::new(()),
             neighbour: watch::Sender::new(match &mode {
@@ -163,7 +130,6 @@ impl Swarm {
             }),
             publisher: watch::Sender::new(None),
             summary_dirty: Notify::new(),
-            recent: Mutex::new(RecentChunks::default()),
             mode,
             config,
         })
@@ -203,26 +169,48 @@ impl Swarm {
                 }
             },
         };
-        let same = slot.borrow().as_ref().map(ToString::to_string)
-            == next.as_ref().map(ToString::to_string);
-        if !same {
+        let text = |e: Option<&Endpoint>| e.map(ToString::to_string);
+        if text(slot.borrow().as_ref()) != text(next.as_ref()) {
             slot.send_replace(next);
         }
     }
 
     /// The picker and the two links.
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The upload neighbours.
-    pub(super) fn downstream(&self) -> MutexGuard<'_, Downstream> {
+    fn downstream(&self) -> MutexGuard<'_, Downstream> {
         self.downstream.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The upload neighbours, by the name the upload server (`upload.rs`) still uses.
-    pub(super) fn state(&self) -> MutexGuard<'_, Downstream> {
-        self.downstream()
+    /// Whether a complete peer served its upload neighbours enough to stop, and why.
+    pub(super) fn served(&self) -> Option<Served> {
+        self.downstream().served()
+    }
+
+    /// An upload neighbour connected (see [`Downstream::opened`]).
+    pub(super) fn downstream_opened(&self) {
+        self.downstream().opened();
+    }
+
+    /// A connected upload neighbour said it is complete.
+    pub(super) fn downstream_complete(&self) {
+        self.downstream().completed();
+        self.notify();
+    }
+
+    /// A connected upload neighbour moved to another download neighbour.
+    pub(super) fn downstream_moved(&self) {
+        self.downstream().moved();
+        self.notify();
+    }
+
+    /// An upload neighbour left (see [`Downstream::left`]).
+    pub(super) fn downstream_left(&self, incomplete: bool) {
+        self.downstream().left(incomplete);
+        self.notify();
     }
 
     pub(super) fn notify(&self) {
@@ -232,11 +220,7 @@ impl Swarm {
     /// The source at `addr` was left for sending bad chunks: the directory connection
     /// reports it (see [`Swarm::take_bad_sources`]).
     pub(super) fn report_bad_source(&self, addr: String) {
-        let mut st = self.lock();
-        if st.bad_sources.len() < MAX_BAD_REPORTS && !st.bad_sources.contains(&addr) {
-            st.bad_sources.push(addr);
-        }
-        drop(st);
+        self.lock().report_bad_source(addr);
         self.notify();
     }
 
@@ -266,32 +250,17 @@ impl Swarm {
         }
     }
 
-    /// Whether the download neighbour was told this peer is complete.
-    pub(super) fn told_complete(&self) -> bool {
-        self.lock().ring.told_complete()
-    }
-
-    /// The download neighbour was told this peer is complete.
-    pub(super) fn mark_told_complete(&self) {
-        self.lock().ring.mark_told_complete();
-        self.notify();
-    }
-
-    /// Since when the download neighbour has been unreachable (`None`: connected).
-    pub(super) fn neighbour_down_since(&self) -> Option<Instant> {
-        self.lock().ring.down_since()
-    }
-
-    /// Whether this peer may go on, read at one moment (see [`Health`]).
-    pub(super) fn health(&self) -> Health {
-        let st = self.lock();
-        Health {
-            fatal: st.fatal.clone(),
-            last_progress: st.picker.last_progress(),
-            owner_error: st.owner.error().map(str::to_string),
-            ring_error: st.ring.error().map(str::to_string),
-            held: (st.picker.have().count(), st.picker.have().capacity()),
-        }
+    /// Fails if this peer must stop: a fatal error, or no new chunk for `config.timeout`; else
+    /// says when it stalls if no chunk arrives before (`None`: never).
+    pub(super) fn check_progress(&self) -> Result<Option<Instant>> {
+        let neighbour = matches!(self.mode, Mode::Ring { .. }).then(|| {
+            let n = self.neighbour.borrow();
+            n.as_ref()
+                .map_or_else(|| "(none: alone in the ring)".into(), ToString::to_string)
+        });
+        let (timeout, owner) = (self.config.timeout, &self.config.owner);
+        self.lock()
+            .check_progress(timeout, owner, neighbour.as_deref())
     }
 
     /// Chunks stored in this run.
@@ -306,37 +275,90 @@ impl Swarm {
         kind: SourceKind,
         rng: &mut impl rand::Rng,
     ) -> Option<(ChunkId, bool)> {
-        let mut guard = self.lock();
-        let st = &mut *guard;
-        let owner_connected = st.owner.connected();
-        let (c, spare) = st.picker.pick(kind, &mut st.ring, owner_connected, rng)?;
-        let id = self.manifest.chunk_id(c).ok()?;
-        st.picker.requested(id, kind, spare);
-        Some((id, spare))
+        self.lock().pick(&self.manifest, kind, rng)
     }
 
     /// Releases chunks that were pending on a connection that ended.
     pub(super) fn release(&self, ids: impl IntoIterator<Item = ChunkId>) {
         let mut st = self.lock();
-        for id in ids {
-            st.picker.release(id);
-        }
+        ids.into_iter().for_each(|id| st.picker.release(id));
         drop(st);
+        self.notify();
+    }
+
+    /// A session with the owner (or a publisher) began: it handed out `assigned`, and holds
+    /// every chunk.
+    pub(super) fn owner_connected(&self, assigned: &ChunkSet) {
+        let mut st = self.lock();
+        st.picker.assign(assigned);
+        st.owner.mark_connected();
+        drop(st);
+        self.notify();
+    }
+
+    /// The owner's latest list of chunks no ring member was handed.
+    pub(super) fn set_orphans(&self, orphans: ChunkSet) {
+        self.lock().picker.set_orphans(orphans);
+        self.notify();
+    }
+
+    /// The requests to cancel at the owner (the neighbour announced their chunks), once.
+    pub(super) fn take_owner_cancel(&self) -> Vec<u32> {
+        self.lock().picker.take_owner_cancel()
+    }
+
+    /// The download neighbour announced `chunks`, on the connection `label`.
+    ///
+    /// # Errors
+    ///
+    /// A chunk id out of range.
+    pub(super) fn neighbour_announced(&self, chunks: &Ranges, label: &str) -> Result<()> {
+        let mut st = self.lock();
+        let added = st.ring.announced(&self.manifest, chunks)?;
+        st.picker.neighbour_announced(&added);
+        drop(st);
+        let n = u32::try_from(added.len()).unwrap_or(u32::MAX);
+        self.events.id_list(EventKind::IdListReceived, n, label);
+        self.notify();
+        Ok(())
+    }
+
+    /// The download neighbour announced `ids` but did not send them: they are asked of the
+    /// owner. (Releasing their requests notifies.)
+    pub(super) fn suspect(&self, ids: &[ChunkId]) {
+        let mut st = self.lock();
+        ids.iter().for_each(|id| st.picker.suspect(*id));
+    }
+
+    /// Since when the download neighbour has been unreachable (`None`: connected).
+    pub(super) fn neighbour_down_since(&self) -> Option<Instant> {
+        self.lock().ring.down_since()
+    }
+
+    /// The download neighbour has been told this peer is complete.
+    pub(super) fn told_neighbour_complete(&self) {
+        self.lock().ring.mark_told_complete();
+        self.notify();
+    }
+
+    /// Whether the download neighbour has been told this peer is complete.
+    pub(super) fn neighbour_told_complete(&self) -> bool {
+        self.lock().ring.told_complete()
+    }
+
+    /// The whole-file check found `bad` chunks bad on disk: they are fetched again.
+    pub(super) fn drop_bad(&self, bad: &[ChunkId]) {
+        self.lock().picker.drop_bad(bad);
         self.notify();
     }
 
     /// Records that the connection to a source of `kind` came up (`e` is `None`) or went
     /// down, and why.
     pub(super) fn set_link_error(&self, kind: SourceKind, e: Option<String>) {
-        let mut st = self.lock();
-        match kind {
-            SourceKind::Owner | SourceKind::Publisher => st.owner.set_error(e),
-            SourceKind::Neighbour => st.ring.set_error(e, self.manifest.chunk_count()),
-            // It serves no chunks: nothing waits on it.
-            SourceKind::Directory => return,
+        let count = self.manifest.chunk_count();
+        if self.lock().set_link_error(kind, e, count) {
+            self.notify();
         }
-        drop(st);
-        self.notify();
     }
 
     /// Verifies `data` as chunk `id` and stores it; false when another connection stored it
@@ -358,114 +380,51 @@ impl Swarm {
             .and_then(|()| self.store.write_chunk(id, &data));
         // An in-memory store reads for nothing: no cache beside it.
         if res.is_ok() && !self.store.is_in_memory() {
-            self.remember(id, data);
+            // The upload neighbour asks for the newest first: most forwards come from here.
+            self.forwarding.remember(id, data);
         }
-        let mut st = self.lock();
-        st.picker.unclaim(id);
-        st.picker.release(id);
-        if let Err(e) = res {
-            if !is_bad_chunk(&e) && st.fatal.is_none() {
-                // Not the chunk's fault (the disk is full, say): fetching again cannot help.
-                st.fatal = Some(format!(
-                    "cannot store chunk {id}: {e}; the {} verified chunks so far are kept in {}",
-                    st.picker.have().count(),
-                    self.config.dir.display()
-                ));
-            }
-            st.picker.suspect(id);
-            drop(st);
-            self.notify();
-            return Err(e.into());
+        self.lock().settle(id, &res, &self.config.dir);
+        if res.is_ok() {
+            self.summary_dirty.notify_one();
         }
-        st.picker.stored(id);
-        drop(st);
-        self.summary_dirty.notify_one();
         self.notify();
-        Ok(true)
+        res.map(|()| true).map_err(Into::into)
     }
 
-    /// Accepts chunk `id` from the source `label` and reports it received; a bad chunk is
-    /// counted in `bad`, this connection's tally.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::BadChunks`] at the [`MAX_BAD_CHUNKS`]th bad chunk, or a store error.
-    pub(super) async fn take_chunk(
+    /// Sends `have` for the chunks this peer gained since `told` on the connection `label`
+    /// (split to keep each header small), and records them as told; whether it sent any.
+    pub(super) async fn announce(
         &self,
-        id: ChunkId,
-        data: Bytes,
+        writer: &mut ConnWriter,
         label: &str,
-        bad: &mut u32,
-    ) -> Result<()> {
-        let (chunk, bytes) = (id.get(), data.len() as u64);
-        match self.accept_chunk(id, data).await {
-            Ok(true) => {
-                self.status.stored(bytes);
-                self.events
-                    .chunk(EventKind::ChunkReceived, chunk, label, Some(bytes));
-            }
-            Ok(false) => {}
-            Err(Error::Store(e)) if is_bad_chunk(&e) => {
-                *bad += 1;
-                self.status.refused();
-                warn!(from = %label, "refused chunk {chunk}: {e}; fetching it again");
-                if *bad >= MAX_BAD_CHUNKS {
-                    return Err(Error::BadChunks(format!(
-                        "{bad} bad chunks from {label}; disconnecting"
-                    )));
-                }
-            }
-            Err(e) => return Err(e),
+        told: &mut ChunkSet,
+    ) -> Result<bool> {
+        let have = self.have_snapshot();
+        let new = have.difference(told);
+        if new.is_empty() {
+            return Ok(false);
         }
-        Ok(())
-    }
-
-    /// Keeps the newest verified chunks in memory: the upload neighbour asks for the newest
-    /// first, so most forwards are served from here instead of being read back from disk.
-    fn remember(&self, id: ChunkId, data: Bytes) {
-        self.recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(id, data);
+        let ranges = Ranges::from_sorted(new.iter().copied());
+        for part in ranges.0.chunks(MAX_RANGES_PER_MESSAGE) {
+            let chunks = Ranges(part.to_vec());
+            writer.send(Message::Have { chunks }).await?;
+        }
+        let n = u32::try_from(new.len()).unwrap_or(u32::MAX);
+        self.events.id_list(EventKind::IdListSent, n, label);
+        *told = have;
+        Ok(true)
     }
 
     /// A chunk to upload: from the recent chunks, or read from the store.
     pub(super) async fn chunk_to_send(&self, id: ChunkId) -> Result<Bytes> {
-        let hit = self
-            .recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id);
-        let data = match hit {
+        let data = match self.forwarding.get(id) {
             Some(d) => d,
             // In place, like `accept_chunk`: the chunk was written lately, so it is in the
             // page cache.
             None => self.store.read_chunk(id)?,
         };
-        Ok(self.maybe_corrupt(id, data))
+        Ok(self.forwarding.maybe_corrupt(id, data))
     }
-
-    /// Fault injection: corrupts `data` while `corrupt_sends` is not used up.
-    fn maybe_corrupt(&self, id: ChunkId, mut data: Bytes) -> Bytes {
-        if self.corrupt_left.load(Ordering::Relaxed) > 0
-            && self.corrupt_left.fetch_sub(1, Ordering::Relaxed) > 0
-            && !data.is_empty()
-        {
-            warn!(chunk = %id, "fault injection: corrupting an uploaded chunk");
-            let mut v = data.to_vec();
-            v[0] ^= 0xff;
-            data = Bytes::from(v);
-        }
-        data
-    }
-}
-
-/// Whether a store error is the chunk's fault (fetching it again may help).
-pub(super) fn is_bad_chunk(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::ChunkHashMismatch { .. } | StoreError::ChunkLength { .. }
-    )
 }
 
 /// The peer's store of `manifest`, and the chunks it holds already: in memory, or on disk

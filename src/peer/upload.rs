@@ -6,14 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::Instant;
-
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::config::MAX_UPLOAD_CONNECTIONS;
-use super::download::announce;
 use super::swarm::Swarm;
 use crate::accept::{Accepted, Admission, accept_loop};
 use crate::auth;
@@ -63,18 +60,15 @@ pub(super) async fn serve(listener: Listener, swarm: Arc<Swarm>, token: Cancella
 
 /// Marks an upload neighbour as connected for as long as it lives, and as incomplete until
 /// it says otherwise.
-struct Downstream<'a> {
+struct DownstreamGuard<'a> {
     swarm: &'a Swarm,
+    /// Complete, or moved on: not waited for.
     complete: std::sync::atomic::AtomicBool,
 }
 
-impl<'a> Downstream<'a> {
+impl<'a> DownstreamGuard<'a> {
     fn open(swarm: &'a Swarm) -> Self {
-        let mut st = swarm.state();
-        st.downstream_open += 1;
-        st.downstream_incomplete += 1;
-        st.downstream_last_seen = Instant::now();
-        drop(st);
+        swarm.downstream_opened();
         Self {
             swarm,
             complete: std::sync::atomic::AtomicBool::new(false),
@@ -92,11 +86,7 @@ impl<'a> Downstream<'a> {
             return;
         }
         info!(neighbour = %label, "upload neighbour is complete");
-        let mut st = self.swarm.state();
-        st.downstream_done = true;
-        st.downstream_incomplete -= 1;
-        drop(st);
-        self.swarm.notify();
+        self.swarm.downstream_complete();
     }
 
     /// This neighbour said `not_interested`: the directory gave it another download
@@ -110,59 +100,23 @@ impl<'a> Downstream<'a> {
             return;
         }
         info!(neighbour = %label, "upload neighbour moved to another download neighbour");
-        self.swarm.state().downstream_incomplete -= 1;
-        self.swarm.notify();
+        self.swarm.downstream_moved();
     }
 }
 
-impl Drop for Downstream<'_> {
+impl Drop for DownstreamGuard<'_> {
     fn drop(&mut self) {
-        let mut st = self.swarm.state();
-        st.downstream_open -= 1;
-        st.downstream_last_seen = Instant::now();
-        if !*self.complete.get_mut() {
-            st.downstream_incomplete -= 1;
-            st.incomplete_downstream_left = Some(Instant::now());
-        }
-        drop(st);
-        self.swarm.notify();
+        let incomplete = !*self.complete.get_mut();
+        self.swarm.downstream_left(incomplete);
     }
 }
 
+/// Serves one upload connection: its `hello` (see [`admit`]), `welcome`, then requests
+/// until it ends or `token` is cancelled.
 async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) -> Result<()> {
     let m = &swarm.manifest;
-    let Hello {
-        file,
-        have,
-        label,
-        role,
-        nonce,
-        ..
-    } = conn.recv_hello().await?;
-    auth::server(
-        &mut conn,
-        swarm.config.secret.as_deref(),
-        nonce.as_deref(),
-        &label,
-    )
-    .await?;
+    let (label, role, theirs) = admit(&mut conn, swarm).await?;
     let getter = role == Role::Getter;
-    // The file is named by its name, or by its hash (a ticket's getter).
-    if let Some(f) =
-        file.filter(|f| *f != m.name && f.parse::<crate::hash::Hash>().ok() != Some(m.hash))
-    {
-        let msg = format!("this peer shares {:?}, not {f:?}", m.name);
-        conn.send_error(msg.clone()).await;
-        return Err(Error::Refused(msg));
-    }
-    let theirs = match ChunkSet::try_from_ranges(m, &have) {
-        Ok(s) => s,
-        Err(e) => {
-            conn.send_error(format!("bad have list in hello: {e}"))
-                .await;
-            return Err(e.into());
-        }
-    };
     if getter {
         info!(getter = %label, holds = theirs.count(), "getter connected");
     } else {
@@ -173,7 +127,7 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
         .id_list(EventKind::IdListReceived, theirs.count(), &label);
     // An upload neighbour counts as connected (and incomplete) before its `welcome` leaves:
     // a client that claims to be complete after it, on another connection, must find it.
-    let downstream = (!getter).then(|| Downstream::open(swarm));
+    let downstream = (!getter).then(|| DownstreamGuard::open(swarm));
     let _open = swarm.status.upload(role);
     conn.send(Message::welcome(
         Ranges::default(),
@@ -207,6 +161,38 @@ async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) 
     driver::drive(conn, reading, writing, MAX_QUEUED_REQUESTS, token).await
 }
 
+/// Reads the client's `hello` and checks it: the shared secret, the file named (by name, or
+/// by hash for a ticket's getter), its have list. Its label, role and chunks; an error that
+/// the client is told.
+async fn admit(conn: &mut Connection, swarm: &Swarm) -> Result<(String, Role, ChunkSet)> {
+    let m = &swarm.manifest;
+    let Hello {
+        file,
+        have,
+        label,
+        role,
+        nonce,
+        ..
+    } = conn.recv_hello().await?;
+    let secret = swarm.config.secret.as_deref();
+    auth::server(conn, secret, nonce.as_deref(), &label).await?;
+    if let Some(f) =
+        file.filter(|f| *f != m.name && f.parse::<crate::hash::Hash>().ok() != Some(m.hash))
+    {
+        let msg = format!("this peer shares {:?}, not {f:?}", m.name);
+        conn.send_error(msg.clone()).await;
+        return Err(Error::Refused(msg));
+    }
+    match ChunkSet::try_from_ranges(m, &have) {
+        Ok(theirs) => Ok((label, role, theirs)),
+        Err(e) => {
+            conn.send_error(format!("bad have list in hello: {e}"))
+                .await;
+            Err(e.into())
+        }
+    }
+}
+
 /// The reader's side: requests, cancels, interest and the client's have lists.
 struct Requests<'a> {
     swarm: &'a Swarm,
@@ -214,7 +200,7 @@ struct Requests<'a> {
     /// What the client holds.
     theirs: ChunkSet,
     server: &'a ChunkServer<'a>,
-    downstream: Option<&'a Downstream<'a>>,
+    downstream: Option<&'a DownstreamGuard<'a>>,
 }
 
 impl Reading for Requests<'_> {
@@ -273,8 +259,8 @@ struct Answers<'a> {
     announced: ChunkSet,
 }
 
-/// What woke the writer besides a request.
-enum Woken {
+/// What woke an upload connection's writer besides a request.
+enum UploadWake {
     /// The choker's decision changed (false: the choker is gone).
     Choke(bool),
     /// This peer's chunks changed.
@@ -283,38 +269,35 @@ enum Woken {
 
 impl Writing for Answers<'_> {
     type Out = ChunkId;
-    type Wake = Woken;
+    type Wake = UploadWake;
 
     fn keepalive(&self) -> Duration {
         KEEPALIVE_INTERVAL
     }
 
     async fn flush(&mut self, writer: &mut ConnWriter) -> Result<Flow> {
-        Ok(
-            announce(self.swarm, writer, self.label, &mut self.announced)
-                .await?
-                .into(),
-        )
+        let sent = self.swarm.announce(writer, self.label, &mut self.announced);
+        Ok(sent.await?.into())
     }
 
-    async fn wake(&mut self) -> Woken {
+    async fn wake(&mut self) -> UploadWake {
         tokio::select! {
             biased;
-            open = self.gate.changed(), if self.gate.is_choking() => Woken::Choke(open),
-            _ = self.changed.changed() => Woken::Chunks,
+            open = self.gate.changed(), if self.gate.is_choking() => UploadWake::Choke(open),
+            _ = self.changed.changed() => UploadWake::Chunks,
         }
     }
 
-    async fn on_wake(&mut self, wake: Woken, writer: &mut ConnWriter) -> Result<Flow> {
+    async fn on_wake(&mut self, wake: UploadWake, writer: &mut ConnWriter) -> Result<Flow> {
         match wake {
-            Woken::Choke(false) => Ok(Flow::Done),
-            Woken::Choke(true) => {
+            UploadWake::Choke(false) => Ok(Flow::Done),
+            UploadWake::Choke(true) => {
                 self.gate
                     .update(writer, &self.swarm.events, self.label)
                     .await?;
                 Ok(Flow::Sent)
             }
-            Woken::Chunks => Ok(Flow::Idle),
+            UploadWake::Chunks => Ok(Flow::Idle),
         }
     }
 
@@ -329,5 +312,117 @@ impl Writing for Answers<'_> {
             swarm.status.sent(self.role, bytes);
         }
         Ok(sent.is_some().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunkset::Ranges;
+    use crate::connection::HANDSHAKE_TIMEOUT;
+    use crate::peer::downstream::Served;
+    use crate::peer::testing::{DATA, next, swarm};
+    use crate::protocol::PROTOCOL_VERSION;
+
+    /// A client's `hello` for `file`, holding `have`, as an upload neighbour.
+    fn hello(file: &str, have: Ranges) -> Message {
+        Message::Hello {
+            version: PROTOCOL_VERSION,
+            role: Role::Neighbour,
+            file: Some(file.into()),
+            have,
+            port: Some(7002),
+            nonce: None,
+            node: None,
+        }
+    }
+
+    /// An upload session over an in-memory stream, and the client's end.
+    fn session(swarm: &Arc<Swarm>) -> (tokio::task::JoinHandle<Result<()>>, Connection) {
+        let (near, far) = tokio::io::duplex(1 << 16);
+        let conn = Connection::over(near, "10.0.0.3:7002".into(), 0);
+        let s = swarm.clone();
+        let task = tokio::spawn(async move { handle(conn, &s, &CancellationToken::new()).await });
+        let limit = crate::protocol::MAX_MANIFEST_LEN;
+        (task, Connection::over(far, "peer".into(), limit))
+    }
+
+    /// An upload neighbour is welcomed, told what this peer holds and each chunk it gains,
+    /// served what it asks for, refused what is not held, and counted complete once it
+    /// says so.
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_neighbour_is_told_served_and_counted_complete() {
+        let swarm = swarm(false).await;
+        let id = |c| swarm.manifest.chunk_id(c).unwrap();
+        swarm
+            .accept_chunk(id(1), DATA[1..2].to_vec().into())
+            .await
+            .unwrap();
+        let (task, mut client) = session(&swarm);
+        client.send(hello("f", Ranges::default())).await.unwrap();
+        let welcome = client.recv("welcome", HANDSHAKE_TIMEOUT).await.unwrap();
+        assert!(
+            matches!(welcome, Some(Message::Welcome { .. })),
+            "{welcome:?}"
+        );
+        let have = next(&mut client).await;
+        assert!(matches!(&have, Some(Message::Have { chunks }) if chunks.0 == [[1, 1]]));
+        client.send(Message::request(1)).await.unwrap();
+        let sent = next(&mut client).await;
+        assert!(
+            matches!(&sent, Some(Message::Chunk { chunk: 1, data, .. }) if data[..] == DATA[1..2]),
+            "{sent:?}"
+        );
+        swarm
+            .accept_chunk(id(3), DATA[3..4].to_vec().into())
+            .await
+            .unwrap();
+        let have = next(&mut client).await;
+        assert!(matches!(&have, Some(Message::Have { chunks }) if chunks.0 == [[3, 3]]));
+
+        let mut changed = swarm.changed.subscribe();
+        assert_eq!(swarm.served(), None);
+        let all = Ranges::from_sorted(0..4);
+        client.send(Message::Have { chunks: all }).await.unwrap();
+        while swarm.served().is_none() {
+            changed.changed().await.unwrap();
+        }
+        assert_eq!(swarm.served(), Some(Served::NeighbourComplete));
+
+        client.send(Message::request(2)).await.unwrap();
+        let refused = client.recv("the error", HANDSHAKE_TIMEOUT).await;
+        let why = "chunk 2 is not held here: request only chunks from this peer's have list";
+        assert!(format!("{refused:?}").contains(why), "{refused:?}");
+        assert_eq!(task.await.unwrap().unwrap_err().to_string(), why);
+    }
+
+    /// A `hello` for another file is refused with an error that names both; one with chunks
+    /// the file does not have, too.
+    #[tokio::test(start_paused = true)]
+    async fn a_hello_for_another_file_is_refused() {
+        let swarm = swarm(false).await;
+        let (task, mut client) = session(&swarm);
+        client
+            .send(hello("other", Ranges::default()))
+            .await
+            .unwrap();
+        let refused = client.recv("the error", HANDSHAKE_TIMEOUT).await;
+        let why = r#"this peer shares "f", not "other""#;
+        assert!(
+            format!("{refused:?}").contains("this peer shares"),
+            "{refused:?}"
+        );
+        assert_eq!(task.await.unwrap().unwrap_err().to_string(), why);
+        assert_eq!(swarm.served(), None, "not counted as a neighbour");
+
+        let (task, mut client) = session(&swarm);
+        let beyond = Ranges::from_sorted(2..9);
+        client.send(hello("f", beyond)).await.unwrap();
+        let refused = client.recv("the error", HANDSHAKE_TIMEOUT).await;
+        assert!(
+            format!("{refused:?}").contains("bad have list in hello"),
+            "{refused:?}"
+        );
+        assert!(task.await.unwrap().is_err());
     }
 }
