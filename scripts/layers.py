@@ -6,8 +6,8 @@ Usage: scripts/layers.py [--src DIR] [--graph]
 Every path a file names (`use crate::…`, `use super::…`, `use self::…`, inline `crate::a::b`
 or `super::x` paths, and paths through a child module it declares, `child::f` or `use child::{…}`) is resolved to the file that defines it: the deepest module
 file the path reaches (`crate::peer::ring::X` → src/peer/ring.rs; `crate::peer::Swarm` →
-src/peer/mod.rs). `mod x;` declarations are not imports. Test modules (`#[cfg(test)]` to the
-end of a file, and the files a `#[cfg(test)] mod x;` names, `#[path]` or not) are left out: a
+src/peer/mod.rs). `mod x;` declarations are not imports. Test-only items (each `#[cfg(test)]`
+item, such as a `mod tests { … }`, and the files a `#[cfg(test)] mod x;` names, `#[path]` or not) are left out: a
 test may use anything.
 
 Layers, bottom first (a file may import its own layer and those below):
@@ -87,11 +87,34 @@ def resolve(src, segs):
 
 
 def strip_tests(text):
-    """The text before `#[cfg(test)]` (tests at a file's end), comments blanked."""
-    cut = text.find("#[cfg(test)]")
-    if cut >= 0:
-        text = text[:cut]
-    return re.sub(r"//[^\n]*", "", text)
+    """The text without its test-only items (each `#[cfg(test)]` item: a `mod tests { … }`,
+    a `mod testing;`, a helper fn), comments blanked, and `pub(in path)` visibilities (which
+    name a module but import nothing) left out."""
+    text = re.sub(r"//[^\n]*", "", text)
+    text = re.sub(r"\bpub\(in [\w:]+\)", "pub", text)
+    while True:
+        cut = text.find("#[cfg(test)]")
+        if cut < 0:
+            return text
+        text = text[:cut] + text[item_end(text, cut + len("#[cfg(test)]")) :]
+
+
+def item_end(text, i):
+    """Where the item starting at `i` ends: after its first `;` outside braces, or after the
+    brace that closes its first `{`."""
+    depth = 0
+    while i < len(text):
+        c = text[i]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        elif c == ";" and depth == 0:
+            return i + 1
+        i += 1
+    return i
 
 
 def paths_in(text):

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tokio::time::Instant;
 
-use super::SourceKind;
+use super::config::SourceKind;
 use super::owner_link::OwnerLink;
 use super::picker::Picker;
 use super::ring_link::RingLink;

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::bootstrap::Handshake;
+use super::config::Config;
 use super::getter::{Getter, new_getter};
-use super::{Config, Swarm};
+use super::swarm::Swarm;
 use crate::chunkset::Ranges;
 use crate::connection::{Connection, KEEPALIVE_INTERVAL};
 use crate::events::EventSink;

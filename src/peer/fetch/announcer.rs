@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use super::super::{SourceKind, Swarm};
 use super::owner_duties::{Duties, FetchWake};
 use crate::Result;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{ConnReader, ConnWriter};
 use crate::driver::{Flow, Writing};
+use crate::peer::config::SourceKind;
+use crate::peer::swarm::Swarm;
 use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message};
 use crate::watch;
 

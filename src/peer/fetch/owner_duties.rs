@@ -9,11 +9,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::info;
 
-use super::super::Swarm;
 use crate::Result;
 use crate::chunkset::ChunkSet;
 use crate::connection::ConnWriter;
 use crate::driver::Flow;
+use crate::peer::swarm::Swarm;
 use crate::protocol::Message;
 
 /// How long a ring peer's download neighbour may not serve (unreachable, or silent after
