@@ -87,4 +87,52 @@ impl Downstream {
         }
         None
     }
+
+    /// When [`Downstream::served`] may change with nothing happening: the end of a gone
+    /// neighbour's reconnect grace, or of the wait for any neighbour (`None`: only a
+    /// neighbour's coming, going or completing can change it).
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let grace = self
+            .incomplete_downstream_left
+            .filter(|_| self.downstream_done && self.downstream_incomplete == 0)
+            .map(|t| t + DOWNSTREAM_GRACE);
+        let alone =
+            (self.downstream_open == 0).then(|| self.downstream_last_seen + NO_DOWNSTREAM_WAIT);
+        grace.into_iter().chain(alone).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `served` changes at `deadline` with nothing else happening: a peer nobody connects to
+    /// stops after NO_DOWNSTREAM_WAIT, and a complete neighbour's stop waits out the grace of
+    /// an incomplete one that left (it may be reconnecting).
+    #[tokio::test(start_paused = true)]
+    async fn served_changes_exactly_at_the_deadline() {
+        let start = Instant::now();
+        let mut d = Downstream::new(start);
+        assert_eq!(d.deadline(), Some(start + NO_DOWNSTREAM_WAIT));
+        tokio::time::sleep_until(d.deadline().unwrap()).await;
+        assert_eq!(d.served(), Some(Served::NoNeighbour));
+
+        let mut d2 = Downstream::new(Instant::now());
+        d2.opened();
+        d2.opened();
+        d2.completed();
+        assert_eq!(
+            d2.deadline(),
+            None,
+            "one neighbour still incomplete and connected"
+        );
+        d2.left(true);
+        let grace_end = Instant::now() + DOWNSTREAM_GRACE;
+        assert_eq!(d2.served(), None);
+        assert_eq!(d2.deadline(), Some(grace_end));
+        tokio::time::sleep_until(grace_end).await;
+        assert_eq!(d2.served(), Some(Served::NeighbourComplete));
+        d.opened();
+        assert_eq!(d.deadline(), None);
+    }
 }

@@ -135,8 +135,7 @@ async fn wait_downstream(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool 
     let mut changed = swarm.changed.subscribe();
     let deadline = swarm.config.linger.map(|l| Instant::now() + l);
     loop {
-        let served = swarm.served();
-        match served {
+        match swarm.served() {
             Some(Served::NeighbourComplete) => {
                 info!("upload neighbour is complete; stopping");
                 return true;
@@ -150,6 +149,7 @@ async fn wait_downstream(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool 
             }
             None => {}
         }
+        let next_check = swarm.served_deadline();
         let linger = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -160,7 +160,7 @@ async fn wait_downstream(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool 
             biased;
             () = token.cancelled() => return false,
             _ = changed.changed() => {}
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = sleep_until(next_check) => {}
             () = linger => {
                 info!("linger time over; stopping");
                 return true;

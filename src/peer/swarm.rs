@@ -190,6 +190,12 @@ impl Swarm {
         self.downstream().served()
     }
 
+    /// When [`Swarm::served`] may change with nothing happening (see
+    /// [`Downstream::deadline`]).
+    pub(super) fn served_deadline(&self) -> Option<Instant> {
+        self.downstream().deadline()
+    }
+
     /// An upload neighbour connected (see [`Downstream::opened`]).
     pub(super) fn downstream_opened(&self) {
         self.downstream().opened();

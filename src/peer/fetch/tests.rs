@@ -1,12 +1,15 @@
 //! The fetch handler over an in-memory stream under tokio's paused clock: the test plays the
 //! source, message by message.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::super::SourceKind;
+use super::super::swarm::Swarm;
 use super::super::testing::{DATA, chunk, getter, handshake, next, requests, swarm};
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::protocol::Message;
@@ -16,14 +19,16 @@ fn all() -> Ranges {
     Ranges::from_sorted(0..4)
 }
 
-/// A ring peer asks its neighbour for what it announces, refuses a bad chunk and asks for it
-/// again, announces each chunk it stores, and ends the session once the neighbour heard of
-/// the last one.
-#[tokio::test(start_paused = true)]
-async fn a_neighbour_session_fetches_what_is_announced_and_refuses_a_bad_chunk() {
+/// A ring peer asks its neighbour with its neighbour at 10.0.0.2:7000, of which it has heard nothing
+/// yet: the swarm, the running session, and the neighbour's end, which the test plays.
+async fn neighbour_session() -> (
+    Arc<Swarm>,
+    JoinHandle<crate::Result<()>>,
+    crate::connection::Connection,
+) {
     let swarm = swarm(false).await;
     swarm.set_link_error(SourceKind::Neighbour, None);
-    let (hs, mut neighbour) = handshake("10.0.0.2:7000");
+    let (hs, neighbour) = handshake("10.0.0.2:7000");
     let s = swarm.clone();
     let session = tokio::spawn(async move {
         let told = ChunkSet::new(4);
@@ -36,6 +41,15 @@ async fn a_neighbour_session_fetches_what_is_announced_and_refuses_a_bad_chunk()
         )
         .await
     });
+    (swarm, session, neighbour)
+}
+
+/// A ring peer asks its neighbour for what it announces, refuses a bad chunk and asks for it
+/// again, announces each chunk it stores, and ends the session once the neighbour heard of
+/// the last one.
+#[tokio::test(start_paused = true)]
+async fn a_neighbour_session_fetches_what_is_announced_and_refuses_a_bad_chunk() {
+    let (swarm, session, mut neighbour) = neighbour_session().await;
     neighbour
         .send(Message::Have { chunks: all() })
         .await
@@ -64,21 +78,7 @@ async fn a_neighbour_session_fetches_what_is_announced_and_refuses_a_bad_chunk()
 /// The third bad chunk from one source ends its session with an error that says so.
 #[tokio::test(start_paused = true)]
 async fn three_bad_chunks_end_the_session() {
-    let swarm = swarm(false).await;
-    swarm.set_link_error(SourceKind::Neighbour, None);
-    let (hs, mut neighbour) = handshake("10.0.0.2:7000");
-    let s = swarm.clone();
-    let session = tokio::spawn(async move {
-        let told = ChunkSet::new(4);
-        super::ring(
-            &s,
-            SourceKind::Neighbour,
-            hs,
-            told,
-            &CancellationToken::new(),
-        )
-        .await
-    });
+    let (swarm, session, mut neighbour) = neighbour_session().await;
     neighbour
         .send(Message::Have { chunks: all() })
         .await
@@ -99,21 +99,7 @@ async fn three_bad_chunks_end_the_session() {
 /// passes, in virtual time, and an unrequested chunk is a protocol error.
 #[tokio::test(start_paused = true)]
 async fn a_silent_neighbour_is_left_at_the_deadline() {
-    let swarm = swarm(false).await;
-    swarm.set_link_error(SourceKind::Neighbour, None);
-    let (hs, mut neighbour) = handshake("10.0.0.2:7000");
-    let s = swarm.clone();
-    let session = tokio::spawn(async move {
-        let told = ChunkSet::new(4);
-        super::ring(
-            &s,
-            SourceKind::Neighbour,
-            hs,
-            told,
-            &CancellationToken::new(),
-        )
-        .await
-    });
+    let (_, session, mut neighbour) = neighbour_session().await;
     neighbour
         .send(Message::Have { chunks: all() })
         .await
@@ -127,21 +113,7 @@ async fn a_silent_neighbour_is_left_at_the_deadline() {
     );
     assert_eq!(asked.elapsed(), Duration::from_secs(10));
 
-    let swarm = self::swarm(false).await;
-    swarm.set_link_error(SourceKind::Neighbour, None);
-    let (hs, mut neighbour) = handshake("10.0.0.2:7000");
-    let s = swarm.clone();
-    let session = tokio::spawn(async move {
-        let told = ChunkSet::new(4);
-        super::ring(
-            &s,
-            SourceKind::Neighbour,
-            hs,
-            told,
-            &CancellationToken::new(),
-        )
-        .await
-    });
+    let (swarm, session, mut neighbour) = neighbour_session().await;
     neighbour.send(chunk(2, false)).await.unwrap();
     let err = session.await.unwrap().unwrap_err();
     assert_eq!(
