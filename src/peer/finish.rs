@@ -135,21 +135,20 @@ async fn wait_downstream(swarm: &Arc<Swarm>, token: &CancellationToken) -> bool 
     let mut changed = swarm.changed.subscribe();
     let deadline = swarm.config.linger.map(|l| Instant::now() + l);
     loop {
-        match swarm.served() {
-            Some(Served::NeighbourComplete) => {
+        let next_check = match swarm.served() {
+            Ok(Served::NeighbourComplete) => {
                 info!("upload neighbour is complete; stopping");
                 return true;
             }
-            Some(Served::NoNeighbour) => {
+            Ok(Served::NoNeighbour) => {
                 info!(
                     "no upload neighbour for {}s; stopping",
                     NO_DOWNSTREAM_WAIT.as_secs()
                 );
                 return true;
             }
-            None => {}
-        }
-        let next_check = swarm.served_deadline();
+            Err(at) => at,
+        };
         let linger = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,

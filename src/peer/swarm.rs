@@ -185,15 +185,11 @@ impl Swarm {
         self.downstream.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a complete peer served its upload neighbours enough to stop, and why.
-    pub(super) fn served(&self) -> Option<Served> {
-        self.downstream().served()
-    }
-
-    /// When [`Swarm::served`] may change with nothing happening (see
-    /// [`Downstream::deadline`]).
-    pub(super) fn served_deadline(&self) -> Option<Instant> {
-        self.downstream().deadline()
+    /// Whether a complete peer served its upload neighbours enough to stop, and why; if not,
+    /// when that may change with nothing happening (see [`Downstream::deadline`]).
+    pub(super) fn served(&self) -> Result<Served, Option<Instant>> {
+        let d = self.downstream();
+        d.served().ok_or_else(|| d.deadline())
     }
 
     /// An upload neighbour connected (see [`Downstream::opened`]).
