@@ -149,6 +149,6 @@ pub fn peer_line(status: Arc<Status>) -> impl FnMut() -> String + Send + 'static
         let s = status.snapshot();
         let byte_rate = bytes.update(s.fetched_bytes);
         let chunk_rate = chunks.update(u64::from(s.held));
-        s.line(byte_rate, chunk_rate)
+        ringswarm::progress::status_line(&s, byte_rate, chunk_rate)
     }
 }

@@ -24,6 +24,7 @@
 //! - `watch` — a value and its changes, waking waiters in a fixed order (deterministic).
 //! - `task` — named, spanned spawns and the shutdown signal.
 //! - [`cli`] — what the binaries share: logging, binding, signals, sizes.
+//! - [`progress`] — a peer's progress line, in words for people.
 
 mod accept;
 pub mod auth;
@@ -44,6 +45,7 @@ pub mod metrics;
 pub mod net;
 pub mod owner;
 pub mod peer;
+pub mod progress;
 pub mod protocol;
 pub mod query;
 pub mod rate;
