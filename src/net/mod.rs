@@ -274,31 +274,54 @@ impl FromStr for Endpoint {
     }
 }
 
-/// Capped exponential backoff between connection attempts.
-#[derive(Debug)]
+/// The one backoff rule of every reconnecting part: the wait before the next attempt starts
+/// short, doubles after each attempt that made no progress, is capped, and starts again only
+/// after real progress (which the caller judges: a chunk stored, a session that lasted). A
+/// session that fails at once (a bad message, a full disk, a file that changed) is so retried
+/// ever more slowly, not in a storm.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backoff {
+    start: Duration,
+    max: Duration,
     next: Duration,
 }
 
 impl Default for Backoff {
+    /// A connection's: from [`BACKOFF_START`], doubling to [`BACKOFF_MAX`].
     fn default() -> Self {
-        Self {
-            next: BACKOFF_START,
-        }
+        Self::new(BACKOFF_START, BACKOFF_MAX)
     }
 }
 
 impl Backoff {
-    /// The wait before the next attempt; doubles up to [`BACKOFF_MAX`].
+    /// Waits from `start`, doubling up to `max`.
+    pub const fn new(start: Duration, max: Duration) -> Self {
+        Self {
+            start,
+            max,
+            next: start,
+        }
+    }
+
+    /// The wait before the next attempt; the one after it is twice as long, up to the cap.
     pub fn next_delay(&mut self) -> Duration {
         let d = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
+        self.next = self.next.saturating_mul(2).min(self.max);
         d
     }
 
-    /// Starts again from [`BACKOFF_START`] (after a connection worked).
+    /// Starts again from the shortest wait (after real progress).
     pub fn reset(&mut self) {
-        self.next = BACKOFF_START;
+        self.next = self.start;
+    }
+
+    /// Books how an attempt went: progress starts the waits again from the shortest.
+    /// Returns `progressed`.
+    pub fn after(&mut self, progressed: bool) -> bool {
+        if progressed {
+            self.reset();
+        }
+        progressed
     }
 }
 

@@ -8,11 +8,11 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::config::{Config, Mode};
-use super::retry::Retry;
 use crate::auth::{self, Secret};
 use crate::chunkset::Ranges;
 use crate::connection::{Connection, KEEPALIVE_INTERVAL};
 use crate::manifest::{Manifest, check_offered_name, display_name};
+use crate::net::Backoff;
 use crate::net::Endpoint;
 use crate::protocol::{
     MAX_MANIFEST_LEN, MAX_RANGES_PER_MESSAGE, Message, PROTOCOL_VERSION, ProtocolError, Role,
@@ -169,7 +169,7 @@ fn check_manifest(config: &Config, m: &Manifest) -> Result<()> {
 pub(super) async fn bootstrap(config: &Config, mode: &Mode, port: u16, node: &str) -> Result<Boot> {
     let saved = saved_manifest(config);
     let started = Instant::now();
-    let mut backoff = Retry::default();
+    let mut backoff = Backoff::default();
     let mut last_log = None::<Instant>;
     let role = match mode {
         Mode::Getter(_) => Role::Getter,

@@ -11,16 +11,16 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::warn;
 
-use super::retry::Retry;
 use super::swarm::Swarm;
 use crate::Result;
 use crate::chunkset::{ChunkSet, set_bits};
 use crate::directory::Locations;
 use crate::events::EventKind;
 use crate::manifest::ChunkId;
+use crate::net::Backoff;
 
 /// How long a failed source is avoided at first (doubling on each failure without progress;
-/// see [`Retry`]).
+/// see [`Backoff`]).
 pub const SOURCE_RETRY: Duration = Duration::from_secs(5);
 /// The longest a failed source is avoided.
 pub const SOURCE_RETRY_MAX: Duration = Duration::from_secs(60);
@@ -31,7 +31,7 @@ pub const SOURCE_RETRY_MAX: Duration = Duration::from_secs(60);
 struct SourceEntry {
     chunks: ChunkSet,
     active: bool,
-    retry: Retry,
+    retry: Backoff,
     retry_at: Option<Instant>,
 }
 
@@ -103,7 +103,7 @@ impl Getter {
                 .or_insert(SourceEntry {
                     chunks: set,
                     active: false,
-                    retry: Retry::new(SOURCE_RETRY, SOURCE_RETRY_MAX),
+                    retry: Backoff::new(SOURCE_RETRY, SOURCE_RETRY_MAX),
                     retry_at: None,
                 });
         }
@@ -256,7 +256,7 @@ pub(super) fn next_retry(getter: &Getter) -> Option<Instant> {
         .min()
 }
 
-/// Books the end of a source connection, which `lasted` (see [`Retry`]): a failure is
+/// Books the end of a source connection, which `lasted` (see [`Backoff`]): a failure is
 /// reported and the source avoided.
 pub(super) fn source_ended(getter: &Getter, addr: &str, res: Result<()>, lasted: bool) {
     let incomplete = !getter.swarm.is_complete();

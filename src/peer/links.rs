@@ -17,11 +17,12 @@ use super::bootstrap::{Handshake, RETRY_LOG_EVERY, handshake};
 use super::config::SourceKind;
 use super::fetch::{self, OwnerDuties};
 use super::getter::Getter;
-use super::retry::{Attempt, Retry};
+use super::retry::Attempt;
 use super::swarm::Swarm;
 use crate::chunkset::ChunkSet;
 use crate::events::EventKind;
 use crate::manifest::display_name;
+use crate::net::Backoff;
 use crate::net::Endpoint;
 use crate::protocol::Role;
 use crate::{Error, Result};
@@ -168,7 +169,7 @@ pub(super) struct SourceLink {
     kind: SourceKind,
     endpoint: Endpoint,
     handler: LinkHandler,
-    retry: Retry,
+    retry: Backoff,
     /// When "waiting for" was last logged, while not connected.
     last_log: Option<Instant>,
     /// The last session ended with this peer complete: the source was told so.
@@ -197,7 +198,7 @@ impl SourceLink {
             kind,
             endpoint,
             handler,
-            retry: Retry::default(),
+            retry: Backoff::default(),
             last_log: None,
             told_complete: false,
         }
@@ -205,7 +206,7 @@ impl SourceLink {
 
     /// Keeps the link until this peer is done with the source or `token` is cancelled: on
     /// `first` if given (the bootstrap connection), then on new connections, reconnecting
-    /// after [`Retry`]'s wait unless the last session made progress.
+    /// after [`Backoff`]'s wait unless the last session made progress.
     pub(super) async fn run(mut self, mut first: Option<Handshake>, token: CancellationToken) {
         while !token.is_cancelled() && !self.finished() {
             let connected = match first.take() {

@@ -1,8 +1,5 @@
-//! The one backoff rule every reconnecting part of a peer follows ([`Retry`]): the wait
-//! before the next attempt starts short, doubles after each attempt that made no progress,
-//! is capped, and starts again only after real progress ([`Attempt`]): a chunk stored, or a
-//! session that lasted [`STABLE_SESSION`]. A session that fails at once (a bad message, a
-//! full disk, an owner whose file changed) is then retried ever more slowly, not in a storm.
+//! What counts as progress for the one backoff rule ([`Backoff`]) a peer's reconnecting parts
+//! follow: an [`Attempt`] made progress if it stored a chunk or lasted [`STABLE_SESSION`].
 //!
 //! The links ([`super::links`]) wait 50 ms doubling to 2 s; the source pool
 //! ([`super::sources`]) avoids a failed source 5 s doubling to 60 s.
@@ -11,54 +8,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::net::{BACKOFF_MAX, BACKOFF_START};
+#[cfg(doc)]
+use crate::net::Backoff;
 
 /// A session at least this long counts as progress for the reconnect backoff.
 pub const STABLE_SESSION: Duration = Duration::from_secs(10);
 
-/// The wait before the next attempt at one source: capped exponential, reset by progress.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Retry {
-    start: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Default for Retry {
-    /// A link's: from [`BACKOFF_START`], doubling to [`BACKOFF_MAX`].
-    fn default() -> Self {
-        Self::new(BACKOFF_START, BACKOFF_MAX)
-    }
-}
-
-impl Retry {
-    /// Waits from `start`, doubling up to `max`.
-    pub(super) const fn new(start: Duration, max: Duration) -> Self {
-        Self {
-            start,
-            max,
-            next: start,
-        }
-    }
-
-    /// The wait before the next attempt; the one after it is twice as long, up to the cap.
-    pub(super) fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = self.next.saturating_mul(2).min(self.max);
-        d
-    }
-
-    /// Books how an attempt went: progress starts the waits again from the shortest.
-    /// Returns `progressed`.
-    pub(super) fn after(&mut self, progressed: bool) -> bool {
-        if progressed {
-            self.next = self.start;
-        }
-        progressed
-    }
-}
-
-/// One attempt at a source, measured for [`Retry::after`]: did it store a chunk, or last?
+/// One attempt at a source, measured for [`Backoff::after`]: did it store a chunk, or last?
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Attempt {
     fetched: u32,
@@ -89,25 +45,26 @@ impl Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::{BACKOFF_MAX, BACKOFF_START, Backoff};
 
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
     fn waits_double_up_to_the_cap() {
-        let mut r = Retry::default();
+        let mut r = Backoff::default();
         let waits: Vec<_> = (0..8).map(|_| r.next_delay()).collect();
         assert_eq!(waits[0], BACKOFF_START);
         assert_eq!(waits[1], 2 * BACKOFF_START);
         assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
         assert_eq!(*waits.last().unwrap(), BACKOFF_MAX);
-        let mut s = Retry::new(5000 * MS, 60_000 * MS);
+        let mut s = Backoff::new(5000 * MS, 60_000 * MS);
         let secs: Vec<_> = (0..6).map(|_| s.next_delay().as_secs()).collect();
         assert_eq!(secs, [5, 10, 20, 40, 60, 60]);
     }
 
     #[test]
     fn only_progress_starts_the_waits_again() {
-        let mut r = Retry::new(5 * MS, 40 * MS);
+        let mut r = Backoff::new(5 * MS, 40 * MS);
         r.next_delay();
         r.next_delay();
         assert!(!r.after(false));
@@ -137,7 +94,7 @@ mod tests {
     /// A link that fails at once keeps slowing down; one that lasted reconnects fast again.
     #[tokio::test(start_paused = true)]
     async fn a_failing_link_slows_down_and_a_stable_one_starts_over() {
-        let mut r = Retry::default();
+        let mut r = Backoff::default();
         let mut waits = Vec::new();
         for _ in 0..4 {
             let a = Attempt::start(0);

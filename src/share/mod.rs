@@ -190,9 +190,7 @@ async fn publish_loop(publisher: &Publisher, port: u16, token: &CancellationToke
             Err(e @ (Error::Refused(_) | Error::Manifest(_))) => return Err(e),
             Err(e) => warn!("directory {}: {e}; publishing again", publisher.directory),
         }
-        if since.elapsed() >= STABLE {
-            backoff.reset();
-        }
+        backoff.after(since.elapsed() >= STABLE);
         tokio::select! {
             biased;
             () = token.cancelled() => return Ok(()),
