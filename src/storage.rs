@@ -4,7 +4,7 @@
 //! Two stores: [`ChunkStore`] on disk (a part file or chunk files, see [`crate::store`]), and
 //! [`MemStore`] in memory, for tests and simulations; the owner's shared file
 //! ([`crate::owner::SharedFile`]) is a third, read-only, chunk source. One rule for the
-//! runtime thread: a store whose [`Storage::is_in_memory`] is false may block on the disk, so
+//! runtime thread: a store whose [`ChunkSource::is_in_memory`] is false may block on the disk, so
 //! its long calls (open, summary, assembly) go through `spawn_blocking`; an in-memory store is
 //! always called in place (which also keeps a simulation deterministic: nothing runs on
 //! another thread).

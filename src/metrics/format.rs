@@ -68,7 +68,7 @@ impl Format {
         }
     }
 
-    /// `openmetrics` (as [`Metrics::render`] and a peer's status write it) in this format.
+    /// `openmetrics` (as [`Metrics::render`](super::Metrics::render) and a peer's status write it) in this format.
     ///
     /// The classic form differs from what `prometheus-client` writes only in names and
     /// markers: a counter family's `# HELP` and `# TYPE` name its samples (`foo_total`, not

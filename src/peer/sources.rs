@@ -12,7 +12,7 @@
 //!   down [`NEIGHBOUR_DOWN_LIMIT`] (a sleep to that instant) and ends when the ring link says
 //!   it is back.
 //!
-//! One connection is [`session`]; the getter's owner link is in [`super::links`].
+//! One connection is [`fetch::getter`](super::fetch::getter); the getter's owner link is in [`super::links`].
 
 use std::sync::Arc;
 use std::time::Duration;

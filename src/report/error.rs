@@ -20,7 +20,7 @@ pub enum ReportError {
         #[source]
         source: serde_json::Error,
     },
-    /// `summary.json` is not a [`Summary`].
+    /// `summary.json` is not a [`Summary`](super::summary::Summary).
     #[error("{path:?}: not a run summary: {source}")]
     BadSummary {
         path: PathBuf,
