@@ -44,17 +44,22 @@ async fn neighbour_session() -> (
     (swarm, session, neighbour)
 }
 
+/// The neighbour announces every chunk, and is asked for all four.
+async fn announce_all(neighbour: &mut crate::connection::Connection) {
+    neighbour
+        .send(Message::Have { chunks: all() })
+        .await
+        .unwrap();
+    assert_eq!(requests(neighbour, 4).await, [0, 1, 2, 3]);
+}
+
 /// A ring peer asks its neighbour for what it announces, refuses a bad chunk and asks for it
 /// again, announces each chunk it stores, and ends the session once the neighbour heard of
 /// the last one.
 #[tokio::test(start_paused = true)]
 async fn a_neighbour_session_fetches_what_is_announced_and_refuses_a_bad_chunk() {
     let (swarm, session, mut neighbour) = neighbour_session().await;
-    neighbour
-        .send(Message::Have { chunks: all() })
-        .await
-        .unwrap();
-    assert_eq!(requests(&mut neighbour, 4).await, [0, 1, 2, 3]);
+    announce_all(&mut neighbour).await;
     neighbour.send(chunk(0, true)).await.unwrap();
     assert_eq!(requests(&mut neighbour, 1).await, [0], "asked again");
     assert_eq!(swarm.status.snapshot().refused, 1);
@@ -79,11 +84,7 @@ async fn a_neighbour_session_fetches_what_is_announced_and_refuses_a_bad_chunk()
 #[tokio::test(start_paused = true)]
 async fn three_bad_chunks_end_the_session() {
     let (swarm, session, mut neighbour) = neighbour_session().await;
-    neighbour
-        .send(Message::Have { chunks: all() })
-        .await
-        .unwrap();
-    assert_eq!(requests(&mut neighbour, 4).await, [0, 1, 2, 3]);
+    announce_all(&mut neighbour).await;
     for c in 0..3 {
         neighbour.send(chunk(c, true)).await.unwrap();
     }
@@ -100,11 +101,7 @@ async fn three_bad_chunks_end_the_session() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_neighbour_is_left_at_the_deadline() {
     let (_, session, mut neighbour) = neighbour_session().await;
-    neighbour
-        .send(Message::Have { chunks: all() })
-        .await
-        .unwrap();
-    assert_eq!(requests(&mut neighbour, 4).await, [0, 1, 2, 3]);
+    announce_all(&mut neighbour).await;
     let asked = Instant::now();
     let err = session.await.unwrap().unwrap_err();
     assert_eq!(
