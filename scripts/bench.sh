@@ -809,7 +809,7 @@ runs_of() {
 
 echo
 echo "file: $(human_size "$size") ($size bytes), $peers receivers, $rounds rounds; medians of clean runs"
-printf '%-12s %9s %9s %9s %7s %6s %6s %s\n' CONTENDER MEDIAN MIN MAX RUNS CPU_S SYS_S "PEAK RSS MiB (median per process over runs)"
+printf '%-12s %9s %9s %9s %7s %6s %6s %9s %s\n' CONTENDER MEDIAN MIN MAX RUNS CPU_S SYS_S CPU_S/GiB "PEAK RSS MiB (median per process over runs)"
 declare -A med
 for c in "${contenders[@]}"; do
     rows=$(runs_of "$c")
@@ -820,6 +820,13 @@ for c in "${contenders[@]}"; do
     noisy=$(awk -v c="$c" '$1 == c && $5 == 1' "$results" | wc -l)
     cpu=$(awk '{print $7}' <<<"$rows" | median)
     sys=$(awk '{print $10}' <<<"$rows" | median)
+    # CPU seconds per GiB that reached a receiver: the run's CPU over receivers × file size.
+    case $c in
+    get) receivers=$getters ;;
+    cat) receivers=1 ;;
+    *) receivers=$peers ;;
+    esac
+    per_gib=$(awk -v c="$cpu" -v n="$receivers" -v b="$size" 'BEGIN {printf "%.2f", c / (n * b / 1073741824)}')
     # Median over runs of each process's peak RSS, in MiB.
     rss=$(awk '{n = split($8, a, ","); for (i = 1; i <= n; i++) print i, a[i]}' <<<"$rows" |
         sort -k1,1n -k2,2g | awk '
@@ -837,7 +844,7 @@ for c in "${contenders[@]}"; do
     esac
     runs=$cnt
     if ((noisy)); then runs+="+${noisy}n"; fi
-    printf '%-12s %8ss %8ss %8ss %7s %6s %6s %s\n' "$c" "${med[$c]}" "$mn" "$mx" "$runs" "$cpu" "$sys" "$rss"
+    printf '%-12s %8ss %8ss %8ss %7s %6s %6s %9s %s\n' "$c" "${med[$c]}" "$mn" "$mx" "$runs" "$cpu" "$sys" "$per_gib" "$rss"
 done
 if [[ -n ${med[nginx]:-} ]]; then
     echo
@@ -851,4 +858,4 @@ if [[ -n ${med[get]:-} && -n ${med[ring]:-} ]]; then
         'BEGIN {printf "ratio get (%d getters) / ring (%d peers): %.2f\n", g, p, a / b}'
 fi
 echo "(+Nn: N noisy runs left out and repeated; CPU_S, SYS_S: CPU seconds (all, in the kernel) of"
-echo " the contender's processes, medians)"
+echo " the contender's processes, medians; CPU_S/GiB: CPU_S per GiB delivered, receivers x file size)"
