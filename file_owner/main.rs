@@ -61,11 +61,15 @@ struct Args {
     /// Better passed in the environment than on the command line
     #[arg(long, env = ringswarm::auth::SECRET_ENV, hide_env_values = true, value_name = "SECRET")]
     secret: Option<String>,
+    /// Worker threads: auto (one on machines of up to 3 cores, else one per core up to 4), or
+    /// a number; with more, the peers' connections are served on all of them
+    #[arg(long, value_name = "N", default_value = "auto", value_parser = cli::parse_threads)]
+    threads: cli::Threads,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::run_main(cli::Threads::One, run(args))
+    cli::run_main(args.threads, run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {

@@ -169,6 +169,10 @@ enum Command {
 /// Options of both a ring peer and a getter.
 #[derive(Debug, Args)]
 struct Common {
+    /// Worker threads: auto (one on machines of up to 3 cores, else one per core up to 4), or
+    /// a number; with more than one, received chunks are hashed and written on all of them
+    #[arg(long, value_name = "N", default_value = "auto", value_parser = cli::parse_threads)]
+    threads: cli::Threads,
     /// Store each chunk as its own file under DIR/chunks/ instead of one part file
     #[arg(long)]
     chunk_files: bool,
@@ -436,7 +440,7 @@ fn main() -> ExitCode {
     if job.common.serving.quiet {
         cli::set_quiet();
     }
-    cli::run_main(cli::Threads::One, run(job))
+    cli::run_main(job.common.threads, run(job))
 }
 
 /// `peer share`: hashes the files, serves them, publishes them, and prints their tickets.

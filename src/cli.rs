@@ -174,10 +174,53 @@ pub enum Threads {
     /// node. Its per-chunk work is short and done in place, so one thread avoids the wake-ups
     /// and hand-offs between worker threads (the 256 MiB ring used a third less CPU).
     One,
+    /// This many worker threads (1: as [`Threads::One`]). A node's chunks are then hashed and
+    /// written on every worker (see `peer::fetch`'s `storing`): see [`Threads::auto`].
+    Workers(usize),
     /// A worker thread per core: for a process that runs many nodes (the demo).
     PerCore,
     /// One thread on a paused clock: a simulation in virtual time (see [`crate::sim`]).
     Simulated,
+}
+
+/// Most worker threads `--threads auto` gives a node.
+pub const MAX_AUTO_THREADS: usize = 4;
+
+impl Threads {
+    /// `--threads auto` on a machine of `cores` cores: one thread up to 3 cores (the small
+    /// machine often runs several nodes, and one thread wastes no CPU on hand-offs: measured
+    /// in BENCHMARKS.md), else one worker per core up to [`MAX_AUTO_THREADS`].
+    pub fn auto(cores: usize) -> Self {
+        if cores <= 3 {
+            Threads::One
+        } else {
+            Threads::Workers(cores.min(MAX_AUTO_THREADS))
+        }
+    }
+
+    /// `--threads auto` on this machine.
+    pub fn auto_here() -> Self {
+        Self::auto(std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+    }
+}
+
+/// Parses `--threads`: `auto`, or a worker count from 1 to 256.
+///
+/// # Errors
+///
+/// A message saying what is accepted.
+pub fn parse_threads(s: &str) -> Result<Threads, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok(Threads::auto_here());
+    }
+    match t.parse::<usize>() {
+        Ok(1) => Ok(Threads::One),
+        Ok(n @ 2..=256) => Ok(Threads::Workers(n)),
+        _ => Err(format!(
+            "invalid thread count {s:?}: use auto or a number from 1 to 256"
+        )),
+    }
 }
 
 /// The body of a binary's `main`: logging, a runtime, `run`, and the exit code (0 when `run`
@@ -188,9 +231,8 @@ where
 {
     init_tracing();
     let rt = match threads {
-        Threads::One => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
+        Threads::One => crate::task::runtime(1),
+        Threads::Workers(n) => crate::task::runtime(n),
         Threads::PerCore => tokio::runtime::Runtime::new(),
         Threads::Simulated => crate::sim::runtime(),
     };

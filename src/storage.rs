@@ -142,6 +142,21 @@ pub fn verify(manifest: &Manifest, id: ChunkId, data: &[u8]) -> Result<(), Store
     Ok(())
 }
 
+/// Verifies `data` as chunk `id` of `manifest` and writes it to `store`: the work of a
+/// chunk's arrival that needs no lock, so it may run on any thread.
+///
+/// # Errors
+///
+/// A hash or length mismatch, or a store error.
+pub fn check_and_store(
+    manifest: &Manifest,
+    store: &dyn Storage,
+    id: ChunkId,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    verify(manifest, id, data).and_then(|()| store.write_chunk(id, data))
+}
+
 /// How an in-memory peer keeps its chunks.
 #[derive(Clone, Debug)]
 pub enum InMemory {

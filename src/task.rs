@@ -60,6 +60,25 @@ where
     .instrument(span)
 }
 
+/// A runtime with `workers` worker threads; with 1, a current-thread runtime (every task on
+/// the thread that runs it, plus tokio's blocking pool).
+///
+/// # Errors
+///
+/// The runtime cannot be built.
+pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+}
+
 /// Spawns `fut` on the current runtime as the task `name`.
 pub fn spawn_named<F>(name: &'static str, fut: F) -> JoinHandle<F::Output>
 where

@@ -19,6 +19,19 @@ fn five_peer_ring_reassembles_byte_identical() {
     }
 }
 
+/// With several worker threads (the default on machines of 4 cores or more), every peer
+/// hashes and stores its chunks on all of them, and every copy is byte-identical (`run_ring`
+/// compares them with the original).
+#[test]
+fn five_peer_ring_on_several_worker_threads() {
+    let ring = Ring {
+        owner_args: args!["--threads", "3"],
+        peer_args: args!["--threads", "3"],
+        ..Ring::new(5)
+    };
+    run_ring(3 << 20, &ring);
+}
+
 #[test]
 fn five_peer_ring_with_chunk_files() {
     let ring = Ring {
@@ -225,6 +238,8 @@ fn bad_arguments_exit_2_with_usage() {
         (PEER, args!["5000", "notaport", "5002"]),
         (PEER, args!["host:", "5001", "5002"]),
         (PEER, args!["5000", "5001", "5002", "--in-flight", "0"]),
+        (PEER, args!["5000", "5001", "5002", "--threads", "0"]),
+        (OWNER, args!["5000", ".", "--threads", "many"]),
         (OWNER, args![]),
         (OWNER, args!["5000", ".", "--chunk-size", "0"]),
         (OWNER, args!["5000", ".", "--peers", "0"]),

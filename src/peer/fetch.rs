@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use tracing::warn;
 
+use self::in_flight::InFlight;
 use self::rarest::{Heard, Rarest};
+use self::storing::Storing;
 use super::bootstrap::Handshake;
 use super::clock::AnswerClock;
 use super::config::{MAX_BAD_CHUNKS, STALL_AFTER, SourceKind};
@@ -38,8 +40,10 @@ use owner_duties::Duties;
 pub(super) use owner_duties::{LOCATE_EVERY, OwnerDuties};
 
 mod announcer;
+mod in_flight;
 mod owner_duties;
 mod rarest;
+mod storing;
 
 /// Runs a ring peer's session with its source of `kind` on `hs`, `told` being what its
 /// hello said this peer holds, until the connection ends or `token` is cancelled.
@@ -105,53 +109,6 @@ enum Pick<'a> {
     Rarest(Rarest<'a>),
 }
 
-/// The chunks this connection requested and has not received; released when it ends.
-struct InFlight<'a> {
-    swarm: &'a Swarm,
-    /// Whose request counts they are in: a getter's, or (`None`) the ring's picker.
-    getter: Option<&'a Getter>,
-    ids: BTreeSet<ChunkId>,
-}
-
-impl InFlight<'_> {
-    /// `id` arrived: true if it was requested here. (The picker learns of it when it is
-    /// stored.)
-    fn answered(&mut self, id: ChunkId) -> bool {
-        let was = self.ids.remove(&id);
-        if was && let Some(g) = self.getter {
-            g.release(id);
-        }
-        was
-    }
-
-    /// `id` is asked of this source no more: true if it was.
-    fn cancel(&mut self, id: ChunkId) -> bool {
-        if !self.ids.remove(&id) {
-            return false;
-        }
-        match self.getter {
-            Some(g) => g.release(id),
-            None => self.swarm.release([id]),
-        }
-        true
-    }
-
-    /// Nothing is asked of this source any more.
-    fn release_all(&mut self) {
-        let ids = std::mem::take(&mut self.ids);
-        match self.getter {
-            Some(g) => ids.into_iter().for_each(|id| g.release(id)),
-            None => self.swarm.release(ids),
-        }
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.release_all();
-    }
-}
-
 /// The reader's side of a session: the source's messages, and the requests to make of it.
 struct Fetch<'a> {
     swarm: &'a Swarm,
@@ -165,6 +122,8 @@ struct Fetch<'a> {
     cancelled: BTreeSet<ChunkId>,
     clock: AnswerClock,
     changed: watch::Receiver<()>,
+    /// Chunks being checked and stored on other workers.
+    storing: Storing<'a>,
 }
 
 impl Reading for Fetch<'_> {
@@ -198,11 +157,18 @@ impl Reading for Fetch<'_> {
 
     async fn interrupt(&mut self) -> Result<()> {
         let stall = matches!(self.pick, Pick::Ring(kind) if kind.serves_as_owner());
-        tokio::select! {
+        let busy = !self.storing.is_empty();
+        let stored = tokio::select! {
             biased;
-            () = self.clock.expired() => Err(self.held_hostage()),
-            () = tokio::time::sleep(STALL_AFTER), if stall => Ok(()),
-            _ = self.changed.changed() => Ok(()),
+            () = self.clock.expired() => None,
+            done = self.storing.next(), if busy => Some(done),
+            () = tokio::time::sleep(STALL_AFTER), if stall => Some(None),
+            _ = self.changed.changed() => Some(None),
+        };
+        match stored {
+            None => Err(self.held_hostage()),
+            Some(Some((id, len, res))) => self.took(id, len, res.map(|()| true)),
+            Some(None) => Ok(()),
         }
     }
 
@@ -257,6 +223,7 @@ impl<'a> Fetch<'a> {
             cancelled: BTreeSet::new(),
             clock: AnswerClock::new(swarm.manifest.chunk_size),
             changed: swarm.changed.subscribe(),
+            storing: Storing::new(swarm),
         }
     }
 
@@ -384,14 +351,33 @@ impl<'a> Fetch<'a> {
     ///
     /// [`Error::BadChunks`] at the [`MAX_BAD_CHUNKS`]th bad chunk, or a store error.
     async fn take_chunk(&mut self, id: ChunkId, data: Bytes) -> Result<()> {
-        let (swarm, label) = (self.swarm, self.label);
-        let (chunk, bytes) = (id.get(), data.len() as u64);
-        match swarm.accept_chunk(id, data).await {
+        if self.storing.in_place() {
+            let len = data.len() as u64;
+            let res = self.swarm.accept_chunk(id, data).await;
+            return self.took(id, len, res);
+        }
+        if !self.swarm.claim(id) {
+            return Ok(()); // Held, or being stored from another connection.
+        }
+        while self.storing.full() {
+            if let Some((id, len, res)) = self.storing.next().await {
+                self.took(id, len, res.map(|()| true))?;
+            }
+        }
+        self.storing.start(id, data);
+        Ok(())
+    }
+
+    /// Reports chunk `id` (`len` bytes) received once `res` says it was stored; a bad chunk
+    /// is counted against this connection.
+    fn took(&mut self, id: ChunkId, len: u64, res: Result<bool>) -> Result<()> {
+        let (swarm, label, chunk) = (self.swarm, self.label, id.get());
+        match res {
             Ok(true) => {
-                swarm.status.stored(bytes);
+                swarm.status.stored(len);
                 swarm
                     .events
-                    .chunk(EventKind::ChunkReceived, chunk, label, Some(bytes));
+                    .chunk(EventKind::ChunkReceived, chunk, label, Some(len));
             }
             Ok(false) => {}
             Err(Error::Store(e)) if is_bad_chunk(&e) => {

@@ -123,7 +123,7 @@ impl Getter {
         mine: &BTreeSet<ChunkId>,
         rng: &mut impl Rng,
     ) -> Option<ChunkId> {
-        let have = self.swarm.have_snapshot();
+        let have = self.swarm.have_or_storing();
         let mut sh = self.shared();
         if !sh.located {
             return None;

@@ -35,6 +35,8 @@ pub use config::{
 mod downstream;
 mod fetch;
 mod finish;
+#[doc(hidden)]
+pub mod forward;
 pub use finish::Outcome;
 mod getter;
 mod links;

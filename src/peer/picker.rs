@@ -90,6 +90,13 @@ impl Picker {
         &self.have
     }
 
+    /// The chunks held, and those being checked and stored now.
+    pub(super) fn have_or_storing(&self) -> ChunkSet {
+        let mut set = self.have.clone();
+        set.union_with(&self.storing);
+        set
+    }
+
     pub(super) fn fetched(&self) -> u32 {
         self.fetched
     }
@@ -123,13 +130,15 @@ impl Picker {
         rng: &mut impl rand::Rng,
     ) -> Option<u32> {
         let (have, pending, all) = (self.have.words(), self.pending.words(), self.all.words());
+        let storing = self.storing.words();
         let avoid = if owner_connected {
             self.suspect.words()
         } else {
             &[][..]
         };
-        let lacking =
-            |w: usize| all[w] & !have[w] & !pending[w] & !avoid.get(w).copied().unwrap_or(0);
+        let lacking = |w: usize| {
+            all[w] & !have[w] & !pending[w] & !storing[w] & !avoid.get(w).copied().unwrap_or(0)
+        };
         ring.pick(self.all.words().len(), lacking, rng)
     }
 
@@ -140,12 +149,13 @@ impl Picker {
     ) -> Option<(u32, bool)> {
         let words = self.all.words().len();
         let (have, pending, all) = (self.have.words(), self.pending.words(), self.all.words());
+        let storing = self.storing.words();
         // What the neighbour can serve is not asked of the owner (suspect chunks aside): its
         // upload is the swarm's scarcest.
         let nh = neighbour_has.map(ChunkSet::words);
         let suspect = self.suspect.words();
         let at_neighbour = |w: usize| nh.and_then(|n| n.get(w)).copied().unwrap_or(0) & !suspect[w];
-        let missing = |w: usize| all[w] & !have[w] & !pending[w] & !at_neighbour(w);
+        let missing = |w: usize| all[w] & !have[w] & !pending[w] & !storing[w] & !at_neighbour(w);
         let stalled = self.last_progress.elapsed() >= STALL_AFTER;
         let idle = self.neighbour_idle(neighbour_has);
         let (assigned, orphans) = (self.assigned.words(), self.orphans.words());

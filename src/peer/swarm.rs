@@ -42,6 +42,8 @@ use crate::store::ChunkStore;
 use crate::watch;
 use crate::{Error, Result};
 
+mod chunks;
+
 /// What a peer's tasks share.
 #[derive(Debug)]
 pub(crate) struct Swarm {
@@ -361,36 +363,6 @@ impl Swarm {
         if self.lock().set_link_error(kind, e, count) {
             self.notify();
         }
-    }
-
-    /// Verifies `data` as chunk `id` and stores it; false when another connection stored it
-    /// first.
-    ///
-    /// # Errors
-    ///
-    /// A hash or length mismatch (the chunk is released and marked suspect), or a store error.
-    pub(super) async fn accept_chunk(&self, id: ChunkId, data: Bytes) -> Result<bool> {
-        if !self.lock().picker.claim(id) {
-            // Held already, or arriving on another connection right now: only one copy is
-            // stored and reported received (the one storing it releases its request).
-            return Ok(false);
-        }
-        // Done in place, not on the blocking pool: hashing 100 KiB and copying it into the
-        // page cache take tens of microseconds, less than handing the work to another thread
-        // and back (measured: a third of the ring's CPU went to those hand-offs).
-        let res = crate::storage::verify(self.store.manifest(), id, &data)
-            .and_then(|()| self.store.write_chunk(id, &data));
-        // An in-memory store reads for nothing: no cache beside it.
-        if res.is_ok() && !self.store.is_in_memory() {
-            // The upload neighbour asks for the newest first: most forwards come from here.
-            self.forwarding.remember(id, data);
-        }
-        self.lock().settle(id, &res, &self.config.dir);
-        if res.is_ok() {
-            self.summary_dirty.notify_one();
-        }
-        self.notify();
-        res.map(|()| true).map_err(Into::into)
     }
 
     /// Sends `have` for the chunks this peer gained since `told` on the connection `label`

@@ -113,7 +113,11 @@ impl Drop for DownstreamGuard<'_> {
 
 /// Serves one upload connection: its `hello` (see [`admit`]), `welcome`, then requests
 /// until it ends or `token` is cancelled.
-async fn handle(mut conn: Connection, swarm: &Swarm, token: &CancellationToken) -> Result<()> {
+pub(super) async fn handle(
+    mut conn: Connection,
+    swarm: &Swarm,
+    token: &CancellationToken,
+) -> Result<()> {
     let m = &swarm.manifest;
     let (label, role, theirs) = admit(&mut conn, swarm).await?;
     let getter = role == Role::Getter;

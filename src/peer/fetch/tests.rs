@@ -58,6 +58,23 @@ async fn announce_all(neighbour: &mut crate::connection::Connection) {
 /// the last one.
 #[tokio::test(start_paused = true)]
 async fn a_neighbour_session_fetches_what_is_announced_and_refuses_a_bad_chunk() {
+    fetches_what_is_announced_and_refuses_a_bad_chunk().await;
+}
+
+/// The same on two workers, where chunks are checked and stored on the other worker while
+/// the session reads on (`fetch/storing.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_two_workers_a_session_stores_on_the_other_and_refuses_a_bad_chunk() {
+    fetches_what_is_announced_and_refuses_a_bad_chunk().await;
+}
+
+/// On two workers too, the third bad chunk ends the session and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_two_workers_three_bad_chunks_end_the_session() {
+    three_bad_chunks().await;
+}
+
+async fn fetches_what_is_announced_and_refuses_a_bad_chunk() {
     let (swarm, session, mut neighbour) = neighbour_session().await;
     announce_all(&mut neighbour).await;
     neighbour.send(chunk(0, true)).await.unwrap();
@@ -83,6 +100,10 @@ async fn a_neighbour_session_fetches_what_is_announced_and_refuses_a_bad_chunk()
 /// The third bad chunk from one source ends its session with an error that says so.
 #[tokio::test(start_paused = true)]
 async fn three_bad_chunks_end_the_session() {
+    three_bad_chunks().await;
+}
+
+async fn three_bad_chunks() {
     let (swarm, session, mut neighbour) = neighbour_session().await;
     announce_all(&mut neighbour).await;
     for c in 0..3 {
