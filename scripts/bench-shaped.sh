@@ -52,6 +52,8 @@
 #                      (default ./bench-shaped-results)
 #   --timeout SECS     limit for one run (default 300)
 #   --durable          ringswarm peers sync as by default (no --no-sync)
+#   --peer-opts "OPTS" extra options for every ringswarm peer and getter, e.g. "--in-flight 2"
+#   --owner-opts "OPTS"  extra options for file-owner, e.g. "--chunk-size 256KiB"
 #   --ns-prefix NAME   prefix of the namespaces made here (default rsb<PID>)
 #   --keep             keep the work folder: each run's logs and event files (runs/C-rR/);
 #                      scripts/bench-shaped/timeline.py runs/ring-r1 shows where a ringswarm
@@ -127,6 +129,8 @@ slow_args=()
 out=bench-shaped-results
 timeout=300
 durable=0
+peer_opts=()
+owner_opts=()
 prefix="rsb$$"
 keep=0
 
@@ -136,7 +140,7 @@ while [[ $# -gt 0 ]]; do
         usage
         exit 0
         ;;
-    --rate | --hosts | --size | --rounds | --only | --slow | --out | --timeout | --ns-prefix)
+    --rate | --hosts | --size | --rounds | --only | --slow | --out | --timeout | --ns-prefix | --peer-opts | --owner-opts)
         need_value "$@"
         case $1 in
         --rate) rate=$2 ;;
@@ -148,10 +152,12 @@ while [[ $# -gt 0 ]]; do
         --out) out=$2 ;;
         --timeout) timeout=$2 ;;
         --ns-prefix) prefix=$2 ;;
+        --peer-opts) read -r -a peer_opts <<<"$2" ;;
+        --owner-opts) read -r -a owner_opts <<<"$2" ;;
         esac
         shift 2
         ;;
-    --rate=* | --hosts=* | --size=* | --rounds=* | --only=* | --slow=* | --out=* | --timeout=* | --ns-prefix=*)
+    --rate=* | --hosts=* | --size=* | --rounds=* | --only=* | --slow=* | --out=* | --timeout=* | --ns-prefix=* | --peer-opts=* | --owner-opts=*)
         set -- "${1%%=*}" "${1#*=}" "${@:2}"
         ;;
     --durable) durable=1 && shift ;;
@@ -389,7 +395,7 @@ stop_run() {
 start_owner() {
     local extra=("$@")
     start_in "$owner_ns" "$rd/owner.out" "$owner_bin" "$port_owner" "$file" --bind "$owner_ip" \
-        --events "$rd/owner-events.jsonl" "${extra[@]}"
+        --events "$rd/owner-events.jsonl" "${extra[@]}" "${owner_opts[@]}"
     wait_line "$rd/owner.out" "ticket: " "$STARTED" || {
         RUN_WHY="the file owner did not start: $(tail -n 3 "$rd/owner.out.err" | tr '\n' ' ')"
         return 1
@@ -400,6 +406,7 @@ start_owner() {
 peer_common() {
     PEER_ARGS=(--bind "${host_ip[$1]}" --dir "$rd/r$1" --events "$rd/r$1-events.jsonl")
     ((durable)) || PEER_ARGS+=(--no-sync)
+    PEER_ARGS+=("${peer_opts[@]}")
 }
 
 start_ring() { start_owner --peers "$hosts"; }
@@ -640,6 +647,7 @@ run_one() {
             local s
             s=$(awk -v a="$t0" -v b="${done_at[$i]}" 'BEGIN {printf "%.3f", b - a}')
             echo "$c,$r,$i,$s" >>"$per_recv"
+            echo "done_r$i=${done_at[$i]}" >>"$rd/clock.txt"
             t1=$(awk -v a="$t1" -v b="$s" 'BEGIN {print (b > a ? b : a)}')
         done
     fi

@@ -8,8 +8,9 @@ runs/get-r1 …): clock.txt (when the clock started, the owner's uplink), owner-
 rI-events.jsonl and rI/*.manifest.json. Prints the start-up (clock start to the first chunk
 leaving the owner and reaching a receiver), how many chunks the owner sent against the
 file's count (every extra copy costs the swarm's scarcest uplink), the time the owner's
-uplink needed for them, and the tail (the owner's last send to the last receiver's last
-chunk), then one line per receiver. Python 3 standard library only.
+uplink needed for them, the tail (the owner's last send to the last receiver's last chunk),
+the finish (last chunk to the clock's stop: the receivers' whole-file check), then one line
+per receiver. Python 3 standard library only.
 """
 import collections
 import glob
@@ -77,6 +78,10 @@ def main():
           f"headers; first copy of the last new chunk sent +{last_first:.3f} s, last send +{sent[-1]['ts'] - t0:.3f} s")
     print(f"tail: last receiver's last chunk +{max(lasts):.3f} s, {max(lasts) - (sent[-1]['ts'] - t0):.3f} s "
           f"after the owner's last send")
+    done = [float(v) - t0 for k, v in info.items() if k.startswith("done_r")]
+    if done:
+        print(f"complete: the last receiver's verified file at +{max(done):.3f} s (the clock's stop), "
+              f"{max(done) - max(lasts):.3f} s after the last chunk arrived (the whole-file check)")
     print("\n".join(rows))
 
 
