@@ -272,7 +272,10 @@ missing() {
         command -v curl >/dev/null || echo "curl missing (apt-get install curl)"
         ;;
     rqbit) [[ -n $rqbit_bin && -x $rqbit_bin ]] || echo "rqbit missing (cargo install rqbit --version 9.1.0 --locked, or set RQBIT)" ;;
-    libtorrent) [[ -n $lt_python ]] || echo "no python3 with libtorrent (apt-get install python3-libtorrent, or pip install libtorrent; or set LT_PYTHON)" ;;
+    libtorrent)
+        [[ -n $lt_python ]] && "$lt_python" -c 'import libtorrent' 2>/dev/null ||
+            echo "no python3 with libtorrent (apt-get install python3-libtorrent, or pip install libtorrent; or set LT_PYTHON)"
+        ;;
     aria2) command -v aria2c >/dev/null || echo "aria2c missing (apt-get install aria2)" ;;
     esac
 }
@@ -669,6 +672,7 @@ run_one() {
 
 # --- rounds -----------------------------------------------------------------------------------
 
+load_before=$(cut -d' ' -f1 /proc/loadavg)
 log "$rounds rounds of: ${running[*]}"
 for ((r = 1; r <= rounds; r++)); do
     n=${#running[@]}
@@ -702,6 +706,7 @@ subtitle="$(human_size "$size"), $hosts receivers, $shaping; fluid bound $(print
         printf '%-11s %8.2fs %8.2fs %8.2fs %5s %7.2f×\n' "$c" "$med" "$(sort -g <<<"$times" | head -1)" \
             "$(sort -g <<<"$times" | tail -1)" "$runs" "$(awk -v m="$med" -v b="$bound" 'BEGIN {print m / b}')"
     done
+    echo "machine: $ncpu cores; load average $load_before before the rounds, $(cut -d' ' -f1 /proc/loadavg) after"
     echo "(RATIO: the median over the fluid bound; +Nf: N failed runs, left out. TCP/IP headers alone"
     echo " make a perfect transfer 1.046× the bound: 1448 payload bytes per 1514-byte frame.)"
 } | tee "$work/table.txt"

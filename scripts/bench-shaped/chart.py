@@ -44,7 +44,7 @@ def main():
     names = list(runs)
     medians = [statistics.median(runs[n]) for n in names]
 
-    top = max(medians + [max(v) for v in runs.values()] + [a.bound]) * 1.12 if names else a.bound * 2
+    top = max(medians + [max(v) for v in runs.values()] + [a.bound]) * 1.15 if names else a.bound * 2
     step = nice_step(top)
     ticks = []
     t = 0.0
@@ -85,9 +85,10 @@ def main():
         )
         for s in runs[n]:
             out.append(f'<circle cx="{x + bar_w / 2:.1f}" cy="{y(s):.1f}" r="2.5" fill="#222" opacity="0.6"/>')
-        out.append(f'<text x="{x + bar_w / 2:.1f}" y="{y(m) - 18:.1f}" text-anchor="middle">{m:.2f} s</text>')
+        label_y = y(max([m] + runs[n])) - 5  # above the bar and its highest dot
+        out.append(f'<text x="{x + bar_w / 2:.1f}" y="{label_y - 13:.1f}" text-anchor="middle">{m:.2f} s</text>')
         out.append(
-            f'<text x="{x + bar_w / 2:.1f}" y="{y(m) - 5:.1f}" text-anchor="middle" fill="#555">'
+            f'<text x="{x + bar_w / 2:.1f}" y="{label_y:.1f}" text-anchor="middle" fill="#555">'
             f"{m / a.bound:.2f}×</text>"
         )
         out.append(
