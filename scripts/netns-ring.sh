@@ -50,6 +50,9 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/netns-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/netns-lib.sh"
+me=netns-ring.sh
 
 usage() {
     sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"
@@ -134,27 +137,10 @@ timeout=$((10#$timeout))
 [[ $prefix =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$ ]] ||
     die_usage "--ns-prefix: letters, digits, '_', '.', '-' (at most 40), not '$prefix'"
 
-# Bytes of --size (20MiB, 512k, 3000000), at least 1.
-size=$(awk -v s="${size_arg:-20MiB}" 'BEGIN {
-    if (!match(s, /^[0-9]+(\.[0-9]+)?/)) exit 1
-    n = substr(s, 1, RLENGTH); u = tolower(substr(s, RLENGTH + 1))
-    m[""] = 1; m["b"] = 1
-    m["k"] = 1024; m["kb"] = 1024; m["kib"] = 1024
-    m["m"] = 1048576; m["mb"] = 1048576; m["mib"] = 1048576
-    m["g"] = 1073741824; m["gb"] = 1073741824; m["gib"] = 1073741824
-    if (!(u in m) || n * m[u] < 1 || n * m[u] > 1099511627776) exit 1
-    printf "%d", n * m[u]
-}') || die_usage "--size: expected a size such as 20MiB (1 byte to 1 TiB), not '$size_arg'"
-
-# Bits per second of --rate, in tc's units (a unit is required: a bare number is ambiguous).
-rate_bits=$(awk -v r="$rate" 'BEGIN {
-    if (!match(r, /^[0-9]+(\.[0-9]+)?/)) exit 1
-    n = substr(r, 1, RLENGTH); u = tolower(substr(r, RLENGTH + 1))
-    m["bit"] = 1; m["kbit"] = 1e3; m["mbit"] = 1e6; m["gbit"] = 1e9; m["tbit"] = 1e12
-    m["bps"] = 8; m["kbps"] = 8e3; m["mbps"] = 8e6; m["gbps"] = 8e9; m["tbps"] = 8e12
-    if (!(u in m) || n * m[u] < 8000 || n * m[u] > 4e12) exit 1
-    printf "%d", n * m[u]
-}') || die_usage "--rate: expected a tc rate from 8kbit to 4tbit such as 100mbit, 1gbit or 10mbps, not '$rate'"
+size=$(size_bytes "${size_arg:-20MiB}") ||
+    die_usage "--size: expected a size such as 20MiB (1 byte to 1 TiB), not '$size_arg'"
+rate_bits=$(rate_bits "$rate") ||
+    die_usage "--rate: expected a tc rate from 8kbit to 4tbit such as 100mbit, 1gbit or 10mbps, not '$rate'"
 
 [[ -z $delay || $delay =~ ^[0-9]+(\.[0-9]+)?(us|ms|s)$ ]] ||
     die_usage "--delay: expected a time such as 5ms, 200us or 0.1s, not '$delay'"
@@ -171,28 +157,6 @@ fi
 
 # --- helpers ----------------------------------------------------------------------------------
 
-# Milliseconds since the epoch, into NOW_MS.
-now_ms() {
-    local t=${EPOCHREALTIME/,/.}
-    NOW_MS=$((10#${t/./} / 1000))
-}
-
-# 3145728 → "3.0 MiB"
-# 1234 → "1.23s"
-secs() {
-    awk -v ms="$1" 'BEGIN { printf "%.2fs", ms / 1000 }'
-}
-
-show_tail() {
-    local log=$1 n=${2:-20}
-    if [[ -s $log ]]; then
-        echo "  --- last $n lines of $log:"
-        tail -n "$n" "$log" | sed 's/^/  | /'
-    else
-        echo "  --- $log is empty"
-    fi
-}
-
 # The number of chunk ids a summary file lists (its "chunks" are [first,last] ranges).
 summary_count() {
     [[ -f $1 ]] || {
@@ -200,14 +164,6 @@ summary_count() {
         return
     }
     grep -o '\[[0-9]\+,[0-9]\+\]' "$1" 2>/dev/null | awk -F'[][,]' '{ n += $3 - $2 + 1 } END { print n + 0 }'
-}
-
-# Runs `ip "$@"` and dies with its message when it fails.
-ipx() {
-    local err
-    if ! err=$(ip "$@" 2>&1); then
-        die "ip $*: ${err:-failed}"
-    fi
 }
 
 # --- cleanup ----------------------------------------------------------------------------------
@@ -230,22 +186,12 @@ forget_pid() {
 # Stops every process started here, kills anything still inside our namespaces, deletes the
 # namespaces (their veths and the bridge go with them), removes the work folder unless --keep.
 cleanup() {
-    local status=$? ns p left
+    local status=$?
     if ((cleaning)); then return; fi
     cleaning=1
     trap '' INT TERM
     stop_pids "${pids[@]}"
-    for ns in "${namespaces[@]}"; do
-        [[ -e /run/netns/$ns ]] || continue
-        for p in $(ip netns pids "$ns" 2>/dev/null); do
-            kill -KILL "$p" 2>/dev/null || true
-        done
-        ip netns del "$ns" 2>/dev/null || echo "netns-ring.sh: could not delete namespace $ns" >&2
-    done
-    left=$(ip netns list 2>/dev/null | awk -v p="$prefix-" 'index($1, p) == 1 { print $1 }')
-    if [[ -n $left ]]; then
-        echo "netns-ring.sh: namespaces left behind: $left" >&2
-    fi
+    netns_delete_all "$prefix"
     finish_cleanup "$status"
 }
 
@@ -262,15 +208,8 @@ trap on_signal INT TERM
 
 # --- what this needs --------------------------------------------------------------------------
 
-((EUID == 0)) || die "needs root: it makes network namespaces and tc qdiscs (try sudo)"
-for tool in ip tc cmp; do
-    command -v "$tool" >/dev/null || die "needs '$tool' (apt-get install iproute2 diffutils)"
-done
-for ((i = 0; i <= PEERS; i++)); do
-    n=$([[ $i -eq 0 ]] && echo owner || echo "p$i")
-    [[ ! -e /run/netns/$prefix-$n ]] || die "namespace $prefix-$n already exists (another run? choose --ns-prefix)"
-done
-[[ ! -e /run/netns/$prefix-br ]] || die "namespace $prefix-br already exists (another run? choose --ns-prefix)"
+netns_check "$prefix" "$PEERS"
+command -v cmp >/dev/null || die "needs 'cmp' (apt-get install diffutils)"
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [[ -n ${RINGSWARM_BIN_DIR:-} ]]; then
@@ -307,51 +246,11 @@ deadline=$((NOW_MS + timeout * 1000))
 
 # --- hosts ------------------------------------------------------------------------------------
 
-br_ns=$prefix-br
-host_ns=("$prefix-owner")
-host_ip=("$SUBNET.10")
-for ((i = 1; i <= PEERS; i++)); do
-    host_ns+=("$prefix-p$i")
-    host_ip+=("$SUBNET.$((10 + i))")
-done
-
-namespaces+=("$br_ns")
-ipx netns add "$br_ns"
-ipx -n "$br_ns" link set lo up
-ipx -n "$br_ns" link add br0 type bridge
-ipx -n "$br_ns" link set br0 up
-for ((i = 0; i <= PEERS; i++)); do
-    ns=${host_ns[i]}
-    namespaces+=("$ns")
-    ipx netns add "$ns"
-    ipx -n "$ns" link set lo up
-    # vhI stays at the bridge; its other end becomes the host's eth0.
-    ipx -n "$br_ns" link add "vh$i" type veth peer name eth0 netns "$ns"
-    ipx -n "$br_ns" link set "vh$i" master br0
-    ipx -n "$br_ns" link set "vh$i" up
-    ipx -n "$ns" addr add "${host_ip[i]}/24" dev eth0
-    ipx -n "$ns" link set eth0 up
-done
+netns_make_hosts "$prefix" "$SUBNET" "$PEERS"
 
 # --- shaping ----------------------------------------------------------------------------------
 
-# Which qdiscs this kernel has, tried on the bridge namespace's lo (made here, carries nothing).
-qdisc_works() {
-    if ip netns exec "$br_ns" tc qdisc add dev lo root "$@" 2>"$work/tc-probe.err"; then
-        ip netns exec "$br_ns" tc qdisc del dev lo root 2>/dev/null || true
-        return 0
-    fi
-    return 1
-}
-burst=$((rate_bits / 8 / 100)) # 10 ms at the rate, at least 32 KiB
-((burst >= 32768)) || burst=32768
-if qdisc_works tbf rate "${rate_bits}bit" burst "$burst" latency 50ms; then
-    rate_qdisc=tbf
-elif qdisc_works htb default 1; then
-    rate_qdisc=htb
-else
-    die "this kernel has neither tbf nor htb: cannot shape the uplinks ($(tr '\n' ' ' <"$work/tc-probe.err"))"
-fi
+pick_rate_qdisc "$rate_bits"
 
 netem_args=()
 [[ -z $delay ]] || netem_args+=(delay "$delay")
@@ -365,30 +264,17 @@ if ((${#netem_args[@]} > 0)); then
     fi
 fi
 
-# Adds the rate qdisc to dev eth0 of namespace $1 under parent $2 ("root" or "parent 1:1").
-add_rate_qdisc() {
-    local ns=$1
-    shift
-    if [[ $rate_qdisc == tbf ]]; then
-        ipx netns exec "$ns" tc qdisc add dev eth0 "$@" handle 10: tbf rate "${rate_bits}bit" burst "$burst" latency 50ms
-    else
-        ipx netns exec "$ns" tc qdisc add dev eth0 "$@" handle 10: htb default 1
-        ipx netns exec "$ns" tc class add dev eth0 parent 10: classid 10:1 htb rate "${rate_bits}bit" quantum 60000
-    fi
-}
 for ((i = 0; i <= PEERS; i++)); do
     if ((${#netem_args[@]} > 0)); then
         # netem delays (or drops), then hands packets to its child, which sets the pace.
         ipx netns exec "${host_ns[i]}" tc qdisc add dev eth0 root handle 1: netem "${netem_args[@]}"
-        add_rate_qdisc "${host_ns[i]}" parent 1:1
+        add_rate_qdisc "${host_ns[i]}" "$rate_bits" parent 1:1
     else
-        add_rate_qdisc "${host_ns[i]}" root
+        add_rate_qdisc "${host_ns[i]}" "$rate_bits" root
     fi
 done
 
-rate_text=$(awk -v b="$rate_bits" 'BEGIN {
-    if (b >= 1e9) printf "%ggbit", b / 1e9; else if (b >= 1e6) printf "%gmbit", b / 1e6; else printf "%gkbit", b / 1e3
-}')
+rate_text=$(rate_text "$rate_bits")
 shaping="$rate_qdisc $rate_text on each host's uplink"
 if ((${#netem_args[@]} > 0)); then
     shaping+=", netem ${netem_args[*]}"

@@ -257,3 +257,79 @@ fn netns_ring_verifies_five_hosts_across_a_restart() {
         run.describe()
     );
 }
+
+/// Runs `bash scripts/bench-shaped.sh args…` (through `prefix`, e.g. setpriv, when given) and
+/// returns its exit code, stdout and stderr. Only the cheap paths are run here: help, a bad
+/// option, no root; none of them makes a namespace or a file.
+fn bench_shaped(prefix: &[&str], args: &[&str]) -> (Option<i32>, String, String) {
+    let mut argv: Vec<&str> = prefix.to_vec();
+    argv.extend(["bash", "scripts/bench-shaped.sh"]);
+    argv.extend(args);
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {argv:?}: {e}"));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bench_shaped_help_and_bad_options() {
+    let (code, out, err) = bench_shaped(&[], &["--help"]);
+    assert_eq!(code, Some(0), "--help failed: {err}");
+    assert!(
+        out.contains("Usage: scripts/bench-shaped.sh") && out.contains("T* = max(F / u_s"),
+        "--help does not give the usage and the bound:\n{out}"
+    );
+    for (args, says) in [
+        (&["--bogus"][..], "unknown option --bogus"),
+        (&["--only", "ring,ftp"][..], "unknown contender 'ftp'"),
+        (
+            &["--slow", "9:25mbit"][..],
+            "--slow: receiver 9 does not exist",
+        ),
+        (&["--rate", "100"][..], "--rate: expected a tc rate"),
+        (&["--hosts"][..], "--hosts needs a value"),
+    ] {
+        let (code, _, err) = bench_shaped(&[], args);
+        assert_eq!(code, Some(2), "{args:?} should be a usage error: {err}");
+        assert!(
+            err.contains(says) && err.contains("--help"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn bench_shaped_without_root_says_so() {
+    let euid = fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:").map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_default();
+    // As root, drop to nobody for this one run (setpriv, util-linux).
+    let prefix: &[&str] = if euid != "0" {
+        &[]
+    } else if Command::new("setpriv").arg("--version").output().is_ok() {
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ]
+    } else {
+        return skip("root, and no setpriv to run the script as another user");
+    };
+    let (code, out, err) = bench_shaped(prefix, &["--size", "1MiB"]);
+    assert_eq!(code, Some(1), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("bench-shaped.sh: error: needs root"),
+        "no clear message: {err}"
+    );
+}
