@@ -109,8 +109,17 @@ impl From<TcpListener> for Listener {
     }
 }
 
+/// Bytes a served connection keeps written but not yet sent, at most (`TCP_NOTSENT_LOWAT`):
+/// a little over a chunk. A server writes the chunks asked of it; without this, the kernel
+/// queued megabytes of them behind a slow uplink (all the requests a client has in flight),
+/// so a `cancel` came too late and the owner sent a quarter of the file twice on a shaped
+/// network (BENCHMARKS.md, "Shaped network"). Data in flight is not limited: a fast link
+/// keeps its whole window.
+pub const UNSENT_LOWAT: u32 = 128 * 1024;
+
 impl Listener {
-    /// The next connection and the address it comes from (TCP streams get `TCP_NODELAY`).
+    /// The next connection and the address it comes from (TCP streams get `TCP_NODELAY`, and
+    /// on Linux [`UNSENT_LOWAT`]).
     ///
     /// # Errors
     ///
@@ -120,6 +129,8 @@ impl Listener {
             Self::Tcp(l) => {
                 let (stream, addr) = l.accept().await?;
                 let _ = stream.set_nodelay(true);
+                #[cfg(any(target_os = "linux", target_os = "android"))]
+                let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_LOWAT);
                 Ok((Box::new(stream), addr))
             }
             Self::Mem(l) => l.rx.recv().await.ok_or_else(|| {
