@@ -232,6 +232,23 @@ fn a_ring_forms_in_join_order_and_restitches_around_a_gap() {
     assert_eq!(d.neighbour_of(other), None);
 }
 
+/// A ring member's backlog: what its download neighbour holds that it lacks.
+#[test]
+fn a_ring_members_backlog_is_what_its_neighbour_holds_beyond_it() {
+    let d = dir(DEFAULT_PEER_TTL);
+    let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9400 + i));
+    let a = d.register(0, addr(0), Role::Joiner, set(10, [0, 1]), None);
+    let b = d.register(0, addr(1), Role::Joiner, set(10, 0..7), None);
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(d.join_ring(0, a), None);
+    assert_eq!(d.ring_backlog(a), None, "alone: no neighbour");
+    let _ = d.join_ring(0, b);
+    assert_eq!(d.ring_backlog(a), Some(5), "b holds 2..7 beyond a");
+    assert_eq!(d.ring_backlog(b), Some(0));
+    d.add_chunks(a, &set(10, 2..5));
+    assert_eq!(d.ring_backlog(a), Some(2));
+}
+
 /// A published file's ring is sent to its earliest publisher still registered; a
 /// publisher coming or going is a ring change (its ring members are told again).
 #[tokio::test(start_paused = true)]

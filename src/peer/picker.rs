@@ -19,12 +19,18 @@
 //! - A request to the owner (spare or not) is cancelled (`cancel`) once the neighbour
 //!   announces that chunk, unless it is suspect: the owner's upload is the swarm's scarcest,
 //!   and a chunk waiting there while the neighbour holds it stops its way round the ring.
+//! - A *slow* neighbour: once it holds [`SLOW_BACKLOG`] or more chunks this peer lacks and
+//!   has not requested (it cannot send them as fast as it gets them), and for as long as it
+//!   stays connected, this peer asks the owner, as ordinary requests, for any chunk it
+//!   lacks, and keeps them asked there when the neighbour announces them. The peer downstream of a slow uploader takes its chunks
+//!   from the owner rather than starve, and passes them on round the ring.
 
 use tokio::time::Instant;
 
 use super::config::{SPARE_IN_FLIGHT, STALL_AFTER, SourceKind};
 use super::ring_link::RingLink;
 use crate::chunkset::{ChunkSet, pick_random};
+use crate::directory::SLOW_BACKLOG;
 use crate::manifest::ChunkId;
 
 /// The chunk sets of the bookkeeping above, and the progress they make.
@@ -48,6 +54,9 @@ pub(super) struct Picker {
     fetched: u32,
     /// Chunks a connection is verifying and storing right now (see [`Picker::claim`]).
     storing: ChunkSet,
+    /// The download neighbour was found slow (see [`SLOW_BACKLOG`]), and has stayed
+    /// connected since, as of the last pick for the owner.
+    slow_neighbour: bool,
 }
 
 impl Picker {
@@ -67,6 +76,7 @@ impl Picker {
             last_progress: now,
             fetched: 0,
             storing: ChunkSet::new(count),
+            slow_neighbour: false,
         }
     }
 
@@ -134,11 +144,15 @@ impl Picker {
     }
 
     fn pick_for_owner(
-        &self,
+        &mut self,
         neighbour_has: Option<&ChunkSet>,
         rng: &mut impl rand::Rng,
     ) -> Option<(u32, bool)> {
         let words = self.all.words().len();
+        // Once slow, a neighbour stays so while connected: this peer soon holds what it
+        // does, and would starve again if it went back to waiting on it.
+        self.slow_neighbour = neighbour_has.is_some()
+            && (self.slow_neighbour || self.neighbour_backlog(neighbour_has) >= SLOW_BACKLOG);
         let (have, pending, all) = (self.have.words(), self.pending.words(), self.all.words());
         // What the neighbour can serve is not asked of the owner (suspect chunks aside): its
         // upload is the swarm's scarcest.
@@ -161,6 +175,13 @@ impl Picker {
             },
             rng,
         );
+        // Behind a slow neighbour, what it holds too, as ordinary requests.
+        let first = first.or_else(|| {
+            let lacking = |w: usize| all[w] & !have[w] & !pending[w];
+            self.slow_neighbour
+                .then(|| pick_random(words, lacking, rng))
+                .flatten()
+        });
         // Beyond that, a few spare chunks, which the owner sends only when its upload is
         // otherwise idle.
         match first {
@@ -170,6 +191,20 @@ impl Picker {
             }
             None => None,
         }
+    }
+
+    /// How many chunks the download neighbour holds that this peer lacks and has not
+    /// requested.
+    fn neighbour_backlog(&self, neighbour_has: Option<&ChunkSet>) -> u32 {
+        let Some(nh) = neighbour_has else {
+            return 0;
+        };
+        let (have, pending) = (self.have.words(), self.pending.words());
+        nh.words()
+            .iter()
+            .enumerate()
+            .map(|(w, &n)| (n & !have[w] & !pending[w]).count_ones())
+            .sum()
     }
 
     /// True when the download neighbour holds nothing this peer lacks and has not requested.
@@ -236,6 +271,10 @@ impl Picker {
     /// The neighbour announced `added`: requests for them at the owner are to be cancelled
     /// (suspect ones aside: the neighbour's copy failed its check once).
     pub(super) fn neighbour_announced(&mut self, added: &[ChunkId]) {
+        if self.slow_neighbour {
+            // It would not send them soon: they stay asked of the owner.
+            return;
+        }
         let now_here: Vec<u32> = added
             .iter()
             .filter(|c| self.at_owner.contains(**c) && !self.suspect.contains(**c))
