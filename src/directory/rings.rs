@@ -8,7 +8,7 @@ use super::state::{Directory, MemberId, Tables};
 /// Chunks a ring member's download neighbour holds that the member lacks, from which on the
 /// neighbour counts as slow: it gets chunks faster than it can pass them on (see
 /// [`Directory::ring_backlog`]). A neighbour that keeps up holds next to none.
-pub const SLOW_BACKLOG: u32 = 64;
+pub const SLOW_BACKLOG: u32 = 16;
 
 impl Directory {
     /// Member `id` (registered for `file`) joins that file's ring, at its end. Returns its
