@@ -232,21 +232,36 @@ fn a_ring_forms_in_join_order_and_restitches_around_a_gap() {
     assert_eq!(d.neighbour_of(other), None);
 }
 
-/// A ring member's backlog: what its download neighbour holds that it lacks.
+/// A ring member's backlog is what its download neighbour holds beyond it; a neighbour
+/// found SLOW_BACKLOG chunks ahead stays slow while it is the neighbour.
 #[test]
-fn a_ring_members_backlog_is_what_its_neighbour_holds_beyond_it() {
+fn a_slow_neighbour_stays_slow_until_the_ring_changes() {
     let d = dir(DEFAULT_PEER_TTL);
-    let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9400 + i));
-    let a = d.register(0, addr(0), Role::Joiner, set(10, [0, 1]), None);
-    let b = d.register(0, addr(1), Role::Joiner, set(10, 0..7), None);
-    let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(d.join_ring(0, a), None);
+    let m = |n| Arc::new(Manifest::for_tests(n));
+    let file = d.add_held(m(100));
+    let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9500 + i));
+    let join = |i, have| {
+        let id = d.register(file, addr(i), Role::Joiner, have, None).unwrap();
+        let _ = d.join_ring(file, id);
+        id
+    };
+    let a = join(0, set(100, []));
     assert_eq!(d.ring_backlog(a), None, "alone: no neighbour");
-    let _ = d.join_ring(0, b);
-    assert_eq!(d.ring_backlog(a), Some(5), "b holds 2..7 beyond a");
+    let b = join(1, set(100, 0..SLOW_BACKLOG - 1));
+    assert_eq!(d.ring_backlog(a), Some(SLOW_BACKLOG - 1));
     assert_eq!(d.ring_backlog(b), Some(0));
-    d.add_chunks(a, &set(10, 2..5));
-    assert_eq!(d.ring_backlog(a), Some(2));
+    assert!(!d.behind_slow_neighbour(a), "one short of the backlog");
+    d.add_chunks(b, &set(100, [SLOW_BACKLOG]));
+    assert!(d.behind_slow_neighbour(a));
+    d.add_chunks(a, &set(100, 0..=SLOW_BACKLOG));
+    assert!(d.behind_slow_neighbour(a), "caught up, it stays slow");
+    assert!(!d.behind_slow_neighbour(b));
+    let _ = d.deregister(b);
+    let _ = join(2, set(100, []));
+    assert!(
+        !d.behind_slow_neighbour(a),
+        "a new neighbour is judged afresh"
+    );
 }
 
 /// A published file's ring is sent to its earliest publisher still registered; a
