@@ -138,6 +138,7 @@ fn main() -> ExitCode {
     if let Err(e) = slow::check(&args.slow, args.peers) {
         use clap::CommandFactory;
         Args::command()
+            .bin_name("demo")
             .error(clap::error::ErrorKind::ValueValidation, e)
             .exit();
     }

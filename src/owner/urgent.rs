@@ -1,9 +1,11 @@
-//! Urgent requests: a ring member whose download neighbour holds
-//! [`SLOW_BACKLOG`](crate::directory::SLOW_BACKLOG) or more chunks it lacks has a neighbour
+//! Urgent requests: a ring member whose download neighbour held
+//! [`SLOW_BACKLOG`](crate::directory::SLOW_BACKLOG) or more chunks it lacked has a neighbour
 //! that cannot upload as fast as the ring fills it (a slow link), and would starve behind
-//! it. The owner serves that member's requests first: other ordinary requests wait while an
-//! urgent one is queued and urgent chunks keep going out (one at least every [`HOLD`]), so
-//! a member whose own download is what holds it back does not hold back the rest. While
+//! it (see [`Directory::behind_slow_neighbour`](crate::directory::Directory)). The owner
+//! serves that member's requests first: other ordinary requests wait while an urgent one is
+//! queued and urgent chunks keep going out (one at least every [`HOLD`], so a member whose
+//! own download is what holds it back does not hold back the rest), each [`MAX_WAIT`] at
+//! most. While
 //! they wait, the ring passes the urgent member's chunks on, and requests for them are
 //! cancelled rather than sent twice. Without urgent requests nothing waits here.
 
@@ -16,6 +18,10 @@ use tokio::time::Instant;
 /// How long after the last urgent chunk went out (or the first was queued) other requests
 /// still wait for urgent ones.
 pub(crate) const HOLD: Duration = Duration::from_millis(200);
+/// The longest an ordinary request waits for urgent ones: its connection's writer sends
+/// nothing else meanwhile (keep-alives, ring changes), so well under the keep-alive
+/// interval.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// The urgent requests queued at this owner.
 #[derive(Debug, Default)]
@@ -60,17 +66,23 @@ impl UrgentGate {
         (st.0 > 0 && until > Instant::now()).then_some(until)
     }
 
-    /// Resolves when an ordinary request may be served: at once unless urgent ones wait.
+    /// Resolves when an ordinary request may be served: at once unless urgent ones wait,
+    /// and after [`MAX_WAIT`] at most.
     pub(crate) async fn turn(&self) {
+        let mut give_up = None;
         loop {
             let woken = self.none_left.notified();
             let Some(until) = self.holding() else {
                 return;
             };
+            let give_up = *give_up.get_or_insert_with(|| Instant::now() + MAX_WAIT);
+            if Instant::now() >= give_up {
+                return;
+            }
             tokio::select! {
                 biased;
                 () = woken => {}
-                () = tokio::time::sleep_until(until) => {}
+                () = tokio::time::sleep_until(until.min(give_up)) => {}
             }
         }
     }
@@ -102,6 +114,27 @@ mod tests {
             300 * MS,
             "until the last urgent one went out"
         );
+    }
+
+    /// Urgent chunks going out for longer than [`MAX_WAIT`] hold an ordinary request back
+    /// that long, no longer.
+    #[tokio::test(start_paused = true)]
+    async fn an_ordinary_request_waits_at_most_max_wait() {
+        let gate = UrgentGate::default();
+        let start = Instant::now();
+        gate.queued();
+        let serve = async {
+            while start.elapsed() < 2 * MAX_WAIT {
+                tokio::time::sleep(100 * MS).await;
+                gate.queued();
+                gate.done(true);
+            }
+        };
+        tokio::select! {
+            () = gate.turn() => {}
+            () = serve => panic!("waited past MAX_WAIT"),
+        }
+        assert_eq!(start.elapsed(), MAX_WAIT);
     }
 
     /// An urgent request that does not go out (its client takes chunks slowly) holds the
