@@ -64,27 +64,3 @@ pub fn fluid_bound(
     let peers: Vec<u64> = peers.iter().copied().collect::<Option<_>>()?;
     ringswarm::meter::fluid_bound(size, owner?, &peers, download)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn k_rate_parses_and_bad_ones_say_why() {
-        assert_eq!(
-            parse_slow("3:2.5MiB/s"),
-            Ok(Slow {
-                k: 3,
-                rate: 5 << 19
-            })
-        );
-        for bad in ["3", "0:1MiB/s", "x:1MiB/s", "2:fast", "2:0"] {
-            let e = parse_slow(bad).unwrap_err();
-            assert!(e.contains("expected K:RATE"), "{bad}: {e}");
-        }
-        let s = |k| Slow { k, rate: 1 };
-        assert!(check(&[s(1), s(5)], 5).is_ok());
-        assert!(check(&[s(6)], 5).unwrap_err().contains("only 5 peers"));
-        assert!(check(&[s(2), s(2)], 5).unwrap_err().contains("twice"));
-    }
-}

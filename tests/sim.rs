@@ -279,6 +279,8 @@ fn simulation_options_are_checked() {
             "only 5 peers",
         ),
         (args!["--sim", "--slow", "3"], "expected K:RATE"),
+        (args!["--sim", "--slow", "0:1MiB/s"], "not a peer number"),
+        (args!["--sim", "--slow", "2:0"], "rate must be above 0"),
         (args!["--sim", "--slow", "1:1MiB/s,1:2MiB/s"], "twice"),
     ] {
         let mut p = Proc::spawn("demo", DEMO, &bad, tmp.path(), tmp.path());
