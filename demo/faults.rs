@@ -90,10 +90,7 @@ pub fn window(args: &Args) -> Duration {
         return Duration::from_secs_f64(w);
     }
     let owner = args.owner_rate.or(args.rate);
-    let n = usize::from(args.peers);
-    match (owner, args.rate) {
-        (Some(u0), Some(u)) => ringswarm::meter::fluid_bound(args.size, n, u0, &vec![u; n])
-            .map_or(Duration::from_secs(1), Duration::from_secs_f64),
-        _ => Duration::from_secs(1),
-    }
+    let peers = crate::slow::peer_rates(args);
+    crate::slow::fluid_bound(args.size, owner, &peers, args.download_rate)
+        .map_or(Duration::from_secs(1), Duration::from_secs_f64)
 }

@@ -7,6 +7,7 @@
 mod faults;
 mod meter;
 mod progress;
+mod slow;
 mod swarm;
 
 use std::io::Write;
@@ -47,6 +48,10 @@ struct Args {
     /// Upload cap of every peer, e.g. 10MiB/s
     #[arg(long, value_name = "RATE", value_parser = cli::parse_rate)]
     rate: Option<u64>,
+    /// Peer K (1..N, in the demo's order) uploads at RATE instead of --rate; repeat it or
+    /// give a comma list (e.g. 3:2.5MiB/s,5:1MiB/s)
+    #[arg(long, value_name = "K:RATE", value_delimiter = ',', value_parser = slow::parse_slow)]
+    slow: Vec<slow::Slow>,
     /// Upload cap of the owner [default: --rate]
     #[arg(long, value_name = "RATE", value_parser = cli::parse_rate)]
     owner_rate: Option<u64>,
@@ -130,6 +135,13 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = slow::check(&args.slow, args.peers) {
+        use clap::CommandFactory;
+        Args::command()
+            .bin_name("demo")
+            .error(clap::error::ErrorKind::ValueValidation, e)
+            .exit();
+    }
     if std::env::var_os("RUST_LOG").is_none() {
         // Progress replaces the per-event lines; lifecycle logs only when asked for.
         cli::set_default_log_filter("warn");

@@ -73,7 +73,10 @@ pub struct Run<'a> {
     pub manifest: &'a Manifest,
     pub labels: &'a [String],
     pub rate: Option<u64>,
+    /// Each peer's upload cap, in `labels`' order.
+    pub peer_rates: Vec<Option<u64>>,
     pub owner_rate: Option<u64>,
+    pub download_rate: Option<u64>,
     pub seed: Option<u64>,
     pub started_ts: f64,
     pub wall: f64,
@@ -207,17 +210,21 @@ fn print_distribution(t: &Tally, complete: &[Option<f64>]) {
 /// Prints the bounds for the caps and how the run compares, when both caps are known.
 fn print_bound(run: &Run<'_>, last_time: f64) -> Option<Bound> {
     let (n, size) = (run.labels.len(), run.manifest.size);
-    let fluid = match (run.owner_rate, run.rate) {
-        (Some(u0), Some(u)) => ringswarm::meter::fluid_bound(size, n, u0, &vec![u; n]),
-        _ => None,
-    };
-    let (Some(fluid), Some(u)) = (fluid, run.rate) else {
+    let fluid = crate::slow::fluid_bound(size, run.owner_rate, &run.peer_rates, run.download_rate);
+    // A pipeline round the ring runs at its slowest link.
+    let slowest = run.peer_rates.iter().copied().min().flatten();
+    let (Some(fluid), Some(u)) = (fluid, slowest) else {
         println!("no upload caps given (--rate): no lower bound to compare with");
         return None;
     };
     let ring = ringswarm::meter::chunked_ring(size, n, run.manifest.chunk_size, u);
+    let terms = if run.download_rate.is_some() {
+        "max(S/U_owner, N·S/(U_owner+ΣU_i), S/D)"
+    } else {
+        "max(S/U_owner, N·S/(U_owner+ΣU_i))"
+    };
     println!(
-        "fluid lower bound max(S/U_owner, N·S/(U_owner+ΣU)) = {fluid:.3}s; measured/bound = {:.3}",
+        "fluid lower bound {terms} = {fluid:.3}s; measured/bound = {:.3}",
         last_time / fluid
     );
     if let Some(r) = ring {
@@ -245,6 +252,9 @@ fn results(run: &Run<'_>, t: &Tally, complete: &[Option<f64>]) -> Vec<PeerResult
                 complete_s: complete[i],
                 from_owner: owner,
                 from_neighbours: held - owner,
+                upload_rate: (run.peer_rates[i] != run.rate)
+                    .then_some(run.peer_rates[i])
+                    .flatten(),
             }
         })
         .collect()

@@ -65,7 +65,7 @@ pub async fn run(
         .collect::<std::io::Result<Vec<_>>>()?;
     let labels: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let tally = Arc::new(Tally::new(format!("127.0.0.1:{owner_port}"), labels.len()));
-    print_header(args, &manifest, labels.len());
+    print_header(args, &manifest, &ports);
     let fates = if args.sim {
         faults::fates(args, faults::window(args))?
     } else {
@@ -111,7 +111,9 @@ pub async fn run(
         manifest: &manifest,
         labels: &labels,
         rate: args.rate,
+        peer_rates: crate::slow::peer_rates(args),
         owner_rate: args.owner_rate.or(args.rate),
+        download_rate: args.download_rate,
         seed: args.seed,
         started_ts,
         wall,
@@ -121,7 +123,8 @@ pub async fn run(
     }))
 }
 
-fn print_header(args: &Args, manifest: &ringswarm::manifest::Manifest, peers: usize) {
+fn print_header(args: &Args, manifest: &ringswarm::manifest::Manifest, ports: &[u16]) {
+    let peers = ports.len();
     println!(
         "demo: {} ({}, {} chunks of {}), owner + {peers} peers {}, caps: peers {}, owner {}",
         ringswarm::manifest::display_name(&manifest.name),
@@ -136,6 +139,14 @@ fn print_header(args: &Args, manifest: &ringswarm::manifest::Manifest, peers: us
         crate::rate_text(args.rate),
         crate::rate_text(args.owner_rate.or(args.rate)),
     );
+    for s in &args.slow {
+        println!(
+            "slow: peer {} (127.0.0.1:{}) uploads at {}",
+            s.k,
+            ports[usize::from(s.k) - 1],
+            crate::rate_text(Some(s.rate))
+        );
+    }
 }
 
 /// The network, the shared file and the clock of a run.
@@ -271,7 +282,8 @@ struct Plan {
     ports: Vec<u16>,
     tally: Arc<Tally>,
     t0: Instant,
-    rate: Option<u64>,
+    /// Each peer's upload cap (`--rate`, or its `--slow` rate).
+    rates: Vec<Option<u64>>,
     in_flight: usize,
     /// Peers join through the directory (`peer join`) instead of naming their neighbours.
     join: bool,
@@ -302,7 +314,7 @@ impl Plan {
             ports,
             tally: tally.clone(),
             t0,
-            rate: args.rate,
+            rates: crate::slow::peer_rates(args),
             in_flight: args.in_flight.max(1),
             join: !args.wired,
             layout: if args.chunk_files {
@@ -352,7 +364,7 @@ impl Plan {
             in_flight: self.in_flight,
             join: self.join,
             events: Arc::new(events),
-            upload_limit: self.rate,
+            upload_limit: self.rates[i],
             seed: self.seed.map(|s| s.wrapping_add(i as u64 + 1)),
             on_complete: Some(tx),
             ..peer::Config::ring(

@@ -65,6 +65,7 @@ fn write_run(dir: &Path) -> Summary {
             complete_s: Some(t + 0.005),
             from_owner: CHUNKS - from_neighbours,
             from_neighbours,
+            upload_rate: None,
         });
     }
     lines.sort_by(|a, b| a.ts.total_cmp(&b.ts));

@@ -210,6 +210,56 @@ fn a_simulated_ring_of_joiners_is_as_fast_as_a_wired_one() {
     );
 }
 
+/// One peer of five uploads at a quarter of the others' rate (`--slow 3:2.5MiB/s`): the
+/// bound counts each peer's own rate, every peer completes with every chunk verified, and
+/// the last one within 1.25× of the bound in virtual time (3.1× before the owner served the
+/// peer behind the slow one first: it took everything from the slow one at 2.5 MiB/s).
+#[test]
+fn a_slow_member_is_routed_around() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, owner_rate: &str| {
+        let a = args![
+            "--peers",
+            5,
+            "--size",
+            "32MiB",
+            "--rate",
+            "10MiB/s",
+            "--owner-rate",
+            owner_rate,
+            "--slow",
+            "3:2.5MiB/s",
+            "--seed",
+            1
+        ];
+        let out = sim_with(tmp.path(), name, &a);
+        assert!(out.contains("slow: peer 3 (127.0.0.1:"), "{out}");
+        summary(tmp.path(), name)
+    };
+    // (S = 32 MiB, owner rate U₀, fluid bound in seconds): the owner's time S/U₀ binds at
+    // 10 MiB/s; at 20 MiB/s the peers' total upload does, N·S/(U₀ + 4·10 + 2.5) = 2.56 s
+    // (2.29 s were the slow peer as fast as the rest).
+    for (name, owner_rate, bound) in [("owner", "10MiB/s", 3.2), ("total", "20MiB/s", 2.56)] {
+        let summary = run(name, owner_rate);
+        let fluid = summary["bound"]["fluid_s"].as_f64().unwrap();
+        assert!((fluid - bound).abs() < 1e-6, "bound {fluid}: {summary}");
+        let chunks = summary["file"]["chunks"].as_u64().unwrap();
+        let peers = summary["peers"].as_array().unwrap();
+        for (i, p) in peers.iter().enumerate() {
+            assert!(p["complete_s"].is_f64(), "every peer completes: {summary}");
+            let got = p["from_owner"].as_u64().unwrap() + p["from_neighbours"].as_u64().unwrap();
+            assert_eq!(got, chunks, "every chunk verified, once: {summary}");
+            let slow = (i == 2).then_some(5u64 << 19);
+            assert_eq!(p["upload_rate"].as_u64(), slow, "{summary}");
+        }
+        let ratio = summary["bound"]["ratio"].as_f64().unwrap();
+        assert!(
+            (1.0..=1.25).contains(&ratio),
+            "the last peer at {ratio:.3}× the bound (virtual time): {summary}"
+        );
+    }
+}
+
 /// The simulated network's options need `--sim`, and wrong values are named.
 #[test]
 fn simulation_options_are_checked() {
@@ -224,6 +274,14 @@ fn simulation_options_are_checked() {
         ),
         (args!["--peers", 1001], "use --sim"),
         (args!["--sim", "--chunk-files"], "--chunk-files"),
+        (
+            args!["--sim", "--peers", 5, "--slow", "6:1MiB/s"],
+            "only 5 peers",
+        ),
+        (args!["--sim", "--slow", "3"], "expected K:RATE"),
+        (args!["--sim", "--slow", "0:1MiB/s"], "not a peer number"),
+        (args!["--sim", "--slow", "2:0"], "rate must be above 0"),
+        (args!["--sim", "--slow", "1:1MiB/s,1:2MiB/s"], "twice"),
     ] {
         let mut p = Proc::spawn("demo", DEMO, &bad, tmp.path(), tmp.path());
         let status = p.wait_exit(WAIT);

@@ -95,6 +95,7 @@ impl Directory {
                 last_seen: Instant::now(),
                 bad_reports: BTreeSet::new(),
                 demoted: false,
+                slow_neighbour: None,
             },
         );
         inner.by_file.entry(file).or_default().insert(id);

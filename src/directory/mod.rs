@@ -26,6 +26,7 @@ pub mod view;
 
 pub use answer::{FileInfo, Listing, Locations, MAX_SOURCE_RANGES, PeerInfo, SourceInfo};
 pub use members::{BAD_REPORTS_TO_DEMOTE, BadReport, Left, MAX_PROBES, PROBE_EVERY};
+pub use rings::SLOW_BACKLOG;
 pub use state::{DEFAULT_PEER_TTL, Directory, MAX_DEPARTED, MAX_GONE, MAX_SWARM_EVENTS, MemberId};
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ pub(super) struct MemberEntry {
     pub(super) bad_reports: BTreeSet<MemberId>,
     /// A publisher enough of them reported: no longer named to rings nor listed as a source.
     pub(super) demoted: bool,
+    /// A ring member's download neighbour once found slow (see
+    /// [`Directory::behind_slow_neighbour`]).
+    pub(super) slow_neighbour: Option<MemberId>,
 }
 
 #[derive(Debug)]
@@ -169,6 +172,19 @@ impl Tables {
     /// The publishers of file `index`, in registration order.
     pub(super) fn publishers_of(&self, index: usize) -> impl Iterator<Item = &MemberEntry> {
         self.members_of(index).filter(|m| m.role == Role::Publisher)
+    }
+
+    /// Ring member `id`'s download neighbour, and how many chunks it holds that `id` lacks.
+    pub(super) fn backlog(&self, id: MemberId) -> Option<(MemberId, u32)> {
+        let &(file, at) = self.ring_pos.get(&id)?;
+        let ring = self.rings.get(&file)?;
+        let next = ring[(at + 1) % ring.len()];
+        if next == id {
+            return None;
+        }
+        let (mine, theirs) = (&self.members.get(&id)?.have, &self.members.get(&next)?.have);
+        let behind = theirs.words().iter().zip(mine.words());
+        Some((next, behind.map(|(t, m)| (t & !m).count_ones()).sum()))
     }
 
     /// [`Directory::neighbour_of`], under the lock.

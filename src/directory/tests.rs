@@ -232,6 +232,38 @@ fn a_ring_forms_in_join_order_and_restitches_around_a_gap() {
     assert_eq!(d.neighbour_of(other), None);
 }
 
+/// A ring member's backlog is what its download neighbour holds beyond it; a neighbour
+/// found SLOW_BACKLOG chunks ahead stays slow while it is the neighbour.
+#[test]
+fn a_slow_neighbour_stays_slow_until_the_ring_changes() {
+    let d = dir(DEFAULT_PEER_TTL);
+    let m = |n| Arc::new(Manifest::for_tests(n));
+    let file = d.add_held(m(100));
+    let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9500 + i));
+    let join = |i, have| {
+        let id = d.register(file, addr(i), Role::Joiner, have, None).unwrap();
+        let _ = d.join_ring(file, id);
+        id
+    };
+    let a = join(0, set(100, []));
+    assert_eq!(d.ring_backlog(a), None, "alone: no neighbour");
+    let b = join(1, set(100, 0..SLOW_BACKLOG - 1));
+    assert_eq!(d.ring_backlog(a), Some(SLOW_BACKLOG - 1));
+    assert_eq!(d.ring_backlog(b), Some(0));
+    assert!(!d.behind_slow_neighbour(a), "one short of the backlog");
+    d.add_chunks(b, &set(100, [SLOW_BACKLOG]));
+    assert!(d.behind_slow_neighbour(a));
+    d.add_chunks(a, &set(100, 0..=SLOW_BACKLOG));
+    assert!(d.behind_slow_neighbour(a), "caught up, it stays slow");
+    assert!(!d.behind_slow_neighbour(b));
+    let _ = d.deregister(b);
+    let _ = join(2, set(100, []));
+    assert!(
+        !d.behind_slow_neighbour(a),
+        "a new neighbour is judged afresh"
+    );
+}
+
 /// A published file's ring is sent to its earliest publisher still registered; a
 /// publisher coming or going is a ring change (its ring members are told again).
 #[tokio::test(start_paused = true)]

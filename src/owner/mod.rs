@@ -21,6 +21,7 @@ mod session;
 mod shared;
 mod spare;
 mod state;
+mod urgent;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,6 +119,7 @@ async fn serve(
         directory,
         choker,
         spare: spare::SpareGate::default(),
+        urgent: urgent::UrgentGate::default(),
         net: listener.mem_net(),
     });
     let admission = Admission {

@@ -60,6 +60,7 @@ pub(super) async fn run(
         role,
         server,
         normal: AtomicUsize::new(0),
+        urgent: AtomicUsize::new(0),
     };
     let mut orphans = shared.orphan_list();
     orphans.mark_changed();
@@ -94,8 +95,9 @@ pub(super) struct Client<'o> {
 
 /// What the reader hands the writer.
 enum ToSend {
-    /// Send this chunk (unless cancelled, or the client is choked by then).
-    Chunk(ChunkId),
+    /// Send this chunk (unless cancelled, or the client is choked by then); `urgent` ones
+    /// first (see `urgent`).
+    Chunk { id: ChunkId, urgent: bool },
     /// Send this chunk when the owner has nothing better to do (see `spare`).
     Spare(ChunkId),
     /// Send this answer.
@@ -114,6 +116,8 @@ struct Session<'a> {
     server: ChunkServer<'a>,
     /// This connection's ordinary requests counted in the spare gate and not yet served.
     normal: AtomicUsize,
+    /// Those of them counted in the urgent gate.
+    urgent: AtomicUsize,
 }
 
 impl Drop for Session<'_> {
@@ -121,6 +125,9 @@ impl Drop for Session<'_> {
     fn drop(&mut self) {
         for _ in 0..*self.normal.get_mut() {
             self.owner.spare.normal_done();
+        }
+        for _ in 0..*self.urgent.get_mut() {
+            self.owner.urgent.done(false);
         }
     }
 }
@@ -134,6 +141,25 @@ impl Session<'_> {
     fn normal_done(&self) {
         self.normal.fetch_sub(1, Ordering::SeqCst);
         self.owner.spare.normal_done();
+    }
+
+    /// Whether an ordinary request now is urgent: the client is a ring member behind a slow
+    /// download neighbour (see `urgent`).
+    fn urgent_queued(&self) -> bool {
+        let directory = &self.owner.directory;
+        let urgent = self
+            .member
+            .is_some_and(|m| directory.behind_slow_neighbour(m.id));
+        if urgent {
+            self.urgent.fetch_add(1, Ordering::SeqCst);
+            self.owner.urgent.queued();
+        }
+        urgent
+    }
+
+    fn urgent_done(&self, sent: bool) {
+        self.urgent.fetch_sub(1, Ordering::SeqCst);
+        self.owner.urgent.done(sent);
     }
 
     /// A directory member must be heard from within the TTL; it sends keep-alives.
@@ -178,7 +204,8 @@ impl Session<'_> {
                     ToSend::Spare(id)
                 } else {
                     self.normal_queued();
-                    ToSend::Chunk(id)
+                    let urgent = self.urgent_queued();
+                    ToSend::Chunk { id, urgent }
                 }
             }
             Message::Have { chunks } if chunks.is_empty() => return Ok(None), // keep-alive
@@ -397,9 +424,15 @@ impl Writing for Writer<'_, '_> {
                 self.spares.push_back(id);
                 Ok(Flow::Idle)
             }
-            ToSend::Chunk(id) => {
+            ToSend::Chunk { id, urgent } => {
+                if !urgent {
+                    session.owner.urgent.turn().await;
+                }
                 let res = session.send_chunk(writer, id, self.gate.unchoked()).await;
                 session.normal_done();
+                if urgent {
+                    session.urgent_done(matches!(res, Ok(Flow::Sent)));
+                }
                 res
             }
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::config::OwnerConfig;
 use super::files::Files;
 use super::spare::SpareGate;
+use super::urgent::UrgentGate;
 use crate::choke::Choker;
 use crate::directory::Directory;
 
@@ -18,6 +19,8 @@ pub(super) struct Owner {
     pub directory: Arc<Directory>,
     pub choker: Arc<Choker>,
     pub spare: SpareGate,
+    /// Requests of members behind a slow neighbour, served first.
+    pub urgent: UrgentGate,
     /// The owner's own network when it is in memory (`None`: TCP), for its probes.
     pub net: Option<Arc<crate::net::MemNet>>,
 }
@@ -39,6 +42,7 @@ impl Owner {
             directory: Arc::new(Directory::new(manifests, addr, ttl)),
             choker: Choker::new(4),
             spare: SpareGate::default(),
+            urgent: UrgentGate::default(),
             net: None,
         }
     }

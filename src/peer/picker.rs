@@ -19,12 +19,19 @@
 //! - A request to the owner (spare or not) is cancelled (`cancel`) once the neighbour
 //!   announces that chunk, unless it is suspect: the owner's upload is the swarm's scarcest,
 //!   and a chunk waiting there while the neighbour holds it stops its way round the ring.
+//! - A *slow* neighbour: once it holds [`SLOW_BACKLOG`] or more chunks this peer lacks and
+//!   has not requested (it cannot send them as fast as it gets them), and for as long as
+//!   that connection to it lasts, this peer asks the owner, as ordinary requests, for any
+//!   chunk it lacks, and keeps them asked there when the neighbour announces them. The peer
+//!   downstream of a slow uploader takes its chunks from the owner rather than starve, and
+//!   passes them on round the ring.
 
 use tokio::time::Instant;
 
 use super::config::{SPARE_IN_FLIGHT, STALL_AFTER, SourceKind};
 use super::ring_link::RingLink;
 use crate::chunkset::{ChunkSet, pick_random};
+use crate::directory::SLOW_BACKLOG;
 use crate::manifest::ChunkId;
 
 /// The chunk sets of the bookkeeping above, and the progress they make.
@@ -48,6 +55,11 @@ pub(super) struct Picker {
     fetched: u32,
     /// Chunks a connection is verifying and storing right now (see [`Picker::claim`]).
     storing: ChunkSet,
+    /// The connection to the download neighbour (see [`RingLink::connection`]) on which it
+    /// was found slow (see [`SLOW_BACKLOG`]).
+    slow_neighbour: Option<u32>,
+    /// It is still that connection, as of the last pick for the owner.
+    slow_now: bool,
 }
 
 impl Picker {
@@ -67,6 +79,8 @@ impl Picker {
             last_progress: now,
             fetched: 0,
             storing: ChunkSet::new(count),
+            slow_neighbour: None,
+            slow_now: false,
         }
     }
 
@@ -118,7 +132,9 @@ impl Picker {
             SourceKind::Neighbour => self
                 .pick_for_neighbour(ring, owner_connected, rng)
                 .map(|c| (c, false)),
-            SourceKind::Owner | SourceKind::Publisher => self.pick_for_owner(ring.has(), rng),
+            SourceKind::Owner | SourceKind::Publisher => {
+                self.pick_for_owner(ring.has(), ring.connection(), rng)
+            }
             SourceKind::Directory => None,
         }
     }
@@ -143,11 +159,19 @@ impl Picker {
     }
 
     fn pick_for_owner(
-        &self,
+        &mut self,
         neighbour_has: Option<&ChunkSet>,
+        connection: Option<u32>,
         rng: &mut impl rand::Rng,
     ) -> Option<(u32, bool)> {
         let words = self.all.words().len();
+        // Once slow, a neighbour stays so while this connection to it lasts: this peer soon
+        // holds what it does, and would starve again if it went back to waiting on it.
+        if self.neighbour_backlog(neighbour_has) >= SLOW_BACKLOG {
+            self.slow_neighbour = connection;
+        }
+        let slow = connection.is_some() && self.slow_neighbour == connection;
+        self.slow_now = slow;
         let (have, pending, all) = (self.have.words(), self.pending.words(), self.all.words());
         let storing = self.storing.words();
         // What the neighbour can serve is not asked of the owner (suspect chunks aside): its
@@ -171,6 +195,11 @@ impl Picker {
             },
             rng,
         );
+        // Behind a slow neighbour, any chunk, as ordinary requests.
+        let first = first.or_else(|| {
+            let lacking = |w: usize| all[w] & !have[w] & !pending[w];
+            slow.then(|| pick_random(words, lacking, rng)).flatten()
+        });
         // Beyond that, a few spare chunks, which the owner sends only when its upload is
         // otherwise idle.
         match first {
@@ -180,6 +209,20 @@ impl Picker {
             }
             None => None,
         }
+    }
+
+    /// How many chunks the download neighbour holds that this peer lacks and has not
+    /// requested.
+    fn neighbour_backlog(&self, neighbour_has: Option<&ChunkSet>) -> u32 {
+        let Some(nh) = neighbour_has else {
+            return 0;
+        };
+        let (have, pending) = (self.have.words(), self.pending.words());
+        nh.words()
+            .iter()
+            .enumerate()
+            .map(|(w, &n)| (n & !have[w] & !pending[w]).count_ones())
+            .sum()
     }
 
     /// True when the download neighbour holds nothing this peer lacks and has not requested.
@@ -246,6 +289,10 @@ impl Picker {
     /// The neighbour announced `added`: requests for them at the owner are to be cancelled
     /// (suspect ones aside: the neighbour's copy failed its check once).
     pub(super) fn neighbour_announced(&mut self, added: &[ChunkId]) {
+        if self.slow_now {
+            // It would not send them soon: they stay asked of the owner.
+            return;
+        }
         let now_here: Vec<u32> = added
             .iter()
             .filter(|c| self.at_owner.contains(**c) && !self.suspect.contains(**c))
@@ -261,132 +308,5 @@ impl Picker {
 }
 
 #[cfg(test)]
-mod tests {
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
-
-    use super::*;
-    use crate::chunkset::Ranges;
-    use crate::manifest::Manifest;
-
-    /// A peer of a 200-chunk file holding nothing, its neighbour connected and holding
-    /// `neighbour` (announced in that order).
-    fn setup(neighbour: &[u32]) -> (Manifest, Picker, RingLink) {
-        let m = Manifest::for_tests(200);
-        let picker = Picker::new(ChunkSet::new(m.chunk_count()), Instant::now());
-        let mut ring = RingLink::new(Instant::now());
-        ring.set_error(None, m.chunk_count());
-        for &c in neighbour {
-            ring.announced(&m, &Ranges::from_sorted([c])).unwrap();
-        }
-        (m, picker, ring)
-    }
-
-    /// Two copies of one chunk arriving at once: only one connection stores it.
-    #[test]
-    fn one_copy_of_a_chunk_is_stored() {
-        let (m, mut picker, _) = setup(&[]);
-        let id = m.chunk_id(7).unwrap();
-        assert!(picker.claim(id));
-        assert!(!picker.claim(id), "a second copy while the first is stored");
-        picker.unclaim(id);
-        picker.stored(id);
-        assert!(!picker.claim(id), "a copy of a chunk held");
-        assert_eq!(picker.fetched(), 1);
-    }
-
-    #[test]
-    fn the_neighbours_newest_chunk_is_picked_first() {
-        let (m, mut picker, mut ring) = setup(&[3, 150, 70]);
-        let mut rng = StdRng::seed_from_u64(1);
-        picker.requested(m.chunk_id(70).unwrap(), SourceKind::Neighbour, false);
-        let got = picker.pick(SourceKind::Neighbour, &mut ring, true, &mut rng);
-        assert_eq!(got, Some((150, false)), "70 is pending: the next newest");
-    }
-
-    #[test]
-    fn suspect_chunks_are_not_asked_of_the_neighbour_while_the_owner_is_up() {
-        let (m, mut picker, mut ring) = setup(&[9]);
-        let mut rng = StdRng::seed_from_u64(1);
-        picker.suspect(m.chunk_id(9).unwrap());
-        assert_eq!(
-            picker.pick(SourceKind::Neighbour, &mut ring, true, &mut rng),
-            None
-        );
-        let (_, _, mut ring) = setup(&[9]);
-        let got = picker.pick(SourceKind::Neighbour, &mut ring, false, &mut rng);
-        assert_eq!(
-            got,
-            Some((9, false)),
-            "with the owner down, the neighbour may serve it"
-        );
-    }
-
-    #[test]
-    fn the_owner_is_asked_for_assigned_chunks_then_a_few_spare_ones_cancelled_once_announced() {
-        let (m, mut picker, mut ring) = setup(&[0, 1, 2]);
-        let mut rng = StdRng::seed_from_u64(1);
-        let mut assigned = ChunkSet::new(m.chunk_count());
-        assigned.insert(m.chunk_id(42).unwrap());
-        picker.assign(&assigned);
-        let first = picker.pick(SourceKind::Owner, &mut ring, true, &mut rng);
-        assert_eq!(first, Some((42, false)));
-        picker.requested(m.chunk_id(42).unwrap(), SourceKind::Owner, false);
-        for _ in 0..SPARE_IN_FLIGHT {
-            let (c, spare) = picker
-                .pick(SourceKind::Owner, &mut ring, true, &mut rng)
-                .expect("a spare chunk");
-            assert!(spare && c > 2, "spare, and not one the neighbour has: {c}");
-            picker.requested(m.chunk_id(c).unwrap(), SourceKind::Owner, spare);
-        }
-        assert_eq!(
-            picker.pick(SourceKind::Owner, &mut ring, true, &mut rng),
-            None,
-            "at most SPARE_IN_FLIGHT spare requests"
-        );
-        let announced = ring.announced(&m, &Ranges::from_sorted(0..200)).unwrap();
-        picker.neighbour_announced(&announced);
-        assert_eq!(
-            picker.take_owner_cancel().len(),
-            SPARE_IN_FLIGHT as usize + 1,
-            "every request at the owner, the assigned one too"
-        );
-        assert!(picker.take_owner_cancel().is_empty(), "taken once");
-    }
-
-    /// A chunk whose copy from the neighbour failed its check stays requested at the owner
-    /// when the neighbour announces it (again).
-    #[test]
-    fn a_suspect_chunk_stays_requested_at_the_owner() {
-        let (m, mut picker, mut ring) = setup(&[]);
-        let id = m.chunk_id(5).unwrap();
-        picker.suspect(id);
-        picker.requested(id, SourceKind::Owner, false);
-        let other = m.chunk_id(6).unwrap();
-        picker.requested(other, SourceKind::Owner, false);
-        let announced = ring.announced(&m, &Ranges::from_sorted([5, 6])).unwrap();
-        picker.neighbour_announced(&announced);
-        assert_eq!(picker.take_owner_cancel(), vec![6]);
-    }
-
-    /// The owner is not asked for a chunk the neighbour holds, even one handed to this peer:
-    /// it would wait there while the ring has it.
-    #[test]
-    fn what_the_neighbour_holds_is_not_asked_of_the_owner() {
-        let (m, mut picker, mut ring) = setup(&[42]);
-        let mut rng = StdRng::seed_from_u64(1);
-        let mut assigned = ChunkSet::new(m.chunk_count());
-        assigned.insert(m.chunk_id(42).unwrap());
-        picker.assign(&assigned);
-        for _ in 0..SPARE_IN_FLIGHT {
-            let (c, spare) = picker
-                .pick(SourceKind::Owner, &mut ring, true, &mut rng)
-                .expect("a spare chunk");
-            assert!(spare && c != 42, "{c}");
-            picker.requested(m.chunk_id(c).unwrap(), SourceKind::Owner, spare);
-        }
-        picker.suspect(m.chunk_id(42).unwrap());
-        let got = picker.pick(SourceKind::Owner, &mut ring, true, &mut rng);
-        assert_eq!(got, Some((42, false)), "unless the neighbour's copy failed");
-    }
-}
+#[path = "picker_tests.rs"]
+mod tests;

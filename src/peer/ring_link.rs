@@ -18,6 +18,8 @@ pub(super) struct RingLink {
     down_since: Option<Instant>,
     /// The download neighbour has been told this peer is complete.
     told_complete: bool,
+    /// How many times the neighbour connection came up: tells one connection from the next.
+    connections: u32,
 }
 
 impl RingLink {
@@ -29,6 +31,7 @@ impl RingLink {
             error: None,
             down_since: Some(now),
             told_complete: false,
+            connections: 0,
         }
     }
 
@@ -44,6 +47,11 @@ impl RingLink {
         self.down_since
     }
 
+    /// Which connection to the neighbour is up, counting from 1 (`None`: none is).
+    pub(super) fn connection(&self) -> Option<u32> {
+        self.has.is_some().then_some(self.connections)
+    }
+
     pub(super) fn told_complete(&self) -> bool {
         self.told_complete
     }
@@ -56,6 +64,9 @@ impl RingLink {
     /// nothing until its have list says otherwise.
     pub(super) fn set_error(&mut self, e: Option<String>, chunk_count: u32) {
         self.recent.clear();
+        if e.is_none() {
+            self.connections = self.connections.wrapping_add(1);
+        }
         self.has = match e {
             Some(_) => None,
             None => Some(ChunkSet::new(chunk_count)),

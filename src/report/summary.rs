@@ -76,6 +76,10 @@ pub struct PeerResult {
     pub from_owner: u32,
     /// Chunks it received from ring neighbours.
     pub from_neighbours: u32,
+    /// Its own upload cap in bytes per second, when it differs from the run's `rate`
+    /// (`demo --slow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_rate: Option<u64>,
 }
 
 /// Lower bounds on the time for the last peer to complete, for the run's caps (README
