@@ -197,7 +197,7 @@ impl Picker {
         );
         // Behind a slow neighbour, any chunk, as ordinary requests.
         let first = first.or_else(|| {
-            let lacking = |w: usize| all[w] & !have[w] & !pending[w];
+            let lacking = |w: usize| all[w] & !have[w] & !pending[w] & !storing[w];
             slow.then(|| pick_random(words, lacking, rng)).flatten()
         });
         // Beyond that, a few spare chunks, which the owner sends only when its upload is
