@@ -12,6 +12,12 @@
 #                clock runs from launching the peers (owner already listening, file hashed)
 #                until the last peer exits, its file verified
 #   chunk-files  the same with --chunk-files
+#   durable      the ring with the peers' default durable store (no --no-sync): chunks and
+#                summaries synced to disk before they are relied on; each peer's log says how
+#                much of its sync time fell after its last chunk arrived (median reported)
+#   disk         the disk alone writing and syncing the same bytes: as many `dd bs=1M
+#                conv=fdatasync` copies of FILE as receivers, in parallel; the clock runs from
+#                launching them until the last exits (its copy synced)
 #   get          file-owner + GETTERS `peer get` processes (multi-source, rarest first); the
 #                clock runs from launching them until the last has printed `complete:` (file
 #                verified); then they are stopped (they would serve on until Ctrl+C)
@@ -21,8 +27,10 @@
 #
 # First, untimed: the source is read into the page cache, and as many copies as a run makes
 # are written and deleted (fresh VM memory made the first run up to 1.9× slower).
-# Peers and getters run with --no-sync: like curl and cat, they leave write-back to the kernel
-# (by default a peer syncs chunks, summaries and the finished file before relying on them).
+# Peers and getters run with --no-sync (but in `durable`): like curl and cat, they leave
+# write-back to the kernel (by default a peer syncs chunks, summaries and the finished file
+# before relying on them). `durable`, `ring` and `disk` in one run give durability's cost:
+# the summary prints durable / max(ring, disk).
 # Before every run: `sync` (write-back left by the previous run would otherwise slow the next
 # by up to 70%), then wait until the machine is quiet (under QUIET_PCT % busy for 1 s, for at
 # most QUIET_MAX s). The source file stays in the page cache. Every process runs under
@@ -136,8 +144,8 @@ contenders=()
 IFS=, read -r -a wanted <<<"$only"
 for c in "${wanted[@]}"; do
     case $c in
-    ring | chunk-files | get | nginx | cat) contenders+=("$c") ;;
-    *) die_usage "unknown contender '$c' (ring, chunk-files, get, nginx, cat)" ;;
+    ring | chunk-files | durable | disk | get | nginx | cat) contenders+=("$c") ;;
+    *) die_usage "unknown contender '$c' (ring, chunk-files, durable, disk, get, nginx, cat)" ;;
     esac
 done
 ((${#contenders[@]} > 0)) || die_usage "--only names no contender"
@@ -190,7 +198,7 @@ if [[ ${BENCH_IN_NETNS:-0} != 1 ]]; then
     fi
     if [[ -n ${RINGSWARM_BIN_DIR:-} ]]; then
         bin_dir=$RINGSWARM_BIN_DIR
-    elif [[ " ${contenders[*]} " =~ " "(ring|chunk-files|get)" " ]]; then
+    elif [[ " ${contenders[*]} " =~ " "(ring|chunk-files|durable|get)" " ]]; then
         log "building (release)"
         (cd "$root" && cargo build --release --bins --quiet) || die "cargo build failed"
         target_dir=${CARGO_TARGET_DIR:-$root/target}
@@ -216,7 +224,7 @@ if [[ ${BENCH_IN_NETNS:-0} == 1 ]]; then
 fi
 owner_bin=$bin_dir/file-owner
 peer_bin=$bin_dir/peer
-if [[ " ${contenders[*]} " =~ " "(ring|chunk-files|get)" " ]]; then
+if [[ " ${contenders[*]} " =~ " "(ring|chunk-files|durable|get)" " ]]; then
     for b in "$owner_bin" "$peer_bin"; do
         [[ -x $b ]] || die "no executable $b (set RINGSWARM_BIN_DIR, or unset it to build)"
     done
@@ -460,7 +468,7 @@ mkdir -p "$work/warm"
 for ((i = 0; i <= peers; i++)); do cat "$file" >"$work/warm/$i"; done
 rm -rf "$work/warm"
 
-results=$work/results.txt # contender round attempt seconds noisy foreign_cpu cpu_s rss_list verify sys_s
+results=$work/results.txt # contender round attempt seconds noisy foreign_cpu cpu_s rss_list verify sys_s sync_tail_s
 : >"$results"
 if [[ -n $csv && ! -s $csv ]]; then
     echo "contender,size_bytes,round,attempt,seconds,noisy,foreign_cpu_s,cpu_s,sys_cpu_s,peak_rss_kib,verify" >"$csv"
@@ -470,7 +478,7 @@ fi
 record() {
     local noisy
     noisy=$(is_noisy "$4" "$5")
-    echo "$1 $2 $3 $4 $noisy $5 $6 $7 $8 $9" >>"$results"
+    echo "$1 $2 $3 $4 $noisy $5 $6 $7 $8 $9 ${RUN_TAIL:--}" >>"$results"
     if [[ -n $csv ]]; then
         echo "$1,$size,$2,$3,$4,$noisy,$5,$6,$9,${7//,/ },$8" >>"$csv"
     fi
@@ -491,8 +499,9 @@ run_ring() {
     local layout=$1 dir=$work/run
     rm -rf "$dir"
     mkdir -p "$dir"
-    local extra=()
+    local extra=(--no-sync)
     [[ $layout == chunk-files ]] && extra+=(--chunk-files)
+    [[ $layout == durable ]] && extra=()
     used=" "
     local owner_port
     free_port 5000
@@ -518,7 +527,7 @@ run_ring() {
     for ((i = 0; i < peers; i++)); do
         local port=${ports[i]} next=${ports[(i + 1) % peers]}
         start_timed "$dir/peer-$port.time" "$dir/peer-$port.out" "$dir/peer-$port.err" \
-            "$peer_bin" "$owner_port" "$port" "$next" --bind 127.0.0.1 --no-sync \
+            "$peer_bin" "$owner_port" "$port" "$next" --bind 127.0.0.1 \
             --dir "$dir/peer-$port" "${extra[@]}"
         wrappers+=("$STARTED_WRAPPER")
     done
@@ -556,6 +565,12 @@ run_ring() {
     set_run_cpu
     RUN_RSS=$rss
     RUN_VERIFY=$(verify_copies "${outs[@]}")
+    if [[ $layout == durable ]]; then
+        # Each peer's "…s of it after the last chunk arrived": the largest of them.
+        RUN_TAIL=$(cat "$dir"/peer-*.err 2>/dev/null |
+            sed -n 's/.* \([0-9.]*\) s of it after the last chunk arrived.*/\1/p' |
+            sort -g | tail -n 1)
+    fi
     if ((failed)) || [[ $RUN_VERIFY != ok ]]; then
         log "ring ($layout) failed: $RUN_VERIFY"
         for port in "${ports[@]}"; do
@@ -767,10 +782,50 @@ run_cat() {
     rm -rf "$dir"
 }
 
+# As many writers as receivers, each copying FILE with `dd … conv=fdatasync` (the copy synced
+# before dd exits), all at once: what the disk takes to write and sync the bytes a ring writes.
+run_disk() {
+    local dir=$work/run t0 t1 i wrappers=() outs=() failed=0 w
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    snap0=$(foreign_snapshot)
+    t0=$(now)
+    for ((i = 1; i <= peers; i++)); do
+        start_timed "$dir/dd-$i.time" /dev/null "$dir/dd-$i.err" \
+            dd if="$file" of="$dir/copy-$i" bs=1M conv=fdatasync status=none
+        wrappers+=("$STARTED_WRAPPER")
+        outs+=("$dir/copy-$i")
+    done
+    for w in "${wrappers[@]}"; do
+        wait "$w" || failed=1
+    done
+    t1=$(now)
+    foreign_after=$(foreign_snapshot)
+    RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+    RUN_FOREIGN=$(foreign_cpu <(echo "$snap0") <(echo "$foreign_after"))
+    CPU_USER=0 CPU_SYS=0
+    local rss=""
+    for ((i = 1; i <= peers; i++)); do
+        add_cpu "$dir/dd-$i.time"
+        rss+="${rss:+,}$(time_rss_kb "$dir/dd-$i.time")"
+    done
+    set_run_cpu
+    RUN_RSS=$rss
+    RUN_VERIFY=$(verify_copies "${outs[@]}")
+    if ((failed)) || [[ $RUN_VERIFY != ok ]]; then
+        log "disk failed: $RUN_VERIFY"
+        cat "$dir"/dd-*.err >&2 || true
+        return 1
+    fi
+    rm -rf "$dir"
+}
+
 run_contender() {
     case $1 in
     ring) run_ring part-file ;;
     chunk-files) run_ring chunk-files ;;
+    durable) run_ring durable ;;
+    disk) run_disk ;;
     get) run_get ;;
     nginx) run_nginx ;;
     cat) run_cat ;;
@@ -786,7 +841,7 @@ for ((r = 1; r <= rounds; r++)); do
     for ((k = 0; k < n; k++)); do
         c=${contenders[(k + r - 1) % n]}
         for ((attempt = 1; attempt <= 3; attempt++)); do
-            RUN_SECS="" RUN_FOREIGN="" RUN_CPU="" RUN_SYS="" RUN_RSS=""
+            RUN_SECS="" RUN_FOREIGN="" RUN_CPU="" RUN_SYS="" RUN_RSS="" RUN_TAIL=""
             settle
             if ! run_contender "$c"; then
                 record "$c" "$r" "$attempt" "${RUN_SECS:-0}" "${RUN_FOREIGN:--}" "${RUN_CPU:--}" "${RUN_RSS:--}" "FAILED" "${RUN_SYS:--}"
@@ -838,9 +893,10 @@ for c in "${contenders[@]}"; do
                 }
             }')
     case $c in
-    ring | chunk-files) rss="owner $(cut -d' ' -f1 <<<"$rss"), peers $(cut -d' ' -f2- <<<"$rss")" ;;
+    ring | chunk-files | durable) rss="owner $(cut -d' ' -f1 <<<"$rss"), peers $(cut -d' ' -f2- <<<"$rss")" ;;
     get) rss="owner $(cut -d' ' -f1 <<<"$rss"), getters $(cut -d' ' -f2- <<<"$rss")" ;;
     nginx) rss="nginx $(cut -d' ' -f1 <<<"$rss"), curls $(cut -d' ' -f2- <<<"$rss")" ;;
+    disk) rss="dd $rss" ;;
     esac
     runs=$cnt
     if ((noisy)); then runs+="+${noisy}n"; fi
@@ -852,6 +908,19 @@ if [[ -n ${med[nginx]:-} ]]; then
         [[ -n ${med[$c]:-} ]] || continue
         awk -v a="${med[$c]}" -v b="${med[nginx]}" -v c="$c" 'BEGIN {printf "ratio %s / nginx: %.2f\n", c, a / b}'
     done
+fi
+if [[ -n ${med[durable]:-} ]]; then
+    echo
+    tail_med=$(runs_of durable | awk '$11 != "-" {print $11}' | median)
+    echo "durable: the largest per-peer sync time after the last chunk arrived, median: ${tail_med}s"
+    for c in ring disk; do
+        [[ -n ${med[$c]:-} ]] || continue
+        awk -v a="${med[durable]}" -v b="${med[$c]}" -v c="$c" 'BEGIN {printf "ratio durable / %s: %.2f\n", c, a / b}'
+    done
+    if [[ -n ${med[ring]:-} && -n ${med[disk]:-} ]]; then
+        awk -v a="${med[durable]}" -v b="${med[ring]}" -v d="${med[disk]}" \
+            'BEGIN {m = (b > d) ? b : d; printf "ratio durable / max(ring, disk): %.2f\n", a / m}'
+    fi
 fi
 if [[ -n ${med[get]:-} && -n ${med[ring]:-} ]]; then
     awk -v a="${med[get]}" -v b="${med[ring]}" -v g="$getters" -v p="$peers" \

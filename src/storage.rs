@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crate::chunkset::ChunkSet;
 use crate::hash::Hash;
 use crate::manifest::{ChunkId, Manifest};
-use crate::store::{ChunkStore, StoreError};
+use crate::store::{ChunkStore, Flush, StoreError, SyncReport};
 
 /// Where chunks are read from: every store, and the owner's shared file (read-only).
 pub trait ChunkSource: Send + Sync + std::fmt::Debug {
@@ -51,6 +51,22 @@ pub trait Storage: ChunkSource {
     ///
     /// Any I/O error, naming the path.
     fn write_summary(&self, have: &ChunkSet) -> Result<(), StoreError>;
+    /// What the summary writer should do at `now`: an in-memory store never syncs.
+    fn flush_due(&self, _now: tokio::time::Instant) -> Flush {
+        Flush::Idle
+    }
+    /// Makes the chunks written so far durable, without a summary.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error, naming the path.
+    fn sync_data(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The syncs so far; `None` for a store that does not sync.
+    fn sync_report(&self) -> Option<SyncReport> {
+        None
+    }
     /// Makes the finished file from the held chunks, checks the whole-file hash, and returns
     /// its path.
     ///
@@ -75,6 +91,15 @@ impl Storage for ChunkStore {
     }
     fn write_summary(&self, have: &ChunkSet) -> Result<(), StoreError> {
         ChunkStore::write_summary(self, have)
+    }
+    fn flush_due(&self, now: tokio::time::Instant) -> Flush {
+        ChunkStore::flush_due(self, now)
+    }
+    fn sync_data(&self) -> Result<(), StoreError> {
+        ChunkStore::sync_data(self)
+    }
+    fn sync_report(&self) -> Option<SyncReport> {
+        ChunkStore::sync_report(self)
     }
     fn assemble(&self) -> Result<PathBuf, StoreError> {
         ChunkStore::assemble(self)

@@ -9,6 +9,8 @@ mod util;
 mod cli;
 // Kill and restart, tampered chunks, owner leaving, event log.
 mod recovery;
+// The durable store under SIGKILL: every chunk a summary names is intact, both layouts.
+mod durable;
 // Raw-socket bad input against in-process owner and peer.
 mod protocol;
 // The owner's directory: list, search, locate, the --http API, members and --peer-ttl.

@@ -17,6 +17,7 @@ use super::downstream::Served;
 use super::swarm::Swarm;
 use crate::Result;
 use crate::storage;
+use crate::store::{Flush, StoreError};
 
 /// How [`super::run`] ended.
 #[derive(Debug)]
@@ -200,7 +201,8 @@ async fn wait_told_neighbour(swarm: &Arc<Swarm>) {
     }
 }
 
-/// Cancels the peer's tasks, waits for them (2 s at most), and writes the last summary.
+/// Cancels the peer's tasks, waits for them (2 s at most), writes the last summary, and logs
+/// what the syncs cost.
 async fn stop(swarm: &Arc<Swarm>, tasks: &TaskTracker, child: &CancellationToken) {
     child.cancel();
     tasks.close();
@@ -214,26 +216,56 @@ async fn stop(swarm: &Arc<Swarm>, tasks: &TaskTracker, child: &CancellationToken
     if let Ok(Err(e)) = storage::call(&swarm.store, move |s| s.write_summary(&have)).await {
         warn!("writing summary: {e}");
     }
+    if let Some(r) = swarm.store.sync_report() {
+        info!(
+            "syncs: {} took {:.3} s, {:.3} s of it after the last chunk arrived",
+            r.count,
+            r.total.as_secs_f64(),
+            r.after_last_chunk.as_secs_f64()
+        );
+    }
 }
 
-/// Rewrites the summary file when `have` grew, at most every 200 ms.
+/// Syncs the chunks as they arrive and rewrites the summary file, in the batches the store
+/// asks for ([`crate::store::Flush`]), one at a time on the blocking pool. Each summary names
+/// the chunks held before its sync began. `stop()` writes the last one.
 pub(super) async fn summary_writer(swarm: Arc<Swarm>, token: CancellationToken) {
-    loop {
+    while !token.is_cancelled() {
+        let wait = match swarm.store.flush_due(Instant::now()) {
+            Flush::Idle => None,
+            Flush::Wait(at) => Some(at),
+            Flush::Data => {
+                report(
+                    storage::call(&swarm.store, |s| s.sync_data()).await,
+                    "syncing",
+                );
+                continue;
+            }
+            Flush::Summary => {
+                // The snapshot comes first: the sync that `write_summary` starts covers it.
+                let have = swarm.have_snapshot();
+                let res = storage::call(&swarm.store, move |s| s.write_summary(&have)).await;
+                report(res, "writing summary");
+                continue;
+            }
+        };
         tokio::select! {
             biased;
             () = token.cancelled() => return,
             () = swarm.summary_dirty.notified() => {}
+            () = sleep_until(wait) => {}
         }
-        tokio::select! {
-            biased;
-            () = tokio::time::sleep(Duration::from_millis(200)) => {}
-            () = token.cancelled() => return, // stop() writes the last summary
-        }
-        let have = swarm.have_snapshot();
-        match storage::call(&swarm.store, move |s| s.write_summary(&have)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!("writing summary: {e}"),
-            Err(e) => warn!("summary task: {e}"),
-        }
+    }
+}
+
+/// Logs a failed sync or summary.
+fn report(
+    res: std::result::Result<std::result::Result<(), StoreError>, tokio::task::JoinError>,
+    what: &str,
+) {
+    match res {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!("{what}: {e}"),
+        Err(e) => warn!("{what} task: {e}"),
     }
 }

@@ -32,7 +32,8 @@ impl ChunkStore {
                 if self.sync
                     && let Some(f) = &self.data
                 {
-                    f.sync_data().map_err(io_err("syncing", &part))?;
+                    self.timed(|| f.sync_data())
+                        .map_err(io_err("syncing", &part))?;
                 }
                 (part, h)
             }
@@ -46,7 +47,8 @@ impl ChunkStore {
                     w.write_all(&data).map_err(io_err("writing", &tmp))?;
                 }
                 if self.sync {
-                    w.sync_all().map_err(io_err("syncing", &tmp))?;
+                    self.timed(|| w.sync_all())
+                        .map_err(io_err("syncing", &tmp))?;
                 }
                 (tmp, hasher.finalize().into())
             }
@@ -68,7 +70,7 @@ impl ChunkStore {
             return Err(e);
         }
         if self.sync {
-            sync_parent(&out)?;
+            self.timed(|| sync_parent(&out))?;
         }
         self.assembled.store(true, Ordering::Release);
         Ok(out)

@@ -5,11 +5,13 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::batch::SyncBatch;
 use super::error::{StoreError, io_err};
 use super::fs::{aux_stem, open_read, read_nofollow, write_atomic};
 use crate::chunkset::{ChunkSet, Ranges};
@@ -28,10 +30,10 @@ pub enum Layout {
 
 /// The summary file's content.
 #[derive(Debug, Serialize, Deserialize)]
-struct SummaryFile {
-    file: String,
-    hash: Hash,
-    chunks: Ranges,
+pub(super) struct SummaryFile {
+    pub(super) file: String,
+    pub(super) hash: Hash,
+    pub(super) chunks: Ranges,
 }
 
 /// A peer's chunks of one file on disk.
@@ -46,6 +48,10 @@ pub struct ChunkStore {
     pub(super) sync: bool,
     /// `DIR/NAME` is this file, verified: found so on open, or put there by `assemble`.
     pub(super) assembled: AtomicBool,
+    /// What was written since the last syncs, and the syncs' times (see [`super::batch`]).
+    pub(super) batch: Mutex<SyncBatch>,
+    /// Held through each batch: one sync (and summary) at a time, in order.
+    pub(super) flush_lock: Mutex<()>,
 }
 
 impl ChunkStore {
@@ -129,33 +135,12 @@ impl ChunkStore {
     /// With `sync` (the default), chunk bytes reach the disk before a summary names them, the
     /// summary and the finished file are synced before they are renamed into place, and the
     /// renames before they are relied on: a power cut loses at most the chunks since the last
-    /// summary. Without it the same files are written the same way (temporary name, rename),
-    /// which is enough for a killed process, but a power cut may leave a summary that names
-    /// chunks the disk never got (they fail their hash on the next start and are fetched again).
+    /// summary. Chunk bytes are synced in batches (see [`super::batch`]), off the hot path.
+    /// Without it the same files are written the same way (temporary name, rename), which is
+    /// enough for a killed process, but a power cut may leave a summary that names chunks the
+    /// disk never got (they fail their hash on the next start and are fetched again).
     pub fn set_sync(&mut self, sync: bool) {
         self.sync = sync;
-    }
-
-    /// Replaces the summary file with `have` (write to `.tmp`, sync, rename).
-    ///
-    /// # Errors
-    ///
-    /// Any I/O error, naming the path.
-    pub fn write_summary(&self, have: &ChunkSet) -> Result<(), StoreError> {
-        if self.sync
-            && let Some(part) = &self.data
-        {
-            // The chunks the summary names are on disk first (chunk files sync each).
-            part.sync_data()
-                .map_err(io_err("syncing", &self.part_path()))?;
-        }
-        let summary = SummaryFile {
-            file: self.manifest.name.clone(),
-            hash: self.manifest.hash,
-            chunks: have.to_ranges(),
-        };
-        let json = serde_json::to_vec(&summary).map_err(|_| StoreError::Bug("summary json"))?;
-        write_atomic(&self.summary_path(), &json, self.sync)
     }
 
     /// Stores a chunk that has been verified.
@@ -163,13 +148,23 @@ impl ChunkStore {
     /// # Errors
     ///
     /// Any I/O error, naming the path.
+    /// Not synced here: a chunk file is renamed into place unsynced, and the next batch
+    /// syncs it (and the folder) before a summary names it.
     pub fn write_chunk(&self, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
-        match (&self.data, self.layout) {
-            (Some(file), Layout::PartFile) => file
-                .write_all_at(data, self.manifest.chunk_offset(id))
-                .map_err(io_err("writing", &self.part_path())),
-            _ => write_atomic(&self.chunk_path(id), data, self.sync),
-        }
+        let file = match (&self.data, self.layout) {
+            (Some(file), Layout::PartFile) => {
+                file.write_all_at(data, self.manifest.chunk_offset(id))
+                    .map_err(io_err("writing", &self.part_path()))?;
+                None
+            }
+            _ => {
+                write_atomic(&self.chunk_path(id), data, false)?;
+                self.sync.then_some(id)
+            }
+        };
+        self.batch()
+            .wrote(data.len() as u64, file, tokio::time::Instant::now());
+        Ok(())
     }
 
     /// Reads a stored chunk (not re-hashed: the receiver verifies).

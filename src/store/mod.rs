@@ -31,16 +31,20 @@
 //! All methods block. Per-chunk reads and writes are short and are called in place from async
 //! code; the long ones (open, assemble) go through `spawn_blocking`.
 //!
-//! Here: the module map. `disk` (the type, its paths, the summary and per-chunk reads and
-//! writes), `error` (`StoreError`), `open` (refusals, data files, resume), `fs` (the
+//! Here: the module map. `disk` (the type, its paths, per-chunk reads and writes), `batch`
+//! (when to sync: the batching policy, and what the syncs cost), `sync` (the data syncs and
+//! the summary), `error` (`StoreError`), `open` (refusals, data files, resume), `fs` (the
 //! link-refusing file operations) and `assemble`.
 
 mod assemble;
+mod batch;
 mod disk;
 mod error;
 mod fs;
 mod open;
+mod sync;
 
+pub use batch::{DATA_SYNC_BYTES, Flush, SUMMARY_BYTES, SUMMARY_INTERVAL, SyncBatch, SyncReport};
 pub use disk::{ChunkStore, Layout};
 pub use error::StoreError;
 pub use fs::{aux_stem, hash_file, read_nofollow, write_atomic};
@@ -48,3 +52,7 @@ pub use fs::{aux_stem, hash_file, read_nofollow, write_atomic};
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
+mod batch_tests;

@@ -4,6 +4,7 @@
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
 use super::disk::{ChunkStore, Layout};
@@ -33,6 +34,8 @@ impl ChunkStore {
             data: None,
             sync: true,
             assembled: AtomicBool::new(false),
+            batch: Mutex::default(),
+            flush_lock: Mutex::new(()),
         };
         let have = store.open_files()?;
         // Last: a manifest refused above leaves no copy behind.
@@ -177,6 +180,13 @@ impl ChunkStore {
         let recovered = have.difference(&listed).len();
         if recovered > 0 {
             tracing::info!("{recovered} verified chunks found on disk beyond the summary; kept");
+        }
+        if layout == Layout::ChunkFiles && store.sync {
+            // Found after a crash, they may not be on disk yet: synced before named.
+            let mut batch = store.batch();
+            for n in have.difference(&listed) {
+                batch.add_file(manifest.chunk_id(n).map_err(|_| StoreError::Bug("id"))?);
+            }
         }
         if have != listed {
             store.write_summary(&have)?;
