@@ -438,29 +438,7 @@ done_get() { has_complete "$rd/r$1.out"; }
 start_nginx() {
     mkdir -p "$rd/www" "$rd/nginx/tmp"
     ln -f "$file" "$rd/www/$name" 2>/dev/null || ln -s "$file" "$rd/www/$name"
-    # The configuration of ../shared/bench-anchors/02-http-fanout.sh, on the owner's address.
-    cat >"$rd/nginx/nginx.conf" <<EOF
-worker_processes auto;
-daemon off;
-pid $rd/nginx/nginx.pid;
-error_log $rd/nginx/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  client_body_temp_path $rd/nginx/tmp;
-  proxy_temp_path $rd/nginx/tmp;
-  fastcgi_temp_path $rd/nginx/tmp;
-  uwsgi_temp_path $rd/nginx/tmp;
-  scgi_temp_path $rd/nginx/tmp;
-  default_type application/octet-stream;
-  server {
-    listen $owner_ip:$port_owner;
-    root $rd/www;
-  }
-}
-EOF
+    write_nginx_conf "$rd/nginx" "$owner_ip:$port_owner" "$rd/www"
     start_in "$owner_ns" "$rd/nginx.out" "$nginx_bin" -p "$rd/nginx" -c "$rd/nginx/nginx.conf"
     local i
     for ((i = 0; i < 500; i++)); do

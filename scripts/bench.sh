@@ -684,30 +684,7 @@ run_nginx() {
     used=" "
     free_port 8080
     local port=$PORT
-    # The configuration of ../shared/bench-anchors/02-http-fanout.sh, on a free port.
-    cat >"$dir/nginx/nginx.conf" <<EOF
-worker_processes auto;
-daemon off;
-pid $dir/nginx/nginx.pid;
-error_log $dir/nginx/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  client_body_temp_path $dir/nginx/tmp;
-  proxy_temp_path $dir/nginx/tmp;
-  fastcgi_temp_path $dir/nginx/tmp;
-  uwsgi_temp_path $dir/nginx/tmp;
-  scgi_temp_path $dir/nginx/tmp;
-  types { application/octet-stream bin; }
-  default_type application/octet-stream;
-  server {
-    listen 127.0.0.1:$port;
-    root $dir/www;
-  }
-}
-EOF
+    write_nginx_conf "$dir/nginx" "127.0.0.1:$port" "$dir/www"
     start_timed --child "$dir/nginx.time" "$dir/nginx/stdout.log" "$dir/nginx/stderr.log" \
         "$nginx_bin" -p "$dir/nginx" -c "$dir/nginx/nginx.conf"
     local nginx_wrapper=$STARTED_WRAPPER nginx_pid=$STARTED_PID

@@ -58,3 +58,34 @@ finish_cleanup() {
     if ((interrupted)); then exit 130; fi
     exit "$status"
 }
+
+# write_nginx_conf DIR LISTEN ROOT: writes DIR/nginx.conf (and DIR/tmp) for nginx serving the
+# files of ROOT on LISTEN (ADDR:PORT) with sendfile, in the foreground, its pid and error log
+# in DIR: the configuration of ../shared/bench-anchors/02-http-fanout.sh.
+write_nginx_conf() {
+    local dir=$1 listen=$2 root=$3
+    mkdir -p "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes auto;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path $dir/tmp;
+  proxy_temp_path $dir/tmp;
+  fastcgi_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp;
+  scgi_temp_path $dir/tmp;
+  types { application/octet-stream bin; }
+  default_type application/octet-stream;
+  server {
+    listen $listen;
+    root $root;
+  }
+}
+EOF
+}
