@@ -45,6 +45,9 @@ pub trait Storage: ChunkSource {
     ///
     /// Any I/O error, naming the path.
     fn write_chunk(&self, id: ChunkId, data: &[u8]) -> Result<(), StoreError>;
+    /// Hands a chunk just verified and written to work that may run behind the transfer
+    /// (the whole-file hash of a [`ChunkStore`]); by default, nothing.
+    fn hash_behind(&self, _id: ChunkId, _data: &Bytes) {}
     /// Records which chunks are held, for a restart.
     ///
     /// # Errors
@@ -88,6 +91,9 @@ impl ChunkSource for ChunkStore {
 impl Storage for ChunkStore {
     fn write_chunk(&self, id: ChunkId, data: &[u8]) -> Result<(), StoreError> {
         ChunkStore::write_chunk(self, id, data)
+    }
+    fn hash_behind(&self, id: ChunkId, data: &Bytes) {
+        ChunkStore::hash_behind(self, id, data);
     }
     fn write_summary(&self, have: &ChunkSet) -> Result<(), StoreError> {
         ChunkStore::write_summary(self, have)
@@ -167,8 +173,9 @@ pub fn verify(manifest: &Manifest, id: ChunkId, data: &[u8]) -> Result<(), Store
     Ok(())
 }
 
-/// Verifies `data` as chunk `id` of `manifest` and writes it to `store`: the work of a
-/// chunk's arrival that needs no lock, so it may run on any thread.
+/// Verifies `data` as chunk `id` of `manifest`, writes it to `store` and hands it to the
+/// store's work behind the transfer: the work of a chunk's arrival that needs no lock, so it
+/// may run on any thread.
 ///
 /// # Errors
 ///
@@ -177,9 +184,12 @@ pub fn check_and_store(
     manifest: &Manifest,
     store: &dyn Storage,
     id: ChunkId,
-    data: &[u8],
+    data: &Bytes,
 ) -> Result<(), StoreError> {
-    verify(manifest, id, data).and_then(|()| store.write_chunk(id, data))
+    verify(manifest, id, data)?;
+    store.write_chunk(id, data)?;
+    store.hash_behind(id, data);
+    Ok(())
 }
 
 /// How an in-memory peer keeps its chunks.

@@ -2,12 +2,13 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use super::disk::{ChunkStore, Layout};
 use super::error::{StoreError, io_err};
 use super::fs::{create_fresh, hash_file, place, sync_parent};
+use crate::hash::Hash;
 
 impl ChunkStore {
     /// Makes `DIR/NAME` from the held chunks, checks the whole-file hash, and returns its
@@ -28,7 +29,7 @@ impl ChunkStore {
         let (src, actual) = match self.layout {
             Layout::PartFile => {
                 let part = self.part_path();
-                let h = hash_file(&part)?;
+                let h = self.whole_hash(&part)?;
                 if self.sync
                     && let Some(f) = &self.data
                 {
@@ -74,5 +75,24 @@ impl ChunkStore {
         }
         self.assembled.store(true, Ordering::Release);
         Ok(out)
+    }
+
+    /// The part file's hash: merged from the hashes taken as its chunks were written (a
+    /// chunk held from an earlier run is read back for it), or, where that does not apply or
+    /// does not match, read and hashed whole.
+    fn whole_hash(&self, part: &Path) -> Result<Hash, StoreError> {
+        if let Some(hasher) = &self.tree {
+            let tree = hasher.finish();
+            for id in self.manifest.chunk_ids() {
+                let at = self.manifest.chunk_offset(id);
+                if !tree.has(at) {
+                    tree.add(at, &self.read_chunk(id)?);
+                }
+            }
+            if tree.root() == Some(self.manifest.hash) {
+                return Ok(self.manifest.hash);
+            }
+        }
+        hash_file(part)
     }
 }

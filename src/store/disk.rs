@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::batch::SyncBatch;
 use super::error::{StoreError, io_err};
 use super::fs::{aux_stem, open_read, read_nofollow, write_atomic};
+use super::tree::TreeHasher;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::hash::Hash;
 use crate::manifest::{ChunkId, Manifest, disk_name};
@@ -52,6 +53,8 @@ pub struct ChunkStore {
     pub(super) batch: Mutex<SyncBatch>,
     /// Held through each batch: one sync (and summary) at a time, in order.
     pub(super) flush_lock: Mutex<()>,
+    /// The whole-file hash, built as chunks are written (part file layout, where it applies).
+    pub(super) tree: Option<TreeHasher>,
 }
 
 impl ChunkStore {
@@ -165,6 +168,14 @@ impl ChunkStore {
         self.batch()
             .wrote(data.len() as u64, file, tokio::time::Instant::now());
         Ok(())
+    }
+
+    /// Hands the verified chunk `data`, just written, to the whole-file hash (see
+    /// [`super::tree`]); a no-op where that hash is taken at the end.
+    pub fn hash_behind(&self, id: ChunkId, data: &Bytes) {
+        if let Some(tree) = &self.tree {
+            tree.add_later(self.manifest.chunk_offset(id), data.clone());
+        }
     }
 
     /// Reads a stored chunk (not re-hashed: the receiver verifies).

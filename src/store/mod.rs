@@ -43,6 +43,7 @@ mod error;
 mod fs;
 mod open;
 mod sync;
+mod tree;
 
 pub use batch::{DATA_SYNC_BYTES, Flush, SUMMARY_BYTES, SUMMARY_INTERVAL, SyncBatch, SyncReport};
 pub use disk::{ChunkStore, Layout};

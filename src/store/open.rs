@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use super::disk::{ChunkStore, Layout};
 use super::error::{StoreError, io_err, shown};
 use super::fs::{aux_stem, hash_file, nofollow, open_read, read_nofollow, write_atomic};
+use super::tree::{FileTree, TreeHasher};
 use crate::chunkset::ChunkSet;
 use crate::manifest::Manifest;
 
@@ -36,6 +37,12 @@ impl ChunkStore {
             assembled: AtomicBool::new(false),
             batch: Mutex::default(),
             flush_lock: Mutex::new(()),
+            tree: match layout {
+                Layout::PartFile => {
+                    FileTree::new(manifest.size, manifest.chunk_size).map(TreeHasher::new)
+                }
+                Layout::ChunkFiles => None,
+            },
         };
         let have = store.open_files()?;
         // Last: a manifest refused above leaves no copy behind.
