@@ -264,6 +264,21 @@ mod tests {
     }
 
     #[test]
+    fn the_thread_behind_hashes_what_it_is_handed() {
+        let file = bytes::Bytes::from(data(102_400 * 9 + 77));
+        let hasher = TreeHasher::new(FileTree::new(file.len() as u64, 102_400).unwrap());
+        for i in [3usize, 0, 8, 1, 9, 2, 7, 4, 6, 5] {
+            let at = i * 102_400;
+            hasher.add_later(at as u64, file.slice(at..(at + 102_400).min(file.len())));
+            if i == 8 {
+                // A thread ended midway is started again by the next chunk.
+                assert_eq!(hasher.finish().root(), None);
+            }
+        }
+        assert_eq!(hasher.finish().root(), Some(blake3::hash(&file).into()));
+    }
+
+    #[test]
     fn it_applies_only_where_chunks_start_on_pieces() {
         assert!(FileTree::new(1000, 200).is_none());
         assert!(FileTree::new(102_400 * 5 - 1, 102_399).is_none());
