@@ -234,9 +234,7 @@ root=$(cd "$here/.." && pwd)
 if [[ -n ${RINGSWARM_BIN_DIR:-} ]]; then
     bin_dir=$RINGSWARM_BIN_DIR
 else
-    target_dir=${CARGO_TARGET_DIR:-$root/target}
-    [[ $target_dir == /* ]] || target_dir=$root/$target_dir
-    bin_dir=$target_dir/release
+    bin_dir=$(target_bin_dir "$root" release)
     if [[ ! -x $bin_dir/file-owner || ! -x $bin_dir/peer ]]; then
         log "building (release)"
         (cd "$root" && cargo build --release --bins --quiet) || die "cargo build failed"
@@ -332,22 +330,6 @@ cat "$file" >/dev/null # every run starts with the source in the page cache
 
 ncpu=$(nproc)
 clk_tck=$(getconf CLK_TCK)
-
-# Waits (at most QUIET_MAX s) until the machine was under QUIET_PCT % busy over 1 s.
-quiet_gate() {
-    local max=${QUIET_MAX:-60} pct_max=${QUIET_PCT:-10} start=$SECONDS a b pct
-    while :; do
-        a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)
-        sleep 1
-        b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)
-        pct=$(((b - a) * 100 / (clk_tck * ncpu)))
-        ((pct < pct_max)) && return 0
-        if ((SECONDS - start >= max)); then
-            log "machine still ${pct}% busy after ${max}s; measuring anyway"
-            return 0
-        fi
-    done
-}
 
 # Starts `ip netns exec NS CMD…` in the background with stdout to OUT and stderr to OUT.err;
 # sets STARTED to its PID (ip execs the command, so it is the command's PID).
@@ -578,7 +560,7 @@ run_one() {
     declare -A done_at=()
     sync
     sleep 1
-    quiet_gate
+    quiet_gate 60
     if ! "start_$c"; then
         status="failed: ${RUN_WHY:-its server did not start}"
     else

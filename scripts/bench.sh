@@ -201,9 +201,7 @@ if [[ ${BENCH_IN_NETNS:-0} != 1 ]]; then
     elif [[ " ${contenders[*]} " =~ " "(ring|chunk-files|durable|get)" " ]]; then
         log "building (release)"
         (cd "$root" && cargo build --release --bins --quiet) || die "cargo build failed"
-        target_dir=${CARGO_TARGET_DIR:-$root/target}
-        [[ $target_dir == /* ]] || target_dir=$root/$target_dir
-        bin_dir=$target_dir/release
+        bin_dir=$(target_bin_dir "$root" release)
     else
         bin_dir=""
     fi
@@ -374,29 +372,10 @@ free_port() {
     PORT=$p
 }
 
-# Busy CPU ticks of the whole machine (user+nice+system+irq+softirq+steal).
-busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-
-# Waits (at most QUIET_MAX s) until the machine was under QUIET_PCT % busy over 1 s.
-quiet_gate() {
-    local max=${QUIET_MAX:-120} pct_max=${QUIET_PCT:-10} start=$SECONDS a b pct
-    while :; do
-        a=$(busy_ticks)
-        sleep 1
-        b=$(busy_ticks)
-        pct=$(((b - a) * 100 / (clk_tck * ncpu)))
-        ((pct < pct_max)) && return 0
-        if ((SECONDS - start >= max)); then
-            log "machine still ${pct}% busy after ${max}s; measuring anyway"
-            return 0
-        fi
-    done
-}
-
 settle() {
     sync
     sleep 1
-    quiet_gate
+    quiet_gate 120
 }
 
 # CPU ticks used so far by user processes outside this network namespace, as "pid:start ticks"

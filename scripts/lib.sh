@@ -1,6 +1,46 @@
 # shellcheck shell=bash
-# Shell helpers shared by ring.sh, bench.sh and netns-ring.sh (sourced, not run). A script
-# that sources this defines `die_usage MESSAGE`.
+# Shell helpers shared by ring.sh, bench.sh, netns-ring.sh and bench-shaped.sh (sourced, not
+# run). A script that sources this defines `die_usage MESSAGE`, and `log MESSAGE` if it calls
+# quiet_gate.
+
+# Prints the last N (default 20) lines of a log, indented, or says it is empty.
+show_tail() {
+    local log=$1 n=${2:-20}
+    if [[ -s $log ]]; then
+        echo "  --- last $n lines of $log:"
+        tail -n "$n" "$log" | sed 's/^/  | /'
+    else
+        echo "  --- $log is empty"
+    fi
+}
+
+# The folder cargo puts PROFILE's binaries in for the project at ROOT: CARGO_TARGET_DIR
+# (relative to ROOT when not absolute) or ROOT/target, then PROFILE.
+target_bin_dir() {
+    local root=$1 profile=$2 target_dir=${CARGO_TARGET_DIR:-$1/target}
+    [[ $target_dir == /* ]] || target_dir=$root/$target_dir
+    echo "$target_dir/$profile"
+}
+
+# Waits (at most QUIET_MAX s, default MAX) until the machine was under QUIET_PCT % (default
+# 10) busy over 1 s; busy is user+nice+system+irq+softirq+steal of all cores.
+quiet_gate() {
+    local max=${QUIET_MAX:-$1} pct_max=${QUIET_PCT:-10} start=$SECONDS a b pct
+    local ncpu clk_tck
+    ncpu=$(nproc)
+    clk_tck=$(getconf CLK_TCK)
+    while :; do
+        a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)
+        sleep 1
+        b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)
+        pct=$(((b - a) * 100 / (clk_tck * ncpu)))
+        ((pct < pct_max)) && return 0
+        if ((SECONDS - start >= max)); then
+            log "machine still ${pct}% busy after ${max}s; measuring anyway"
+            return 0
+        fi
+    done
+}
 
 # TERM, then KILL after 5 s, for each live PID given; reaps them all.
 stop_pids() {

@@ -16,17 +16,6 @@ secs() {
     awk -v ms="$1" 'BEGIN { printf "%.2fs", ms / 1000 }'
 }
 
-# Prints the last N (default 20) lines of a log, indented, or says it is empty.
-show_tail() {
-    local log=$1 n=${2:-20}
-    if [[ -s $log ]]; then
-        echo "  --- last $n lines of $log:"
-        tail -n "$n" "$log" | sed 's/^/  | /'
-    else
-        echo "  --- $log is empty"
-    fi
-}
-
 # Bytes of a size (20MiB, 512k, 1.5GiB, 3000000), at least 1 and at most 1 TiB; fails
 # (prints nothing) otherwise.
 size_bytes() {

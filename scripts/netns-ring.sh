@@ -215,9 +215,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if [[ -n ${RINGSWARM_BIN_DIR:-} ]]; then
     bin_dir=$RINGSWARM_BIN_DIR
 else
-    target_dir=${CARGO_TARGET_DIR:-$root/target}
-    [[ $target_dir == /* ]] || target_dir=$root/$target_dir
-    bin_dir=$target_dir/release
+    bin_dir=$(target_bin_dir "$root" release)
     if [[ ! -x $bin_dir/file-owner || ! -x $bin_dir/peer ]]; then
         echo "building (release)…"
         (cd "$root" && cargo build --release --bins --quiet) || die "cargo build failed"

@@ -160,17 +160,6 @@ file_size() {
     wc -c <"$1" | tr -d ' '
 }
 
-# The last lines of a log, indented.
-show_tail() {
-    local log=$1 n=${2:-20}
-    if [[ -s $log ]]; then
-        echo "  --- last $n lines of $log:"
-        tail -n "$n" "$log" | sed 's/^/  | /'
-    else
-        echo "  --- $log is empty"
-    fi
-}
-
 # Explains a startup failure found in a log: port in use, or the last error line.
 explain_failure() {
     local who=$1 log=$2
@@ -224,9 +213,7 @@ else
     if [[ $profile == release ]]; then build_flag=(--release); fi
     echo "building ($profile)…"
     cargo build "${build_flag[@]}" --bins --quiet || die "cargo build failed"
-    target_dir=${CARGO_TARGET_DIR:-$root/target}
-    [[ $target_dir == /* ]] || target_dir=$root/$target_dir
-    bin_dir=$target_dir/$profile
+    bin_dir=$(target_bin_dir "$root" "$profile")
 fi
 owner_bin=$bin_dir/file-owner
 peer_bin=$bin_dir/peer
