@@ -12,9 +12,9 @@ test may use anything.
 
 Layers, bottom first (a file may import its own layer and those below):
 
-  0 ground        hash manifest chunkset units ticket meter
+  0 ground        hash manifest chunkset units ticket meter key
   1 seams         net watch rate events sim task
-  2 store         store/ storage protocol/
+  2 store         store/ storage protocol/ secure/
   3 connection    connection auth driver accept serve choke
   4 directory     directory/ metrics
   5 engine        owner/ peer/ share/
@@ -34,9 +34,9 @@ import sys
 from collections import defaultdict
 
 LAYERS = [
-    ("ground", ["hash", "manifest", "chunkset", "units", "ticket", "meter"]),
+    ("ground", ["hash", "manifest", "chunkset", "units", "ticket", "meter", "key"]),
     ("seams", ["net", "watch", "rate", "events", "sim", "task"]),
-    ("store", ["store", "storage", "protocol"]),
+    ("store", ["store", "storage", "protocol", "secure"]),
     ("connection", ["connection", "auth", "driver", "accept", "serve", "choke"]),
     ("directory", ["directory", "metrics"]),
     ("engine", ["owner", "peer", "share"]),

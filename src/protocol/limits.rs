@@ -1,7 +1,8 @@
 //! The protocol's version and the hard limits every length is checked against.
 
-/// The protocol version sent in `hello`; a server refuses any other.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version: named in the first line of every handshake (see `crate::secure`) and
+/// sent in `hello`; a server refuses any other. Version 2 encrypts every connection.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The longest JSON header accepted, in bytes. Chunk-id lists longer than this are split
 /// across several `have` messages.
