@@ -168,7 +168,7 @@ fn bench_store(c: &mut Criterion) {
 /// a different half: what the owner builds once a second while a page is open.
 fn bench_dashboard(c: &mut Criterion) {
     let directory = fixtures::big_ring(1000);
-    let dashboard = ringswarm::dashboard::Dashboard::new(directory, Some("h:1".into()));
+    let dashboard = ringswarm::dashboard::Dashboard::new(directory, Some("h:1".into()), None);
     let bytes = dashboard.snapshot().len() as u64;
     let mut group = c.benchmark_group("dashboard");
     group.throughput(Throughput::Bytes(bytes));

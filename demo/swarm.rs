@@ -241,6 +241,7 @@ fn start_owner(
             .or(args.rate)
             .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, args.chunk_size))),
         seed: sim_seed(args),
+        identity: identity(sim_seed(args), "owner"),
         // Every peer keeps a connection to the owner, and a getter or fall-back a few more.
         max_connections: owner::MAX_CONNECTIONS.max(2 * usize::from(args.peers) + 64),
         ..owner::OwnerConfig::new(Arc::new(sink(world.clock.as_ref(), "owner".into(), log)))
@@ -263,6 +264,16 @@ fn start_owner(
         config,
         stop.clone(),
     )))
+}
+
+/// A node's key: drawn from the seed when there is one, so a seeded run is the same every
+/// time (its handshakes included), else fresh.
+fn identity(seed: Option<u64>, label: &str) -> Arc<ringswarm::secure::Identity> {
+    let key = match seed {
+        Some(s) => ringswarm::key::NodeKey::from_seed(s, label),
+        None => ringswarm::key::NodeKey::generate(),
+    };
+    Arc::new(ringswarm::secure::Identity::new(key, None))
 }
 
 /// The seed of a run: a simulation always has one (0 unless given).
@@ -366,6 +377,7 @@ impl Plan {
             events: Arc::new(events),
             upload_limit: self.rates[i],
             seed: self.seed.map(|s| s.wrapping_add(i as u64 + 1)),
+            identity: identity(self.seed, &format!("peer {}", self.ports[i])),
             on_complete: Some(tx),
             ..peer::Config::ring(
                 self.endpoint(i, self.owner_port),

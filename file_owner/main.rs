@@ -61,6 +61,10 @@ struct Args {
     /// Better passed in the environment than on the command line
     #[arg(long, env = ringswarm::auth::SECRET_ENV, hide_env_values = true, value_name = "SECRET")]
     secret: Option<String>,
+    /// This node's key (made, mode 0600, when missing); tickets pin it [default:
+    /// ringswarm/node.key in the user's config folder]
+    #[arg(long, env = ringswarm::identity::KEY_ENV, value_name = "FILE")]
+    key: Option<PathBuf>,
     /// Worker threads: auto (one on machines of up to 3 cores, else one per core up to 4), or
     /// a number; with more, the peers' connections are served on all of them
     #[arg(long, value_name = "N", default_value = "auto", value_parser = cli::parse_threads)]
@@ -114,8 +118,19 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     ringswarm::cli::print_out(&format!("listening on {addr}, sharing {what}\n"))?;
     let host = advertised_host(args.advertise.as_deref(), addr.ip())?;
+    let secret = args
+        .secret
+        .as_deref()
+        .map(ringswarm::auth::Secret::new)
+        .transpose()?;
+    let key_path = match &args.key {
+        Some(k) => k.clone(),
+        None => ringswarm::identity::user_key_path()?,
+    };
+    let identity = ringswarm::identity::load(&key_path, secret.clone(), false)?;
+    let node = identity.id();
     for f in &files {
-        let ticket = Ticket::new(format!("{host}:{}", addr.port()), &f.manifest);
+        let ticket = Ticket::new(format!("{host}:{}", addr.port()), &f.manifest, Some(node));
         ringswarm::cli::print_out(&format!("ticket: {ticket}\n"))?;
     }
     let config = owner::OwnerConfig {
@@ -124,17 +139,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             .upload_limit
             .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, args.chunk_size))),
         upload_slots: args.upload_slots,
-        secret: args
-            .secret
-            .as_deref()
-            .map(ringswarm::auth::Secret::new)
-            .transpose()?
-            .map(Arc::new),
+        identity,
         ..owner::OwnerConfig::new(Arc::new(events))
     };
     let directory = owner::directory(&files, addr, ttl);
     if let Some(listener) = http {
-        let guarded = if config.secret.is_some() {
+        let guarded = if secret.is_some() {
             " (under the shared secret: Authorization: Bearer TOKEN from peer http-token, or sign in at /)"
         } else {
             ""
@@ -145,9 +155,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         ))?;
         let (directory, token) = (directory.clone(), token.clone());
         let options = ringswarm::http::Options {
-            secret: config.secret.clone(),
+            secret: secret.map(Arc::new),
             metrics: Some(config.metrics.clone()),
             ticket_host: Some(format!("{host}:{}", addr.port())),
+            ticket_node: Some(node),
         };
         tokio::spawn(async move {
             if let Err(e) = ringswarm::http::serve_with(listener, directory, options, token).await {

@@ -124,6 +124,8 @@ enum Command {
         serving: Serving,
         #[command(flatten)]
         secret: SecretArg,
+        #[command(flatten)]
+        key: KeyArg,
     },
     /// Download FILE from up to --max-sources sources at once (rarest chunk first), then
     /// keep serving it until Ctrl+C or --linger
@@ -190,6 +192,8 @@ struct Common {
     serving: Serving,
     #[command(flatten)]
     secret: SecretArg,
+    #[command(flatten)]
+    key: KeyArg,
     /// Do not sync chunks, summaries and the finished file to disk before relying on them:
     /// faster, and still safe if the process is killed, but a power cut may cost chunks
     #[arg(long)]
@@ -222,6 +226,15 @@ struct Serving {
     /// Print only errors and the result (the final line, a ticket): no events, no progress
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// This node's key file.
+#[derive(Debug, Args)]
+struct KeyArg {
+    /// This node's key (made, mode 0600, when missing) [default: .node.key in the peer's
+    /// folder; for share, ringswarm/node.key in the user's config folder]
+    #[arg(long, env = ringswarm::identity::KEY_ENV, value_name = "FILE")]
+    key: Option<PathBuf>,
 }
 
 /// The swarm's shared secret.
@@ -461,12 +474,18 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
                 quiet,
             },
         secret,
+        key,
     } = share
     else {
         unreachable!("called for share only")
     };
     let token = cli::signal_token()?;
     let secret = secret.get()?;
+    let key_path = match key.key {
+        Some(k) => k,
+        None => ringswarm::identity::user_key_path()?,
+    };
+    let identity = ringswarm::identity::load(&key_path, secret.as_deref().cloned(), quiet)?;
     let mut files_of = Vec::new();
     for p in &paths {
         files_of.extend(ringswarm::owner::files_to_share(p).with_context(|| {
@@ -511,10 +530,10 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
             ringswarm::share::Report::Withdrawn { .. } => -1,
         });
         let line = match r {
-            ringswarm::share::Report::Published { id, manifest } => format!(
+            ringswarm::share::Report::Published { id, manifest, node } => format!(
                 "published {} as file {id} of {directory}\nticket: {}\n",
                 ringswarm::manifest::display_name(&manifest.name),
-                Ticket::new(directory.clone(), manifest)
+                Ticket::new(directory.clone(), manifest, *node)
             ),
             ringswarm::share::Report::Withdrawn { manifest } => format!(
                 "withdrew {} (removed or changed)\n",
@@ -544,10 +563,9 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
                 .map(|r| Arc::new(ringswarm::rate::RateLimiter::new(r, chunk_size))),
             upload_slots,
             metrics,
+            identity,
             ..ringswarm::owner::OwnerConfig::new(Arc::new(sink))
         },
-        secret,
-        node: ringswarm::peer::node_id(None, addr.port()),
         on_report: Arc::new(on_report),
     };
     let res = ringswarm::share::run(listener.into(), config, token.clone()).await;
@@ -634,6 +652,11 @@ async fn run(job: Job) -> anyhow::Result<bool> {
     }
     let status = Arc::new(peer::Status::new());
     let secret = args.secret.get()?;
+    let key_path = match &args.key.key {
+        Some(k) => k.clone(),
+        None => ringswarm::identity::peer_key_path(&dir),
+    };
+    let identity = ringswarm::identity::load(&key_path, secret.as_deref().cloned(), quiet)?;
     let node = ringswarm::http::Node::Peer(status.clone());
     serve_http(
         args.serving.bind,
@@ -655,7 +678,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         owner,
         get: getter.then_some(peer::GetConfig { max_sources }),
         upload_slots: args.serving.upload_slots,
-        secret,
+        identity,
         sync: !args.no_sync,
         dir,
         file,

@@ -12,13 +12,13 @@ test may use anything.
 
 Layers, bottom first (a file may import its own layer and those below):
 
-  0 ground        hash manifest chunkset units ticket meter key
+  0 ground        hash manifest chunkset units ticket meter key auth
   1 seams         net watch rate events sim task
   2 store         store/ storage protocol/ secure/
-  3 connection    connection auth driver accept serve choke
+  3 connection    connection link driver accept serve choke
   4 directory     directory/ metrics
   5 engine        owner/ peer/ share/
-  6 presentation  cli progress query/ report/ dashboard http/
+  6 presentation  cli identity progress query/ report/ dashboard http/
 
 lib.rs and error.rs are the crate's root: they may name anything, and anything may use
 `crate::Error` and `crate::Result`. `owner/` and `peer/` must not import each other.
@@ -34,13 +34,13 @@ import sys
 from collections import defaultdict
 
 LAYERS = [
-    ("ground", ["hash", "manifest", "chunkset", "units", "ticket", "meter", "key"]),
+    ("ground", ["hash", "manifest", "chunkset", "units", "ticket", "meter", "key", "auth"]),
     ("seams", ["net", "watch", "rate", "events", "sim", "task"]),
     ("store", ["store", "storage", "protocol", "secure"]),
-    ("connection", ["connection", "auth", "driver", "accept", "serve", "choke"]),
+    ("connection", ["connection", "link", "driver", "accept", "serve", "choke"]),
     ("directory", ["directory", "metrics"]),
     ("engine", ["owner", "peer", "share"]),
-    ("presentation", ["cli", "progress", "query", "report", "dashboard", "http"]),
+    ("presentation", ["cli", "identity", "progress", "query", "report", "dashboard", "http"]),
 ]
 ROOT = {"lib", "error"}
 APART = [("owner", "peer")]

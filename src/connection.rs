@@ -13,6 +13,7 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio_util::codec::{Framed, FramedParts};
 
 use crate::chunkset::Ranges;
+use crate::key::NodeId;
 use crate::net::{BoxStream, Stream, TcpStream};
 use crate::protocol::{Message, MessageCodec, PROTOCOL_VERSION, ProtocolError, Role};
 
@@ -47,8 +48,6 @@ pub struct Hello {
     pub label: String,
     /// The client's listening port, when it runs an upload server.
     pub port: Option<u16>,
-    /// The client's nonce, when it holds a shared secret.
-    pub nonce: Option<String>,
     /// The client's node id, checked: 1 to [`MAX_NODE_ID`] hex digits.
     pub node: Option<String>,
 }
@@ -69,6 +68,9 @@ pub enum Opening {
 pub struct Connection {
     framed: Framed<BoxStream, MessageCodec>,
     remote: String,
+    /// The other side's key, as its handshake proved it (`None`: no handshake, as in tests
+    /// that wire handlers together directly).
+    node: Option<NodeId>,
 }
 
 impl Connection {
@@ -87,6 +89,30 @@ impl Connection {
         Self {
             framed: Framed::new(Box::new(stream), MessageCodec::new(max_body)),
             remote,
+            node: None,
+        }
+    }
+
+    /// Records the other side's key, proven by a handshake ([`crate::link`]).
+    pub fn set_node(&mut self, node: NodeId) {
+        self.node = Some(node);
+    }
+
+    /// The other side's key, as its handshake proved it.
+    pub fn node(&self) -> Option<NodeId> {
+        self.node
+    }
+
+    /// The node id a `hello` gives (`said`, checked hex), lower-cased; over a handshake, the
+    /// proven key, and a `hello` that names another is refused.
+    fn proven_node(&self, said: Option<String>) -> Result<Option<String>, ProtocolError> {
+        let said = said.map(|n| n.to_ascii_lowercase());
+        match self.node.map(|n| n.to_hex()) {
+            None => Ok(said),
+            Some(p) if said.as_ref().is_none_or(|s| *s == p) => Ok(Some(p)),
+            Some(_) => Err(ProtocolError::MalformedHeader(
+                "hello: node is not the key this connection's handshake proved".into(),
+            )),
         }
     }
 
@@ -181,7 +207,6 @@ impl Connection {
                 file,
                 have,
                 port,
-                nonce,
                 node,
             }) if version == PROTOCOL_VERSION
                 && node.as_deref().is_none_or(|n| {
@@ -193,15 +218,19 @@ impl Connection {
                     (Some(p), Some((ip, _))) => format!("{ip}:{p}"),
                     _ => self.remote.clone(),
                 };
-                return Ok(Opening::Hello(Hello {
-                    role,
-                    file,
-                    have,
-                    label,
-                    port,
-                    nonce,
-                    node: node.map(|n| n.to_ascii_lowercase()),
-                }));
+                match self.proven_node(node) {
+                    Ok(node) => {
+                        return Ok(Opening::Hello(Hello {
+                            role,
+                            file,
+                            have,
+                            label,
+                            port,
+                            node,
+                        }));
+                    }
+                    Err(e) => e,
+                }
             }
             Some(Message::Hello { version, .. }) if version != PROTOCOL_VERSION => {
                 ProtocolError::Version { got: version }

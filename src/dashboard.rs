@@ -41,6 +41,8 @@ pub struct Dashboard {
     directory: Arc<Directory>,
     /// The directory as tickets name it (`HOST:PORT`), if tickets are shown.
     ticket_host: Option<String>,
+    /// The directory's key, which tickets pin.
+    ticket_node: Option<crate::key::NodeId>,
     /// Per (file id, member): when its count was last sampled, that count, and its rate
     /// (`None` until it has been sampled twice).
     last: Mutex<HashMap<(u32, String), Sample>>,
@@ -71,12 +73,17 @@ struct FeedSnapshot<'a> {
 }
 
 impl Dashboard {
-    /// A dashboard of `directory`; tickets name `ticket_host` if given.
-    pub fn new(directory: Arc<Directory>, ticket_host: Option<String>) -> Arc<Self> {
+    /// A dashboard of `directory`; tickets name `ticket_host` if given, and pin `ticket_node`.
+    pub fn new(
+        directory: Arc<Directory>,
+        ticket_host: Option<String>,
+        ticket_node: Option<crate::key::NodeId>,
+    ) -> Arc<Self> {
         let (feed, _) = broadcast::channel(CLIENT_QUEUE);
         Arc::new(Self {
             directory,
             ticket_host,
+            ticket_node,
             last: Mutex::new(HashMap::new()),
             feed,
         })
@@ -130,7 +137,8 @@ impl Dashboard {
                         let m = self.directory.manifest(f.file.id as usize - 1)?;
                         Some((
                             f.file.id.to_string(),
-                            crate::ticket::Ticket::new(host.clone(), &m).to_string(),
+                            crate::ticket::Ticket::new(host.clone(), &m, self.ticket_node)
+                                .to_string(),
                         ))
                     })
                     .collect()
@@ -239,7 +247,7 @@ mod tests {
                 None,
             )
             .unwrap();
-        let d = Dashboard::new(directory.clone(), None);
+        let d = Dashboard::new(directory.clone(), None, None);
         assert_eq!(rates(&d), serde_json::json!({}), "sampled once: no rate");
         let mut gained = ChunkSet::new(10);
         gained.insert(m.chunk_id(0).unwrap());

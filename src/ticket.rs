@@ -1,12 +1,14 @@
 //! Tickets: one line a user can paste that names a file and pins its content, like seed
 //! 003's "magnet links".
 //!
-//! `ringswarm://HOST:PORT/<blake3 hash, 64 hex digits>?name=<name>&size=<bytes>`
+//! `ringswarm://HOST:PORT/<blake3 hash, 64 hex digits>?name=<name>&size=<bytes>&node=<id>`
 //!
 //! `HOST:PORT` is the directory to ask (a file owner or tracker); the hash is the whole file's
 //! BLAKE3 hash, which the download checks the directory's manifest against (a directory that
 //! names a different hash is refused); `name` and `size` are for people and for the checks
-//! (the name is percent-encoded).
+//! (the name is percent-encoded); `node`, the directory's node id (`rsw1…`, see
+//! [`crate::key`]), pins the directory itself: a download refuses a directory whose handshake
+//! proves another key. A ticket without `node` (made before keys) pins no key.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,6 +16,7 @@ use std::str::FromStr;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::hash::Hash;
+use crate::key::NodeId;
 use crate::manifest::{Manifest, display_name, echo};
 
 /// The scheme every ticket starts with.
@@ -40,16 +43,20 @@ pub struct Ticket {
     pub name: String,
     /// The file's size in bytes.
     pub size: u64,
+    /// The directory's key, when the ticket pins it.
+    pub node: Option<NodeId>,
 }
 
 impl Ticket {
-    /// The ticket of `manifest` at the directory `directory` (`HOST:PORT`).
-    pub fn new(directory: impl Into<String>, manifest: &Manifest) -> Self {
+    /// The ticket of `manifest` at the directory `directory` (`HOST:PORT`), whose key is
+    /// `node`.
+    pub fn new(directory: impl Into<String>, manifest: &Manifest, node: Option<NodeId>) -> Self {
         Self {
             directory: directory.into(),
             hash: manifest.hash,
             name: manifest.name.clone(),
             size: manifest.size,
+            node,
         }
     }
 
@@ -96,7 +103,11 @@ impl fmt::Display for Ticket {
             self.hash,
             utf8_percent_encode(&self.name, NAME),
             self.size
-        )
+        )?;
+        match &self.node {
+            Some(node) => write!(f, "&node={node}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -135,7 +146,7 @@ impl FromStr for Ticket {
                 echo(hash)
             ))
         })?;
-        let (mut name, mut size) = (None, None);
+        let (mut name, mut size, mut node) = (None, None, None);
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
@@ -150,6 +161,9 @@ impl FromStr for Ticket {
                         bad(format!("size {} is not a number of bytes", echo(value)))
                     })?);
                 }
+                "node" => {
+                    node = Some(value.parse::<NodeId>().map_err(|e| bad(e.to_string()))?);
+                }
                 _ => {} // room for more
             }
         }
@@ -162,6 +176,7 @@ impl FromStr for Ticket {
             hash,
             name,
             size,
+            node,
         })
     }
 }
@@ -203,19 +218,19 @@ mod tests {
     #[test]
     fn a_ticket_round_trips_with_any_name() {
         for name in ["big.iso", "a b&c=d?e/f#g", "ünï cødé 🐝", "100%"] {
-            let t = Ticket::new("127.0.0.1:6000", &manifest(name));
+            let t = Ticket::new("127.0.0.1:6000", &manifest(name), None);
             let text = t.to_string();
             assert!(text.starts_with("ringswarm://127.0.0.1:6000/"), "{text}");
             assert!(!text[SCHEME.len()..].contains(' '), "{text}");
             assert_eq!(text.parse::<Ticket>().unwrap(), t, "{text}");
         }
-        let t = Ticket::new("[::1]:6000", &manifest("x"));
+        let t = Ticket::new("[::1]:6000", &manifest("x"), None);
         assert_eq!(t.to_string().parse::<Ticket>().unwrap(), t);
     }
 
     #[test]
     fn a_bad_ticket_says_what_is_wrong() {
-        let good = Ticket::new("h:1", &manifest("x")).to_string();
+        let good = Ticket::new("h:1", &manifest("x"), None).to_string();
         let hash = good.split('/').nth(3).unwrap().split('?').next().unwrap();
         for (text, why) in [
             (
@@ -268,7 +283,7 @@ mod tests {
     fn a_bad_ticket_is_echoed_short_and_escaped() {
         let esc = "\x1b]0;pwned\x07\x1b[2J\u{202e}";
         let pad = "a".repeat(3000);
-        let good = Ticket::new("h:1", &manifest("x")).to_string();
+        let good = Ticket::new("h:1", &manifest("x"), None).to_string();
         let hash = good.split('/').nth(3).unwrap().split('?').next().unwrap();
         for text in [
             format!("ringswarm://h:1/{esc}{pad}?name=a&size=1"),
@@ -287,14 +302,16 @@ mod tests {
         }
         let mut m = manifest("evil\x1b[2J\u{202e}txt.exe");
         m.hash = Hash::of(b"other");
-        let e = Ticket::new("h:1", &manifest("x")).check(&m).unwrap_err();
+        let e = Ticket::new("h:1", &manifest("x"), None)
+            .check(&m)
+            .unwrap_err();
         assert!(e.contains("\"evil\\u{1b}[2J\\u{202e}txt.exe\""), "{e}");
     }
 
     #[test]
     fn a_ticket_refuses_a_manifest_of_other_content() {
         let m = manifest("x");
-        let t = Ticket::new("h:1", &m);
+        let t = Ticket::new("h:1", &m, None);
         assert!(t.check(&m).is_ok());
         let mut other = m.clone();
         other.hash = Hash::of(b"other");

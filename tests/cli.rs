@@ -349,7 +349,7 @@ fn a_closed_stdout_is_not_a_panic() {
     use tokio_util::codec::Encoder;
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
+    let port = crate::util::seal::server_side(listener.local_addr().unwrap()).to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_peer"))
         .args(["list", &port, "--json"])
         .stdout(Stdio::piped())
@@ -422,9 +422,11 @@ fn idle_connections_do_not_keep_the_manifest() {
     let tmp = tempfile::tempdir().unwrap();
     let (owner, port) = start_sparse_owner(tmp.path(), 40_000);
     let pid = owner.child.id();
-    let frame = json_frame(serde_json::json!({"type": "hello", "version": 1, "role": "getter"}));
+    let frame = json_frame(
+        serde_json::json!({"type": "hello", "version": ringswarm::protocol::PROTOCOL_VERSION, "role": "getter"}),
+    );
     let connect = || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut s = std::net::TcpStream::connect(crate::util::seal::sealed_port(port)).unwrap();
         s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
             .unwrap();
         s.write_all(&frame).unwrap();
@@ -546,9 +548,11 @@ fn clients_that_never_read_cost_no_manifest_copy() {
     let tmp = tempfile::tempdir().unwrap();
     let (owner, port) = start_sparse_owner(tmp.path(), 250_000);
     let pid = owner.child.id();
-    let frame = json_frame(serde_json::json!({"type": "hello", "version": 1, "role": "getter"}));
+    let frame = json_frame(
+        serde_json::json!({"type": "hello", "version": ringswarm::protocol::PROTOCOL_VERSION, "role": "getter"}),
+    );
     let connect = || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut s = std::net::TcpStream::connect(crate::util::seal::sealed_port(port)).unwrap();
         s.write_all(&frame).unwrap();
         // The owner has begun its welcome (so it holds whatever it holds for it) once the
         // first bytes arrive.

@@ -410,7 +410,7 @@ fn the_dashboard_holds_a_thousand_members_live() {
         Err(why) => panic!("chromium does not start: {why}"),
     };
     let directory = crate::util::fixtures::big_ring(1000);
-    let size = ringswarm::dashboard::Dashboard::new(directory.clone(), None)
+    let size = ringswarm::dashboard::Dashboard::new(directory.clone(), None, None)
         .snapshot()
         .len();
     let token = tokio_util::sync::CancellationToken::new();

@@ -277,7 +277,7 @@ impl RawMember {
     /// Joins the swarm of `file` at the owner on `owner` as a getter serving on `port` and
     /// holding `have`; returns once `welcome` arrived.
     fn join(owner: u16, file: &str, port: u16, have: Value) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", owner)).unwrap();
+        let stream = TcpStream::connect(crate::util::seal::sealed_port(owner)).unwrap();
         let hello = json!({
             "type": "hello",
             "version": PROTOCOL_VERSION,
@@ -417,6 +417,23 @@ fn start_owner_with_api(root: &Path, share: &Path, extra: &[String]) -> (Proc, u
     (owner, port, api)
 }
 
+/// `answer` without the `node` of each source, after checking that each a member has is its
+/// key: 64 hex digits (the member's key is a fresh one, made by the test's sealing relay).
+fn keyless((status, mut answer): (u16, Value)) -> (u16, Value) {
+    if let Some(sources) = answer["sources"].as_array_mut() {
+        for s in sources.iter_mut().filter_map(Value::as_object_mut) {
+            if let Some(node) = s.remove("node") {
+                let hex = node.as_str().unwrap_or_default();
+                assert!(
+                    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{node}"
+                );
+            }
+        }
+    }
+    (status, answer)
+}
+
 #[test]
 fn http_api_answers_every_endpoint() {
     let tmp = tempfile::tempdir().unwrap();
@@ -477,8 +494,8 @@ fn http_api_answers_every_endpoint() {
         "file": alpha.json(1, 1),
         "sources": [owner_source(alpha), member_source],
     });
-    assert_eq!(get(&api, "/files/2"), (200, located.clone()));
-    assert_eq!(get(&api, "/files/alpha.bin"), (200, located));
+    assert_eq!(keyless(get(&api, "/files/2")), (200, located.clone()));
+    assert_eq!(keyless(get(&api, "/files/alpha.bin")), (200, located));
     assert_eq!(
         get(&api, "/files/1"),
         (
@@ -635,14 +652,14 @@ fn locate_shows_ring_peers_as_sources() {
     let mut loc = Value::Null;
     let settled = wait_until(WAIT, || {
         loc = peer_json(&args!["locate", port, "data.bin"]);
-        // A peer's entry carries its node id (random here): checked apart.
+        // A peer's entry carries its node id (its key, 64 hex digits): checked apart.
         let mut listed = loc["sources"].clone();
         if let Some(peer) = listed.get_mut(1).and_then(Value::as_object_mut) {
             let node = peer.remove("node");
             let is_id = node
                 .as_ref()
                 .and_then(Value::as_str)
-                .is_some_and(|n| n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+                .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
             if !is_id {
                 return false;
             }
@@ -703,14 +720,14 @@ async fn join_member(
     owner: std::net::SocketAddr,
     port: u16,
 ) -> (
-    tokio::net::tcp::OwnedWriteHalf,
+    tokio::io::WriteHalf<ringswarm::secure::SecureStream>,
     Arc<Mutex<Heard>>,
     tokio::task::JoinHandle<()>,
 ) {
     use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
-    let stream = tokio::net::TcpStream::connect(owner).await.unwrap();
-    let (read, mut write) = stream.into_split();
+    let stream = crate::util::seal::sealed_stream(owner).await;
+    let (read, mut write) = tokio::io::split(stream);
     let hello = json!({
         "type": "hello",
         "version": PROTOCOL_VERSION,

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ringswarm::chunkset::Ranges;
-use ringswarm::connection::Connection;
 use ringswarm::manifest::{DEFAULT_CHUNK_SIZE, Manifest};
 use ringswarm::net::TcpListener;
 use ringswarm::peer::{self, Outcome};
@@ -55,7 +54,13 @@ async fn start_fake_owner(manifest: &Manifest) -> Owner {
             };
             let json = json.clone();
             tokio::spawn(async move {
-                let mut conn = Connection::new(stream, MAX_MANIFEST_LEN);
+                let me = ringswarm::secure::Identity::ephemeral();
+                let (stream, addr) = (Box::new(stream), "peer".to_string());
+                let Ok(mut conn) =
+                    ringswarm::link::accept(stream, addr, &me, MAX_MANIFEST_LEN).await
+                else {
+                    return;
+                };
                 if conn.recv_hello().await.is_ok() {
                     let _ = conn.send(Message::welcome(Ranges::default(), json)).await;
                     while let Ok(Some(_)) = conn.recv("fake owner", TEST_WAIT).await {}

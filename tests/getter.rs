@@ -129,7 +129,7 @@ struct FakeSource {
 fn fake_source(owner: u16, file: &str, have: Ranges) -> FakeSource {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut session = TcpStream::connect(("127.0.0.1", owner)).unwrap();
+    let mut session = TcpStream::connect(crate::util::seal::sealed_port(owner)).unwrap();
     send(
         &mut session,
         Message::Hello {
@@ -138,7 +138,6 @@ fn fake_source(owner: u16, file: &str, have: Ranges) -> FakeSource {
             file: Some(file.into()),
             have,
             port: Some(port),
-            nonce: None,
             node: None,
         },
     );

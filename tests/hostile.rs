@@ -14,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 use ringswarm::chunkset::Ranges;
 use ringswarm::events::EventSink;
 use ringswarm::manifest::{DEFAULT_CHUNK_SIZE, Manifest};
-use ringswarm::net::{TcpListener, TcpStream};
+use ringswarm::net::{BoxStream, TcpListener, TcpStream};
 use ringswarm::owner;
 use ringswarm::peer;
 use ringswarm::protocol::{
@@ -67,16 +67,28 @@ async fn completion(
 }
 
 /// A raw client connection that reads and writes whole messages.
-type Raw = Framed<TcpStream, MessageCodec>;
+type Raw = Framed<BoxStream, MessageCodec>;
 
-fn raw(stream: TcpStream) -> Raw {
+fn raw(stream: impl ringswarm::net::Stream) -> Raw {
     let mut codec = MessageCodec::new(MAX_MANIFEST_LEN);
     codec.set_max_answer(MAX_ANSWER_LEN);
-    Framed::new(stream, codec)
+    Framed::new(Box::new(stream), codec)
+}
+
+/// The server's side of the handshake on an accepted `stream` (a fake server's), then a raw
+/// connection over it; `None` when the handshake failed.
+async fn raw_accepted(stream: TcpStream) -> Option<Raw> {
+    let me = ringswarm::secure::Identity::ephemeral();
+    let (sealed, _) = ringswarm::secure::server(Box::new(stream), &me)
+        .await
+        .ok()?;
+    Some(raw(sealed))
 }
 
 async fn connect(addr: SocketAddr) -> Raw {
-    raw(TcpStream::connect(addr).await.unwrap())
+    raw(TcpStream::connect(crate::util::seal::sealed(addr))
+        .await
+        .unwrap())
 }
 
 /// A message from JSON (the test writes what a hostile client would).
@@ -345,7 +357,9 @@ where
             };
             let serve = serve.clone();
             tokio::spawn(async move {
-                let mut conn = raw(stream);
+                let Some(mut conn) = raw_accepted(stream).await else {
+                    return;
+                };
                 if let Ok(Some(Ok(hello @ Message::Hello { .. }))) =
                     tokio::time::timeout(WAIT, conn.next()).await
                 {
@@ -560,7 +574,7 @@ async fn a_busy_owner_is_retried() {
         .await
         .expect("the peer never connected")
         .unwrap();
-    let mut conn = raw(stream);
+    let mut conn = raw_accepted(stream).await.expect("the peer's handshake");
     let first = next(&mut conn, WAIT).await;
     assert!(matches!(first, Message::Hello { .. }), "{first:?}");
     let message = "owner is busy: at most 1024 connections at once; try again later".to_string();

@@ -265,10 +265,10 @@ fn owner_of_data(root: &Path, size: usize, seed: u64, extra: &[String]) -> (Path
 /// joiner before it answers, so the address is held from then on).
 fn squat(owner: u16, squatted: u16) -> std::net::TcpStream {
     use std::io::{Read, Write};
-    let mut squatter = std::net::TcpStream::connect(("127.0.0.1", owner)).unwrap();
+    let mut squatter = std::net::TcpStream::connect(crate::util::seal::sealed_port(owner)).unwrap();
     squatter
         .write_all(&crate::util::json_frame(serde_json::json!({
-            "type": "hello", "version": 1, "role": "joiner", "file": "data.bin",
+            "type": "hello", "version": ringswarm::protocol::PROTOCOL_VERSION, "role": "joiner", "file": "data.bin",
             "have": [], "port": squatted
         })))
         .unwrap();

@@ -158,7 +158,6 @@ async fn a_peer_without_an_owner_gives_up_after_its_timeout_in_virtual_time() {
 /// answers: it is dropped.
 #[tokio::test(start_paused = true)]
 async fn the_owners_probe_goes_over_its_own_network() {
-    use ringswarm::connection::Connection;
     use ringswarm::protocol::{MAX_MANIFEST_LEN, Message, PROTOCOL_VERSION, Role};
 
     let tmp = tempfile::tempdir().unwrap();
@@ -172,15 +171,17 @@ async fn the_owners_probe_goes_over_its_own_network() {
 
     // A member serving on port 6000 of the in-memory network.
     let mut member_listener = net.listen(6000).unwrap();
-    let (stream, remote) = net.endpoint(5000).connect_stream().await.unwrap();
-    let mut conn = Connection::over(stream, remote, MAX_MANIFEST_LEN);
+    let me = ringswarm::secure::Identity::ephemeral();
+    let endpoint = net.endpoint(5000);
+    let mut conn = ringswarm::link::connect(&endpoint, &me, None, MAX_MANIFEST_LEN)
+        .await
+        .unwrap();
     conn.send(Message::Hello {
         version: PROTOCOL_VERSION,
         role: Role::Getter,
         file: None,
         have: Default::default(),
         port: Some(6000),
-        nonce: None,
         node: None,
     })
     .await
@@ -199,7 +200,9 @@ async fn the_owners_probe_goes_over_its_own_network() {
         .await
         .expect("the probe never reached the member's in-memory listener")
         .unwrap();
-    let mut probe = Connection::over(probe, "probe".into(), 0);
+    let mut probe = ringswarm::link::accept(probe, "probe".into(), &me, 0)
+        .await
+        .unwrap();
     let hello = probe
         .recv("the probe's hello", Duration::from_secs(5))
         .await;

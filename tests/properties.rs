@@ -57,21 +57,15 @@ fn message() -> impl Strategy<Value = Message> {
             ranges(),
             any::<Option<u16>>(),
             prop::option::of(text()),
-            prop::option::of(text()),
         )
-            .prop_map(
-                |(version, role, file, have, port, nonce, node)| Message::Hello {
-                    version,
-                    role,
-                    file,
-                    have,
-                    port,
-                    nonce,
-                    node,
-                }
-            ),
-        (text(), text()).prop_map(|(nonce, proof)| Message::Challenge { nonce, proof }),
-        text().prop_map(|proof| Message::Proof { proof }),
+            .prop_map(|(version, role, file, have, port, node)| Message::Hello {
+                version,
+                role,
+                file,
+                have,
+                port,
+                node,
+            }),
         (ranges(), any::<Option<u64>>(), body()).prop_map(|(assigned, heartbeat, manifest)| {
             let mut msg = Message::welcome(assigned, manifest);
             if let Message::Welcome { heartbeat_ms, .. } = &mut msg {

@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::util::seal::sealed;
 use crate::util::{dead_port, frame, json_frame, random_file};
 
 /// How long a test waits for a reply before it fails: a guard against a hang, not a
@@ -132,13 +133,16 @@ impl Reply {
 /// Connects, writes `bytes`, and reads messages until the server closes (within
 /// `REPLY_WAIT`, else panics).
 pub(crate) async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut stream = TcpStream::connect(sealed(addr)).await.unwrap();
     // The server may close before it read everything; that is its right.
     let _ = stream.write_all(bytes).await;
     read_until_closed(stream, REPLY_WAIT).await
 }
 
-pub(crate) async fn read_until_closed(stream: TcpStream, limit: Duration) -> Reply {
+pub(crate) async fn read_until_closed(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    limit: Duration,
+) -> Reply {
     let mut frames = FramedRead::new(stream, MessageCodec::new(MAX_MANIFEST_LEN));
     let mut messages = Vec::new();
     let read = tokio::time::timeout(limit, async {
@@ -184,7 +188,7 @@ pub(crate) async fn assert_refused(addr: SocketAddr, what: &str, bytes: &[u8], n
 
 /// A well-behaved client still gets `welcome`.
 pub(crate) async fn assert_serves(addr: SocketAddr, role: &str) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut stream = TcpStream::connect(sealed(addr)).await.unwrap();
     stream
         .write_all(&hello(PROTOCOL_VERSION, role))
         .await
@@ -264,7 +268,7 @@ async fn undecodable_first_message_is_refused_and_serving_goes_on() {
 #[tokio::test(start_paused = true)]
 async fn owner_drops_a_silent_client_after_the_hello_timeout() {
     let owner = start_owner().await;
-    let stream = TcpStream::connect(owner.addr).await.unwrap();
+    let stream = crate::util::seal::sealed_stream(owner.addr).await;
     let start = tokio::time::Instant::now();
     let reply = read_until_closed(stream, HANDSHAKE_TIMEOUT * 3).await;
     let waited = start.elapsed();
@@ -306,7 +310,7 @@ async fn peer_refuses_bad_requests_and_keeps_serving() {
     }
 
     // A held chunk is still served, byte for byte.
-    let mut stream = TcpStream::connect(peer.addr).await.unwrap();
+    let mut stream = TcpStream::connect(sealed(peer.addr)).await.unwrap();
     let mut bytes = hello(PROTOCOL_VERSION, "neighbour");
     bytes.extend(request(1));
     stream.write_all(&bytes).await.unwrap();
@@ -330,7 +334,7 @@ async fn peer_refuses_bad_requests_and_keeps_serving() {
 #[tokio::test(start_paused = true)]
 async fn owner_drops_a_client_that_trickles_a_byte_a_second() {
     let owner = start_owner().await;
-    let mut stream = TcpStream::connect(owner.addr).await.unwrap();
+    let mut stream = crate::util::seal::sealed_stream(owner.addr).await;
     let start = tokio::time::Instant::now();
     let bytes = hello(PROTOCOL_VERSION, "getter");
     // One byte a (virtual) second: the whole hello would take far longer than the wait for it.
@@ -374,7 +378,7 @@ async fn peer_refuses_connections_over_its_cap_politely_and_keeps_serving() {
     // Fill every upload slot with clients that say nothing (yet).
     let mut held = Vec::new();
     for _ in 0..peer::MAX_UPLOAD_CONNECTIONS {
-        held.push(TcpStream::connect(peer.addr).await.unwrap());
+        held.push(TcpStream::connect(sealed(peer.addr)).await.unwrap());
     }
     // Hundreds more, many at once: each is told why, and closed. At most
     // REFUSED_AT_ONCE are open at a time, so that with the held connections the peer may not
@@ -401,7 +405,7 @@ async fn peer_refuses_connections_over_its_cap_politely_and_keeps_serving() {
     // Slots come back as the silent clients go.
     let ok = tokio::time::timeout(REPLY_WAIT, async {
         loop {
-            let mut stream = TcpStream::connect(peer.addr).await.unwrap();
+            let mut stream = TcpStream::connect(sealed(peer.addr)).await.unwrap();
             stream
                 .write_all(&hello(PROTOCOL_VERSION, "neighbour"))
                 .await
@@ -428,7 +432,7 @@ async fn exchange_owned(addr: SocketAddr) -> Reply {
 async fn a_spoofed_complete_neighbour_does_not_end_the_service() {
     let (peer, mut task) = start_peer_holding(0..10).await;
     // The real upload neighbour, holding nothing yet.
-    let mut real = TcpStream::connect(peer.addr).await.unwrap();
+    let mut real = TcpStream::connect(sealed(peer.addr)).await.unwrap();
     real.write_all(&hello(PROTOCOL_VERSION, "neighbour"))
         .await
         .unwrap();
@@ -442,7 +446,7 @@ async fn a_spoofed_complete_neighbour_does_not_end_the_service() {
     let full = json_frame(serde_json::json!({
         "type": "hello", "version": PROTOCOL_VERSION, "role": "neighbour", "have": [[0, 9]]
     }));
-    let mut spoof = TcpStream::connect(peer.addr).await.unwrap();
+    let mut spoof = TcpStream::connect(sealed(peer.addr)).await.unwrap();
     spoof.write_all(&full).await.unwrap();
     let mut spoof = FramedRead::new(spoof, MessageCodec::new(MAX_MANIFEST_LEN));
     let first = tokio::time::timeout(REPLY_WAIT, spoof.next())

@@ -1,54 +1,30 @@
 //! The directory's client: one query to the owner, its answer parsed. Nothing here prints.
 
 use crate::Error;
-use crate::auth::{self, Secret};
-use crate::chunkset::Ranges;
-use crate::connection::{Connection, HANDSHAKE_TIMEOUT};
+use crate::connection::HANDSHAKE_TIMEOUT;
 use crate::directory::{Listing, Locations};
 use crate::net::Endpoint;
-use crate::protocol::{Message, PROTOCOL_VERSION, ProtocolError, Role};
+use crate::protocol::{Message, ProtocolError};
+use crate::secure::Identity;
 
 /// Sends one query to the owner and returns the JSON body of its answer.
 ///
 /// # Errors
 ///
 /// The owner is unreachable, refuses, or answers with something else.
-pub async fn ask(
-    owner: &Endpoint,
-    query: Message,
-    secret: Option<&Secret>,
-) -> anyhow::Result<bytes::Bytes> {
+pub async fn ask(owner: &Endpoint, query: Message, me: &Identity) -> anyhow::Result<bytes::Bytes> {
     // On the owner endpoint's own network: TCP, or the in-memory one of a simulation.
-    let (stream, remote) = owner
-        .connect_stream()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the owner {owner}: {e}"))?;
-    let mut conn = Connection::over(stream, remote, 0);
-    conn.accept_answers();
-    let answer = match secret {
-        // With a secret: prove it in a `query` hello, then ask.
-        Some(secret) => {
-            let (nonce, nonce_hex) = auth::hello_nonce(Some(secret));
-            conn.send(Message::Hello {
-                version: PROTOCOL_VERSION,
-                role: Role::Query,
-                file: None,
-                have: Ranges::default(),
-                port: None,
-                nonce: nonce_hex,
-                node: None,
-            })
-            .await?;
-            let nonce = nonce.expect("a nonce with a secret");
-            auth::client_then(&mut conn, secret, nonce, query, "waiting for the answer").await
-        }
-        None => {
-            conn.send(query).await?;
-            conn.recv("waiting for the answer", HANDSHAKE_TIMEOUT)
-                .await
-                .map_err(Into::into)
-        }
+    let mut conn = match crate::link::connect(owner, me, None, 0).await {
+        Ok(c) => c,
+        Err(Error::Refused(msg)) => anyhow::bail!("the owner {msg}"),
+        Err(e) => anyhow::bail!("cannot reach the owner {owner}: {e}"),
     };
+    conn.accept_answers();
+    conn.send(query).await?;
+    let answer: Result<_, Error> = conn
+        .recv("waiting for the answer", HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(Into::into);
     match answer {
         Ok(Some(Message::Files { body, .. } | Message::Locations { body, .. })) => Ok(body),
         Ok(Some(other)) => anyhow::bail!("the owner answered with {}", other.kind()),
@@ -69,13 +45,13 @@ pub async fn ask(
 pub async fn find_files(
     owner: &Endpoint,
     text: Option<String>,
-    secret: Option<&Secret>,
+    me: &Identity,
 ) -> anyhow::Result<Listing> {
     let query = match text {
         Some(text) => Message::Search { text },
         None => Message::List,
     };
-    Ok(serde_json::from_slice(&ask(owner, query, secret).await?)?)
+    Ok(serde_json::from_slice(&ask(owner, query, me).await?)?)
 }
 
 /// Which source holds which chunks of `file`, an id or a name (a `locate`); an unknown file
@@ -87,8 +63,8 @@ pub async fn find_files(
 pub async fn locate_file(
     owner: &Endpoint,
     file: String,
-    secret: Option<&Secret>,
+    me: &Identity,
 ) -> anyhow::Result<Locations> {
     let query = Message::Locate { file };
-    Ok(serde_json::from_slice(&ask(owner, query, secret).await?)?)
+    Ok(serde_json::from_slice(&ask(owner, query, me).await?)?)
 }

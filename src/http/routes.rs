@@ -32,6 +32,8 @@ pub struct Options {
     /// The directory as tickets name it (`HOST:PORT`): the dashboard shows each file's
     /// ticket, if given.
     pub ticket_host: Option<String>,
+    /// The directory's key, which its tickets pin (`node=`).
+    pub ticket_node: Option<crate::key::NodeId>,
 }
 
 /// The API's routes, for serving or testing.
@@ -54,6 +56,7 @@ pub(super) fn app(
         secret,
         metrics,
         ticket_host,
+        ticket_node,
     } = options;
     let limits = Limits::new(
         metrics
@@ -63,7 +66,7 @@ pub(super) fn app(
     );
     let login_secret = secret.clone();
     let stream_limits = limits.clone();
-    let dashboard = Dashboard::new(directory.clone(), ticket_host);
+    let dashboard = Dashboard::new(directory.clone(), ticket_host, ticket_node);
     let (d0, d1, d2) = (dashboard.clone(), dashboard.clone(), dashboard.clone());
     let router = Router::new()
         .route("/", get(move || async move { page(&d0) }))

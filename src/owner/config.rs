@@ -28,8 +28,9 @@ pub struct OwnerConfig {
     pub upload_limit: Option<Arc<crate::rate::RateLimiter>>,
     /// Getters served at once (choking); ring peers are always served.
     pub upload_slots: usize,
-    /// The swarm's shared secret: every client must prove it (and gets the owner's proof).
-    pub secret: Option<Arc<crate::auth::Secret>>,
+    /// Who the owner is on the wire: its node key, and the swarm's shared secret (every
+    /// handshake needs it) when there is one.
+    pub identity: Arc<crate::secure::Identity>,
     /// Connections served at once; more are refused with an `error` ([`MAX_CONNECTIONS`]
     /// unless raised: every ring peer keeps one, so a simulation of more peers needs more).
     pub max_connections: usize,
@@ -38,7 +39,8 @@ pub struct OwnerConfig {
 }
 
 impl OwnerConfig {
-    /// Defaults: 5 expected peers, no seed, no cap, [`DEFAULT_UPLOAD_SLOTS`] slots.
+    /// Defaults: 5 expected peers, no seed, no cap, [`DEFAULT_UPLOAD_SLOTS`] slots, a fresh
+    /// random key and no secret.
     pub fn new(events: Arc<EventSink>) -> Self {
         Self {
             peers: 5,
@@ -46,7 +48,7 @@ impl OwnerConfig {
             seed: None,
             upload_limit: None,
             upload_slots: DEFAULT_UPLOAD_SLOTS,
-            secret: None,
+            identity: Arc::new(crate::secure::Identity::ephemeral()),
             max_connections: MAX_CONNECTIONS,
             metrics: Arc::new(crate::metrics::Metrics::new()),
         }

@@ -19,7 +19,6 @@ use super::place::{self, RingPlace};
 use super::session::Client;
 use super::shared::SharedFile;
 use super::state::Owner;
-use crate::auth;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{Connection, Hello, Opening};
 use crate::events::EventKind;
@@ -27,7 +26,8 @@ use crate::manifest::ChunkId;
 use crate::protocol::{MAX_RANGES_PER_MESSAGE, Message, Role};
 use crate::{Error, Result};
 
-/// What a connection opened with, once the secret is checked.
+/// What a connection opened with (after the handshake, which the shared secret, if any, is
+/// part of).
 pub(super) enum Opened {
     /// A client that will fetch chunks (a ring peer or a getter), or a publisher.
     Client(Hello),
@@ -36,27 +36,16 @@ pub(super) enum Opened {
 }
 
 impl Opened {
-    /// Reads the opening message and checks the shared secret (a query that opens without a
-    /// `hello` is refused when the owner has one).
+    /// Reads the opening message: a `hello`, or a directory query.
     ///
     /// # Errors
     ///
-    /// A bad opening, a failed proof, or a refused query (answered with an `error`).
-    pub(super) async fn read(conn: &mut Connection, owner: &Owner) -> Result<Self> {
-        let secret = owner.config.secret.as_deref();
+    /// A bad opening (answered with an `error`).
+    pub(super) async fn read(conn: &mut Connection) -> Result<Self> {
         let hello = match conn.recv_opening(true).await? {
             Opening::Hello(h) => h,
-            Opening::Query(_) if secret.is_some() => {
-                let msg = "this owner needs the shared secret: query it with --secret or RINGSWARM_SECRET";
-                conn.send_error(msg.into()).await;
-                return Err(Error::Refused(format!(
-                    "query from {} without the shared secret",
-                    conn.remote()
-                )));
-            }
             Opening::Query(q) => return Ok(Self::Queries(Some(q))),
         };
-        auth::server(conn, secret, hello.nonce.as_deref(), &hello.label).await?;
         if hello.role == Role::Query {
             return Ok(Self::Queries(None));
         }
@@ -277,7 +266,6 @@ mod tests {
             have: Ranges::default(),
             label: "127.0.0.1:40000".into(),
             port,
-            nonce: None,
             node: None,
         }
     }

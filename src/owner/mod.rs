@@ -37,6 +37,7 @@ use crate::accept::{Accepted, Admission, accept_loop};
 use crate::choke::{Choker, spawn_rechoker};
 use crate::connection::{Connection, Hello};
 use crate::directory::Directory;
+use crate::link;
 use crate::net::Listener;
 use crate::protocol::Role;
 use crate::task::spawn_tracked;
@@ -130,7 +131,14 @@ async fn serve(
         let owner = owner.clone();
         let span = info_span!("conn", peer = %a.addr);
         async move {
-            let conn = Connection::over(a.stream, a.addr.to_string(), 0);
+            let identity = &owner.config.identity;
+            let conn = match link::accept(a.stream, a.addr.to_string(), identity, 0).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!("connection closed in the handshake: {e}");
+                    return;
+                }
+            };
             dispatch(conn, a.permit, owner, a.token).await;
         }
         .instrument(span)
@@ -166,7 +174,7 @@ async fn dispatch(
         .await;
         return;
     }
-    let served = match Opened::read(&mut conn, &owner).await {
+    let served = match Opened::read(&mut conn).await {
         Ok(Opened::Queries(first)) => answer::answer_queries(conn, first, &owner.directory).await,
         Ok(Opened::Client(hello)) => serve_client(conn, &owner, hello, &token).await,
         Err(e) => Err(e),
@@ -246,7 +254,6 @@ mod tests {
                 file: None,
                 have: Ranges::default(),
                 port: Some(7001),
-                nonce: None,
                 node: Some("ab12".into()),
             })
             .await
@@ -292,7 +299,6 @@ mod tests {
             file: file.map(Into::into),
             have: Ranges::default(),
             port: None,
-            nonce: None,
             node: None,
         }
     }

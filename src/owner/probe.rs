@@ -13,19 +13,20 @@ use tracing::{debug, info, warn};
 
 use super::files::Files;
 use crate::chunkset::Ranges;
-use crate::connection::Connection;
 use crate::directory::{Directory, MemberId};
 use crate::protocol::{Message, PROTOCOL_VERSION, Role};
+use crate::secure::Identity;
 
 /// How long the owner's probe may take to connect, and then to be answered.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A getter could not reach `addr`: if it is a member and the owner cannot reach it either
 /// (within [`PROBE_TIMEOUT`]), it is dropped from the directory at once. Probes are limited
-/// (see [`Directory::start_probe`]); they run on the owner's own network, `net` (`None`: TCP).
+/// (see [`Directory::start_probe`]); they run on the owner's own network, `net` (`None`: TCP),
+/// as the owner (`me`).
 pub(super) fn check_lost_source(
     (directory, files): (&Arc<Directory>, &Arc<Files>),
-    net: Option<&Arc<crate::net::MemNet>>,
+    (net, me): (Option<&Arc<crate::net::MemNet>>, &Arc<Identity>),
     addr: &str,
     reporter: &str,
 ) {
@@ -40,8 +41,9 @@ pub(super) fn check_lost_source(
     let (directory, files) = (directory.clone(), files.clone());
     let reporter = reporter.to_string();
     let target = crate::net::Endpoint::on(net, sa);
+    let me = me.clone();
     crate::task::spawn_named("probe", async move {
-        let answers = answers(&target).await;
+        let answers = answers(&target, &me).await;
         directory.end_probe();
         if answers {
             info!(from = %reporter, "{sa} reported lost but answers; kept");
@@ -91,22 +93,21 @@ pub(super) fn report_bad_source(
     }
 }
 
-/// Whether `target` accepts a connection within [`PROBE_TIMEOUT`] and answers a getter's
-/// `hello` within as long again: any message counts (a `welcome`, a secret's challenge, an
-/// error). The probe then closes.
-async fn answers(target: &crate::net::Endpoint) -> bool {
-    let Ok(Ok((stream, _))) = tokio::time::timeout(PROBE_TIMEOUT, target.connect_stream()).await
+/// Whether `target` completes a handshake within [`PROBE_TIMEOUT`] and answers a getter's
+/// `hello` within as long again: any message counts (a `welcome`, an error). The probe then
+/// closes.
+async fn answers(target: &crate::net::Endpoint, me: &Identity) -> bool {
+    let Ok(Ok(mut conn)) =
+        tokio::time::timeout(PROBE_TIMEOUT, crate::link::connect(target, me, None, 0)).await
     else {
         return false;
     };
-    let mut conn = Connection::over(stream, target.to_string(), 0);
     let hello = Message::Hello {
         version: PROTOCOL_VERSION,
         role: Role::Getter,
         file: None,
         have: Ranges::default(),
         port: None,
-        nonce: None,
         node: None,
     };
     if tokio::time::timeout(PROBE_TIMEOUT, conn.send(hello))

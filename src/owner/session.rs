@@ -229,7 +229,8 @@ impl Session<'_> {
             }
             Message::SourceLost { addr, .. } => {
                 let known = (directory, &self.owner.files);
-                check_lost_source(known, self.owner.net.as_ref(), &addr, self.label);
+                let on = (self.owner.net.as_ref(), &self.owner.config.identity);
+                check_lost_source(known, on, &addr, self.label);
                 return Ok(None);
             }
             other => {

@@ -1,5 +1,5 @@
-//! Getting started: the handshake every client connection begins with (`hello`, the
-//! shared-secret proof, `welcome`), the bootstrap that fetches the manifest from the owner or
+//! Getting started: the handshake every client connection begins with (the encrypted link,
+//! `hello`, `welcome`), the bootstrap that fetches the manifest from the owner or
 //! falls back on a saved one, and this node's id.
 
 use std::time::Duration;
@@ -8,15 +8,16 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::config::{Config, Mode};
-use crate::auth::{self, Secret};
 use crate::chunkset::Ranges;
 use crate::connection::{Connection, KEEPALIVE_INTERVAL};
+use crate::key::NodeId;
 use crate::manifest::{Manifest, check_offered_name, display_name};
 use crate::net::Backoff;
 use crate::net::Endpoint;
 use crate::protocol::{
     MAX_MANIFEST_LEN, MAX_RANGES_PER_MESSAGE, Message, PROTOCOL_VERSION, ProtocolError, Role,
 };
+use crate::secure::Identity;
 use crate::store::ChunkStore;
 use crate::{Error, Result};
 
@@ -45,33 +46,36 @@ pub(super) struct Boot {
     pub owner_conn: Option<Handshake>,
 }
 
-/// Connects to `endpoint`, says `hello` (proving the shared secret if there is one), and
-/// reads `welcome`.
+/// Connects to `endpoint` as `me` (the encrypted link, with the shared secret if there is
+/// one; with `pin`, only to a server proving that key), says `hello`, and reads `welcome`.
 pub(super) async fn handshake(
     endpoint: &Endpoint,
     role: Role,
     file: Option<String>,
     have: Ranges,
     (port, node): (u16, &str),
-    secret: Option<&Secret>,
+    (me, pin): (&Identity, Option<&NodeId>),
 ) -> Result<(Handshake, Manifest)> {
-    let (stream, remote) = endpoint.connect_stream().await.map_err(ProtocolError::Io)?;
-    let mut conn = Connection::over(stream, remote, MAX_MANIFEST_LEN);
+    let mut conn = crate::link::connect(endpoint, me, pin, MAX_MANIFEST_LEN).await?;
     // A long have list continues in `have` messages, so every header stays small.
     let mut parts = have.0.chunks(MAX_RANGES_PER_MESSAGE);
     let first = Ranges(parts.next().map(<[_]>::to_vec).unwrap_or_default());
-    let (nonce, nonce_hex) = auth::hello_nonce(secret);
     conn.send(Message::Hello {
         version: PROTOCOL_VERSION,
         role,
         file,
         have: first,
         port: Some(port),
-        nonce: nonce_hex,
         node: Some(node.to_string()),
     })
     .await?;
-    let answer = auth::client(&mut conn, secret, nonce, "waiting for welcome").await;
+    let answer = conn
+        .recv("waiting for welcome", crate::connection::HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| match e {
+            ProtocolError::Remote(msg) => Error::Refused(msg),
+            e => e.into(),
+        });
     if answer.is_ok() {
         for part in parts {
             conn.send(Message::Have {
@@ -184,7 +188,10 @@ pub(super) async fn bootstrap(config: &Config, mode: &Mode, port: u16, node: &st
             config.file.clone(),
             have,
             (port, node),
-            config.secret.as_deref(),
+            (
+                &config.identity,
+                config.pin.as_ref().and_then(|t| t.node.as_ref()),
+            ),
         )
         .await
         {
@@ -237,14 +244,4 @@ pub(super) async fn bootstrap(config: &Config, mode: &Mode, port: u16, node: &st
             }
         }
     }
-}
-
-/// A node id: 16 hex digits, from the seed and port when there is a seed (so a seeded run
-/// is the same every time), else random.
-pub fn node_id(seed: Option<u64>, port: u16) -> String {
-    let id = match seed {
-        Some(s) => s.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(port).rotate_left(32),
-        None => rand::random(),
-    };
-    format!("{id:016x}")
 }

@@ -60,8 +60,9 @@ pub struct Config {
     pub get: Option<GetConfig>,
     /// Getters served at once by this peer's upload server (choking).
     pub upload_slots: usize,
-    /// The swarm's shared secret: proven to every server, required of every client.
-    pub secret: Option<Arc<crate::auth::Secret>>,
+    /// Who the peer is on the wire: its node key, and the swarm's shared secret (every
+    /// handshake needs it) when there is one.
+    pub identity: Arc<crate::secure::Identity>,
     /// Sync chunks, summaries and the finished file to disk before relying on them (see
     /// [`ChunkStore::set_sync`](crate::store::ChunkStore::set_sync)); off for simulations and benchmarks.
     pub sync: bool,
@@ -111,7 +112,7 @@ impl Config {
             neighbour,
             get: None,
             upload_slots: crate::choke::DEFAULT_UPLOAD_SLOTS,
-            secret: None,
+            identity: Arc::new(crate::secure::Identity::ephemeral()),
             sync: true,
             dir,
             file: None,

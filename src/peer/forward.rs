@@ -159,7 +159,6 @@ async fn downstream_end(mut conn: Connection, chunks: u32) -> anyhow::Result<Ins
         file: Some("forward.bin".into()),
         have: Ranges::default(),
         port: Some(9),
-        nonce: None,
         node: None,
     })
     .await?;

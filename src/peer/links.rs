@@ -46,9 +46,13 @@ pub(super) async fn connect(
     have: &ChunkSet,
 ) -> Result<Handshake> {
     let file = Some(swarm.manifest.name.clone());
-    let secret = swarm.config.secret.as_deref();
     let me = (swarm.port, swarm.node.as_str());
-    let (hs, m) = handshake(endpoint, role, file, have.to_ranges(), me, secret).await?;
+    // The directory is pinned by the ticket, if there is one; other nodes by nothing yet.
+    let pin = (*endpoint == swarm.config.owner)
+        .then(|| swarm.config.pin.as_ref().and_then(|t| t.node.as_ref()))
+        .flatten();
+    let link = (&*swarm.config.identity, pin);
+    let (hs, m) = handshake(endpoint, role, file, have.to_ranges(), me, link).await?;
     if m.hash == swarm.manifest.hash {
         return Ok(hs);
     }

@@ -24,7 +24,6 @@
 
 mod assemble;
 mod bootstrap;
-pub use bootstrap::node_id;
 mod clock;
 mod config;
 pub use config::{
@@ -87,7 +86,7 @@ pub async fn run(
         .map_err(|e| Error::Bug(e.to_string()))?
         .port();
     let on_complete = config.on_complete.take();
-    let node = bootstrap::node_id(config.seed, port);
+    let node = config.identity.id().to_hex();
     let mode = config.mode();
 
     let boot = tokio::select! {

@@ -216,8 +216,8 @@ async fn locate_once(getter: &Getter, dead: &str) {
     let query = Message::Locate {
         file: swarm.manifest.name.clone(),
     };
-    let secret = swarm.config.secret.as_deref();
-    match crate::directory::client::ask(&swarm.config.owner, query, secret).await {
+    let me = &swarm.config.identity;
+    match crate::directory::client::ask(&swarm.config.owner, query, me).await {
         Ok(body) => match serde_json::from_slice::<Locations>(&body) {
             Ok(mut loc) => {
                 loc.sources.retain(|s| s.addr != dead);

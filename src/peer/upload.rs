@@ -13,11 +13,11 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::config::MAX_UPLOAD_CONNECTIONS;
 use super::swarm::Swarm;
 use crate::accept::{Accepted, Admission, accept_loop};
-use crate::auth;
 use crate::chunkset::{ChunkSet, Ranges};
 use crate::connection::{ConnWriter, Connection, Hello, IDLE_TIMEOUT, KEEPALIVE_INTERVAL};
 use crate::driver::{self, Flow, Reading, Writing};
 use crate::events::EventKind;
+use crate::link;
 use crate::manifest::ChunkId;
 use crate::net::Listener;
 use crate::protocol::{Message, ProtocolError, Role};
@@ -37,7 +37,14 @@ pub(super) async fn serve(listener: Listener, swarm: Arc<Swarm>, token: Cancella
         let swarm = swarm.clone();
         let span = info_span!("upload", peer = %a.addr);
         async move {
-            let mut conn = Connection::over(a.stream, a.addr.to_string(), 0);
+            let identity = &swarm.config.identity;
+            let mut conn = match link::accept(a.stream, a.addr.to_string(), identity, 0).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!("upload connection closed in the handshake: {e}");
+                    return;
+                }
+            };
             if a.permit.is_none() {
                 conn.send_error(format!(
                     "peer is busy: at most {MAX_UPLOAD_CONNECTIONS} connections at once"
@@ -165,7 +172,7 @@ pub(super) async fn handle(
     driver::drive(conn, reading, writing, MAX_QUEUED_REQUESTS, token).await
 }
 
-/// Reads the client's `hello` and checks it: the shared secret, the file named (by name, or
+/// Reads the client's `hello` and checks it: the file named (by name, or
 /// by hash for a ticket's getter), its have list. Its label, role and chunks; an error that
 /// the client is told.
 async fn admit(conn: &mut Connection, swarm: &Swarm) -> Result<(String, Role, ChunkSet)> {
@@ -175,11 +182,8 @@ async fn admit(conn: &mut Connection, swarm: &Swarm) -> Result<(String, Role, Ch
         have,
         label,
         role,
-        nonce,
         ..
     } = conn.recv_hello().await?;
-    let secret = swarm.config.secret.as_deref();
-    auth::server(conn, secret, nonce.as_deref(), &label).await?;
     if let Some(f) =
         file.filter(|f| *f != m.name && f.parse::<crate::hash::Hash>().ok() != Some(m.hash))
     {
@@ -336,7 +340,6 @@ mod tests {
             file: Some(file.into()),
             have,
             port: Some(7002),
-            nonce: None,
             node: None,
         }
     }

@@ -14,7 +14,6 @@ fn all_messages() -> Vec<Message> {
             file: Some("a.bin".into()),
             have: Ranges(vec![[0, 3]]),
             port: Some(5001),
-            nonce: Some("ab".repeat(32)),
             node: Some("0123456789abcdef".into()),
         },
         Message::Hello {
@@ -23,7 +22,6 @@ fn all_messages() -> Vec<Message> {
             file: None,
             have: Ranges::default(),
             port: None,
-            nonce: None,
             node: None,
         },
         Message::welcome(Ranges(vec![[1, 1]]), Bytes::from_static(b"{\"m\":1}")),
@@ -60,13 +58,6 @@ fn all_messages() -> Vec<Message> {
         Message::Interested,
         Message::NotInterested,
         Message::Cancel { chunk: 4 },
-        Message::Challenge {
-            nonce: "01".repeat(32),
-            proof: "02".repeat(32),
-        },
-        Message::Proof {
-            proof: "03".repeat(32),
-        },
         Message::Error {
             message: "bye".into(),
         },

@@ -48,25 +48,12 @@ pub enum Message {
         /// The port of the client's own upload server, if it runs one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         port: Option<u16>,
-        /// With a shared secret: the client's random nonce, 64 hex digits (see `auth`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        nonce: Option<String>,
         /// The client's node id, 1 to 64 hex digits: the directory returns it with the
         /// client's entry, so a node knows itself in an answer whatever address it is seen at.
+        /// Over a handshake that proved the client's key, it must be that key in hex (64
+        /// digits), and the server records the proven key whatever the client said.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
-    },
-    /// Server → client, after `hello`, with a shared secret: the server's nonce and its proof.
-    Challenge {
-        /// The server's random nonce, 64 hex digits.
-        nonce: String,
-        /// Keyed BLAKE3 of "server", the client's nonce and the server's, 64 hex digits.
-        proof: String,
-    },
-    /// Client → server, answer to `challenge`: the client's proof.
-    Proof {
-        /// Keyed BLAKE3 of "client", the server's nonce and the client's, 64 hex digits.
-        proof: String,
     },
     /// Server → client answer to `hello`. Body: the manifest as JSON.
     Welcome {
@@ -298,8 +285,6 @@ impl Message {
             Self::Orphans { .. } => "orphans",
             Self::Request { .. } => "request",
             Self::Chunk { .. } => "chunk",
-            Self::Challenge { .. } => "challenge",
-            Self::Proof { .. } => "proof",
             Self::List => "list",
             Self::Search { .. } => "search",
             Self::Locate { .. } => "locate",

@@ -8,14 +8,16 @@
 
 mod table;
 
-use std::sync::Arc;
-
 use serde::Serialize;
+
+use std::sync::Arc;
 
 use crate::auth::Secret;
 use crate::cli::print_out;
 use crate::directory::Listing;
+use crate::key::NodeKey;
 use crate::net::Endpoint;
+use crate::secure::Identity;
 
 use crate::directory::client::{find_files, locate_file};
 pub use table::{files_table, locations_table};
@@ -30,7 +32,7 @@ pub async fn list(
     json: bool,
     secret: Option<Arc<Secret>>,
 ) -> anyhow::Result<bool> {
-    let listing = find_files(&owner, None, secret.as_deref()).await?;
+    let listing = find_files(&owner, None, &anonymous(secret)).await?;
     print_listing(&listing, json, || "the owner shares no file\n".into())?;
     Ok(true)
 }
@@ -46,7 +48,7 @@ pub async fn search(
     json: bool,
     secret: Option<Arc<Secret>>,
 ) -> anyhow::Result<bool> {
-    let listing = find_files(&owner, Some(text.clone()), secret.as_deref()).await?;
+    let listing = find_files(&owner, Some(text.clone()), &anonymous(secret)).await?;
     print_listing(&listing, json, || {
         format!("no file name contains {text:?} (`peer list {owner}` shows every file)\n")
     })?;
@@ -64,13 +66,18 @@ pub async fn locate(
     json: bool,
     secret: Option<Arc<Secret>>,
 ) -> anyhow::Result<bool> {
-    let loc = locate_file(&owner, file, secret.as_deref()).await?;
+    let loc = locate_file(&owner, file, &anonymous(secret)).await?;
     if json {
         print_json(&loc)?;
     } else {
         print_out(&locations_table(&loc))?;
     }
     Ok(true)
+}
+
+/// A query keeps no identity: a fresh key, in the swarm of `secret`.
+fn anonymous(secret: Option<Arc<Secret>>) -> Identity {
+    Identity::new(NodeKey::generate(), secret.as_deref().cloned())
 }
 
 /// Prints `listing` as pretty JSON, as a file table, or, when it holds no file, `empty()`.

@@ -26,6 +26,7 @@ use tokio_util::codec::Encoder;
 
 pub use record::{MAX_PLAIN, MAX_RECORD, SecureStream, TAMPERED};
 
+use crate::auth::Secret;
 use crate::key::{NodeId, NodeKey};
 use crate::manifest::echo;
 use crate::net::BoxStream;
@@ -46,13 +47,20 @@ pub const MAX_HANDSHAKE_MSG: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct Identity {
     key: NodeKey,
+    secret: Option<Secret>,
     psk: Option<[u8; 32]>,
 }
 
 impl Identity {
-    /// `key`, with the pre-shared key `psk` (from [`crate::auth::Secret::psk`]).
-    pub fn new(key: NodeKey, psk: Option<[u8; 32]>) -> Self {
-        Self { key, psk }
+    /// `key`, in the swarm of `secret` when there is one.
+    pub fn new(key: NodeKey, secret: Option<Secret>) -> Self {
+        let psk = secret.as_ref().map(Secret::psk);
+        Self { key, secret, psk }
+    }
+
+    /// The swarm's shared secret, if any.
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref()
     }
 
     /// A fresh random key and no shared secret: a node that keeps no identity.

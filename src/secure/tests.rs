@@ -62,8 +62,7 @@ async fn a_pinned_key_that_differs_is_refused() {
 
 #[tokio::test]
 async fn the_shared_secret_is_a_pre_shared_key() {
-    let key = |s: &str| Some(*blake3::hash(s.as_bytes()).as_bytes());
-    let with = |s| Identity::new(NodeKey::generate(), key(s));
+    let with = |s| Identity::new(NodeKey::generate(), Some(Secret::new(s).unwrap()));
     // Same secret: fine.
     let (cr, sr) = pair(&with("x"), &with("x"), None).await;
     assert!(cr.is_ok() && sr.is_ok());
@@ -159,10 +158,7 @@ async fn relay(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin
     }
     to.write_all(&line).await.unwrap();
     let mut frames = Vec::new();
-    loop {
-        let Ok(len) = from.read_u16().await else {
-            break;
-        };
+    while let Ok(len) = from.read_u16().await {
         let mut f = vec![0u8; usize::from(len)];
         from.read_exact(&mut f).await.unwrap();
         let mut framed = len.to_be_bytes().to_vec();

@@ -20,16 +20,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::auth::{self, Secret};
-use crate::connection::{
-    ConnWriter, Connection, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
-};
+use crate::connection::{ConnWriter, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL};
 use crate::driver::{self, Flow, Reading, Writing};
 use crate::hash::Hash;
+use crate::key::NodeId;
 use crate::manifest::Manifest;
 use crate::net::{Backoff, Endpoint, Listener};
 use crate::owner::{self, Files, SharedFile};
 use crate::protocol::{MAX_MANIFEST_LEN, Message, PROTOCOL_VERSION, ProtocolError, Role};
+use crate::secure::Identity;
 use crate::{Error, Result, watch};
 
 mod scan;
@@ -56,12 +55,10 @@ pub struct ShareConfig {
     /// The expected ring size of each file: a ring member of it is handed ⌈chunks / peers⌉
     /// chunks (a tracker sends the members of a published file's ring here for their chunks).
     pub peers: u32,
-    /// How its chunks are served (the owner's settings: events, cap, slots).
+    /// How its chunks are served (the owner's settings: events, cap, slots), and who this
+    /// node is on the wire (`serve.identity`: its key, and the swarm's shared secret), to the
+    /// directory as to its getters.
     pub serve: owner::OwnerConfig,
-    /// The swarm's shared secret, proved to the directory and required of getters.
-    pub secret: Option<Arc<Secret>>,
-    /// This node's id, sent in `hello`.
-    pub node: String,
     /// Told of each file published (the first time) and withdrawn.
     pub on_report: OnReport,
 }
@@ -90,17 +87,12 @@ pub async fn run(listener: Listener, config: ShareConfig, token: CancellationTok
         chunk_size,
         peers,
         serve,
-        secret,
-        node,
         on_report,
     } = config;
+    let identity = serve.identity.clone();
     // Its own directory holds the getters it serves (their `locate` goes to `directory`).
     let local = owner::directory(&files, addr, crate::directory::DEFAULT_PEER_TTL);
     let served = Arc::new(Files::new(files.clone()));
-    let serve = owner::OwnerConfig {
-        secret: secret.clone(),
-        ..serve
-    };
     let server = crate::task::spawn_named(
         "owner",
         owner::run_with(
@@ -127,11 +119,12 @@ pub async fn run(listener: Listener, config: ShareConfig, token: CancellationTok
     let scanner = crate::task::spawn_named("scanner", scan.run(token.child_token()));
     let publisher = Publisher {
         directory,
-        secret,
-        node,
+        node: identity.id().to_hex(),
+        identity,
         current,
         on_report,
         reported: Mutex::new(BTreeSet::new()),
+        directory_node: Mutex::new(None),
     };
     let res = publish_loop(&publisher, addr.port(), &token).await;
     token.cancel();
@@ -143,12 +136,15 @@ pub async fn run(listener: Listener, config: ShareConfig, token: CancellationTok
 /// What publishing needs.
 struct Publisher {
     directory: Endpoint,
-    secret: Option<Arc<Secret>>,
+    identity: Arc<Identity>,
+    /// This node's key in hex, as `hello.node` carries it.
     node: String,
     current: Arc<Current>,
     on_report: OnReport,
     /// The hashes reported published, so a reconnect does not report them again.
     reported: Mutex<BTreeSet<Hash>>,
+    /// The directory's key, as the last connection's handshake proved it (for tickets).
+    directory_node: Mutex<Option<NodeId>>,
 }
 
 impl Publisher {
@@ -167,9 +163,14 @@ impl Publisher {
             .unwrap_or_else(|p| p.into_inner())
             .insert(hash)
         {
+            let node = *self
+                .directory_node
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             (self.on_report)(&Report::Published {
                 id,
                 manifest: f.manifest.clone(),
+                node,
             });
         }
     }
@@ -203,21 +204,18 @@ async fn publish_loop(publisher: &Publisher, port: u16, token: &CancellationToke
 /// One connection to the directory: the handshake, a `publish` per file, then changes and
 /// keep-alives.
 async fn session(publisher: &Publisher, port: u16, token: &CancellationToken) -> Result<()> {
-    let (stream, remote) = publisher
-        .directory
-        .connect_stream()
-        .await
-        .map_err(ProtocolError::Io)?;
-    let mut conn = Connection::over(stream, remote, MAX_MANIFEST_LEN);
-    let secret = publisher.secret.as_deref();
-    let (nonce, nonce_hex) = auth::hello_nonce(secret);
+    let me = &publisher.identity;
+    let mut conn = crate::link::connect(&publisher.directory, me, None, MAX_MANIFEST_LEN).await?;
+    *publisher
+        .directory_node
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = conn.node();
     conn.send(Message::Hello {
         version: PROTOCOL_VERSION,
         role: Role::Publisher,
         file: None,
         have: crate::chunkset::Ranges::default(),
         port: Some(port),
-        nonce: nonce_hex,
         node: Some(publisher.node.clone()),
     })
     .await?;
@@ -225,16 +223,11 @@ async fn session(publisher: &Publisher, port: u16, token: &CancellationToken) ->
     let files = publisher.current.snapshot();
     let mut heartbeat = KEEPALIVE_INTERVAL;
     let mut told = BTreeMap::new();
-    for (i, f) in files.iter().enumerate() {
+    for f in &files {
         let msg = Message::publish(f.manifest_json());
         let what = "waiting for published";
-        let answer = match (i, secret, nonce) {
-            (0, Some(s), Some(n)) => auth::client_then(&mut conn, s, n, msg, what).await?,
-            _ => {
-                conn.send(msg).await?;
-                conn.recv(what, HANDSHAKE_TIMEOUT).await.map_err(refusal)?
-            }
-        };
+        conn.send(msg).await?;
+        let answer = conn.recv(what, HANDSHAKE_TIMEOUT).await.map_err(refusal)?;
         let Some(Message::Published {
             id,
             hash,

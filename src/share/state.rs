@@ -14,8 +14,12 @@ pub const RESCAN: Duration = Duration::from_secs(2);
 /// What happened to a shared file, as the publisher reports it.
 #[derive(Debug, Clone)]
 pub enum Report {
-    /// The directory lists it under this id.
-    Published { id: u32, manifest: Arc<Manifest> },
+    /// The directory lists it under this id; `node` is the directory's key, as proven.
+    Published {
+        id: u32,
+        manifest: Arc<Manifest>,
+        node: Option<crate::key::NodeId>,
+    },
     /// It was removed from its folder, or changed (its new content is published anew).
     Withdrawn { manifest: Arc<Manifest> },
 }

@@ -12,6 +12,7 @@ use rand::{RngCore, SeedableRng};
 
 pub mod browser;
 pub mod fixtures;
+pub mod seal;
 
 /// The `file-owner` binary.
 pub const OWNER: &str = env!("CARGO_BIN_EXE_file-owner");
