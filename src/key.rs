@@ -241,18 +241,28 @@ impl NodeKey {
                 .map_err(io)?;
         }
         let key = Self::generate();
-        // create_new: never replace a file someone else made meanwhile.
-        let mut file = std::fs::OpenOptions::new()
+        // Written whole beside it, then linked in place: a link never replaces a file, so
+        // of two nodes starting at once on the same path, the second reads the first's key.
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".new.{:016x}", rand::random::<u64>()));
+        let tmp = PathBuf::from(tmp);
+        let written = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        let hex = blake3::Hash::from_bytes(key.private).to_hex();
-        file.write_all(format!("{KEY_HEADER}\n{hex}\n").as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io)?;
-        Ok(key)
+            .open(&tmp)
+            .and_then(|mut file| {
+                let hex = blake3::Hash::from_bytes(key.private).to_hex();
+                file.write_all(format!("{KEY_HEADER}\n{hex}\n").as_bytes())?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::hard_link(&tmp, path));
+        let _ = std::fs::remove_file(&tmp);
+        match written {
+            Ok(()) => Ok(key),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
+            Err(e) => Err(io(e)),
+        }
     }
 }
 
@@ -324,6 +334,22 @@ mod tests {
         let (b, created) = NodeKey::load_or_create(&path).unwrap();
         assert!(!created);
         assert_eq!(a.id(), b.id());
+    }
+
+    #[test]
+    fn nodes_starting_at_once_share_the_first_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        let makers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || NodeKey::load_or_create(&path).unwrap().0.id())
+            })
+            .collect();
+        let ids: Vec<NodeId> = makers.into_iter().map(|m| m.join().unwrap()).collect();
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, 1, "temporary files were left behind");
     }
 
     #[test]

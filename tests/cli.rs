@@ -381,6 +381,7 @@ fn a_closed_stdout_is_not_a_panic() {
         query: None,
         files,
         more: 0,
+        node: None,
     };
     let body = serde_json::to_vec(&listing).unwrap();
     let mut out = bytes::BytesMut::new();

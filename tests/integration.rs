@@ -25,8 +25,10 @@ mod demo;
 mod getter;
 // Round-trip properties (proptest): codec, chunk arithmetic, chunk-id ranges.
 mod properties;
-// Shared-secret swarms (--secret).
+// Shared-secret swarms (--secret) and encrypted links: what a relay sees, a flipped bit.
 mod secret;
+// Node keys, pinned tickets, bad key files, a plaintext node.
+mod keys;
 // The peer's folder against hostile owners and planted files: names, no clobbering.
 mod fs_safety;
 // Regression tests of issue 9's hostile-input fixes: ranges, backoff, stalls, probes.

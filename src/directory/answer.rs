@@ -58,6 +58,10 @@ pub struct Listing {
     /// Matching files left out to keep the answer under [`MAX_ANSWER_LEN`].
     #[serde(default, skip_serializing_if = "is_zero")]
     pub more: u32,
+    /// The directory's node id (`rsw1…`), as the client's handshake proved it: set by the
+    /// client (`peer list/search --json`), never taken from the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -238,6 +242,7 @@ impl Directory {
             query: text.map(str::to_string),
             files,
             more,
+            node: None,
         }
     }
 

@@ -3,6 +3,7 @@
 use crate::Error;
 use crate::connection::HANDSHAKE_TIMEOUT;
 use crate::directory::{Listing, Locations};
+use crate::key::NodeId;
 use crate::net::Endpoint;
 use crate::protocol::{Message, ProtocolError};
 use crate::secure::Identity;
@@ -13,6 +14,19 @@ use crate::secure::Identity;
 ///
 /// The owner is unreachable, refuses, or answers with something else.
 pub async fn ask(owner: &Endpoint, query: Message, me: &Identity) -> anyhow::Result<bytes::Bytes> {
+    ask_proven(owner, query, me).await.map(|(body, _)| body)
+}
+
+/// As [`ask`], with the key the owner's handshake proved.
+///
+/// # Errors
+///
+/// As [`ask`].
+async fn ask_proven(
+    owner: &Endpoint,
+    query: Message,
+    me: &Identity,
+) -> anyhow::Result<(bytes::Bytes, Option<NodeId>)> {
     // On the owner endpoint's own network: TCP, or the in-memory one of a simulation.
     let mut conn = match crate::link::connect(owner, me, None, 0).await {
         Ok(c) => c,
@@ -26,7 +40,9 @@ pub async fn ask(owner: &Endpoint, query: Message, me: &Identity) -> anyhow::Res
         .await
         .map_err(Into::into);
     match answer {
-        Ok(Some(Message::Files { body, .. } | Message::Locations { body, .. })) => Ok(body),
+        Ok(Some(Message::Files { body, .. } | Message::Locations { body, .. })) => {
+            Ok((body, conn.node()))
+        }
         Ok(Some(other)) => anyhow::bail!("the owner answered with {}", other.kind()),
         Ok(None) => anyhow::bail!("the owner {owner} closed the connection without answering"),
         Err(Error::Protocol(ProtocolError::Remote(msg)) | Error::Refused(msg)) => {
@@ -51,7 +67,10 @@ pub async fn find_files(
         Some(text) => Message::Search { text },
         None => Message::List,
     };
-    Ok(serde_json::from_slice(&ask(owner, query, me).await?)?)
+    let (body, node) = ask_proven(owner, query, me).await?;
+    let mut listing: Listing = serde_json::from_slice(&body)?;
+    listing.node = node.map(|n| n.to_string());
+    Ok(listing)
 }
 
 /// Which source holds which chunks of `file`, an id or a name (a `locate`); an unknown file

@@ -44,11 +44,23 @@ const MAX_LINE: usize = 256;
 pub const MAX_HANDSHAKE_MSG: usize = 1024;
 
 /// Who this node is on the wire: its key, and the swarm's pre-shared key when it has one.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Identity {
     key: NodeKey,
     secret: Option<Secret>,
     psk: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keys themselves.
+        write!(
+            f,
+            "Identity({}, secret: {})",
+            self.key.id().short(),
+            self.psk.is_some()
+        )
+    }
 }
 
 impl Identity {
@@ -214,10 +226,22 @@ impl Wire {
         HandshakeError::Failed(why.to_string())
     }
 
-    /// After a handshake, the stream sealed with `noise`.
-    fn secure(self, noise: snow::HandshakeState) -> Result<SecureStream, HandshakeError> {
-        let noise = noise.into_transport_mode().map_err(failed)?;
-        Ok(SecureStream::new(self.stream, noise, self.buf))
+    /// After a handshake, the stream sealed with its keys (the first of the split seals what
+    /// the initiator sends).
+    fn secure(self, mut noise: snow::HandshakeState) -> Result<SecureStream, HandshakeError> {
+        if !noise.is_handshake_finished() {
+            return Err(HandshakeError::Failed(
+                "the handshake did not finish".into(),
+            ));
+        }
+        let (to_responder, to_initiator) = noise.dangerously_get_raw_split();
+        let (send, recv) = if noise.is_initiator() {
+            (to_responder, to_initiator)
+        } else {
+            (to_initiator, to_responder)
+        };
+        let (send, recv) = (record::Cipher::new(&send), record::Cipher::new(&recv));
+        Ok(SecureStream::new(self.stream, send, recv, self.buf))
     }
 }
 
@@ -258,11 +282,20 @@ pub async fn client(
     let Some(line) = wire.line().await? else {
         return Err(HandshakeError::Old(old_answer(&mut wire).await));
     };
-    let ok = format!("RINGSWARM/{PROTOCOL_VERSION} ok");
-    if line != ok {
-        let said = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
-        let said = said.strip_prefix("refused: ").unwrap_or(said);
-        return Err(HandshakeError::Refused(echo(said).to_string()));
+    let ours = format!("RINGSWARM/{PROTOCOL_VERSION}");
+    match line.split_once(' ') {
+        Some((v, "ok")) if v == ours => {}
+        Some((v, said)) if v == ours => {
+            let said = said.strip_prefix("refused: ").unwrap_or(said);
+            return Err(HandshakeError::Refused(echo(said).to_string()));
+        }
+        _ => {
+            let v = line.split(' ').next().unwrap_or_default();
+            return Err(HandshakeError::Refused(format!(
+                "it answered {}; this node speaks ringswarm protocol {PROTOCOL_VERSION}",
+                echo(v)
+            )));
+        }
     }
     let reply = wire.message().await?;
     noise.read_message(&reply, &mut msg).map_err(failed)?;

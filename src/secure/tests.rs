@@ -254,3 +254,77 @@ async fn a_changed_replayed_reordered_or_cut_record_closes_the_stream() {
         assert!(ss.read_u8().await.is_err(), "{mangle:?}");
     }
 }
+
+#[tokio::test]
+async fn small_writes_and_small_reads_keep_every_byte_in_order() {
+    let (c, s) = (Identity::ephemeral(), Identity::ephemeral());
+    let (cr, sr) = pair(&c, &s, None).await;
+    let (mut cs, mut ss) = (cr.unwrap().0, sr.unwrap().0);
+    let send = async {
+        for i in 0..2000u32 {
+            // A frame head and a body, as the codec writes them, and now and then a flush.
+            let head = i.to_be_bytes();
+            let body = vec![(i % 251) as u8; (i as usize * 37) % 3000];
+            let bufs = [std::io::IoSlice::new(&head), std::io::IoSlice::new(&body)];
+            let mut done = 0;
+            while done < head.len() + body.len() {
+                let n = if done == 0 {
+                    cs.write_vectored(&bufs).await.unwrap()
+                } else if done < head.len() {
+                    cs.write(&head[done..]).await.unwrap()
+                } else {
+                    cs.write(&body[done - head.len()..]).await.unwrap()
+                };
+                done += n;
+            }
+            assert_eq!(cs.write(&[]).await.unwrap(), 0);
+            if i % 7 == 0 {
+                cs.flush().await.unwrap();
+            }
+        }
+        cs.shutdown().await.unwrap();
+    };
+    let recv = async {
+        let mut got = Vec::new();
+        let mut byte = [0u8; 3];
+        loop {
+            let n = ss.read(&mut byte).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&byte[..n]);
+        }
+        got
+    };
+    let ((), got) = tokio::join!(send, recv);
+    let mut want = Vec::new();
+    for i in 0..2000u32 {
+        want.extend_from_slice(&i.to_be_bytes());
+        want.extend(std::iter::repeat_n(
+            (i % 251) as u8,
+            (i as usize * 37) % 3000,
+        ));
+    }
+    assert!(
+        got == want,
+        "{} bytes received of {}",
+        got.len(),
+        want.len()
+    );
+}
+
+#[test]
+fn an_identity_never_shows_its_keys() {
+    let key = NodeKey::generate();
+    let private = blake3::Hash::from_bytes(*key.private())
+        .to_hex()
+        .to_string();
+    let secret = Secret::new("open sesame").unwrap();
+    let psk = blake3::Hash::from_bytes(secret.psk()).to_hex().to_string();
+    let shown = format!("{:?}", Identity::new(key, Some(secret)));
+    assert!(shown.contains("secret: true"), "{shown}");
+    assert!(
+        !shown.contains(&private[..12]) && !shown.contains(&psk[..12]),
+        "{shown}"
+    );
+}

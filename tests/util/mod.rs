@@ -119,6 +119,8 @@ impl Proc {
             .args(args)
             .current_dir(cwd)
             .env("RUST_LOG", "info")
+            // An owner's or publisher's node key goes in the test's folder, not the home's.
+            .env("XDG_CONFIG_HOME", log_dir.join("config"))
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout).unwrap())
             .stderr(fs::File::create(&stderr).unwrap())
