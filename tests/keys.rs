@@ -7,6 +7,30 @@ use std::io::{Read, Write};
 use crate::args;
 use crate::util::*;
 
+/// A temporary folder holding `data.bin` of `size` random bytes.
+fn data(size: usize, seed: u64) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("data.bin");
+    random_file(&original, size, seed);
+    (tmp, original)
+}
+
+/// Runs `bin args` in `dir` until it exits; checks its exit code and that stderr holds
+/// `needle`; returns stderr.
+fn expect_exit(
+    bin: &str,
+    args: &[String],
+    dir: &std::path::Path,
+    code: i32,
+    needle: &str,
+) -> String {
+    let mut p = Proc::spawn("cmd", bin, args, dir, dir);
+    assert_eq!(p.wait_exit(WAIT).code(), Some(code), "{}", p.describe());
+    let err = p.stderr_text();
+    assert!(err.contains(needle), "{needle}: {}", p.describe());
+    err
+}
+
 /// The id after `node id: ` in `line`.
 fn id_of(line: &str) -> String {
     line["node id: ".len()..]
@@ -18,10 +42,8 @@ fn id_of(line: &str) -> String {
 
 #[test]
 fn the_owner_keeps_its_key_and_its_tickets_pin_it() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, original) = data(300_000, 31);
     let root = tmp.path();
-    let original = root.join("data.bin");
-    random_file(&original, 300_000, 31);
     let (mut owner, port) = start_owner(root, &original, &[]);
     let first = owner.wait_line("node id: ");
     assert!(first.contains("a new key, kept in"), "{first}");
@@ -72,63 +94,43 @@ fn the_owner_keeps_its_key_and_its_tickets_pin_it() {
 
 #[test]
 fn a_ticket_pinning_another_key_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, original) = data(300_000, 32);
     let root = tmp.path();
-    let original = root.join("data.bin");
-    random_file(&original, 300_000, 32);
     let (mut owner, _) = start_owner(root, &original, &[]);
     let ticket = owner.wait_line("ticket: ")["ticket: ".len()..].to_string();
     let other = ringswarm::key::NodeKey::generate().id().to_string();
     let (head, _) = ticket.rsplit_once("&node=").unwrap();
     let forged = format!("{head}&node={other}");
     let dir = root.join("g");
-    let mut g = Proc::spawn(
-        "g",
-        PEER,
-        &args![
-            "get",
-            forged,
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            dir.display(),
-            "--timeout",
-            5
-        ],
-        &dir,
-        root,
-    );
-    assert_eq!(g.wait_exit(WAIT).code(), Some(1), "{}", g.describe());
-    let err = g.stderr_text();
-    assert!(
-        err.contains("proved node key") && err.contains(&other),
-        "{err}"
-    );
+    let args = args![
+        "get",
+        forged,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display(),
+        "--timeout",
+        5
+    ];
+    let err = expect_exit(PEER, &args, &dir, 1, "proved node key");
+    assert!(err.contains(&other), "{err}");
     assert!(!dir.join("data.bin").exists() && !dir.join("data.bin.manifest").exists());
     // A ticket that is not an id at all is a usage error.
     let bad = format!("{head}&node=rsw1nothing");
-    let mut b = Proc::spawn(
-        "b",
+    expect_exit(
         PEER,
         &args!["get", bad, "--dir", dir.display()],
         &dir,
-        root,
-    );
-    assert_eq!(b.wait_exit(WAIT).code(), Some(2), "{}", b.describe());
-    assert!(
-        b.stderr_text().contains("invalid node id"),
-        "{}",
-        b.describe()
+        2,
+        "invalid node id",
     );
 }
 
 #[test]
 fn a_bad_key_file_is_an_error_that_leaves_it_alone() {
     use std::os::unix::fs::PermissionsExt;
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, original) = data(10_000, 33);
     let root = tmp.path();
-    let original = root.join("data.bin");
-    random_file(&original, 10_000, 33);
     let key = root.join("config/ringswarm/node.key");
     std::fs::create_dir_all(key.parent().unwrap()).unwrap();
     for (content, mode, says) in [
@@ -148,51 +150,31 @@ fn a_bad_key_file_is_an_error_that_leaves_it_alone() {
         std::fs::write(&key, content).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
         let args = args![0, original.display(), "--bind", "127.0.0.1"];
-        let mut p = Proc::spawn("owner", OWNER, &args, root, root);
-        assert_eq!(p.wait_exit(WAIT).code(), Some(1), "{}", p.describe());
-        let err = p.stderr_text();
-        assert!(
-            err.contains(says) && err.contains("node.key"),
-            "{says}: {err}"
-        );
-        assert_eq!(
-            std::fs::read(&key).unwrap(),
-            content,
-            "the key file was replaced"
-        );
+        let err = expect_exit(OWNER, &args, root, 1, says);
+        assert!(err.contains("node.key"), "{err}");
+        let kept = std::fs::read(&key).unwrap();
+        assert_eq!(kept, content, "the key file was replaced");
     }
     // A peer's --key too.
-    let mut p = Proc::spawn(
-        "peer",
-        PEER,
-        &args![
-            "get",
-            1,
-            "x",
-            "--key",
-            key.display(),
-            "--dir",
-            root.join("p").display()
-        ],
-        root,
-        root,
-    );
-    assert_eq!(p.wait_exit(WAIT).code(), Some(1), "{}", p.describe());
-    assert!(
-        p.stderr_text().contains("readable by others"),
-        "{}",
-        p.describe()
-    );
+    let dir = root.join("p");
+    let args = args![
+        "get",
+        1,
+        "x",
+        "--key",
+        key.display(),
+        "--dir",
+        dir.display()
+    ];
+    expect_exit(PEER, &args, root, 1, "readable by others");
 }
 
 /// A version-1 node speaks plaintext frames; it gets one plaintext `error` frame naming the
 /// version it needs, then the close — not a hang.
 #[test]
 fn a_plaintext_node_is_told_the_version_it_needs() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, original) = data(10_000, 34);
     let root = tmp.path();
-    let original = root.join("data.bin");
-    random_file(&original, 10_000, 34);
     let (_owner, port) = start_owner(root, &original, &[]);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
