@@ -292,6 +292,8 @@ mkdir -p "$out" || die "cannot make --out $out"
 # --- work folder, file, hosts -----------------------------------------------------------------
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringswarm-shaped.XXXXXX")
+# The owner keeps its node key in the work folder, not in the user's config folder.
+export XDG_CONFIG_HOME=$work/config
 chmod 755 "$work" # nginx's workers run as nobody
 log "work folder: $work$( ((keep)) || echo ' (removed at exit; --keep keeps it)')"
 file=$work/data.bin

@@ -430,6 +430,8 @@ median() {
 # --- work folder and file ---------------------------------------------------------------------
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringswarm-bench.XXXXXX")
+# The owner keeps its node key in the work folder, not in the user's config folder.
+export XDG_CONFIG_HOME=$work/config
 chmod 755 "$work" # nginx's workers run as nobody
 if [[ -z $file ]]; then
     file=$work/src-$target.bin

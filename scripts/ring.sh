@@ -224,6 +224,8 @@ done
 # --- work folder and file ---------------------------------------------------------------------
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringswarm.XXXXXX")
+# The owner keeps its node key in the work folder, not in the user's config folder.
+export XDG_CONFIG_HOME=$work/config
 echo "work folder: $work$( ((keep)) || echo ' (removed at exit; --keep keeps it)')"
 if [[ -z $file ]]; then
     file=$work/data.bin
