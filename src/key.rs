@@ -58,6 +58,13 @@ impl NodeId {
     pub fn to_hex(&self) -> String {
         blake3::Hash::from_bytes(self.0).to_hex().to_string()
     }
+
+    /// The id of 64 hex digits; `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        blake3::Hash::from_hex(hex)
+            .ok()
+            .map(|h| Self(*h.as_bytes()))
+    }
 }
 
 impl fmt::Display for NodeId {

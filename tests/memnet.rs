@@ -154,8 +154,8 @@ async fn a_peer_without_an_owner_gives_up_after_its_timeout_in_virtual_time() {
 
 /// The owner probes a reported source on its own network: on a `MemNet`, the probe reaches
 /// the member's in-memory listener (over TCP it would find nothing there), and the member,
-/// answering its `hello`, is kept. Reported again later, it accepts the probe but never
-/// answers: it is dropped.
+/// answering its `hello`, is kept. Reported again later, another key answers at its address:
+/// it is dropped.
 #[tokio::test(start_paused = true)]
 async fn the_owners_probe_goes_over_its_own_network() {
     use ringswarm::protocol::{MAX_MANIFEST_LEN, Message, PROTOCOL_VERSION, Role};
@@ -215,13 +215,20 @@ async fn the_owners_probe_goes_over_its_own_network() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(directory.peers().len(), 1, "{:?}", directory.peers());
 
-    // Past the probe interval, reported again: it accepts the probe and says nothing.
+    // Past the probe interval, reported again: another node now listens at the member's
+    // address and would answer as the member did, but proves another key: the probe does not
+    // take it for the member, which is dropped.
     tokio::time::sleep(ringswarm::directory::PROBE_EVERY).await;
     conn.send(lost).await.unwrap();
-    let (_silent, _) = tokio::time::timeout(Duration::from_secs(5), member_listener.accept())
+    let (probe, _) = tokio::time::timeout(Duration::from_secs(5), member_listener.accept())
         .await
         .expect("the second probe never came")
         .unwrap();
+    let stranger = ringswarm::secure::Identity::ephemeral();
+    let shake = ringswarm::link::accept(probe, "probe".into(), &stranger, 0).await;
+    if let Ok(mut probe) = shake {
+        probe.send_error("busy elsewhere".into()).await;
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(directory.peers().is_empty(), "{:?}", directory.peers());
 }

@@ -265,6 +265,14 @@ impl Directory {
         true
     }
 
+    /// The key a member serving on `addr` proved when it registered (in hex), if any.
+    pub fn node_at(&self, addr: SocketAddr) -> Option<String> {
+        let inner = self.inner();
+        let ids = inner.members_at(addr);
+        ids.iter()
+            .find_map(|id| inner.members.get(id).and_then(|m| m.node.clone()))
+    }
+
     /// A probe allowed by [`Directory::start_probe`] is over.
     pub fn end_probe(&self) {
         let mut inner = self.inner();

@@ -42,8 +42,12 @@ pub(super) fn check_lost_source(
     let reporter = reporter.to_string();
     let target = crate::net::Endpoint::on(net, sa);
     let me = me.clone();
+    // Only the member itself counts: another node answering at its address does not.
+    let pin = directory
+        .node_at(sa)
+        .and_then(|n| crate::key::NodeId::from_hex(&n));
     crate::task::spawn_named("probe", async move {
-        let answers = answers(&target, &me).await;
+        let answers = answers(&target, &me, pin.as_ref()).await;
         directory.end_probe();
         if answers {
             info!(from = %reporter, "{sa} reported lost but answers; kept");
@@ -93,12 +97,16 @@ pub(super) fn report_bad_source(
     }
 }
 
-/// Whether `target` completes a handshake within [`PROBE_TIMEOUT`] and answers a getter's
-/// `hello` within as long again: any message counts (a `welcome`, an error). The probe then
-/// closes.
-async fn answers(target: &crate::net::Endpoint, me: &Identity) -> bool {
+/// Whether `target` completes a handshake within [`PROBE_TIMEOUT`] (proving the key `pin`,
+/// the member's, when known) and answers a getter's `hello` within as long again: any message
+/// counts (a `welcome`, an error). The probe then closes.
+async fn answers(
+    target: &crate::net::Endpoint,
+    me: &Identity,
+    pin: Option<&crate::key::NodeId>,
+) -> bool {
     let Ok(Ok(mut conn)) =
-        tokio::time::timeout(PROBE_TIMEOUT, crate::link::connect(target, me, None, 0)).await
+        tokio::time::timeout(PROBE_TIMEOUT, crate::link::connect(target, me, pin, 0)).await
     else {
         return false;
     };
