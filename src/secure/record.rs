@@ -9,8 +9,8 @@
 //!
 //! Records are sealed and opened in place (`ring`): a byte written is copied once into the
 //! outgoing buffer and sealed there; a byte read is opened where it arrived and copied once to
-//! the reader. Small records (a frame's head) wait in the outgoing buffer for the next one, so
-//! a chunk's head and body leave in one write.
+//! the reader. A vectored write (a frame's head and its body) fills one record from all its
+//! slices. What is written goes out at once, flush or not, as on a plain socket.
 
 use std::io;
 use std::pin::Pin;
@@ -144,9 +144,9 @@ impl SecureStream {
         Ok(n)
     }
 
-    /// Writes out sealed records until fewer than `keep` bytes wait.
-    fn poll_drain(&mut self, cx: &mut Context<'_>, keep: usize) -> Poll<io::Result<()>> {
-        while !self.wbuf.is_empty() && self.wbuf.len() >= keep {
+    /// Writes out every sealed record.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.wbuf.is_empty() {
             let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.wbuf))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -227,10 +227,11 @@ impl AsyncWrite for SecureStream {
         if bufs.iter().all(|b| b.is_empty()) {
             return Poll::Ready(Ok(0));
         }
-        // A full record's worth waiting goes out first; less waits to share a write.
-        ready!(this.poll_drain(cx, MAX_RECORD))?;
+        // What is still waiting goes out first: the socket's backpressure.
+        ready!(this.poll_drain(cx))?;
         let n = this.seal(bufs)?;
-        if let Poll::Ready(Err(e)) = this.poll_drain(cx, MAX_RECORD) {
+        // Start writing now; what the socket does not take yet goes out on the next call.
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
             return Poll::Ready(Err(e));
         }
         Poll::Ready(Ok(n))
@@ -242,13 +243,13 @@ impl AsyncWrite for SecureStream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx, 0))?;
+        ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_drain(cx, 0))?;
+        ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }

@@ -328,3 +328,20 @@ fn an_identity_never_shows_its_keys() {
         "{shown}"
     );
 }
+
+/// What is written goes out without a flush, as on a plain socket (a writer that never
+/// flushes, like a test writing a hello by hand, is still heard).
+#[tokio::test]
+async fn a_write_arrives_without_a_flush() {
+    let (c, s) = (Identity::ephemeral(), Identity::ephemeral());
+    let (cr, sr) = pair(&c, &s, None).await;
+    let (mut cs, mut ss) = (cr.unwrap().0, sr.unwrap().0);
+    cs.write_all(b"hello").await.unwrap();
+    let mut got = [0u8; 5];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), ss.read_exact(&mut got));
+    read.await
+        .expect("nothing arrived without a flush")
+        .unwrap();
+    assert_eq!(&got, b"hello");
+    drop(cs);
+}
