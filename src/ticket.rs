@@ -113,7 +113,9 @@ impl fmt::Display for Ticket {
 
 /// Why a ticket was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid ticket: {0} (expected {SCHEME}HOST:PORT/<64 hex digits>?name=NAME&size=BYTES)")]
+#[error(
+    "invalid ticket: {0} (expected {SCHEME}HOST:PORT/<64 hex digits>?name=NAME&size=BYTES[&node=ID])"
+)]
 pub struct TicketError(String);
 
 fn bad(why: impl Into<String>) -> TicketError {

@@ -58,23 +58,17 @@ fn the_owner_keeps_its_key_and_its_tickets_pin_it() {
 
     // The pinned ticket works.
     let dir = root.join("g");
-    let mut g = Proc::spawn(
-        "g",
-        PEER,
-        &args![
-            "get",
-            ticket,
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            dir.display(),
-            "--linger",
-            0
-        ],
-        &dir,
-        root,
-    );
-    assert!(g.wait_exit(WAIT).success(), "{}", g.describe());
+    let args = args![
+        "get",
+        ticket,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display(),
+        "--linger",
+        0
+    ];
+    expect_exit(PEER, &args, &dir, 0, "verified");
     assert!(std::fs::read(dir.join("data.bin")).unwrap() == std::fs::read(&original).unwrap());
     let peer_key = dir.join(".node.key");
     assert!(peer_key.exists(), "the getter keeps its key in its folder");

@@ -90,12 +90,16 @@ impl Identity {
         self.psk.is_some()
     }
 
+    /// The Noise pattern's full name, and its name in the first line.
+    fn pattern(&self) -> (&'static str, &'static str) {
+        match self.psk {
+            Some(_) => (PATTERN_PSK, "XXpsk0"),
+            None => (PATTERN, "XX"),
+        }
+    }
+
     fn builder(&self) -> snow::Builder<'_> {
-        let pattern = if self.psk.is_some() {
-            PATTERN_PSK
-        } else {
-            PATTERN
-        };
+        let (pattern, _) = self.pattern();
         let resolver = snow::resolvers::FallbackResolver::new(
             Box::new(snow::resolvers::RingResolver),
             Box::new(snow::resolvers::DefaultResolver),
@@ -115,7 +119,7 @@ impl Identity {
     }
 
     fn first_line(&self) -> String {
-        let pattern = if self.psk.is_some() { "XXpsk0" } else { "XX" };
+        let (_, pattern) = self.pattern();
         format!("RINGSWARM/{PROTOCOL_VERSION} noise {pattern}\n")
     }
 }
