@@ -169,43 +169,55 @@ fn forty_joiners_complete_with_three_killed() {
     let mut order: Vec<usize> = (0..40).collect();
     order.shuffle(&mut rng);
     let mut peers: Vec<Option<(String, Proc, PathBuf, u16)>> = (0..40).map(|_| None).collect();
+    // The victims and their kill points are drawn first, and each victim is watched from its
+    // start by a thread of its own: a victim neither waits for the others to be started nor
+    // for another victim's kill, so it is killed while it still lacks chunks.
+    let mut victims = order.clone();
+    victims.shuffle(&mut rng);
+    victims.truncate(3);
+    let mut watchers = Vec::new();
     for &i in &order {
         let name = format!("r{i:02}");
         let (mut p, ev) = join(root, &name, port, &args!["--upload-limit", "2MiB"]);
         let listen = p.listening_port();
-        peers[i] = Some((name, p, ev, listen));
-    }
-    let mut victims = order.clone();
-    victims.shuffle(&mut rng);
-    victims.truncate(3);
-    let mut restitch = Vec::new();
-    for &v in &victims {
+        if !victims.contains(&i) {
+            peers[i] = Some((name, p, ev, listen));
+            continue;
+        }
         let at = rng.random_range(3..20usize);
-        let (_, p, ev, listen) = peers[v].as_mut().unwrap();
-        assert!(
-            wait_until(WAIT, || count(ev, EventKind::ChunkReceived) >= at),
-            "{}",
-            p.describe()
-        );
-        // Who downloads from it now: the last to ask it for a chunk.
-        let events = read_events_so_far(ev);
-        let downstream = events
-            .iter()
-            .rev()
-            .find(|e| e.event == EventKind::RequestReceived)
-            .map(|e| e.neighbour.clone());
-        let killed_at = ringswarm::events::wall_clock();
-        p.kill();
-        let (held, all) = (
-            count(ev, EventKind::ChunkReceived),
-            chunk_count(4 << 20) as usize,
-        );
+        watchers.push((
+            i,
+            std::thread::spawn(move || {
+                assert!(
+                    wait_until(WAIT, || count(&ev, EventKind::ChunkReceived) >= at),
+                    "{}",
+                    p.describe()
+                );
+                // Who downloads from it now: the last to ask it for a chunk.
+                let downstream = read_events_so_far(&ev)
+                    .iter()
+                    .rev()
+                    .find(|e| e.event == EventKind::RequestReceived)
+                    .map(|e| e.neighbour.clone());
+                let killed_at = ringswarm::events::wall_clock();
+                p.kill();
+                let held = count(&ev, EventKind::ChunkReceived);
+                ((name, p, ev, listen), downstream, killed_at, held)
+            }),
+        ));
+    }
+    let mut restitch = Vec::new();
+    for (i, watcher) in watchers {
+        let (victim, downstream, killed_at, held) = watcher
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        let all = chunk_count(4 << 20) as usize;
         assert!(
             held < all,
             "killed mid-transfer, not after: {held} of {all} chunks"
         );
-        let victim_label = format!("127.0.0.1:{listen}");
-        restitch.push((victim_label, downstream, killed_at));
+        restitch.push((format!("127.0.0.1:{}", victim.3), downstream, killed_at));
+        peers[i] = Some(victim);
     }
     for (i, slot) in peers.iter_mut().enumerate() {
         if victims.contains(&i) {
