@@ -375,10 +375,23 @@ const REFUSED_AT_ONCE: usize = (LISTEN_BACKLOG - peer::MAX_UPLOAD_CONNECTIONS) /
 async fn peer_refuses_connections_over_its_cap_politely_and_keeps_serving() {
     let peer = start_peer().await;
     let peer_addr = peer.addr;
-    // Fill every upload slot with clients that say nothing (yet).
+    // Fill every upload slot with clients that said hello, were welcomed, and then say
+    // nothing (a silent client that never said hello would be dropped at the hello timeout,
+    // which the handshakes below may outlast on a loaded machine).
     let mut held = Vec::new();
     for _ in 0..peer::MAX_UPLOAD_CONNECTIONS {
-        held.push(TcpStream::connect(sealed(peer.addr)).await.unwrap());
+        let mut stream = TcpStream::connect(sealed(peer.addr)).await.unwrap();
+        stream
+            .write_all(&hello(PROTOCOL_VERSION, "neighbour"))
+            .await
+            .unwrap();
+        let mut frames = FramedRead::new(stream, MessageCodec::new(MAX_MANIFEST_LEN));
+        let first = tokio::time::timeout(REPLY_WAIT, frames.next()).await;
+        assert!(
+            matches!(first, Ok(Some(Ok(Message::Welcome { .. })))),
+            "a held client was not welcomed: {first:?}"
+        );
+        held.push(frames);
     }
     // Hundreds more, many at once: each is told why, and closed. At most
     // REFUSED_AT_ONCE are open at a time, so that with the held connections the peer may not
@@ -402,7 +415,7 @@ async fn peer_refuses_connections_over_its_cap_politely_and_keeps_serving() {
         );
     }
     drop(held);
-    // Slots come back as the silent clients go.
+    // Slots come back as the held clients go.
     let ok = tokio::time::timeout(REPLY_WAIT, async {
         loop {
             let mut stream = TcpStream::connect(sealed(peer.addr)).await.unwrap();
