@@ -32,7 +32,7 @@ mod progress;
     version,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    override_usage = "peer [OPTIONS] OWNER PORT NEIGHBOUR\n       peer list OWNER [--json]\n       peer search OWNER TEXT [--json]\n       peer locate OWNER FILE [--json]\n       peer get (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer join (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer share OWNER PATH... [--port P] [OPTIONS]\n       peer http-token [--secret SECRET]"
+    override_usage = "peer [OPTIONS] OWNER PORT NEIGHBOUR\n       peer list OWNER [--json]\n       peer search OWNER TEXT [--json]\n       peer locate OWNER FILE [--json]\n       peer get (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer join (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer share OWNER PATH... [--port P] [OPTIONS]\n       peer app (OWNER | TICKET) [--http PORT] [--dir DIR] [--port P] [OPTIONS]\n       peer http-token [--secret SECRET]"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -149,6 +149,10 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// A long-lived peer with a web app on this machine: list and filter the directory's
+    /// files, download them with live progress, paste a ticket, share and unshare files and
+    /// folders; prints the app's address with its login token
+    App(AppArgs),
     /// Join FILE's ring: the directory places this peer and names its download neighbour,
     /// and names another when that one leaves or dies
     Join {
@@ -166,6 +170,61 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// `peer app`'s options.
+#[derive(Debug, Args)]
+struct AppArgs {
+    /// The directory (a tracker or a file owner): a port (meaning 127.0.0.1) or HOST:PORT; or
+    /// a ticket, whose directory the app uses and whose file it fetches at once
+    #[arg(value_name = "OWNER|TICKET", value_parser = cli::EchoSafe(parse_target))]
+    owner: Target,
+    /// Port of the web app (0 picks a free port)
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    http: u16,
+    /// Address of the web app: loopback, so only this machine reaches it (the token guards
+    /// it, but it is plain HTTP: put it behind TLS before opening it to a network)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    http_bind: IpAddr,
+    /// Folder downloads are written to, and nothing else [default: the current folder]
+    #[arg(long, default_value = ".", hide_default_value = true)]
+    dir: PathBuf,
+    /// Port the shared files are served on [default: any free port]; each download serves
+    /// what it has on a free port of its own
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    port: u16,
+    /// Address to serve chunks on (shares and downloads)
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Nominal chunk size of shared files (files under 5 chunks of it get size/5)
+    #[arg(long, default_value = "100KiB", value_parser = cli::parse_chunk_size)]
+    chunk_size: u64,
+    /// Expected ring size of each shared file
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    peers: u32,
+    /// Sources a download (get) fetches from at once
+    #[arg(long, value_name = "N", default_value_t = peer::DEFAULT_MAX_SOURCES, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    max_sources: usize,
+    /// Cap each download's and the shares' upload rate, e.g. 10MiB (bytes per second)
+    #[arg(long, value_name = "RATE", value_parser = cli::parse_rate)]
+    upload_limit: Option<u64>,
+    /// Getters served at once by each download and by the shares (choking)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_UPLOAD_SLOTS, value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
+    upload_slots: usize,
+    /// A download gives up when the directory is unreachable at its start, or nothing
+    /// arrives, for SECS (it can be resumed)
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    timeout: f64,
+    /// Do not sync downloads to disk before relying on them
+    #[arg(long)]
+    no_sync: bool,
+    /// Print only the app's address (its one line)
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    secret: SecretArg,
+    #[command(flatten)]
+    key: KeyArg,
 }
 
 /// Options of both a ring peer and a getter.
@@ -381,6 +440,15 @@ fn main() -> ExitCode {
             return cli::run_main(cli::Threads::One, publish(share));
         }
         Cli {
+            command: Some(Command::App(args)),
+            ..
+        } => {
+            if args.quiet {
+                cli::set_quiet();
+            }
+            return cli::run_main(cli::Threads::auto_here(), run_app(args));
+        }
+        Cli {
             command:
                 Some(Command::Get {
                     owner,
@@ -530,7 +598,9 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
             ringswarm::share::Report::Withdrawn { .. } => -1,
         });
         let line = match r {
-            ringswarm::share::Report::Published { id, manifest, node } => format!(
+            ringswarm::share::Report::Published {
+                id, manifest, node, ..
+            } => format!(
                 "published {} as file {id} of {directory}\nticket: {}\n",
                 ringswarm::manifest::display_name(&manifest.name),
                 Ticket::new(directory.clone(), manifest, *node)
@@ -554,7 +624,7 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
     };
     let config = ringswarm::share::ShareConfig {
         directory: owner,
-        paths,
+        paths: ringswarm::share::Paths::new(paths),
         files,
         chunk_size,
         peers,
@@ -571,6 +641,72 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
     let res = ringswarm::share::run(listener.into(), config, token.clone()).await;
     line.finish();
     res?;
+    Ok(!token.is_cancelled())
+}
+
+/// `peer app`: the web app and the peer under it, until Ctrl+C.
+async fn run_app(args: AppArgs) -> anyhow::Result<bool> {
+    let token = cli::signal_token()?;
+    let (directory, directory_node, ticket) = match args.owner {
+        Target::Owner(e) => (e, None, None),
+        Target::Ticket(t) => match t.directory.parse::<Endpoint>() {
+            Ok(e) => (e, t.node, Some(t)),
+            Err(e) => usage_error(format!("the ticket's directory: {e}")),
+        },
+    };
+    let timeout = secs("timeout", args.timeout)?;
+    std::fs::create_dir_all(&args.dir).with_context(|| {
+        format!(
+            "cannot make the download folder {}",
+            ringswarm::manifest::display_name(&args.dir.to_string_lossy())
+        )
+    })?;
+    let secret = args.secret.get()?;
+    let key_path = match args.key.key {
+        Some(k) => k,
+        None => ringswarm::identity::user_key_path()?,
+    };
+    let identity = ringswarm::identity::load(&key_path, secret.as_deref().cloned(), args.quiet)?;
+    let http = cli::bind(args.http_bind, args.http).await?;
+    let shares = cli::bind(args.bind, args.port).await?;
+    let at = http.local_addr()?;
+    let login = ringswarm::app::new_token();
+    let host = match at.ip() {
+        ip if ip.is_unspecified() => format!("127.0.0.1:{}", at.port()),
+        _ => at.to_string(),
+    };
+    cli::print_out(&format!(
+        "open http://{host}/?token={login} in a browser (Ctrl+C stops the app)\n"
+    ))?;
+    if !args.quiet {
+        cli::print_out(&format!(
+            "directory {directory}; downloads go to {}; shares served on {}\n",
+            ringswarm::manifest::display_name(&args.dir.to_string_lossy()),
+            shares.local_addr()?
+        ))?;
+    }
+    let config = ringswarm::app::AppConfig {
+        directory,
+        directory_node,
+        dir: args.dir,
+        bind: args.bind,
+        identity,
+        token: login,
+        http: at,
+        chunk_size: args.chunk_size,
+        peers: args.peers,
+        max_sources: args.max_sources,
+        upload_slots: args.upload_slots,
+        upload_limit: args.upload_limit,
+        sync: !args.no_sync,
+        timeout,
+    };
+    let app = ringswarm::app::App::new(config, token.clone());
+    if let Some(t) = ticket {
+        ringswarm::app::download(&app, &t.to_string(), ringswarm::app::FetchMode::Get)
+            .map_err(anyhow::Error::msg)?;
+    }
+    ringswarm::app::run(app, http.into(), shares.into()).await?;
     Ok(!token.is_cancelled())
 }
 

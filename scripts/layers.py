@@ -18,7 +18,7 @@ Layers, bottom first (a file may import its own layer and those below):
   3 connection    connection link driver accept serve choke
   4 directory     directory/ metrics
   5 engine        owner/ peer/ share/
-  6 presentation  cli identity progress query/ report/ dashboard http/
+  6 presentation  cli identity progress query/ report/ dashboard http/ app/
 
 lib.rs and error.rs are the crate's root: they may name anything, and anything may use
 `crate::Error` and `crate::Result`. `owner/` and `peer/` must not import each other.
@@ -40,7 +40,7 @@ LAYERS = [
     ("connection", ["connection", "link", "driver", "accept", "serve", "choke"]),
     ("directory", ["directory", "metrics"]),
     ("engine", ["owner", "peer", "share"]),
-    ("presentation", ["cli", "identity", "progress", "query", "report", "dashboard", "http"]),
+    ("presentation", ["cli", "identity", "progress", "query", "report", "dashboard", "http", "app"]),
 ]
 ROOT = {"lib", "error"}
 APART = [("owner", "peer")]

@@ -82,7 +82,7 @@ impl Ranges {
 }
 
 /// A set of chunk ids of one file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChunkSet {
     bits: Vec<u64>,
     len: u32,

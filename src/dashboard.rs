@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -196,23 +196,7 @@ impl Dashboard {
         self: &Arc<Self>,
         place: Option<crate::http::limits::Place>,
     ) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>> + use<>> {
-        use futures::StreamExt;
-        let rx = self.feed.subscribe();
-        let first = self.snapshot();
-        let head = futures::stream::once(async move { first });
-        let tail = futures::stream::unfold(rx, |mut rx| async move {
-            // Lagged: this client is dropped; closed: the owner is stopping.
-            let s = rx.recv().await.ok()?;
-            Some((s.to_string(), rx))
-        });
-        let stream = head.chain(tail).map(move |data| {
-            let _held = &place;
-            Ok(Event::default()
-                .event("swarm")
-                .retry(Duration::from_secs(1))
-                .data(data))
-        });
-        Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        crate::http::feed::sse(self.snapshot(), self.feed.subscribe(), "swarm", place)
     }
 }
 

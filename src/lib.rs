@@ -25,8 +25,10 @@
 //! - `task` — named, spanned spawns and the shutdown signal.
 //! - [`cli`] — what the binaries share: logging, binding, signals, sizes.
 //! - [`progress`] — a peer's progress line, in words for people.
+//! - [`app`] — `peer app`: a long-lived peer with a web app (list, download, share, unshare).
 
 mod accept;
+pub mod app;
 pub mod auth;
 pub mod choke;
 pub mod chunkset;

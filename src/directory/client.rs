@@ -14,10 +14,13 @@ use crate::secure::Identity;
 ///
 /// The owner is unreachable, refuses, or answers with something else.
 pub async fn ask(owner: &Endpoint, query: Message, me: &Identity) -> anyhow::Result<bytes::Bytes> {
-    ask_proven(owner, query, me).await.map(|(body, _)| body)
+    ask_proven(owner, query, me, None)
+        .await
+        .map(|(body, _)| body)
 }
 
-/// As [`ask`], with the key the owner's handshake proved.
+/// As [`ask`], refusing an owner that does not prove key `pin` (if given); with the key the
+/// owner's handshake proved.
 ///
 /// # Errors
 ///
@@ -26,9 +29,10 @@ async fn ask_proven(
     owner: &Endpoint,
     query: Message,
     me: &Identity,
+    pin: Option<&NodeId>,
 ) -> anyhow::Result<(bytes::Bytes, Option<NodeId>)> {
     // On the owner endpoint's own network: TCP, or the in-memory one of a simulation.
-    let mut conn = match crate::link::connect(owner, me, None, 0).await {
+    let mut conn = match crate::link::connect(owner, me, pin, 0).await {
         Ok(c) => c,
         Err(Error::Refused(msg)) => anyhow::bail!("the owner {msg}"),
         Err(e) => anyhow::bail!("cannot reach the owner {owner}: {e}"),
@@ -63,11 +67,25 @@ pub async fn find_files(
     text: Option<String>,
     me: &Identity,
 ) -> anyhow::Result<Listing> {
+    find_files_pinned(owner, text, me, None).await
+}
+
+/// As [`find_files`], refusing an owner that does not prove key `pin` (if given).
+///
+/// # Errors
+///
+/// As [`find_files`], or the owner proved another key.
+pub async fn find_files_pinned(
+    owner: &Endpoint,
+    text: Option<String>,
+    me: &Identity,
+    pin: Option<&NodeId>,
+) -> anyhow::Result<Listing> {
     let query = match text {
         Some(text) => Message::Search { text },
         None => Message::List,
     };
-    let (body, node) = ask_proven(owner, query, me).await?;
+    let (body, node) = ask_proven(owner, query, me, pin).await?;
     let mut listing: Listing = serde_json::from_slice(&body)?;
     listing.node = node.map(|n| n.to_string());
     Ok(listing)

@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::directory::Directory;
 use crate::net::Listener;
 
+pub mod feed;
 pub mod limits;
 mod login;
 mod node;
@@ -54,7 +55,9 @@ pub use limits::{Limits, MAX_CONNECTIONS_PER_ADDRESS, MAX_EVENT_STREAMS_PER_ADDR
 pub use login::AUTH_COOKIE;
 pub use node::{Node, node_router, serve_node};
 pub use routes::{Options, router, router_with};
-pub use server::{ClientAddr, HEADER_TIMEOUT, HTTP_CONNECTION_LIFETIME, MAX_HTTP_CONNECTIONS};
+pub use server::{
+    ClientAddr, HEADER_TIMEOUT, HTTP_CONNECTION_LIFETIME, MAX_HTTP_CONNECTIONS, serve_app,
+};
 
 /// Serves the API on `listener` until `token` is cancelled: HTTP/1.1 (hyper) with at most
 /// [`MAX_HTTP_CONNECTIONS`] connections, [`HEADER_TIMEOUT`] for a request head and

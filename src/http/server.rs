@@ -31,9 +31,13 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one connection may stay open (a client that wants more connects again).
 pub const HTTP_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
-/// Serves `app` on `listener` until `token` is cancelled, under the connection caps: the
-/// owner's API and a node's own.
-pub(super) async fn serve_app(
+/// Serves `app` on `listener` until `token` is cancelled, under the connection caps (and
+/// `limits`, per address): the owner's API, a node's own, and the app's (`peer app`).
+///
+/// # Errors
+///
+/// None today: accept errors are logged and retried.
+pub async fn serve_app(
     listener: impl Into<Listener>,
     app: Router,
     limits: Arc<Limits>,

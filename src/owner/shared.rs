@@ -38,6 +38,8 @@ pub struct SharedFile {
     last_join: Mutex<tokio::time::Instant>,
     /// Peers joined so far (seeds the hand-out when the owner has a seed).
     joins: AtomicU64,
+    /// Chunks and chunk bytes sent to anyone, for whoever shows per-file upload counts.
+    uploaded: [AtomicU64; 2],
 }
 
 /// Where a shared file's bytes come from.
@@ -118,6 +120,7 @@ impl SharedFile {
             dirty: Notify::new(),
             last_join: Mutex::new(tokio::time::Instant::now()),
             joins: AtomicU64::new(0),
+            uploaded: [AtomicU64::new(0), AtomicU64::new(0)],
         })
     }
 
@@ -258,9 +261,19 @@ impl SharedFile {
     /// Chunk `id` was sent to a client: an orphan (handed to nobody) is in the ring now, and
     /// the orphan list will say so.
     pub(super) fn served(&self, id: ChunkId) {
+        self.uploaded[0].fetch_add(1, Ordering::Relaxed);
+        self.uploaded[1].fetch_add(self.manifest.chunk_len(id) as u64, Ordering::Relaxed);
         if self.dist().note_served_if_orphan(id) {
             self.dirty.notify_one();
         }
+    }
+
+    /// Chunks of this file sent to anyone so far, and their bytes.
+    pub fn uploaded(&self) -> (u64, u64) {
+        (
+            self.uploaded[0].load(Ordering::Relaxed),
+            self.uploaded[1].load(Ordering::Relaxed),
+        )
     }
 
     /// The orphan list (chunks handed to nobody), as [`SharedFile::publish_orphans`] changes

@@ -374,7 +374,7 @@ impl<'a> Fetch<'a> {
         let (swarm, label, chunk) = (self.swarm, self.label, id.get());
         match res {
             Ok(true) => {
-                swarm.status.stored(len);
+                swarm.status.stored(id, len);
                 swarm
                     .events
                     .chunk(EventKind::ChunkReceived, chunk, label, Some(len));

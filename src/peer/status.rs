@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::Serialize;
 
 use crate::choke::Choker;
+use crate::chunkset::ChunkSet;
+use crate::manifest::ChunkId;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -33,6 +35,8 @@ pub struct Status {
     uploads: [AtomicI64; 2],
     via: Mutex<String>,
     choker: OnceLock<Arc<Choker>>,
+    /// The verified chunks held, for a piece map.
+    pieces: Mutex<ChunkSet>,
 }
 
 /// The slot of the counters for uploads to a client of `role`: the ring's upload neighbour
@@ -109,13 +113,42 @@ impl Status {
         }
     }
 
-    pub(super) fn start(&self, held: u32, total: u32, choker: &Arc<Choker>) {
-        self.held.store(held, Ordering::Relaxed);
-        self.total.store(total, Ordering::Relaxed);
+    pub(super) fn start(&self, have: &ChunkSet, choker: &Arc<Choker>) {
+        self.held.store(have.count(), Ordering::Relaxed);
+        self.total.store(have.capacity(), Ordering::Relaxed);
+        *self.pieces() = have.clone();
         let _ = self.choker.set(choker.clone());
     }
 
-    pub(super) fn stored(&self, bytes: u64) {
+    fn pieces(&self) -> std::sync::MutexGuard<'_, ChunkSet> {
+        self.pieces.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The piece map: the file's chunks cut into at most `buckets` runs of equal length (the
+    /// last may be shorter), and the percentage of each run held. Empty until the manifest is
+    /// known.
+    pub fn piece_map(&self, buckets: usize) -> Vec<u8> {
+        let pieces = self.pieces();
+        let n = pieces.capacity() as usize;
+        if n == 0 || buckets == 0 {
+            return Vec::new();
+        }
+        let per = n.div_ceil(buckets);
+        let mut held = vec![0usize; n.div_ceil(per)];
+        for i in pieces.indices() {
+            held[i as usize / per] += 1;
+        }
+        held.iter()
+            .enumerate()
+            .map(|(b, &h)| {
+                let len = per.min(n - b * per);
+                u8::try_from(h * 100 / len).unwrap_or(100)
+            })
+            .collect()
+    }
+
+    pub(super) fn stored(&self, id: ChunkId, bytes: u64) {
+        self.pieces().insert(id);
         self.held.fetch_add(1, Ordering::Relaxed);
         self.verified.fetch_add(1, Ordering::Relaxed);
         self.fetched_bytes.fetch_add(bytes, Ordering::Relaxed);

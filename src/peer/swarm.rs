@@ -105,7 +105,7 @@ impl Swarm {
         let now = Instant::now();
         let status = config.status.clone().unwrap_or_default();
         let choker = crate::choke::Choker::new(config.upload_slots);
-        status.start(have.count(), manifest.chunk_count(), &choker);
+        status.start(&have, &choker);
         if let Mode::Ring { neighbour: Some(n) } = &mode {
             status.set_via(format!("from {n}"));
         }

@@ -11,7 +11,6 @@
 //! hashed and published, a file removed (or changed: it is hashed again) is withdrawn.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,7 +34,7 @@ mod scan;
 mod state;
 use scan::Rescan;
 use state::Current;
-pub use state::{OnReport, RESCAN, Report};
+pub use state::{OnReport, Paths, RESCAN, Report};
 
 /// A connection to the directory that lasted this long counts as progress: the backoff
 /// starts again.
@@ -45,9 +44,10 @@ const STABLE: Duration = Duration::from_secs(30);
 pub struct ShareConfig {
     /// The directory to publish to.
     pub directory: Endpoint,
-    /// The paths given (files, or folders whose regular files are shared), looked at again
+    /// The paths given (files, or folders whose regular files are shared; changeable while
+    /// it runs), looked at again
     /// every [`RESCAN`].
-    pub paths: Vec<PathBuf>,
+    pub paths: Paths,
     /// The files of `paths` at start, hashed and open.
     pub files: Vec<Arc<SharedFile>>,
     /// The chunk size for files found later.
@@ -106,6 +106,7 @@ pub async fn run(listener: Listener, config: ShareConfig, token: CancellationTok
     let current = Arc::new(Current {
         files: Mutex::new(files),
         changed: watch::Sender::new(()),
+        reported: Mutex::new(BTreeSet::new()),
     });
     let scan = Rescan {
         paths,
@@ -123,7 +124,6 @@ pub async fn run(listener: Listener, config: ShareConfig, token: CancellationTok
         identity,
         current,
         on_report,
-        reported: Mutex::new(BTreeSet::new()),
         directory_node: Mutex::new(None),
     };
     let res = publish_loop(&publisher, addr.port(), &token).await;
@@ -141,8 +141,6 @@ struct Publisher {
     node: String,
     current: Arc<Current>,
     on_report: OnReport,
-    /// The hashes reported published, so a reconnect does not report them again.
-    reported: Mutex<BTreeSet<Hash>>,
     /// The directory's key, as the last connection's handshake proved it (for tickets).
     directory_node: Mutex<Option<NodeId>>,
 }
@@ -157,12 +155,7 @@ impl Publisher {
         let Some(f) = files.iter().find(|f| f.manifest.hash == hash) else {
             return;
         };
-        if self
-            .reported
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(hash)
-        {
+        if self.current.reported().insert(hash) {
             let node = *self
                 .directory_node
                 .lock()
@@ -171,6 +164,7 @@ impl Publisher {
                 id,
                 manifest: f.manifest.clone(),
                 node,
+                file: f.clone(),
             });
         }
     }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::state::{Current, OnReport, RESCAN, Report};
+use super::state::{Current, OnReport, Paths, RESCAN, Report};
 use crate::directory::Directory;
 use crate::owner::{self, Files, SharedFile};
 
 /// Looks at the shared paths again every [`RESCAN`].
 pub(super) struct Rescan {
-    pub(super) paths: Vec<PathBuf>,
+    pub(super) paths: Paths,
     pub(super) chunk_size: u64,
     pub(super) peers: u32,
     pub(super) current: Arc<Current>,
@@ -30,6 +30,7 @@ impl Rescan {
                 biased;
                 () = token.cancelled() => return,
                 () = tokio::time::sleep(RESCAN) => {}
+                () = self.paths.changed() => {}
             }
             self.once().await;
         }
@@ -37,7 +38,7 @@ impl Rescan {
 
     /// One look: withdraws what is gone or changed, hashes and adds what is new.
     async fn once(&self) {
-        let paths = self.paths.clone();
+        let paths = self.paths.list();
         let found: BTreeSet<PathBuf> = tokio::task::spawn_blocking(move || {
             paths
                 .iter()
@@ -54,6 +55,7 @@ impl Rescan {
                 kept.push(f);
             } else {
                 f.withdraw();
+                self.current.reported().remove(&f.manifest.hash);
                 (self.on_report)(&Report::Withdrawn {
                     manifest: f.manifest.clone(),
                 });

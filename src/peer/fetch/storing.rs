@@ -105,7 +105,7 @@ impl Drop for Storing<'_> {
             match (&mut job).now_or_never() {
                 Some(Ok((data, res))) => {
                     if self.swarm.settle(id, data.clone(), res).is_ok() {
-                        self.swarm.status.stored(data.len() as u64);
+                        self.swarm.status.stored(id, data.len() as u64);
                     }
                 }
                 _ => {

@@ -1,0 +1,208 @@
+//! Two apps over a real tracker on loopback, in process: one shares, the other lists,
+//! downloads (cancelled and resumed on the way), and sees the file leave when it is
+//! unshared; the sharer counts what it uploaded.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::tests::{WAIT, call, config};
+use super::*;
+use crate::net::Endpoint;
+
+/// A tracker on loopback, in process, until `stop` is cancelled.
+async fn tracker(stop: &CancellationToken) -> Endpoint {
+    let listener = crate::net::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let directory = crate::owner::directory(&[], addr, crate::directory::DEFAULT_PEER_TTL);
+    let config = crate::owner::OwnerConfig::new(Arc::new(
+        crate::events::EventSink::console("tracker").quiet(),
+    ));
+    tokio::spawn(crate::owner::run(
+        listener,
+        Vec::new(),
+        directory,
+        config,
+        stop.child_token(),
+    ));
+    Endpoint::local(addr.port())
+}
+
+/// A running app of `directory` writing to `dir`, serving at `upload_limit`; its router for
+/// requests.
+async fn running_app(
+    directory: Endpoint,
+    dir: &Path,
+    upload_limit: Option<u64>,
+    stop: &CancellationToken,
+) -> (Arc<App>, Router) {
+    let http = crate::net::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let shares = crate::net::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut c = config(directory, dir, http.local_addr().unwrap());
+    c.upload_limit = upload_limit;
+    let app = App::new(c, stop.child_token());
+    tokio::spawn(run(app.clone(), http.into(), shares.into()));
+    let limits = crate::http::Limits::new(crate::metrics::HttpRefusals::default());
+    (app.clone(), router(app, limits))
+}
+
+/// Sends `method path` with `body` to `app` as a script would; the status and JSON answer.
+async fn api(
+    app: &App,
+    r: &Router,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let host = app.config.http.to_string();
+    let bearer = format!("Bearer {}", app.config.token);
+    let body = body.map(|b| b.to_string());
+    let headers = [
+        ("host", host.as_str()),
+        ("authorization", &bearer),
+        ("content-type", "application/json"),
+    ];
+    let (s, _, text) = call(r, method, path, &headers, body.as_deref()).await;
+    (s, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Waits until `ok` holds of `GET path`'s answer; that answer.
+async fn until(
+    app: &App,
+    r: &Router,
+    path: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, v) = api(app, r, "GET", path, None).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waiting for {what}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn download_of(v: &Value, id: u64) -> Value {
+    v["downloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_app_shares_another_downloads_cancels_resumes_and_sees_it_unshared() {
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    let root = tempfile::tempdir().unwrap();
+    let shared = root.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let data: Vec<u8> = (0..2_000_000u32)
+        .map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[1])
+        .collect();
+    std::fs::write(shared.join("big.bin"), &data).unwrap();
+    let directory = tracker(&stop).await;
+    // A serves at 512 KiB/s: slow enough to cancel mid-way.
+    let (a, ra) = running_app(
+        directory.clone(),
+        &root.path().join("a"),
+        Some(512 * 1024),
+        &stop,
+    )
+    .await;
+    let (b, rb) = running_app(directory, &root.path().join("b"), None, &stop).await;
+
+    let (s, v) = api(
+        &a,
+        &ra,
+        "POST",
+        "/api/shares",
+        Some(json!({ "path": shared })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let share_id = v["id"].as_u64().unwrap();
+    let listed = until(&b, &rb, "/api/files?q=BIG", "B lists A's file", |v| {
+        v["files"].as_array().is_some_and(|f| f.len() == 1)
+    })
+    .await;
+    assert_eq!(listed["files"][0]["name"], "big.bin");
+    assert_eq!(listed["directory"]["state"], "connected");
+
+    let total = cancel_resume_complete(&b, &rb, root.path(), &data).await;
+
+    let shares = until(&a, &ra, "/api/shares", "A's upload count", |v| {
+        v["list"][0]["files"][0]["uploaded_chunks"]
+            .as_u64()
+            .unwrap_or(0)
+            >= total
+    })
+    .await;
+    let ticket = shares["list"][0]["files"][0]["ticket"].as_str().unwrap();
+    assert!(ticket.starts_with("ringswarm://127.0.0.1:"), "{ticket}");
+
+    let (s, _) = api(&a, &ra, "DELETE", &format!("/api/shares/{share_id}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    until(&b, &rb, "/api/files", "B's list drops it", |v| {
+        v["files"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    let (s, _) = api(&a, &ra, "DELETE", &format!("/api/shares/{share_id}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// B downloads big.bin, cancels it once some chunks are in, resumes it, and sees it complete
+/// and byte-identical to `data`; the file's chunk count.
+async fn cancel_resume_complete(b: &App, rb: &Router, root: &Path, data: &[u8]) -> u64 {
+    let file = Some(json!({ "file": "big.bin" }));
+    let (s, v) = api(b, rb, "POST", "/api/downloads", file.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_u64().unwrap();
+    let (s, v) = api(b, rb, "POST", "/api/downloads", file.clone()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    until(b, rb, "/api/downloads", "some chunks", |v| {
+        download_of(v, id)["held"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let (s, _) = api(b, rb, "DELETE", &format!("/api/downloads/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let stopped = until(b, rb, "/api/downloads", "cancelled", |v| {
+        download_of(v, id)["state"] == "cancelled"
+    })
+    .await;
+    let had = download_of(&stopped, id)["held"].as_u64().unwrap();
+    assert!(!root.join("b/big.bin").exists(), "not finished");
+
+    let (s, v) = api(b, rb, "POST", "/api/downloads", file).await;
+    assert_eq!(s, StatusCode::OK, "a resume: {v}");
+    assert_eq!(v["id"], id);
+    let done = until(b, rb, "/api/downloads", "complete", |v| {
+        download_of(v, id)["state"] == "complete"
+    })
+    .await;
+    let d = download_of(&done, id);
+    assert_eq!(d["percent"], 100.0);
+    assert!(
+        d["pieces"].as_array().unwrap().iter().all(|p| p == 100),
+        "{d}"
+    );
+    assert_eq!(std::fs::read(root.join("b/big.bin")).unwrap(), data);
+    let path = d["path"].as_str().unwrap();
+    assert!(path.ends_with("/b/big.bin"), "{path}");
+    let total = d["total"].as_u64().unwrap();
+    assert!(had > 0 && had < total, "cancelled with {had} of {total}");
+    total
+}
