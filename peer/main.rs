@@ -662,9 +662,10 @@ async fn run_app(args: AppArgs) -> anyhow::Result<bool> {
         )
     })?;
     let secret = args.secret.get()?;
+    // A peer's key, in its folder: two apps of one user (two folders) are two nodes.
     let key_path = match args.key.key {
         Some(k) => k,
-        None => ringswarm::identity::user_key_path()?,
+        None => ringswarm::identity::peer_key_path(&args.dir),
     };
     let identity = ringswarm::identity::load(&key_path, secret.as_deref().cloned(), args.quiet)?;
     let http = cli::bind(args.http_bind, args.http).await?;

@@ -7,16 +7,6 @@ use crate::args;
 use crate::util::browser::Browser;
 use crate::util::*;
 
-/// Chromium, or `None` after marking the test skipped; under CI its absence fails the test.
-fn chromium_or_skip() -> Option<std::path::PathBuf> {
-    let bin = chromium();
-    if bin.is_none() {
-        assert!(!in_ci(), "CI must install chromium for the dashboard tests");
-        skip("chromium not installed (not at /usr/bin/chromium or on PATH)");
-    }
-    bin
-}
-
 /// What the open dashboard shows now, read in the page itself.
 #[derive(Debug, Default)]
 struct Shown {

@@ -47,7 +47,9 @@ mod share;
 mod join;
 // Hostile names in every log line and on disk; long, hostile tickets echoed short.
 mod escape;
-
+// The owner's live dashboard, in process and in headless Chromium.
 mod dashboard;
+// peer app: two apps and a tracker, clicked through in headless Chromium.
+mod app;
 // GET /metrics of the owner and a peer: format negotiation, promtool, every family from the start.
 mod metrics;

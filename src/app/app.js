@@ -6,6 +6,8 @@
 const $ = (id) => document.getElementById(id);
 let filesRev = -1;
 let filterTimer = null;
+// Answers to older asks are dropped: they may arrive after a newer one.
+let filesAsked = 0;
 
 function el(tag, props, ...children) {
   const e = document.createElement(tag);
@@ -64,8 +66,9 @@ function say(id, text, bad) {
 // The file list, as the app filters it.
 async function loadFiles() {
   const q = $("filter").value;
+  const ask = ++filesAsked;
   const r = await api("GET", "/api/files?q=" + encodeURIComponent(q));
-  if (!r.ok) return;
+  if (!r.ok || ask !== filesAsked) return;
   const body = $("files");
   body.replaceChildren();
   for (const f of r.data.files) {
@@ -80,7 +83,9 @@ async function loadFiles() {
   }
   const empty = $("files-empty");
   empty.hidden = r.data.files.length > 0;
-  empty.textContent = q ? "No file matches this filter." : "The directory lists no file yet.";
+  empty.textContent = q ? "No file matches this filter."
+    : r.data.directory.state === "down" ? "No list: the directory is not answering."
+    : "The directory lists no file yet.";
 }
 
 async function download(file, msg) {
@@ -151,7 +156,7 @@ function drawShares(s) {
       rows.append(el("tr", { "data-hash": f.hash },
         el("td", { class: "name" }, f.name, el("div", { class: "ticket" }, f.ticket)),
         el("td", { class: "num" }, size(f.size)),
-        el("td", { class: "num", title: "chunks uploaded to others" }, f.uploaded_chunks + " up"),
+        el("td", { class: "num", title: "chunks uploaded to others" }, "↑ " + f.uploaded_chunks + " chunks"),
         el("td", {}, copy)));
     }
     box.append(el("div", { class: "share", "data-id": String(share.id), "data-state": share.state },

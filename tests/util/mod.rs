@@ -732,6 +732,16 @@ pub fn ring_peer(owner: u16, neighbour: u16, dir: std::path::PathBuf) -> ringswa
     }
 }
 
+/// Chromium, or `None` after marking the test skipped; under CI its absence fails the test.
+pub fn chromium_or_skip() -> Option<PathBuf> {
+    let bin = chromium();
+    if bin.is_none() {
+        assert!(!in_ci(), "CI must install chromium for the browser tests");
+        skip("chromium not installed (not at /usr/bin/chromium or on PATH)");
+    }
+    bin
+}
+
 /// Debian's `chromium`, if installed.
 pub fn chromium() -> Option<PathBuf> {
     let fixed = PathBuf::from("/usr/bin/chromium");
