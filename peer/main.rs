@@ -205,7 +205,8 @@ struct AppArgs {
     /// Sources a download (get) fetches from at once
     #[arg(long, value_name = "N", default_value_t = peer::DEFAULT_MAX_SOURCES, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
     max_sources: usize,
-    /// Cap each download's and the shares' upload rate, e.g. 10MiB (bytes per second)
+    /// Cap the whole app's upload rate (its shares and every download together), e.g.
+    /// 10MiB (bytes per second)
     #[arg(long, value_name = "RATE", value_parser = cli::parse_rate)]
     upload_limit: Option<u64>,
     /// Getters served at once by each download and by the shares (choking)
@@ -833,6 +834,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         in_memory: None,
         corrupt_sends: args.corrupt_sends,
         upload_limit: args.serving.upload_limit,
+        shared_limiter: None,
         seed: None,
         on_complete: Some(tx),
         status: Some(status),

@@ -46,7 +46,8 @@ pub struct AppConfig {
     pub max_sources: usize,
     /// Getters each download and the shares serve at once.
     pub upload_slots: usize,
-    /// Cap on each download's upload rate, bytes per second.
+    /// Cap on the app's whole upload rate (the shares and every download together), bytes
+    /// per second.
     pub upload_limit: Option<u64>,
     /// Sync downloads to disk before relying on them.
     pub sync: bool,

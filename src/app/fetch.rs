@@ -261,7 +261,7 @@ async fn run_once(app: &App, d: &Download) -> anyhow::Result<Outcome> {
         pin: d.pin.clone(),
         identity: c.identity.clone(),
         upload_slots: c.upload_slots,
-        upload_limit: c.upload_limit,
+        shared_limiter: app.limiter.clone(),
         sync: c.sync,
         timeout: c.timeout,
         events: Arc::new(crate::events::EventSink::console(label).quiet()),

@@ -52,9 +52,7 @@ pub(crate) async fn run(app: Arc<App>, listener: Listener) {
     let a = app.clone();
     let serve = crate::owner::OwnerConfig {
         upload_slots: c.upload_slots,
-        upload_limit: c
-            .upload_limit
-            .map(|r| Arc::new(crate::rate::RateLimiter::new(r, c.chunk_size))),
+        upload_limit: app.limiter.clone(),
         identity: c.identity.clone(),
         ..crate::owner::OwnerConfig::new(Arc::new(
             crate::events::EventSink::console("shares").quiet(),

@@ -34,6 +34,9 @@ pub struct App {
     pub(crate) shares: Shares,
     next_id: AtomicU32,
     pub(crate) feed: broadcast::Sender<Arc<str>>,
+    /// The cap on the whole app's uploads (`--upload-limit`), shared by the shares and every
+    /// download.
+    pub(crate) limiter: Option<Arc<crate::rate::RateLimiter>>,
     /// Cancelled when the app stops: every download and the shares stop with it.
     pub(crate) stop: CancellationToken,
 }
@@ -50,6 +53,9 @@ impl App {
     /// An app of `config`, stopping with `stop`; nothing runs until [`run`].
     pub fn new(config: AppConfig, stop: CancellationToken) -> Arc<Self> {
         let (feed, _) = broadcast::channel(CLIENT_QUEUE);
+        let limiter = config
+            .upload_limit
+            .map(|r| Arc::new(crate::rate::RateLimiter::new(r, config.chunk_size)));
         Arc::new(Self {
             config,
             directory: Mutex::new(DirectoryState::default()),
@@ -58,6 +64,7 @@ impl App {
             shares: Shares::default(),
             next_id: AtomicU32::new(1),
             feed,
+            limiter,
             stop,
         })
     }

@@ -18,7 +18,9 @@ pub(crate) fn words(e: &anyhow::Error) -> String {
 pub(crate) fn directory_trouble(directory: &Endpoint, e: &anyhow::Error) -> String {
     let text = words(e);
     let lower = text.to_lowercase();
-    if lower.contains("connection refused") {
+    if let Some((_, why)) = text.split_once("refused the connection: ") {
+        format!("The directory {directory} refused this app: {why}. Trying again.")
+    } else if lower.contains("connection refused") {
         format!(
             "The directory {directory} is not answering: nothing listens there (is it running?). Trying again."
         )

@@ -91,6 +91,9 @@ pub struct Config {
     pub events: Arc<EventSink>,
     /// Cap on this peer's total upload rate, in bytes per second.
     pub upload_limit: Option<u64>,
+    /// A cap shared with other nodes of this process (the app's downloads and shares share
+    /// one); when given, `upload_limit` is not used.
+    pub shared_limiter: Option<Arc<crate::rate::RateLimiter>>,
     /// Fault injection for tests: corrupt the first N chunks this peer uploads.
     pub corrupt_sends: u32,
     /// Seed for this peer's random choices (which chunk to request next); `None`: from the OS.
@@ -125,6 +128,7 @@ impl Config {
             in_flight: DEFAULT_IN_FLIGHT,
             events: Arc::new(EventSink::console("peer")),
             upload_limit: None,
+            shared_limiter: None,
             corrupt_sends: 0,
             seed: None,
             on_complete: None,

@@ -72,7 +72,7 @@ pub(crate) struct Swarm {
     /// The newest verified chunks, and the faults left to inject.
     forwarding: Forwarding,
     /// The upload cap, shared by every upload connection.
-    pub(super) limiter: Option<crate::rate::RateLimiter>,
+    pub(super) limiter: Option<Arc<crate::rate::RateLimiter>>,
     /// Who of the getters connected to the upload server is served.
     pub(super) choker: Arc<crate::choke::Choker>,
     /// What a progress line shows.
@@ -117,9 +117,11 @@ impl Swarm {
             store,
             events: config.events.clone(),
             forwarding: Forwarding::new(config.corrupt_sends),
-            limiter: config
-                .upload_limit
-                .map(|r| crate::rate::RateLimiter::new(r, manifest.chunk_size)),
+            limiter: config.shared_limiter.clone().or_else(|| {
+                config
+                    .upload_limit
+                    .map(|r| Arc::new(crate::rate::RateLimiter::new(r, manifest.chunk_size)))
+            }),
             port,
             node,
             choker,

@@ -147,7 +147,7 @@ pub(super) async fn handle(
     .await?;
     // A getter is served under choking and is not the ring's upload neighbour.
     let choker = getter.then_some(&swarm.choker);
-    let (server, gate) = ChunkServer::new(&label, &swarm.events, swarm.limiter.as_ref(), choker);
+    let (server, gate) = ChunkServer::new(&label, &swarm.events, swarm.limiter.as_deref(), choker);
     if theirs.is_full()
         && let Some(d) = &downstream
     {
