@@ -81,6 +81,7 @@ async function loadFiles() {
       el("td", { class: "num", title: "complete + partial" }, f.complete_sources + (f.partial_sources ? " + " + f.partial_sources : "")),
       el("td", {}, go)));
   }
+  if (r.data.more) body.append(el("tr", {}, el("td", { colspan: "6", class: "muted" }, "and " + r.data.more + " more: type to filter")));
   const empty = $("files-empty");
   empty.hidden = r.data.files.length > 0;
   empty.textContent = q ? "No file matches this filter."

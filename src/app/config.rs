@@ -9,8 +9,11 @@ use crate::key::NodeId;
 use crate::net::Endpoint;
 use crate::secure::Identity;
 
-/// How often the directory is asked for its files again.
+/// How often the directory is asked for its files while a page watches (an event stream is
+/// open); a request that needs the list asks again if the last answer is older than this.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
+/// How often it is asked while no page watches.
+pub const IDLE_POLL_EVERY: Duration = Duration::from_secs(5);
 /// How often the page is sent the state (downloads' progress, shares, the directory's).
 pub const UPDATE_EVERY: Duration = Duration::from_millis(500);
 /// States queued for one event-stream client at most; a client further behind is dropped

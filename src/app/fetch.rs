@@ -189,6 +189,17 @@ fn resolve(app: &App, file: &str) -> Result<Wanted, Why> {
         .iter()
         .find(|f| f.id.to_string() == file || f.name == file || f.hash == file);
     let Some(f) = found else {
+        if listing.more > 0 {
+            // Beyond the part of the list the directory answered with: it knows the name.
+            return Ok(Wanted {
+                owner: app.config.directory.clone(),
+                file: file.to_string(),
+                pin: None,
+                name: Some(file.to_string()),
+                size: None,
+                hash: None,
+            });
+        }
         return Err((
             StatusCode::NOT_FOUND,
             format!(

@@ -3,7 +3,8 @@
 //! It is another face on the same engine: a download is a [`crate::peer::run`] (a getter, or
 //! a ring member placed by the directory), the shares are one [`crate::share::run`] whose
 //! paths change as the person shares and unshares, and the file list is the directory's
-//! answer to `list` ([`crate::directory::client`]), asked again every [`POLL_EVERY`].
+//! answer to `list` ([`crate::directory::client`]), asked again every [`POLL_EVERY`] while a
+//! page watches (every [`IDLE_POLL_EVERY`] otherwise, and afresh for a request that needs it).
 //!
 //! The HTTP side ([`routes`]) answers only a client holding the run's token (in
 //! `Authorization: Bearer TOKEN`, or the cookie the token's login link sets), only under a
@@ -32,7 +33,9 @@ mod state;
 mod view;
 mod words;
 
-pub use config::{AppConfig, CLIENT_QUEUE, MAX_DOWNLOADS, MAX_SHARES, POLL_EVERY, UPDATE_EVERY};
+pub use config::{
+    AppConfig, CLIENT_QUEUE, IDLE_POLL_EVERY, MAX_DOWNLOADS, MAX_SHARES, POLL_EVERY, UPDATE_EVERY,
+};
 pub use download::{Download, FetchMode};
 pub use fetch::download;
 pub use guard::{COOKIE_PREFIX, new_token};
@@ -55,7 +58,16 @@ pub async fn run(app: Arc<App>, http: Listener, shares: Listener) -> anyhow::Res
         "app-directory",
         every(config::POLL_EVERY, stop.clone(), move || {
             let a = a.clone();
-            async move { a.poll_directory().await }
+            async move {
+                // Often while a page watches; now and then for scripts (which ask afresh).
+                let watched = a.feed.receiver_count() > 0;
+                let age = if watched {
+                    std::time::Duration::ZERO
+                } else {
+                    config::IDLE_POLL_EVERY
+                };
+                a.poll_if_older(age).await;
+            }
         }),
     );
     let a = app.clone();

@@ -127,9 +127,21 @@ async fn files(State(app): State<Arc<App>>, q: Result<Query<Filter>, QueryReject
             );
         }
     };
+    app.poll_if_older(super::config::POLL_EVERY).await;
+    let mut files = view::files(&app, &q);
+    let more = app.directory_state().listing.map_or(0, |l| l.more);
+    if more > 0 && !q.trim().is_empty() {
+        // The list was cut: the directory searches all of it.
+        if let Ok(found) = app.search(q.trim()).await {
+            let known: Vec<u32> = files.iter().map(|f| f.id).collect();
+            files.extend(found.files.into_iter().filter(|f| !known.contains(&f.id)));
+        }
+    }
     Json(json!({
         "directory": view::directory(&app),
-        "files": view::files(&app, &q),
+        "files": files,
+        // Files the directory left out of its answer (filter to find them).
+        "more": if q.trim().is_empty() { more } else { 0 },
     }))
     .into_response()
 }
@@ -146,6 +158,7 @@ async fn add_download(
         Ok(b) => b,
         Err(e) => return json_refusal(&e, r#"{"file": ID|NAME|TICKET, "mode": "get"|"join"}"#),
     };
+    app.poll_if_older(super::config::POLL_EVERY).await;
     match downloads::start(&app, req) {
         Ok((d, new)) => {
             let status = if new {

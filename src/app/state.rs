@@ -22,6 +22,8 @@ pub(crate) struct DirectoryState {
     pub(crate) error: Option<String>,
     /// Whether it was ever asked.
     pub(crate) asked: bool,
+    /// When it was last asked.
+    pub(crate) at: Option<tokio::time::Instant>,
 }
 
 /// What the app knows and runs.
@@ -100,6 +102,7 @@ impl App {
                 .await;
         let mut state = self.directory.lock().unwrap_or_else(|p| p.into_inner());
         state.asked = true;
+        state.at = Some(tokio::time::Instant::now());
         match answer {
             Ok(listing) => {
                 if state.listing.as_ref() != Some(&listing) {
@@ -116,6 +119,27 @@ impl App {
                 state.error = Some(words);
             }
         }
+    }
+
+    /// Asks the directory again if its last answer is older than `age` (or there is none).
+    pub async fn poll_if_older(&self, age: std::time::Duration) {
+        let at = self.directory_state().at;
+        if at.is_none_or(|t| t.elapsed() >= age) {
+            self.poll_directory().await;
+        }
+    }
+
+    /// The directory's files whose name contains `text` (any case), asked now: for a list
+    /// too long for one answer, whose filter cannot be applied here.
+    ///
+    /// # Errors
+    ///
+    /// The directory did not answer.
+    pub async fn search(&self, text: &str) -> anyhow::Result<Listing> {
+        let me = &self.config.identity;
+        let pin = self.config.directory_node.as_ref();
+        let d = &self.config.directory;
+        crate::directory::client::find_files_pinned(d, Some(text.to_string()), me, pin).await
     }
 
     /// The live feed for one client (see `routes`).
