@@ -331,7 +331,7 @@ async fn bad_download_requests_are_refused_in_words() {
             &json_h[..],
             r#"{"file":"a.bin"}"#,
             StatusCode::SERVICE_UNAVAILABLE,
-            "has not answered yet",
+            "is not answering: nothing listens there",
         ),
     ];
     for (headers, body, want, says) in cases {
