@@ -387,3 +387,38 @@ fn cross_origin_is_refused(pb: &mut Browser, a: &App, b: &mut App) {
     assert_eq!(shares["list"], json!([]), "nothing was shared: {shares}");
     shot(pb, "10-another-origin");
 }
+
+/// `peer app TICKET` uses the ticket's directory and fetches its file at once; a missing or
+/// malformed argument is a usage error (exit 2).
+#[test]
+fn an_app_started_with_a_ticket_fetches_its_file() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let original = random_named(root, "given.bin", 200_000, 9);
+    let (mut owner, _) = start_owner(root, &original, &[]);
+    let ticket = owner.wait_line("ticket: ")["ticket: ".len()..].to_string();
+    let dir = root.join("got");
+    let args = args![
+        "app",
+        ticket,
+        "--http",
+        0,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir.display()
+    ];
+    let mut app = Proc::spawn("app", PEER, &args, root, root);
+    app.wait_line("open http://127.0.0.1:");
+    let got = dir.join("given.bin");
+    assert!(
+        wait_until(WAIT, || std::fs::read(&got).ok().as_deref()
+            == std::fs::read(&original).ok().as_deref()),
+        "{}",
+        app.describe()
+    );
+    for bad in [args!["app"], args!["app", "ringswarm://nowhere"]] {
+        let mut p = Proc::spawn("bad", PEER, &bad, root, root);
+        assert_eq!(p.wait_exit(WAIT).code(), Some(2), "{}", p.describe());
+    }
+}

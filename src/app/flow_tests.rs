@@ -93,6 +93,17 @@ async fn until(
     }
 }
 
+/// A shares `path`; B's list (filtered by `q`) shows one file. The share's id.
+async fn share_and_list(a: &App, ra: &Router, b: &App, rb: &Router, path: &Path, q: &str) -> u64 {
+    let (s, v) = api(a, ra, "POST", "/api/shares", Some(json!({ "path": path }))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    until(b, rb, &format!("/api/files?q={q}"), "B lists it", |v| {
+        v["files"].as_array().is_some_and(|f| f.len() == 1)
+    })
+    .await;
+    v["id"].as_u64().unwrap()
+}
+
 fn download_of(v: &Value, id: u64) -> Value {
     v["downloads"]
         .as_array()
@@ -125,16 +136,7 @@ async fn one_app_shares_another_downloads_cancels_resumes_and_sees_it_unshared()
     .await;
     let (b, rb) = running_app(directory, &root.path().join("b"), None, &stop).await;
 
-    let (s, v) = api(
-        &a,
-        &ra,
-        "POST",
-        "/api/shares",
-        Some(json!({ "path": shared })),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let share_id = v["id"].as_u64().unwrap();
+    let share_id = share_and_list(&a, &ra, &b, &rb, &shared, "BIG").await;
     let listed = until(&b, &rb, "/api/files?q=BIG", "B lists A's file", |v| {
         v["files"].as_array().is_some_and(|f| f.len() == 1)
     })
@@ -205,4 +207,30 @@ async fn cancel_resume_complete(b: &App, rb: &Router, root: &Path, data: &[u8]) 
     let total = d["total"].as_u64().unwrap();
     assert!(had > 0 && had < total, "cancelled with {had} of {total}");
     total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_join_from_the_app_completes_byte_identical() {
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    let root = tempfile::tempdir().unwrap();
+    let shared = root.path().join("one.bin");
+    let data: Vec<u8> = (0..400_000u32)
+        .map(|i| i.wrapping_mul(40_503).to_le_bytes()[2])
+        .collect();
+    std::fs::write(&shared, &data).unwrap();
+    let directory = tracker(&stop).await;
+    let (a, ra) = running_app(directory.clone(), &root.path().join("a"), None, &stop).await;
+    let (b, rb) = running_app(directory, &root.path().join("b"), None, &stop).await;
+    share_and_list(&a, &ra, &b, &rb, &shared, "").await;
+    let ask = json!({ "file": "one.bin", "mode": "join" });
+    let (s, v) = api(&b, &rb, "POST", "/api/downloads", Some(ask)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["mode"], "join");
+    let id = v["id"].as_u64().unwrap();
+    until(&b, &rb, "/api/downloads", "the ring member complete", |v| {
+        download_of(v, id)["state"] == "complete"
+    })
+    .await;
+    assert_eq!(std::fs::read(root.path().join("b/one.bin")).unwrap(), data);
 }
