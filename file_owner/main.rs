@@ -69,6 +69,8 @@ struct Args {
     /// a number; with more, the peers' connections are served on all of them
     #[arg(long, value_name = "N", default_value = "auto", value_parser = cli::parse_threads)]
     threads: cli::Threads,
+    #[command(flatten)]
+    dht: ringswarm::dht_cli::DhtArgs,
 }
 
 fn main() -> ExitCode {
@@ -165,6 +167,19 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 tracing::error!("directory API stopped: {e}");
             }
         });
+    }
+    if let Some(dht) = args.dht.start()? {
+        let keys: Vec<_> = files
+            .iter()
+            .map(|f| (f.manifest.hash, ringswarm::dht::key_of(&f.manifest.hash)))
+            .collect();
+        let run = ringswarm::dht::announce_every(
+            dht,
+            move || keys.clone(),
+            addr.port(),
+            token.child_token(),
+        );
+        tokio::spawn(run);
     }
     owner::run(listener, files, directory, config, token.clone()).await?;
     Ok(!token.is_cancelled())

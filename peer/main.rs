@@ -126,6 +126,8 @@ enum Command {
         secret: SecretArg,
         #[command(flatten)]
         key: KeyArg,
+        #[command(flatten)]
+        dht: ringswarm::dht_cli::DhtArgs,
     },
     /// Download FILE from up to --max-sources sources at once (rarest chunk first), then
     /// keep serving it until Ctrl+C or --linger
@@ -148,6 +150,8 @@ enum Command {
         max_sources: usize,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        dht: ringswarm::dht_cli::DhtArgs,
     },
     /// A long-lived peer with a web app on this machine: list and filter the directory's
     /// files, download them with live progress, paste a ticket, share and unshare files and
@@ -169,6 +173,20 @@ enum Command {
         dir: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        dht: ringswarm::dht_cli::DhtArgs,
+    },
+    /// Run a plain BitTorrent mainline DHT node on UDP PORT: a bootstrap node for
+    /// --dht-bootstrap in a private network; it logs the nodes in its routing table
+    DhtNode {
+        /// UDP port (0 picks a free one)
+        port: u16,
+        /// Address to listen on
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: std::net::Ipv4Addr,
+        /// Other nodes to join, HOST:PORT,… [default: none: the first node of a new network]
+        #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+        dht_bootstrap: Vec<String>,
     },
 }
 
@@ -348,6 +366,8 @@ struct Job {
     join: bool,
     max_sources: usize,
     common: Common,
+    /// `--dht`, for get and join.
+    dht: Option<ringswarm::dht_cli::DhtArgs>,
 }
 
 /// The owner, the file and the pinned ticket `peer get` or `peer join` names.
@@ -441,6 +461,17 @@ fn main() -> ExitCode {
             return cli::run_main(cli::Threads::One, publish(share));
         }
         Cli {
+            command:
+                Some(Command::DhtNode {
+                    port,
+                    bind,
+                    dht_bootstrap,
+                }),
+            ..
+        } => {
+            return cli::run_main(cli::Threads::One, dht_node(port, bind, dht_bootstrap));
+        }
+        Cli {
             command: Some(Command::App(args)),
             ..
         } => {
@@ -458,10 +489,12 @@ fn main() -> ExitCode {
                     dir,
                     max_sources,
                     common,
+                    dht,
                 }),
             ..
         } => {
             let (owner, file, pin) = resolve_target(owner, file, "get");
+            check_dht(&dht, pin.as_ref());
             Job {
                 owner,
                 port,
@@ -472,6 +505,7 @@ fn main() -> ExitCode {
                 join: false,
                 max_sources,
                 common,
+                dht: Some(dht),
             }
         }
         Cli {
@@ -482,10 +516,12 @@ fn main() -> ExitCode {
                     port,
                     dir,
                     common,
+                    dht,
                 }),
             ..
         } => {
             let (owner, file, pin) = resolve_target(owner, file, "join");
+            check_dht(&dht, pin.as_ref());
             Job {
                 owner,
                 port,
@@ -496,6 +532,7 @@ fn main() -> ExitCode {
                 join: true,
                 max_sources: peer::DEFAULT_MAX_SOURCES,
                 common,
+                dht: Some(dht),
             }
         }
         Cli {
@@ -516,6 +553,7 @@ fn main() -> ExitCode {
             join: false,
             max_sources: peer::DEFAULT_MAX_SOURCES,
             common,
+            dht: None,
         },
         Cli { .. } => unreachable!("clap requires OWNER PORT NEIGHBOUR without a subcommand"),
     };
@@ -544,6 +582,7 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
             },
         secret,
         key,
+        dht,
     } = share
     else {
         unreachable!("called for share only")
@@ -638,6 +677,7 @@ async fn publish(share: Command) -> anyhow::Result<bool> {
             ..ringswarm::owner::OwnerConfig::new(Arc::new(sink))
         },
         on_report: Arc::new(on_report),
+        dht: dht.start()?,
     };
     let res = ringswarm::share::run(listener.into(), config, token.clone()).await;
     line.finish();
@@ -712,6 +752,74 @@ async fn run_app(args: AppArgs) -> anyhow::Result<bool> {
     Ok(!token.is_cancelled())
 }
 
+/// `--dht` on a get or join needs a ticket (exits as for a wrong argument without one).
+fn check_dht(dht: &ringswarm::dht_cli::DhtArgs, pin: Option<&Ticket>) {
+    if dht.dht && pin.is_none() {
+        usage_error(
+            "--dht needs a ticket: it pins the file's hash, which the DHT is asked for".into(),
+        );
+    }
+}
+
+/// `--dht`: where `peer get/join TICKET` fetches from: the ticket's directory while it answers
+/// with a source, else a node the DHT names that serves the file. Such a source is pinned by
+/// the file's hash and size only: the ticket's key is its directory's, not the source's.
+async fn via_dht(
+    owner: &Endpoint,
+    pin: Option<Ticket>,
+    me: &ringswarm::secure::Identity,
+    dht: &dyn ringswarm::dht::Discovery,
+    quiet: bool,
+) -> anyhow::Result<(Endpoint, Option<Ticket>)> {
+    let Some(ticket) = pin else {
+        anyhow::bail!("--dht needs a ticket");
+    };
+    let found = ringswarm::dht::resolve(&ticket, owner, me, dht)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    match found {
+        ringswarm::dht::Resolved::Directory => Ok((owner.clone(), Some(ticket))),
+        ringswarm::dht::Resolved::Source { source, why, named } => {
+            if !quiet {
+                cli::print_out(&format!(
+                    "{why}; the DHT named {named} node(s): fetching from {source}\n"
+                ))?;
+            }
+            Ok((
+                source,
+                Some(Ticket {
+                    node: None,
+                    ..ticket
+                }),
+            ))
+        }
+    }
+}
+
+/// `peer dht-node PORT`: a plain DHT node until Ctrl+C.
+async fn dht_node(
+    port: u16,
+    bind: std::net::Ipv4Addr,
+    bootstrap: Vec<String>,
+) -> anyhow::Result<bool> {
+    let token = cli::signal_token()?;
+    let options = ringswarm::dht::DhtOptions {
+        bootstrap: Some(bootstrap),
+        port: Some(port),
+        bind: Some(bind),
+        server: true,
+    };
+    let on_start = |addr: std::net::SocketAddr| {
+        let _ = cli::print_out(&format!(
+            "listening on {addr} (UDP): a mainline DHT node; Ctrl+C stops it\n"
+        ));
+    };
+    ringswarm::dht::run_node(&options, on_start, token.clone())
+        .await
+        .with_context(|| format!("cannot run a DHT node on UDP port {port}"))?;
+    Ok(!token.is_cancelled())
+}
+
 /// With `--http PORT`, serves `node`'s status and metrics on `bind`:`PORT` until `token` is
 /// cancelled, and says where (unless `quiet`).
 async fn serve_http(
@@ -770,6 +878,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         join,
         max_sources,
         common: args,
+        dht,
     } = job;
     // Before anything slow or visible: a Ctrl+C from now on is handled, never lost.
     let token = cli::signal_token()?;
@@ -795,6 +904,16 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         None => ringswarm::identity::peer_key_path(&dir),
     };
     let identity = ringswarm::identity::load(&key_path, secret.as_deref().cloned(), quiet)?;
+    let found = match dht
+        .as_ref()
+        .map(ringswarm::dht_cli::DhtArgs::start)
+        .transpose()?
+        .flatten()
+    {
+        Some(d) => Some(via_dht(&owner, pin.clone(), &identity, &*d, quiet).await?),
+        None => None,
+    };
+    let (owner, pin) = found.unwrap_or((owner, pin));
     let node = ringswarm::http::Node::Peer(status.clone());
     serve_http(
         args.serving.bind,

@@ -16,9 +16,9 @@ Layers, bottom first (a file may import its own layer and those below):
   1 seams         net watch rate events sim task
   2 store         store/ storage protocol/ secure/
   3 connection    connection link driver accept serve choke
-  4 directory     directory/ metrics
+  4 directory     directory/ metrics dht/
   5 engine        owner/ peer/ share/
-  6 presentation  cli identity progress query/ report/ dashboard http/ app/
+  6 presentation  cli identity progress query/ report/ dashboard http/ app/ dht_cli
 
 lib.rs and error.rs are the crate's root: they may name anything, and anything may use
 `crate::Error` and `crate::Result`. `owner/` and `peer/` must not import each other.
@@ -38,9 +38,9 @@ LAYERS = [
     ("seams", ["net", "watch", "rate", "events", "sim", "task"]),
     ("store", ["store", "storage", "protocol", "secure"]),
     ("connection", ["connection", "link", "driver", "accept", "serve", "choke"]),
-    ("directory", ["directory", "metrics"]),
+    ("directory", ["directory", "metrics", "dht"]),
     ("engine", ["owner", "peer", "share"]),
-    ("presentation", ["cli", "identity", "progress", "query", "report", "dashboard", "http", "app"]),
+    ("presentation", ["cli", "identity", "progress", "query", "report", "dashboard", "http", "app", "dht_cli"]),
 ]
 ROOT = {"lib", "error"}
 APART = [("owner", "peer")]

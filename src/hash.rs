@@ -15,6 +15,11 @@ impl Hash {
         Self(blake3::hash(data))
     }
 
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+
     /// The first 8 hex digits, enough to tell hashes apart in a log line.
     pub fn short(&self) -> String {
         let hex = self.0.to_hex();

@@ -16,6 +16,8 @@
 //! - `serve` — the one chunk server the owner and peers serve with (cancel, choke, rate, event).
 //! - [`owner`] — the file owner: chunk assignment, its sessions, directory queries.
 //! - [`peer`] — a ring peer: bootstrap, upload server, download clients, completion.
+//! - [`dht`] — `--dht`: the mainline DHT, announcing and finding files without the directory;
+//!   [`dht_cli`], its command-line options.
 //! - [`rate`] — the token bucket behind `--upload-limit`.
 //! - [`events`] — the six product events, to console and JSON lines.
 //! - [`report`] — a run's summary and its self-contained HTML report with charts.
@@ -35,6 +37,8 @@ pub mod chunkset;
 pub mod cli;
 pub mod connection;
 pub mod dashboard;
+pub mod dht;
+pub mod dht_cli;
 pub mod directory;
 mod driver;
 mod error;

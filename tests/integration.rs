@@ -51,5 +51,7 @@ mod escape;
 mod dashboard;
 // peer app: two apps and a tracker, clicked through in headless Chromium.
 mod app;
+// --dht: a private DHT of `peer dht-node`s on loopback finds a ticket's file when its tracker is gone.
+mod dht;
 // GET /metrics of the owner and a peer: format negotiation, promtool, every family from the start.
 mod metrics;

@@ -66,6 +66,7 @@ pub(crate) async fn run(app: Arc<App>, listener: Listener) {
         peers: c.peers,
         serve,
         on_report: Arc::new(move |r: &Report| a.shares.report(r)),
+        dht: None,
     };
     if let Err(e) = crate::share::run(listener, config, app.stop.child_token()).await {
         *app.shares.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(

@@ -102,6 +102,21 @@ pub async fn locate_file(
     file: String,
     me: &Identity,
 ) -> anyhow::Result<Locations> {
+    locate_file_pinned(owner, file, me, None).await
+}
+
+/// As [`locate_file`], refusing an owner that does not prove key `pin` (if given).
+///
+/// # Errors
+///
+/// As [`locate_file`], or the owner proved another key.
+pub async fn locate_file_pinned(
+    owner: &Endpoint,
+    file: String,
+    me: &Identity,
+    pin: Option<&NodeId>,
+) -> anyhow::Result<Locations> {
     let query = Message::Locate { file };
-    Ok(serde_json::from_slice(&ask(owner, query, me).await?)?)
+    let (body, _) = ask_proven(owner, query, me, pin).await?;
+    Ok(serde_json::from_slice(&body)?)
 }

@@ -61,6 +61,8 @@ pub struct ShareConfig {
     pub serve: owner::OwnerConfig,
     /// Told of each file published (the first time) and withdrawn.
     pub on_report: OnReport,
+    /// `--dht`: every file shared is announced there too.
+    pub dht: Option<Arc<dyn crate::dht::Discovery>>,
 }
 
 impl std::fmt::Debug for ShareConfig {
@@ -88,6 +90,7 @@ pub async fn run(listener: Listener, config: ShareConfig, token: CancellationTok
         peers,
         serve,
         on_report,
+        dht,
     } = config;
     let identity = serve.identity.clone();
     // Its own directory holds the getters it serves (their `locate` goes to `directory`).
@@ -118,6 +121,17 @@ pub async fn run(listener: Listener, config: ShareConfig, token: CancellationTok
         on_report: on_report.clone(),
     };
     let scanner = crate::task::spawn_named("scanner", scan.run(token.child_token()));
+    let announcer = dht.map(|dht| {
+        let c = current.clone();
+        let keys = move || {
+            c.snapshot()
+                .iter()
+                .map(|f| (f.manifest.hash, crate::dht::key_of(&f.manifest.hash)))
+                .collect()
+        };
+        let run = crate::dht::announce_every(dht, keys, addr.port(), token.child_token());
+        crate::task::spawn_named("dht-announcer", run)
+    });
     let publisher = Publisher {
         directory,
         node: identity.id().to_hex(),
@@ -129,6 +143,9 @@ pub async fn run(listener: Listener, config: ShareConfig, token: CancellationTok
     let res = publish_loop(&publisher, addr.port(), &token).await;
     token.cancel();
     let _ = scanner.await;
+    if let Some(a) = announcer {
+        let _ = a.await;
+    }
     let _ = server.await;
     res
 }

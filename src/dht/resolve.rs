@@ -1,0 +1,83 @@
+//! Where a ticket's file is fetched from: its directory while that answers with a source,
+//! else the first node the DHT names that answers for the file. Each node named costs one
+//! bounded ask ([`ASK_LIMIT`]), and at most [`MAX_CANDIDATES`] are asked: addresses that never
+//! answer, or answer without the file, cost a bounded time.
+
+use std::time::Duration;
+
+use super::discovery::{Discovery, key_of};
+use crate::directory::client::locate_file_pinned;
+use crate::net::Endpoint;
+use crate::secure::Identity;
+use crate::ticket::Ticket;
+
+/// The most nodes the DHT named that are asked for the file.
+pub const MAX_CANDIDATES: usize = 16;
+/// How long one ask (connect, handshake, answer) may take.
+pub const ASK_LIMIT: Duration = Duration::from_secs(5);
+
+/// Where to fetch from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    /// The ticket's directory answered with a source.
+    Directory,
+    /// The directory did not (`why`); `source`, found in the DHT, serves the file.
+    Source {
+        source: Endpoint,
+        why: String,
+        /// Nodes the DHT named.
+        named: usize,
+    },
+}
+
+/// Where to fetch `ticket`'s file from, asking its `directory` (pinned by the ticket's key)
+/// and then `dht` as `me`.
+///
+/// # Errors
+///
+/// Neither the directory nor any node the DHT named serves it: why, in words.
+pub async fn resolve(
+    ticket: &Ticket,
+    directory: &Endpoint,
+    me: &Identity,
+    dht: &dyn Discovery,
+) -> Result<Resolved, String> {
+    let hash = ticket.hash.to_string();
+    let pin = ticket.node.as_ref();
+    let asked = tokio::time::timeout(
+        ASK_LIMIT,
+        locate_file_pinned(directory, hash.clone(), me, pin),
+    )
+    .await;
+    let why = match asked {
+        Ok(Ok(loc)) if loc.file.is_some() && !loc.sources.is_empty() => {
+            return Ok(Resolved::Directory);
+        }
+        Ok(Ok(_)) => format!("the directory {directory} knows no source of it"),
+        Ok(Err(e)) => format!("the directory {directory} did not answer ({e})"),
+        Err(_) => format!("the directory {directory} did not answer within {ASK_LIMIT:?}"),
+    };
+    tracing::info!("{why}: looking in the DHT");
+    let found = dht.lookup(key_of(&ticket.hash)).await;
+    let named = found.len();
+    for addr in found.into_iter().take(MAX_CANDIDATES) {
+        let source = Endpoint::on(None, addr);
+        let asked = tokio::time::timeout(
+            ASK_LIMIT,
+            locate_file_pinned(&source, hash.clone(), me, None),
+        )
+        .await;
+        match asked {
+            Ok(Ok(loc)) if loc.file.as_ref().is_some_and(|f| f.hash == hash) => {
+                return Ok(Resolved::Source { source, why, named });
+            }
+            Ok(Ok(_)) => tracing::info!("{addr}, named in the DHT, does not serve it: skipped"),
+            Ok(Err(e)) => tracing::info!("{addr}, named in the DHT, did not answer: {e}"),
+            Err(_) => tracing::info!("{addr}, named in the DHT, did not answer in time"),
+        }
+    }
+    Err(format!(
+        "{why}, and none of the {named} nodes the DHT named for it serves it (asked {})",
+        named.min(MAX_CANDIDATES)
+    ))
+}

@@ -1,0 +1,114 @@
+//! `--dht`: the BitTorrent mainline DHT on a private network of `peer dht-node`s on loopback
+//! (never the public DHT: every node is given `--dht-bootstrap` on 127.0.0.1). Two publishers
+//! announce a file; one of them and then the tracker are killed (SIGKILL); a `peer get` of
+//! the tracker's ticket finds the living publisher through the DHT, skipping the dead one,
+//! and completes byte-identical.
+
+use std::path::Path;
+
+use crate::args;
+use crate::util::*;
+
+/// Starts `peer dht-node 0` on loopback, joining `bootstrap` if given; it and its address.
+fn dht_node(root: &Path, name: &str, bootstrap: Option<&str>) -> (Proc, String) {
+    let mut args = args!["dht-node", 0, "--bind", "127.0.0.1"];
+    if let Some(b) = bootstrap {
+        args.extend(args!["--dht-bootstrap", b]);
+    }
+    let mut p = Proc::spawn(name, PEER, &args, &root.join(name), root);
+    let line = p.wait_line("listening on ");
+    let addr = line.split_whitespace().nth(2).unwrap().to_string();
+    (p, addr)
+}
+
+/// `peer share TRACKER FILE --dht` in `root/NAME`; it and its ticket, once it announced.
+fn dht_share(root: &Path, name: &str, tracker: u16, file: &Path, boot: &str) -> (Proc, String) {
+    let args = args![
+        "share",
+        tracker,
+        file.display(),
+        "--bind",
+        "127.0.0.1",
+        "--dht",
+        "--dht-bootstrap",
+        boot
+    ];
+    let mut p = Proc::spawn(name, PEER, &args, &root.join(name), root);
+    let ticket = p.wait_line("ticket: ")["ticket: ".len()..].to_string();
+    assert!(p.wait_log("in the DHT (port "), "{}", p.describe());
+    (p, ticket)
+}
+
+#[test]
+fn a_ticket_resolves_through_the_dht_when_its_tracker_is_killed() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let (mut first, boot) = dht_node(root, "dht1", None);
+    let mut others: Vec<Proc> = (2..=4)
+        .map(|i| dht_node(root, &format!("dht{i}"), Some(&boot)).0)
+        .collect();
+    assert!(
+        first.wait_log("nodes in the routing table"),
+        "{}",
+        first.describe()
+    );
+    let file = root.join("wanted.bin");
+    random_file(&file, 600_000, 24);
+    let (mut tracker, port) = {
+        let args = args!["0", "--tracker", "--bind", "127.0.0.1"];
+        let mut p = Proc::spawn("tracker", OWNER, &args, &root.join("tracker"), root);
+        let port = p.listening_port();
+        (p, port)
+    };
+    let (mut dead, _) = dht_share(root, "dead", port, &file, &boot);
+    let (mut alive, ticket) = dht_share(root, "alive", port, &file, &boot);
+    dead.kill();
+    tracker.kill();
+
+    let dir = root.join("got");
+    let args = args![
+        "get",
+        ticket,
+        "--dir",
+        dir.display(),
+        "--bind",
+        "127.0.0.1",
+        "--linger",
+        0,
+        "--dht",
+        "--dht-bootstrap",
+        boot
+    ];
+    let mut get = Proc::spawn("get", PEER, &args, root, root);
+    assert!(get.wait_exit(WAIT).success(), "{}", get.describe());
+    assert_eq!(
+        std::fs::read(dir.join("wanted.bin")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    let out = get.stdout_text();
+    assert!(
+        out.contains(&format!("the directory 127.0.0.1:{port} did not answer")),
+        "{out}"
+    );
+    assert!(
+        out.contains("the DHT named 2 node(s): fetching from 127.0.0.1:"),
+        "{out}"
+    );
+    alive.kill();
+    for p in &mut others {
+        p.kill();
+    }
+}
+
+/// `--dht` on a get needs a ticket (exit 2); `--dht-bootstrap` needs `--dht`.
+#[test]
+fn dht_options_are_checked() {
+    let root = tempfile::tempdir().unwrap();
+    for bad in [
+        args!["get", 9, "x.bin", "--dht", "--dht-bootstrap", "127.0.0.1:9"],
+        args!["get", 9, "x.bin", "--dht-bootstrap", "127.0.0.1:9"],
+    ] {
+        let mut p = Proc::spawn("bad", PEER, &bad, root.path(), root.path());
+        assert_eq!(p.wait_exit(WAIT).code(), Some(2), "{}", p.describe());
+    }
+}
