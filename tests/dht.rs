@@ -21,8 +21,8 @@ fn dht_node(root: &Path, name: &str, bootstrap: Option<&str>) -> (Proc, String) 
     (p, addr)
 }
 
-/// `peer share TRACKER FILE --dht` in `root/NAME`; it and its ticket, once it announced.
-fn dht_share(root: &Path, name: &str, tracker: u16, file: &Path, boot: &str) -> (Proc, String) {
+/// Starts `peer share TRACKER FILE --dht --dht-bootstrap BOOT` in `root/NAME`.
+fn spawn_dht_share(root: &Path, name: &str, tracker: u16, file: &Path, boot: &str) -> Proc {
     let args = args![
         "share",
         tracker,
@@ -33,10 +33,41 @@ fn dht_share(root: &Path, name: &str, tracker: u16, file: &Path, boot: &str) -> 
         "--dht-bootstrap",
         boot
     ];
-    let mut p = Proc::spawn(name, PEER, &args, &root.join(name), root);
+    Proc::spawn(name, PEER, &args, &root.join(name), root)
+}
+
+/// `peer share TRACKER FILE --dht` in `root/NAME`; it and its ticket, once it announced.
+fn dht_share(root: &Path, name: &str, tracker: u16, file: &Path, boot: &str) -> (Proc, String) {
+    let mut p = spawn_dht_share(root, name, tracker, file, boot);
     let ticket = p.wait_line("ticket: ")["ticket: ".len()..].to_string();
     assert!(p.wait_log("in the DHT (port "), "{}", p.describe());
     (p, ticket)
+}
+
+/// `peer get TICKET --dht` into `root/NAME`, to its end; the file must be `original`.
+fn dht_get(root: &Path, name: &str, ticket: &str, boot: &str, original: &Path) -> Proc {
+    let dir = root.join(name);
+    let args = args![
+        "get",
+        ticket,
+        "--dir",
+        dir.display(),
+        "--bind",
+        "127.0.0.1",
+        "--linger",
+        0,
+        "--dht",
+        "--dht-bootstrap",
+        boot
+    ];
+    let mut get = Proc::spawn(name, PEER, &args, root, root);
+    assert!(get.wait_exit(WAIT).success(), "{}", get.describe());
+    let name = original.file_name().unwrap();
+    assert_eq!(
+        std::fs::read(dir.join(name)).unwrap(),
+        std::fs::read(original).unwrap()
+    );
+    get
 }
 
 #[test]
@@ -65,26 +96,7 @@ fn a_ticket_resolves_through_the_dht_when_its_tracker_is_killed() {
     dead.kill();
     tracker.kill();
 
-    let dir = root.join("got");
-    let args = args![
-        "get",
-        ticket,
-        "--dir",
-        dir.display(),
-        "--bind",
-        "127.0.0.1",
-        "--linger",
-        0,
-        "--dht",
-        "--dht-bootstrap",
-        boot
-    ];
-    let mut get = Proc::spawn("get", PEER, &args, root, root);
-    assert!(get.wait_exit(WAIT).success(), "{}", get.describe());
-    assert_eq!(
-        std::fs::read(dir.join("wanted.bin")).unwrap(),
-        std::fs::read(&file).unwrap()
-    );
+    let get = dht_get(root, "got", &ticket, &boot, &file);
     let out = get.stdout_text();
     assert!(
         out.contains(&format!("the directory 127.0.0.1:{port} did not answer")),
@@ -94,10 +106,65 @@ fn a_ticket_resolves_through_the_dht_when_its_tracker_is_killed() {
         out.contains("the DHT named 2 node(s): fetching from 127.0.0.1:"),
         "{out}"
     );
+
+    // The tracker, restarted on its port (with its key), is used again once the publisher
+    // has published to it again.
+    let mut held = Reserved::again(port);
+    let args = args![held.release(), "--tracker", "--bind", "127.0.0.1"];
+    let mut tracker = Proc::spawn("tracker2", OWNER, &args, &root.join("tracker"), root);
+    tracker.listening_port();
+    let republished = wait_until(WAIT, || {
+        alive
+            .stderr_text()
+            .matches("published 1 file(s) at")
+            .count()
+            >= 2
+    });
+    assert!(republished, "{}", alive.describe());
+    let get = dht_get(root, "again", &ticket, &boot, &file);
+    assert!(
+        !get.stdout_text().contains("DHT named"),
+        "{}",
+        get.stdout_text()
+    );
     alive.kill();
     for p in &mut others {
         p.kill();
     }
+}
+
+/// A bootstrap node that does not answer: the publisher says so in one line and keeps
+/// trying, with the backoff.
+#[test]
+fn an_unreachable_bootstrap_is_said_and_tried_again() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let file = root.join("f.bin");
+    random_file(&file, 10_000, 5);
+    let (_socket, dead) = dead_port();
+    let (mut tracker, port) = {
+        let args = args!["0", "--tracker", "--bind", "127.0.0.1"];
+        let mut p = Proc::spawn("tracker", OWNER, &args, &root.join("tracker"), root);
+        let port = p.listening_port();
+        (p, port)
+    };
+    let boot = format!("127.0.0.1:{dead}");
+    let mut share = spawn_dht_share(root, "share", port, &file, &boot);
+    let said = "in the DHT failed";
+    let twice = wait_until(WAIT, || share.stderr_text().matches(said).count() >= 2);
+    assert!(twice, "{}", share.describe());
+    let line = share
+        .stderr_text()
+        .lines()
+        .find(|l| l.contains(said))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("is a bootstrap node reachable? trying again in"),
+        "{line}"
+    );
+    share.kill();
+    tracker.kill();
 }
 
 /// `--dht` on a get needs a ticket (exit 2); `--dht-bootstrap` needs `--dht`.

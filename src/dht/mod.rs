@@ -17,7 +17,8 @@
 //! for the simulator) can stand in for the real one.
 //!
 //! Here: the announcer. `discovery` holds the key, [`Discovery`] and [`Mainline`] (the real
-//! DHT); `resolve` asks the directory first, then the DHT; `node` is `peer dht-node`.
+//! DHT); `memory` the in-memory stand-in ([`MemoryDht`]); `resolve` asks the directory first,
+//! then the DHT; `node` is `peer dht-node`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,12 +28,14 @@ use tokio_util::sync::CancellationToken;
 use crate::hash::Hash;
 
 mod discovery;
+mod memory;
 mod node;
 mod resolve;
 
 pub use discovery::{
     ANNOUNCE_EVERY, DhtOptions, Discovery, KEY_CONTEXT, LOOKUP_LIMIT, MAX_LOOKUP, Mainline, key_of,
 };
+pub use memory::MemoryDht;
 pub use node::run_node;
 pub use resolve::{ASK_LIMIT, MAX_CANDIDATES, Resolved, resolve};
 
@@ -91,6 +94,9 @@ pub async fn announce_every(
         }
     }
 }
+
+#[cfg(test)]
+mod resolve_tests;
 
 #[cfg(test)]
 mod tests {
