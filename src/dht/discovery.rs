@@ -33,7 +33,17 @@ pub trait Discovery: Send + Sync + std::fmt::Debug {
     fn announce(&self, key: [u8; 20], port: u16) -> BoxFuture<'_, Result<(), String>>;
     /// The addresses announced for `key` (at most [`MAX_LOOKUP`], within [`LOOKUP_LIMIT`]).
     fn lookup(&self, key: [u8; 20]) -> BoxFuture<'_, Vec<SocketAddr>>;
+
+    /// The first addresses found for `key`, as soon as there are some (a lookup's first
+    /// answers and those within [`FIRST_GRACE`] of them); all of [`Discovery::lookup`] if the
+    /// DHT cannot tell them apart.
+    fn lookup_first(&self, key: [u8; 20]) -> BoxFuture<'_, Vec<SocketAddr>> {
+        self.lookup(key)
+    }
 }
+
+/// How long a lookup's first answers wait for more before they are tried.
+pub const FIRST_GRACE: Duration = Duration::from_millis(100);
 
 /// How to run the real DHT.
 #[derive(Clone, Debug, Default)]
@@ -90,6 +100,34 @@ impl Mainline {
         self.0.info().await.local_addr().into()
     }
 
+    /// The addresses announced for `key`: all the lookup finds (within [`LOOKUP_LIMIT`]), or
+    /// with `first`, those of its first answers and [`FIRST_GRACE`] after them.
+    async fn collect(&self, key: [u8; 20], first: bool) -> Vec<SocketAddr> {
+        use futures::StreamExt;
+        let Ok(id) = mainline::Id::from_bytes(key) else {
+            return Vec::new();
+        };
+        let mut found: Vec<SocketAddr> = Vec::new();
+        let mut stream = self.0.get_peers(id);
+        let deadline = tokio::time::Instant::now() + LOOKUP_LIMIT;
+        let mut until = deadline;
+        while found.len() < MAX_LOOKUP {
+            let Ok(Some(batch)) = tokio::time::timeout_at(until, stream.next()).await else {
+                break;
+            };
+            for a in batch.into_iter().map(SocketAddr::V4) {
+                if !found.contains(&a) {
+                    found.push(a);
+                }
+            }
+            if first && !found.is_empty() {
+                until = until.min(tokio::time::Instant::now() + FIRST_GRACE);
+            }
+        }
+        found.truncate(MAX_LOOKUP);
+        found
+    }
+
     /// The nodes in its routing table now.
     pub async fn routing_table_len(&self) -> usize {
         self.0.to_bootstrap().await.len()
@@ -109,29 +147,10 @@ impl Discovery for Mainline {
     }
 
     fn lookup(&self, key: [u8; 20]) -> BoxFuture<'_, Vec<SocketAddr>> {
-        use futures::StreamExt;
-        Box::pin(async move {
-            let Ok(id) = mainline::Id::from_bytes(key) else {
-                return Vec::new();
-            };
-            let mut found: Vec<SocketAddr> = Vec::new();
-            let mut stream = self.0.get_peers(id);
-            let collect = async {
-                while let Some(batch) = stream.next().await {
-                    for a in batch {
-                        let a = SocketAddr::V4(a);
-                        if !found.contains(&a) {
-                            found.push(a);
-                        }
-                    }
-                    if found.len() >= MAX_LOOKUP {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(LOOKUP_LIMIT, collect).await;
-            found.truncate(MAX_LOOKUP);
-            found
-        })
+        Box::pin(self.collect(key, false))
+    }
+
+    fn lookup_first(&self, key: [u8; 20]) -> BoxFuture<'_, Vec<SocketAddr>> {
+        Box::pin(self.collect(key, true))
     }
 }

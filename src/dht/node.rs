@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::discovery::{DhtOptions, Mainline};
 
 /// How often the routing table's size is looked at.
-pub const REPORT_EVERY: Duration = Duration::from_secs(5);
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs a DHT node of `options` until `token`; `on_start` is told its UDP address.
 ///

@@ -58,26 +58,47 @@ pub async fn resolve(
         Err(_) => format!("the directory {directory} did not answer within {ASK_LIMIT:?}"),
     };
     tracing::info!("{why}: looking in the DHT");
-    let found = dht.lookup(key_of(&ticket.hash)).await;
-    let named = found.len();
-    for addr in found.into_iter().take(MAX_CANDIDATES) {
-        let source = Endpoint::on(None, addr);
-        let asked = tokio::time::timeout(
-            ASK_LIMIT,
-            locate_file_pinned(&source, hash.clone(), me, None),
-        )
-        .await;
-        match asked {
-            Ok(Ok(loc)) if loc.file.as_ref().is_some_and(|f| f.hash == hash) => {
+    let key = key_of(&ticket.hash);
+    let mut tried: Vec<std::net::SocketAddr> = Vec::new();
+    let mut named = 0;
+    // The first answers are tried at once; the whole lookup only if none of them serves it.
+    for full in [false, true] {
+        let found = if full {
+            dht.lookup(key).await
+        } else {
+            dht.lookup_first(key).await
+        };
+        named = named.max(found.len());
+        for addr in found {
+            if tried.contains(&addr) || tried.len() >= MAX_CANDIDATES {
+                continue;
+            }
+            tried.push(addr);
+            if let Some(source) = serves(addr, &hash, me).await {
                 return Ok(Resolved::Source { source, why, named });
             }
-            Ok(Ok(_)) => tracing::info!("{addr}, named in the DHT, does not serve it: skipped"),
-            Ok(Err(e)) => tracing::info!("{addr}, named in the DHT, did not answer: {e}"),
-            Err(_) => tracing::info!("{addr}, named in the DHT, did not answer in time"),
         }
     }
+    let asked = tried.len();
     Err(format!(
-        "{why}, and none of the {named} nodes the DHT named for it serves it (asked {})",
-        named.min(MAX_CANDIDATES)
+        "{why}, and none of the {named} nodes the DHT named for it serves it (asked {asked})"
     ))
+}
+
+/// Whether `addr`, named in the DHT, serves the file whose hash is `hash`: it, as an
+/// endpoint, if it answers for it within [`ASK_LIMIT`].
+async fn serves(addr: std::net::SocketAddr, hash: &str, me: &Identity) -> Option<Endpoint> {
+    let source = Endpoint::on(None, addr);
+    let asked = tokio::time::timeout(
+        ASK_LIMIT,
+        locate_file_pinned(&source, hash.to_string(), me, None),
+    )
+    .await;
+    match asked {
+        Ok(Ok(loc)) if loc.file.as_ref().is_some_and(|f| f.hash == hash) => return Some(source),
+        Ok(Ok(_)) => tracing::info!("{addr}, named in the DHT, does not serve it: skipped"),
+        Ok(Err(e)) => tracing::info!("{addr}, named in the DHT, did not answer: {e}"),
+        Err(_) => tracing::info!("{addr}, named in the DHT, did not answer in time"),
+    }
+    None
 }
