@@ -46,9 +46,22 @@ fn dht_share(root: &Path, name: &str, tracker: u16, file: &Path, boot: &str) -> 
 
 /// `peer get TICKET --dht` into `root/NAME`, to its end; the file must be `original`.
 fn dht_get(root: &Path, name: &str, ticket: &str, boot: &str, original: &Path) -> Proc {
+    dht_fetch("get", root, name, ticket, boot, original)
+}
+
+/// `peer CMD TICKET --dht` (get or join) into `root/NAME`, to its end; the file must be
+/// `original`.
+fn dht_fetch(
+    cmd: &str,
+    root: &Path,
+    name: &str,
+    ticket: &str,
+    boot: &str,
+    original: &Path,
+) -> Proc {
     let dir = root.join(name);
     let args = args![
-        "get",
+        cmd,
         ticket,
         "--dir",
         dir.display(),
@@ -102,9 +115,16 @@ fn a_ticket_resolves_through_the_dht_when_its_tracker_is_killed() {
         out.contains(&format!("the directory 127.0.0.1:{port} did not answer")),
         "{out}"
     );
+    // The living publisher, wherever the dead one was in the DHT's answers.
+    let alive_port = alive.listening_port();
+    let from_alive = format!("node(s): fetching from 127.0.0.1:{alive_port}\n");
+    assert!(out.contains(&from_alive), "{out}");
+    // A ring member finds it the same way.
+    let join = dht_fetch("join", root, "joined", &ticket, &boot, &file);
     assert!(
-        out.contains("the DHT named 2 node(s): fetching from 127.0.0.1:"),
-        "{out}"
+        join.stdout_text().contains(&from_alive),
+        "{}",
+        join.stdout_text()
     );
 
     // The tracker, restarted on its port (with its key), is used again once the publisher

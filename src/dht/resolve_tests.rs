@@ -1,6 +1,6 @@
 //! Resolving in process, over the in-memory DHT: a publisher (`share::run`) announces its
-//! file; with the tracker stopped, a ticket resolves to the publisher, past a dead address
-//! the DHT also names; with the tracker up, to the directory.
+//! file; with the tracker up, a ticket resolves to the directory; with it stopped, to the
+//! publisher, past a dead address and a node serving another file that the DHT also names.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +66,11 @@ async fn a_ticket_resolves_to_the_directory_then_to_a_source_the_dht_names() {
         .unwrap()
         .port();
     dht.insert(key, ([127, 0, 0, 1], dead).into());
+    // A node that answers but serves another file (a liar, or a stale entry): skipped.
+    let other_stop = CancellationToken::new();
+    let _other_guard = other_stop.clone().drop_guard();
+    let other = tracker(&other_stop);
+    dht.insert(key, ([127, 0, 0, 1], other.port()).into());
 
     let tracker_stop = CancellationToken::new();
     let directory = tracker(&tracker_stop);
@@ -106,7 +111,7 @@ async fn a_ticket_resolves_to_the_directory_then_to_a_source_the_dht_names() {
         panic!("{found:?}");
     };
     assert_eq!(source, Endpoint::on(None, publisher));
-    assert_eq!(named, 2);
+    assert_eq!(named, 3);
     // Nobody serves it: the words say what was asked.
     stop.cancel();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -118,7 +123,7 @@ async fn a_ticket_resolves_to_the_directory_then_to_a_source_the_dht_names() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(
-        why.ends_with("and none of the 2 nodes the DHT named for it serves it (asked 2)"),
+        why.ends_with("and none of the 3 nodes the DHT named for it serves it (asked 3)"),
         "{why}"
     );
 }
