@@ -244,6 +244,8 @@ struct AppArgs {
     secret: SecretArg,
     #[command(flatten)]
     key: KeyArg,
+    #[command(flatten)]
+    dht: ringswarm::dht_cli::DhtArgs,
 }
 
 /// Options of both a ring peer and a getter.
@@ -742,6 +744,7 @@ async fn run_app(args: AppArgs) -> anyhow::Result<bool> {
         upload_limit: args.upload_limit,
         sync: !args.no_sync,
         timeout,
+        dht: args.dht.start()?,
     };
     let app = ringswarm::app::App::new(config, token.clone());
     if let Some(t) = ticket {

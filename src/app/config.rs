@@ -57,4 +57,7 @@ pub struct AppConfig {
     /// A download gives up when the directory is unreachable at start, or nothing arrives,
     /// for this long.
     pub timeout: Duration,
+    /// `--dht`: shares are announced there, and a download whose directory does not answer
+    /// (or knows no source) is looked up there.
+    pub dht: Option<std::sync::Arc<dyn crate::dht::Discovery>>,
 }

@@ -261,6 +261,10 @@ async fn run_once(app: &App, d: &Download) -> anyhow::Result<Outcome> {
         let run = d.run();
         (run.status.clone(), run.token.clone())
     };
+    let (owner, pin) = match (&c.dht, &d.pin) {
+        (Some(dht), Some(ticket)) => via_dht(app, dht.as_ref(), &d.owner, ticket).await?,
+        _ => (d.owner.clone(), d.pin.clone()),
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<peer::Completion>();
     let label = listener.local_addr()?.to_string();
     let config = peer::Config {
@@ -269,7 +273,7 @@ async fn run_once(app: &App, d: &Download) -> anyhow::Result<Outcome> {
         }),
         join: d.mode == FetchMode::Join,
         file: Some(d.file.clone()),
-        pin: d.pin.clone(),
+        pin,
         identity: c.identity.clone(),
         upload_slots: c.upload_slots,
         shared_limiter: app.limiter.clone(),
@@ -278,7 +282,7 @@ async fn run_once(app: &App, d: &Download) -> anyhow::Result<Outcome> {
         events: Arc::new(crate::events::EventSink::console(label).quiet()),
         on_complete: Some(tx),
         status: Some(status),
-        ..peer::Config::ring(d.owner.clone(), d.owner.clone(), c.dir.clone())
+        ..peer::Config::ring(owner.clone(), owner, c.dir.clone())
     };
     let watch = async {
         if let Ok(done) = rx.await {
@@ -292,6 +296,28 @@ async fn run_once(app: &App, d: &Download) -> anyhow::Result<Outcome> {
     tokio::select! {
         r = peer::run(listener, config, token) => Ok(r?),
         () = watch => unreachable!("pending"),
+    }
+}
+
+/// `--dht`: the directory while it answers with a source, else a node the DHT names that
+/// serves the file (pinned by the ticket's hash and size: the ticket's key is its directory's).
+async fn via_dht(
+    app: &App,
+    dht: &dyn crate::dht::Discovery,
+    owner: &Endpoint,
+    ticket: &Ticket,
+) -> anyhow::Result<(Endpoint, Option<Ticket>)> {
+    let me = &app.config.identity;
+    match crate::dht::resolve(ticket, owner, me, dht).await {
+        Ok(crate::dht::Resolved::Directory) => Ok((owner.clone(), Some(ticket.clone()))),
+        Ok(crate::dht::Resolved::Source { source, .. }) => {
+            let unpinned = Ticket {
+                node: None,
+                ..ticket.clone()
+            };
+            Ok((source, Some(unpinned)))
+        }
+        Err(why) => Err(anyhow::Error::msg(why)),
     }
 }
 

@@ -41,10 +41,22 @@ async fn running_app(
     upload_limit: Option<u64>,
     stop: &CancellationToken,
 ) -> (Arc<App>, Router) {
+    running_app_with(directory, dir, upload_limit, None, stop).await
+}
+
+/// [`running_app`] with `dht`.
+async fn running_app_with(
+    directory: Endpoint,
+    dir: &Path,
+    upload_limit: Option<u64>,
+    dht: Option<Arc<dyn crate::dht::Discovery>>,
+    stop: &CancellationToken,
+) -> (Arc<App>, Router) {
     let http = crate::net::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let shares = crate::net::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let mut c = config(directory, dir, http.local_addr().unwrap());
     c.upload_limit = upload_limit;
+    c.dht = dht;
     let app = App::new(c, stop.child_token());
     tokio::spawn(run(app.clone(), http.into(), shares.into()));
     let limits = crate::http::Limits::new(crate::metrics::HttpRefusals::default());
@@ -233,4 +245,56 @@ async fn a_ring_join_from_the_app_completes_byte_identical() {
     })
     .await;
     assert_eq!(std::fs::read(root.path().join("b/one.bin")).unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_dht_a_ticket_is_fetched_when_its_tracker_is_gone() {
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    let root = tempfile::tempdir().unwrap();
+    let shared = root.path().join("kept.bin");
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| i.wrapping_mul(7_919).to_le_bytes()[1])
+        .collect();
+    std::fs::write(&shared, &data).unwrap();
+    let tracker_stop = CancellationToken::new();
+    let directory = tracker(&tracker_stop).await;
+    let dht = crate::dht::MemoryDht::new("127.0.0.1".parse().unwrap());
+    let on = |d: &crate::dht::MemoryDht| -> Option<Arc<dyn crate::dht::Discovery>> {
+        Some(Arc::new(d.handle("127.0.0.1".parse().unwrap())))
+    };
+    let dir_a = root.path().join("a");
+    let (a, ra) = running_app_with(directory.clone(), &dir_a, None, on(&dht), &stop).await;
+    let dir_b = root.path().join("b");
+    let (b, rb) = running_app_with(directory, &dir_b, None, on(&dht), &stop).await;
+    share_and_list(&a, &ra, &b, &rb, &shared, "kept").await;
+    let shares = until(&a, &ra, "/api/shares", "the ticket", |v| {
+        v["list"][0]["files"][0]["ticket"].is_string()
+    })
+    .await;
+    let ticket = shares["list"][0]["files"][0]["ticket"].as_str().unwrap();
+    let key = crate::dht::key_of(&crate::hash::Hash::of(&data));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while dht.get(&key).is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never announced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracker_stop.cancel();
+    let (s, v) = api(
+        &b,
+        &rb,
+        "POST",
+        "/api/downloads",
+        Some(json!({ "file": ticket })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_u64().unwrap();
+    let done = until(&b, &rb, "/api/downloads", "complete through the DHT", |v| {
+        let d = download_of(v, id);
+        d["state"] == "complete" || d["state"] == "failed"
+    })
+    .await;
+    assert_eq!(download_of(&done, id)["state"], "complete", "{done}");
+    assert_eq!(std::fs::read(dir_b.join("kept.bin")).unwrap(), data);
 }

@@ -66,7 +66,7 @@ pub(crate) async fn run(app: Arc<App>, listener: Listener) {
         peers: c.peers,
         serve,
         on_report: Arc::new(move |r: &Report| a.shares.report(r)),
-        dht: None,
+        dht: c.dht.clone(),
     };
     if let Err(e) = crate::share::run(listener, config, app.stop.child_token()).await {
         *app.shares.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(

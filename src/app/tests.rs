@@ -39,6 +39,7 @@ pub(super) fn config(directory: Endpoint, dir: &Path, http: SocketAddr) -> AppCo
         upload_limit: None,
         sync: false,
         timeout: Duration::from_secs(60),
+        dht: None,
     }
 }
 
