@@ -199,3 +199,30 @@ fn dht_options_are_checked() {
         assert_eq!(p.wait_exit(WAIT).code(), Some(2), "{}", p.describe());
     }
 }
+
+/// `file-owner --dht` announces its files: a ticket whose directory is gone (here: a ticket
+/// naming a port nobody listens on, with the owner's hash) resolves to the owner.
+#[test]
+fn an_owner_announces_its_files() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let (_first, boot) = dht_node(root, "dht1", None);
+    let (_second, _) = dht_node(root, "dht2", Some(&boot));
+    let file = root.join("owned.bin");
+    random_file(&file, 300_000, 8);
+    let extra = args!["--dht", "--dht-bootstrap", boot];
+    let (mut owner, port) = start_owner(root, &file, &extra);
+    assert!(owner.wait_log("in the DHT (port "), "{}", owner.describe());
+    let ticket = owner.wait_line("ticket: ")["ticket: ".len()..].to_string();
+    let (_socket, dead) = dead_port();
+    // The same file, named by a directory that is gone (and pinning no key).
+    let moved = ticket.replacen(&format!(":{port}/"), &format!(":{dead}/"), 1);
+    let moved = moved.split("&node=").next().unwrap().to_string();
+    let get = dht_get(root, "got", &moved, &boot, &file);
+    let from_owner = format!("node(s): fetching from 127.0.0.1:{port}\n");
+    assert!(
+        get.stdout_text().contains(&from_owner),
+        "{}",
+        get.stdout_text()
+    );
+}
