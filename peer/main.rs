@@ -25,14 +25,14 @@ mod progress;
 /// neighbour on PORT, download the rest from NEIGHBOUR, then reassemble and verify the file.
 ///
 /// Or ask the owner's directory (`list`, `search`, `locate`), fetch a file from many sources
-/// at once (`get`), join a file's ring through the directory (`join`), or publish files of
-/// your own (`share`).
+/// at once (`get`), join a file's ring through the directory (`join`), publish files of your
+/// own (`share`), run it all from a web page (`app`), or run a DHT node (`dht-node`).
 #[derive(Debug, Parser)]
 #[command(
     version,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    override_usage = "peer [OPTIONS] OWNER PORT NEIGHBOUR\n       peer list OWNER [--json]\n       peer search OWNER TEXT [--json]\n       peer locate OWNER FILE [--json]\n       peer get (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer join (OWNER FILE | TICKET) [--port P] [--dir DIR] [OPTIONS]\n       peer share OWNER PATH... [--port P] [OPTIONS]\n       peer app (OWNER | TICKET) [--http PORT] [--dir DIR] [--port P] [OPTIONS]\n       peer http-token [--secret SECRET]"
+    override_usage = "peer [OPTIONS] OWNER PORT NEIGHBOUR\n       peer list OWNER [--json]\n       peer search OWNER TEXT [--json]\n       peer locate OWNER FILE [--json]\n       peer get (OWNER FILE | TICKET) [--port P] [--dir DIR] [--dht] [OPTIONS]\n       peer join (OWNER FILE | TICKET) [--port P] [--dir DIR] [--dht] [OPTIONS]\n       peer share OWNER PATH... [--port P] [OPTIONS]\n       peer app (OWNER | TICKET) [--http PORT] [--dir DIR] [--port P] [OPTIONS]\n       peer dht-node PORT [--bind ADDR] [--dht-bootstrap HOST:PORT,...]\n       peer http-token [--secret SECRET]"
 )]
 struct Cli {
     #[command(subcommand)]
