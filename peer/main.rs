@@ -907,13 +907,13 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         None => ringswarm::identity::peer_key_path(&dir),
     };
     let identity = ringswarm::identity::load(&key_path, secret.as_deref().cloned(), quiet)?;
-    let found = match dht
+    let dht = dht
         .as_ref()
         .map(ringswarm::dht_cli::DhtArgs::start)
         .transpose()?
-        .flatten()
-    {
-        Some(d) => Some(via_dht(&owner, pin.clone(), &identity, &*d, quiet).await?),
+        .flatten();
+    let found = match &dht {
+        Some(d) => Some(via_dht(&owner, pin.clone(), &identity, &**d, quiet).await?),
         None => None,
     };
     let (owner, pin) = found.unwrap_or((owner, pin));
@@ -962,9 +962,16 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         status: Some(status),
     };
     let l = line.clone();
+    let (serving, announcing) = (addr.port(), token.child_token());
     tokio::spawn(async move {
         if let Ok(c) = rx.await {
             l.print_out(&format!("{c}\n"));
+            // Whole and verified: with --dht, this peer is a source others can find there.
+            if let Some(dht) = dht {
+                let hash = c.manifest.hash;
+                let keys = move || vec![(hash, ringswarm::dht::key_of(&hash))];
+                ringswarm::dht::announce_every(dht, keys, serving, announcing).await;
+            }
         }
     });
     let outcome = peer::run(listener, config, token).await;

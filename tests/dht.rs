@@ -226,3 +226,49 @@ fn an_owner_announces_its_files() {
         get.stdout_text()
     );
 }
+
+/// A getter that completes with `--dht` announces itself: with the publisher and the tracker
+/// both killed, a later getter finds it in the DHT and completes from it alone.
+#[test]
+fn a_complete_getter_found_in_the_dht_serves_when_the_publisher_is_gone() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let (_first, boot) = dht_node(root, "dht1", None);
+    let (_second, _) = dht_node(root, "dht2", Some(&boot));
+    let file = root.join("passed-on.bin");
+    random_file(&file, 400_000, 31);
+    let (mut tracker, port) = {
+        let args = args!["0", "--tracker", "--bind", "127.0.0.1"];
+        let mut p = Proc::spawn("tracker", OWNER, &args, &root.join("tracker"), root);
+        let port = p.listening_port();
+        (p, port)
+    };
+    let (mut publisher, ticket) = dht_share(root, "publisher", port, &file, &boot);
+    let dir = root.join("first");
+    let args = args![
+        "get",
+        ticket,
+        "--dir",
+        dir.display(),
+        "--bind",
+        "127.0.0.1",
+        "--dht",
+        "--dht-bootstrap",
+        boot
+    ];
+    let mut first = Proc::spawn("first", PEER, &args, root, root);
+    first.wait_line("complete: ");
+    assert!(first.wait_log("in the DHT (port "), "{}", first.describe());
+    let first_port = first.listening_port();
+    publisher.kill();
+    tracker.kill();
+
+    let get = dht_get(root, "second", &ticket, &boot, &file);
+    let from_first = format!("node(s): fetching from 127.0.0.1:{first_port}\n");
+    assert!(
+        get.stdout_text().contains(&from_first),
+        "{}",
+        get.stdout_text()
+    );
+    first.kill();
+}

@@ -97,8 +97,38 @@ async fn serves(addr: std::net::SocketAddr, hash: &str, me: &Identity) -> Option
     match asked {
         Ok(Ok(loc)) if loc.file.as_ref().is_some_and(|f| f.hash == hash) => return Some(source),
         Ok(Ok(_)) => tracing::info!("{addr}, named in the DHT, does not serve it: skipped"),
-        Ok(Err(e)) => tracing::info!("{addr}, named in the DHT, did not answer: {e}"),
+        // No directory there: a plain peer answers `hello` for a file it holds.
+        Ok(Err(_)) if offers(&source, hash, me).await => return Some(source),
+        Ok(Err(e)) => tracing::info!("{addr}, named in the DHT, does not serve it: {e}"),
         Err(_) => tracing::info!("{addr}, named in the DHT, did not answer in time"),
     }
     None
+}
+
+/// Whether the plain peer at `source` answers a getter's `hello` for `hash` with that
+/// file's manifest, within [`ASK_LIMIT`].
+async fn offers(source: &Endpoint, hash: &str, me: &Identity) -> bool {
+    use crate::protocol::{MAX_MANIFEST_LEN, Message, PROTOCOL_VERSION, Role};
+    let ask = async {
+        let mut conn: crate::connection::Connection =
+            crate::link::connect(source, me, None, MAX_MANIFEST_LEN).await?;
+        conn.send(Message::Hello {
+            version: PROTOCOL_VERSION,
+            role: Role::Getter,
+            file: Some(hash.to_string()),
+            have: crate::chunkset::Ranges::default(),
+            port: None,
+            node: Some(me.id().to_hex()),
+        })
+        .await?;
+        let answer = conn.recv("waiting for welcome", ASK_LIMIT).await?;
+        Ok::<bool, crate::Error>(match answer {
+            Some(Message::Welcome { manifest, .. }) => {
+                crate::manifest::Manifest::from_json(&manifest)
+                    .is_ok_and(|m| m.hash.to_string() == hash)
+            }
+            _ => false,
+        })
+    };
+    matches!(tokio::time::timeout(ASK_LIMIT, ask).await, Ok(Ok(true)))
 }

@@ -37,6 +37,9 @@ pub(super) struct Handshake {
     pub neighbour: Option<String>,
     /// To a ring peer of a published file: the publisher that serves its chunks.
     pub publisher: Option<String>,
+    /// The server keeps no directory: a plain peer's upload server (its `welcome` names no
+    /// heartbeat), as a source found in the DHT may be. It answers no `locate`.
+    pub plain: bool,
 }
 
 /// What bootstrapping yields: the manifest, and the owner connection if one was made.
@@ -101,6 +104,7 @@ pub(super) async fn handshake(
                 // The owner answers `locate` on this connection.
                 conn.accept_answers();
             }
+            let plain = heartbeat_ms.is_none();
             let heartbeat = heartbeat_ms
                 .map_or(KEEPALIVE_INTERVAL, Duration::from_millis)
                 .clamp(Duration::from_millis(100), KEEPALIVE_INTERVAL);
@@ -112,6 +116,7 @@ pub(super) async fn handshake(
                     empty,
                     neighbour,
                     publisher,
+                    plain,
                 },
                 manifest,
             ))

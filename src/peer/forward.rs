@@ -95,6 +95,7 @@ pub fn forward(
         empty: false,
         neighbour: None,
         publisher: None,
+        plain: false,
     };
     let (s1, s2, t1, t2) = (swarm.clone(), swarm.clone(), token.clone(), token.clone());
     // A one-thread runtime runs its tasks only inside `block_on`: the wait is in there too.

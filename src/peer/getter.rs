@@ -64,6 +64,13 @@ impl Getter {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// There is no directory to ask (the owner link is a plain peer): pick among what the
+    /// connections' own lists say, without waiting for a `locate` answer.
+    pub(super) fn no_directory(&self) {
+        self.shared().located = true;
+        self.sources_changed.notify_one();
+    }
+
     /// Takes in a `locations` answer: sources and availability.
     pub(super) fn located(&self, loc: Locations) {
         let m = &self.swarm.manifest;

@@ -320,8 +320,16 @@ impl SourceLink {
         match &mut self.handler {
             LinkHandler::Ring => fetch::ring(&self.swarm, kind, hs, told, token).await,
             LinkHandler::GetterOwner { getter, lost_rx } => {
-                // The owner holds every chunk, unless it only lists a published file.
                 let count = self.swarm.manifest.chunk_count();
+                let label = self.endpoint.to_string();
+                if hs.plain {
+                    // A plain peer (found in the DHT): a source like the others, no directory
+                    // to ask; what it holds comes in its `have` lists.
+                    getter.no_directory();
+                    let theirs = ChunkSet::new(count);
+                    return fetch::getter(getter, hs, &label, theirs, None, token).await;
+                }
+                // The owner holds every chunk, unless it only lists a published file.
                 let all = if hs.empty {
                     ChunkSet::new(count)
                 } else {
@@ -331,7 +339,6 @@ impl SourceLink {
                     lost_rx: Some(lost_rx),
                     registered: told,
                 };
-                let label = self.endpoint.to_string();
                 fetch::getter(getter, hs, &label, all, Some(owner), token).await
             }
         }

@@ -72,6 +72,7 @@ pub(super) fn handshake(remote: &str) -> (Handshake, Connection) {
         empty: false,
         neighbour: None,
         publisher: None,
+        plain: false,
     };
     (hs, Connection::over(far, "peer".into(), 1 << 20))
 }
