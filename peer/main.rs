@@ -916,7 +916,11 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         Some(d) => Some(via_dht(&owner, pin.clone(), &identity, &**d, quiet).await?),
         None => None,
     };
+    let moved = found.as_ref().is_some_and(|(o, _)| *o != owner);
     let (owner, pin) = found.unwrap_or((owner, pin));
+    // A ring needs its directory: from a source found in the DHT, the file is fetched as a
+    // getter fetches it.
+    let join = join && !moved;
     let node = ringswarm::http::Node::Peer(status.clone());
     serve_http(
         args.serving.bind,
@@ -960,18 +964,14 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         seed: None,
         on_complete: Some(tx),
         status: Some(status),
+        // Whole and verified, this peer is a source others find there.
+        dht,
+        seed_until_stopped: false,
     };
     let l = line.clone();
-    let (serving, announcing) = (addr.port(), token.child_token());
     tokio::spawn(async move {
         if let Ok(c) = rx.await {
             l.print_out(&format!("{c}\n"));
-            // Whole and verified: with --dht, this peer is a source others can find there.
-            if let Some(dht) = dht {
-                let hash = c.manifest.hash;
-                let keys = move || vec![(hash, ringswarm::dht::key_of(&hash))];
-                ringswarm::dht::announce_every(dht, keys, serving, announcing).await;
-            }
         }
     });
     let outcome = peer::run(listener, config, token).await;

@@ -232,3 +232,74 @@ async fn the_owners_probe_goes_over_its_own_network() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(directory.peers().is_empty(), "{:?}", directory.peers());
 }
+
+/// A getter whose directory dies mid-run, with the DHT's in-memory stand-in: the owner link
+/// is down, no source the directory named is left, and the node the DHT names (a second
+/// owner of the same file, unknown to the directory) finishes the file, byte-identical.
+/// Without the DHT the getter would wait for the owner until its timeout.
+#[tokio::test(start_paused = true)]
+async fn a_getter_whose_directory_dies_finishes_from_a_source_the_dht_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("data.bin");
+    random_file(&path, 2 << 20, 22);
+    let original = std::fs::read(&path).unwrap();
+    let net = MemNet::new();
+    let (first, second) = (CancellationToken::new(), CancellationToken::new());
+    let _stop = second.clone().drop_guard();
+    let mut config = owner::OwnerConfig::new(Arc::new(EventSink::console("owner").quiet()));
+    config.upload_limit = Some(Arc::new(ringswarm::rate::RateLimiter::new(
+        RATE,
+        DEFAULT_CHUNK_SIZE,
+    )));
+    start_owner(&net, &path, config, &first);
+    // The other copy, on port 6000 with a directory of its own; only the DHT names it.
+    let files = vec![Arc::new(
+        SharedFile::open(&path, DEFAULT_CHUNK_SIZE, 5).unwrap(),
+    )];
+    let hash = files[0].manifest.hash;
+    let addr = "127.0.0.1:6000".parse().unwrap();
+    let directory = owner::directory(&files, addr, ringswarm::directory::DEFAULT_PEER_TTL);
+    let quiet = owner::OwnerConfig::new(Arc::new(EventSink::console("other").quiet()));
+    let listener = net.listen(6000).unwrap();
+    tokio::spawn(owner::run(
+        listener,
+        files,
+        directory,
+        quiet,
+        second.clone(),
+    ));
+    let dht = ringswarm::dht::MemoryDht::new("127.0.0.1".parse().unwrap());
+    dht.insert(ringswarm::dht::key_of(&hash), addr);
+
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = received.clone();
+    let observe: ringswarm::events::Observer = Arc::new(move |e: &ringswarm::events::Event| {
+        if e.event == ringswarm::events::EventKind::ChunkReceived {
+            seen.lock().unwrap().push(e.neighbour.clone());
+        }
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let config = peer::Config {
+        events: Arc::new(EventSink::console("getter").quiet().observe(observe)),
+        on_complete: Some(tx),
+        sync: false,
+        dht: Some(Arc::new(dht)),
+        ..peer::Config::getter(net.endpoint(5000), tmp.path().join("got"), 5)
+    };
+    tokio::spawn(peer::run(net.listen(5001).unwrap(), config, second.clone()));
+    // A few chunks from the directory's owner, then it dies.
+    while received.lock().unwrap().len() < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.cancel();
+    let c = tokio::time::timeout(Duration::from_secs(600), rx)
+        .await
+        .expect("the getter did not complete within 600 s of virtual time")
+        .expect("the getter ended without completing");
+    assert!(std::fs::read(&c.path).unwrap() == original);
+    let from: Vec<String> = received.lock().unwrap().clone();
+    assert!(
+        from.iter().any(|f| f.ends_with(":6000")),
+        "no chunk came from the node the DHT named: {from:?}"
+    );
+}

@@ -267,11 +267,13 @@ async fn run_once(app: &App, d: &Download) -> anyhow::Result<Outcome> {
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<peer::Completion>();
     let label = listener.local_addr()?.to_string();
+    // A ring needs its directory: from a source the DHT names, fetch as a getter.
+    let join = d.mode == FetchMode::Join && owner == d.owner;
     let config = peer::Config {
-        get: (d.mode == FetchMode::Get).then_some(peer::GetConfig {
+        get: (!join).then_some(peer::GetConfig {
             max_sources: c.max_sources,
         }),
-        join: d.mode == FetchMode::Join,
+        join,
         file: Some(d.file.clone()),
         pin,
         identity: c.identity.clone(),
@@ -282,6 +284,7 @@ async fn run_once(app: &App, d: &Download) -> anyhow::Result<Outcome> {
         events: Arc::new(crate::events::EventSink::console(label).quiet()),
         on_complete: Some(tx),
         status: Some(status),
+        dht: c.dht.clone(),
         ..peer::Config::ring(owner.clone(), owner, c.dir.clone())
     };
     let watch = async {

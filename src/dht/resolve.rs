@@ -74,7 +74,7 @@ pub async fn resolve(
                 continue;
             }
             tried.push(addr);
-            if let Some(source) = serves(addr, &hash, me).await {
+            if let Some(source) = serves(directory, addr, &hash, me).await {
                 return Ok(Resolved::Source { source, why, named });
             }
         }
@@ -86,9 +86,14 @@ pub async fn resolve(
 }
 
 /// Whether `addr`, named in the DHT, serves the file whose hash is `hash`: it, as an
-/// endpoint, if it answers for it within [`ASK_LIMIT`].
-async fn serves(addr: std::net::SocketAddr, hash: &str, me: &Identity) -> Option<Endpoint> {
-    let source = Endpoint::on(None, addr);
+/// endpoint on the `directory`'s network, if it answers for it within [`ASK_LIMIT`].
+async fn serves(
+    directory: &Endpoint,
+    addr: std::net::SocketAddr,
+    hash: &str,
+    me: &Identity,
+) -> Option<Endpoint> {
+    let source = directory.sibling(&addr.to_string()).ok()?;
     let asked = tokio::time::timeout(
         ASK_LIMIT,
         locate_file_pinned(&source, hash.to_string(), me, None),

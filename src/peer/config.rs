@@ -102,6 +102,14 @@ pub struct Config {
     pub on_complete: Option<oneshot::Sender<Completion>>,
     /// Kept up to date for a progress line, if given.
     pub status: Option<Arc<Status>>,
+    /// `Some`: once whole, this peer announces its file in this DHT for as long as it
+    /// serves; while its directory is unreachable, it looks for sources there
+    /// ([`super::discover`]).
+    pub dht: Option<Arc<dyn crate::dht::Discovery>>,
+    /// Once whole, serve until cancelled, as a seeder does (the run ends `Interrupted`, its
+    /// completion told on `on_complete`), instead of until the upload neighbour is served or
+    /// `linger` ends.
+    pub seed_until_stopped: bool,
 }
 
 impl Config {
@@ -133,6 +141,8 @@ impl Config {
             seed: None,
             on_complete: None,
             status: None,
+            dht: None,
+            seed_until_stopped: false,
         }
     }
 

@@ -57,7 +57,12 @@ pub(super) async fn serve_until_done(
     if let Some(tx) = on_complete {
         let _ = tx.send(completion.clone());
     }
+    super::discover::announce(swarm, tasks, child);
     let interrupted = match swarm.mode {
+        _ if swarm.config.seed_until_stopped => {
+            token.cancelled().await;
+            true
+        }
         Mode::Getter(_) => !wait_linger(swarm, token).await,
         Mode::Ring { .. } => {
             let interrupted = !wait_downstream(swarm, token).await;

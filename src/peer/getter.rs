@@ -71,6 +71,42 @@ impl Getter {
         self.sources_changed.notify_one();
     }
 
+    /// Takes in sources found in the DHT (`IP:PORT`), each holding the whole file: only
+    /// whole copies are announced there. One already known keeps what it said; the count of
+    /// new ones.
+    pub(super) fn found(&self, addrs: Vec<String>) -> usize {
+        let count = self.swarm.manifest.chunk_count();
+        let owner = self
+            .owner_addr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut sh = self.shared();
+        let mut added = 0;
+        for addr in addrs {
+            if sh.sources.contains_key(&addr) || owner.as_ref() == Some(&addr) {
+                continue;
+            }
+            sh.sources.insert(
+                addr,
+                SourceEntry {
+                    chunks: ChunkSet::full(count),
+                    active: false,
+                    retry: Backoff::new(SOURCE_RETRY, SOURCE_RETRY_MAX),
+                    retry_at: None,
+                },
+            );
+            for a in &mut sh.avail {
+                *a = a.saturating_add(1);
+            }
+            added += 1;
+        }
+        sh.located = true;
+        drop(sh);
+        self.sources_changed.notify_one();
+        added
+    }
+
     /// Takes in a `locations` answer: sources and availability.
     pub(super) fn located(&self, loc: Locations) {
         let m = &self.swarm.manifest;

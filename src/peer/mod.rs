@@ -26,6 +26,7 @@ mod assemble;
 mod bootstrap;
 mod clock;
 mod config;
+mod discover;
 pub use config::{
     Completion, Config, DEFAULT_IN_FLIGHT, DEFAULT_MAX_SOURCES, DOWNSTREAM_GRACE, GetConfig,
     MAX_BAD_CHUNKS, MAX_UPLOAD_CONNECTIONS, NO_DOWNSTREAM_WAIT, RECENT_BYTES, RECENT_CHUNKS,
@@ -178,6 +179,11 @@ fn spawn_getter(
     );
     // The owner's connection counts as one source.
     let max = max_sources.saturating_sub(1);
+    spawn_tracked(
+        tasks,
+        "dht-sources",
+        discover::getter_sources(getter.clone(), child.clone()),
+    );
     spawn_tracked(
         tasks,
         "source-pool",

@@ -225,7 +225,16 @@ async fn locate_once(getter: &Getter, dead: &str) {
             }
             Err(e) => warn!("bad locate answer from the owner: {e}"),
         },
-        Err(e) => debug!("cannot ask the directory: {e}"),
+        Err(e) => {
+            debug!("cannot ask the directory: {e}");
+            // Gone: with a DHT, the nodes it names for the file.
+            let mut named = super::discover::named(swarm).await;
+            named.retain(|a| a != dead);
+            let n = getter.found(named);
+            if n > 0 {
+                info!("the directory is unreachable; the DHT named {n} new source(s)");
+            }
+        }
     }
 }
 

@@ -358,6 +358,11 @@ impl Swarm {
         self.notify();
     }
 
+    /// Whether the owner (or directory) connection is up now.
+    pub(super) fn owner_link_up(&self) -> bool {
+        self.lock().owner.connected()
+    }
+
     /// Records that the connection to a source of `kind` came up (`e` is `None`) or went
     /// down, and why.
     pub(super) fn set_link_error(&self, kind: SourceKind, e: Option<String>) {

@@ -1,0 +1,96 @@
+//! A peer's side of the DHT ([`Config::dht`](super::config::Config::dht)): once whole, it
+//! announces its file there for as long as it serves ([`announce`]); while its directory is
+//! unreachable, the nodes the DHT names for the file become sources ([`named`],
+//! [`getter_sources`]; the ring's fall-back asks too, see [`super::sources`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use super::getter::Getter;
+use super::swarm::Swarm;
+use crate::dht::{MAX_CANDIDATES, key_of};
+use crate::net::Backoff;
+use crate::task::spawn_tracked;
+
+/// How long a getter's directory must be unreachable before the DHT is asked; the wait
+/// between asks then doubles, up to [`DHT_ASK_MAX`], while the directory stays unreachable.
+pub const DHT_ASK_AFTER: Duration = Duration::from_secs(2);
+/// The longest wait between two asks of the DHT.
+pub const DHT_ASK_MAX: Duration = Duration::from_secs(60);
+
+/// With a DHT, announces the (whole, verified) file on this peer's serving port until
+/// `child` is cancelled: when the peer stops serving.
+pub(super) fn announce(swarm: &Swarm, tasks: &TaskTracker, child: &CancellationToken) {
+    let Some(dht) = swarm.config.dht.clone() else {
+        return;
+    };
+    let hash = swarm.manifest.hash;
+    let keys = move || vec![(hash, key_of(&hash))];
+    let announcing = crate::dht::announce_every(dht, keys, swarm.port, child.clone());
+    spawn_tracked(tasks, "dht-announce", announcing);
+}
+
+/// The nodes the DHT names for this peer's file, as `IP:PORT`, at most [`MAX_CANDIDATES`],
+/// this peer itself left out; none without a DHT. They are untrusted: a source's manifest
+/// must match this peer's, and every chunk its hash, as from any other source.
+pub(super) async fn named(swarm: &Swarm) -> Vec<String> {
+    let Some(dht) = &swarm.config.dht else {
+        return Vec::new();
+    };
+    let mine = |a: &std::net::SocketAddr| {
+        a.port() == swarm.port && (a.ip().is_loopback() || a.ip().is_unspecified())
+    };
+    let found = dht.lookup(key_of(&swarm.manifest.hash)).await;
+    found
+        .into_iter()
+        .filter(|a| !mine(a))
+        .take(MAX_CANDIDATES)
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// A getter's DHT side: while its directory (the owner link) is unreachable and the file
+/// incomplete, asks the DHT for sources, [`DHT_ASK_AFTER`] after the link went down and
+/// then ever less often, and adds them to the pool. Until `token` is cancelled.
+pub(super) async fn getter_sources(getter: Arc<Getter>, token: CancellationToken) {
+    let swarm = getter.swarm.clone();
+    if swarm.config.dht.is_none() {
+        return;
+    }
+    let mut changed = swarm.changed.subscribe();
+    let mut wait = Backoff::new(DHT_ASK_AFTER, DHT_ASK_MAX);
+    loop {
+        // Wait for the directory to be unreachable.
+        while swarm.owner_link_up() {
+            wait.reset();
+            tokio::select! {
+                biased;
+                () = token.cancelled() => return,
+                _ = changed.changed() => {}
+            }
+        }
+        tokio::select! {
+            biased;
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(wait.next_delay()) => {}
+        }
+        if swarm.is_complete() {
+            return;
+        }
+        if swarm.owner_link_up() {
+            continue;
+        }
+        let addrs = named(&swarm).await;
+        let n = addrs.len();
+        let added = getter.found(addrs);
+        if added > 0 {
+            info!(
+                "the directory is unreachable; the DHT named {n} node(s), {added} new: fetching from them"
+            );
+        }
+    }
+}
