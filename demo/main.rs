@@ -4,6 +4,7 @@
 //! loopback TCP, or with `--sim` over a simulated network in virtual time
 //! (see `ringswarm::sim`).
 
+mod dht;
 mod faults;
 mod meter;
 mod progress;
@@ -117,6 +118,16 @@ struct Args {
     /// seconds for FOR seconds
     #[arg(long, value_name = "AT:FOR", requires = "sim", value_parser = faults::parse_partition)]
     partition: Option<faults::Partition>,
+    /// Simulated: every node has an in-memory stand-in of the mainline DHT: the owner
+    /// announces the file, each peer once it is whole, and a peer whose directory is gone
+    /// finds sources there (as with `peer … --dht`)
+    #[arg(long, requires = "sim")]
+    dht: bool,
+    /// Simulated: the owner (the swarm's directory, and its seeder) crashes for good the
+    /// moment the first peer holds the whole file; the rest of the swarm finishes through the
+    /// DHT stand-in
+    #[arg(long, requires = "dht")]
+    owner_crash: bool,
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {

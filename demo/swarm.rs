@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Args;
+use crate::dht::{Finish, SimDht};
 use crate::faults::{self, Fate};
 use crate::meter::{self, Tally};
 
@@ -74,10 +75,29 @@ pub async fn run(
     let started_ts = if args.sim { 0.0 } else { crate::unix_now() };
     let t0 = Instant::now();
     let stop = token.child_token();
-    let owner_task = start_owner(args, &world, owner_listener, log, &stop)?;
-    let plan = Arc::new(Plan::new(
-        args, world, work, log, owner_port, ports, &tally, t0,
-    ));
+    let owner_stop = stop.child_token();
+    let owner_task = start_owner(args, &world, owner_listener, log, &owner_stop)?;
+    let finish = Arc::new(Finish::new(fates.iter().map(Fate::must_complete).collect()));
+    let dht = args.dht.then(|| {
+        let owner = identity(sim_seed(args), "owner").id();
+        let dht = Arc::new(SimDht::new(&manifest, owner_port, owner));
+        dht.announce_owner(owner_port, owner_stop.clone());
+        dht
+    });
+    if let (true, Some(dht)) = (args.owner_crash, &dht) {
+        tokio::spawn(crash_owner(
+            finish.clone(),
+            dht.clone(),
+            owner_stop,
+            stop.clone(),
+            t0,
+        ));
+    }
+    let plan = Arc::new(Plan {
+        dht,
+        finish,
+        ..Plan::new(args, world, work, log, owner_port, ports, &tally, t0)
+    });
     if let Some(p) = args.partition {
         tokio::spawn(partition(plan.clone(), p, stop.clone()));
     }
@@ -93,7 +113,7 @@ pub async fn run(
         ));
         (task, done)
     });
-    let failures = wait_peers(lives, &labels).await?;
+    let failures = wait_peers(lives, &labels, &tally).await?;
     let wall = t0.elapsed().as_secs_f64();
     stop.cancel();
     owner_task.await??;
@@ -301,6 +321,10 @@ struct Plan {
     layout: Layout,
     seed: Option<u64>,
     restart_after: Duration,
+    /// `--dht`: the stand-in every node uses.
+    dht: Option<Arc<SimDht>>,
+    /// Which peers the run still waits for.
+    finish: Arc<Finish>,
 }
 
 impl Plan {
@@ -335,6 +359,8 @@ impl Plan {
             },
             seed: sim_seed(args),
             restart_after: Duration::from_secs_f64(args.restart_after),
+            dht: None,
+            finish: Arc::new(Finish::new(Vec::new())),
         }
     }
 
@@ -361,10 +387,11 @@ impl Plan {
         let events = sink(self.clock.as_ref(), label, self.log.as_ref())
             .observe(Arc::new(move |ev: &Event| t.observe(i, ev)));
         let (tx, rx) = tokio::sync::oneshot::channel::<Completion>();
-        let (t, t0) = (self.tally.clone(), self.t0);
+        let (t, t0, finish) = (self.tally.clone(), self.t0, self.finish.clone());
         tokio::spawn(async move {
             if rx.await.is_ok() {
                 t.completed(i, t0.elapsed().as_secs_f64());
+                finish.completed(i);
             }
         });
         let next = self.ports[(i + 1) % self.ports.len()];
@@ -379,6 +406,9 @@ impl Plan {
             seed: self.seed.map(|s| s.wrapping_add(i as u64 + 1)),
             identity: identity(self.seed, &format!("peer {}", self.ports[i])),
             on_complete: Some(tx),
+            dht: self.dht.as_ref().map(|d| d.handle()),
+            // A peer announced in the DHT stays up for the others until the run ends.
+            seed_until_stopped: self.dht.is_some(),
             ..peer::Config::ring(
                 self.endpoint(i, self.owner_port),
                 self.endpoint(i, next),
@@ -434,7 +464,21 @@ async fn life(
             (None, None) => anyhow::bail!("bug: a TCP peer restarted"),
         };
         let token = stop.child_token();
-        let run = peer::run(listener, plan.config(i), token.clone());
+        let config = match &plan.dht {
+            Some(dht) => dht.start(plan.config(i), plan.now(), &plan.label(i)).await,
+            None => plan.config(i),
+        };
+        if config.seed_until_stopped {
+            // It serves until stopped: until the whole run is done.
+            let (all, t) = (plan.finish.all.clone(), token.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = all.cancelled() => t.cancel(),
+                    () = t.cancelled() => {}
+                }
+            });
+        }
+        let run = peer::run(listener, config, token.clone());
         tokio::pin!(run);
         let Some(end) = crash.or(fate.leave) else {
             return Ok(Some(run.await?));
@@ -484,13 +528,21 @@ async fn partition(plan: Arc<Plan>, p: faults::Partition, stop: CancellationToke
     println!("{:8.3}s  partition healed", plan.now());
 }
 
-/// Waits for every peer; the failures, one line each.
-async fn wait_peers(lives: Vec<(Life, bool)>, labels: &[String]) -> anyhow::Result<Vec<String>> {
+/// Waits for every peer; the failures, one line each. A seeder (`--dht`) is stopped once
+/// every peer completed: it completed too.
+async fn wait_peers(
+    lives: Vec<(Life, bool)>,
+    labels: &[String],
+    tally: &Tally,
+) -> anyhow::Result<Vec<String>> {
     let mut failures = Vec::new();
-    for ((life, must_complete), label) in lives.into_iter().zip(labels) {
-        match life.await? {
+    for (i, ((life, must_complete), label)) in lives.into_iter().zip(labels).enumerate() {
+        let outcome = life.await?;
+        let completed = tally.complete.lock().unwrap_or_else(|p| p.into_inner())[i].is_some();
+        match outcome {
             Ok(Some(peer::Outcome::Complete(_))) => {}
             Ok(None) if !must_complete => {}
+            Ok(Some(peer::Outcome::Interrupted)) if completed => {}
             Ok(None | Some(peer::Outcome::Interrupted)) => {
                 failures.push(format!("peer {label} interrupted"));
             }
@@ -498,4 +550,26 @@ async fn wait_peers(lives: Vec<(Life, bool)>, labels: &[String]) -> anyhow::Resu
         }
     }
     Ok(failures)
+}
+
+/// `--owner-crash`: the owner (directory and seeder) stops for good when a peer first holds
+/// the whole file; from then on, peers that start find their sources in the DHT stand-in.
+async fn crash_owner(
+    finish: Arc<Finish>,
+    dht: Arc<SimDht>,
+    owner: CancellationToken,
+    stop: CancellationToken,
+    t0: Instant,
+) {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => return,
+        () = finish.first.cancelled() => {}
+    }
+    println!(
+        "{:8.3}s  the owner crashes for good: its directory and its chunks are gone",
+        t0.elapsed().as_secs_f64()
+    );
+    dht.owner_gone.cancel();
+    owner.cancel();
 }

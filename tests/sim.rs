@@ -282,6 +282,8 @@ fn simulation_options_are_checked() {
         (args!["--sim", "--slow", "0:1MiB/s"], "not a peer number"),
         (args!["--sim", "--slow", "2:0"], "rate must be above 0"),
         (args!["--sim", "--slow", "1:1MiB/s,1:2MiB/s"], "twice"),
+        (args!["--dht"], "--sim"),
+        (args!["--sim", "--owner-crash"], "--dht"),
     ] {
         let mut p = Proc::spawn("demo", DEMO, &bad, tmp.path(), tmp.path());
         let status = p.wait_exit(WAIT);
@@ -289,4 +291,55 @@ fn simulation_options_are_checked() {
         let err = p.stderr_text();
         assert!(err.contains(says), "{bad:?}: {err}");
     }
+}
+
+/// `--dht --owner-crash`: the owner (directory and seeder) crashes for good when the first
+/// peer completes; the peers that join after it find their sources through the DHT stand-in,
+/// and every peer completes. Twice with the same seed, the same run.
+#[test]
+fn a_swarm_whose_directory_crashes_finishes_through_the_dht_stand_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = args![
+        "--peers",
+        10,
+        "--size",
+        "8MiB",
+        "--rate",
+        "2MiB/s",
+        "--seed",
+        3,
+        "--dht",
+        "--owner-crash",
+        "--late",
+        3,
+        "--faults-within",
+        20
+    ];
+    let runs: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|n| sim_with(tmp.path(), n, &a))
+        .collect();
+    let out = &runs[0];
+    let crash = out.find("the owner crashes for good").expect(out);
+    let found = out.find("no directory; the DHT named").expect(out);
+    assert!(crash < found, "{out}");
+    assert_eq!(
+        out.matches("no directory; the DHT named").count(),
+        3,
+        "each late peer, joining after the crash, found a source in the DHT: {out}"
+    );
+    let summary = summary(tmp.path(), "a");
+    let complete = summary["peers"].as_array().unwrap();
+    assert!(
+        complete.iter().all(|p| p["complete_s"].as_f64().is_some()),
+        "{summary}"
+    );
+    // All but the wall time and the report's folder.
+    let without_wall = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains("of wall time") && !l.contains(&*tmp.path().to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(without_wall(&runs[0]), without_wall(&runs[1]));
 }
