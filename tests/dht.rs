@@ -227,23 +227,43 @@ fn an_owner_announces_its_files() {
     );
 }
 
-/// A getter that completes with `--dht` announces itself: with the publisher and the tracker
-/// both killed, a later getter finds it in the DHT and completes from it alone.
+/// A getter that completes with `--dht` announces itself. With the tracker killed, a second
+/// getter completes byte-identical from both the publisher and that complete getter, found
+/// through the DHT (both capped, so each serves a share); with the publisher killed too, a
+/// third completes from the first getter alone.
 #[test]
-fn a_complete_getter_found_in_the_dht_serves_when_the_publisher_is_gone() {
+fn a_complete_getter_found_in_the_dht_serves_beside_and_after_the_publisher() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let (_first, boot) = dht_node(root, "dht1", None);
     let (_second, _) = dht_node(root, "dht2", Some(&boot));
     let file = root.join("passed-on.bin");
-    random_file(&file, 400_000, 31);
+    random_file(&file, 1_200_000, 31);
     let (mut tracker, port) = {
         let args = args!["0", "--tracker", "--bind", "127.0.0.1"];
         let mut p = Proc::spawn("tracker", OWNER, &args, &root.join("tracker"), root);
         let port = p.listening_port();
         (p, port)
     };
-    let (mut publisher, ticket) = dht_share(root, "publisher", port, &file, &boot);
+    let (mut publisher, ticket) = {
+        let args = args![
+            "share",
+            port,
+            file.display(),
+            "--bind",
+            "127.0.0.1",
+            "--upload-limit",
+            "512KiB",
+            "--dht",
+            "--dht-bootstrap",
+            boot
+        ];
+        let mut p = Proc::spawn("publisher", PEER, &args, &root.join("publisher"), root);
+        let ticket = p.wait_line("ticket: ")["ticket: ".len()..].to_string();
+        assert!(p.wait_log("in the DHT (port "), "{}", p.describe());
+        (p, ticket)
+    };
+    let publisher_port = publisher.listening_port();
     let dir = root.join("first");
     let args = args![
         "get",
@@ -252,6 +272,8 @@ fn a_complete_getter_found_in_the_dht_serves_when_the_publisher_is_gone() {
         dir.display(),
         "--bind",
         "127.0.0.1",
+        "--upload-limit",
+        "512KiB",
         "--dht",
         "--dht-bootstrap",
         boot
@@ -260,15 +282,53 @@ fn a_complete_getter_found_in_the_dht_serves_when_the_publisher_is_gone() {
     first.wait_line("complete: ");
     assert!(first.wait_log("in the DHT (port "), "{}", first.describe());
     let first_port = first.listening_port();
-    publisher.kill();
     tracker.kill();
 
-    let get = dht_get(root, "second", &ticket, &boot, &file);
+    // From both: the events say which source each chunk came from.
+    let events = root.join("second.jsonl");
+    let dir = root.join("second");
+    let args = args![
+        "get",
+        ticket,
+        "--dir",
+        dir.display(),
+        "--bind",
+        "127.0.0.1",
+        "--linger",
+        0,
+        "--events",
+        events.display(),
+        "--dht",
+        "--dht-bootstrap",
+        boot
+    ];
+    let mut second = Proc::spawn("second", PEER, &args, root, root);
+    assert!(second.wait_exit(WAIT).success(), "{}", second.describe());
+    assert_eq!(
+        std::fs::read(dir.join("passed-on.bin")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    let log = std::fs::read_to_string(&events).unwrap();
+    let from = |port: u16| {
+        log.lines()
+            .filter(|l| l.contains("\"chunk_received\"") && l.contains(&format!(":{port}\"")))
+            .count()
+    };
+    let (a, b) = (from(publisher_port), from(first_port));
+    assert!(
+        a > 0 && b > 0,
+        "chunks from the publisher: {a}, from the first getter: {b}\n{}",
+        second.describe()
+    );
+
+    // The publisher gone too: the first getter alone.
+    publisher.kill();
+    let third = dht_get(root, "third", &ticket, &boot, &file);
     let from_first = format!("node(s): fetching from 127.0.0.1:{first_port}\n");
     assert!(
-        get.stdout_text().contains(&from_first),
+        third.stdout_text().contains(&from_first),
         "{}",
-        get.stdout_text()
+        third.stdout_text()
     );
     first.kill();
 }

@@ -53,13 +53,24 @@ pub(super) async fn named(swarm: &Swarm) -> Vec<String> {
         .collect()
 }
 
-/// A getter's DHT side: while its directory (the owner link) is unreachable and the file
-/// incomplete, asks the DHT for sources, [`DHT_ASK_AFTER`] after the link went down and
-/// then ever less often, and adds them to the pool. Until `token` is cancelled.
+/// A getter's DHT side: asks the DHT for sources once at start, as BitTorrent clients add
+/// the DHT's peers to the tracker's; then, while its directory (the owner link) is
+/// unreachable and the file incomplete, again [`DHT_ASK_AFTER`] after the link went down
+/// and ever less often. What it names joins the pool. Until `token` is cancelled.
 pub(super) async fn getter_sources(getter: Arc<Getter>, token: CancellationToken) {
     let swarm = getter.swarm.clone();
     if swarm.config.dht.is_none() {
         return;
+    }
+    let first = tokio::select! {
+        biased;
+        () = token.cancelled() => return,
+        named = named(&swarm) => named,
+    };
+    let n = first.len();
+    let added = getter.found(first);
+    if added > 0 {
+        info!("the DHT named {n} node(s) for this file, {added} new: fetching from them too");
     }
     let mut changed = swarm.changed.subscribe();
     let mut wait = Backoff::new(DHT_ASK_AFTER, DHT_ASK_MAX);
@@ -88,6 +99,8 @@ pub(super) async fn getter_sources(getter: Arc<Getter>, token: CancellationToken
         let n = addrs.len();
         let added = getter.found(addrs);
         if added > 0 {
+            // Pick without the directory's availability: it may never come.
+            getter.no_directory();
             info!(
                 "the directory is unreachable; the DHT named {n} node(s), {added} new: fetching from them"
             );

@@ -33,6 +33,8 @@ struct SourceEntry {
     active: bool,
     retry: Backoff,
     retry_at: Option<Instant>,
+    /// Found in the DHT, not listed by the directory: its answers do not drop it.
+    dht: bool,
 }
 
 #[derive(Debug)]
@@ -73,7 +75,8 @@ impl Getter {
 
     /// Takes in sources found in the DHT (`IP:PORT`), each holding the whole file: only
     /// whole copies are announced there. One already known keeps what it said; the count of
-    /// new ones.
+    /// new ones. Picking still waits for the directory's first answer, unless
+    /// [`Getter::no_directory`] says there is none.
     pub(super) fn found(&self, addrs: Vec<String>) -> usize {
         let count = self.swarm.manifest.chunk_count();
         let owner = self
@@ -94,6 +97,7 @@ impl Getter {
                     active: false,
                     retry: Backoff::new(SOURCE_RETRY, SOURCE_RETRY_MAX),
                     retry_at: None,
+                    dht: true,
                 },
             );
             for a in &mut sh.avail {
@@ -101,7 +105,6 @@ impl Getter {
             }
             added += 1;
         }
-        sh.located = true;
         drop(sh);
         self.sources_changed.notify_one();
         added
@@ -148,10 +151,13 @@ impl Getter {
                     active: false,
                     retry: Backoff::new(SOURCE_RETRY, SOURCE_RETRY_MAX),
                     retry_at: None,
+                    dht: false,
                 });
         }
-        // Sources gone from the directory are forgotten unless a connection still uses them.
-        sh.sources.retain(|a, s| s.active || seen.contains(a));
+        // Sources gone from the directory are forgotten unless a connection still uses them
+        // (or the DHT named them).
+        sh.sources
+            .retain(|a, s| s.active || s.dht || seen.contains(a));
         sh.avail = avail;
         sh.located = true;
         drop(sh);

@@ -232,6 +232,7 @@ async fn locate_once(getter: &Getter, dead: &str) {
             named.retain(|a| a != dead);
             let n = getter.found(named);
             if n > 0 {
+                getter.no_directory();
                 info!("the directory is unreachable; the DHT named {n} new source(s)");
             }
         }
