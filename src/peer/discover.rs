@@ -107,3 +107,32 @@ pub(super) async fn getter_sources(getter: Arc<Getter>, token: CancellationToken
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::super::getter::choose_sources;
+    use super::super::testing::getter;
+    use crate::directory::Locations;
+
+    fn addrs(range: std::ops::Range<u16>) -> Vec<String> {
+        range.map(|p| format!("10.0.1.1:{p}")).collect()
+    }
+
+    #[tokio::test]
+    async fn sources_the_dht_names_are_bounded_kept_and_not_counted_twice() {
+        let getter = getter().await;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        assert_eq!(getter.found(addrs(1000..1010)), 10);
+        // Already known: not again; past the bound: not at all.
+        assert_eq!(getter.found(addrs(1005..1100)), super::MAX_CANDIDATES - 10);
+        assert_eq!(getter.found(addrs(2000..2010)), 0);
+        // A directory's answer that does not list them keeps them.
+        let none: Locations = serde_json::from_str(r#"{"sources": []}"#).unwrap();
+        getter.located(none);
+        let chosen = choose_sources(&getter, 100, &mut rng);
+        assert_eq!(chosen.len(), super::MAX_CANDIDATES, "{chosen:?}");
+        assert!(chosen.iter().all(|a| a.starts_with("10.0.1.1:1")));
+    }
+}

@@ -24,6 +24,8 @@ use crate::net::Backoff;
 pub const SOURCE_RETRY: Duration = Duration::from_secs(5);
 /// The longest a failed source is avoided.
 pub const SOURCE_RETRY_MAX: Duration = Duration::from_secs(60);
+/// The most sources found in the DHT that a getter keeps.
+pub const MAX_DHT_SOURCES: usize = crate::dht::MAX_CANDIDATES;
 
 /// One source the directory listed: what it holds, whether a connection uses it, and when
 /// it may be tried again after a failure.
@@ -75,7 +77,8 @@ impl Getter {
 
     /// Takes in sources found in the DHT (`IP:PORT`), each holding the whole file: only
     /// whole copies are announced there. One already known keeps what it said; the count of
-    /// new ones. Picking still waits for the directory's first answer, unless
+    /// new ones. At most [`MAX_DHT_SOURCES`] are kept: whatever the DHT says, the pool stays
+    /// bounded. Picking still waits for the directory's first answer, unless
     /// [`Getter::no_directory`] says there is none.
     pub(super) fn found(&self, addrs: Vec<String>) -> usize {
         let count = self.swarm.manifest.chunk_count();
@@ -85,11 +88,16 @@ impl Getter {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut sh = self.shared();
+        let mut kept = sh.sources.values().filter(|s| s.dht).count();
         let mut added = 0;
         for addr in addrs {
             if sh.sources.contains_key(&addr) || owner.as_ref() == Some(&addr) {
                 continue;
             }
+            if kept >= MAX_DHT_SOURCES {
+                break;
+            }
+            kept += 1;
             sh.sources.insert(
                 addr,
                 SourceEntry {
