@@ -3,8 +3,10 @@
 # publisher that announces a file in it (`peer share --dht`); the tracker is killed (SIGKILL)
 # and `peer get TICKET --dht` finds the publisher through the DHT. Prints how long the DHT took
 # to form, the time from the getter's cold start to its first chunk and to the verified file,
-# and checks the copy against the original. Every node is on loopback: nothing is sent to
-# any other address.
+# and checks the copy against the original. Then a getter that completed and stays up
+# (announced in the DHT) serves beside the publisher: a third getter's chunks from each are
+# counted; with the publisher killed too, a fourth completes from that getter alone. Every
+# node is on loopback: nothing is sent to any other address.
 #
 # Usage: scripts/dht-local.sh [--nodes N] [--size SIZE] [--keep]
 #   --nodes N     DHT nodes (default 20)
@@ -89,7 +91,9 @@ wait_for "$work/tracker.out" "listening on"
 port=$(grep -o 'listening on 127\.0\.0\.1:[0-9]*' "$work/tracker.out" | grep -o '[0-9]*$')
 "$bin/peer" share "$port" "$work/file.bin" --bind 127.0.0.1 --dht --dht-bootstrap "$boot" \
     >"$work/share.out" 2>"$work/share.err" &
-pids+=($!)
+share=$!
+disown "$share" # killed on purpose below
+pids+=("$share")
 wait_for "$work/share.out" "ticket: "
 wait_for "$work/share.err" "in the DHT (port "
 ticket=$(grep -o 'ringswarm://[^ ]*' "$work/share.out" | head -1)
@@ -112,3 +116,35 @@ awk -v t0="$t0" -v formed="$formed" -v start="$start" -v first="$first" -v end="
 }'
 grep -m1 'the DHT named' "$work/get.out" | sed 's/^/  /'
 echo "copy verified: byte-identical"
+
+# get NAME: `peer get TICKET --dht` into $work/NAME, to its end; its seconds; the copy checked.
+get() {
+    local s e
+    s=$(now)
+    "$bin/peer" get "$ticket" --dir "$work/$1" --bind 127.0.0.1 --linger 0 --dht --dht-bootstrap "$boot" \
+        --events "$work/$1.jsonl" >"$work/$1.out" 2>"$work/$1.err"
+    e=$(now)
+    cmp -s "$work/file.bin" "$work/$1/file.bin" || {
+        echo "dht-local.sh: $1's copy differs from the original" >&2
+        exit 1
+    }
+    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f", e - s }'
+}
+# from NAME PORT: how many chunks NAME received from 127.0.0.1:PORT.
+from() { grep '"event":"chunk_received"' "$work/$1.jsonl" | grep -c "127\.0\.0\.1:$2\"" || true; }
+
+# A getter that completes and stays up: announced in the DHT, it is a source too (capped at
+# 16 MiB/s, so that the publisher the DHT also names serves a share).
+"$bin/peer" get "$ticket" --dir "$work/seeder" --bind 127.0.0.1 --dht --dht-bootstrap "$boot" --upload-limit 16MiB \
+    >"$work/seeder.out" 2>"$work/seeder.err" &
+pids+=($!)
+wait_for "$work/seeder.out" "complete: "
+wait_for "$work/seeder.err" "in the DHT (port "
+seeder=$(grep -o 'listening on [0-9.]*:[0-9]*' "$work/seeder.out" | grep -o '[0-9]*$')
+publisher=$(grep -o 'listening on [0-9.]*:[0-9]*' "$work/share.out" | grep -o '[0-9]*$')
+both=$(get both)
+echo "getter beside the publisher and a complete getter: verified file in $both s; chunks from the publisher $(from both "$publisher"), from the complete getter $(from both "$seeder")"
+kill -KILL "$share"
+while kill -0 "$share" 2>/dev/null; do sleep 0.05; done
+alone=$(get alone)
+echo "publisher killed too: verified file in $alone s, chunks from the complete getter $(from alone "$seeder")"

@@ -69,7 +69,12 @@ pub async fn announce_every(
                 {
                     continue;
                 }
-                match dht.announce(key, port).await {
+                let outcome = tokio::select! {
+                    biased;
+                    () = token.cancelled() => return,
+                    r = dht.announce(key, port) => r,
+                };
+                match outcome {
                     Ok(()) => {
                         tracing::info!("announced {} in the DHT (port {port})", hash.short());
                         announced.insert(key, now);

@@ -23,11 +23,16 @@ pub const DHT_ASK_AFTER: Duration = Duration::from_secs(2);
 pub const DHT_ASK_MAX: Duration = Duration::from_secs(60);
 
 /// With a DHT, announces the (whole, verified) file on this peer's serving port until
-/// `child` is cancelled: when the peer stops serving.
+/// `child` is cancelled: when the peer stops serving. A getter that does not linger does
+/// not serve: it announces nothing.
 pub(super) fn announce(swarm: &Swarm, tasks: &TaskTracker, child: &CancellationToken) {
     let Some(dht) = swarm.config.dht.clone() else {
         return;
     };
+    let getter = matches!(swarm.mode, super::config::Mode::Getter(_));
+    if getter && swarm.config.linger.is_some_and(|l| l.is_zero()) {
+        return;
+    }
     let hash = swarm.manifest.hash;
     let keys = move || vec![(hash, key_of(&hash))];
     let announcing = crate::dht::announce_every(dht, keys, swarm.port, child.clone());
@@ -35,16 +40,22 @@ pub(super) fn announce(swarm: &Swarm, tasks: &TaskTracker, child: &CancellationT
 }
 
 /// The nodes the DHT names for this peer's file, as `IP:PORT`, at most [`MAX_CANDIDATES`],
-/// this peer itself left out; none without a DHT. They are untrusted: a source's manifest
-/// must match this peer's, and every chunk its hash, as from any other source.
-pub(super) async fn named(swarm: &Swarm) -> Vec<String> {
+/// this peer itself left out; none without a DHT. The lookup's first answers only, unless
+/// `full` (see [`crate::dht::Discovery::lookup_first`]). They are untrusted: a source's
+/// manifest must match this peer's, and every chunk its hash, as from any other source.
+pub(super) async fn named(swarm: &Swarm, full: bool) -> Vec<String> {
     let Some(dht) = &swarm.config.dht else {
         return Vec::new();
     };
     let mine = |a: &std::net::SocketAddr| {
         a.port() == swarm.port && (a.ip().is_loopback() || a.ip().is_unspecified())
     };
-    let found = dht.lookup(key_of(&swarm.manifest.hash)).await;
+    let key = key_of(&swarm.manifest.hash);
+    let found = if full {
+        dht.lookup(key).await
+    } else {
+        dht.lookup_first(key).await
+    };
     found
         .into_iter()
         .filter(|a| !mine(a))
@@ -65,7 +76,7 @@ pub(super) async fn getter_sources(getter: Arc<Getter>, token: CancellationToken
     let first = tokio::select! {
         biased;
         () = token.cancelled() => return,
-        named = named(&swarm) => named,
+        named = named(&swarm, false) => named,
     };
     let n = first.len();
     let added = getter.found(first);
@@ -95,7 +106,7 @@ pub(super) async fn getter_sources(getter: Arc<Getter>, token: CancellationToken
         if swarm.owner_link_up() {
             continue;
         }
-        let addrs = named(&swarm).await;
+        let addrs = named(&swarm, true).await;
         let n = addrs.len();
         let added = getter.found(addrs);
         if added > 0 {

@@ -228,7 +228,7 @@ async fn locate_once(getter: &Getter, dead: &str) {
         Err(e) => {
             debug!("cannot ask the directory: {e}");
             // Gone: with a DHT, the nodes it names for the file.
-            let mut named = super::discover::named(swarm).await;
+            let mut named = super::discover::named(swarm, true).await;
             named.retain(|a| a != dead);
             let n = getter.found(named);
             if n > 0 {
