@@ -136,6 +136,8 @@ mod tests {
         let getter = getter().await;
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         assert_eq!(getter.found(addrs(1000..1010)), 10);
+        // The owner link's endpoint is connected already.
+        assert_eq!(getter.found(vec!["10.0.0.1:5000".into()]), 0);
         // Already known: not again; past the bound: not at all.
         assert_eq!(getter.found(addrs(1005..1100)), super::MAX_CANDIDATES - 10);
         assert_eq!(getter.found(addrs(2000..2010)), 0);

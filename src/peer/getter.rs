@@ -87,11 +87,14 @@ impl Getter {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        // The owner link's own endpoint (a source the DHT named, resolved at start) is
+        // connected already.
+        let linked = self.swarm.config.owner.to_string();
         let mut sh = self.shared();
         let mut kept = sh.sources.values().filter(|s| s.dht).count();
         let mut added = 0;
         for addr in addrs {
-            if sh.sources.contains_key(&addr) || owner.as_ref() == Some(&addr) {
+            if sh.sources.contains_key(&addr) || owner.as_ref() == Some(&addr) || addr == linked {
                 continue;
             }
             if kept >= MAX_DHT_SOURCES {
