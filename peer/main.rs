@@ -766,13 +766,14 @@ fn check_dht(dht: &ringswarm::dht_cli::DhtArgs, pin: Option<&Ticket>) {
 
 /// `--dht`: where `peer get/join TICKET` fetches from: the ticket's directory while it answers
 /// with a source, else a node the DHT names that serves the file. Such a source is pinned by
-/// the file's hash and size only: the ticket's key is its directory's, not the source's.
+/// the file's hash and size only: the ticket's key is its directory's, not the source's. A
+/// `join` found so fetches as a getter, and says so.
 async fn via_dht(
     owner: &Endpoint,
     pin: Option<Ticket>,
     me: &ringswarm::secure::Identity,
     dht: &dyn ringswarm::dht::Discovery,
-    quiet: bool,
+    (join, quiet): (bool, bool),
 ) -> anyhow::Result<(Endpoint, Option<Ticket>)> {
     let Some(ticket) = pin else {
         anyhow::bail!("--dht needs a ticket");
@@ -784,8 +785,13 @@ async fn via_dht(
         ringswarm::dht::Resolved::Directory => Ok((owner.clone(), Some(ticket))),
         ringswarm::dht::Resolved::Source { source, why, named } => {
             if !quiet {
+                let how = if join {
+                    " as a getter (a ring needs its directory)"
+                } else {
+                    ""
+                };
                 cli::print_out(&format!(
-                    "{why}; the DHT named {named} node(s): fetching from {source}\n"
+                    "{why}; the DHT named {named} node(s): fetching from {source}{how}\n"
                 ))?;
             }
             Ok((
@@ -913,7 +919,7 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         .transpose()?
         .flatten();
     let found = match &dht {
-        Some(d) => Some(via_dht(&owner, pin.clone(), &identity, &**d, quiet).await?),
+        Some(d) => Some(via_dht(&owner, pin.clone(), &identity, &**d, (join, quiet)).await?),
         None => None,
     };
     let moved = found.as_ref().is_some_and(|(o, _)| *o != owner);
