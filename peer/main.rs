@@ -767,14 +767,15 @@ fn check_dht(dht: &ringswarm::dht_cli::DhtArgs, pin: Option<&Ticket>) {
 /// `--dht`: where `peer get/join TICKET` fetches from: the ticket's directory while it answers
 /// with a source, else a node the DHT names that serves the file. Such a source is pinned by
 /// the file's hash and size only: the ticket's key is its directory's, not the source's. A
-/// `join` found so fetches as a getter, and says so.
+/// `join` whose source keeps no directory (a plain peer) fetches as a getter, and says so;
+/// the last value: whether it still joins a ring.
 async fn via_dht(
     owner: &Endpoint,
     pin: Option<Ticket>,
     me: &ringswarm::secure::Identity,
     dht: &dyn ringswarm::dht::Discovery,
     (join, quiet): (bool, bool),
-) -> anyhow::Result<(Endpoint, Option<Ticket>)> {
+) -> anyhow::Result<(Endpoint, Option<Ticket>, bool)> {
     let Some(ticket) = pin else {
         anyhow::bail!("--dht needs a ticket");
     };
@@ -782,14 +783,19 @@ async fn via_dht(
         .await
         .map_err(anyhow::Error::msg)?;
     match found {
-        ringswarm::dht::Resolved::Directory => Ok((owner.clone(), Some(ticket))),
-        ringswarm::dht::Resolved::Source { source, why, named } => {
+        ringswarm::dht::Resolved::Directory => Ok((owner.clone(), Some(ticket), join)),
+        ringswarm::dht::Resolved::Source {
+            source,
+            why,
+            named,
+            directory,
+        } => {
+            let how = match (join, directory) {
+                (true, true) => " (its directory places this peer in a ring)",
+                (true, false) => " as a getter (it keeps no directory to form a ring)",
+                (false, _) => "",
+            };
             if !quiet {
-                let how = if join {
-                    " as a getter (a ring needs its directory)"
-                } else {
-                    ""
-                };
                 cli::print_out(&format!(
                     "{why}; the DHT named {named} node(s): fetching from {source}{how}\n"
                 ))?;
@@ -800,6 +806,7 @@ async fn via_dht(
                     node: None,
                     ..ticket
                 }),
+                join && directory,
             ))
         }
     }
@@ -922,11 +929,9 @@ async fn run(job: Job) -> anyhow::Result<bool> {
         Some(d) => Some(via_dht(&owner, pin.clone(), &identity, &**d, (join, quiet)).await?),
         None => None,
     };
-    let moved = found.as_ref().is_some_and(|(o, _)| *o != owner);
-    let (owner, pin) = found.unwrap_or((owner, pin));
-    // A ring needs its directory: from a source found in the DHT, the file is fetched as a
+    // A ring needs a directory: from a plain peer found in the DHT, the file is fetched as a
     // getter fetches it.
-    let join = join && !moved;
+    let (owner, pin, join) = found.unwrap_or((owner, pin, join));
     let node = ringswarm::http::Node::Peer(status.clone());
     serve_http(
         args.serving.bind,

@@ -119,17 +119,18 @@ fn a_ticket_resolves_through_the_dht_when_its_tracker_is_killed() {
     let alive_port = alive.listening_port();
     let from_alive = format!("node(s): fetching from 127.0.0.1:{alive_port}\n");
     assert!(out.contains(&from_alive), "{out}");
-    // A ring member finds it the same way, and fetches as a getter: a ring needs its
-    // directory.
+    // A ring member finds it the same way; the publisher keeps a directory of its own, which
+    // places it in a ring.
     let join = dht_fetch("join", root, "joined", &ticket, &boot, &file);
-    let as_getter = format!(
-        "node(s): fetching from 127.0.0.1:{alive_port} as a getter (a ring needs its directory)\n"
+    let in_ring = format!(
+        "node(s): fetching from 127.0.0.1:{alive_port} (its directory places this peer in a ring)\n"
     );
     assert!(
-        join.stdout_text().contains(&as_getter),
+        join.stdout_text().contains(&in_ring),
         "{}",
         join.stdout_text()
     );
+    assert!(alive.wait_log("role=Joiner"), "{}", alive.describe());
 
     // The tracker, restarted on its port (with its key), is used again once the publisher
     // has published to it again.
@@ -326,10 +327,13 @@ fn a_complete_getter_found_in_the_dht_serves_beside_and_after_the_publisher() {
         second.describe()
     );
 
-    // The publisher gone too: the first getter alone.
+    // The publisher gone too: the first getter alone. A joiner fetches from it as a getter:
+    // a plain peer keeps no directory to form a ring.
     publisher.kill();
-    let third = dht_get(root, "third", &ticket, &boot, &file);
-    let from_first = format!("node(s): fetching from 127.0.0.1:{first_port}\n");
+    let third = dht_fetch("join", root, "third", &ticket, &boot, &file);
+    let from_first = format!(
+        "node(s): fetching from 127.0.0.1:{first_port} as a getter (it keeps no directory to form a ring)\n"
+    );
     assert!(
         third.stdout_text().contains(&from_first),
         "{}",

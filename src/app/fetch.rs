@@ -261,14 +261,13 @@ async fn run_once(app: &App, d: &Download) -> anyhow::Result<Outcome> {
         let run = d.run();
         (run.status.clone(), run.token.clone())
     };
-    let (owner, pin) = match (&c.dht, &d.pin) {
-        (Some(dht), Some(ticket)) => via_dht(app, dht.as_ref(), &d.owner, ticket).await?,
-        _ => (d.owner.clone(), d.pin.clone()),
+    let join = d.mode == FetchMode::Join;
+    let (owner, pin, join) = match (&c.dht, &d.pin) {
+        (Some(dht), Some(ticket)) => via_dht(app, dht.as_ref(), &d.owner, ticket, join).await?,
+        _ => (d.owner.clone(), d.pin.clone(), join),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<peer::Completion>();
     let label = listener.local_addr()?.to_string();
-    // A ring needs its directory: from a source the DHT names, fetch as a getter.
-    let join = d.mode == FetchMode::Join && owner == d.owner;
     let config = peer::Config {
         get: (!join).then_some(peer::GetConfig {
             max_sources: c.max_sources,
@@ -304,21 +303,26 @@ async fn run_once(app: &App, d: &Download) -> anyhow::Result<Outcome> {
 
 /// `--dht`: the directory while it answers with a source, else a node the DHT names that
 /// serves the file (pinned by the ticket's hash and size: the ticket's key is its directory's).
+/// The last value: whether to `join` a ring still (a ring needs a directory: a plain peer
+/// found in the DHT keeps none, and is fetched from as a getter fetches).
 async fn via_dht(
     app: &App,
     dht: &dyn crate::dht::Discovery,
     owner: &Endpoint,
     ticket: &Ticket,
-) -> anyhow::Result<(Endpoint, Option<Ticket>)> {
+    join: bool,
+) -> anyhow::Result<(Endpoint, Option<Ticket>, bool)> {
     let me = &app.config.identity;
     match crate::dht::resolve(ticket, owner, me, dht).await {
-        Ok(crate::dht::Resolved::Directory) => Ok((owner.clone(), Some(ticket.clone()))),
-        Ok(crate::dht::Resolved::Source { source, .. }) => {
+        Ok(crate::dht::Resolved::Directory) => Ok((owner.clone(), Some(ticket.clone()), join)),
+        Ok(crate::dht::Resolved::Source {
+            source, directory, ..
+        }) => {
             let unpinned = Ticket {
                 node: None,
                 ..ticket.clone()
             };
-            Ok((source, Some(unpinned)))
+            Ok((source, Some(unpinned), join && directory))
         }
         Err(why) => Err(anyhow::Error::msg(why)),
     }

@@ -27,6 +27,9 @@ pub enum Resolved {
         why: String,
         /// Nodes the DHT named.
         named: usize,
+        /// The source keeps a directory of its own (a publisher, a file owner): it answers
+        /// `locate` and places joiners in a ring. Else a plain peer that holds the file.
+        directory: bool,
     },
 }
 
@@ -74,8 +77,13 @@ pub async fn resolve(
                 continue;
             }
             tried.push(addr);
-            if let Some(source) = serves(directory, addr, &hash, me).await {
-                return Ok(Resolved::Source { source, why, named });
+            if let Some((source, directory)) = serves(directory, addr, &hash, me).await {
+                return Ok(Resolved::Source {
+                    source,
+                    why,
+                    named,
+                    directory,
+                });
             }
         }
     }
@@ -86,13 +94,14 @@ pub async fn resolve(
 }
 
 /// Whether `addr`, named in the DHT, serves the file whose hash is `hash`: it, as an
-/// endpoint on the `directory`'s network, if it answers for it within [`ASK_LIMIT`].
+/// endpoint on the `directory`'s network, if it answers for it within [`ASK_LIMIT`], and
+/// whether it keeps a directory (it answered `locate`).
 async fn serves(
     directory: &Endpoint,
     addr: std::net::SocketAddr,
     hash: &str,
     me: &Identity,
-) -> Option<Endpoint> {
+) -> Option<(Endpoint, bool)> {
     let source = directory.sibling(&addr.to_string()).ok()?;
     let asked = tokio::time::timeout(
         ASK_LIMIT,
@@ -100,10 +109,12 @@ async fn serves(
     )
     .await;
     match asked {
-        Ok(Ok(loc)) if loc.file.as_ref().is_some_and(|f| f.hash == hash) => return Some(source),
+        Ok(Ok(loc)) if loc.file.as_ref().is_some_and(|f| f.hash == hash) => {
+            return Some((source, true));
+        }
         Ok(Ok(_)) => tracing::info!("{addr}, named in the DHT, does not serve it: skipped"),
         // No directory there: a plain peer answers `hello` for a file it holds.
-        Ok(Err(_)) if offers(&source, hash, me).await => return Some(source),
+        Ok(Err(_)) if offers(&source, hash, me).await => return Some((source, false)),
         Ok(Err(e)) => tracing::info!("{addr}, named in the DHT, does not serve it: {e}"),
         Err(_) => tracing::info!("{addr}, named in the DHT, did not answer in time"),
     }
