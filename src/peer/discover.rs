@@ -106,7 +106,11 @@ pub(super) async fn getter_sources(getter: Arc<Getter>, token: CancellationToken
         if swarm.owner_link_up() {
             continue;
         }
-        let addrs = named(&swarm, true).await;
+        let addrs = tokio::select! {
+            biased;
+            () = token.cancelled() => return,
+            named = named(&swarm, true) => named,
+        };
         let n = addrs.len();
         let added = getter.found(addrs);
         if added > 0 {

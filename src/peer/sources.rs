@@ -139,7 +139,13 @@ pub(super) async fn fallback(swarm: Arc<Swarm>, token: CancellationToken) {
         let (lost_tx, _) = mpsc::unbounded_channel();
         let getter = new_getter(&swarm, lost_tx);
         let fetch = async {
-            locate_once(&getter, &neighbour).await;
+            // The first answer (the directory's, or with it gone the DHT's, which may take
+            // seconds) unless the fall-back ends first.
+            tokio::select! {
+                biased;
+                () = sub.cancelled() => return,
+                () = locate_once(&getter, &neighbour) => {}
+            }
             // Ask again every LOCATE_EVERY, one question at a time, beside the connections.
             tokio::select! {
                 biased;
