@@ -100,36 +100,28 @@ ticket=$(grep -o 'ringswarm://[^ ]*' "$work/share.out" | head -1)
 kill -KILL "$tracker"
 while kill -0 "$tracker" 2>/dev/null; do sleep 0.05; done
 
-start=$(now)
-"$bin/peer" get "$ticket" --dir "$work/got" --bind 127.0.0.1 --linger 0 --dht --dht-bootstrap "$boot" \
-    --events "$work/get.jsonl" >"$work/get.out" 2>"$work/get.err"
-end=$(now)
-cmp -s "$work/file.bin" "$work/got/file.bin" || {
-    echo "dht-local.sh: the copy differs from the original" >&2
-    exit 1
-}
-first=$(grep -m1 '"event":"chunk_received"' "$work/get.jsonl" | grep -o '"ts":[0-9.]*' | cut -d: -f2)
-awk -v t0="$t0" -v formed="$formed" -v start="$start" -v first="$first" -v end="$end" -v n="$nodes" \
-    -v size="$(human_size "$bytes")" 'BEGIN {
-    printf "DHT of %d nodes formed in %.2f s\n", n, formed - t0
-    printf "getter (tracker killed): cold start to first chunk %.3f s, to the verified file %.3f s (%s)\n", first - start, end - start, size
-}'
-grep -m1 'the DHT named' "$work/get.out" | sed 's/^/  /'
-echo "copy verified: byte-identical"
-
-# get NAME: `peer get TICKET --dht` into $work/NAME, to its end; its seconds; the copy checked.
+# get NAME: `peer get TICKET --dht` into $work/NAME, to its end, the copy checked; sets
+# `started` and `took` (seconds).
 get() {
-    local s e
-    s=$(now)
+    started=$(now)
     "$bin/peer" get "$ticket" --dir "$work/$1" --bind 127.0.0.1 --linger 0 --dht --dht-bootstrap "$boot" \
         --events "$work/$1.jsonl" >"$work/$1.out" 2>"$work/$1.err"
-    e=$(now)
+    took=$(awk -v s="$started" -v e="$(now)" 'BEGIN { printf "%.3f", e - s }')
     cmp -s "$work/file.bin" "$work/$1/file.bin" || {
         echo "dht-local.sh: $1's copy differs from the original" >&2
         exit 1
     }
-    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f", e - s }'
 }
+
+get got
+first=$(grep -m1 '"event":"chunk_received"' "$work/got.jsonl" | grep -o '"ts":[0-9.]*' | cut -d: -f2)
+awk -v t0="$t0" -v formed="$formed" -v start="$started" -v first="$first" -v took="$took" -v n="$nodes" \
+    -v size="$(human_size "$bytes")" 'BEGIN {
+    printf "DHT of %d nodes formed in %.2f s\n", n, formed - t0
+    printf "getter (tracker killed): cold start to first chunk %.3f s, to the verified file %.3f s (%s)\n", first - start, took, size
+}'
+grep -m1 'the DHT named' "$work/got.out" | sed 's/^/  /'
+echo "copy verified: byte-identical"
 # from NAME PORT: how many chunks NAME received from 127.0.0.1:PORT.
 from() { grep '"event":"chunk_received"' "$work/$1.jsonl" | grep -c "127\.0\.0\.1:$2\"" || true; }
 
@@ -142,9 +134,9 @@ wait_for "$work/seeder.out" "complete: "
 wait_for "$work/seeder.err" "in the DHT (port "
 seeder=$(grep -o 'listening on [0-9.]*:[0-9]*' "$work/seeder.out" | grep -o '[0-9]*$')
 publisher=$(grep -o 'listening on [0-9.]*:[0-9]*' "$work/share.out" | grep -o '[0-9]*$')
-both=$(get both)
-echo "getter beside the publisher and a complete getter: verified file in $both s; chunks from the publisher $(from both "$publisher"), from the complete getter $(from both "$seeder")"
+get both
+echo "getter beside the publisher and a complete getter: verified file in $took s; chunks from the publisher $(from both "$publisher"), from the complete getter $(from both "$seeder")"
 kill -KILL "$share"
 while kill -0 "$share" 2>/dev/null; do sleep 0.05; done
-alone=$(get alone)
-echo "publisher killed too: verified file in $alone s, chunks from the complete getter $(from alone "$seeder")"
+get alone
+echo "publisher killed too: verified file in $took s, chunks from the complete getter $(from alone "$seeder")"

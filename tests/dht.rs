@@ -83,6 +83,12 @@ fn dht_fetch(
     get
 }
 
+/// Asserts that `p` printed `text` on stdout.
+fn says(p: &Proc, text: &str) {
+    let out = p.stdout_text();
+    assert!(out.contains(text), "no {text:?} in:\n{out}");
+}
+
 #[test]
 fn a_ticket_resolves_through_the_dht_when_its_tracker_is_killed() {
     let root = tempfile::tempdir().unwrap();
@@ -125,11 +131,7 @@ fn a_ticket_resolves_through_the_dht_when_its_tracker_is_killed() {
     let in_ring = format!(
         "node(s): fetching from 127.0.0.1:{alive_port} (its directory places this peer in a ring)\n"
     );
-    assert!(
-        join.stdout_text().contains(&in_ring),
-        "{}",
-        join.stdout_text()
-    );
+    says(&join, &in_ring);
     assert!(alive.wait_log("role=Joiner"), "{}", alive.describe());
 
     // The tracker, restarted on its port (with its key), is used again once the publisher
@@ -225,11 +227,7 @@ fn an_owner_announces_its_files() {
     let moved = moved.split("&node=").next().unwrap().to_string();
     let get = dht_get(root, "got", &moved, &boot, &file);
     let from_owner = format!("node(s): fetching from 127.0.0.1:{port}\n");
-    assert!(
-        get.stdout_text().contains(&from_owner),
-        "{}",
-        get.stdout_text()
-    );
+    says(&get, &from_owner);
 }
 
 /// A getter that completes with `--dht` announces itself. With the tracker killed, a second
@@ -334,10 +332,6 @@ fn a_complete_getter_found_in_the_dht_serves_beside_and_after_the_publisher() {
     let from_first = format!(
         "node(s): fetching from 127.0.0.1:{first_port} as a getter (it keeps no directory to form a ring)\n"
     );
-    assert!(
-        third.stdout_text().contains(&from_first),
-        "{}",
-        third.stdout_text()
-    );
+    says(&third, &from_first);
     first.kill();
 }
